@@ -1,0 +1,28 @@
+//! zfvis-core: ZFNet/AlexNet on libtorch, the deconvnet and the paper's
+//! analyses. No HTTP here: the `zfvis` binary (CLI and server) calls in.
+//!
+//! Paper figure -> module: Fig. 1 deconvnet -> `deconv`; Fig. 3 network ->
+//! `net`; §2 training -> `train`; model folders -> `checkpoint`.
+
+pub mod checkpoint;
+pub mod data;
+pub mod deconv;
+pub mod net;
+pub mod predict;
+pub mod preprocess;
+pub mod train;
+
+pub use tch;
+
+/// `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(s: &str) -> anyhow::Result<tch::Device> {
+    match s {
+        "auto" => Ok(tch::Device::cuda_if_available()),
+        "cpu" => Ok(tch::Device::Cpu),
+        "cuda" => Ok(tch::Device::Cuda(0)),
+        _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => Ok(tch::Device::Cuda(n)),
+            None => anyhow::bail!("unknown device {s:?}: expected auto, cpu, cuda or cuda:N"),
+        },
+    }
+}

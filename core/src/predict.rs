@@ -1,0 +1,31 @@
+//! Top-k predictions of one image (the model crop).
+
+use crate::checkpoint::Manifest;
+use crate::net::Trace;
+use serde::Serialize;
+use tch::Kind;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    pub index: usize,
+    pub id: String,
+    pub name: String,
+    pub prob: f64,
+}
+
+/// The `k` most probable classes of image `i` of the trace, most probable first.
+pub fn top_k(manifest: &Manifest, trace: &Trace, i: i64, k: usize) -> Vec<Prediction> {
+    let probs = trace.logits.get(i).softmax(-1, Kind::Float);
+    let k = (k as i64).min(probs.size()[0]);
+    let (v, idx) = probs.topk(k, 0, true, true);
+    let v: Vec<f32> = Vec::try_from(&v).unwrap_or_default();
+    let idx: Vec<i64> = Vec::try_from(&idx).unwrap_or_default();
+    idx.into_iter()
+        .zip(v)
+        .map(|(c, p)| {
+            let c = c as usize;
+            let info = &manifest.classes[c];
+            Prediction { index: c, id: info.id.clone(), name: info.name.clone(), prob: p as f64 }
+        })
+        .collect()
+}

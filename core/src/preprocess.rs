@@ -1,0 +1,154 @@
+//! Bytes -> RGB image -> the crop the model sees -> normalised tensor.
+//! Resize the shorter side to the input size (bilinear), centre crop, then
+//! normalise with the manifest's mean/std. The crop shown to people is exactly
+//! the one returned by [`model_crop`].
+
+use anyhow::{anyhow, bail, Result};
+use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use std::io::Cursor;
+use tch::{Kind, Tensor};
+
+/// Largest accepted image, in pixels (checked before decoding).
+pub const MAX_PIXELS: u64 = 40_000_000;
+pub const MAX_SIDE: u32 = 16_384;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("empty image")]
+    Empty,
+    #[error("not a supported image (JPEG, PNG, WebP, GIF, BMP)")]
+    Format,
+    #[error("image is {0}x{1} pixels; the limit is {MAX_PIXELS} pixels and {MAX_SIDE} per side")]
+    TooLarge(u32, u32),
+    #[error("cannot decode image: {0}")]
+    Decode(String),
+}
+
+/// Width and height from the header only.
+pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|_| ImageError::Format)?;
+    if reader.format().is_none() {
+        return Err(ImageError::Format);
+    }
+    reader.into_dimensions().map_err(|e| ImageError::Decode(e.to_string()))
+}
+
+/// Decode any supported image to RGB8: first GIF frame, EXIF orientation
+/// applied, alpha composited over white, greyscale/CMYK converted.
+pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
+    let (w, h) = dimensions(bytes)?;
+    if w == 0 || h == 0 {
+        return Err(ImageError::Decode("zero-sized image".into()));
+    }
+    if w > MAX_SIDE || h > MAX_SIDE || (w as u64) * (h as u64) > MAX_PIXELS {
+        return Err(ImageError::TooLarge(w, h));
+    }
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|_| ImageError::Format)?;
+    let mut decoder = reader.into_decoder().map_err(|e| ImageError::Decode(e.to_string()))?;
+    let orientation = decoder.orientation().ok();
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| ImageError::Decode(e.to_string()))?;
+    if let Some(o) = orientation {
+        img.apply_orientation(o);
+    }
+    Ok(flatten_alpha(img))
+}
+
+fn flatten_alpha(img: DynamicImage) -> RgbImage {
+    if !img.color().has_alpha() {
+        return img.to_rgb8();
+    }
+    let rgba = img.to_rgba8();
+    let (w, h) = rgba.dimensions();
+    RgbImage::from_fn(w, h, |x, y| {
+        let p = rgba.get_pixel(x, y).0;
+        let a = p[3] as f32 / 255.0;
+        let mix = |c: u8| (c as f32 * a + 255.0 * (1.0 - a)).round() as u8;
+        image::Rgb([mix(p[0]), mix(p[1]), mix(p[2])])
+    })
+}
+
+/// Resize so the shorter side is `size`, then crop the centre `size`x`size`.
+pub fn model_crop(img: &RgbImage, size: u32) -> RgbImage {
+    resize_crop(img, size, size)
+}
+
+/// Resize the shorter side to `resize`, then centre-crop `crop`x`crop`.
+pub fn resize_crop(img: &RgbImage, resize: u32, crop: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let (nw, nh) = if w <= h {
+        (resize, ((h as u64 * resize as u64 + w as u64 / 2) / w as u64).max(resize as u64) as u32)
+    } else {
+        (((w as u64 * resize as u64 + h as u64 / 2) / h as u64).max(resize as u64) as u32, resize)
+    };
+    let resized = if (nw, nh) == (w, h) {
+        img.clone()
+    } else {
+        image::imageops::resize(img, nw, nh, FilterType::Triangle)
+    };
+    let x = (nw - crop) / 2;
+    let y = (nh - crop) / 2;
+    image::imageops::crop_imm(&resized, x, y, crop, crop).to_image()
+}
+
+/// Map a point of the original image to the model crop's pixel coordinates.
+pub fn map_point(orig: (u32, u32), size: u32, p: (f64, f64)) -> (f64, f64) {
+    let (w, h) = (orig.0 as f64, orig.1 as f64);
+    let s = size as f64 / w.min(h);
+    let (nw, nh) = ((w * s).round(), (h * s).round());
+    let (ox, oy) = (((nw - size as f64) / 2.0).floor(), ((nh - size as f64) / 2.0).floor());
+    (p.0 * s - ox, p.1 * s - oy)
+}
+
+/// RGB8 crop -> [3, H, W] float tensor normalised with mean/std (RGB, 0..1).
+pub fn to_tensor(img: &RgbImage, mean: &[f64; 3], std: &[f64; 3]) -> Tensor {
+    let (w, h) = img.dimensions();
+    let t = Tensor::from_slice(img.as_raw()).view([h as i64, w as i64, 3]).permute([2, 0, 1]).to_kind(Kind::Float) / 255.0;
+    let m = Tensor::from_slice(&mean.map(|v| v as f32)).view([3, 1, 1]);
+    let s = Tensor::from_slice(&std.map(|v| v as f32)).view([3, 1, 1]);
+    (t - m) / s
+}
+
+/// Read a file and return the model crop and its tensor.
+pub fn load_file(path: &std::path::Path, size: u32, mean: &[f64; 3], std: &[f64; 3]) -> Result<(RgbImage, Tensor)> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    let img = decode(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let crop = model_crop(&img, size);
+    let t = to_tensor(&crop, mean, std);
+    Ok((crop, t))
+}
+
+pub fn check_size(size: u32) -> Result<()> {
+    if size < 16 {
+        bail!("input size {size} is too small");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_keeps_aspect_and_centre() {
+        let img = RgbImage::from_fn(400, 200, |x, _| image::Rgb([if x < 200 { 0 } else { 255 }, 0, 0]));
+        let c = model_crop(&img, 100);
+        assert_eq!(c.dimensions(), (100, 100));
+        // The centre of the original is the centre of the crop.
+        assert_eq!(map_point((400, 200), 100, (200.0, 100.0)), (50.0, 50.0));
+    }
+
+    #[test]
+    fn rejects_garbage_and_empty() {
+        assert!(matches!(decode(b""), Err(ImageError::Empty)));
+        assert!(matches!(decode(b"hello world, not an image"), Err(ImageError::Format)));
+    }
+
+    #[test]
+    fn alpha_goes_over_white() {
+        let img = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(2, 2, image::Rgba([0, 0, 0, 0])));
+        assert_eq!(flatten_alpha(img).get_pixel(0, 0).0, [255, 255, 255]);
+    }
+}

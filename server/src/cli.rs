@@ -1,0 +1,254 @@
+//! Subcommands. Each one parses arguments, calls one analysis of zfvis-core
+//! and prints its result type (text for people, `--json` for programs).
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use zfvis_core::checkpoint::ModelDir;
+use zfvis_core::deconv::{self, Keep, ProjectRequest};
+use zfvis_core::net::Arch;
+use zfvis_core::tch::{self, Kind, Tensor};
+use zfvis_core::train::{self, Schedule, TrainConfig};
+use zfvis_core::{parse_device, predict, preprocess};
+
+#[derive(Parser)]
+#[command(name = "zfvis", version, about = "See what a ZFNet sees (Zeiler & Fergus 2013)")]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct ModelArgs {
+    /// Model folder (manifest.json + snapshots)
+    #[arg(long)]
+    model: PathBuf,
+    /// Snapshot epoch (default: the last)
+    #[arg(long)]
+    snapshot: Option<u32>,
+    /// auto | cpu | cuda | cuda:N
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Top-5 classes of an image
+    Predict {
+        #[command(flatten)]
+        m: ModelArgs,
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deconvnet projection of a feature map to pixels (paper Fig. 1)
+    Project {
+        #[command(flatten)]
+        m: ModelArgs,
+        #[arg(long)]
+        image: PathBuf,
+        /// Conv layer 1..5
+        #[arg(long)]
+        layer: usize,
+        /// Feature map, 0-based
+        #[arg(long)]
+        map: i64,
+        /// Keep every activation of the map, not only the strongest
+        #[arg(long)]
+        all: bool,
+        /// PNG for people (contrast-stretched symmetric around grey)
+        #[arg(long)]
+        out: PathBuf,
+        /// Raw float32 3xHxW projection as .npy
+        #[arg(long)]
+        out_raw: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train a ZFNet or AlexNet with snapshots (paper §2)
+    Train(TrainArgs),
+    /// Top-1/top-5 over a folder of class folders
+    Eval {
+        #[command(flatten)]
+        m: ModelArgs,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    #[arg(long, default_value = "zfnet")]
+    arch: String,
+    /// Conv width multiplier (1.0 = the paper's)
+    #[arg(long, default_value_t = 1.0)]
+    width: f64,
+    /// fc width multiplier (default: --width)
+    #[arg(long)]
+    fc_width: Option<f64>,
+    /// ImageFolder dataset: train/<class>/*, val/<class>/*, optional classes.json
+    #[arg(long)]
+    data: PathBuf,
+    /// Model folder to write
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 70)]
+    epochs: u32,
+    /// Epochs at which snapshots are written (the last epoch always is)
+    #[arg(long, value_delimiter = ',', default_value = "1,2,5,10,20,30,40,64")]
+    snapshots: Vec<u32>,
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    #[arg(long, default_value_t = 0.01)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    #[arg(long, default_value_t = 5e-4)]
+    weight_decay: f64,
+    /// Turn feature-scale clipping off (the paper's ablation)
+    #[arg(long)]
+    no_clip: bool,
+    /// paper (N(0,0.01) init, step lr) or modern (He init, warm-up + cosine)
+    #[arg(long, default_value = "paper")]
+    schedule: String,
+    /// libtorch threads (default: all cores)
+    #[arg(long)]
+    threads: Option<i32>,
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Continue from the last completed epoch in --out
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Store snapshots as fp16 (loaded as fp32)
+    #[arg(long)]
+    half: bool,
+    /// Use at most N training images (0 = all)
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Decoded-image cache budget in GB; larger datasets are streamed
+    #[arg(long, default_value_t = 8.0)]
+    cache_gb: f64,
+}
+
+fn git_rev() -> Option<String> {
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn load_image(model: &ModelDir, path: &Path) -> Result<(image::RgbImage, Tensor)> {
+    let m = &model.manifest;
+    preprocess::load_file(path, m.input_size as u32, &m.mean, &m.std)
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Predict { m, image, json } => {
+            let model = ModelDir::open(&m.model)?;
+            let net = model.load(m.snapshot, parse_device(&m.device)?)?;
+            let (_, x) = load_image(&model, &image)?;
+            let trace = net.trace(&x.unsqueeze(0));
+            let top = predict::top_k(&model.manifest, &trace, 0, 5);
+            if json {
+                println!("{}", json!({ "top": top }));
+            } else {
+                for p in top {
+                    println!("{:6.2}%  {:>3}  {}  {}", p.prob * 100.0, p.index, p.id, p.name);
+                }
+            }
+        }
+        Cmd::Project { m, image, layer, map, all, out, out_raw, json } => {
+            let model = ModelDir::open(&m.model)?;
+            let net = model.load(m.snapshot, parse_device(&m.device)?)?;
+            deconv::check_layer_map(&net, layer, map)?;
+            let (_, x) = load_image(&model, &image)?;
+            let trace = net.trace(&x.unsqueeze(0));
+            let keep = if all { Keep::All } else { Keep::Strongest };
+            let p = deconv::project(&net, &trace, &[ProjectRequest { layer, map, keep }])?.remove(0);
+            let (w, h, rgb) = deconv::to_rgb8(&p.pixels);
+            image::RgbImage::from_raw(w, h, rgb)
+                .context("projection image")?
+                .save(&out)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            if let Some(raw) = &out_raw {
+                p.pixels.to_kind(Kind::Float).to_device(tch::Device::Cpu).write_npy(raw)
+                    .with_context(|| format!("cannot write {}", raw.display()))?;
+            }
+            if json {
+                println!(
+                    "{}",
+                    json!({"layer": layer, "map": map, "mode": if all {"all"} else {"strongest"},
+                           "value": p.value, "y": p.y, "x": p.x,
+                           "field": {"y0": p.field.0, "x0": p.field.1, "y1": p.field.2, "x1": p.field.3}})
+                );
+            } else {
+                println!("layer {layer} map {map}: activation {:.4} at (y {}, x {}); wrote {}", p.value, p.y, p.x, out.display());
+            }
+        }
+        Cmd::Train(a) => {
+            if let Some(t) = a.threads {
+                if t < 1 {
+                    bail!("--threads must be at least 1");
+                }
+                tch::set_num_threads(t);
+                rayon::ThreadPoolBuilder::new().num_threads(t as usize).build_global().ok();
+            }
+            let schedule = match a.schedule.as_str() {
+                "paper" => Schedule::Paper,
+                "modern" => Schedule::Modern,
+                s => bail!("unknown --schedule {s:?}: expected paper or modern"),
+            };
+            let arch: Arch = a.arch.parse()?;
+            let provenance = json!({
+                "command": std::env::args().collect::<Vec<_>>().join(" "),
+                "git_revision": git_rev(),
+                "started": format!("{:?}", std::time::SystemTime::now()),
+            });
+            let cfg = TrainConfig {
+                arch,
+                width: a.width,
+                fc_width: a.fc_width,
+                data: a.data,
+                out: a.out,
+                epochs: a.epochs,
+                snapshots: a.snapshots,
+                batch: a.batch,
+                lr: a.lr,
+                momentum: a.momentum,
+                weight_decay: a.weight_decay,
+                clip: !a.no_clip,
+                schedule,
+                device: parse_device(&a.device)?,
+                resume: a.resume,
+                seed: a.seed,
+                half: a.half,
+                cache_bytes: (a.cache_gb * 1e9) as usize,
+                provenance,
+                limit: a.limit,
+            };
+            let r = train::train(&cfg)?;
+            eprintln!(
+                "done: epoch {}, val top-1 {:?}, top-5 {:?}, {} images skipped",
+                r.final_epoch, r.metrics.val_top1, r.metrics.val_top5, r.skipped
+            );
+        }
+        Cmd::Eval { m, data, json } => {
+            let model = ModelDir::open(&m.model)?;
+            let r = train::eval(&model, m.snapshot, &data, parse_device(&m.device)?)?;
+            for u in &r.unknown {
+                eprintln!("warning: skipping folder {u}: not a class of this model");
+            }
+            if json {
+                println!("{}", json!({"top1": r.top1, "top5": r.top5, "n": r.n}));
+            } else {
+                println!("top-1 {:.4}  top-5 {:.4}  over {} images ({} unreadable)", r.top1, r.top5, r.n, r.skipped);
+            }
+        }
+    }
+    Ok(())
+}
