@@ -194,3 +194,43 @@ pub fn save_weights(net: &Net, path: &Path, half: bool) -> Result<()> {
 pub fn snapshot_file_name(epoch: u32) -> String {
     format!("epoch-{epoch:03}.safetensors")
 }
+
+/// Create a model folder with randomly initialised snapshots (for tests and
+/// for trying the tool before a model is trained).
+pub fn create_random(
+    dir: &Path,
+    spec: &NetSpec,
+    classes: Vec<ClassInfo>,
+    epochs: &[u32],
+    seed: i64,
+) -> Result<ModelDir> {
+    if classes.len() as i64 != spec.num_classes {
+        bail!("classes: expected {} entries, found {}", spec.num_classes, classes.len());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut snapshots = vec![];
+    for (i, &epoch) in epochs.iter().enumerate() {
+        tch::manual_seed(seed + i as i64);
+        let mut net = Net::new(spec.clone(), Device::Cpu)?;
+        net.init(crate::net::Init::Kaiming);
+        let file = snapshot_file_name(epoch);
+        save_weights(&net, &dir.join(&file), false)?;
+        snapshots.push(Snapshot { epoch, file, metrics: Metrics::default() });
+    }
+    let m = ModelDir {
+        dir: dir.to_path_buf(),
+        manifest: Manifest {
+            architecture: spec.arch.to_string(),
+            width: spec.width,
+            fc_width: Some(spec.fc_width),
+            input_size: spec.input_size,
+            mean: crate::train::MEAN,
+            std: crate::train::STD,
+            classes,
+            snapshots,
+            training: Some(serde_json::json!({"random_init": true, "seed": seed})),
+        },
+    };
+    m.save_manifest()?;
+    Ok(m)
+}

@@ -7,9 +7,11 @@
 pub mod checkpoint;
 pub mod data;
 pub mod deconv;
+pub mod engine;
 pub mod net;
 pub mod predict;
 pub mod preprocess;
+pub mod store;
 pub mod train;
 
 pub use tch;

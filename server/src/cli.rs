@@ -69,6 +69,25 @@ enum Cmd {
     },
     /// Train a ZFNet or AlexNet with snapshots (paper §2)
     Train(TrainArgs),
+    /// Serve the web app and JSON API
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Folder of model folders
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// Where uploads are stored
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// Static files (JS, CSS)
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../static"))]
+        static_dir: PathBuf,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Jobs waiting for the compute worker before answering 503
+        #[arg(long, default_value_t = 64)]
+        queue: usize,
+    },
     /// Top-1/top-5 over a folder of class folders
     Eval {
         #[command(flatten)]
@@ -237,6 +256,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 r.final_epoch, r.metrics.val_top1, r.metrics.val_top5, r.skipped
             );
         }
+        Cmd::Serve { addr, models, data, static_dir, device, queue } => {
+            let cfg = crate::http::Config { models, data, static_dir, device: parse_device(&device)?, queue: queue.max(1) };
+            serve(&addr, cfg)?;
+        }
         Cmd::Eval { m, data, json } => {
             let model = ModelDir::open(&m.model)?;
             let r = train::eval(&model, m.snapshot, &data, parse_device(&m.device)?)?;
@@ -251,4 +274,19 @@ pub fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn serve(addr: &str, cfg: crate::http::Config) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=info".into()))
+        .init();
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let n = zfvis_core::engine::list_models(&cfg.models).len();
+        let app = crate::http::app(cfg)?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        eprintln!("zfvis: {n} model(s); serving on http://{}", listener.local_addr()?);
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
 }

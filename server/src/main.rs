@@ -1,6 +1,8 @@
 //! `zfvis`: the command line and the web server over zfvis-core.
 
 mod cli;
+mod http;
+mod worker;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,0 +1,48 @@
+# zfvis: `make run` serves the bundled model on http://127.0.0.1:8080,
+# `make test` runs every test. Both set up what they need first.
+
+VENV  := .venv
+PY    := $(VENV)/bin/python
+TORCH := 2.13.0
+BIN   := target/release/zfvis
+ADDR  ?= 127.0.0.1:8080
+
+.PHONY: run build test venv prereqs test-deps bench clean
+
+prereqs:
+	@command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found; install Rust: https://rustup.rs"; exit 1; }
+	@command -v python3 >/dev/null 2>&1 || { echo "error: python3 not found; install it: apt-get install -y python3 python3-venv"; exit 1; }
+
+# libtorch comes from PyPI's torch wheel; .venv/libtorch points at it for
+# .cargo/config.toml whatever the Python minor version is.
+$(VENV)/.ok:
+	@$(MAKE) --no-print-directory prereqs
+	@python3 -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); echo "error: python3 cannot create a venv; install it: apt-get install -y python3-venv"; exit 1; }
+	$(VENV)/bin/pip install -q torch==$(TORCH) numpy safetensors
+	ln -sfn $$(cd $(VENV) && ls -d lib/python3*/site-packages/torch) $(VENV)/libtorch
+	touch $@
+
+venv: $(VENV)/.ok
+
+build: $(VENV)/.ok
+	cargo build --release
+
+run: build
+	$(BIN) serve --addr $(ADDR) --models models --data data
+
+# What the tests need beyond the venv: a real browser for the end-to-end test.
+test-deps: $(VENV)/.ok
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium for the browser test"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
+	  (sudo apt-get update -qq && sudo apt-get install -y -qq chromium) >/dev/null 2>&1 || \
+	  echo "warning: could not install chromium; the browser test will fail"; }
+
+test: test-deps
+	cargo test --release --workspace
+
+bench: build
+	$(BIN) bench --python $(PY)
+
+clean:
+	cargo clean

@@ -1,0 +1,339 @@
+//! The engine behind the server: loaded snapshots and a bounded cache of
+//! forward traces, so that clicking maps on one image never reruns the
+//! forward pass. It lives on one worker thread (tensors are not Sync) and
+//! answers with plain data and PNG bytes.
+
+use crate::checkpoint::ModelDir;
+use crate::deconv::{self, Keep, ProjectRequest};
+use crate::net::{Net, Trace};
+use crate::predict::{self, Prediction};
+use crate::preprocess;
+use crate::store::ImageStore;
+use image::RgbImage;
+use lru::LruCache;
+use serde::Serialize;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::rc::Rc;
+use tch::{Device, Kind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn bad(msg: impl Into<String>) -> Error {
+    Error::BadInput(msg.into())
+}
+
+/// A model name as it appears in URLs: a folder directly under the models dir.
+pub fn valid_model_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+#[derive(Serialize, Clone)]
+pub struct LayerInfo {
+    pub layer: usize,
+    pub maps: i64,
+    pub size: i64,
+}
+
+#[derive(Serialize, Clone)]
+pub struct SnapshotInfo {
+    pub epoch: u32,
+    pub metrics: crate::checkpoint::Metrics,
+}
+
+#[derive(Serialize, Clone)]
+pub struct ModelInfo {
+    pub name: String,
+    pub architecture: String,
+    pub width: f64,
+    pub input_size: i64,
+    pub classes: usize,
+    pub snapshots: Vec<SnapshotInfo>,
+    pub layers: Vec<LayerInfo>,
+}
+
+pub struct Traced {
+    pub crop: RgbImage,
+    pub trace: Trace,
+}
+
+#[derive(Serialize)]
+pub struct MapInfo {
+    pub map: i64,
+    pub peak: f64,
+    pub y: i64,
+    pub x: i64,
+}
+
+/// All feature maps of one layer: peaks and a sprite of tiles, `cols` per row.
+#[derive(Serialize)]
+pub struct MapsResult {
+    pub layer: usize,
+    pub size: i64,
+    pub cols: i64,
+    pub maps: Vec<MapInfo>,
+    #[serde(skip)]
+    pub sprite_png: Vec<u8>,
+}
+
+#[derive(Serialize)]
+pub struct Field {
+    pub y0: i64,
+    pub x0: i64,
+    pub y1: i64,
+    pub x1: i64,
+}
+
+#[derive(Serialize)]
+pub struct ProjectionResult {
+    pub layer: usize,
+    pub map: i64,
+    pub mode: &'static str,
+    pub value: f64,
+    pub y: i64,
+    pub x: i64,
+    pub field: Field,
+    #[serde(skip)]
+    pub png: Vec<u8>,
+}
+
+/// The 9 maps of a layer with the highest peaks, projected; sprite 3x3.
+#[derive(Serialize)]
+pub struct Top9Result {
+    pub layer: usize,
+    pub tile: i64,
+    pub items: Vec<ProjectionResult>,
+    #[serde(skip)]
+    pub sprite_png: Vec<u8>,
+}
+
+pub struct Engine {
+    models_dir: PathBuf,
+    pub store: ImageStore,
+    device: Device,
+    nets: LruCache<(String, u32), Rc<Net>>,
+    traces: LruCache<(String, u32, String), Rc<Traced>>,
+    /// How many forward passes ran (for tests and stats).
+    pub forwards: u64,
+}
+
+pub fn png(w: u32, h: u32, rgb: Vec<u8>) -> Vec<u8> {
+    let img = RgbImage::from_raw(w, h, rgb).expect("buffer size");
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).expect("png encoding to memory");
+    out.into_inner()
+}
+
+impl Engine {
+    pub fn new(models_dir: PathBuf, store: ImageStore, device: Device, traces: usize) -> Engine {
+        Engine {
+            models_dir,
+            store,
+            device,
+            nets: LruCache::new(NonZeroUsize::new(6).unwrap()),
+            traces: LruCache::new(NonZeroUsize::new(traces.max(1)).unwrap()),
+            forwards: 0,
+        }
+    }
+
+    pub fn model(&self, name: &str) -> Result<ModelDir> {
+        open_model(&self.models_dir, name)
+    }
+
+    fn net(&mut self, model: &str, epoch: u32) -> Result<Rc<Net>> {
+        let key = (model.to_string(), epoch);
+        if let Some(n) = self.nets.get(&key) {
+            return Ok(n.clone());
+        }
+        let m = self.model(model)?;
+        m.manifest.snapshot(Some(epoch)).map_err(|e| Error::NotFound(e.to_string()))?;
+        let net = Rc::new(m.load(Some(epoch), self.device)?);
+        self.nets.put(key, net.clone());
+        Ok(net)
+    }
+
+    /// The forward trace of a stored image (cached).
+    pub fn traced(&mut self, model: &str, epoch: u32, image: &str) -> Result<(Rc<Net>, Rc<Traced>)> {
+        let net = self.net(model, epoch)?;
+        let key = (model.to_string(), epoch, image.to_string());
+        if let Some(t) = self.traces.get(&key) {
+            return Ok((net, t.clone()));
+        }
+        let crop = self.crop(model, image)?;
+        let m = self.model(model)?.manifest;
+        let x = preprocess::to_tensor(&crop, &m.mean, &m.std).unsqueeze(0);
+        let trace = net.trace(&x);
+        self.forwards += 1;
+        let t = Rc::new(Traced { crop, trace });
+        self.traces.put(key, t.clone());
+        Ok((net, t))
+    }
+
+    /// The crop the model sees.
+    pub fn crop(&self, model: &str, image: &str) -> Result<RgbImage> {
+        let m = self.model(model)?;
+        let bytes = self.image_bytes(image)?;
+        let img = preprocess::decode(&bytes).map_err(|e| bad(e.to_string()))?;
+        Ok(preprocess::model_crop(&img, m.manifest.input_size as u32))
+    }
+
+    pub fn image_bytes(&self, image: &str) -> Result<Vec<u8>> {
+        if !crate::store::valid_id(image) {
+            return Err(bad(format!("malformed image id {image:?}: expected 64 hex digits")));
+        }
+        self.store.get(image).ok_or_else(|| Error::NotFound(format!("unknown image {image}")))
+    }
+
+    pub fn crop_png(&self, model: &str, image: &str) -> Result<Vec<u8>> {
+        let c = self.crop(model, image)?;
+        let (w, h) = c.dimensions();
+        Ok(png(w, h, c.into_raw()))
+    }
+
+    pub fn predictions(&mut self, model: &str, epoch: u32, image: &str) -> Result<Vec<Prediction>> {
+        let m = self.model(model)?;
+        let (_, t) = self.traced(model, epoch, image)?;
+        Ok(predict::top_k(&m.manifest, &t.trace, 0, 5))
+    }
+
+    fn check_layer(net: &Net, layer: usize) -> Result<()> {
+        if !(1..=5).contains(&layer) {
+            return Err(bad(format!("layer {layer} is out of range: expected 1..=5")));
+        }
+        let _ = net;
+        Ok(())
+    }
+
+    pub fn maps(&mut self, model: &str, epoch: u32, image: &str, layer: usize) -> Result<MapsResult> {
+        let net = self.net(model, epoch)?;
+        Self::check_layer(&net, layer)?;
+        let (_, t) = self.traced(model, epoch, image)?;
+        let maps = t.trace.maps[layer - 1].get(0).to_device(Device::Cpu);
+        let (c, s) = (maps.size()[0], maps.size()[1]);
+        let peaks = maps.reshape([c, -1]).max_dim(1, false);
+        let vals: Vec<f32> = Vec::try_from(&peaks.0).map_err(|e: tch::TchError| Error::Internal(e.into()))?;
+        let idx: Vec<i64> = Vec::try_from(&peaks.1).map_err(|e: tch::TchError| Error::Internal(e.into()))?;
+        let cols = (c as f64).sqrt().ceil() as i64;
+        let rows = (c + cols - 1) / cols;
+        // Each tile scaled by its own peak; dead maps stay black.
+        let norm = (&maps / peaks.0.clamp_min(1e-12).view([c, 1, 1]) * 255.0).clamp(0.0, 255.0).to_kind(Kind::Uint8);
+        let tiles: Vec<u8> = Vec::try_from(&norm.reshape([-1])).map_err(|e: tch::TchError| Error::Internal(e.into()))?;
+        let (w, h) = ((cols * s) as u32, (rows * s) as u32);
+        let mut rgb = vec![40u8; (w * h * 3) as usize];
+        for k in 0..c {
+            let (ty, tx) = ((k / cols) * s, (k % cols) * s);
+            for y in 0..s {
+                for x in 0..s {
+                    let v = tiles[(k * s * s + y * s + x) as usize];
+                    let o = (((ty + y) * w as i64 + tx + x) * 3) as usize;
+                    rgb[o..o + 3].copy_from_slice(&[v, v, v]);
+                }
+            }
+        }
+        let infos = (0..c as usize)
+            .map(|k| MapInfo { map: k as i64, peak: vals[k] as f64, y: idx[k] / s, x: idx[k] % s })
+            .collect();
+        Ok(MapsResult { layer, size: s, cols, maps: infos, sprite_png: png(w, h, rgb) })
+    }
+
+    pub fn projection(&mut self, model: &str, epoch: u32, image: &str, layer: usize, map: i64, keep: Keep) -> Result<ProjectionResult> {
+        let net = self.net(model, epoch)?;
+        deconv::check_layer_map(&net, layer, map).map_err(|e| bad(e.to_string()))?;
+        let (net, t) = self.traced(model, epoch, image)?;
+        let mut p = deconv::project(&net, &t.trace, &[ProjectRequest { layer, map, keep }]).map_err(|e| bad(e.to_string()))?;
+        Ok(result(p.remove(0), keep))
+    }
+
+    pub fn top9(&mut self, model: &str, epoch: u32, image: &str, layer: usize) -> Result<Top9Result> {
+        let net = self.net(model, epoch)?;
+        Self::check_layer(&net, layer)?;
+        let (net, t) = self.traced(model, epoch, image)?;
+        let maps = deconv::top_maps(&t.trace, layer, 9);
+        let reqs: Vec<ProjectRequest> = maps.iter().map(|&(map, _)| ProjectRequest { layer, map, keep: Keep::Strongest }).collect();
+        let ps = deconv::project(&net, &t.trace, &reqs).map_err(|e| bad(e.to_string()))?;
+        let tile = net.spec.input_size;
+        let (w, h) = ((3 * tile) as u32, (tile * ps.len().div_ceil(3) as i64) as u32);
+        let mut rgb = vec![128u8; (w * h * 3) as usize];
+        let items = ps
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let r = result(p, Keep::Strongest);
+                let img = image::load_from_memory(&r.png).expect("own png").to_rgb8();
+                let (ty, tx) = ((i as i64 / 3) * tile, (i as i64 % 3) * tile);
+                for (x, y, px) in img.enumerate_pixels() {
+                    let o = (((ty + y as i64) * w as i64 + tx + x as i64) * 3) as usize;
+                    rgb[o..o + 3].copy_from_slice(&px.0);
+                }
+                ProjectionResult { png: vec![], ..r }
+            })
+            .collect();
+        Ok(Top9Result { layer, tile, items, sprite_png: png(w, h, rgb) })
+    }
+}
+
+fn result(p: deconv::Projection, keep: Keep) -> ProjectionResult {
+    let (w, h, rgb) = deconv::to_rgb8(&p.pixels);
+    ProjectionResult {
+        layer: p.layer,
+        map: p.map,
+        mode: if keep == Keep::All { "all" } else { "strongest" },
+        value: p.value,
+        y: p.y,
+        x: p.x,
+        field: Field { y0: p.field.0, x0: p.field.1, y1: p.field.2, x1: p.field.3 },
+        png: png(w, h, rgb),
+    }
+}
+
+/// Open the model folder `name` directly under `models_dir`.
+pub fn open_model(models_dir: &std::path::Path, name: &str) -> Result<ModelDir> {
+    if !valid_model_name(name) {
+        return Err(bad(format!("malformed model name {name:?}")));
+    }
+    let dir = models_dir.join(name);
+    if !dir.join("manifest.json").is_file() {
+        return Err(Error::NotFound(format!("unknown model {name:?}")));
+    }
+    Ok(ModelDir::open(&dir)?)
+}
+
+/// Every loadable model under `models_dir`, by name.
+pub fn list_models(models_dir: &std::path::Path) -> Vec<ModelInfo> {
+    let mut names: Vec<String> = std::fs::read_dir(models_dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names.iter().filter_map(|n| open_model(models_dir, n).ok()).filter_map(|m| info(&m).ok()).collect()
+}
+
+pub fn model_info(models_dir: &std::path::Path, name: &str) -> Result<ModelInfo> {
+    info(&open_model(models_dir, name)?)
+}
+
+fn info(m: &ModelDir) -> Result<ModelInfo> {
+    let spec = m.manifest.spec()?;
+    let sizes = spec.sizes();
+    Ok(ModelInfo {
+        name: m.name(),
+        architecture: m.manifest.architecture.clone(),
+        width: m.manifest.width,
+        input_size: m.manifest.input_size,
+        classes: m.manifest.classes.len(),
+        snapshots: m.manifest.snapshots.iter().map(|s| SnapshotInfo { epoch: s.epoch, metrics: s.metrics.clone() }).collect(),
+        layers: spec.blocks().iter().enumerate().map(|(i, b)| LayerInfo { layer: i + 1, maps: b.out_c, size: sizes[i].1 }).collect(),
+    })
+}

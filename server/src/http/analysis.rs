@@ -1,0 +1,166 @@
+//! Models, predictions, feature maps and deconvnet projections. Handlers
+//! parse the URL, ask the worker for one analysis and cache its answer.
+
+use super::{ApiError, AppState, Cached, Outputs};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use zfvis_core::deconv::Keep;
+use zfvis_core::engine::{self, Engine};
+
+type Params = Path<HashMap<String, String>>;
+type Q = Query<HashMap<String, String>>;
+
+fn param<'a>(p: &'a HashMap<String, String>, name: &str) -> &'a str {
+    p.get(name).map(|s| s.as_str()).unwrap_or("")
+}
+
+fn number<T: std::str::FromStr>(p: &HashMap<String, String>, name: &str) -> Result<T, ApiError> {
+    let v = param(p, name);
+    v.parse().map_err(|_| ApiError::bad(format!("{name} must be a non-negative integer, got {v:?}")))
+}
+
+/// The parsed common prefix: model, snapshot epoch, image id.
+struct Target {
+    model: String,
+    epoch: u32,
+    image: String,
+}
+
+fn target(p: &HashMap<String, String>) -> Result<Target, ApiError> {
+    let model = param(p, "model").to_string();
+    if !engine::valid_model_name(&model) {
+        return Err(ApiError::bad(format!("malformed model name {model:?}")));
+    }
+    let image = param(p, "image").to_string();
+    if !zfvis_core::store::valid_id(&image) {
+        return Err(ApiError::bad(format!("malformed image id {image:?}: expected 64 hex digits")));
+    }
+    Ok(Target { model, epoch: number(p, "epoch")?, image })
+}
+
+fn keep(q: &HashMap<String, String>) -> Result<Keep, ApiError> {
+    match q.get("mode").map(|s| s.as_str()) {
+        None | Some("strongest") => Ok(Keep::Strongest),
+        Some("all") => Ok(Keep::All),
+        Some(m) => Err(ApiError::bad(format!("mode must be \"strongest\" or \"all\", got {m:?}"))),
+    }
+}
+
+/// Compute once per key (concurrent identical requests share one computation).
+async fn cached(
+    st: &AppState,
+    key: String,
+    f: impl FnOnce(&mut Engine) -> engine::Result<(serde_json::Value, Option<Vec<u8>>)> + Send + 'static,
+) -> Result<Arc<Outputs>, ApiError> {
+    let worker = st.worker.clone();
+    st.cache
+        .try_get_with(key, async move {
+            let (json, png) = worker.run(f).await?;
+            Ok::<_, ApiError>(Arc::new(Outputs {
+                json: Cached::new(serde_json::to_vec(&json).unwrap_or_default(), "application/json"),
+                png: png.map(|b| Cached::new(b, "image/png")),
+            }))
+        })
+        .await
+        .map_err(|e: Arc<ApiError>| ApiError::new(e.status, e.message.clone()))
+}
+
+fn png_of(o: &Outputs, h: &HeaderMap) -> Result<Response, ApiError> {
+    o.png.as_ref().map(|p| p.respond(h)).ok_or_else(|| ApiError::internal("no image for this result"))
+}
+
+pub async fn models(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let dir = st.models.clone();
+    let list = tokio::task::spawn_blocking(move || engine::list_models(&dir)).await.map_err(|_| ApiError::internal("listing models failed"))?;
+    Ok(Json(serde_json::json!({ "models": list })).into_response())
+}
+
+pub async fn model(State(st): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let dir = st.models.clone();
+    let info = tokio::task::spawn_blocking(move || engine::model_info(&dir, &name)).await.map_err(|_| ApiError::internal("reading model failed"))??;
+    Ok(Json(info).into_response())
+}
+
+pub async fn crop(State(st): State<AppState>, Path(p): Params, h: HeaderMap) -> Result<Response, ApiError> {
+    let (model, image) = (param(&p, "model").to_string(), param(&p, "image").to_string());
+    let key = format!("crop/{model}/{image}");
+    let o = cached(&st, key, move |e| Ok((serde_json::Value::Null, Some(e.crop_png(&model, &image)?)))).await?;
+    png_of(&o, &h)
+}
+
+pub async fn predictions(State(st): State<AppState>, Path(p): Params, h: HeaderMap) -> Result<Response, ApiError> {
+    let t = target(&p)?;
+    let key = format!("pred/{}/{}/{}", t.model, t.epoch, t.image);
+    let o = cached(&st, key, move |e| {
+        let top = e.predictions(&t.model, t.epoch, &t.image)?;
+        Ok((serde_json::json!({ "top": top }), None))
+    })
+    .await?;
+    Ok(o.json.respond(&h))
+}
+
+async fn maps(st: &AppState, p: &HashMap<String, String>) -> Result<Arc<Outputs>, ApiError> {
+    let t = target(p)?;
+    let layer: usize = number(p, "layer")?;
+    let key = format!("maps/{}/{}/{}/{layer}", t.model, t.epoch, t.image);
+    cached(st, key, move |e| {
+        let mut r = e.maps(&t.model, t.epoch, &t.image, layer)?;
+        let png = std::mem::take(&mut r.sprite_png);
+        Ok((serde_json::to_value(&r).map_err(|e| engine::Error::Internal(e.into()))?, Some(png)))
+    })
+    .await
+}
+
+pub async fn maps_json(State(st): State<AppState>, Path(p): Params, h: HeaderMap) -> Result<Response, ApiError> {
+    Ok(maps(&st, &p).await?.json.respond(&h))
+}
+
+pub async fn maps_png(State(st): State<AppState>, Path(p): Params, h: HeaderMap) -> Result<Response, ApiError> {
+    png_of(&*maps(&st, &p).await?, &h)
+}
+
+async fn projection(st: &AppState, p: &HashMap<String, String>, q: &HashMap<String, String>) -> Result<Arc<Outputs>, ApiError> {
+    let t = target(p)?;
+    let layer: usize = number(p, "layer")?;
+    let map: i64 = number(p, "map")?;
+    let keep = keep(q)?;
+    let key = format!("proj/{}/{}/{}/{layer}/{map}/{keep:?}", t.model, t.epoch, t.image);
+    cached(st, key, move |e| {
+        let mut r = e.projection(&t.model, t.epoch, &t.image, layer, map, keep)?;
+        let png = std::mem::take(&mut r.png);
+        Ok((serde_json::to_value(&r).map_err(|e| engine::Error::Internal(e.into()))?, Some(png)))
+    })
+    .await
+}
+
+pub async fn projection_json(State(st): State<AppState>, Path(p): Params, Query(q): Q, h: HeaderMap) -> Result<Response, ApiError> {
+    Ok(projection(&st, &p, &q).await?.json.respond(&h))
+}
+
+pub async fn projection_png(State(st): State<AppState>, Path(p): Params, Query(q): Q, h: HeaderMap) -> Result<Response, ApiError> {
+    png_of(&*projection(&st, &p, &q).await?, &h)
+}
+
+async fn top9(st: &AppState, p: &HashMap<String, String>) -> Result<Arc<Outputs>, ApiError> {
+    let t = target(p)?;
+    let layer: usize = number(p, "layer")?;
+    let key = format!("top9/{}/{}/{}/{layer}", t.model, t.epoch, t.image);
+    cached(st, key, move |e| {
+        let mut r = e.top9(&t.model, t.epoch, &t.image, layer)?;
+        let png = std::mem::take(&mut r.sprite_png);
+        Ok((serde_json::to_value(&r).map_err(|e| engine::Error::Internal(e.into()))?, Some(png)))
+    })
+    .await
+}
+
+pub async fn top9_json(State(st): State<AppState>, Path(p): Params, h: HeaderMap) -> Result<Response, ApiError> {
+    Ok(top9(&st, &p).await?.json.respond(&h))
+}
+
+pub async fn top9_png(State(st): State<AppState>, Path(p): Params, h: HeaderMap) -> Result<Response, ApiError> {
+    png_of(&*top9(&st, &p).await?, &h)
+}

@@ -1,0 +1,84 @@
+//! Uploads: content-addressed by SHA-256, validated before they are stored.
+
+use super::{ApiError, AppState, MAX_UPLOAD};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use zfvis_core::preprocess::ImageError;
+
+fn too_large() -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the upload is larger than {} MB", MAX_UPLOAD / (1024 * 1024)))
+}
+
+/// `POST /api/images`: multipart field `image`, or the raw bytes as the body.
+pub async fn upload(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > (MAX_UPLOAD + 64 * 1024) as u64) {
+        return Err(too_large());
+    }
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let bytes = if is_multipart {
+        let mut mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::bad(e.body_text()))?;
+        let mut found = None;
+        loop {
+            match mp.next_field().await {
+                Ok(Some(f)) if f.name() == Some("image") => {
+                    found = Some(f.bytes().await.map_err(|e| {
+                        if e.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { ApiError::bad(e.body_text()) }
+                    })?);
+                    break;
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+                Err(e) => return Err(ApiError::bad(e.body_text())),
+            }
+        }
+        found.ok_or_else(|| ApiError::bad("multipart upload has no field named \"image\""))?
+    } else {
+        axum::body::to_bytes(req.into_body(), MAX_UPLOAD).await.map_err(|_| too_large())?
+    };
+    if bytes.len() > MAX_UPLOAD {
+        return Err(too_large());
+    }
+    if bytes.is_empty() {
+        return Err(ApiError::bad("empty upload: send an image"));
+    }
+    let store = st.store.clone();
+    let stored = tokio::task::spawn_blocking(move || store.put(&bytes))
+        .await
+        .map_err(|_| ApiError::internal("storing the image failed"))?
+        .map_err(|e| match e {
+            ImageError::TooLarge(..) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+            _ => ApiError::bad(e.to_string()),
+        })?;
+    Ok((StatusCode::CREATED, Json(stored)).into_response())
+}
+
+/// `GET /api/images/{id}`: the stored bytes.
+pub async fn original(State(st): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> Result<Response, ApiError> {
+    if !zfvis_core::store::valid_id(&id) {
+        return Err(ApiError::bad(format!("malformed image id {id:?}: expected 64 hex digits")));
+    }
+    let store = st.store.clone();
+    let bytes = tokio::task::spawn_blocking(move || store.get(&id))
+        .await
+        .map_err(|_| ApiError::internal("reading the image failed"))?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown image"))?;
+    let ct = image::guess_format(&bytes).map(|f| f.to_mime_type()).unwrap_or("application/octet-stream");
+    let etag = format!("\"{}\"", zfvis_core::store::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)[..16]));
+    let cached = super::Cached { body: bytes.into(), content_type: ct, etag };
+    Ok(cached.respond(&h))
+}
+
+/// `GET /api/images`: recently uploaded images, newest first.
+pub async fn recent(State(st): State<AppState>) -> Response {
+    let store = st.store.clone();
+    let ids = tokio::task::spawn_blocking(move || store.recent(12)).await.unwrap_or_default();
+    Json(serde_json::json!({ "images": ids })).into_response()
+}

@@ -1,0 +1,329 @@
+// zfvis front end: the state of the view lives in the URL's query string.
+// Data flow: URL state -> API requests -> DOM. No build step.
+
+const $ = (id) => document.getElementById(id);
+const models = JSON.parse($("models-data").textContent || "[]");
+const TILE = 64; // displayed size of a feature-map tile, px
+
+const state = {
+  model: null, snapshot: null, image: null,
+  layer: 5, map: null, mode: "strongest", view: "maps", sort: "index",
+};
+let mapsInfo = null; // last /maps answer
+let pending = 0;
+
+function readURL() {
+  const q = new URLSearchParams(location.search);
+  for (const k of ["model", "image", "mode", "view", "sort"]) if (q.has(k)) state[k] = q.get(k);
+  for (const k of ["snapshot", "layer", "map"]) if (q.has(k) && q.get(k) !== "") state[k] = Number(q.get(k));
+}
+
+function writeURL() {
+  const q = new URLSearchParams();
+  for (const k of ["model", "snapshot", "image", "layer", "map", "mode", "view", "sort"]) {
+    if (state[k] !== null && state[k] !== undefined) q.set(k, state[k]);
+  }
+  history.replaceState(null, "", "?" + q.toString());
+}
+
+function busy(delta) {
+  pending += delta;
+  $("busy").hidden = pending <= 0;
+}
+
+function showError(msg) {
+  const e = $("error");
+  e.textContent = msg;
+  e.hidden = !msg;
+}
+
+async function api(url, opts) {
+  busy(1);
+  try {
+    const r = await fetch(url, opts);
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
+    return body;
+  } finally {
+    busy(-1);
+  }
+}
+
+const model = () => models.find((m) => m.name === state.model);
+const base = () => `/api/models/${encodeURIComponent(state.model)}/snapshots/${state.snapshot}/images/${state.image}`;
+
+function fillModels() {
+  const sel = $("model");
+  sel.innerHTML = "";
+  for (const m of models) {
+    const o = document.createElement("option");
+    o.value = m.name;
+    o.textContent = `${m.name} (${m.architecture} ×${m.width})`;
+    sel.append(o);
+  }
+  if (!model() && models.length) state.model = models[0].name;
+  sel.value = state.model;
+  fillSnapshots();
+}
+
+function fillSnapshots() {
+  const m = model();
+  const sel = $("snapshot");
+  sel.innerHTML = "";
+  if (!m) return;
+  for (const s of m.snapshots) {
+    const o = document.createElement("option");
+    o.value = s.epoch;
+    const acc = s.metrics && s.metrics.val_top1 != null ? ` · top-1 ${(s.metrics.val_top1 * 100).toFixed(1)}%` : "";
+    o.textContent = `epoch ${s.epoch}${acc}`;
+    sel.append(o);
+  }
+  const epochs = m.snapshots.map((s) => s.epoch);
+  if (!epochs.includes(state.snapshot)) state.snapshot = epochs[epochs.length - 1];
+  sel.value = state.snapshot;
+  const layers = $("layers");
+  layers.innerHTML = "";
+  for (const l of m.layers) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.dataset.layer = l.layer;
+    b.textContent = `conv${l.layer}`;
+    b.title = `${l.maps} maps, ${l.size}×${l.size}`;
+    layers.append(b);
+  }
+}
+
+async function upload(file) {
+  if (!file) return;
+  showError("");
+  const fd = new FormData();
+  fd.append("image", file);
+  try {
+    const r = await api("/api/images", { method: "POST", body: fd });
+    state.image = r.id;
+    state.map = null;
+    await render();
+    loadRecent();
+  } catch (e) {
+    showError(`Upload failed: ${e.message}`);
+  }
+}
+
+async function loadRecent() {
+  try {
+    const r = await fetch("/api/images").then((r) => r.json());
+    const box = $("recent");
+    box.innerHTML = "";
+    for (const id of r.images || []) {
+      const img = document.createElement("img");
+      img.src = `/api/images/${id}`;
+      img.alt = "recent image";
+      img.title = "open this image";
+      img.loading = "lazy";
+      img.onclick = () => { state.image = id; state.map = null; render(); };
+      if (id === state.image) img.className = "current";
+      box.append(img);
+    }
+  } catch (_) { /* the list is a convenience */ }
+}
+
+function setSeg(container, attr, value) {
+  for (const b of container.querySelectorAll("button")) b.classList.toggle("on", b.dataset[attr] === String(value));
+}
+
+function placeField(el, img, f) {
+  const s = model().input_size;
+  const k = 100 / s;
+  el.style.left = `${f.x0 * k}%`;
+  el.style.top = `${f.y0 * k}%`;
+  el.style.width = `${(f.x1 - f.x0 + 1) * k}%`;
+  el.style.height = `${(f.y1 - f.y0 + 1) * k}%`;
+  el.hidden = false;
+}
+
+async function render() {
+  writeURL();
+  showError("");
+  const m = model();
+  if (!m || !state.image) {
+    $("maps-panel").hidden = true;
+    $("input-fig").hidden = true;
+    return;
+  }
+  $("input-fig").hidden = false;
+  $("maps-panel").hidden = false;
+  const crop = `/api/models/${encodeURIComponent(state.model)}/images/${state.image}/crop.png`;
+  $("crop").src = crop;
+  $("crop2").src = crop;
+  setSeg($("layers"), "layer", state.layer);
+  setSeg($("views"), "view", state.view);
+  setSeg($("modes"), "mode", state.mode);
+  $("sort").value = state.sort;
+  for (const r of $("recent").querySelectorAll("img")) r.classList.toggle("current", r.src.endsWith(state.image));
+  try {
+    await Promise.all([renderTop5(), state.view === "top9" ? renderTop9() : renderMaps()]);
+  } catch (e) {
+    showError(e.message);
+  }
+}
+
+async function renderTop5() {
+  const r = await api(`${base()}/predictions`);
+  const ol = $("top5");
+  ol.innerHTML = "";
+  for (const p of r.top) {
+    const li = document.createElement("li");
+    li.innerHTML = `<span class="name"></span><span class="prob"></span><span class="barw"><span class="bar-fill"></span></span>`;
+    li.querySelector(".name").textContent = p.name;
+    li.querySelector(".prob").textContent = `${(p.prob * 100).toFixed(1)}%`;
+    li.querySelector(".bar-fill").style.width = `${Math.max(1, p.prob * 100)}%`;
+    ol.append(li);
+  }
+}
+
+function orderedMaps() {
+  const list = mapsInfo ? [...mapsInfo.maps] : [];
+  if (state.sort === "peak") list.sort((a, b) => b.peak - a.peak || a.map - b.map);
+  return list;
+}
+
+async function renderMaps() {
+  $("grid").hidden = false;
+  $("top9").hidden = true;
+  $("sort-label").hidden = false;
+  const url = `${base()}/layers/${state.layer}/maps`;
+  mapsInfo = await api(url);
+  const grid = $("grid");
+  grid.innerHTML = "";
+  const rows = Math.ceil(mapsInfo.maps.length / mapsInfo.cols);
+  for (const mi of orderedMaps()) {
+    const t = document.createElement("button");
+    t.type = "button";
+    t.className = "tile";
+    t.dataset.map = mi.map;
+    const col = mi.map % mapsInfo.cols, row = Math.floor(mi.map / mapsInfo.cols);
+    const pic = document.createElement("span");
+    pic.className = "pic";
+    pic.style.backgroundImage = `url(${url}.png)`;
+    pic.style.backgroundSize = `${mapsInfo.cols * TILE}px ${rows * TILE}px`;
+    pic.style.backgroundPosition = `-${col * TILE}px -${row * TILE}px`;
+    if (mapsInfo.size < TILE) pic.classList.add("pixelated");
+    const cap = document.createElement("span");
+    cap.className = "cap";
+    cap.textContent = `#${mi.map} · ${mi.peak.toFixed(2)}`;
+    t.title = `map ${mi.map}, peak ${mi.peak.toFixed(3)} at (${mi.y}, ${mi.x})`;
+    t.append(pic, cap);
+    t.onclick = () => selectMap(mi.map);
+    grid.append(t);
+  }
+  const maxMap = mapsInfo.maps.length - 1;
+  if (state.map !== null && state.map > maxMap) state.map = null;
+  await renderDetail();
+}
+
+async function renderDetail() {
+  for (const t of $("grid").querySelectorAll(".tile")) t.classList.toggle("on", Number(t.dataset.map) === state.map);
+  if (state.map === null || state.view !== "maps") {
+    $("detail").hidden = true;
+    $("field").hidden = true;
+    return;
+  }
+  $("detail").hidden = false;
+  const url = `${base()}/layers/${state.layer}/maps/${state.map}/projection?mode=${state.mode}`;
+  const r = await api(url);
+  const img = $("projection");
+  img.src = url.replace("/projection?", "/projection.png?");
+  placeField($("field2"), $("crop2"), r.field);
+  placeField($("field"), $("crop"), r.field);
+  $("proj-caption").textContent =
+    `conv${r.layer} map ${r.map}: ${r.mode === "all" ? "all activations" : "strongest activation"} ` +
+    `${r.value.toFixed(3)} at (${r.y}, ${r.x})`;
+  writeURL();
+}
+
+async function renderTop9() {
+  $("grid").hidden = true;
+  $("detail").hidden = true;
+  $("sort-label").hidden = true;
+  const box = $("top9");
+  box.hidden = false;
+  const url = `${base()}/layers/${state.layer}/top9`;
+  const r = await api(url);
+  box.innerHTML = "";
+  r.items.forEach((it, i) => {
+    const f = document.createElement("figure");
+    const pic = document.createElement("span");
+    pic.className = "pic9";
+    pic.style.backgroundImage = `url(${url}.png)`;
+    pic.style.backgroundPosition = `${(i % 3) * 50}% ${Math.floor(i / 3) * 50}%`;
+    const cap = document.createElement("figcaption");
+    cap.textContent = `map ${it.map} · ${it.value.toFixed(2)}`;
+    f.append(pic, cap);
+    f.title = "open this map";
+    f.onclick = () => { state.view = "maps"; selectMap(it.map, true); };
+    box.append(f);
+  });
+}
+
+function selectMap(map, rerender) {
+  state.map = map;
+  writeURL();
+  if (rerender) render(); else renderDetail().catch((e) => showError(e.message));
+}
+
+function moveSelection(key) {
+  if (!mapsInfo || state.view !== "maps") return false;
+  const order = orderedMaps().map((m) => m.map);
+  const grid = $("grid");
+  const perRow = Math.max(1, Math.round(grid.clientWidth / (grid.firstChild ? grid.firstChild.offsetWidth + 6 : TILE)));
+  let i = state.map === null ? -1 : order.indexOf(state.map);
+  const step = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -perRow, ArrowDown: perRow }[key];
+  if (step === undefined) return false;
+  i = i < 0 ? 0 : Math.min(order.length - 1, Math.max(0, i + step));
+  selectMap(order[i]);
+  const el = grid.querySelector(`[data-map="${order[i]}"]`);
+  if (el) el.scrollIntoView({ block: "nearest" });
+  return true;
+}
+
+function wire() {
+  $("model").onchange = (e) => { state.model = e.target.value; state.map = null; fillSnapshots(); render(); };
+  $("snapshot").onchange = (e) => { state.snapshot = Number(e.target.value); render(); };
+  $("layers").onclick = (e) => {
+    const b = e.target.closest("button");
+    if (!b) return;
+    state.layer = Number(b.dataset.layer);
+    state.map = null;
+    render();
+  };
+  $("views").onclick = (e) => {
+    const b = e.target.closest("button");
+    if (b) { state.view = b.dataset.view; render(); }
+  };
+  $("modes").onclick = (e) => {
+    const b = e.target.closest("button");
+    if (b) { state.mode = b.dataset.mode; setSeg($("modes"), "mode", state.mode); renderDetail().catch((x) => showError(x.message)); }
+  };
+  $("sort").onchange = (e) => { state.sort = e.target.value; render(); };
+  $("pick").onclick = () => $("file").click();
+  $("drop").onclick = (e) => { if (e.target.id !== "pick") $("file").click(); };
+  $("file").onchange = (e) => upload(e.target.files[0]);
+  const drop = $("drop");
+  drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
+  drop.ondragleave = () => drop.classList.remove("over");
+  drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); upload(e.dataTransfer.files[0]); };
+  document.addEventListener("paste", (e) => {
+    const item = [...(e.clipboardData || {}).items || []].find((i) => i.type.startsWith("image/"));
+    if (item) upload(item.getAsFile());
+  });
+  document.addEventListener("keydown", (e) => {
+    if (e.target.tagName === "SELECT" || e.target.tagName === "INPUT") return;
+    if (moveSelection(e.key)) e.preventDefault();
+  });
+}
+
+readURL();
+fillModels();
+wire();
+render();
+loadRecent();

@@ -1,0 +1,93 @@
+//! The command line: happy paths and one-line errors for bad input.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Output};
+use zfvis_core::net::Arch;
+
+fn zfvis(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zfvis")).args(args).output().unwrap()
+}
+
+fn one_line_error(out: &Output, needle: &str) {
+    assert!(!out.status.success(), "expected failure");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "{err}");
+}
+
+#[test]
+fn predict_and_project() {
+    let dir = tempdir("cli-ok");
+    let model = random_model(&dir.join("m"), Arch::Zfnet);
+    let img = dir.join("a.png");
+    std::fs::write(&img, test_png()).unwrap();
+    let m = model.to_str().unwrap();
+    let out = zfvis(&["predict", "--model", m, "--image", img.to_str().unwrap(), "--json", "--device", "cpu"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let top = v["top"].as_array().unwrap();
+    assert_eq!(top.len(), 4);
+    let sum: f64 = top.iter().map(|p| p["prob"].as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-4, "all 4 classes listed, probabilities sum to {sum}");
+    assert!(top[0]["prob"].as_f64() >= top[1]["prob"].as_f64());
+
+    let png = dir.join("p.png");
+    let npy = dir.join("p.npy");
+    let out = zfvis(&[
+        "project", "--model", m, "--snapshot", "1", "--image", img.to_str().unwrap(), "--layer", "3", "--map", "2",
+        "--out", png.to_str().unwrap(), "--out-raw", npy.to_str().unwrap(), "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["layer"], 3);
+    assert!(v["y"].as_i64().unwrap() < 13 && v["x"].as_i64().unwrap() < 13);
+    let p = image::open(&png).unwrap();
+    assert_eq!((p.width(), p.height()), (224, 224));
+    let raw = zfvis_core::tch::Tensor::read_npy(&npy).unwrap();
+    assert_eq!(raw.size(), vec![3, 224, 224]);
+}
+
+#[test]
+fn bad_input_is_one_line() {
+    let dir = tempdir("cli-bad");
+    let model = random_model(&dir.join("m"), Arch::Zfnet);
+    let m = model.to_str().unwrap();
+    let img = dir.join("a.png");
+    std::fs::write(&img, test_png()).unwrap();
+    let i = img.to_str().unwrap();
+    let text = dir.join("t.jpg");
+    std::fs::write(&text, "not an image").unwrap();
+    let out = dir.join("o.png");
+    let o = out.to_str().unwrap();
+
+    one_line_error(&zfvis(&["predict", "--model", m, "--image", "/nonexistent.jpg"]), "cannot read /nonexistent.jpg");
+    one_line_error(&zfvis(&["predict", "--model", m, "--image", text.to_str().unwrap()]), "not a supported image");
+    one_line_error(&zfvis(&["project", "--model", m, "--image", i, "--layer", "9", "--map", "0", "--out", o]), "layer 9 is out of range");
+    one_line_error(&zfvis(&["project", "--model", m, "--image", i, "--layer", "2", "--map", "9999", "--out", o]), "map 9999 is out of range");
+    one_line_error(&zfvis(&["predict", "--model", m, "--snapshot", "7", "--image", i]), "no snapshot for epoch 7");
+    one_line_error(&zfvis(&["predict", "--model", "/nonexistent", "--image", i]), "manifest.json");
+    // A corrupt checkpoint.
+    std::fs::write(model.join("epoch-003.safetensors"), b"garbage garbage garbage").unwrap();
+    one_line_error(&zfvis(&["predict", "--model", m, "--image", i]), "epoch-003.safetensors");
+    // A manifest with an unknown architecture names the field.
+    let text = std::fs::read_to_string(model.join("manifest.json")).unwrap().replace("\"zfnet\"", "\"vgg\"");
+    std::fs::write(model.join("manifest.json"), text).unwrap();
+    one_line_error(&zfvis(&["predict", "--model", m, "--image", i]), "architecture");
+}
+
+#[test]
+fn projects_the_beagle() {
+    let Some(beagle) = shared("dog-faces/n02088364_beagle.JPEG") else { return };
+    let dir = tempdir("cli-beagle");
+    let model = random_model(&dir.join("m"), Arch::Alexnet);
+    let png = dir.join("p.png");
+    let out = zfvis(&[
+        "project", "--model", model.to_str().unwrap(), "--image", beagle.to_str().unwrap(), "--layer", "5", "--map", "0",
+        "--all", "--out", png.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(image::open(&png).is_ok());
+}

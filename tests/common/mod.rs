@@ -1,0 +1,48 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use zfvis_core::checkpoint::{self, ClassInfo};
+use zfvis_core::net::{Arch, NetSpec};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A file from ../shared/datasets. Outside this workplace it is missing and the
+/// test is skipped, unless ZFVIS_REQUIRE_SHARED=1 (set by .ci/run): then it fails.
+pub fn shared(rel: &str) -> Option<PathBuf> {
+    let p = root().join("../shared/datasets").join(rel);
+    if p.exists() {
+        return Some(p);
+    }
+    if std::env::var("ZFVIS_REQUIRE_SHARED").as_deref() == Ok("1") {
+        panic!("{} is missing and ZFVIS_REQUIRE_SHARED=1", p.display());
+    }
+    eprintln!("skipping: {} not found (needs ../shared)", p.display());
+    None
+}
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("zfvis-{tag}-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A small random ZFNet model folder with snapshots at epochs 1 and 3.
+pub fn random_model(dir: &Path, arch: Arch) -> PathBuf {
+    let mut spec = NetSpec::new(arch, 0.1, 4);
+    spec.fc_width = 0.02;
+    let classes = (0..4).map(|i| ClassInfo { index: i, id: format!("c{i}"), name: format!("class {i}") }).collect();
+    checkpoint::create_random(dir, &spec, classes, &[1, 3], 7).unwrap();
+    dir.to_path_buf()
+}
+
+/// A 300x200 test image with some structure, as PNG bytes.
+pub fn test_png() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(300, 200, |x, y| image::Rgb([(x % 256) as u8, (y * 3 % 256) as u8, ((x * y) % 251) as u8]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
