@@ -164,3 +164,9 @@ pub async fn top9_json(State(st): State<AppState>, Path(p): Params, h: HeaderMap
 pub async fn top9_png(State(st): State<AppState>, Path(p): Params, h: HeaderMap) -> Result<Response, ApiError> {
     png_of(&*top9(&st, &p).await?, &h)
 }
+
+/// Counters for tests and operators: forward passes run so far.
+pub async fn stats(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let forwards = st.worker.run(|e| Ok(e.forwards)).await?;
+    Ok(Json(serde_json::json!({ "forwards": forwards, "cached_results": st.cache.entry_count() })).into_response())
+}

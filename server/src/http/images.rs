@@ -11,10 +11,37 @@ fn too_large() -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the upload is larger than {} MB", MAX_UPLOAD / (1024 * 1024)))
 }
 
+/// Bodies above this are cut off without reading them to the end.
+const MAX_DRAIN: usize = 64 * 1024 * 1024;
+
+/// Read the whole body. Over the limit, keep reading (up to MAX_DRAIN) and
+/// discarding, so the client gets to read the 413 instead of a broken pipe.
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad(format!("cannot read the upload: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            total += data.len();
+            if total <= limit {
+                buf.extend_from_slice(&data);
+            } else if total > MAX_DRAIN {
+                break;
+            }
+        }
+    }
+    if total > limit {
+        return Err(too_large());
+    }
+    Ok(buf.freeze())
+}
+
 /// `POST /api/images`: multipart field `image`, or the raw bytes as the body.
 pub async fn upload(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > (MAX_UPLOAD + 64 * 1024) as u64) {
+    if declared.is_some_and(|n| n > MAX_DRAIN as u64) {
         return Err(too_large());
     }
     let is_multipart = req
@@ -22,26 +49,27 @@ pub async fn upload(State(st): State<AppState>, req: Request) -> Result<Response
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (parts, body) = req.into_parts();
+    let slack = if is_multipart { 64 * 1024 } else { 0 };
+    let body = read_body(body, MAX_UPLOAD + slack).await?;
     let bytes = if is_multipart {
+        let req = Request::from_parts(parts, axum::body::Body::from(body));
         let mut mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::bad(e.body_text()))?;
         let mut found = None;
         loop {
             match mp.next_field().await {
                 Ok(Some(f)) if f.name() == Some("image") => {
-                    found = Some(f.bytes().await.map_err(|e| {
-                        if e.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { ApiError::bad(e.body_text()) }
-                    })?);
+                    found = Some(f.bytes().await.map_err(|e| ApiError::bad(e.body_text()))?);
                     break;
                 }
                 Ok(Some(_)) => continue,
                 Ok(None) => break,
-                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
                 Err(e) => return Err(ApiError::bad(e.body_text())),
             }
         }
         found.ok_or_else(|| ApiError::bad("multipart upload has no field named \"image\""))?
     } else {
-        axum::body::to_bytes(req.into_body(), MAX_UPLOAD).await.map_err(|_| too_large())?
+        body
     };
     if bytes.len() > MAX_UPLOAD {
         return Err(too_large());

@@ -65,6 +65,7 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
     let state = AppState { worker, store, cache: moka::future::Cache::builder().max_capacity(2_000).build(), models: cfg.models.clone() };
     let m = "/api/models/{model}/snapshots/{epoch}/images/{image}";
     let api = Router::new()
+        .route("/api/stats", get(analysis::stats))
         .route("/api/models", get(analysis::models))
         .route("/api/models/{model}", get(analysis::model))
         .route("/api/images", get(images::recent).post(images::upload))

@@ -1,0 +1,213 @@
+//! The HTTP API against a real `zfvis serve`: every endpoint, and every kind
+//! of bad input answered with a 4xx JSON message while the server keeps serving.
+
+mod common;
+
+use common::*;
+use reqwest::blocking::{multipart, Client};
+use reqwest::StatusCode;
+use serde_json::Value;
+use zfvis_core::net::Arch;
+
+struct Env {
+    _srv: Server,
+    base: String,
+    c: Client,
+    _dir: std::path::PathBuf,
+}
+
+fn setup(tag: &str) -> Env {
+    let dir = tempdir(tag);
+    random_model(&dir.join("models/tiny"), Arch::Zfnet);
+    let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+    let base = srv.base.clone();
+    Env { _srv: srv, base, c: Client::new(), _dir: dir }
+}
+
+impl Env {
+    fn get(&self, path: &str) -> reqwest::blocking::Response {
+        self.c.get(format!("{}{path}", self.base)).send().unwrap()
+    }
+    fn upload(&self, bytes: Vec<u8>) -> reqwest::blocking::Response {
+        let form = multipart::Form::new().part("image", multipart::Part::bytes(bytes).file_name("x.png"));
+        self.c.post(format!("{}/api/images", self.base)).multipart(form).send().unwrap()
+    }
+    fn raw(&self, bytes: Vec<u8>) -> reqwest::blocking::Response {
+        self.c.post(format!("{}/api/images", self.base)).body(bytes).send().unwrap()
+    }
+    fn alive(&self) {
+        assert_eq!(self.get("/api/models").status(), StatusCode::OK, "server stopped serving");
+    }
+}
+
+fn error(r: reqwest::blocking::Response, status: StatusCode, needle: &str) {
+    assert_eq!(r.status(), status);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    let v: Value = r.json().unwrap();
+    let msg = v["error"].as_str().unwrap_or_default();
+    assert!(msg.to_lowercase().contains(&needle.to_lowercase()), "{msg:?} lacks {needle:?}");
+}
+
+#[test]
+fn endpoints_answer() {
+    let e = setup("http-ok");
+    let models: Value = e.get("/api/models").json().unwrap();
+    let m = &models["models"][0];
+    assert_eq!(m["name"], "tiny");
+    assert_eq!(m["snapshots"].as_array().unwrap().len(), 2);
+    assert_eq!(m["layers"][0]["size"], 110);
+    assert_eq!(e.get("/api/models/tiny").status(), StatusCode::OK);
+
+    // Upload twice (multipart, then raw): one id, one stored file.
+    let png = test_png();
+    let r = e.upload(png.clone());
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(300), Some(200)));
+    let expected = zfvis_core::store::hex(&<sha2::Sha256 as sha2::Digest>::digest(&png));
+    assert_eq!(id, expected);
+    let v2: Value = e.raw(png.clone()).json().unwrap();
+    assert_eq!(v2["id"], id.as_str());
+    let files = std::fs::read_dir(e._dir.join("data/images")).unwrap().count();
+    assert_eq!(files, 1);
+    assert_eq!(e.get(&format!("/api/images/{id}")).bytes().unwrap().to_vec(), png);
+    let recent: Value = e.get("/api/images").json().unwrap();
+    assert_eq!(recent["images"][0], id.as_str());
+
+    let crop = e.get(&format!("/api/models/tiny/images/{id}/crop.png"));
+    assert_eq!(crop.headers()["content-type"], "image/png");
+    let crop = image::load_from_memory(&crop.bytes().unwrap()).unwrap();
+    assert_eq!((crop.width(), crop.height()), (224, 224));
+
+    let b = format!("/api/models/tiny/snapshots/3/images/{id}");
+    let p: Value = e.get(&format!("{b}/predictions")).json().unwrap();
+    assert_eq!(p["top"].as_array().unwrap().len(), 4);
+
+    let maps: Value = e.get(&format!("{b}/layers/2/maps")).json().unwrap();
+    assert_eq!(maps["maps"].as_array().unwrap().len(), 26); // 0.1 x 256
+    assert_eq!(maps["size"], 26);
+    let sprite = image::load_from_memory(&e.get(&format!("{b}/layers/2/maps.png")).bytes().unwrap()).unwrap();
+    assert_eq!(sprite.width() as i64, maps["cols"].as_i64().unwrap() * 26);
+
+    // Clicking maps reuses one forward pass.
+    for map in 0..5 {
+        let j: Value = e.get(&format!("{b}/layers/2/maps/{map}/projection")).json().unwrap();
+        assert_eq!(j["map"], map);
+        let peak = maps["maps"][map as usize]["peak"].as_f64().unwrap();
+        assert!((j["value"].as_f64().unwrap() - peak).abs() < 1e-6);
+        let r = e.get(&format!("{b}/layers/2/maps/{map}/projection.png?mode=all"));
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let stats: Value = e.get("/api/stats").json().unwrap();
+    assert_eq!(stats["forwards"], 1, "maps and projections of one image share one forward pass");
+
+    let t9: Value = e.get(&format!("{b}/layers/5/top9")).json().unwrap();
+    let items = t9["items"].as_array().unwrap();
+    assert_eq!(items.len(), 9);
+    assert!(items.windows(2).all(|w| w[0]["value"].as_f64() >= w[1]["value"].as_f64()));
+    let t9png = image::load_from_memory(&e.get(&format!("{b}/layers/5/top9.png")).bytes().unwrap()).unwrap();
+    assert_eq!((t9png.width(), t9png.height()), (672, 672));
+
+    // Strong ETags and revalidation.
+    let r = e.get(&format!("{b}/layers/2/maps/1/projection.png"));
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with('"'));
+    assert!(r.headers()["cache-control"].to_str().unwrap().contains("max-age"));
+    let r2 = e.c.get(format!("{}{b}/layers/2/maps/1/projection.png", e.base)).header("if-none-match", &etag).send().unwrap();
+    assert_eq!(r2.status(), StatusCode::NOT_MODIFIED);
+
+    // The home page renders with the model list.
+    let home = e.get("/").text().unwrap();
+    assert!(home.contains("\"tiny\"") && home.contains("/static/app.js"));
+    assert_eq!(e.get("/static/app.js").status(), StatusCode::OK);
+}
+
+#[test]
+fn identical_concurrent_requests_compute_once() {
+    let e = setup("http-dedup");
+    let id = e.upload(test_png()).json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let url = format!("{}/api/models/tiny/snapshots/1/images/{id}/layers/3/top9", e.base);
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (c, url) = (e.c.clone(), url.clone());
+            std::thread::spawn(move || c.get(url).send().unwrap().status())
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), StatusCode::OK);
+    }
+    let stats: Value = e.get("/api/stats").json().unwrap();
+    assert_eq!(stats["forwards"], 1);
+}
+
+#[test]
+fn bad_input_is_a_clear_4xx() {
+    let e = setup("http-bad");
+    let id = e.upload(test_png()).json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let b = format!("/api/models/tiny/snapshots/1/images/{id}");
+
+    error(e.upload(b"this is not an image".to_vec()), StatusCode::BAD_REQUEST, "not a supported image");
+    error(e.raw(b"GIF89a\x02\x00\x02\x00\x00".to_vec()), StatusCode::BAD_REQUEST, "decode");
+    error(e.raw(vec![]), StatusCode::BAD_REQUEST, "empty");
+    let png = test_png();
+    error(e.upload(png[..png.len() / 2].to_vec()), StatusCode::BAD_REQUEST, "decode");
+    error(e.raw(vec![0u8; 21 * 1024 * 1024]), StatusCode::PAYLOAD_TOO_LARGE, "larger than 20 MB");
+    error(e.upload(vec![0u8; 21 * 1024 * 1024]), StatusCode::PAYLOAD_TOO_LARGE, "larger");
+    // A pixel bomb: a GIF whose header claims 65535 x 65535 pixels.
+    let mut gif = std::io::Cursor::new(Vec::new());
+    image::RgbaImage::new(2, 2).write_to(&mut gif, image::ImageFormat::Gif).unwrap();
+    let mut gif = gif.into_inner();
+    gif[6..10].copy_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+    error(e.raw(gif), StatusCode::PAYLOAD_TOO_LARGE, "limit");
+    let form = multipart::Form::new().text("other", "x");
+    error(e.c.post(format!("{}/api/images", e.base)).multipart(form).send().unwrap(), StatusCode::BAD_REQUEST, "no field named");
+
+    let zeros = "0".repeat(64);
+    error(e.get(&format!("/api/images/{zeros}")), StatusCode::NOT_FOUND, "unknown image");
+    error(e.get("/api/images/xyz"), StatusCode::BAD_REQUEST, "malformed image id");
+    error(e.get("/api/images/..%2F..%2Fmodels%2Ftiny%2Fmanifest.json"), StatusCode::BAD_REQUEST, "malformed");
+    error(e.get(&format!("/api/models/nope/snapshots/1/images/{id}/predictions")), StatusCode::NOT_FOUND, "unknown model");
+    error(e.get(&format!("/api/models/..%2F..%2Fetc/snapshots/1/images/{id}/predictions")), StatusCode::BAD_REQUEST, "malformed model");
+    error(e.get(&format!("/api/models/tiny/snapshots/2/images/{id}/predictions")), StatusCode::NOT_FOUND, "no snapshot for epoch 2");
+    error(e.get(&format!("/api/models/tiny/snapshots/-1/images/{id}/predictions")), StatusCode::BAD_REQUEST, "epoch");
+    error(e.get(&format!("/api/models/tiny/snapshots/1/images/{zeros}/predictions")), StatusCode::NOT_FOUND, "unknown image");
+    error(e.get("/api/models/tiny/snapshots/1/images/abc/predictions"), StatusCode::BAD_REQUEST, "malformed image id");
+    error(e.get(&format!("{b}/layers/0/maps")), StatusCode::BAD_REQUEST, "layer 0 is out of range");
+    error(e.get(&format!("{b}/layers/6/maps.png")), StatusCode::BAD_REQUEST, "layer 6 is out of range");
+    error(e.get(&format!("{b}/layers/x/maps")), StatusCode::BAD_REQUEST, "layer must be");
+    error(e.get(&format!("{b}/layers/5/maps/26/projection")), StatusCode::BAD_REQUEST, "map 26 is out of range");
+    error(e.get(&format!("{b}/layers/5/maps/99999999999/projection.png")), StatusCode::BAD_REQUEST, "out of range");
+    error(e.get(&format!("{b}/layers/5/maps/-3/projection")), StatusCode::BAD_REQUEST, "map -3 is out of range");
+    error(e.get(&format!("{b}/layers/5/maps/1/projection?mode=some")), StatusCode::BAD_REQUEST, "mode must be");
+    error(e.get(&format!("{b}/layers/9/top9")), StatusCode::BAD_REQUEST, "layer 9");
+    error(e.get("/api/nothing/here"), StatusCode::NOT_FOUND, "no such");
+    let r = e.c.delete(format!("{}/api/models", e.base)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(e.get("/static/../Cargo.toml").status(), StatusCode::NOT_FOUND);
+    assert_eq!(e.get("/no-such-page").status(), StatusCode::NOT_FOUND);
+    e.alive();
+    // A corrupt snapshot is an error for that snapshot only.
+    std::fs::write(e._dir.join("models/tiny/epoch-003.safetensors"), b"garbage").unwrap();
+    let r = e.get(&format!("/api/models/tiny/snapshots/3/images/{id}/predictions"));
+    assert!(r.status().is_server_error() || r.status().is_client_error());
+    let v: Value = r.json().unwrap();
+    assert!(v["error"].as_str().unwrap().contains("epoch-003.safetensors"));
+    e.alive();
+    assert_eq!(e.get(&format!("{b}/predictions")).status(), StatusCode::OK);
+}
+
+#[test]
+fn uploads_survive_a_restart() {
+    let dir = tempdir("http-restart");
+    random_model(&dir.join("models/tiny"), Arch::Zfnet);
+    let id = {
+        let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+        let form = multipart::Form::new().part("image", multipart::Part::bytes(test_png()).file_name("a.png"));
+        let v: Value = Client::new().post(format!("{}/api/images", srv.base)).multipart(form).send().unwrap().json().unwrap();
+        v["id"].as_str().unwrap().to_string()
+    };
+    let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+    let r = Client::new().get(format!("{}/api/models/tiny/snapshots/1/images/{id}/predictions", srv.base)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
