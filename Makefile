@@ -37,6 +37,8 @@ test-deps: $(VENV)/.ok
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
 	  (sudo apt-get update -qq && sudo apt-get install -y -qq chromium) >/dev/null 2>&1 || \
 	  echo "warning: could not install chromium; the browser test will fail"; }
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm not found (needed for the browser test); install it: apt-get install -y nodejs npm"; exit 1; }
+	@test -d tests/e2e/node_modules/playwright-core || (cd tests/e2e && npm ci --no-audit --no-fund --silent)
 
 test: test-deps
 	cargo test --release --workspace
