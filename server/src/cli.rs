@@ -69,6 +69,27 @@ enum Cmd {
     },
     /// Train a ZFNet or AlexNet with snapshots (paper §2)
     Train(TrainArgs),
+    /// Benchmark forward and projection (full-width ZFNet) against PyTorch
+    Bench {
+        /// Python with torch, for the PyTorch peer (skipped if missing)
+        #[arg(long, default_value = ".venv/bin/python")]
+        python: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Benchmark the server over HTTP on loopback (click a map, new image)
+    BenchHttp {
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        #[arg(long, default_value = "zfnet-woofnette")]
+        model: String,
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        n: usize,
+    },
     /// Serve the web app and JSON API
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -256,6 +277,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 r.final_epoch, r.metrics.val_top1, r.metrics.val_top5, r.skipped
             );
         }
+        Cmd::Bench { python, iters, device } => crate::bench::bench(Some(&python), iters.max(3), parse_device(&device)?)?,
+        Cmd::BenchHttp { models, model, image, n } => crate::bench::bench_http(&models, &model, &image, n.max(1))?,
         Cmd::Serve { addr, models, data, static_dir, device, queue } => {
             let cfg = crate::http::Config { models, data, static_dir, device: parse_device(&device)?, queue: queue.max(1) };
             serve(&addr, cfg)?;

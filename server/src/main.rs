@@ -1,5 +1,6 @@
 //! `zfvis`: the command line and the web server over zfvis-core.
 
+mod bench;
 mod cli;
 mod http;
 mod worker;

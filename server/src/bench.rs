@@ -1,0 +1,163 @@
+//! `zfvis bench`: forward and projection speed of a full-width ZFNet, with
+//! the same forward in PyTorch-Python measured in the same run as a peer.
+//! `zfvis bench-http`: "click a map" and "new image" latency over loopback.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use zfvis_core::deconv::{self, Keep, ProjectRequest};
+use zfvis_core::net::{Arch, Init, Net, NetSpec};
+use zfvis_core::tch::{self, Device, Kind, Tensor};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn time_ms(iters: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    f();
+    median(
+        (0..iters)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect(),
+    )
+}
+
+pub fn bench(python: Option<&Path>, iters: usize, device: Device) -> Result<()> {
+    let threads = tch::get_num_threads();
+    tch::manual_seed(0);
+    let mut net = Net::new(NetSpec::new(Arch::Zfnet, 1.0, 1000), device)?;
+    net.init(Init::Kaiming);
+    println!("full-width ZFNet (96/256/384/384/256, fc 4096, 1000 classes), {device:?}, {threads} threads, median of {iters}");
+    let mut rust = vec![];
+    for b in [1i64, 32] {
+        let x = Tensor::randn([b, 3, 224, 224], (Kind::Float, device));
+        let ms = time_ms(if b == 1 { iters } else { iters.div_ceil(4).max(3) }, || {
+            let _ = net.trace(&x);
+        }) / b as f64;
+        rust.push((b, ms));
+    }
+    let x = Tensor::randn([1, 3, 224, 224], (Kind::Float, device));
+    let trace = net.trace(&x);
+    let proj = |layer: usize| {
+        time_ms(iters, || {
+            let _ = deconv::project(&net, &trace, &[ProjectRequest { layer, map: 0, keep: Keep::Strongest }]).unwrap();
+        })
+    };
+    let (p1, p5) = (proj(1), proj(5));
+    let p9 = time_ms(iters, || {
+        let reqs: Vec<ProjectRequest> = (0..9).map(|m| ProjectRequest { layer: 5, map: m, keep: Keep::Strongest }).collect();
+        let _ = deconv::project(&net, &trace, &reqs).unwrap();
+    });
+    let py = match python {
+        Some(py) if py.exists() => {
+            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/bench_torch.py");
+            let out = std::process::Command::new(py)
+                .arg(&script)
+                .args([threads.to_string(), iters.to_string(), "1".into(), "32".into()])
+                .output()
+                .context("running the PyTorch peer")?;
+            if !out.status.success() {
+                bail!("PyTorch peer failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            Some(v["forward_ms_per_image"].clone())
+        }
+        _ => None,
+    };
+    println!("| measurement | zfvis (tch) | PyTorch (Python) | ratio zfvis/PyTorch |");
+    println!("|---|---|---|---|");
+    for (b, ms) in &rust {
+        let (p, r) = match &py {
+            Some(v) => {
+                let p = v[b.to_string()].as_f64().unwrap_or(f64::NAN);
+                (format!("{p:.2} ms"), format!("{:.2}", ms / p))
+            }
+            None => ("n/a".into(), "n/a".into()),
+        };
+        println!("| forward (maps + switches), batch {b}, per image | {ms:.2} ms | {p} | {r} |");
+    }
+    println!("| projection conv1 -> pixels, forward done | {p1:.2} ms | | |");
+    println!("| projection conv5 -> pixels, forward done | {p5:.2} ms | | |");
+    println!("| 9 projections conv5 in one batch | {p9:.2} ms | | |");
+    Ok(())
+}
+
+/// Start a server in-process on a free port and time real HTTP requests.
+pub fn bench_http(models: &Path, model: &str, image: &Path, n: usize) -> Result<()> {
+    let data = std::env::temp_dir().join(format!("zfvis-bench-{}", std::process::id()));
+    let cfg = crate::http::Config {
+        models: models.to_path_buf(),
+        data: data.clone(),
+        static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
+        device: Device::cuda_if_available(),
+        queue: 256,
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let app = rt.block_on(async { crate::http::app(cfg) })?;
+    rt.spawn(async move { axum::serve(listener, app).await });
+
+    let c = reqwest::blocking::Client::new();
+    let info: serde_json::Value = c.get(format!("{base}/api/models/{model}")).send()?.error_for_status()?.json()?;
+    let epoch = info["snapshots"].as_array().and_then(|s| s.last()).map(|s| s["epoch"].as_u64().unwrap_or(0)).context("model has no snapshots")?;
+    let bytes = std::fs::read(image).with_context(|| format!("cannot read {}", image.display()))?;
+    let decoded = image::load_from_memory(&bytes)?.to_rgb8();
+
+    // "New image": upload (distinct bytes each time), predictions, conv1 grid.
+    let mut new_image = vec![];
+    let mut last_id = String::new();
+    for i in 0..n.min(40) {
+        let mut img = decoded.clone();
+        img.get_pixel_mut(0, 0).0 = [(i % 256) as u8, (i / 256) as u8, 7];
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png)?;
+        let png = png.into_inner();
+        let t = Instant::now();
+        let v: serde_json::Value = c.post(format!("{base}/api/images")).body(png).send()?.error_for_status()?.json()?;
+        let id = v["id"].as_str().unwrap_or_default().to_string();
+        let b = format!("{base}/api/models/{model}/snapshots/{epoch}/images/{id}");
+        c.get(format!("{b}/predictions")).send()?.error_for_status()?.bytes()?;
+        c.get(format!("{b}/layers/1/maps")).send()?.error_for_status()?.bytes()?;
+        c.get(format!("{b}/layers/1/maps.png")).send()?.error_for_status()?.bytes()?;
+        new_image.push(t.elapsed().as_secs_f64() * 1000.0);
+        last_id = id;
+    }
+    // "Click a map": projection JSON + PNG of a map not asked before.
+    let b = format!("{base}/api/models/{model}/snapshots/{epoch}/images/{last_id}");
+    let layers = info["layers"].as_array().cloned().unwrap_or_default();
+    let mut clicks = vec![];
+    'outer: for mode in ["strongest", "all"] {
+        for l in &layers {
+            let (layer, maps) = (l["layer"].as_u64().unwrap_or(1), l["maps"].as_u64().unwrap_or(1));
+            for map in 0..maps {
+                if clicks.len() >= n {
+                    break 'outer;
+                }
+                let t = Instant::now();
+                c.get(format!("{b}/layers/{layer}/maps/{map}/projection?mode={mode}")).send()?.error_for_status()?.bytes()?;
+                c.get(format!("{b}/layers/{layer}/maps/{map}/projection.png?mode={mode}")).send()?.error_for_status()?.bytes()?;
+                clicks.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    println!("HTTP on loopback, model {model} epoch {epoch}, image {}", image.display());
+    println!("| action | n | p50 | p99 |");
+    println!("|---|---|---|---|");
+    println!("| click a map (projection JSON + PNG, forward cached) | {} | {:.1} ms | {:.1} ms |", clicks.len(), percentile(&clicks, 0.5), percentile(&clicks, 0.99));
+    println!("| new image (upload, forward, top-5, conv1 grid JSON + PNG) | {} | {:.1} ms | {:.1} ms |", new_image.len(), percentile(&new_image, 0.5), percentile(&new_image, 0.99));
+    Ok(())
+}
