@@ -9,6 +9,7 @@ pub mod data;
 pub mod deconv;
 pub mod engine;
 pub mod net;
+pub mod occlusion;
 pub mod predict;
 pub mod preprocess;
 pub mod store;

@@ -269,6 +269,17 @@ impl Net {
         &self.convs[layer].ws
     }
 
+    pub fn conv_bias(&self, layer: usize) -> &Tensor {
+        self.convs[layer].bs.as_ref().expect("conv bias")
+    }
+
+    /// fc6 -> fc7 -> fc8 on flattened pool5 output (eval: no dropout).
+    pub fn forward_head(&self, h: &Tensor) -> Tensor {
+        let h = self.fcs[0].forward(h).relu();
+        let h = self.fcs[1].forward(&h).relu();
+        self.fcs[2].forward(&h)
+    }
+
     /// Training/inference forward to logits; dropout 0.5 on fc6 and fc7 when `train`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut h = x.shallow_clone();

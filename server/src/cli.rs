@@ -10,7 +10,7 @@ use zfvis_core::deconv::{self, Keep, ProjectRequest};
 use zfvis_core::net::Arch;
 use zfvis_core::tch::{self, Kind, Tensor};
 use zfvis_core::train::{self, Schedule, TrainConfig};
-use zfvis_core::{parse_device, predict, preprocess};
+use zfvis_core::{occlusion, parse_device, predict, preprocess};
 
 #[derive(Parser)]
 #[command(name = "zfvis", version, about = "See what a ZFNet sees (Zeiler & Fergus 2013)")]
@@ -66,6 +66,35 @@ enum Cmd {
         out_raw: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+    /// Occlusion sensitivity maps (paper Fig. 7)
+    Occlude {
+        #[command(flatten)]
+        m: ModelArgs,
+        #[arg(long)]
+        image: PathBuf,
+        /// Side of the grey square, px at the input size
+        #[arg(long, default_value_t = 48)]
+        size: i64,
+        #[arg(long, default_value_t = 8)]
+        stride: i64,
+        /// Class whose probability is mapped (default: the top class)
+        #[arg(long)]
+        class: Option<i64>,
+        #[arg(long)]
+        json: bool,
+        /// Write map_activation.png, class_prob.png, top_label.png here
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// incremental | batched | naive
+        #[arg(long, default_value = "incremental")]
+        method: String,
+        /// Positions per batch
+        #[arg(long, default_value_t = 64)]
+        batch: i64,
+        /// Run N times and print the median compute time to stderr
+        #[arg(long, default_value_t = 0)]
+        repeat: usize,
     },
     /// Train a ZFNet or AlexNet with snapshots (paper §2)
     Train(TrainArgs),
@@ -228,6 +257,52 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
             } else {
                 println!("layer {layer} map {map}: activation {:.4} at (y {}, x {}); wrote {}", p.value, p.y, p.x, out.display());
+            }
+        }
+        Cmd::Occlude { m, image, size, stride, class, json, out_dir, method, batch, repeat } => {
+            let model = ModelDir::open(&m.model)?;
+            let net = model.load(m.snapshot, parse_device(&m.device)?)?;
+            let (crop, x) = load_image(&model, &image)?;
+            let method = match method.as_str() {
+                "incremental" => occlusion::Method::Incremental,
+                "batched" => occlusion::Method::Batched,
+                "naive" => occlusion::Method::Naive,
+                s => bail!("unknown --method {s:?}: expected incremental, batched or naive"),
+            };
+            let req = occlusion::OcclusionRequest { size, stride, class, batch, method };
+            let r = occlusion::occlude(&net, &x, &req)?;
+            if repeat > 0 {
+                let mut times: Vec<f64> = (0..repeat)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        let _ = occlusion::occlude(&net, &x, &req);
+                        t.elapsed().as_secs_f64()
+                    })
+                    .collect();
+                times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                eprintln!("occlusion_seconds {:.4}", times[times.len() / 2]);
+            }
+            if let Some(dir) = &out_dir {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                for (name, img) in occlusion::heatmaps(&crop, &r) {
+                    let p = dir.join(format!("{name}.png"));
+                    img.save(&p).with_context(|| format!("cannot write {}", p.display()))?;
+                }
+            }
+            if json {
+                let mut v = serde_json::to_value(&r)?;
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("unoccluded");
+                }
+                println!("{v}");
+            } else {
+                let c = &model.manifest.classes[r.class as usize];
+                let flat: Vec<f64> = r.class_prob.iter().flatten().copied().collect();
+                let lo = flat.iter().cloned().fold(f64::INFINITY, f64::min);
+                println!(
+                    "class {} ({}): p = {:.3} unoccluded, lowest {:.3} over {}x{} positions; strongest conv5 map {}",
+                    r.class, c.name, r.unoccluded.class_prob, lo, r.positions.y.len(), r.positions.x.len(), r.strongest_map
+                );
             }
         }
         Cmd::Train(a) => {

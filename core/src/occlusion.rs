@@ -1,0 +1,411 @@
+//! Occlusion sensitivity (paper §4, Fig. 7): a grey square (the model's mean
+//! colour, 0 after normalisation) slid over the image; per position the
+//! summed activation of the conv5 map strongest on the unoccluded image, the
+//! probability of a class and the most probable label.
+//!
+//! Three evaluators with identical results: `Naive` (one forward per
+//! position), `Batched` (full forwards in batches) and `Incremental` (per
+//! position only the window of each layer that the square can change is
+//! recomputed; the rest comes from the unoccluded pass, as in Krypton,
+//! Nakandala et al., SIGMOD 2019).
+
+use crate::net::{lrn, Net, Window};
+use anyhow::{bail, Result};
+use serde::Serialize;
+use tch::{Kind, Tensor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Naive,
+    Batched,
+    Incremental,
+}
+
+#[derive(Debug, Clone)]
+pub struct OcclusionRequest {
+    /// Side of the grey square, px at input size.
+    pub size: i64,
+    pub stride: i64,
+    /// Class whose probability is mapped (default: the unoccluded top class).
+    pub class: Option<i64>,
+    /// Positions evaluated per batch.
+    pub batch: i64,
+    pub method: Method,
+}
+
+impl Default for OcclusionRequest {
+    fn default() -> Self {
+        OcclusionRequest { size: 48, stride: 8, class: None, batch: 64, method: Method::Incremental }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Positions {
+    pub x: Vec<i64>,
+    pub y: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OcclusionResult {
+    pub class: i64,
+    pub size: i64,
+    pub stride: i64,
+    /// Top-left corners of the square along each axis.
+    pub positions: Positions,
+    /// [row][col], rows along y.
+    pub class_prob: Vec<Vec<f64>>,
+    pub top_label: Vec<Vec<i64>>,
+    pub strongest_map: i64,
+    pub map_activation: Vec<Vec<f64>>,
+    /// The same three on the unoccluded image.
+    pub unoccluded: Unoccluded,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Unoccluded {
+    pub class_prob: f64,
+    pub top_label: i64,
+    pub map_activation: f64,
+}
+
+/// Top-left positions 0, stride, 2*stride, … while the square fits.
+pub fn positions(input: i64, size: i64, stride: i64) -> Result<Vec<i64>> {
+    if stride < 1 {
+        bail!("stride must be at least 1, got {stride}");
+    }
+    if size < 1 || size > input {
+        bail!("the occluder size must be 1..={input} px (the input size), got {size}");
+    }
+    Ok((0..).map(|i| i * stride).take_while(|p| p + size <= input).collect())
+}
+
+/// The image with the square at (y, x) set to 0 (the mean colour).
+pub fn occluded(x: &Tensor, y0: i64, x0: i64, size: i64) -> Tensor {
+    let out = x.copy();
+    let _ = out.narrow(-2, y0, size).narrow(-1, x0, size).fill_(0.0);
+    out
+}
+
+/// Per-position outputs: conv5 maps' summed activation of `map`, softmax.
+struct Outputs {
+    map_sum: Vec<f64>,
+    probs: Tensor,
+}
+
+fn head(net: &Net, a5: &Tensor) -> Tensor {
+    // pool5 -> fc6 -> fc7 -> fc8 (eval: no dropout).
+    let p = net.blocks[4].pool.expect("pool5");
+    let h = a5.max_pool2d([p.k, p.k], [p.stride, p.stride], [p.pad, p.pad], [1, 1], false);
+    net.forward_head(&h.flatten(1, -1))
+}
+
+/// Run occlusion over every position of the grid.
+pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<OcclusionResult> {
+    let s = net.spec.input_size;
+    let ps = positions(s, req.size, req.stride)?;
+    let x = x.to_device(net.device()).view([1, 3, s, s]);
+    let trace = net.trace(&x);
+    let probs0 = trace.probs().get(0);
+    let n_classes = probs0.size()[0];
+    let class = match req.class {
+        Some(c) if c < 0 || c >= n_classes => bail!("class {c} is out of range: the model has classes 0..{}", n_classes - 1),
+        Some(c) => c,
+        None => probs0.argmax(0, false).int64_value(&[]),
+    };
+    let a5 = trace.maps[4].get(0);
+    let strongest_map = a5.amax([1i64, 2].as_slice(), false).argmax(0, false).int64_value(&[]);
+    let unoccluded = Unoccluded {
+        class_prob: probs0.double_value(&[class]),
+        top_label: probs0.argmax(0, false).int64_value(&[]),
+        map_activation: a5.get(strongest_map).sum(Kind::Double).double_value(&[]),
+    };
+    let grid: Vec<(i64, i64)> = ps.iter().flat_map(|&y| ps.iter().map(move |&x| (y, x))).collect();
+    let batch = req.batch.max(1) as usize;
+    let mut map_sum = Vec::with_capacity(grid.len());
+    let mut probs = Vec::with_capacity(grid.len().div_ceil(batch));
+    tch::no_grad(|| {
+        match req.method {
+            Method::Naive => {
+                for &(y, xx) in &grid {
+                    let o = forward_full(net, &occluded(&x, y, xx, req.size), strongest_map);
+                    map_sum.extend(o.map_sum);
+                    probs.push(o.probs);
+                }
+            }
+            Method::Batched => {
+                for chunk in grid.chunks(batch) {
+                    let xs: Vec<Tensor> = chunk.iter().map(|&(y, xx)| occluded(&x, y, xx, req.size)).collect();
+                    let o = forward_full(net, &Tensor::cat(&xs, 0), strongest_map);
+                    map_sum.extend(o.map_sum);
+                    probs.push(o.probs);
+                }
+            }
+            Method::Incremental => {
+                let base = Base::new(net, &x);
+                for chunk in grid.chunks(batch) {
+                    let o = base.forward(net, chunk, req.size, strongest_map);
+                    map_sum.extend(o.map_sum);
+                    probs.push(o.probs);
+                }
+            }
+        }
+    });
+    let probs = Tensor::cat(&probs, 0).to_device(tch::Device::Cpu);
+    let cp: Vec<f32> = Vec::try_from(&probs.select(1, class))?;
+    let tl: Vec<i64> = Vec::try_from(&probs.argmax(1, false))?;
+    let n = ps.len();
+    let rows = |v: Vec<f64>| v.chunks(n).map(|r| r.to_vec()).collect::<Vec<_>>();
+    Ok(OcclusionResult {
+        class,
+        size: req.size,
+        stride: req.stride,
+        positions: Positions { x: ps.clone(), y: ps.clone() },
+        class_prob: rows(cp.into_iter().map(|v| v as f64).collect()),
+        top_label: tl.chunks(n).map(|r| r.to_vec()).collect(),
+        strongest_map,
+        map_activation: rows(map_sum),
+        unoccluded,
+    })
+}
+
+fn forward_full(net: &Net, xs: &Tensor, map: i64) -> Outputs {
+    let t = net.trace(xs);
+    let map_sum = Vec::<f64>::try_from(&t.maps[4].select(1, map).sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double))
+        .unwrap_or_default();
+    Outputs { map_sum, probs: t.logits.softmax(-1, Kind::Float) }
+}
+
+/// One spatial op of the stack, for window-wise recomputation.
+#[derive(Clone, Copy)]
+enum Op {
+    /// conv l + ReLU
+    Conv(usize),
+    Pool(Window),
+    Lrn,
+}
+
+impl Op {
+    fn window(&self, net: &Net) -> Window {
+        match *self {
+            Op::Conv(l) => net.blocks[l].conv,
+            Op::Pool(w) => w,
+            Op::Lrn => Window::new(1, 1, 0),
+        }
+    }
+    /// Apply to an input that is already padded (so with padding 0).
+    fn apply_padded(&self, net: &Net, x: &Tensor) -> Tensor {
+        match *self {
+            Op::Conv(l) => {
+                let w = net.blocks[l].conv;
+                x.conv2d(net.conv_weight(l), Some(net.conv_bias(l)), [w.stride, w.stride], [0, 0], [1, 1], 1).relu()
+            }
+            Op::Pool(w) => x.max_pool2d([w.k, w.k], [w.stride, w.stride], [0, 0], [1, 1], false),
+            Op::Lrn => lrn(x),
+        }
+    }
+}
+
+/// The unoccluded pass, layer by layer: every op's input, padded as the op
+/// pads it (zeros for convs, -inf for pools).
+struct Base {
+    ops: Vec<Op>,
+    /// padded[i] = padded input of ops[i], [C, H, W] (no batch dimension).
+    padded: Vec<Tensor>,
+    /// Output side of every op.
+    sides: Vec<i64>,
+    /// conv5 output of the unoccluded image, [C, 13, 13].
+    last: Tensor,
+}
+
+fn pad_with(x: &Tensor, p: i64, value: f64) -> Tensor {
+    if p == 0 {
+        return x.shallow_clone();
+    }
+    let (n, c, h, w) = x.size4().expect("4d");
+    let out = Tensor::full([n, c, h + 2 * p, w + 2 * p], value, (x.kind(), x.device()));
+    out.narrow(2, p, h).narrow(3, p, w).copy_(x);
+    out
+}
+
+impl Base {
+    fn new(net: &Net, x: &Tensor) -> Base {
+        let mut ops = vec![];
+        for (l, b) in net.blocks.iter().enumerate() {
+            ops.push(Op::Conv(l));
+            if let Some(p) = b.pool {
+                if l < 4 {
+                    ops.push(Op::Pool(p));
+                }
+            }
+            if b.lrn {
+                ops.push(Op::Lrn);
+            }
+        }
+        let mut h = x.shallow_clone();
+        let mut padded_inputs = vec![];
+        let mut sides = vec![];
+        for op in &ops {
+            let p = padded(net, op, &h);
+            h = op.apply_padded(net, &p);
+            padded_inputs.push(p.get(0));
+            sides.push(h.size()[2]);
+        }
+        Base { ops, padded: padded_inputs, sides, last: h.get(0) }
+    }
+
+    /// Outputs for a batch of square positions. Each position carries only
+    /// the window of the current layer that differs from the unoccluded
+    /// pass; every op is applied to that window's receptive field alone.
+    fn forward(&self, net: &Net, pos: &[(i64, i64)], size: i64, map: i64) -> Outputs {
+        let b = pos.len() as i64;
+        let dev = self.last.device();
+        // The changed window of the input: the square itself, all zeros.
+        let mut region: Vec<(i64, i64)> = pos.to_vec();
+        let mut len = size;
+        let mut state = Tensor::zeros([b, 3, size, size], (Kind::Float, dev));
+        for (k, op) in self.ops.iter().enumerate() {
+            let w = op.window(net);
+            let n_out = self.sides[k];
+            // Exact range of outputs that can see the changed run [a, a+len).
+            let range = |a: i64| {
+                let lo = (a + w.pad - w.k + 1).max(0);
+                let lo = (lo + w.stride - 1) / w.stride;
+                let hi = ((a + len - 1 + w.pad) / w.stride).min(n_out - 1);
+                (lo, hi)
+            };
+            let w_out = region
+                .iter()
+                .map(|&(r, c)| {
+                    let (a, z) = range(r);
+                    let (c0, c1) = range(c);
+                    (z - a + 1).max(c1 - c0 + 1)
+                })
+                .max()
+                .unwrap_or(1)
+                .clamp(1, n_out);
+            let w_in = (w_out - 1) * w.stride + w.k;
+            let base = &self.padded[k];
+            let mut starts = Vec::with_capacity(region.len());
+            let windows: Vec<Tensor> = region
+                .iter()
+                .enumerate()
+                .map(|(i, &(r, c))| {
+                    let oy = range(r).0.min(n_out - w_out);
+                    let ox = range(c).0.min(n_out - w_out);
+                    starts.push((oy, ox));
+                    let (wy, wx) = (oy * w.stride, ox * w.stride);
+                    let win = base.narrow(1, wy, w_in).narrow(2, wx, w_in).copy();
+                    // Paste the changed window where it overlaps (padded coords).
+                    let (ry, rx) = (r + w.pad, c + w.pad);
+                    let (y0, y1) = (ry.max(wy), (ry + len).min(wy + w_in));
+                    let (x0, x1) = (rx.max(wx), (rx + len).min(wx + w_in));
+                    if y1 > y0 && x1 > x0 {
+                        win.narrow(1, y0 - wy, y1 - y0)
+                            .narrow(2, x0 - wx, x1 - x0)
+                            .copy_(&state.get(i as i64).narrow(1, y0 - ry, y1 - y0).narrow(2, x0 - rx, x1 - x0));
+                    }
+                    win
+                })
+                .collect();
+            state = op.apply_padded(net, &Tensor::stack(&windows, 0));
+            region = starts;
+            len = w_out;
+        }
+        // Back to full conv5 maps.
+        let n = *self.sides.last().unwrap();
+        let full = if len == n {
+            state
+        } else {
+            let full = self.last.unsqueeze(0).expand([b, -1, -1, -1], false).copy();
+            for (i, &(r, c)) in region.iter().enumerate() {
+                full.get(i as i64).narrow(1, r, len).narrow(2, c, len).copy_(&state.get(i as i64));
+            }
+            full
+        };
+        let map_sum =
+            Vec::<f64>::try_from(&full.select(1, map).sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double)).unwrap_or_default();
+        Outputs { map_sum, probs: head(net, &full).softmax(-1, Kind::Float) }
+    }
+}
+
+fn padded(net: &Net, op: &Op, x: &Tensor) -> Tensor {
+    let p = op.window(net).pad;
+    match op {
+        Op::Pool(_) => pad_with(x, p, f64::NEG_INFINITY),
+        _ => pad_with(x, p, 0.0),
+    }
+}
+
+/// One occluder position, for the live view: top-5 probabilities, the class
+/// probability and the strongest map's summed activation.
+pub struct LiveResult {
+    pub probs: Tensor,
+    pub map_activation: f64,
+    pub strongest_map: i64,
+}
+
+/// Evaluate a single occluder position (one forward; `map` = the unoccluded
+/// strongest conv5 map).
+pub fn live(net: &Net, x: &Tensor, y0: i64, x0: i64, size: i64, map: i64) -> LiveResult {
+    let s = net.spec.input_size;
+    let x = x.to_device(net.device()).view([1, 3, s, s]);
+    let o = tch::no_grad(|| forward_full(net, &occluded(&x, y0, x0, size), map));
+    LiveResult { probs: o.probs.get(0), map_activation: o.map_sum[0], strongest_map: map }
+}
+
+/// A perceptual colour scale (viridis, 5 stops), t in 0..1.
+pub fn viridis(t: f64) -> [u8; 3] {
+    const STOPS: [[f64; 3]; 5] =
+        [[68.0, 1.0, 84.0], [59.0, 82.0, 139.0], [33.0, 145.0, 140.0], [94.0, 201.0, 98.0], [253.0, 231.0, 37.0]];
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 } * 4.0;
+    let i = (t.floor() as usize).min(3);
+    let f = t - i as f64;
+    std::array::from_fn(|c| (STOPS[i][c] * (1.0 - f) + STOPS[i + 1][c] * f).round() as u8)
+}
+
+/// Distinct colours for class labels.
+pub fn label_colour(label: i64) -> [u8; 3] {
+    const P: [[u8; 3]; 12] = [
+        [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
+        [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207], [0, 0, 0], [255, 255, 255],
+    ];
+    P[label.rem_euclid(P.len() as i64) as usize]
+}
+
+/// Paint a grid over the crop: cell (row, col) is the `stride`-sized square
+/// centred on that occluder position's centre, blended 75% over the image.
+pub fn heatmap(crop: &image::RgbImage, r: &OcclusionResult, colour: impl Fn(usize, usize) -> [u8; 3]) -> image::RgbImage {
+    let mut out = crop.clone();
+    let (w, h) = out.dimensions();
+    let half = r.size / 2 - r.stride / 2;
+    for (i, &y) in r.positions.y.iter().enumerate() {
+        for (j, &x) in r.positions.x.iter().enumerate() {
+            let c = colour(i, j);
+            for yy in (y + half).max(0)..(y + half + r.stride).min(h as i64) {
+                for xx in (x + half).max(0)..(x + half + r.stride).min(w as i64) {
+                    let p = out.get_pixel_mut(xx as u32, yy as u32);
+                    for k in 0..3 {
+                        p.0[k] = ((p.0[k] as u32 + 3 * c[k] as u32) / 4) as u8;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The three heatmaps of Fig. 7 (b), (d), (e) as images over the crop.
+pub fn heatmaps(crop: &image::RgbImage, r: &OcclusionResult) -> [(&'static str, image::RgbImage); 3] {
+    let scale = |g: &Vec<Vec<f64>>| {
+        let v: Vec<f64> = g.iter().flatten().copied().collect();
+        let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        (lo, (hi - lo).max(1e-12))
+    };
+    let (mlo, mrange) = scale(&r.map_activation);
+    [
+        ("map_activation", heatmap(crop, r, |i, j| viridis((r.map_activation[i][j] - mlo) / mrange))),
+        ("class_prob", heatmap(crop, r, |i, j| viridis(r.class_prob[i][j]))),
+        ("top_label", heatmap(crop, r, |i, j| label_colour(r.top_label[i][j]))),
+    ]
+}
