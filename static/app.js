@@ -1,6 +1,8 @@
 // zfvis front end: the state of the view lives in the URL's query string.
 // Data flow: URL state -> API requests -> DOM. No build step.
 
+import { createOcclusion } from "./occlusion.js";
+
 const $ = (id) => document.getElementById(id);
 const models = JSON.parse($("models-data").textContent || "[]");
 const TILE = 64; // displayed size of a feature-map tile, px
@@ -8,19 +10,27 @@ const TILE = 64; // displayed size of a feature-map tile, px
 const state = {
   model: null, snapshot: null, image: null,
   layer: 5, map: null, mode: "strongest", view: "maps", sort: "index",
+  // occlusion view: square size, stride, class, live position, maps shown
+  size: null, stride: null, class: null, ox: null, oy: null, maps: null,
 };
+const NUMERIC = ["snapshot", "layer", "map", "size", "stride", "class", "ox", "oy", "maps"];
+const KEYS = ["model", "snapshot", "image", "layer", "map", "mode", "view", "sort", "size", "stride", "class", "ox", "oy", "maps"];
 let mapsInfo = null; // last /maps answer
 let pending = 0;
 
 function readURL() {
   const q = new URLSearchParams(location.search);
-  for (const k of ["model", "image", "mode", "view", "sort"]) if (q.has(k)) state[k] = q.get(k);
-  for (const k of ["snapshot", "layer", "map"]) if (q.has(k) && q.get(k) !== "") state[k] = Number(q.get(k));
+  for (const k of KEYS) {
+    if (!q.has(k) || q.get(k) === "") continue;
+    state[k] = NUMERIC.includes(k) ? Number(q.get(k)) : q.get(k);
+  }
 }
 
 function writeURL() {
   const q = new URLSearchParams();
-  for (const k of ["model", "snapshot", "image", "layer", "map", "mode", "view", "sort"]) {
+  const occ = state.view === "occlusion";
+  for (const k of KEYS) {
+    if (!occ && ["size", "stride", "class", "ox", "oy", "maps"].includes(k)) continue;
     if (state[k] !== null && state[k] !== undefined) q.set(k, state[k]);
   }
   history.replaceState(null, "", "?" + q.toString());
@@ -161,7 +171,8 @@ async function render() {
   $("sort").value = state.sort;
   for (const r of $("recent").querySelectorAll("img")) r.classList.toggle("current", r.src.endsWith(state.image));
   try {
-    await Promise.all([renderTop5(), state.view === "top9" ? renderTop9() : renderMaps()]);
+    const view = { top9: renderTop9, occlusion: renderOcclusion }[state.view] || renderMaps;
+    await Promise.all([renderTop5(), view()]);
   } catch (e) {
     showError(e.message);
   }
@@ -187,7 +198,19 @@ function orderedMaps() {
   return list;
 }
 
+let occlusion = null;
+async function renderOcclusion() {
+  for (const id of ["grid", "top9", "detail"]) $(id).hidden = true;
+  $("sort-label").hidden = true;
+  $("layers").hidden = true;
+  $("occlusion").hidden = false;
+  occlusion = occlusion || createOcclusion({ state, model, base, api, writeURL, showError });
+  await occlusion.render();
+}
+
 async function renderMaps() {
+  $("layers").hidden = false;
+  $("occlusion").hidden = true;
   $("grid").hidden = false;
   $("top9").hidden = true;
   $("sort-label").hidden = false;
@@ -242,6 +265,8 @@ async function renderDetail() {
 }
 
 async function renderTop9() {
+  $("layers").hidden = false;
+  $("occlusion").hidden = true;
   $("grid").hidden = true;
   $("detail").hidden = true;
   $("sort-label").hidden = true;

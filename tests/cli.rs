@@ -91,3 +91,32 @@ fn projects_the_beagle() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(image::open(&png).is_ok());
 }
+
+#[test]
+fn occlude_json_and_pngs() {
+    let dir = tempdir("cli-occ");
+    let model = random_model(&dir.join("m"), Arch::Zfnet);
+    let img = dir.join("a.png");
+    std::fs::write(&img, test_png()).unwrap();
+    let out_dir = dir.join("maps");
+    let out = zfvis(&[
+        "occlude", "--model", model.to_str().unwrap(), "--image", img.to_str().unwrap(), "--size", "64", "--stride", "32",
+        "--class", "1", "--json", "--out-dir", out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["class"], 1);
+    assert_eq!((v["size"].as_i64(), v["stride"].as_i64()), (Some(64), Some(32)));
+    assert_eq!(v["positions"]["x"], serde_json::json!([0, 32, 64, 96, 128, 160]));
+    assert_eq!(v["class_prob"].as_array().unwrap().len(), 6);
+    assert_eq!(v["map_activation"][5].as_array().unwrap().len(), 6);
+    assert!(v["top_label"][0][0].as_i64().unwrap() < 4);
+    for f in ["class_prob.png", "map_activation.png", "top_label.png"] {
+        assert!(image::open(out_dir.join(f)).is_ok(), "{f}");
+    }
+    let m = model.to_str().unwrap();
+    let i = img.to_str().unwrap();
+    one_line_error(&zfvis(&["occlude", "--model", m, "--image", i, "--size", "300"]), "occluder size");
+    one_line_error(&zfvis(&["occlude", "--model", m, "--image", i, "--stride", "0"]), "stride must be at least 1");
+    one_line_error(&zfvis(&["occlude", "--model", m, "--image", i, "--class", "9"]), "class 9 is out of range");
+}

@@ -211,3 +211,41 @@ fn uploads_survive_a_restart() {
     let r = Client::new().get(format!("{}/api/models/tiny/snapshots/1/images/{id}/predictions", srv.base)).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[test]
+fn occlusion_endpoints() {
+    let e = setup("http-occ");
+    let id = e.upload(test_png()).json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let b = format!("/api/models/tiny/snapshots/1/images/{id}");
+    let r: Value = e.get(&format!("{b}/occlusion?size=48&stride=16&class=2")).json().unwrap();
+    assert_eq!(r["class"], 2);
+    assert_eq!(r["positions"]["x"].as_array().unwrap().len(), 12); // 0, 16, …, 176
+    assert_eq!(r["class_prob"].as_array().unwrap().len(), 12);
+    assert_eq!(r["class_prob"][0].as_array().unwrap().len(), 12);
+    assert_eq!(r["top_label"][3].as_array().unwrap().len(), 12);
+    assert!(r["strongest_map"].as_i64().unwrap() >= 0);
+    let d: Value = e.get(&format!("{b}/occlusion")).json().unwrap();
+    assert_eq!(d["positions"]["y"].as_array().unwrap().len(), 23, "defaults: 48 px, stride 8");
+    for kind in ["class_prob", "map_activation", "top_label"] {
+        let r = e.get(&format!("{b}/occlusion.png?size=48&stride=16&class=2&kind={kind}"));
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(image::load_from_memory(&r.bytes().unwrap()).unwrap().width(), 224);
+    }
+    // Live: the same position as cell (1, 2) of the full map gives the same probability.
+    let l: Value = e.get(&format!("{b}/occlusion/live?x=32&y=16&size=48&class=2")).json().unwrap();
+    let full = r["class_prob"][1][2].as_f64().unwrap();
+    assert!((l["class_prob"].as_f64().unwrap() - full).abs() < 1e-4);
+    assert_eq!(l["top"].as_array().unwrap().len(), 4);
+    let p = e.get(&format!("{b}/occlusion/projection.png?x=32&y=16&size=48"));
+    assert_eq!(p.status(), StatusCode::OK);
+
+    error(e.get(&format!("{b}/occlusion?size=300")), StatusCode::BAD_REQUEST, "occluder size");
+    error(e.get(&format!("{b}/occlusion?stride=0")), StatusCode::BAD_REQUEST, "stride must be at least 1");
+    error(e.get(&format!("{b}/occlusion?class=4")), StatusCode::BAD_REQUEST, "class 4 is out of range");
+    error(e.get(&format!("{b}/occlusion?size=abc")), StatusCode::BAD_REQUEST, "size must be an integer");
+    error(e.get(&format!("{b}/occlusion.png?kind=nope")), StatusCode::BAD_REQUEST, "kind must be");
+    error(e.get(&format!("{b}/occlusion/live?x=200&y=0&size=48")), StatusCode::BAD_REQUEST, "does not fit");
+    error(e.get(&format!("{b}/occlusion/live?y=0")), StatusCode::BAD_REQUEST, "missing query parameter x");
+    error(e.get(&format!("{b}/occlusion/projection?x=-1&y=0")), StatusCode::BAD_REQUEST, "does not fit");
+    e.alive();
+}

@@ -6,6 +6,7 @@
 use crate::checkpoint::ModelDir;
 use crate::deconv::{self, Keep, ProjectRequest};
 use crate::net::{Net, Trace};
+use crate::occlusion;
 use crate::predict::{self, Prediction};
 use crate::preprocess;
 use crate::store::ImageStore;
@@ -61,13 +62,29 @@ pub struct ModelInfo {
     pub width: f64,
     pub input_size: i64,
     pub classes: usize,
+    /// Class names by index.
+    pub class_names: Vec<String>,
     pub snapshots: Vec<SnapshotInfo>,
     pub layers: Vec<LayerInfo>,
 }
 
 pub struct Traced {
     pub crop: RgbImage,
+    /// The normalised crop, [1, 3, S, S].
+    pub input: tch::Tensor,
     pub trace: Trace,
+}
+
+#[derive(Serialize)]
+pub struct LiveOcclusion {
+    pub x: i64,
+    pub y: i64,
+    pub size: i64,
+    pub class: i64,
+    pub class_prob: f64,
+    pub strongest_map: i64,
+    pub map_activation: f64,
+    pub top: Vec<Prediction>,
 }
 
 #[derive(Serialize)]
@@ -126,6 +143,7 @@ pub struct Engine {
     device: Device,
     nets: LruCache<(String, u32), Rc<Net>>,
     traces: LruCache<(String, u32, String), Rc<Traced>>,
+    occlusions: LruCache<String, Rc<occlusion::OcclusionResult>>,
     /// How many forward passes ran (for tests and stats).
     pub forwards: u64,
 }
@@ -145,6 +163,7 @@ impl Engine {
             device,
             nets: LruCache::new(NonZeroUsize::new(6).unwrap()),
             traces: LruCache::new(NonZeroUsize::new(traces.max(1)).unwrap()),
+            occlusions: LruCache::new(NonZeroUsize::new(16).unwrap()),
             forwards: 0,
         }
     }
@@ -177,7 +196,7 @@ impl Engine {
         let x = preprocess::to_tensor(&crop, &m.mean, &m.std).unsqueeze(0);
         let trace = net.trace(&x);
         self.forwards += 1;
-        let t = Rc::new(Traced { crop, trace });
+        let t = Rc::new(Traced { crop, input: x, trace });
         self.traces.put(key, t.clone());
         Ok((net, t))
     }
@@ -285,6 +304,130 @@ impl Engine {
     }
 }
 
+impl Engine {
+    fn check_square(net: &Net, size: i64) -> Result<()> {
+        let s = net.spec.input_size;
+        if size < 1 || size > s {
+            return Err(bad(format!("the occluder size must be 1..={s} px (the input size), got {size}")));
+        }
+        Ok(())
+    }
+
+    fn check_class(&self, model: &str, class: Option<i64>) -> Result<()> {
+        let n = self.model(model)?.manifest.classes.len() as i64;
+        match class {
+            Some(c) if c < 0 || c >= n => Err(bad(format!("class {c} is out of range: the model has classes 0..{}", n - 1))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Full occlusion maps (Fig. 7 b, d, e), cached per request.
+    pub fn occlusion(
+        &mut self,
+        model: &str,
+        epoch: u32,
+        image: &str,
+        size: i64,
+        stride: i64,
+        class: Option<i64>,
+    ) -> Result<Rc<occlusion::OcclusionResult>> {
+        let key = format!("{model}/{epoch}/{image}/{size}/{stride}/{class:?}");
+        if let Some(r) = self.occlusions.get(&key) {
+            return Ok(r.clone());
+        }
+        let net = self.net(model, epoch)?;
+        Self::check_square(&net, size)?;
+        if stride < 1 {
+            return Err(bad(format!("stride must be at least 1, got {stride}")));
+        }
+        self.check_class(model, class)?;
+        let (net, t) = self.traced(model, epoch, image)?;
+        let req = occlusion::OcclusionRequest { size, stride, class, ..Default::default() };
+        let r = Rc::new(occlusion::occlude(&net, &t.input, &req).map_err(|e| bad(e.to_string()))?);
+        self.occlusions.put(key, r.clone());
+        Ok(r)
+    }
+
+    /// One heatmap of a full occlusion result as PNG over the crop.
+    pub fn occlusion_png(
+        &mut self,
+        model: &str,
+        epoch: u32,
+        image: &str,
+        size: i64,
+        stride: i64,
+        class: Option<i64>,
+        kind: &str,
+    ) -> Result<Vec<u8>> {
+        let r = self.occlusion(model, epoch, image, size, stride, class)?;
+        let (_, t) = self.traced(model, epoch, image)?;
+        let maps = occlusion::heatmaps(&t.crop, &r);
+        let img = maps
+            .into_iter()
+            .find(|(n, _)| *n == kind)
+            .map(|(_, i)| i)
+            .ok_or_else(|| bad(format!("kind must be map_activation, class_prob or top_label, got {kind:?}")))?;
+        let (w, h) = img.dimensions();
+        Ok(png(w, h, img.into_raw()))
+    }
+
+    fn check_position(net: &Net, x: i64, y: i64, size: i64) -> Result<()> {
+        Self::check_square(net, size)?;
+        let s = net.spec.input_size;
+        if x < 0 || y < 0 || x + size > s || y + size > s {
+            return Err(bad(format!("the square at x {x}, y {y} of size {size} does not fit the {s}x{s} input")));
+        }
+        Ok(())
+    }
+
+    /// One occluder position (the live view): top-5, a class's probability
+    /// and the unoccluded strongest conv5 map's summed activation.
+    #[allow(clippy::too_many_arguments)]
+    pub fn live_occlusion(
+        &mut self,
+        model: &str,
+        epoch: u32,
+        image: &str,
+        x: i64,
+        y: i64,
+        size: i64,
+        class: Option<i64>,
+    ) -> Result<LiveOcclusion> {
+        let net = self.net(model, epoch)?;
+        Self::check_position(&net, x, y, size)?;
+        self.check_class(model, class)?;
+        let m = self.model(model)?;
+        let (net, t) = self.traced(model, epoch, image)?;
+        let a5 = t.trace.maps[4].get(0);
+        let map = a5.amax([1i64, 2].as_slice(), false).argmax(0, false).int64_value(&[]);
+        let class = class.unwrap_or_else(|| t.trace.logits.get(0).argmax(0, false).int64_value(&[]));
+        let r = occlusion::live(&net, &t.input, y, x, size, map);
+        Ok(LiveOcclusion {
+            x,
+            y,
+            size,
+            class,
+            class_prob: r.probs.double_value(&[class]),
+            strongest_map: map,
+            map_activation: r.map_activation,
+            top: predict::top_k_of(&m.manifest, &r.probs, 5),
+        })
+    }
+
+    /// (c) of Fig. 7: the unoccluded strongest conv5 map's projection with
+    /// the occluder at (x, y).
+    pub fn occluded_projection(&mut self, model: &str, epoch: u32, image: &str, x: i64, y: i64, size: i64) -> Result<ProjectionResult> {
+        let net = self.net(model, epoch)?;
+        Self::check_position(&net, x, y, size)?;
+        let (net, t) = self.traced(model, epoch, image)?;
+        let map = t.trace.maps[4].get(0).amax([1i64, 2].as_slice(), false).argmax(0, false).int64_value(&[]);
+        let xo = occlusion::occluded(&t.input, y, x, size);
+        let trace = net.trace(&xo);
+        let mut p = deconv::project(&net, &trace, &[ProjectRequest { layer: 5, map, keep: Keep::Strongest }]).map_err(|e| bad(e.to_string()))?;
+        Ok(result(p.remove(0), Keep::Strongest))
+    }
+}
+
 fn result(p: deconv::Projection, keep: Keep) -> ProjectionResult {
     let (w, h, rgb) = deconv::to_rgb8(&p.pixels);
     ProjectionResult {
@@ -333,6 +476,7 @@ fn info(m: &ModelDir) -> Result<ModelInfo> {
         width: m.manifest.width,
         input_size: m.manifest.input_size,
         classes: m.manifest.classes.len(),
+        class_names: m.manifest.classes.iter().map(|c| c.name.clone()).collect(),
         snapshots: m.manifest.snapshots.iter().map(|s| SnapshotInfo { epoch: s.epoch, metrics: s.metrics.clone() }).collect(),
         layers: spec.blocks().iter().enumerate().map(|(i, b)| LayerInfo { layer: i + 1, maps: b.out_c, size: sizes[i].1 }).collect(),
     })

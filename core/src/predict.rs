@@ -15,7 +15,11 @@ pub struct Prediction {
 
 /// The `k` most probable classes of image `i` of the trace, most probable first.
 pub fn top_k(manifest: &Manifest, trace: &Trace, i: i64, k: usize) -> Vec<Prediction> {
-    let probs = trace.logits.get(i).softmax(-1, Kind::Float);
+    top_k_of(manifest, &trace.logits.get(i).softmax(-1, Kind::Float), k)
+}
+
+/// The `k` most probable classes of a probability vector [C].
+pub fn top_k_of(manifest: &Manifest, probs: &tch::Tensor, k: usize) -> Vec<Prediction> {
     let k = (k as i64).min(probs.size()[0]);
     let (v, idx) = probs.topk(k, 0, true, true);
     let v: Vec<f32> = Vec::try_from(&v).unwrap_or_default();

@@ -170,3 +170,75 @@ pub async fn stats(State(st): State<AppState>) -> Result<Response, ApiError> {
     let forwards = st.worker.run(|e| Ok(e.forwards)).await?;
     Ok(Json(serde_json::json!({ "forwards": forwards, "cached_results": st.cache.entry_count() })).into_response())
 }
+
+fn qnum(q: &HashMap<String, String>, name: &str, default: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match q.get(name).map(|s| s.as_str()) {
+        None | Some("") => Ok(default),
+        Some(v) => v.parse().map(Some).map_err(|_| ApiError::bad(format!("{name} must be an integer, got {v:?}"))),
+    }
+}
+
+fn need(q: &HashMap<String, String>, name: &str, default: Option<i64>) -> Result<i64, ApiError> {
+    qnum(q, name, default)?.ok_or_else(|| ApiError::bad(format!("missing query parameter {name}")))
+}
+
+/// Occlusion maps (Fig. 7): `?size=48&stride=8&class=K`.
+pub async fn occlusion_json(State(st): State<AppState>, Path(p): Params, Query(q): Q, h: HeaderMap) -> Result<Response, ApiError> {
+    let t = target(&p)?;
+    let (size, stride, class) = (need(&q, "size", Some(48))?, need(&q, "stride", Some(8))?, qnum(&q, "class", None)?);
+    let key = format!("occ/{}/{}/{}/{size}/{stride}/{class:?}", t.model, t.epoch, t.image);
+    let o = cached(&st, key, move |e| {
+        let r = e.occlusion(&t.model, t.epoch, &t.image, size, stride, class)?;
+        Ok((serde_json::to_value(&*r).map_err(|e| engine::Error::Internal(e.into()))?, None))
+    })
+    .await?;
+    Ok(o.json.respond(&h))
+}
+
+/// One occlusion heatmap over the crop: `?kind=class_prob|map_activation|top_label`.
+pub async fn occlusion_png(State(st): State<AppState>, Path(p): Params, Query(q): Q, h: HeaderMap) -> Result<Response, ApiError> {
+    let t = target(&p)?;
+    let (size, stride, class) = (need(&q, "size", Some(48))?, need(&q, "stride", Some(8))?, qnum(&q, "class", None)?);
+    let kind = q.get("kind").cloned().unwrap_or_else(|| "class_prob".into());
+    let key = format!("occpng/{}/{}/{}/{size}/{stride}/{class:?}/{kind}", t.model, t.epoch, t.image);
+    let o = cached(&st, key, move |e| {
+        let png = e.occlusion_png(&t.model, t.epoch, &t.image, size, stride, class, &kind)?;
+        Ok((serde_json::Value::Null, Some(png)))
+    })
+    .await?;
+    png_of(&o, &h)
+}
+
+/// The live occluder: one position, `?x=&y=&size=&class=`.
+pub async fn occlusion_live(State(st): State<AppState>, Path(p): Params, Query(q): Q, h: HeaderMap) -> Result<Response, ApiError> {
+    let t = target(&p)?;
+    let (x, y, size, class) = (need(&q, "x", None)?, need(&q, "y", None)?, need(&q, "size", Some(48))?, qnum(&q, "class", None)?);
+    let key = format!("live/{}/{}/{}/{x}/{y}/{size}/{class:?}", t.model, t.epoch, t.image);
+    let o = cached(&st, key, move |e| {
+        let r = e.live_occlusion(&t.model, t.epoch, &t.image, x, y, size, class)?;
+        Ok((serde_json::to_value(&r).map_err(|e| engine::Error::Internal(e.into()))?, None))
+    })
+    .await?;
+    Ok(o.json.respond(&h))
+}
+
+async fn occluded_projection(st: &AppState, p: &HashMap<String, String>, q: &HashMap<String, String>) -> Result<Arc<Outputs>, ApiError> {
+    let t = target(p)?;
+    let (x, y, size) = (need(q, "x", None)?, need(q, "y", None)?, need(q, "size", Some(48))?);
+    let key = format!("occproj/{}/{}/{}/{x}/{y}/{size}", t.model, t.epoch, t.image);
+    cached(st, key, move |e| {
+        let mut r = e.occluded_projection(&t.model, t.epoch, &t.image, x, y, size)?;
+        let png = std::mem::take(&mut r.png);
+        Ok((serde_json::to_value(&r).map_err(|e| engine::Error::Internal(e.into()))?, Some(png)))
+    })
+    .await
+}
+
+/// Fig. 7 (c): the strongest conv5 map's projection with the square at (x, y).
+pub async fn occluded_projection_json(State(st): State<AppState>, Path(p): Params, Query(q): Q, h: HeaderMap) -> Result<Response, ApiError> {
+    Ok(occluded_projection(&st, &p, &q).await?.json.respond(&h))
+}
+
+pub async fn occluded_projection_png(State(st): State<AppState>, Path(p): Params, Query(q): Q, h: HeaderMap) -> Result<Response, ApiError> {
+    png_of(&*occluded_projection(&st, &p, &q).await?, &h)
+}

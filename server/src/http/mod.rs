@@ -78,6 +78,11 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
         .route(&format!("{m}/layers/{{layer}}/maps/{{map}}/projection.png"), get(analysis::projection_png))
         .route(&format!("{m}/layers/{{layer}}/top9"), get(analysis::top9_json))
         .route(&format!("{m}/layers/{{layer}}/top9.png"), get(analysis::top9_png))
+        .route(&format!("{m}/occlusion"), get(analysis::occlusion_json))
+        .route(&format!("{m}/occlusion.png"), get(analysis::occlusion_png))
+        .route(&format!("{m}/occlusion/live"), get(analysis::occlusion_live))
+        .route(&format!("{m}/occlusion/projection"), get(analysis::occluded_projection_json))
+        .route(&format!("{m}/occlusion/projection.png"), get(analysis::occluded_projection_png))
         .route("/api/{*rest}", get(not_found).post(not_found))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD + 64 * 1024));
     Ok(Router::new()
