@@ -5,9 +5,11 @@
 //! `net`; §2 training -> `train`; model folders -> `checkpoint`.
 
 pub mod checkpoint;
+pub mod correspondence;
 pub mod data;
 pub mod deconv;
 pub mod engine;
+pub mod invariance;
 pub mod net;
 pub mod occlusion;
 pub mod predict;

@@ -153,11 +153,20 @@ pub fn bench_http(models: &Path, model: &str, image: &Path, n: usize) -> Result<
             }
         }
     }
+    // Live occluder: one new position per request (forward of the crop cached).
+    let mut live = vec![];
+    for i in 0..n {
+        let (x, y) = ((i * 7) % 177, (i * 13) % 177);
+        let t = Instant::now();
+        c.get(format!("{b}/occlusion/live?x={x}&y={y}&size=48")).send()?.error_for_status()?.bytes()?;
+        live.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
     let _ = std::fs::remove_dir_all(&data);
     println!("HTTP on loopback, model {model} epoch {epoch}, image {}", image.display());
     println!("| action | n | p50 | p99 |");
     println!("|---|---|---|---|");
     println!("| click a map (projection JSON + PNG, forward cached) | {} | {:.1} ms | {:.1} ms |", clicks.len(), percentile(&clicks, 0.5), percentile(&clicks, 0.99));
+    println!("| live occluder, one position (top-5, class p, map activation) | {} | {:.1} ms | {:.1} ms |", live.len(), percentile(&live, 0.5), percentile(&live, 0.99));
     println!("| new image (upload, forward, top-5, conv1 grid JSON + PNG) | {} | {:.1} ms | {:.1} ms |", new_image.len(), percentile(&new_image, 0.5), percentile(&new_image, 0.99));
     Ok(())
 }
