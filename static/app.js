@@ -2,6 +2,7 @@
 // Data flow: URL state -> API requests -> DOM. No build step.
 
 import { createOcclusion } from "./occlusion.js";
+import { createInvariance, createCorrespondence } from "./experiments.js";
 
 const $ = (id) => document.getElementById(id);
 const models = JSON.parse($("models-data").textContent || "[]");
@@ -12,9 +13,17 @@ const state = {
   layer: 5, map: null, mode: "strongest", view: "maps", sort: "index",
   // occlusion view: square size, stride, class, live position, maps shown
   size: null, stride: null, class: null, ox: null, oy: null, maps: null,
+  // invariance: steps, curves shown; correspondence: set id, seed
+  steps: null, inv: null, set: null, seed: null,
 };
-const NUMERIC = ["snapshot", "layer", "map", "size", "stride", "class", "ox", "oy", "maps"];
-const KEYS = ["model", "snapshot", "image", "layer", "map", "mode", "view", "sort", "size", "stride", "class", "ox", "oy", "maps"];
+const NUMERIC = ["snapshot", "layer", "map", "size", "stride", "class", "ox", "oy", "maps", "steps", "inv", "seed"];
+const KEYS = ["model", "snapshot", "image", "layer", "map", "mode", "view", "sort", "size", "stride", "class", "ox", "oy", "maps", "steps", "inv", "set", "seed"];
+// Which keys belong to which view (others are left out of the URL).
+const VIEW_KEYS = {
+  occlusion: ["size", "stride", "class", "ox", "oy", "maps"],
+  invariance: ["steps", "class", "inv"],
+  correspondence: ["size", "set", "seed"],
+};
 let mapsInfo = null; // last /maps answer
 let pending = 0;
 
@@ -28,9 +37,10 @@ function readURL() {
 
 function writeURL() {
   const q = new URLSearchParams();
-  const occ = state.view === "occlusion";
+  const own = VIEW_KEYS[state.view] || [];
+  const viewOnly = new Set(Object.values(VIEW_KEYS).flat());
   for (const k of KEYS) {
-    if (!occ && ["size", "stride", "class", "ox", "oy", "maps"].includes(k)) continue;
+    if (viewOnly.has(k) && !own.includes(k)) continue;
     if (state[k] !== null && state[k] !== undefined) q.set(k, state[k]);
   }
   history.replaceState(null, "", "?" + q.toString());
@@ -171,7 +181,7 @@ async function render() {
   $("sort").value = state.sort;
   for (const r of $("recent").querySelectorAll("img")) r.classList.toggle("current", r.src.endsWith(state.image));
   try {
-    const view = { top9: renderTop9, occlusion: renderOcclusion }[state.view] || renderMaps;
+    const view = { top9: renderTop9, occlusion: renderOcclusion, invariance: renderInvariance, correspondence: renderCorrespondence }[state.view] || renderMaps;
     await Promise.all([renderTop5(), view()]);
   } catch (e) {
     showError(e.message);
@@ -198,22 +208,36 @@ function orderedMaps() {
   return list;
 }
 
+const PANES = ["grid", "top9", "detail", "occlusion", "invariance", "correspondence"];
+function showPane(id, withLayers) {
+  for (const p of PANES) $(p).hidden = p !== id;
+  $("layers").hidden = !withLayers;
+  $("sort-label").hidden = id !== "grid";
+}
+
+let invariance = null;
+async function renderInvariance() {
+  showPane("invariance", false);
+  invariance = invariance || createInvariance({ state, model, base, api, writeURL, showError });
+  await invariance.render();
+}
+
+let correspondence = null;
+async function renderCorrespondence() {
+  showPane("correspondence", false);
+  correspondence = correspondence || createCorrespondence({ state, model, api, writeURL, showError });
+  await correspondence.render();
+}
+
 let occlusion = null;
 async function renderOcclusion() {
-  for (const id of ["grid", "top9", "detail"]) $(id).hidden = true;
-  $("sort-label").hidden = true;
-  $("layers").hidden = true;
-  $("occlusion").hidden = false;
+  showPane("occlusion", false);
   occlusion = occlusion || createOcclusion({ state, model, base, api, writeURL, showError });
   await occlusion.render();
 }
 
 async function renderMaps() {
-  $("layers").hidden = false;
-  $("occlusion").hidden = true;
-  $("grid").hidden = false;
-  $("top9").hidden = true;
-  $("sort-label").hidden = false;
+  showPane("grid", true);
   const url = `${base()}/layers/${state.layer}/maps`;
   mapsInfo = await api(url);
   const grid = $("grid");
@@ -265,13 +289,8 @@ async function renderDetail() {
 }
 
 async function renderTop9() {
-  $("layers").hidden = false;
-  $("occlusion").hidden = true;
-  $("grid").hidden = true;
-  $("detail").hidden = true;
-  $("sort-label").hidden = true;
+  showPane("top9", true);
   const box = $("top9");
-  box.hidden = false;
   const url = `${base()}/layers/${state.layer}/top9`;
   const r = await api(url);
   box.innerHTML = "";

@@ -120,3 +120,44 @@ fn occlude_json_and_pngs() {
     one_line_error(&zfvis(&["occlude", "--model", m, "--image", i, "--stride", "0"]), "stride must be at least 1");
     one_line_error(&zfvis(&["occlude", "--model", m, "--image", i, "--class", "9"]), "class 9 is out of range");
 }
+
+#[test]
+fn invariance_and_correspondence_cli() {
+    let dir = tempdir("cli-exp");
+    let model = random_model(&dir.join("m"), Arch::Zfnet);
+    let m = model.to_str().unwrap();
+    let img = dir.join("a.png");
+    std::fs::write(&img, test_png()).unwrap();
+    let out = zfvis(&["invariance", "--model", m, "--image", img.to_str().unwrap(), "--steps", "3", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rotate"]["values"], serde_json::json!([0.0, 180.0, 360.0]));
+    assert_eq!(v["scale"]["dist_layer1"][0], 0.0);
+
+    // A landmarks file beside two images.
+    std::fs::write(dir.join("b.png"), test_png()).unwrap();
+    std::fs::write(dir.join("lm.json"), r#"{"a.png": {"eye": [50, 60], "nose": [150, 100]}, "b.png": {"eye": [60, 60], "nose": [140, 100]}}"#).unwrap();
+    let lm = dir.join("lm.json");
+    let out = zfvis(&["correspondence", "--model", m, "--landmarks", lm.to_str().unwrap(), "--seed", "4", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for p in ["eye", "nose", "random"] {
+        assert!(v["parts"][p]["layer7"]["std"].as_f64().is_some(), "{p}");
+    }
+    std::fs::write(dir.join("bad.json"), r#"{"../a.png": {"eye": [1, 1]}}"#).unwrap();
+    one_line_error(&zfvis(&["correspondence", "--model", m, "--landmarks", dir.join("bad.json").to_str().unwrap()]), "relative");
+}
+
+#[test]
+fn correspondence_on_the_dog_faces() {
+    let Some(lm) = shared("dog-faces/landmarks.json") else { return };
+    let dir = tempdir("cli-dogs");
+    let model = random_model(&dir.join("m"), Arch::Zfnet);
+    let out = zfvis(&["correspondence", "--model", model.to_str().unwrap(), "--landmarks", lm.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pairs"], 10);
+    for p in ["eye_left", "eye_right", "nose", "random"] {
+        assert!(v["parts"][p]["layer5"]["mean"].as_f64().is_some(), "{p}");
+    }
+}

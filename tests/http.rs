@@ -249,3 +249,60 @@ fn occlusion_endpoints() {
     error(e.get(&format!("{b}/occlusion/projection?x=-1&y=0")), StatusCode::BAD_REQUEST, "does not fit");
     e.alive();
 }
+
+#[test]
+fn invariance_and_correspondence_endpoints() {
+    let e = setup("http-exp");
+    let a = e.upload(test_png()).json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let mut other = image::load_from_memory(&test_png()).unwrap().to_rgb8();
+    image::imageops::flip_horizontal_in_place(&mut other);
+    let mut png = std::io::Cursor::new(Vec::new());
+    other.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let b = e.upload(png.into_inner()).json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+
+    let base = format!("/api/models/tiny/snapshots/1/images/{a}");
+    let r: Value = e.get(&format!("{base}/invariance?steps=5&class=1")).json().unwrap();
+    assert_eq!(r["class"], 1);
+    for t in ["translate", "scale", "rotate"] {
+        assert_eq!(r[t]["values"].as_array().unwrap().len(), 5, "{t}");
+        assert_eq!(r[t]["dist_layer7"].as_array().unwrap().len(), 5);
+    }
+    let csv = e.get(&format!("{base}/invariance.csv?steps=5&class=1"));
+    assert_eq!(csv.headers()["content-type"], "text/csv");
+    let text = csv.text().unwrap();
+    assert!(text.starts_with("transform,value,dist_layer1,dist_layer7,prob\n"));
+    assert_eq!(text.lines().count(), 1 + 15);
+    error(e.get(&format!("{base}/invariance?steps=1")), StatusCode::BAD_REQUEST, "steps must be");
+    error(e.get(&format!("{base}/invariance?class=9")), StatusCode::BAD_REQUEST, "class 9 is out of range");
+
+    let set = serde_json::json!({"images": [
+        {"id": a, "parts": {"eye": [100.0, 80.0], "nose": [150.0, 120.0]}},
+        {"id": b, "parts": {"eye": [200.0, 80.0], "nose": [150.0, 120.0]}}]});
+    let r = e.c.post(format!("{}/api/sets", e.base)).json(&set).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let back: Value = e.get(&format!("/api/sets/{id}")).json().unwrap();
+    assert_eq!(back, set);
+    let c: Value = e.get(&format!("/api/models/tiny/snapshots/1/correspondence?set={id}&size=24&seed=3")).json().unwrap();
+    assert_eq!(c["pairs"], 1);
+    for p in ["eye", "nose", "random"] {
+        let m = c["parts"][p]["layer5"]["mean"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&m), "{p}");
+    }
+    assert_eq!(c["paper"].as_array().unwrap().len(), 4);
+    // Same seed, same random squares.
+    let c2: Value = e.get(&format!("/api/models/tiny/snapshots/1/correspondence?set={id}&size=24&seed=3&x=1")).json().unwrap();
+    assert_eq!(c["images"], c2["images"]);
+
+    let one = serde_json::json!({"images": [{"id": a, "parts": {"eye": [1.0, 1.0]}}]});
+    error(e.c.post(format!("{}/api/sets", e.base)).json(&one).send().unwrap(), StatusCode::BAD_REQUEST, "2 to 10 images");
+    let unknown = serde_json::json!({"images": [{"id": "0".repeat(64), "parts": {"eye": [1.0, 1.0]}}, {"id": a, "parts": {"eye": [1.0, 1.0]}}]});
+    error(e.c.post(format!("{}/api/sets", e.base)).json(&unknown).send().unwrap(), StatusCode::BAD_REQUEST, "unknown image");
+    let badname = serde_json::json!({"images": [{"id": a, "parts": {"../x": [1.0, 1.0]}}, {"id": b, "parts": {"eye": [1.0, 1.0]}}]});
+    error(e.c.post(format!("{}/api/sets", e.base)).json(&badname).send().unwrap(), StatusCode::BAD_REQUEST, "part name");
+    error(e.c.post(format!("{}/api/sets", e.base)).body("nope").send().unwrap(), StatusCode::BAD_REQUEST, "a set is");
+    error(e.get(&format!("/api/sets/{}", "1".repeat(64))), StatusCode::NOT_FOUND, "unknown set");
+    error(e.get("/api/models/tiny/snapshots/1/correspondence?set=abc"), StatusCode::BAD_REQUEST, "malformed set id");
+    error(e.get(&format!("/api/models/tiny/snapshots/1/correspondence?set={id}&size=500")), StatusCode::BAD_REQUEST, "occluder size");
+    e.alive();
+}

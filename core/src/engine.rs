@@ -428,6 +428,32 @@ impl Engine {
     }
 }
 
+impl Engine {
+    pub fn invariance(&mut self, model: &str, epoch: u32, image: &str, steps: usize, class: Option<i64>) -> Result<crate::invariance::InvarianceResult> {
+        self.net(model, epoch)?;
+        self.check_class(model, class)?;
+        let (net, t) = self.traced(model, epoch, image)?;
+        crate::invariance::invariance(&net, &t.input, &crate::invariance::InvarianceRequest { steps, class }).map_err(|e| bad(e.to_string()))
+    }
+
+    pub fn correspondence(&mut self, model: &str, epoch: u32, set: &str, size: i64, seed: u64) -> Result<crate::correspondence::CorrespondenceResult> {
+        use crate::correspondence::{self as corr, CorrImage, CorrespondenceRequest};
+        let net = self.net(model, epoch)?;
+        let m = self.model(model)?.manifest;
+        let set = self.store.get_set(set).ok_or_else(|| Error::NotFound(format!("unknown set {set}")))?;
+        let s = m.input_size as u32;
+        let mut images = vec![];
+        for im in &set.images {
+            let bytes = self.image_bytes(&im.id)?;
+            let img = preprocess::decode(&bytes).map_err(|e| bad(e.to_string()))?;
+            let crop = preprocess::model_crop(&img, s);
+            let parts = im.parts.iter().map(|(k, p)| (k.clone(), preprocess::map_point(img.dimensions(), s, (p[0], p[1])))).collect();
+            images.push(CorrImage { label: im.id.clone(), input: preprocess::to_tensor(&crop, &m.mean, &m.std), parts });
+        }
+        corr::correspondence(&net, &images, &CorrespondenceRequest { size, seed }).map_err(|e| bad(e.to_string()))
+    }
+}
+
 fn result(p: deconv::Projection, keep: Keep) -> ProjectionResult {
     let (w, h, rgb) = deconv::to_rgb8(&p.pixels);
     ProjectionResult {

@@ -78,3 +78,65 @@ impl ImageStore {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A correspondence set: images with named points in original pixels.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct CorrSet {
+    pub images: Vec<CorrSetImage>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct CorrSetImage {
+    pub id: String,
+    pub parts: std::collections::BTreeMap<String, [f64; 2]>,
+}
+
+fn valid_part(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl ImageStore {
+    fn sets_dir(&self) -> PathBuf {
+        self.dir.with_file_name("sets")
+    }
+
+    /// Validate and store a set (content-addressed, canonical JSON); returns its id.
+    pub fn put_set(&self, set: &CorrSet) -> Result<String, String> {
+        if set.images.len() < 2 || set.images.len() > 10 {
+            return Err(format!("a set has 2 to 10 images, got {}", set.images.len()));
+        }
+        for im in &set.images {
+            if self.path(&im.id).is_none() {
+                return Err(format!("unknown image {:?}", im.id));
+            }
+            if im.parts.is_empty() {
+                return Err(format!("image {} has no named parts", &im.id[..12.min(im.id.len())]));
+            }
+            for (name, p) in &im.parts {
+                if !valid_part(name) || name == "random" {
+                    return Err(format!("part name {name:?} must be 1-32 letters, digits, _ or - (and not \"random\")"));
+                }
+                if !p.iter().all(|v| v.is_finite() && *v >= 0.0 && *v < 1e6) {
+                    return Err(format!("part {name:?}: coordinates must be non-negative pixel positions"));
+                }
+            }
+        }
+        let text = serde_json::to_string(set).map_err(|e| e.to_string())?;
+        let id = hex(&Sha256::digest(text.as_bytes()));
+        let dir = self.sets_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot store the set: {e}"))?;
+        let path = dir.join(format!("{id}.json"));
+        if !path.exists() {
+            let tmp = dir.join(format!(".{id}.{}.tmp", std::process::id()));
+            std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| format!("cannot store the set: {e}"))?;
+        }
+        Ok(id)
+    }
+
+    pub fn get_set(&self, id: &str) -> Option<CorrSet> {
+        if !valid_id(id) {
+            return None;
+        }
+        serde_json::from_str(&std::fs::read_to_string(self.sets_dir().join(format!("{id}.json"))).ok()?).ok()
+    }
+}

@@ -10,7 +10,7 @@ use zfvis_core::deconv::{self, Keep, ProjectRequest};
 use zfvis_core::net::Arch;
 use zfvis_core::tch::{self, Kind, Tensor};
 use zfvis_core::train::{self, Schedule, TrainConfig};
-use zfvis_core::{occlusion, parse_device, predict, preprocess};
+use zfvis_core::{correspondence, invariance, occlusion, parse_device, predict, preprocess};
 
 #[derive(Parser)]
 #[command(name = "zfvis", version, about = "See what a ZFNet sees (Zeiler & Fergus 2013)")]
@@ -95,6 +95,39 @@ enum Cmd {
         /// Run N times and print the median compute time to stderr
         #[arg(long, default_value_t = 0)]
         repeat: usize,
+    },
+    /// Invariance curves: translation, scale, rotation (paper Fig. 5)
+    Invariance {
+        #[command(flatten)]
+        m: ModelArgs,
+        #[arg(long)]
+        image: PathBuf,
+        /// Points per transform (the identity is always one of them)
+        #[arg(long, default_value_t = 13)]
+        steps: usize,
+        /// Class whose probability is plotted (default: the top class)
+        #[arg(long)]
+        class: Option<i64>,
+        #[arg(long)]
+        json: bool,
+        /// Write CSV instead of the table
+        #[arg(long)]
+        csv: bool,
+    },
+    /// The correspondence test over landmarked images (paper Table 1)
+    Correspondence {
+        #[command(flatten)]
+        m: ModelArgs,
+        /// {"image file": {"part": [x, y]}}, files relative to it, points in original pixels
+        #[arg(long)]
+        landmarks: PathBuf,
+        /// Side of the square, px at the input size
+        #[arg(long, default_value_t = 24)]
+        size: i64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
     },
     /// Train a ZFNet or AlexNet with snapshots (paper §2)
     Train(TrainArgs),
@@ -303,6 +336,55 @@ pub fn run(cli: Cli) -> Result<()> {
                     "class {} ({}): p = {:.3} unoccluded, lowest {:.3} over {}x{} positions; strongest conv5 map {}",
                     r.class, c.name, r.unoccluded.class_prob, lo, r.positions.y.len(), r.positions.x.len(), r.strongest_map
                 );
+            }
+        }
+        Cmd::Invariance { m, image, steps, class, json, csv } => {
+            let model = ModelDir::open(&m.model)?;
+            let net = model.load(m.snapshot, parse_device(&m.device)?)?;
+            let (_, x) = load_image(&model, &image)?;
+            let r = invariance::invariance(&net, &x, &invariance::InvarianceRequest { steps, class })?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else if csv {
+                print!("{}", r.to_csv());
+            } else {
+                println!("class {} ({})", r.class, model.manifest.classes[r.class as usize].name);
+                for (name, c) in [("translate", &r.translate), ("scale", &r.scale), ("rotate", &r.rotate)] {
+                    println!("{name:>9} {:>9} {:>11} {:>11} {:>7}", "value", "dist L1", "dist L7", "p");
+                    for i in 0..c.values.len() {
+                        println!("{:>9} {:>9.2} {:>11.3} {:>11.3} {:>7.3}", "", c.values[i], c.dist_layer1[i], c.dist_layer7[i], c.prob[i]);
+                    }
+                }
+            }
+        }
+        Cmd::Correspondence { m, landmarks, size, seed, json } => {
+            let model = ModelDir::open(&m.model)?;
+            let net = model.load(m.snapshot, parse_device(&m.device)?)?;
+            let man = &model.manifest;
+            let s = man.input_size as u32;
+            let mut images = vec![];
+            for (path, parts) in correspondence::read_landmarks(&landmarks)? {
+                let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                let img = preprocess::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let crop = preprocess::model_crop(&img, s);
+                let parts = parts.into_iter().map(|(k, p)| (k, preprocess::map_point(img.dimensions(), s, p))).collect();
+                let label = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                images.push(correspondence::CorrImage { label, input: preprocess::to_tensor(&crop, &man.mean, &man.std), parts });
+            }
+            let r = correspondence::correspondence(&net, &images, &correspondence::CorrespondenceRequest { size, seed })?;
+            if json {
+                println!("{}", json!({"parts": r.parts, "size": r.size, "seed": r.seed, "pairs": r.pairs, "images": r.images}));
+            } else {
+                println!("{} images, {} pairs, {size} px squares, seed {seed}", images.len(), r.pairs);
+                println!("{:<12} {:>16} {:>16} {:>8} {:>8}", "part", "layer 5", "layer 7", "paper 5", "paper 7");
+                for (p, v) in &r.parts {
+                    let paper = correspondence::PAPER.iter().find(|q| q.0 == p);
+                    let f = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+                    println!(
+                        "{p:<12} {:>7.3} ± {:<6.3} {:>7.3} ± {:<6.3} {:>8} {:>8}",
+                        v.layer5.mean, v.layer5.std, v.layer7.mean, v.layer7.std, f(paper.map(|q| q.1)), f(paper.map(|q| q.2))
+                    );
+                }
             }
         }
         Cmd::Train(a) => {

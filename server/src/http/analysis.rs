@@ -51,9 +51,15 @@ fn keep(q: &HashMap<String, String>) -> Result<Keep, ApiError> {
 }
 
 /// Compute once per key (concurrent identical requests share one computation).
-async fn cached(
+async fn cached(st: &AppState, key: String, f: impl FnOnce(&mut Engine) -> engine::Result<(serde_json::Value, Option<Vec<u8>>)> + Send + 'static) -> Result<Arc<Outputs>, ApiError> {
+    cached_as(st, key, "image/png", f).await
+}
+
+/// As [`cached`], with the second representation's content type.
+async fn cached_as(
     st: &AppState,
     key: String,
+    alt_type: &'static str,
     f: impl FnOnce(&mut Engine) -> engine::Result<(serde_json::Value, Option<Vec<u8>>)> + Send + 'static,
 ) -> Result<Arc<Outputs>, ApiError> {
     let worker = st.worker.clone();
@@ -62,7 +68,7 @@ async fn cached(
             let (json, png) = worker.run(f).await?;
             Ok::<_, ApiError>(Arc::new(Outputs {
                 json: Cached::new(serde_json::to_vec(&json).unwrap_or_default(), "application/json"),
-                png: png.map(|b| Cached::new(b, "image/png")),
+                alt: png.map(|b| Cached::new(b, alt_type)),
             }))
         })
         .await
@@ -70,7 +76,7 @@ async fn cached(
 }
 
 fn png_of(o: &Outputs, h: &HeaderMap) -> Result<Response, ApiError> {
-    o.png.as_ref().map(|p| p.respond(h)).ok_or_else(|| ApiError::internal("no image for this result"))
+    o.alt.as_ref().map(|p| p.respond(h)).ok_or_else(|| ApiError::internal("no image for this result"))
 }
 
 pub async fn models(State(st): State<AppState>) -> Result<Response, ApiError> {
@@ -241,4 +247,61 @@ pub async fn occluded_projection_json(State(st): State<AppState>, Path(p): Param
 
 pub async fn occluded_projection_png(State(st): State<AppState>, Path(p): Params, Query(q): Q, h: HeaderMap) -> Result<Response, ApiError> {
     png_of(&*occluded_projection(&st, &p, &q).await?, &h)
+}
+
+async fn invariance(st: &AppState, p: &HashMap<String, String>, q: &HashMap<String, String>) -> Result<Arc<Outputs>, ApiError> {
+    let t = target(p)?;
+    let steps = need(q, "steps", Some(13))?;
+    let class = qnum(q, "class", None)?;
+    if !(2..=361).contains(&steps) {
+        return Err(ApiError::bad(format!("steps must be 2..=361, got {steps}")));
+    }
+    let key = format!("inv/{}/{}/{}/{steps}/{class:?}", t.model, t.epoch, t.image);
+    cached_as(st, key, "text/csv", move |e| {
+        let r = e.invariance(&t.model, t.epoch, &t.image, steps as usize, class)?;
+        let csv = r.to_csv().into_bytes();
+        Ok((serde_json::to_value(&r).map_err(|e| engine::Error::Internal(e.into()))?, Some(csv)))
+    })
+    .await
+}
+
+/// Invariance curves (Fig. 5): `?steps=13&class=K`.
+pub async fn invariance_json(State(st): State<AppState>, Path(p): Params, Query(q): Q, h: HeaderMap) -> Result<Response, ApiError> {
+    Ok(invariance(&st, &p, &q).await?.json.respond(&h))
+}
+
+pub async fn invariance_csv(State(st): State<AppState>, Path(p): Params, Query(q): Q, h: HeaderMap) -> Result<Response, ApiError> {
+    let o = invariance(&st, &p, &q).await?;
+    o.alt.as_ref().map(|c| c.respond(&h)).ok_or_else(|| ApiError::internal("no CSV for this result"))
+}
+
+/// The correspondence test (Table 1) over a stored set: `?set=ID&size=24&seed=0`.
+pub async fn correspondence(State(st): State<AppState>, Path(p): Params, Query(q): Q, h: HeaderMap) -> Result<Response, ApiError> {
+    let model = param(&p, "model").to_string();
+    if !engine::valid_model_name(&model) {
+        return Err(ApiError::bad(format!("malformed model name {model:?}")));
+    }
+    let epoch: u32 = number(&p, "epoch")?;
+    let set = q.get("set").cloned().unwrap_or_default();
+    if !zfvis_core::store::valid_id(&set) {
+        return Err(ApiError::bad(format!("malformed set id {set:?}: expected 64 hex digits")));
+    }
+    let size = need(&q, "size", Some(24))?;
+    let seed = need(&q, "seed", Some(0))?;
+    if seed < 0 {
+        return Err(ApiError::bad("seed must be a non-negative integer"));
+    }
+    let key = format!("corr/{model}/{epoch}/{set}/{size}/{seed}");
+    let o = cached(&st, key, move |e| {
+        let r = e.correspondence(&model, epoch, &set, size, seed as u64)?;
+        let paper: Vec<serde_json::Value> = zfvis_core::correspondence::PAPER
+            .iter()
+            .map(|(p, l5, l7)| serde_json::json!({"part": p, "layer5": l5, "layer7": l7}))
+            .collect();
+        let mut v = serde_json::to_value(&r).map_err(|e| engine::Error::Internal(e.into()))?;
+        v["paper"] = serde_json::Value::Array(paper);
+        Ok((v, None))
+    })
+    .await?;
+    Ok(o.json.respond(&h))
 }

@@ -110,3 +110,26 @@ pub async fn recent(State(st): State<AppState>) -> Response {
     let ids = tokio::task::spawn_blocking(move || store.recent(12)).await.unwrap_or_default();
     Json(serde_json::json!({ "images": ids })).into_response()
 }
+
+/// `POST /api/sets`: store a correspondence set `{"images": [{"id", "parts": {"name": [x, y]}}]}`
+/// (points in original image pixels); answers `{"id": …}`.
+pub async fn put_set(State(st): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let set: zfvis_core::store::CorrSet =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("a set is {{\"images\": [{{\"id\", \"parts\": {{name: [x, y]}}}}]}}: {e}")))?;
+    let store = st.store.clone();
+    let id = tokio::task::spawn_blocking(move || store.put_set(&set))
+        .await
+        .map_err(|_| ApiError::internal("storing the set failed"))?
+        .map_err(ApiError::bad)?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
+}
+
+/// `GET /api/sets/{id}`.
+pub async fn get_set(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if !zfvis_core::store::valid_id(&id) {
+        return Err(ApiError::bad(format!("malformed set id {id:?}: expected 64 hex digits")));
+    }
+    let store = st.store.clone();
+    let set = tokio::task::spawn_blocking(move || store.get_set(&id)).await.map_err(|_| ApiError::internal("reading the set failed"))?;
+    set.map(|s| Json(s).into_response()).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown set"))
+}

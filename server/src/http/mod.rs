@@ -41,7 +41,8 @@ pub struct AppState {
 /// The representations of one computed result.
 pub struct Outputs {
     pub json: Arc<Cached>,
-    pub png: Option<Arc<Cached>>,
+    /// A second representation (PNG, CSV) of the same result.
+    pub alt: Option<Arc<Cached>>,
 }
 
 pub struct Cached {
@@ -83,6 +84,11 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
         .route(&format!("{m}/occlusion/live"), get(analysis::occlusion_live))
         .route(&format!("{m}/occlusion/projection"), get(analysis::occluded_projection_json))
         .route(&format!("{m}/occlusion/projection.png"), get(analysis::occluded_projection_png))
+        .route(&format!("{m}/invariance"), get(analysis::invariance_json))
+        .route(&format!("{m}/invariance.csv"), get(analysis::invariance_csv))
+        .route("/api/sets", axum::routing::post(images::put_set))
+        .route("/api/sets/{set}", get(images::get_set))
+        .route("/api/models/{model}/snapshots/{epoch}/correspondence", get(analysis::correspondence))
         .route("/api/{*rest}", get(not_found).post(not_found))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD + 64 * 1024));
     Ok(Router::new()
