@@ -243,8 +243,11 @@ impl Net {
 
     /// Redraw every weight with `init` (biases 0), from torch's global RNG.
     pub fn init(&mut self, init: Init) {
+        // Sorted, so the same seed always draws the same weights.
+        let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
         tch::no_grad(|| {
-            for (name, mut t) in self.vs.variables() {
+            for (name, mut t) in vars {
                 if name.ends_with(".bias") {
                     let _ = t.zero_();
                     continue;

@@ -60,6 +60,9 @@ pub struct TrainConfig {
     pub provenance: serde_json::Value,
     /// Use at most this many training images (0 = all), for quick runs.
     pub limit: usize,
+    /// Stop after this epoch as if killed (resumable); the schedule still
+    /// spans `epochs`. For time-sliced training and tests.
+    pub stop_after: Option<u32>,
 }
 
 const RESIZE: u32 = 256;
@@ -386,6 +389,10 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
         if epoch < cfg.epochs {
             checkpoint::save_weights(&net, &last_path, false)?;
             checkpoint::write_atomic(&state_path, serde_json::to_string(&TrainState { epoch, wall_seconds: wall })?.as_bytes())?;
+            if cfg.stop_after == Some(epoch) {
+                eprintln!("stopping after epoch {epoch}; continue with --resume");
+                return Ok(TrainReport { final_epoch: epoch, metrics: last_metrics, skipped: skipped_train + val.skipped });
+            }
         }
     }
     let _ = std::fs::remove_file(&last_path);

@@ -233,6 +233,9 @@ struct TrainArgs {
     /// Use at most N training images (0 = all)
     #[arg(long, default_value_t = 0)]
     limit: usize,
+    /// Stop after this epoch as if killed (continue later with --resume)
+    #[arg(long)]
+    stop_after: Option<u32>,
     /// Decoded-image cache budget in GB; larger datasets are streamed
     #[arg(long, default_value_t = 8.0)]
     cache_gb: f64,
@@ -427,6 +430,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 cache_bytes: (a.cache_gb * 1e9) as usize,
                 provenance,
                 limit: a.limit,
+                stop_after: a.stop_after,
             };
             let r = train::train(&cfg)?;
             eprintln!(
