@@ -306,3 +306,33 @@ fn invariance_and_correspondence_endpoints() {
     error(e.get(&format!("/api/models/tiny/snapshots/1/correspondence?set={id}&size=500")), StatusCode::BAD_REQUEST, "occluder size");
     e.alive();
 }
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after() {
+    let dir = tempdir("http-busy");
+    random_model(&dir.join("models/tiny"), Arch::Zfnet);
+    let srv = serve(&dir.join("models"), &dir.join("data"), &["--queue", "1"]);
+    let c = Client::new();
+    let form = multipart::Form::new().part("image", multipart::Part::bytes(test_png()).file_name("a.png"));
+    let id = c.post(format!("{}/api/images", srv.base)).multipart(form).send().unwrap().json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Slow, distinct requests: one runs, one waits in the queue, the rest are refused.
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let url = format!("{}/api/models/tiny/snapshots/1/images/{id}/occlusion?size=16&stride={}", srv.base, 2 + i);
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let r = c.get(url).send().unwrap();
+                (r.status(), r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string()))
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let busy: Vec<_> = results.iter().filter(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE).collect();
+    assert!(!busy.is_empty(), "{results:?}");
+    assert!(busy.iter().all(|r| r.1.as_deref() == Some("1")));
+    assert!(results.iter().any(|r| r.0 == StatusCode::OK));
+    assert_eq!(c.get(format!("{}/api/models", srv.base)).send().unwrap().status(), StatusCode::OK);
+}
