@@ -3,6 +3,7 @@
 
 import { createOcclusion } from "./occlusion.js";
 import { createInvariance, createCorrespondence } from "./experiments.js";
+import { createDataset } from "./dataset.js";
 
 const $ = (id) => document.getElementById(id);
 const models = JSON.parse($("models-data").textContent || "[]");
@@ -15,14 +16,17 @@ const state = {
   size: null, stride: null, class: null, ox: null, oy: null, maps: null,
   // invariance: steps, curves shown; correspondence: set id, seed
   steps: null, inv: null, set: null, seed: null,
+  maps_sel: null, // dataset views: which maps, e.g. "0-7"
 };
 const NUMERIC = ["snapshot", "layer", "map", "size", "stride", "class", "ox", "oy", "maps", "steps", "inv", "seed"];
-const KEYS = ["model", "snapshot", "image", "layer", "map", "mode", "view", "sort", "size", "stride", "class", "ox", "oy", "maps", "steps", "inv", "set", "seed"];
+const KEYS = ["model", "snapshot", "image", "layer", "map", "mode", "view", "sort", "size", "stride", "class", "ox", "oy", "maps", "steps", "inv", "set", "seed", "maps_sel"];
 // Which keys belong to which view (others are left out of the URL).
 const VIEW_KEYS = {
   occlusion: ["size", "stride", "class", "ox", "oy", "maps"],
   invariance: ["steps", "class", "inv"],
   correspondence: ["size", "set", "seed"],
+  dataset: ["maps_sel"],
+  timeline: ["maps_sel"],
 };
 let mapsInfo = null; // last /maps answer
 let pending = 0;
@@ -181,7 +185,7 @@ async function render() {
   $("sort").value = state.sort;
   for (const r of $("recent").querySelectorAll("img")) r.classList.toggle("current", r.src.endsWith(state.image));
   try {
-    const view = { top9: renderTop9, occlusion: renderOcclusion, invariance: renderInvariance, correspondence: renderCorrespondence }[state.view] || renderMaps;
+    const view = { top9: renderTop9, occlusion: renderOcclusion, invariance: renderInvariance, correspondence: renderCorrespondence, dataset: renderDataset, timeline: renderDataset }[state.view] || renderMaps;
     await Promise.all([renderTop5(), view()]);
   } catch (e) {
     showError(e.message);
@@ -208,11 +212,18 @@ function orderedMaps() {
   return list;
 }
 
-const PANES = ["grid", "top9", "detail", "occlusion", "invariance", "correspondence"];
+const PANES = ["grid", "top9", "detail", "occlusion", "invariance", "correspondence", "dataset"];
 function showPane(id, withLayers) {
   for (const p of PANES) $(p).hidden = p !== id;
   $("layers").hidden = !withLayers;
   $("sort-label").hidden = id !== "grid";
+}
+
+let dataset = null;
+async function renderDataset() {
+  showPane("dataset", true);
+  dataset = dataset || createDataset({ state, model, render, writeURL, showError });
+  await dataset.render();
 }
 
 let invariance = null;
@@ -280,6 +291,9 @@ async function renderDetail() {
   const r = await api(url);
   const img = $("projection");
   img.src = url.replace("/projection?", "/projection.png?");
+  const epochs = model().snapshots.map((s) => s.epoch);
+  $("evolution").src = `/api/models/${encodeURIComponent(state.model)}/images/${state.image}/layers/${state.layer}/maps/${state.map}/evolution.png`;
+  $("evolution-cap").textContent = `This map's projection at every snapshot: epochs ${epochs.join(", ")}`;
   placeField($("field2"), $("crop2"), r.field);
   placeField($("field"), $("crop"), r.field);
   $("proj-caption").textContent =

@@ -133,9 +133,11 @@ pub fn correspondence(net: &Net, images: &[CorrImage], req: &CorrespondenceReque
             let (x0, y0) = sq[p];
             xs.push(crate::occlusion::occluded(&x, y0, x0, req.size));
         }
-        let t = net.trace(&Tensor::cat(&xs, 0));
-        let f5 = t.maps[4].flatten(1, -1);
-        let f7 = t.fc7.shallow_clone();
+        // One forward per input (batch 1 each): features the square cannot
+        // reach come out bit-identical, so their ε is exactly 0.
+        let traces: Vec<_> = xs.iter().map(|xi| net.trace(xi)).collect();
+        let f5 = Tensor::cat(&traces.iter().map(|t| t.maps[4].flatten(1, -1)).collect::<Vec<_>>(), 0);
+        let f7 = Tensor::cat(&traces.iter().map(|t| t.fc7.shallow_clone()).collect::<Vec<_>>(), 0);
         for (k, p) in all.iter().enumerate() {
             let e5 = (f5.get(0) - f5.get(k as i64 + 1)).sign();
             let e7 = (f7.get(0) - f7.get(k as i64 + 1)).sign();

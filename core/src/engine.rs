@@ -106,7 +106,7 @@ pub struct MapsResult {
     pub sprite_png: Vec<u8>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 pub struct Field {
     pub y0: i64,
     pub x0: i64,
@@ -451,6 +451,168 @@ impl Engine {
             images.push(CorrImage { label: im.id.clone(), input: preprocess::to_tensor(&crop, &m.mean, &m.std), parts });
         }
         corr::correspondence(&net, &images, &CorrespondenceRequest { size, seed }).map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// One dataset patch: an index entry with its receptive field.
+#[derive(Serialize, Clone)]
+pub struct Patch {
+    pub image: String,
+    pub y: i64,
+    pub x: i64,
+    pub value: f64,
+    pub field: Field,
+}
+
+/// Fig. 2 for one map: 9 projections (row 0 of the sprite) beside their
+/// image patches (row 1), `tile` px each.
+#[derive(Serialize)]
+pub struct DatasetTop9 {
+    pub layer: usize,
+    pub map: i64,
+    pub epoch: u32,
+    pub tile: u32,
+    pub items: Vec<Patch>,
+    #[serde(skip)]
+    pub sprite_png: Vec<u8>,
+}
+
+/// Fig. 4: rows = maps, columns = snapshots; each cell the projection of the
+/// map's strongest activation over the dataset at that epoch.
+#[derive(Serialize)]
+pub struct Timeline {
+    pub layer: usize,
+    pub maps: Vec<i64>,
+    pub epochs: Vec<u32>,
+    pub tile: u32,
+    /// Per column: null, or why it could not be drawn.
+    pub errors: Vec<Option<String>>,
+    /// cells[row][col]
+    pub cells: Vec<Vec<Option<Patch>>>,
+    #[serde(skip)]
+    pub projections_png: Vec<u8>,
+    #[serde(skip)]
+    pub patches_png: Vec<u8>,
+}
+
+pub const TILE: u32 = 96;
+
+fn paste(dst: &mut RgbImage, src: &RgbImage, x: u32, y: u32) {
+    image::imageops::replace(dst, src, x as i64, y as i64);
+}
+
+impl Engine {
+    /// Projection and image patch of one index entry, `TILE` px each.
+    fn entry_patches(&self, net: &Net, model: &ModelDir, dataset: &std::path::Path, layer: usize, map: i64, e: &crate::index::Entry) -> Result<(Patch, RgbImage, RgbImage)> {
+        let path = crate::index::resolve(dataset, &e.image).map_err(|x| bad(x.to_string()))?;
+        let bytes = std::fs::read(&path).map_err(|x| Error::NotFound(format!("{}: {x}", e.image)))?;
+        let img = preprocess::decode(&bytes).map_err(|x| bad(format!("{}: {x}", e.image)))?;
+        let crop = preprocess::model_crop(&img, model.manifest.input_size as u32);
+        let x = preprocess::to_tensor(&crop, &model.manifest.mean, &model.manifest.std).unsqueeze(0);
+        let trace = net.trace(&x);
+        let p = deconv::project(net, &trace, &[ProjectRequest { layer, map, keep: Keep::At(e.y, e.x) }]).map_err(|x| bad(x.to_string()))?.remove(0);
+        let (y0, x0, y1, x1) = p.field;
+        let (w, h, rgb) = deconv::to_rgb8(&p.pixels);
+        let proj = RgbImage::from_raw(w, h, rgb).expect("projection size");
+        let cut = |im: &RgbImage| {
+            let c = image::imageops::crop_imm(im, x0 as u32, y0 as u32, (x1 - x0 + 1) as u32, (y1 - y0 + 1) as u32).to_image();
+            image::imageops::resize(&c, TILE, TILE, image::imageops::FilterType::Triangle)
+        };
+        let patch = Patch { image: e.image.clone(), y: e.y, x: e.x, value: e.value, field: Field { y0, x0, y1, x1 } };
+        Ok((patch, cut(&proj), cut(&crop)))
+    }
+
+    fn snapshot_index(&self, model: &ModelDir, dataset: &std::path::Path, epoch: u32) -> Result<crate::index::SnapshotIndex> {
+        let path = crate::index::index_path(model, dataset, epoch)?;
+        if !path.exists() {
+            return Err(Error::NotFound(format!("the dataset index of epoch {epoch} is not built yet")));
+        }
+        Ok(crate::index::load(&path)?)
+    }
+
+    pub fn dataset_top9(&mut self, model: &str, epoch: u32, dataset: &std::path::Path, layer: usize, map: i64) -> Result<DatasetTop9> {
+        let net = self.net(model, epoch)?;
+        deconv::check_layer_map(&net, layer, map).map_err(|e| bad(e.to_string()))?;
+        let m = self.model(model)?;
+        let idx = self.snapshot_index(&m, dataset, epoch)?;
+        let entries = crate::index::top9(&idx, layer, map).map_err(|e| bad(e.to_string()))?.to_vec();
+        let mut sprite = RgbImage::from_pixel(TILE * 9, TILE * 2, image::Rgb([128, 128, 128]));
+        let mut items = vec![];
+        for (i, e) in entries.iter().enumerate() {
+            let (patch, proj, img) = self.entry_patches(&net, &m, dataset, layer, map, e)?;
+            paste(&mut sprite, &proj, i as u32 * TILE, 0);
+            paste(&mut sprite, &img, i as u32 * TILE, TILE);
+            items.push(patch);
+        }
+        let (w, h) = sprite.dimensions();
+        Ok(DatasetTop9 { layer, map, epoch, tile: TILE, items, sprite_png: png(w, h, sprite.into_raw()) })
+    }
+
+    /// One image, one map, every snapshot: a row of projections (strongest
+    /// activation), `TILE` px each; a snapshot that fails stays grey.
+    pub fn evolution_png(&mut self, model: &str, image: &str, layer: usize, map: i64) -> Result<Vec<u8>> {
+        let m = self.model(model)?;
+        let net = Net::new(m.manifest.spec()?, Device::Cpu)?;
+        deconv::check_layer_map(&net, layer, map).map_err(|e| bad(e.to_string()))?;
+        self.image_bytes(image)?;
+        let epochs: Vec<u32> = m.manifest.snapshots.iter().map(|s| s.epoch).collect();
+        let mut row = RgbImage::from_pixel(TILE * epochs.len().max(1) as u32, TILE, image::Rgb([200, 200, 200]));
+        for (i, &epoch) in epochs.iter().enumerate() {
+            let Ok(r) = self.projection(model, epoch, image, layer, map, Keep::Strongest) else { continue };
+            let img = image::load_from_memory(&r.png).map_err(|e| Error::Internal(e.into()))?.to_rgb8();
+            let small = image::imageops::resize(&img, TILE, TILE, image::imageops::FilterType::Triangle);
+            paste(&mut row, &small, i as u32 * TILE, 0);
+        }
+        let (w, h) = row.dimensions();
+        Ok(png(w, h, row.into_raw()))
+    }
+
+    pub fn timeline(&mut self, model: &str, dataset: &std::path::Path, layer: usize, maps: &[i64]) -> Result<Timeline> {
+        let m = self.model(model)?;
+        if !(1..=5).contains(&layer) {
+            return Err(bad(format!("layer {layer} is out of range: expected 1..=5")));
+        }
+        if maps.is_empty() || maps.len() > 32 {
+            return Err(bad(format!("choose 1 to 32 maps, got {}", maps.len())));
+        }
+        let n_maps = m.manifest.spec()?.blocks()[layer - 1].out_c;
+        if let Some(&bad_map) = maps.iter().find(|&&k| k < 0 || k >= n_maps) {
+            return Err(bad(format!("map {bad_map} is out of range: layer {layer} has maps 0..{}", n_maps - 1)));
+        }
+        let epochs: Vec<u32> = m.manifest.snapshots.iter().map(|s| s.epoch).collect();
+        let (rows, cols) = (maps.len() as u32, epochs.len() as u32);
+        let mut projs = RgbImage::from_pixel(TILE * cols.max(1), TILE * rows, image::Rgb([235, 235, 235]));
+        let mut pats = projs.clone();
+        let mut cells = vec![vec![None; epochs.len()]; maps.len()];
+        let mut errors = vec![None; epochs.len()];
+        for (c, &epoch) in epochs.iter().enumerate() {
+            let col = (|| -> Result<()> {
+                let net = self.net(model, epoch)?;
+                let idx = self.snapshot_index(&m, dataset, epoch)?;
+                for (r, &map) in maps.iter().enumerate() {
+                    let Some(e) = crate::index::top9(&idx, layer, map).map_err(|e| bad(e.to_string()))?.first() else { continue };
+                    let (patch, proj, img) = self.entry_patches(&net, &m, dataset, layer, map, e)?;
+                    paste(&mut projs, &proj, c as u32 * TILE, r as u32 * TILE);
+                    paste(&mut pats, &img, c as u32 * TILE, r as u32 * TILE);
+                    cells[r][c] = Some(patch);
+                }
+                Ok(())
+            })();
+            if let Err(e) = col {
+                errors[c] = Some(e.to_string());
+            }
+        }
+        let (w, h) = projs.dimensions();
+        Ok(Timeline {
+            layer,
+            maps: maps.to_vec(),
+            epochs,
+            tile: TILE,
+            errors,
+            cells,
+            projections_png: png(w, h, projs.into_raw()),
+            patches_png: png(w, h, pats.into_raw()),
+        })
     }
 }
 

@@ -129,21 +129,31 @@ pub fn invariance(net: &Net, x: &Tensor, req: &InvarianceRequest) -> Result<Inva
         let mut d7 = vec![];
         let mut p = vec![];
         for chunk in vals.chunks(31) {
-            // The original rides along as item 0 of every batch, so the
-            // identity's features are bit-identical to the reference.
+            // Row 0 is the original; the identity *is* the original, so it
+            // reads row 0 instead of a copy in another batch position.
             let mut xs: Vec<Tensor> = vec![x.shallow_clone()];
-            xs.extend(chunk.iter().map(|&v| apply(&x, t, v)));
+            let rows: Vec<i64> = chunk
+                .iter()
+                .map(|&v| {
+                    if t.is_identity(v) {
+                        0
+                    } else {
+                        xs.push(apply(&x, t, v));
+                        xs.len() as i64 - 1
+                    }
+                })
+                .collect();
             let tr = net.trace(&Tensor::cat(&xs, 0));
-            let n = chunk.len() as i64;
+            let idx = Tensor::from_slice(&rows).to_device(tr.fc7.device());
             let f1 = tr.maps[0].flatten(1, -1);
-            let (f1, f1_0) = (f1.narrow(0, 1, n), f1.narrow(0, 0, 1));
-            let (f7, f7_0) = (tr.fc7.narrow(0, 1, n), tr.fc7.narrow(0, 0, 1));
+            let (f1, f1_0) = (f1.index_select(0, &idx), f1.narrow(0, 0, 1));
+            let (f7, f7_0) = (tr.fc7.index_select(0, &idx), tr.fc7.narrow(0, 0, 1));
             let dist = |a: &Tensor, b: &Tensor| -> Result<Vec<f64>> {
                 Ok(Vec::<f64>::try_from(&(a - b).to_kind(Kind::Double).square().sum_dim_intlist([1i64].as_slice(), false, Kind::Double).sqrt())?)
             };
             d1.extend(dist(&f1, &f1_0)?);
             d7.extend(dist(&f7, &f7_0)?);
-            p.extend(Vec::<f32>::try_from(&tr.probs().select(1, class).narrow(0, 1, n))?.into_iter().map(|v| v as f64));
+            p.extend(Vec::<f32>::try_from(&tr.probs().select(1, class).index_select(0, &idx))?.into_iter().map(|v| v as f64));
         }
         Ok(Curve { values: vals, dist_layer1: d1, dist_layer7: d7, prob: p })
     };

@@ -9,6 +9,7 @@ pub mod correspondence;
 pub mod data;
 pub mod deconv;
 pub mod engine;
+pub mod index;
 pub mod invariance;
 pub mod net;
 pub mod occlusion;

@@ -103,6 +103,7 @@ pub fn bench_http(models: &Path, model: &str, image: &Path, n: usize) -> Result<
         static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
         device: Device::cuda_if_available(),
         queue: 256,
+        dataset: None,
     };
     let rt = tokio::runtime::Runtime::new()?;
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;

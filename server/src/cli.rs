@@ -10,7 +10,7 @@ use zfvis_core::deconv::{self, Keep, ProjectRequest};
 use zfvis_core::net::Arch;
 use zfvis_core::tch::{self, Kind, Tensor};
 use zfvis_core::train::{self, Schedule, TrainConfig};
-use zfvis_core::{correspondence, invariance, occlusion, parse_device, predict, preprocess};
+use zfvis_core::{correspondence, index, invariance, occlusion, parse_device, predict, preprocess};
 
 #[derive(Parser)]
 #[command(name = "zfvis", version, about = "See what a ZFNet sees (Zeiler & Fergus 2013)")]
@@ -129,6 +129,33 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Index a dataset: the 9 strongest activations of every map (Fig. 2, Fig. 4)
+    Index {
+        #[arg(long)]
+        model: PathBuf,
+        /// An epoch, or "all" (default: the last)
+        #[arg(long)]
+        snapshot: Option<String>,
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// The 9 strongest activations of one map over a dataset (builds the index if missing)
+    Top9 {
+        #[command(flatten)]
+        m: ModelArgs,
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long)]
+        layer: usize,
+        #[arg(long)]
+        map: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Train a ZFNet or AlexNet with snapshots (paper §2)
     Train(TrainArgs),
     /// Benchmark forward and projection (full-width ZFNet) against PyTorch
@@ -167,6 +194,9 @@ enum Cmd {
         static_dir: PathBuf,
         #[arg(long, default_value = "auto")]
         device: String,
+        /// A dataset folder for the top-9 and timeline views (indexed in the background)
+        #[arg(long)]
+        dataset: Option<PathBuf>,
         /// Jobs waiting for the compute worker before answering 503
         #[arg(long, default_value_t = 64)]
         queue: usize,
@@ -390,6 +420,59 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Cmd::Index { model, snapshot, dataset, batch, device } => {
+            let model = ModelDir::open(&model)?;
+            let device = parse_device(&device)?;
+            let epochs: Vec<u32> = match snapshot.as_deref() {
+                Some("all") => model.manifest.snapshots.iter().map(|s| s.epoch).collect(),
+                Some(e) => vec![e.parse().map_err(|_| anyhow::anyhow!("--snapshot must be an epoch or \"all\", got {e:?}"))?],
+                None => vec![model.manifest.last_epoch().context("model has no snapshots")?],
+            };
+            for epoch in epochs {
+                let net = model.load(Some(epoch), device)?;
+                let pb = indicatif::ProgressBar::new(0);
+                pb.set_style(
+                    indicatif::ProgressStyle::with_template("epoch {prefix} {bar:40} {pos}/{len} {per_sec} ETA {eta}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                pb.set_prefix(epoch.to_string());
+                let t = std::time::Instant::now();
+                let (idx, n) = index::build(&net, &model, epoch, &dataset, batch.max(1), &|done, total| {
+                    pb.set_length(total as u64);
+                    pb.set_position(done as u64);
+                })?;
+                pb.finish_and_clear();
+                let secs = t.elapsed().as_secs_f64();
+                println!(
+                    "epoch {epoch}: {n} new images in {secs:.1} s ({:.1} images/s), {} indexed, {} unreadable; {}",
+                    n as f64 / secs.max(1e-9),
+                    idx.images.len(),
+                    idx.skipped.len(),
+                    index::index_path(&model, &dataset, epoch)?.display()
+                );
+            }
+        }
+        Cmd::Top9 { m, dataset, layer, map, json } => {
+            let model = ModelDir::open(&m.model)?;
+            let epoch = model.manifest.snapshot(m.snapshot)?.epoch;
+            let path = index::index_path(&model, &dataset, epoch)?;
+            let idx = match index::load(&path) {
+                Ok(i) => i,
+                Err(_) => {
+                    let net = model.load(Some(epoch), parse_device(&m.device)?)?;
+                    eprintln!("building the index of {} for epoch {epoch}", dataset.display());
+                    index::build(&net, &model, epoch, &dataset, 32, &|_, _| {})?.0
+                }
+            };
+            let top = index::top9(&idx, layer, map)?;
+            if json {
+                println!("{}", serde_json::to_string(top)?);
+            } else {
+                for e in top {
+                    println!("{:>10.4}  ({:>3}, {:>3})  {}", e.value, e.y, e.x, e.image);
+                }
+            }
+        }
         Cmd::Train(a) => {
             if let Some(t) = a.threads {
                 if t < 1 {
@@ -440,8 +523,13 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Bench { python, iters, device } => crate::bench::bench(Some(&python), iters.max(3), parse_device(&device)?)?,
         Cmd::BenchHttp { models, model, image, n } => crate::bench::bench_http(&models, &model, &image, n.max(1))?,
-        Cmd::Serve { addr, models, data, static_dir, device, queue } => {
-            let cfg = crate::http::Config { models, data, static_dir, device: parse_device(&device)?, queue: queue.max(1) };
+        Cmd::Serve { addr, models, data, static_dir, device, queue, dataset } => {
+            if let Some(d) = &dataset {
+                if !d.is_dir() {
+                    bail!("--dataset {}: not a folder", d.display());
+                }
+            }
+            let cfg = crate::http::Config { models, data, static_dir, device: parse_device(&device)?, queue: queue.max(1), dataset };
             serve(&addr, cfg)?;
         }
         Cmd::Eval { m, data, json } => {

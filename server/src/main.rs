@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod http;
+mod indexer;
 mod worker;
 
 use clap::Parser;

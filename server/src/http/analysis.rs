@@ -14,11 +14,11 @@ use zfvis_core::engine::{self, Engine};
 type Params = Path<HashMap<String, String>>;
 type Q = Query<HashMap<String, String>>;
 
-fn param<'a>(p: &'a HashMap<String, String>, name: &str) -> &'a str {
+pub(super) fn param<'a>(p: &'a HashMap<String, String>, name: &str) -> &'a str {
     p.get(name).map(|s| s.as_str()).unwrap_or("")
 }
 
-fn number<T: std::str::FromStr>(p: &HashMap<String, String>, name: &str) -> Result<T, ApiError> {
+pub(super) fn number<T: std::str::FromStr>(p: &HashMap<String, String>, name: &str) -> Result<T, ApiError> {
     let v = param(p, name);
     v.parse().map_err(|_| ApiError::bad(format!("{name} must be a non-negative integer, got {v:?}")))
 }
@@ -51,7 +51,7 @@ fn keep(q: &HashMap<String, String>) -> Result<Keep, ApiError> {
 }
 
 /// Compute once per key (concurrent identical requests share one computation).
-async fn cached(st: &AppState, key: String, f: impl FnOnce(&mut Engine) -> engine::Result<(serde_json::Value, Option<Vec<u8>>)> + Send + 'static) -> Result<Arc<Outputs>, ApiError> {
+pub(super) async fn cached(st: &AppState, key: String, f: impl FnOnce(&mut Engine) -> engine::Result<(serde_json::Value, Option<Vec<u8>>)> + Send + 'static) -> Result<Arc<Outputs>, ApiError> {
     cached_as(st, key, "image/png", f).await
 }
 
@@ -75,7 +75,7 @@ async fn cached_as(
         .map_err(|e: Arc<ApiError>| ApiError::new(e.status, e.message.clone()))
 }
 
-fn png_of(o: &Outputs, h: &HeaderMap) -> Result<Response, ApiError> {
+pub(super) fn png_of(o: &Outputs, h: &HeaderMap) -> Result<Response, ApiError> {
     o.alt.as_ref().map(|p| p.respond(h)).ok_or_else(|| ApiError::internal("no image for this result"))
 }
 
@@ -177,14 +177,14 @@ pub async fn stats(State(st): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(serde_json::json!({ "forwards": forwards, "cached_results": st.cache.entry_count() })).into_response())
 }
 
-fn qnum(q: &HashMap<String, String>, name: &str, default: Option<i64>) -> Result<Option<i64>, ApiError> {
+pub(super) fn qnum(q: &HashMap<String, String>, name: &str, default: Option<i64>) -> Result<Option<i64>, ApiError> {
     match q.get(name).map(|s| s.as_str()) {
         None | Some("") => Ok(default),
         Some(v) => v.parse().map(Some).map_err(|_| ApiError::bad(format!("{name} must be an integer, got {v:?}"))),
     }
 }
 
-fn need(q: &HashMap<String, String>, name: &str, default: Option<i64>) -> Result<i64, ApiError> {
+pub(super) fn need(q: &HashMap<String, String>, name: &str, default: Option<i64>) -> Result<i64, ApiError> {
     qnum(q, name, default)?.ok_or_else(|| ApiError::bad(format!("missing query parameter {name}")))
 }
 
@@ -304,4 +304,18 @@ pub async fn correspondence(State(st): State<AppState>, Path(p): Params, Query(q
     })
     .await?;
     Ok(o.json.respond(&h))
+}
+
+/// The image's projection of a map's strongest activation at every snapshot, as one row.
+pub async fn evolution_png(State(st): State<AppState>, Path(p): Params, h: HeaderMap) -> Result<Response, ApiError> {
+    let model = param(&p, "model").to_string();
+    let image = param(&p, "image").to_string();
+    if !zfvis_core::store::valid_id(&image) {
+        return Err(ApiError::bad(format!("malformed image id {image:?}: expected 64 hex digits")));
+    }
+    let layer: usize = number(&p, "layer")?;
+    let map: i64 = number(&p, "map")?;
+    let key = format!("evo/{model}/{image}/{layer}/{map}");
+    let o = cached(&st, key, move |e| Ok((serde_json::Value::Null, Some(e.evolution_png(&model, &image, layer, map)?)))).await?;
+    png_of(&o, &h)
 }

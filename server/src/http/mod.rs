@@ -1,6 +1,7 @@
 //! The HTTP API and pages. The router below is the API's table of contents.
 
 mod analysis;
+mod dataset;
 mod images;
 mod pages;
 
@@ -36,6 +37,8 @@ pub struct AppState {
     /// computed once (moka's `try_get_with` coalesces them).
     pub cache: moka::future::Cache<String, Arc<Outputs>>,
     pub models: PathBuf,
+    /// Present when the server was started with `--dataset`.
+    pub indexer: Option<crate::indexer::Indexer>,
 }
 
 /// The representations of one computed result.
@@ -57,13 +60,15 @@ pub struct Config {
     pub static_dir: PathBuf,
     pub device: zfvis_core::tch::Device,
     pub queue: usize,
+    pub dataset: Option<PathBuf>,
 }
 
 pub fn app(cfg: Config) -> anyhow::Result<Router> {
     let store = ImageStore::open(&cfg.data)?;
     let (models, store2, device) = (cfg.models.clone(), store.clone(), cfg.device);
     let worker = Worker::spawn(move || engine::Engine::new(models, store2, device, 32), cfg.queue);
-    let state = AppState { worker, store, cache: moka::future::Cache::builder().max_capacity(2_000).build(), models: cfg.models.clone() };
+    let state = AppState { worker, store, cache: moka::future::Cache::builder().max_capacity(2_000).build(), models: cfg.models.clone(),
+        indexer: cfg.dataset.clone().map(|d| crate::indexer::Indexer::spawn(cfg.models.clone(), d, cfg.device)) };
     let m = "/api/models/{model}/snapshots/{epoch}/images/{image}";
     let api = Router::new()
         .route("/api/stats", get(analysis::stats))
@@ -89,6 +94,13 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
         .route("/api/sets", axum::routing::post(images::put_set))
         .route("/api/sets/{set}", get(images::get_set))
         .route("/api/models/{model}/snapshots/{epoch}/correspondence", get(analysis::correspondence))
+        .route("/api/models/{model}/snapshots/{epoch}/dataset/index", get(dataset::status))
+        .route("/api/models/{model}/snapshots/{epoch}/dataset/layers/{layer}/maps/{map}/top9", get(dataset::top9_json))
+        .route("/api/models/{model}/snapshots/{epoch}/dataset/layers/{layer}/maps/{map}/top9.png", get(dataset::top9_png))
+        .route("/api/models/{model}/dataset/timeline", get(dataset::timeline_json))
+        .route("/api/models/{model}/dataset/timeline.png", get(dataset::timeline_png))
+        .route("/api/dataset/images", axum::routing::post(dataset::import))
+        .route("/api/models/{model}/images/{image}/layers/{layer}/maps/{map}/evolution.png", get(analysis::evolution_png))
         .route("/api/{*rest}", get(not_found).post(not_found))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD + 64 * 1024));
     Ok(Router::new()
