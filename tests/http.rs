@@ -336,3 +336,76 @@ fn a_full_queue_answers_503_with_retry_after() {
     assert!(results.iter().any(|r| r.0 == StatusCode::OK));
     assert_eq!(c.get(format!("{}/api/models", srv.base)).send().unwrap().status(), StatusCode::OK);
 }
+
+#[test]
+fn dataset_index_top9_and_timeline() {
+    let dir = tempdir("http-ds");
+    random_model(&dir.join("models/tiny"), Arch::Zfnet);
+    let ds = dir.join("ds");
+    for (i, sub) in ["a", "a", "b", "b", "b"].iter().enumerate() {
+        std::fs::create_dir_all(ds.join(sub)).unwrap();
+        let mut img = image::load_from_memory(&test_png()).unwrap().to_rgb8();
+        img.get_pixel_mut(0, 0).0 = [i as u8 * 40, 0, 0];
+        image::imageops::rotate180_in_place(&mut img);
+        img.save(ds.join(sub).join(format!("{i}.png"))).unwrap();
+    }
+    // Epoch 3's snapshot is corrupt: its column shows an error, the rest renders.
+    std::fs::write(dir.join("models/tiny/epoch-003.safetensors"), b"corrupt").unwrap();
+    let srv = serve(&dir.join("models"), &dir.join("data"), &["--dataset", ds.to_str().unwrap()]);
+    let c = Client::new();
+    let get = |p: &str| c.get(format!("{}{p}", srv.base)).send().unwrap();
+    // Build on first use; poll until ready.
+    let mut state = String::new();
+    for _ in 0..100 {
+        let s: Value = get("/api/models/tiny/snapshots/1/dataset/index").json().unwrap();
+        state = s["state"].as_str().unwrap().to_string();
+        if state == "ready" {
+            assert_eq!(s["total"], 5);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(state, "ready");
+    let t: Value = get("/api/models/tiny/snapshots/1/dataset/layers/2/maps/3/top9").json().unwrap();
+    let items = t["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5, "5 images, at most one entry each");
+    assert!(items.windows(2).all(|w| w[0]["value"].as_f64() >= w[1]["value"].as_f64()));
+    let sprite = image::load_from_memory(&get("/api/models/tiny/snapshots/1/dataset/layers/2/maps/3/top9.png").bytes().unwrap()).unwrap();
+    assert_eq!(sprite.height(), 2 * t["tile"].as_u64().unwrap() as u32);
+
+    // Timeline: 202 while columns build, then the grid with epoch 3 in error.
+    let mut tl = Value::Null;
+    for _ in 0..100 {
+        let r = get("/api/models/tiny/dataset/timeline?layer=1&maps=0-2");
+        if r.status() == StatusCode::OK {
+            tl = r.json().unwrap();
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(tl["epochs"], serde_json::json!([1, 3]));
+    assert!(tl["errors"][0].is_null());
+    assert!(tl["errors"][1].as_str().unwrap().contains("epoch-003.safetensors"), "{}", tl["errors"][1]);
+    assert!(tl["cells"][2][0]["image"].is_string());
+    assert!(tl["cells"][2][1].is_null());
+    assert_eq!(get("/api/models/tiny/dataset/timeline.png?layer=1&maps=0-2&kind=patches").status(), StatusCode::OK);
+
+    // Opening a dataset image in the image view imports it.
+    let r = c.post(format!("{}/api/dataset/images", srv.base)).json(&serde_json::json!({"image": "b/3.png"})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let bad = c.post(format!("{}/api/dataset/images", srv.base)).json(&serde_json::json!({"image": "../models/tiny/manifest.json"})).send().unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let e1 = get("/api/models/tiny/dataset/timeline?layer=1&maps=x");
+    assert_eq!(e1.status(), StatusCode::BAD_REQUEST);
+    let e2 = get("/api/models/tiny/snapshots/1/dataset/layers/2/maps/999/top9");
+    assert_eq!(e2.status(), StatusCode::BAD_REQUEST);
+    let e3 = get("/api/models/tiny/snapshots/9/dataset/index");
+    assert_eq!(e3.status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn dataset_views_need_a_dataset() {
+    let e = setup("http-nods");
+    error(e.get("/api/models/tiny/snapshots/1/dataset/index"), StatusCode::NOT_FOUND, "--dataset");
+}
