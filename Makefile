@@ -27,8 +27,9 @@ venv: $(VENV)/.ok
 build: $(VENV)/.ok
 	cargo build --release
 
+DATASET ?=
 run: build
-	$(BIN) serve --addr $(ADDR) --models models --data data
+	$(BIN) serve --addr $(ADDR) --models models --data data $(if $(DATASET),--dataset $(DATASET))
 
 # What the tests need beyond the venv: a real browser for the end-to-end test.
 test-deps: $(VENV)/.ok
