@@ -2,6 +2,7 @@
 // Data flow: URL state -> API requests -> DOM. No build step.
 
 import { createOcclusion } from "./occlusion.js";
+import { fillTop } from "./ui.js";
 import { createInvariance, createCorrespondence } from "./experiments.js";
 import { createDataset } from "./dataset.js";
 
@@ -194,16 +195,7 @@ async function render() {
 
 async function renderTop5() {
   const r = await api(`${base()}/predictions`);
-  const ol = $("top5");
-  ol.innerHTML = "";
-  for (const p of r.top) {
-    const li = document.createElement("li");
-    li.innerHTML = `<span class="name"></span><span class="prob"></span><span class="barw"><span class="bar-fill"></span></span>`;
-    li.querySelector(".name").textContent = p.name;
-    li.querySelector(".prob").textContent = `${(p.prob * 100).toFixed(1)}%`;
-    li.querySelector(".bar-fill").style.width = `${Math.max(1, p.prob * 100)}%`;
-    ol.append(li);
-  }
+  fillTop($("top5"), r.top);
 }
 
 function orderedMaps() {

@@ -1,6 +1,8 @@
 // Occlusion view (paper Fig. 7): a live occluder dragged over the image and
 // the full sensitivity maps drawn on canvases with values on hover.
 
+import { fillTop } from "./ui.js";
+
 const $ = (id) => document.getElementById(id);
 
 const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
@@ -82,16 +84,7 @@ export function createOcclusion({ state, model, base, api, writeURL, showError }
     $("live-map").textContent = r.strongest_map;
     $("live-act").textContent = r.map_activation.toFixed(2);
     if (state.class === null || state.class === undefined || state.class === "") $("occ-class").options[0].textContent = `top class (${names[r.class] ?? r.class})`;
-    const ol = $("live-top5");
-    ol.innerHTML = "";
-    for (const p of r.top) {
-      const li = document.createElement("li");
-      li.innerHTML = `<span class="name"></span><span class="prob"></span><span class="barw"><span class="bar-fill"></span></span>`;
-      li.querySelector(".name").textContent = p.name;
-      li.querySelector(".prob").textContent = `${(p.prob * 100).toFixed(1)}%`;
-      li.querySelector(".bar-fill").style.width = `${Math.max(1, p.prob * 100)}%`;
-      ol.append(li);
-    }
+    fillTop($("live-top5"), r.top);
   }
 
   function wireStage() {
