@@ -44,8 +44,12 @@ test-deps: $(VENV)/.ok
 test: test-deps
 	cargo test --release --workspace
 
+# Speed, each figure beside a peer measured in the same run (see README).
+BEAGLE := ../shared/datasets/dog-faces/n02088364_beagle.JPEG
 bench: build
 	$(BIN) bench --python $(PY)
+	$(BIN) bench-http --image $(BEAGLE)
+	$(PY) tests/bench_occlusion.py models/zfnet-woofnette $(BEAGLE) $(BIN)
 
 clean:
 	cargo clean
