@@ -443,9 +443,19 @@ pub fn run(cli: Cli) -> Result<()> {
                 })?;
                 pb.finish_and_clear();
                 let secs = t.elapsed().as_secs_f64();
+                // The peer: raw batched forward passes of the same network.
+                let s = model.manifest.input_size;
+                let x = Tensor::randn([batch.max(1) as i64, 3, s, s], (Kind::Float, device));
+                let _ = net.trace(&x);
+                let t0 = std::time::Instant::now();
+                for _ in 0..3 {
+                    let _ = net.trace(&x);
+                }
+                let raw = 3.0 * batch.max(1) as f64 / t0.elapsed().as_secs_f64();
+                let ips = n as f64 / secs.max(1e-9);
                 println!(
-                    "epoch {epoch}: {n} new images in {secs:.1} s ({:.1} images/s), {} indexed, {} unreadable; {}",
-                    n as f64 / secs.max(1e-9),
+                    "epoch {epoch}: {n} new images in {secs:.1} s ({ips:.1} images/s; raw forward {raw:.1} images/s, ratio {:.2}), {} indexed, {} unreadable; {}",
+                    if n > 0 { raw / ips } else { 0.0 },
                     idx.images.len(),
                     idx.skipped.len(),
                     index::index_path(&model, &dataset, epoch)?.display()
