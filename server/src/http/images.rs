@@ -12,7 +12,7 @@ fn too_large() -> ApiError {
 }
 
 /// Bodies above this are cut off without reading them to the end.
-const MAX_DRAIN: usize = 64 * 1024 * 1024;
+pub const MAX_DRAIN: usize = 64 * 1024 * 1024;
 
 /// Read the whole body. Over the limit, keep reading (up to MAX_DRAIN) and
 /// discarding, so the client gets to read the 413 instead of a broken pipe.

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -110,6 +111,9 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
         .fallback(pages::not_found)
         .layer(middleware::from_fn(json_errors))
         .layer(CompressionLayer::new())
+        // Outer guard: absurd bodies are refused before anyone reads them;
+        // uploads between 20 and 64 MB get their 413 from the handler.
+        .layer(RequestBodyLimitLayer::new(images::MAX_DRAIN))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(120)))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
