@@ -109,11 +109,11 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
         .merge(api)
         .nest_service("/static", ServeDir::new(&cfg.static_dir))
         .fallback(pages::not_found)
-        .layer(middleware::from_fn(json_errors))
-        .layer(CompressionLayer::new())
         // Outer guard: absurd bodies are refused before anyone reads them;
         // uploads between 20 and 64 MB get their 413 from the handler.
         .layer(RequestBodyLimitLayer::new(images::MAX_DRAIN))
+        .layer(middleware::from_fn(json_errors))
+        .layer(CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(120)))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
