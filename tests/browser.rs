@@ -9,7 +9,9 @@ use zfvis_core::net::Arch;
 
 #[test]
 fn upload_click_share_in_chromium() {
-    let Some(beagle) = shared("dog-faces/n02088364_beagle.JPEG") else { return };
+    let Some(beagle) = shared("dog-faces/n02088364_beagle.JPEG") else {
+        return;
+    };
     let e2e = root().join("tests/e2e");
     assert!(
         e2e.join("node_modules/playwright-core").exists(),
@@ -18,9 +20,19 @@ fn upload_click_share_in_chromium() {
     let dir = tempdir("browser");
     random_model(&dir.join("models/tiny"), Arch::Zfnet);
     let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
-    let out = Command::new("node").arg(e2e.join("browser.mjs")).arg(&srv.base).arg(&beagle).arg(&dir).output().unwrap();
+    let out = Command::new("node")
+        .arg(e2e.join("browser.mjs"))
+        .arg(&srv.base)
+        .arg(&beagle)
+        .arg(&dir)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "browser test failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(v["same"], true);
     assert!(v["url"].as_str().unwrap().contains("layer=5"));

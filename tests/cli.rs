@@ -7,7 +7,10 @@ use std::process::{Command, Output};
 use zfvis_core::net::Arch;
 
 fn zfvis(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zfvis")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_zfvis"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn one_line_error(out: &Output, needle: &str) {
@@ -15,7 +18,10 @@ fn one_line_error(out: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "expected one line, got: {err}");
-    assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "{err}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(needle),
+        "{err}"
+    );
 }
 
 #[test]
@@ -25,22 +31,56 @@ fn predict_and_project() {
     let img = dir.join("a.png");
     std::fs::write(&img, test_png()).unwrap();
     let m = model.to_str().unwrap();
-    let out = zfvis(&["predict", "--model", m, "--image", img.to_str().unwrap(), "--json", "--device", "cpu"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = zfvis(&[
+        "predict",
+        "--model",
+        m,
+        "--image",
+        img.to_str().unwrap(),
+        "--json",
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let top = v["top"].as_array().unwrap();
     assert_eq!(top.len(), 4);
     let sum: f64 = top.iter().map(|p| p["prob"].as_f64().unwrap()).sum();
-    assert!((sum - 1.0).abs() < 1e-4, "all 4 classes listed, probabilities sum to {sum}");
+    assert!(
+        (sum - 1.0).abs() < 1e-4,
+        "all 4 classes listed, probabilities sum to {sum}"
+    );
     assert!(top[0]["prob"].as_f64() >= top[1]["prob"].as_f64());
 
     let png = dir.join("p.png");
     let npy = dir.join("p.npy");
     let out = zfvis(&[
-        "project", "--model", m, "--snapshot", "1", "--image", img.to_str().unwrap(), "--layer", "3", "--map", "2",
-        "--out", png.to_str().unwrap(), "--out-raw", npy.to_str().unwrap(), "--json",
+        "project",
+        "--model",
+        m,
+        "--snapshot",
+        "1",
+        "--image",
+        img.to_str().unwrap(),
+        "--layer",
+        "3",
+        "--map",
+        "2",
+        "--out",
+        png.to_str().unwrap(),
+        "--out-raw",
+        npy.to_str().unwrap(),
+        "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["layer"], 3);
     assert!(v["y"].as_i64().unwrap() < 13 && v["x"].as_i64().unwrap() < 13);
@@ -63,32 +103,82 @@ fn bad_input_is_one_line() {
     let out = dir.join("o.png");
     let o = out.to_str().unwrap();
 
-    one_line_error(&zfvis(&["predict", "--model", m, "--image", "/nonexistent.jpg"]), "cannot read /nonexistent.jpg");
-    one_line_error(&zfvis(&["predict", "--model", m, "--image", text.to_str().unwrap()]), "not a supported image");
-    one_line_error(&zfvis(&["project", "--model", m, "--image", i, "--layer", "9", "--map", "0", "--out", o]), "layer 9 is out of range");
-    one_line_error(&zfvis(&["project", "--model", m, "--image", i, "--layer", "2", "--map", "9999", "--out", o]), "map 9999 is out of range");
-    one_line_error(&zfvis(&["predict", "--model", m, "--snapshot", "7", "--image", i]), "no snapshot for epoch 7");
-    one_line_error(&zfvis(&["predict", "--model", "/nonexistent", "--image", i]), "manifest.json");
+    one_line_error(
+        &zfvis(&["predict", "--model", m, "--image", "/nonexistent.jpg"]),
+        "cannot read /nonexistent.jpg",
+    );
+    one_line_error(
+        &zfvis(&["predict", "--model", m, "--image", text.to_str().unwrap()]),
+        "not a supported image",
+    );
+    one_line_error(
+        &zfvis(&[
+            "project", "--model", m, "--image", i, "--layer", "9", "--map", "0", "--out", o,
+        ]),
+        "layer 9 is out of range",
+    );
+    one_line_error(
+        &zfvis(&[
+            "project", "--model", m, "--image", i, "--layer", "2", "--map", "9999", "--out", o,
+        ]),
+        "map 9999 is out of range",
+    );
+    one_line_error(
+        &zfvis(&["predict", "--model", m, "--snapshot", "7", "--image", i]),
+        "no snapshot for epoch 7",
+    );
+    one_line_error(
+        &zfvis(&["predict", "--model", "/nonexistent", "--image", i]),
+        "manifest.json",
+    );
     // A corrupt checkpoint.
-    std::fs::write(model.join("epoch-003.safetensors"), b"garbage garbage garbage").unwrap();
-    one_line_error(&zfvis(&["predict", "--model", m, "--image", i]), "epoch-003.safetensors");
+    std::fs::write(
+        model.join("epoch-003.safetensors"),
+        b"garbage garbage garbage",
+    )
+    .unwrap();
+    one_line_error(
+        &zfvis(&["predict", "--model", m, "--image", i]),
+        "epoch-003.safetensors",
+    );
     // A manifest with an unknown architecture names the field.
-    let text = std::fs::read_to_string(model.join("manifest.json")).unwrap().replace("\"zfnet\"", "\"vgg\"");
+    let text = std::fs::read_to_string(model.join("manifest.json"))
+        .unwrap()
+        .replace("\"zfnet\"", "\"vgg\"");
     std::fs::write(model.join("manifest.json"), text).unwrap();
-    one_line_error(&zfvis(&["predict", "--model", m, "--image", i]), "architecture");
+    one_line_error(
+        &zfvis(&["predict", "--model", m, "--image", i]),
+        "architecture",
+    );
 }
 
 #[test]
 fn projects_the_beagle() {
-    let Some(beagle) = shared("dog-faces/n02088364_beagle.JPEG") else { return };
+    let Some(beagle) = shared("dog-faces/n02088364_beagle.JPEG") else {
+        return;
+    };
     let dir = tempdir("cli-beagle");
     let model = random_model(&dir.join("m"), Arch::Alexnet);
     let png = dir.join("p.png");
     let out = zfvis(&[
-        "project", "--model", model.to_str().unwrap(), "--image", beagle.to_str().unwrap(), "--layer", "5", "--map", "0",
-        "--all", "--out", png.to_str().unwrap(),
+        "project",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        beagle.to_str().unwrap(),
+        "--layer",
+        "5",
+        "--map",
+        "0",
+        "--all",
+        "--out",
+        png.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(image::open(&png).is_ok());
 }
 
@@ -100,14 +190,36 @@ fn occlude_json_and_pngs() {
     std::fs::write(&img, test_png()).unwrap();
     let out_dir = dir.join("maps");
     let out = zfvis(&[
-        "occlude", "--model", model.to_str().unwrap(), "--image", img.to_str().unwrap(), "--size", "64", "--stride", "32",
-        "--class", "1", "--json", "--out-dir", out_dir.to_str().unwrap(),
+        "occlude",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--size",
+        "64",
+        "--stride",
+        "32",
+        "--class",
+        "1",
+        "--json",
+        "--out-dir",
+        out_dir.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["class"], 1);
-    assert_eq!((v["size"].as_i64(), v["stride"].as_i64()), (Some(64), Some(32)));
-    assert_eq!(v["positions"]["x"], serde_json::json!([0, 32, 64, 96, 128, 160]));
+    assert_eq!(
+        (v["size"].as_i64(), v["stride"].as_i64()),
+        (Some(64), Some(32))
+    );
+    assert_eq!(
+        v["positions"]["x"],
+        serde_json::json!([0, 32, 64, 96, 128, 160])
+    );
     assert_eq!(v["class_prob"].as_array().unwrap().len(), 6);
     assert_eq!(v["map_activation"][5].as_array().unwrap().len(), 6);
     assert!(v["top_label"][0][0].as_i64().unwrap() < 4);
@@ -116,9 +228,18 @@ fn occlude_json_and_pngs() {
     }
     let m = model.to_str().unwrap();
     let i = img.to_str().unwrap();
-    one_line_error(&zfvis(&["occlude", "--model", m, "--image", i, "--size", "300"]), "occluder size");
-    one_line_error(&zfvis(&["occlude", "--model", m, "--image", i, "--stride", "0"]), "stride must be at least 1");
-    one_line_error(&zfvis(&["occlude", "--model", m, "--image", i, "--class", "9"]), "class 9 is out of range");
+    one_line_error(
+        &zfvis(&["occlude", "--model", m, "--image", i, "--size", "300"]),
+        "occluder size",
+    );
+    one_line_error(
+        &zfvis(&["occlude", "--model", m, "--image", i, "--stride", "0"]),
+        "stride must be at least 1",
+    );
+    one_line_error(
+        &zfvis(&["occlude", "--model", m, "--image", i, "--class", "9"]),
+        "class 9 is out of range",
+    );
 }
 
 #[test]
@@ -128,33 +249,84 @@ fn invariance_and_correspondence_cli() {
     let m = model.to_str().unwrap();
     let img = dir.join("a.png");
     std::fs::write(&img, test_png()).unwrap();
-    let out = zfvis(&["invariance", "--model", m, "--image", img.to_str().unwrap(), "--steps", "3", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = zfvis(&[
+        "invariance",
+        "--model",
+        m,
+        "--image",
+        img.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["rotate"]["values"], serde_json::json!([0.0, 180.0, 360.0]));
+    assert_eq!(
+        v["rotate"]["values"],
+        serde_json::json!([0.0, 180.0, 360.0])
+    );
     assert_eq!(v["scale"]["dist_layer1"][0], 0.0);
 
     // A landmarks file beside two images.
     std::fs::write(dir.join("b.png"), test_png()).unwrap();
     std::fs::write(dir.join("lm.json"), r#"{"a.png": {"eye": [50, 60], "nose": [150, 100]}, "b.png": {"eye": [60, 60], "nose": [140, 100]}}"#).unwrap();
     let lm = dir.join("lm.json");
-    let out = zfvis(&["correspondence", "--model", m, "--landmarks", lm.to_str().unwrap(), "--seed", "4", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = zfvis(&[
+        "correspondence",
+        "--model",
+        m,
+        "--landmarks",
+        lm.to_str().unwrap(),
+        "--seed",
+        "4",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for p in ["eye", "nose", "random"] {
         assert!(v["parts"][p]["layer7"]["std"].as_f64().is_some(), "{p}");
     }
     std::fs::write(dir.join("bad.json"), r#"{"../a.png": {"eye": [1, 1]}}"#).unwrap();
-    one_line_error(&zfvis(&["correspondence", "--model", m, "--landmarks", dir.join("bad.json").to_str().unwrap()]), "relative");
+    one_line_error(
+        &zfvis(&[
+            "correspondence",
+            "--model",
+            m,
+            "--landmarks",
+            dir.join("bad.json").to_str().unwrap(),
+        ]),
+        "relative",
+    );
 }
 
 #[test]
 fn correspondence_on_the_dog_faces() {
-    let Some(lm) = shared("dog-faces/landmarks.json") else { return };
+    let Some(lm) = shared("dog-faces/landmarks.json") else {
+        return;
+    };
     let dir = tempdir("cli-dogs");
     let model = random_model(&dir.join("m"), Arch::Zfnet);
-    let out = zfvis(&["correspondence", "--model", model.to_str().unwrap(), "--landmarks", lm.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = zfvis(&[
+        "correspondence",
+        "--model",
+        model.to_str().unwrap(),
+        "--landmarks",
+        lm.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["pairs"], 10);
     for p in ["eye_left", "eye_right", "nose", "random"] {

@@ -21,7 +21,12 @@ fn setup(tag: &str) -> Env {
     random_model(&dir.join("models/tiny"), Arch::Zfnet);
     let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
     let base = srv.base.clone();
-    Env { _srv: srv, base, c: Client::new(), _dir: dir }
+    Env {
+        _srv: srv,
+        base,
+        c: Client::new(),
+        _dir: dir,
+    }
 }
 
 impl Env {
@@ -29,23 +34,42 @@ impl Env {
         self.c.get(format!("{}{path}", self.base)).send().unwrap()
     }
     fn upload(&self, bytes: Vec<u8>) -> reqwest::blocking::Response {
-        let form = multipart::Form::new().part("image", multipart::Part::bytes(bytes).file_name("x.png"));
-        self.c.post(format!("{}/api/images", self.base)).multipart(form).send().unwrap()
+        let form =
+            multipart::Form::new().part("image", multipart::Part::bytes(bytes).file_name("x.png"));
+        self.c
+            .post(format!("{}/api/images", self.base))
+            .multipart(form)
+            .send()
+            .unwrap()
     }
     fn raw(&self, bytes: Vec<u8>) -> reqwest::blocking::Response {
-        self.c.post(format!("{}/api/images", self.base)).body(bytes).send().unwrap()
+        self.c
+            .post(format!("{}/api/images", self.base))
+            .body(bytes)
+            .send()
+            .unwrap()
     }
     fn alive(&self) {
-        assert_eq!(self.get("/api/models").status(), StatusCode::OK, "server stopped serving");
+        assert_eq!(
+            self.get("/api/models").status(),
+            StatusCode::OK,
+            "server stopped serving"
+        );
     }
 }
 
 fn error(r: reqwest::blocking::Response, status: StatusCode, needle: &str) {
     assert_eq!(r.status(), status);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
     let v: Value = r.json().unwrap();
     let msg = v["error"].as_str().unwrap_or_default();
-    assert!(msg.to_lowercase().contains(&needle.to_lowercase()), "{msg:?} lacks {needle:?}");
+    assert!(
+        msg.to_lowercase().contains(&needle.to_lowercase()),
+        "{msg:?} lacks {needle:?}"
+    );
 }
 
 #[test]
@@ -64,14 +88,25 @@ fn endpoints_answer() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let v: Value = r.json().unwrap();
     let id = v["id"].as_str().unwrap().to_string();
-    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(300), Some(200)));
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(300), Some(200))
+    );
     let expected = zfvis_core::store::hex(&<sha2::Sha256 as sha2::Digest>::digest(&png));
     assert_eq!(id, expected);
     let v2: Value = e.raw(png.clone()).json().unwrap();
     assert_eq!(v2["id"], id.as_str());
-    let files = std::fs::read_dir(e._dir.join("data/images")).unwrap().count();
+    let files = std::fs::read_dir(e._dir.join("data/images"))
+        .unwrap()
+        .count();
     assert_eq!(files, 1);
-    assert_eq!(e.get(&format!("/api/images/{id}")).bytes().unwrap().to_vec(), png);
+    assert_eq!(
+        e.get(&format!("/api/images/{id}"))
+            .bytes()
+            .unwrap()
+            .to_vec(),
+        png
+    );
     let recent: Value = e.get("/api/images").json().unwrap();
     assert_eq!(recent["images"][0], id.as_str());
 
@@ -87,12 +122,17 @@ fn endpoints_answer() {
     let maps: Value = e.get(&format!("{b}/layers/2/maps")).json().unwrap();
     assert_eq!(maps["maps"].as_array().unwrap().len(), 26); // 0.1 x 256
     assert_eq!(maps["size"], 26);
-    let sprite = image::load_from_memory(&e.get(&format!("{b}/layers/2/maps.png")).bytes().unwrap()).unwrap();
+    let sprite =
+        image::load_from_memory(&e.get(&format!("{b}/layers/2/maps.png")).bytes().unwrap())
+            .unwrap();
     assert_eq!(sprite.width() as i64, maps["cols"].as_i64().unwrap() * 26);
 
     // Clicking maps reuses one forward pass.
     for map in 0..5 {
-        let j: Value = e.get(&format!("{b}/layers/2/maps/{map}/projection")).json().unwrap();
+        let j: Value = e
+            .get(&format!("{b}/layers/2/maps/{map}/projection"))
+            .json()
+            .unwrap();
         assert_eq!(j["map"], map);
         let peak = maps["maps"][map as usize]["peak"].as_f64().unwrap();
         assert!((j["value"].as_f64().unwrap() - peak).abs() < 1e-6);
@@ -100,21 +140,34 @@ fn endpoints_answer() {
         assert_eq!(r.status(), StatusCode::OK);
     }
     let stats: Value = e.get("/api/stats").json().unwrap();
-    assert_eq!(stats["forwards"], 1, "maps and projections of one image share one forward pass");
+    assert_eq!(
+        stats["forwards"], 1,
+        "maps and projections of one image share one forward pass"
+    );
 
     let t9: Value = e.get(&format!("{b}/layers/5/top9")).json().unwrap();
     let items = t9["items"].as_array().unwrap();
     assert_eq!(items.len(), 9);
-    assert!(items.windows(2).all(|w| w[0]["value"].as_f64() >= w[1]["value"].as_f64()));
-    let t9png = image::load_from_memory(&e.get(&format!("{b}/layers/5/top9.png")).bytes().unwrap()).unwrap();
+    assert!(items
+        .windows(2)
+        .all(|w| w[0]["value"].as_f64() >= w[1]["value"].as_f64()));
+    let t9png = image::load_from_memory(&e.get(&format!("{b}/layers/5/top9.png")).bytes().unwrap())
+        .unwrap();
     assert_eq!((t9png.width(), t9png.height()), (672, 672));
 
     // Strong ETags and revalidation.
     let r = e.get(&format!("{b}/layers/2/maps/1/projection.png"));
     let etag = r.headers()["etag"].to_str().unwrap().to_string();
     assert!(etag.starts_with('"'));
-    assert!(r.headers()["cache-control"].to_str().unwrap().contains("max-age"));
-    let r2 = e.c.get(format!("{}{b}/layers/2/maps/1/projection.png", e.base)).header("if-none-match", &etag).send().unwrap();
+    assert!(r.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
+    let r2 =
+        e.c.get(format!("{}{b}/layers/2/maps/1/projection.png", e.base))
+            .header("if-none-match", &etag)
+            .send()
+            .unwrap();
     assert_eq!(r2.status(), StatusCode::NOT_MODIFIED);
 
     // The home page renders with the model list.
@@ -126,8 +179,14 @@ fn endpoints_answer() {
 #[test]
 fn identical_concurrent_requests_compute_once() {
     let e = setup("http-dedup");
-    let id = e.upload(test_png()).json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
-    let url = format!("{}/api/models/tiny/snapshots/1/images/{id}/layers/3/top9", e.base);
+    let id = e.upload(test_png()).json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = format!(
+        "{}/api/models/tiny/snapshots/1/images/{id}/layers/3/top9",
+        e.base
+    );
     let handles: Vec<_> = (0..8)
         .map(|_| {
             let (c, url) = (e.c.clone(), url.clone());
@@ -144,55 +203,173 @@ fn identical_concurrent_requests_compute_once() {
 #[test]
 fn bad_input_is_a_clear_4xx() {
     let e = setup("http-bad");
-    let id = e.upload(test_png()).json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let id = e.upload(test_png()).json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let b = format!("/api/models/tiny/snapshots/1/images/{id}");
 
-    error(e.upload(b"this is not an image".to_vec()), StatusCode::BAD_REQUEST, "not a supported image");
-    error(e.raw(b"GIF89a\x02\x00\x02\x00\x00".to_vec()), StatusCode::BAD_REQUEST, "decode");
+    error(
+        e.upload(b"this is not an image".to_vec()),
+        StatusCode::BAD_REQUEST,
+        "not a supported image",
+    );
+    error(
+        e.raw(b"GIF89a\x02\x00\x02\x00\x00".to_vec()),
+        StatusCode::BAD_REQUEST,
+        "decode",
+    );
     error(e.raw(vec![]), StatusCode::BAD_REQUEST, "empty");
     let png = test_png();
-    error(e.upload(png[..png.len() / 2].to_vec()), StatusCode::BAD_REQUEST, "decode");
-    error(e.raw(vec![0u8; 21 * 1024 * 1024]), StatusCode::PAYLOAD_TOO_LARGE, "larger than 20 MB");
-    error(e.upload(vec![0u8; 21 * 1024 * 1024]), StatusCode::PAYLOAD_TOO_LARGE, "larger");
+    error(
+        e.upload(png[..png.len() / 2].to_vec()),
+        StatusCode::BAD_REQUEST,
+        "decode",
+    );
+    error(
+        e.raw(vec![0u8; 21 * 1024 * 1024]),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "larger than 20 MB",
+    );
+    error(
+        e.upload(vec![0u8; 21 * 1024 * 1024]),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "larger",
+    );
     // A pixel bomb: a GIF whose header claims 65535 x 65535 pixels.
     let mut gif = std::io::Cursor::new(Vec::new());
-    image::RgbaImage::new(2, 2).write_to(&mut gif, image::ImageFormat::Gif).unwrap();
+    image::RgbaImage::new(2, 2)
+        .write_to(&mut gif, image::ImageFormat::Gif)
+        .unwrap();
     let mut gif = gif.into_inner();
     gif[6..10].copy_from_slice(&[0xff, 0xff, 0xff, 0xff]);
     error(e.raw(gif), StatusCode::PAYLOAD_TOO_LARGE, "limit");
     let form = multipart::Form::new().text("other", "x");
-    error(e.c.post(format!("{}/api/images", e.base)).multipart(form).send().unwrap(), StatusCode::BAD_REQUEST, "no field named");
+    error(
+        e.c.post(format!("{}/api/images", e.base))
+            .multipart(form)
+            .send()
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "no field named",
+    );
 
     let zeros = "0".repeat(64);
-    error(e.get(&format!("/api/images/{zeros}")), StatusCode::NOT_FOUND, "unknown image");
-    error(e.get("/api/images/xyz"), StatusCode::BAD_REQUEST, "malformed image id");
-    error(e.get("/api/images/..%2F..%2Fmodels%2Ftiny%2Fmanifest.json"), StatusCode::BAD_REQUEST, "malformed");
-    error(e.get(&format!("/api/models/nope/snapshots/1/images/{id}/predictions")), StatusCode::NOT_FOUND, "unknown model");
-    error(e.get(&format!("/api/models/..%2F..%2Fetc/snapshots/1/images/{id}/predictions")), StatusCode::BAD_REQUEST, "malformed model");
-    error(e.get(&format!("/api/models/tiny/snapshots/2/images/{id}/predictions")), StatusCode::NOT_FOUND, "no snapshot for epoch 2");
-    error(e.get(&format!("/api/models/tiny/snapshots/-1/images/{id}/predictions")), StatusCode::BAD_REQUEST, "epoch");
-    error(e.get(&format!("/api/models/tiny/snapshots/1/images/{zeros}/predictions")), StatusCode::NOT_FOUND, "unknown image");
-    error(e.get("/api/models/tiny/snapshots/1/images/abc/predictions"), StatusCode::BAD_REQUEST, "malformed image id");
-    error(e.get(&format!("{b}/layers/0/maps")), StatusCode::BAD_REQUEST, "layer 0 is out of range");
-    error(e.get(&format!("{b}/layers/6/maps.png")), StatusCode::BAD_REQUEST, "layer 6 is out of range");
-    error(e.get(&format!("{b}/layers/x/maps")), StatusCode::BAD_REQUEST, "layer must be");
-    error(e.get(&format!("{b}/layers/5/maps/26/projection")), StatusCode::BAD_REQUEST, "map 26 is out of range");
-    error(e.get(&format!("{b}/layers/5/maps/99999999999/projection.png")), StatusCode::BAD_REQUEST, "out of range");
-    error(e.get(&format!("{b}/layers/5/maps/-3/projection")), StatusCode::BAD_REQUEST, "map -3 is out of range");
-    error(e.get(&format!("{b}/layers/5/maps/1/projection?mode=some")), StatusCode::BAD_REQUEST, "mode must be");
-    error(e.get(&format!("{b}/layers/9/top9")), StatusCode::BAD_REQUEST, "layer 9");
+    error(
+        e.get(&format!("/api/images/{zeros}")),
+        StatusCode::NOT_FOUND,
+        "unknown image",
+    );
+    error(
+        e.get("/api/images/xyz"),
+        StatusCode::BAD_REQUEST,
+        "malformed image id",
+    );
+    error(
+        e.get("/api/images/..%2F..%2Fmodels%2Ftiny%2Fmanifest.json"),
+        StatusCode::BAD_REQUEST,
+        "malformed",
+    );
+    error(
+        e.get(&format!(
+            "/api/models/nope/snapshots/1/images/{id}/predictions"
+        )),
+        StatusCode::NOT_FOUND,
+        "unknown model",
+    );
+    error(
+        e.get(&format!(
+            "/api/models/..%2F..%2Fetc/snapshots/1/images/{id}/predictions"
+        )),
+        StatusCode::BAD_REQUEST,
+        "malformed model",
+    );
+    error(
+        e.get(&format!(
+            "/api/models/tiny/snapshots/2/images/{id}/predictions"
+        )),
+        StatusCode::NOT_FOUND,
+        "no snapshot for epoch 2",
+    );
+    error(
+        e.get(&format!(
+            "/api/models/tiny/snapshots/-1/images/{id}/predictions"
+        )),
+        StatusCode::BAD_REQUEST,
+        "epoch",
+    );
+    error(
+        e.get(&format!(
+            "/api/models/tiny/snapshots/1/images/{zeros}/predictions"
+        )),
+        StatusCode::NOT_FOUND,
+        "unknown image",
+    );
+    error(
+        e.get("/api/models/tiny/snapshots/1/images/abc/predictions"),
+        StatusCode::BAD_REQUEST,
+        "malformed image id",
+    );
+    error(
+        e.get(&format!("{b}/layers/0/maps")),
+        StatusCode::BAD_REQUEST,
+        "layer 0 is out of range",
+    );
+    error(
+        e.get(&format!("{b}/layers/6/maps.png")),
+        StatusCode::BAD_REQUEST,
+        "layer 6 is out of range",
+    );
+    error(
+        e.get(&format!("{b}/layers/x/maps")),
+        StatusCode::BAD_REQUEST,
+        "layer must be",
+    );
+    error(
+        e.get(&format!("{b}/layers/5/maps/26/projection")),
+        StatusCode::BAD_REQUEST,
+        "map 26 is out of range",
+    );
+    error(
+        e.get(&format!("{b}/layers/5/maps/99999999999/projection.png")),
+        StatusCode::BAD_REQUEST,
+        "out of range",
+    );
+    error(
+        e.get(&format!("{b}/layers/5/maps/-3/projection")),
+        StatusCode::BAD_REQUEST,
+        "map -3 is out of range",
+    );
+    error(
+        e.get(&format!("{b}/layers/5/maps/1/projection?mode=some")),
+        StatusCode::BAD_REQUEST,
+        "mode must be",
+    );
+    error(
+        e.get(&format!("{b}/layers/9/top9")),
+        StatusCode::BAD_REQUEST,
+        "layer 9",
+    );
     error(e.get("/api/nothing/here"), StatusCode::NOT_FOUND, "no such");
     let r = e.c.delete(format!("{}/api/models", e.base)).send().unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(e.get("/static/../Cargo.toml").status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        e.get("/static/../Cargo.toml").status(),
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(e.get("/no-such-page").status(), StatusCode::NOT_FOUND);
     e.alive();
     // A corrupt snapshot is an error for that snapshot only.
     std::fs::write(e._dir.join("models/tiny/epoch-003.safetensors"), b"garbage").unwrap();
-    let r = e.get(&format!("/api/models/tiny/snapshots/3/images/{id}/predictions"));
+    let r = e.get(&format!(
+        "/api/models/tiny/snapshots/3/images/{id}/predictions"
+    ));
     assert!(r.status().is_server_error() || r.status().is_client_error());
     let v: Value = r.json().unwrap();
-    assert!(v["error"].as_str().unwrap().contains("epoch-003.safetensors"));
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .contains("epoch-003.safetensors"));
     e.alive();
     assert_eq!(e.get(&format!("{b}/predictions")).status(), StatusCode::OK);
 }
@@ -203,21 +380,42 @@ fn uploads_survive_a_restart() {
     random_model(&dir.join("models/tiny"), Arch::Zfnet);
     let id = {
         let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
-        let form = multipart::Form::new().part("image", multipart::Part::bytes(test_png()).file_name("a.png"));
-        let v: Value = Client::new().post(format!("{}/api/images", srv.base)).multipart(form).send().unwrap().json().unwrap();
+        let form = multipart::Form::new().part(
+            "image",
+            multipart::Part::bytes(test_png()).file_name("a.png"),
+        );
+        let v: Value = Client::new()
+            .post(format!("{}/api/images", srv.base))
+            .multipart(form)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
         v["id"].as_str().unwrap().to_string()
     };
     let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
-    let r = Client::new().get(format!("{}/api/models/tiny/snapshots/1/images/{id}/predictions", srv.base)).send().unwrap();
+    let r = Client::new()
+        .get(format!(
+            "{}/api/models/tiny/snapshots/1/images/{id}/predictions",
+            srv.base
+        ))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[test]
 fn occlusion_endpoints() {
     let e = setup("http-occ");
-    let id = e.upload(test_png()).json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let id = e.upload(test_png()).json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let b = format!("/api/models/tiny/snapshots/1/images/{id}");
-    let r: Value = e.get(&format!("{b}/occlusion?size=48&stride=16&class=2")).json().unwrap();
+    let r: Value = e
+        .get(&format!("{b}/occlusion?size=48&stride=16&class=2"))
+        .json()
+        .unwrap();
     assert_eq!(r["class"], 2);
     assert_eq!(r["positions"]["x"].as_array().unwrap().len(), 12); // 0, 16, …, 176
     assert_eq!(r["class_prob"].as_array().unwrap().len(), 12);
@@ -225,43 +423,98 @@ fn occlusion_endpoints() {
     assert_eq!(r["top_label"][3].as_array().unwrap().len(), 12);
     assert!(r["strongest_map"].as_i64().unwrap() >= 0);
     let d: Value = e.get(&format!("{b}/occlusion")).json().unwrap();
-    assert_eq!(d["positions"]["y"].as_array().unwrap().len(), 23, "defaults: 48 px, stride 8");
+    assert_eq!(
+        d["positions"]["y"].as_array().unwrap().len(),
+        23,
+        "defaults: 48 px, stride 8"
+    );
     for kind in ["class_prob", "map_activation", "top_label"] {
-        let r = e.get(&format!("{b}/occlusion.png?size=48&stride=16&class=2&kind={kind}"));
+        let r = e.get(&format!(
+            "{b}/occlusion.png?size=48&stride=16&class=2&kind={kind}"
+        ));
         assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(image::load_from_memory(&r.bytes().unwrap()).unwrap().width(), 224);
+        assert_eq!(
+            image::load_from_memory(&r.bytes().unwrap())
+                .unwrap()
+                .width(),
+            224
+        );
     }
     // Live: the same position as cell (1, 2) of the full map gives the same probability.
-    let l: Value = e.get(&format!("{b}/occlusion/live?x=32&y=16&size=48&class=2")).json().unwrap();
+    let l: Value = e
+        .get(&format!("{b}/occlusion/live?x=32&y=16&size=48&class=2"))
+        .json()
+        .unwrap();
     let full = r["class_prob"][1][2].as_f64().unwrap();
     assert!((l["class_prob"].as_f64().unwrap() - full).abs() < 1e-4);
     assert_eq!(l["top"].as_array().unwrap().len(), 4);
     let p = e.get(&format!("{b}/occlusion/projection.png?x=32&y=16&size=48"));
     assert_eq!(p.status(), StatusCode::OK);
 
-    error(e.get(&format!("{b}/occlusion?size=300")), StatusCode::BAD_REQUEST, "occluder size");
-    error(e.get(&format!("{b}/occlusion?stride=0")), StatusCode::BAD_REQUEST, "stride must be at least 1");
-    error(e.get(&format!("{b}/occlusion?class=4")), StatusCode::BAD_REQUEST, "class 4 is out of range");
-    error(e.get(&format!("{b}/occlusion?size=abc")), StatusCode::BAD_REQUEST, "size must be an integer");
-    error(e.get(&format!("{b}/occlusion.png?kind=nope")), StatusCode::BAD_REQUEST, "kind must be");
-    error(e.get(&format!("{b}/occlusion/live?x=200&y=0&size=48")), StatusCode::BAD_REQUEST, "does not fit");
-    error(e.get(&format!("{b}/occlusion/live?y=0")), StatusCode::BAD_REQUEST, "missing query parameter x");
-    error(e.get(&format!("{b}/occlusion/projection?x=-1&y=0")), StatusCode::BAD_REQUEST, "does not fit");
+    error(
+        e.get(&format!("{b}/occlusion?size=300")),
+        StatusCode::BAD_REQUEST,
+        "occluder size",
+    );
+    error(
+        e.get(&format!("{b}/occlusion?stride=0")),
+        StatusCode::BAD_REQUEST,
+        "stride must be at least 1",
+    );
+    error(
+        e.get(&format!("{b}/occlusion?class=4")),
+        StatusCode::BAD_REQUEST,
+        "class 4 is out of range",
+    );
+    error(
+        e.get(&format!("{b}/occlusion?size=abc")),
+        StatusCode::BAD_REQUEST,
+        "size must be an integer",
+    );
+    error(
+        e.get(&format!("{b}/occlusion.png?kind=nope")),
+        StatusCode::BAD_REQUEST,
+        "kind must be",
+    );
+    error(
+        e.get(&format!("{b}/occlusion/live?x=200&y=0&size=48")),
+        StatusCode::BAD_REQUEST,
+        "does not fit",
+    );
+    error(
+        e.get(&format!("{b}/occlusion/live?y=0")),
+        StatusCode::BAD_REQUEST,
+        "missing query parameter x",
+    );
+    error(
+        e.get(&format!("{b}/occlusion/projection?x=-1&y=0")),
+        StatusCode::BAD_REQUEST,
+        "does not fit",
+    );
     e.alive();
 }
 
 #[test]
 fn invariance_and_correspondence_endpoints() {
     let e = setup("http-exp");
-    let a = e.upload(test_png()).json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let a = e.upload(test_png()).json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut other = image::load_from_memory(&test_png()).unwrap().to_rgb8();
     image::imageops::flip_horizontal_in_place(&mut other);
     let mut png = std::io::Cursor::new(Vec::new());
     other.write_to(&mut png, image::ImageFormat::Png).unwrap();
-    let b = e.upload(png.into_inner()).json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let b = e.upload(png.into_inner()).json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let base = format!("/api/models/tiny/snapshots/1/images/{a}");
-    let r: Value = e.get(&format!("{base}/invariance?steps=5&class=1")).json().unwrap();
+    let r: Value = e
+        .get(&format!("{base}/invariance?steps=5&class=1"))
+        .json()
+        .unwrap();
     assert_eq!(r["class"], 1);
     for t in ["translate", "scale", "rotate"] {
         assert_eq!(r[t]["values"].as_array().unwrap().len(), 5, "{t}");
@@ -272,18 +525,38 @@ fn invariance_and_correspondence_endpoints() {
     let text = csv.text().unwrap();
     assert!(text.starts_with("transform,value,dist_layer1,dist_layer7,prob\n"));
     assert_eq!(text.lines().count(), 1 + 15);
-    error(e.get(&format!("{base}/invariance?steps=1")), StatusCode::BAD_REQUEST, "steps must be");
-    error(e.get(&format!("{base}/invariance?class=9")), StatusCode::BAD_REQUEST, "class 9 is out of range");
+    error(
+        e.get(&format!("{base}/invariance?steps=1")),
+        StatusCode::BAD_REQUEST,
+        "steps must be",
+    );
+    error(
+        e.get(&format!("{base}/invariance?class=9")),
+        StatusCode::BAD_REQUEST,
+        "class 9 is out of range",
+    );
 
     let set = serde_json::json!({"images": [
         {"id": a, "parts": {"eye": [100.0, 80.0], "nose": [150.0, 120.0]}},
         {"id": b, "parts": {"eye": [200.0, 80.0], "nose": [150.0, 120.0]}}]});
-    let r = e.c.post(format!("{}/api/sets", e.base)).json(&set).send().unwrap();
+    let r =
+        e.c.post(format!("{}/api/sets", e.base))
+            .json(&set)
+            .send()
+            .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let back: Value = e.get(&format!("/api/sets/{id}")).json().unwrap();
     assert_eq!(back, set);
-    let c: Value = e.get(&format!("/api/models/tiny/snapshots/1/correspondence?set={id}&size=24&seed=3")).json().unwrap();
+    let c: Value = e
+        .get(&format!(
+            "/api/models/tiny/snapshots/1/correspondence?set={id}&size=24&seed=3"
+        ))
+        .json()
+        .unwrap();
     assert_eq!(c["pairs"], 1);
     for p in ["eye", "nose", "random"] {
         let m = c["parts"][p]["layer5"]["mean"].as_f64().unwrap();
@@ -291,19 +564,66 @@ fn invariance_and_correspondence_endpoints() {
     }
     assert_eq!(c["paper"].as_array().unwrap().len(), 4);
     // Same seed, same random squares.
-    let c2: Value = e.get(&format!("/api/models/tiny/snapshots/1/correspondence?set={id}&size=24&seed=3&x=1")).json().unwrap();
+    let c2: Value = e
+        .get(&format!(
+            "/api/models/tiny/snapshots/1/correspondence?set={id}&size=24&seed=3&x=1"
+        ))
+        .json()
+        .unwrap();
     assert_eq!(c["images"], c2["images"]);
 
     let one = serde_json::json!({"images": [{"id": a, "parts": {"eye": [1.0, 1.0]}}]});
-    error(e.c.post(format!("{}/api/sets", e.base)).json(&one).send().unwrap(), StatusCode::BAD_REQUEST, "2 to 10 images");
+    error(
+        e.c.post(format!("{}/api/sets", e.base))
+            .json(&one)
+            .send()
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "2 to 10 images",
+    );
     let unknown = serde_json::json!({"images": [{"id": "0".repeat(64), "parts": {"eye": [1.0, 1.0]}}, {"id": a, "parts": {"eye": [1.0, 1.0]}}]});
-    error(e.c.post(format!("{}/api/sets", e.base)).json(&unknown).send().unwrap(), StatusCode::BAD_REQUEST, "unknown image");
+    error(
+        e.c.post(format!("{}/api/sets", e.base))
+            .json(&unknown)
+            .send()
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "unknown image",
+    );
     let badname = serde_json::json!({"images": [{"id": a, "parts": {"../x": [1.0, 1.0]}}, {"id": b, "parts": {"eye": [1.0, 1.0]}}]});
-    error(e.c.post(format!("{}/api/sets", e.base)).json(&badname).send().unwrap(), StatusCode::BAD_REQUEST, "part name");
-    error(e.c.post(format!("{}/api/sets", e.base)).body("nope").send().unwrap(), StatusCode::BAD_REQUEST, "a set is");
-    error(e.get(&format!("/api/sets/{}", "1".repeat(64))), StatusCode::NOT_FOUND, "unknown set");
-    error(e.get("/api/models/tiny/snapshots/1/correspondence?set=abc"), StatusCode::BAD_REQUEST, "malformed set id");
-    error(e.get(&format!("/api/models/tiny/snapshots/1/correspondence?set={id}&size=500")), StatusCode::BAD_REQUEST, "occluder size");
+    error(
+        e.c.post(format!("{}/api/sets", e.base))
+            .json(&badname)
+            .send()
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "part name",
+    );
+    error(
+        e.c.post(format!("{}/api/sets", e.base))
+            .body("nope")
+            .send()
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "a set is",
+    );
+    error(
+        e.get(&format!("/api/sets/{}", "1".repeat(64))),
+        StatusCode::NOT_FOUND,
+        "unknown set",
+    );
+    error(
+        e.get("/api/models/tiny/snapshots/1/correspondence?set=abc"),
+        StatusCode::BAD_REQUEST,
+        "malformed set id",
+    );
+    error(
+        e.get(&format!(
+            "/api/models/tiny/snapshots/1/correspondence?set={id}&size=500"
+        )),
+        StatusCode::BAD_REQUEST,
+        "occluder size",
+    );
     e.alive();
 }
 
@@ -313,28 +633,55 @@ fn a_full_queue_answers_503_with_retry_after() {
     random_model(&dir.join("models/tiny"), Arch::Zfnet);
     let srv = serve(&dir.join("models"), &dir.join("data"), &["--queue", "1"]);
     let c = Client::new();
-    let form = multipart::Form::new().part("image", multipart::Part::bytes(test_png()).file_name("a.png"));
-    let id = c.post(format!("{}/api/images", srv.base)).multipart(form).send().unwrap().json::<Value>().unwrap()["id"]
+    let form = multipart::Form::new().part(
+        "image",
+        multipart::Part::bytes(test_png()).file_name("a.png"),
+    );
+    let id = c
+        .post(format!("{}/api/images", srv.base))
+        .multipart(form)
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
     // Slow, distinct requests: one runs, one waits in the queue, the rest are refused.
     let handles: Vec<_> = (0..8)
         .map(|i| {
-            let url = format!("{}/api/models/tiny/snapshots/1/images/{id}/occlusion?size=16&stride={}", srv.base, 2 + i);
+            let url = format!(
+                "{}/api/models/tiny/snapshots/1/images/{id}/occlusion?size=16&stride={}",
+                srv.base,
+                2 + i
+            );
             let c = c.clone();
             std::thread::spawn(move || {
                 let r = c.get(url).send().unwrap();
-                (r.status(), r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string()))
+                (
+                    r.status(),
+                    r.headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().to_string()),
+                )
             })
         })
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let busy: Vec<_> = results.iter().filter(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE).collect();
+    let busy: Vec<_> = results
+        .iter()
+        .filter(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
     assert!(!busy.is_empty(), "{results:?}");
     assert!(busy.iter().all(|r| r.1.as_deref() == Some("1")));
     assert!(results.iter().any(|r| r.0 == StatusCode::OK));
-    assert_eq!(c.get(format!("{}/api/models", srv.base)).send().unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        c.get(format!("{}/api/models", srv.base))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 }
 
 #[test]
@@ -351,13 +698,19 @@ fn dataset_index_top9_and_timeline() {
     }
     // Epoch 3's snapshot is corrupt: its column shows an error, the rest renders.
     std::fs::write(dir.join("models/tiny/epoch-003.safetensors"), b"corrupt").unwrap();
-    let srv = serve(&dir.join("models"), &dir.join("data"), &["--dataset", ds.to_str().unwrap()]);
+    let srv = serve(
+        &dir.join("models"),
+        &dir.join("data"),
+        &["--dataset", ds.to_str().unwrap()],
+    );
     let c = Client::new();
     let get = |p: &str| c.get(format!("{}{p}", srv.base)).send().unwrap();
     // Build on first use; poll until ready.
     let mut state = String::new();
     for _ in 0..100 {
-        let s: Value = get("/api/models/tiny/snapshots/1/dataset/index").json().unwrap();
+        let s: Value = get("/api/models/tiny/snapshots/1/dataset/index")
+            .json()
+            .unwrap();
         state = s["state"].as_str().unwrap().to_string();
         if state == "ready" {
             assert_eq!(s["total"], 5);
@@ -366,11 +719,20 @@ fn dataset_index_top9_and_timeline() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(state, "ready");
-    let t: Value = get("/api/models/tiny/snapshots/1/dataset/layers/2/maps/3/top9").json().unwrap();
+    let t: Value = get("/api/models/tiny/snapshots/1/dataset/layers/2/maps/3/top9")
+        .json()
+        .unwrap();
     let items = t["items"].as_array().unwrap();
     assert_eq!(items.len(), 5, "5 images, at most one entry each");
-    assert!(items.windows(2).all(|w| w[0]["value"].as_f64() >= w[1]["value"].as_f64()));
-    let sprite = image::load_from_memory(&get("/api/models/tiny/snapshots/1/dataset/layers/2/maps/3/top9.png").bytes().unwrap()).unwrap();
+    assert!(items
+        .windows(2)
+        .all(|w| w[0]["value"].as_f64() >= w[1]["value"].as_f64()));
+    let sprite = image::load_from_memory(
+        &get("/api/models/tiny/snapshots/1/dataset/layers/2/maps/3/top9.png")
+            .bytes()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(sprite.height(), 2 * t["tile"].as_u64().unwrap() as u32);
 
     // Timeline: 202 while columns build, then the grid with epoch 3 in error.
@@ -386,15 +748,33 @@ fn dataset_index_top9_and_timeline() {
     }
     assert_eq!(tl["epochs"], serde_json::json!([1, 3]));
     assert!(tl["errors"][0].is_null());
-    assert!(tl["errors"][1].as_str().unwrap().contains("epoch-003.safetensors"), "{}", tl["errors"][1]);
+    assert!(
+        tl["errors"][1]
+            .as_str()
+            .unwrap()
+            .contains("epoch-003.safetensors"),
+        "{}",
+        tl["errors"][1]
+    );
     assert!(tl["cells"][2][0]["image"].is_string());
     assert!(tl["cells"][2][1].is_null());
-    assert_eq!(get("/api/models/tiny/dataset/timeline.png?layer=1&maps=0-2&kind=patches").status(), StatusCode::OK);
+    assert_eq!(
+        get("/api/models/tiny/dataset/timeline.png?layer=1&maps=0-2&kind=patches").status(),
+        StatusCode::OK
+    );
 
     // Opening a dataset image in the image view imports it.
-    let r = c.post(format!("{}/api/dataset/images", srv.base)).json(&serde_json::json!({"image": "b/3.png"})).send().unwrap();
+    let r = c
+        .post(format!("{}/api/dataset/images", srv.base))
+        .json(&serde_json::json!({"image": "b/3.png"}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let bad = c.post(format!("{}/api/dataset/images", srv.base)).json(&serde_json::json!({"image": "../models/tiny/manifest.json"})).send().unwrap();
+    let bad = c
+        .post(format!("{}/api/dataset/images", srv.base))
+        .json(&serde_json::json!({"image": "../models/tiny/manifest.json"}))
+        .send()
+        .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     let e1 = get("/api/models/tiny/dataset/timeline?layer=1&maps=x");
     assert_eq!(e1.status(), StatusCode::BAD_REQUEST);
@@ -407,5 +787,9 @@ fn dataset_index_top9_and_timeline() {
 #[test]
 fn dataset_views_need_a_dataset() {
     let e = setup("http-nods");
-    error(e.get("/api/models/tiny/snapshots/1/dataset/index"), StatusCode::NOT_FOUND, "--dataset");
+    error(
+        e.get("/api/models/tiny/snapshots/1/dataset/index"),
+        StatusCode::NOT_FOUND,
+        "--dataset",
+    );
 }

@@ -54,7 +54,10 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn spec(&self) -> Result<NetSpec> {
-        let arch: Arch = self.architecture.parse().context("manifest.json: architecture")?;
+        let arch: Arch = self
+            .architecture
+            .parse()
+            .context("manifest.json: architecture")?;
         let spec = NetSpec {
             arch,
             width: self.width,
@@ -73,12 +76,21 @@ impl Manifest {
     pub fn snapshot(&self, epoch: Option<u32>) -> Result<&Snapshot> {
         let epoch = match epoch {
             Some(e) => e,
-            None => self.last_epoch().ok_or_else(|| anyhow!("model has no snapshots"))?,
+            None => self
+                .last_epoch()
+                .ok_or_else(|| anyhow!("model has no snapshots"))?,
         };
-        self.snapshots.iter().find(|s| s.epoch == epoch).ok_or_else(|| {
-            let have: Vec<String> = self.snapshots.iter().map(|s| s.epoch.to_string()).collect();
-            anyhow!("no snapshot for epoch {epoch}; this model has epochs {}", have.join(", "))
-        })
+        self.snapshots
+            .iter()
+            .find(|s| s.epoch == epoch)
+            .ok_or_else(|| {
+                let have: Vec<String> =
+                    self.snapshots.iter().map(|s| s.epoch.to_string()).collect();
+                anyhow!(
+                    "no snapshot for epoch {epoch}; this model has epochs {}",
+                    have.join(", ")
+                )
+            })
     }
 }
 
@@ -97,22 +109,38 @@ impl ModelDir {
     pub fn open(dir: impl AsRef<Path>) -> Result<ModelDir> {
         let dir = dir.as_ref().to_path_buf();
         let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| read_json_field_error(&path, e))?;
-        manifest.spec().with_context(|| format!("{}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| read_json_field_error(&path, e))?;
+        manifest
+            .spec()
+            .with_context(|| format!("{}", path.display()))?;
         for s in &manifest.snapshots {
             if !s.file.contains(&s.epoch.to_string()) {
-                bail!("{}: snapshot file {:?} does not contain its epoch {}", path.display(), s.file, s.epoch);
+                bail!(
+                    "{}: snapshot file {:?} does not contain its epoch {}",
+                    path.display(),
+                    s.file,
+                    s.epoch
+                );
             }
             if s.file.contains('/') || s.file.contains('\\') || s.file.starts_with('.') {
-                bail!("{}: snapshot file {:?} must be a plain file name", path.display(), s.file);
+                bail!(
+                    "{}: snapshot file {:?} must be a plain file name",
+                    path.display(),
+                    s.file
+                );
             }
         }
         Ok(ModelDir { dir, manifest })
     }
 
     pub fn name(&self) -> String {
-        self.dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        self.dir
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     pub fn snapshot_path(&self, epoch: Option<u32>) -> Result<PathBuf> {
@@ -143,7 +171,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
@@ -159,19 +190,37 @@ pub fn load_weights(net: &mut Net, path: &Path) -> Result<()> {
     let mut vars: Vec<(String, Tensor)> = net.vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, var) in &vars {
-        let t = found
-            .get(name)
-            .ok_or_else(|| anyhow!("{}: missing tensor {name} (expected shape {:?})", path.display(), var.size()))?;
+        let t = found.get(name).ok_or_else(|| {
+            anyhow!(
+                "{}: missing tensor {name} (expected shape {:?})",
+                path.display(),
+                var.size()
+            )
+        })?;
         if t.size() != var.size() {
-            bail!("{}: tensor {name}: expected shape {:?}, found {:?}", path.display(), var.size(), t.size());
+            bail!(
+                "{}: tensor {name}: expected shape {:?}, found {:?}",
+                path.display(),
+                var.size(),
+                t.size()
+            );
         }
-        if !matches!(t.kind(), Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double) {
-            bail!("{}: tensor {name}: expected a float dtype, found {:?}", path.display(), t.kind());
+        if !matches!(
+            t.kind(),
+            Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double
+        ) {
+            bail!(
+                "{}: tensor {name}: expected a float dtype, found {:?}",
+                path.display(),
+                t.kind()
+            );
         }
     }
     tch::no_grad(|| {
         for (name, var) in &mut vars {
-            let src = found[name.as_str()].to_kind(Kind::Float).to_device(var.device());
+            let src = found[name.as_str()]
+                .to_kind(Kind::Float)
+                .to_device(var.device());
             var.copy_(&src);
         }
     });
@@ -183,10 +232,18 @@ pub fn save_weights(net: &Net, path: &Path, half: bool) -> Result<()> {
     let mut vars: Vec<(String, Tensor)> = net.vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let kind = if half { Kind::Half } else { Kind::Float };
-    let vars: Vec<(String, Tensor)> =
-        vars.into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu).to_kind(kind).contiguous())).collect();
+    let vars: Vec<(String, Tensor)> = vars
+        .into_iter()
+        .map(|(n, t)| {
+            (
+                n,
+                t.detach().to_device(Device::Cpu).to_kind(kind).contiguous(),
+            )
+        })
+        .collect();
     let tmp = tmp_path(path);
-    Tensor::write_safetensors(&vars, &tmp).map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))?;
+    Tensor::write_safetensors(&vars, &tmp)
+        .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))?;
     Ok(())
 }
@@ -205,7 +262,11 @@ pub fn create_random(
     seed: i64,
 ) -> Result<ModelDir> {
     if classes.len() as i64 != spec.num_classes {
-        bail!("classes: expected {} entries, found {}", spec.num_classes, classes.len());
+        bail!(
+            "classes: expected {} entries, found {}",
+            spec.num_classes,
+            classes.len()
+        );
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut snapshots = vec![];
@@ -215,7 +276,11 @@ pub fn create_random(
         net.init(crate::net::Init::Kaiming);
         let file = snapshot_file_name(epoch);
         save_weights(&net, &dir.join(&file), false)?;
-        snapshots.push(Snapshot { epoch, file, metrics: Metrics::default() });
+        snapshots.push(Snapshot {
+            epoch,
+            file,
+            metrics: Metrics::default(),
+        });
     }
     let m = ModelDir {
         dir: dir.to_path_buf(),

@@ -15,8 +15,12 @@ use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 /// The paper's Table 1 (mean over pairs): (part, layer 5, layer 7).
-pub const PAPER: [(&str, f64, f64); 4] =
-    [("eye_right", 0.067, 0.069), ("eye_left", 0.069, 0.068), ("nose", 0.079, 0.069), ("random", 0.107, 0.073)];
+pub const PAPER: [(&str, f64, f64); 4] = [
+    ("eye_right", 0.067, 0.069),
+    ("eye_left", 0.069, 0.068),
+    ("nose", 0.079, 0.069),
+    ("random", 0.107, 0.073),
+];
 
 /// One image: its normalised crop [3, S, S] and named points in crop pixels.
 pub struct CorrImage {
@@ -72,10 +76,22 @@ fn overlaps(a: (i64, i64), b: (i64, i64), size: i64) -> bool {
 
 /// A random square (top-left) that overlaps none of `avoid`, drawn from a
 /// generator seeded by (seed, image index): reproducible.
-pub fn random_square(seed: u64, index: usize, avoid: &[(i64, i64)], size: i64, s: i64) -> Result<(i64, i64)> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(index as u64));
+pub fn random_square(
+    seed: u64,
+    index: usize,
+    avoid: &[(i64, i64)],
+    size: i64,
+    s: i64,
+) -> Result<(i64, i64)> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(
+        seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(index as u64),
+    );
     for _ in 0..100_000 {
-        let q = (rng.random_range(0..=s - size), rng.random_range(0..=s - size));
+        let q = (
+            rng.random_range(0..=s - size),
+            rng.random_range(0..=s - size),
+        );
         if !avoid.iter().any(|&a| overlaps(a, q, size)) {
             return Ok(q);
         }
@@ -85,7 +101,10 @@ pub fn random_square(seed: u64, index: usize, avoid: &[(i64, i64)], size: i64, s
 
 /// Fraction of positions where two sign vectors differ.
 pub fn sign_distance(a: &Tensor, b: &Tensor) -> f64 {
-    a.ne_tensor(b).to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+    a.ne_tensor(b)
+        .to_kind(Kind::Double)
+        .mean(Kind::Double)
+        .double_value(&[])
 }
 
 /// Mean and population std of the distances over all unordered pairs.
@@ -99,16 +118,30 @@ pub fn pair_stats(signs: &[Tensor]) -> Stat {
     let n = d.len().max(1) as f64;
     let mean = d.iter().sum::<f64>() / n;
     let var = d.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    Stat { mean, std: var.sqrt() }
+    Stat {
+        mean,
+        std: var.sqrt(),
+    }
 }
 
-pub fn correspondence(net: &Net, images: &[CorrImage], req: &CorrespondenceRequest) -> Result<CorrespondenceResult> {
+pub fn correspondence(
+    net: &Net,
+    images: &[CorrImage],
+    req: &CorrespondenceRequest,
+) -> Result<CorrespondenceResult> {
     let s = net.spec.input_size;
     if images.len() < 2 || images.len() > 10 {
-        bail!("the correspondence test takes 2 to 10 images, got {}", images.len());
+        bail!(
+            "the correspondence test takes 2 to 10 images, got {}",
+            images.len()
+        );
     }
     if req.size < 1 || req.size > s / 2 {
-        bail!("the occluder size must be 1..={} px, got {}", s / 2, req.size);
+        bail!(
+            "the occluder size must be 1..={} px, got {}",
+            s / 2,
+            req.size
+        );
     }
     // Parts named in every image.
     let mut parts: Vec<String> = images[0].parts.keys().cloned().collect();
@@ -123,10 +156,15 @@ pub fn correspondence(net: &Net, images: &[CorrImage], req: &CorrespondenceReque
     let mut signs: BTreeMap<String, (Vec<Tensor>, Vec<Tensor>)> = BTreeMap::new();
     let mut squares = vec![];
     for (i, im) in images.iter().enumerate() {
-        let mut sq: BTreeMap<String, (i64, i64)> =
-            parts.iter().map(|p| (p.clone(), square_at(im.parts[p], req.size, s))).collect();
+        let mut sq: BTreeMap<String, (i64, i64)> = parts
+            .iter()
+            .map(|p| (p.clone(), square_at(im.parts[p], req.size, s)))
+            .collect();
         let avoid: Vec<(i64, i64)> = sq.values().copied().collect();
-        sq.insert("random".into(), random_square(req.seed, i, &avoid, req.size, s)?);
+        sq.insert(
+            "random".into(),
+            random_square(req.seed, i, &avoid, req.size, s)?,
+        );
         let x = im.input.to_device(net.device()).view([1, 3, s, s]);
         let mut xs = vec![x.shallow_clone()];
         for p in &all {
@@ -136,8 +174,20 @@ pub fn correspondence(net: &Net, images: &[CorrImage], req: &CorrespondenceReque
         // One forward per input (batch 1 each): features the square cannot
         // reach come out bit-identical, so their ε is exactly 0.
         let traces: Vec<_> = xs.iter().map(|xi| net.trace(xi)).collect();
-        let f5 = Tensor::cat(&traces.iter().map(|t| t.maps[4].flatten(1, -1)).collect::<Vec<_>>(), 0);
-        let f7 = Tensor::cat(&traces.iter().map(|t| t.fc7.shallow_clone()).collect::<Vec<_>>(), 0);
+        let f5 = Tensor::cat(
+            &traces
+                .iter()
+                .map(|t| t.maps[4].flatten(1, -1))
+                .collect::<Vec<_>>(),
+            0,
+        );
+        let f7 = Tensor::cat(
+            &traces
+                .iter()
+                .map(|t| t.fc7.shallow_clone())
+                .collect::<Vec<_>>(),
+            0,
+        );
         for (k, p) in all.iter().enumerate() {
             let e5 = (f5.get(0) - f5.get(k as i64 + 1)).sign();
             let e7 = (f7.get(0) - f7.get(k as i64 + 1)).sign();
@@ -145,26 +195,58 @@ pub fn correspondence(net: &Net, images: &[CorrImage], req: &CorrespondenceReque
             entry.0.push(e5);
             entry.1.push(e7);
         }
-        squares.push(Squares { label: im.label.clone(), squares: sq });
+        squares.push(Squares {
+            label: im.label.clone(),
+            squares: sq,
+        });
     }
-    let results = signs.iter().map(|(p, (s5, s7))| (p.clone(), PartResult { layer5: pair_stats(s5), layer7: pair_stats(s7) })).collect();
+    let results = signs
+        .iter()
+        .map(|(p, (s5, s7))| {
+            (
+                p.clone(),
+                PartResult {
+                    layer5: pair_stats(s5),
+                    layer7: pair_stats(s7),
+                },
+            )
+        })
+        .collect();
     let n = images.len();
-    Ok(CorrespondenceResult { size: req.size, seed: req.seed, pairs: n * (n - 1) / 2, parts: results, images: squares })
+    Ok(CorrespondenceResult {
+        size: req.size,
+        seed: req.seed,
+        pairs: n * (n - 1) / 2,
+        parts: results,
+        images: squares,
+    })
 }
 
 /// A landmarks file: `{"file.jpg": {"eye_left": [x, y], …}, …}`, file names
 /// relative to the landmarks file, points in original image pixels.
 pub fn read_landmarks(path: &Path) -> Result<Vec<(PathBuf, BTreeMap<String, (f64, f64)>)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let v: BTreeMap<String, BTreeMap<String, [f64; 2]>> =
-        serde_json::from_str(&text).with_context(|| format!("{}: expected {{\"file\": {{\"part\": [x, y]}}}}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: BTreeMap<String, BTreeMap<String, [f64; 2]>> = serde_json::from_str(&text)
+        .with_context(|| {
+            format!(
+                "{}: expected {{\"file\": {{\"part\": [x, y]}}}}",
+                path.display()
+            )
+        })?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut out = vec![];
     for (file, parts) in v {
         if file.contains("..") || file.starts_with('/') {
-            bail!("{}: image {file:?} must be relative to the landmarks file", path.display());
+            bail!(
+                "{}: image {file:?} must be relative to the landmarks file",
+                path.display()
+            );
         }
-        out.push((dir.join(&file), parts.into_iter().map(|(k, [x, y])| (k, (x, y))).collect()));
+        out.push((
+            dir.join(&file),
+            parts.into_iter().map(|(k, [x, y])| (k, (x, y))).collect(),
+        ));
     }
     Ok(out)
 }

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const EXTS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp"];
 
 pub fn is_image(p: &Path) -> bool {
-    p.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTS.contains(&e.to_ascii_lowercase().as_str()))
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// Every image file under `dir`, recursively, sorted.
@@ -21,7 +23,9 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = vec![];
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read folder {}", d.display()))? {
+        for e in
+            std::fs::read_dir(&d).with_context(|| format!("cannot read folder {}", d.display()))?
+        {
             let p = e?.path();
             if p.is_dir() {
                 stack.push(p);
@@ -44,7 +48,11 @@ struct ClassJson {
 /// Classes of a dataset: folder names of `root/train` (or `root`), sorted;
 /// names from `root/classes.json` (`[{index, wnid, name}]`) when present.
 pub fn classes(root: &Path) -> Result<Vec<ClassInfo>> {
-    let train = if root.join("train").is_dir() { root.join("train") } else { root.to_path_buf() };
+    let train = if root.join("train").is_dir() {
+        root.join("train")
+    } else {
+        root.to_path_buf()
+    };
     let mut ids: Vec<String> = std::fs::read_dir(&train)
         .with_context(|| format!("cannot read folder {}", train.display()))?
         .filter_map(|e| e.ok())
@@ -56,7 +64,9 @@ pub fn classes(root: &Path) -> Result<Vec<ClassInfo>> {
         bail!("{}: no class folders", train.display());
     }
     let names: Vec<ClassJson> = match std::fs::read_to_string(root.join("classes.json")) {
-        Ok(t) => serde_json::from_str(&t).with_context(|| format!("{}/classes.json", root.display()))?,
+        Ok(t) => {
+            serde_json::from_str(&t).with_context(|| format!("{}/classes.json", root.display()))?
+        }
         Err(_) => vec![],
     };
     let _ = names.iter().map(|c| c.index).count();
@@ -64,7 +74,11 @@ pub fn classes(root: &Path) -> Result<Vec<ClassInfo>> {
         .into_iter()
         .enumerate()
         .map(|(index, id)| {
-            let name = names.iter().find(|c| c.wnid == id).map(|c| c.name.clone()).unwrap_or_else(|| id.clone());
+            let name = names
+                .iter()
+                .find(|c| c.wnid == id)
+                .map(|c| c.name.clone())
+                .unwrap_or_else(|| id.clone());
             ClassInfo { index, id, name }
         })
         .collect())
@@ -72,7 +86,10 @@ pub fn classes(root: &Path) -> Result<Vec<ClassInfo>> {
 
 /// (path, class index) of every image in `split_dir/<class id>/`, for the
 /// given classes. Folders of unknown classes are returned separately.
-pub fn labelled(split_dir: &Path, classes: &[ClassInfo]) -> Result<(Vec<(PathBuf, i64)>, Vec<String>)> {
+pub fn labelled(
+    split_dir: &Path,
+    classes: &[ClassInfo],
+) -> Result<(Vec<(PathBuf, i64)>, Vec<String>)> {
     let mut items = vec![];
     let mut unknown = vec![];
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(split_dir)
@@ -105,7 +122,12 @@ pub struct Decoded {
 }
 
 /// Decode in parallel; unreadable images are skipped with a warning and counted.
-pub fn decode_all(items: &[(PathBuf, i64)], resize: u32, side: u32, progress: &indicatif::ProgressBar) -> Decoded {
+pub fn decode_all(
+    items: &[(PathBuf, i64)],
+    resize: u32,
+    side: u32,
+    progress: &indicatif::ProgressBar,
+) -> Decoded {
     let n = side as usize * side as usize * 3;
     let skipped = AtomicUsize::new(0);
     let out: Vec<Option<(Vec<u8>, i64)>> = items
@@ -129,7 +151,12 @@ pub fn decode_all(items: &[(PathBuf, i64)], resize: u32, side: u32, progress: &i
         pixels.extend_from_slice(&img);
         labels.push(y);
     }
-    Decoded { side: side as usize, pixels, labels, skipped: skipped.into_inner() }
+    Decoded {
+        side: side as usize,
+        pixels,
+        labels,
+        skipped: skipped.into_inner(),
+    }
 }
 
 pub fn decode_one(p: &Path, resize: u32, side: u32) -> Result<Vec<u8>> {

@@ -11,7 +11,9 @@ use tch::{Kind, Tensor};
 /// whose switches coincide are summed.
 pub fn unpool(x: &Tensor, indices: &Tensor, out_hw: (i64, i64)) -> Tensor {
     let (n, c) = (x.size()[0], x.size()[1]);
-    let idx = indices.expand([n, c, indices.size()[2], indices.size()[3]], false).reshape([n, c, -1]);
+    let idx = indices
+        .expand([n, c, indices.size()[2], indices.size()[3]], false)
+        .reshape([n, c, -1]);
     Tensor::zeros([n, c, out_hw.0 * out_hw.1], (x.kind(), x.device()))
         .scatter_add(2, &idx, &x.reshape([n, c, -1]))
         .view([n, c, out_hw.0, out_hw.1])
@@ -24,7 +26,15 @@ pub fn deconv_step(net: &Net, l: usize, x: &Tensor, target: i64) -> Tensor {
     let natural = (n - 1) * w.stride - 2 * w.pad + w.k;
     let op = target - natural;
     debug_assert!(op >= 0 && op < w.stride.max(1));
-    x.conv_transpose2d(net.conv_weight(l), None::<Tensor>, [w.stride, w.stride], [w.pad, w.pad], [op, op], 1, [1, 1])
+    x.conv_transpose2d(
+        net.conv_weight(l),
+        None::<Tensor>,
+        [w.stride, w.stride],
+        [w.pad, w.pad],
+        [op, op],
+        1,
+        [1, 1],
+    )
 }
 
 /// Project a signal living in layer `layer`'s feature maps (1-based,
@@ -85,7 +95,10 @@ pub fn check_layer_map(net: &Net, layer: usize, map: i64) -> Result<()> {
     }
     let c = net.blocks[layer - 1].out_c;
     if map < 0 || map >= c {
-        bail!("map {map} is out of range: layer {layer} has maps 0..{}", c - 1);
+        bail!(
+            "map {map} is out of range: layer {layer} has maps 0..{}",
+            c - 1
+        );
     }
     Ok(())
 }
@@ -164,7 +177,9 @@ pub fn project(net: &Net, trace: &Trace, reqs: &[ProjectRequest]) -> Result<Vec<
 
 /// The `n` maps of `layer` with the highest peaks, strongest first: (map, peak).
 pub fn top_maps(trace: &Trace, layer: usize, n: usize) -> Vec<(i64, f64)> {
-    let peaks = trace.maps[layer - 1].get(0).amax([1i64, 2].as_slice(), false);
+    let peaks = trace.maps[layer - 1]
+        .get(0)
+        .amax([1i64, 2].as_slice(), false);
     let n = (n as i64).min(peaks.size()[0]);
     let (v, i) = peaks.topk(n, 0, true, true);
     let v: Vec<f32> = Vec::try_from(&v).unwrap_or_default();
@@ -178,7 +193,12 @@ pub fn top_maps(trace: &Trace, layer: usize, n: usize) -> Vec<(i64, f64)> {
 pub fn to_rgb8(pixels: &Tensor) -> (u32, u32, Vec<u8>) {
     let p = pixels.to_device(tch::Device::Cpu).to_kind(Kind::Float);
     let m = p.abs().max().double_value(&[]).max(1e-12);
-    let img = ((p / m) * 127.5 + 127.5).clamp(0.0, 255.0).round().to_kind(Kind::Uint8).permute([1, 2, 0]).contiguous();
+    let img = ((p / m) * 127.5 + 127.5)
+        .clamp(0.0, 255.0)
+        .round()
+        .to_kind(Kind::Uint8)
+        .permute([1, 2, 0])
+        .contiguous();
     let (h, w) = (img.size()[0] as u32, img.size()[1] as u32);
     let data: Vec<u8> = Vec::try_from(&img.reshape([-1])).unwrap_or_default();
     (w, h, data)

@@ -39,7 +39,9 @@ pub fn valid_model_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 100
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 #[derive(Serialize, Clone)]
@@ -151,7 +153,8 @@ pub struct Engine {
 pub fn png(w: u32, h: u32, rgb: Vec<u8>) -> Vec<u8> {
     let img = RgbImage::from_raw(w, h, rgb).expect("buffer size");
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).expect("png encoding to memory");
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png encoding to memory");
     out.into_inner()
 }
 
@@ -178,14 +181,21 @@ impl Engine {
             return Ok(n.clone());
         }
         let m = self.model(model)?;
-        m.manifest.snapshot(Some(epoch)).map_err(|e| Error::NotFound(e.to_string()))?;
+        m.manifest
+            .snapshot(Some(epoch))
+            .map_err(|e| Error::NotFound(e.to_string()))?;
         let net = Rc::new(m.load(Some(epoch), self.device)?);
         self.nets.put(key, net.clone());
         Ok(net)
     }
 
     /// The forward trace of a stored image (cached).
-    pub fn traced(&mut self, model: &str, epoch: u32, image: &str) -> Result<(Rc<Net>, Rc<Traced>)> {
+    pub fn traced(
+        &mut self,
+        model: &str,
+        epoch: u32,
+        image: &str,
+    ) -> Result<(Rc<Net>, Rc<Traced>)> {
         let net = self.net(model, epoch)?;
         let key = (model.to_string(), epoch, image.to_string());
         if let Some(t) = self.traces.get(&key) {
@@ -196,7 +206,11 @@ impl Engine {
         let x = preprocess::to_tensor(&crop, &m.mean, &m.std).unsqueeze(0);
         let trace = net.trace(&x);
         self.forwards += 1;
-        let t = Rc::new(Traced { crop, input: x, trace });
+        let t = Rc::new(Traced {
+            crop,
+            input: x,
+            trace,
+        });
         self.traces.put(key, t.clone());
         Ok((net, t))
     }
@@ -211,9 +225,13 @@ impl Engine {
 
     pub fn image_bytes(&self, image: &str) -> Result<Vec<u8>> {
         if !crate::store::valid_id(image) {
-            return Err(bad(format!("malformed image id {image:?}: expected 64 hex digits")));
+            return Err(bad(format!(
+                "malformed image id {image:?}: expected 64 hex digits"
+            )));
         }
-        self.store.get(image).ok_or_else(|| Error::NotFound(format!("unknown image {image}")))
+        self.store
+            .get(image)
+            .ok_or_else(|| Error::NotFound(format!("unknown image {image}")))
     }
 
     pub fn crop_png(&self, model: &str, image: &str) -> Result<Vec<u8>> {
@@ -230,26 +248,39 @@ impl Engine {
 
     fn check_layer(net: &Net, layer: usize) -> Result<()> {
         if !(1..=5).contains(&layer) {
-            return Err(bad(format!("layer {layer} is out of range: expected 1..=5")));
+            return Err(bad(format!(
+                "layer {layer} is out of range: expected 1..=5"
+            )));
         }
         let _ = net;
         Ok(())
     }
 
-    pub fn maps(&mut self, model: &str, epoch: u32, image: &str, layer: usize) -> Result<MapsResult> {
+    pub fn maps(
+        &mut self,
+        model: &str,
+        epoch: u32,
+        image: &str,
+        layer: usize,
+    ) -> Result<MapsResult> {
         let net = self.net(model, epoch)?;
         Self::check_layer(&net, layer)?;
         let (_, t) = self.traced(model, epoch, image)?;
         let maps = t.trace.maps[layer - 1].get(0).to_device(Device::Cpu);
         let (c, s) = (maps.size()[0], maps.size()[1]);
         let peaks = maps.reshape([c, -1]).max_dim(1, false);
-        let vals: Vec<f32> = Vec::try_from(&peaks.0).map_err(|e: tch::TchError| Error::Internal(e.into()))?;
-        let idx: Vec<i64> = Vec::try_from(&peaks.1).map_err(|e: tch::TchError| Error::Internal(e.into()))?;
+        let vals: Vec<f32> =
+            Vec::try_from(&peaks.0).map_err(|e: tch::TchError| Error::Internal(e.into()))?;
+        let idx: Vec<i64> =
+            Vec::try_from(&peaks.1).map_err(|e: tch::TchError| Error::Internal(e.into()))?;
         let cols = (c as f64).sqrt().ceil() as i64;
         let rows = (c + cols - 1) / cols;
         // Each tile scaled by its own peak; dead maps stay black.
-        let norm = (&maps / peaks.0.clamp_min(1e-12).view([c, 1, 1]) * 255.0).clamp(0.0, 255.0).to_kind(Kind::Uint8);
-        let tiles: Vec<u8> = Vec::try_from(&norm.reshape([-1])).map_err(|e: tch::TchError| Error::Internal(e.into()))?;
+        let norm = (&maps / peaks.0.clamp_min(1e-12).view([c, 1, 1]) * 255.0)
+            .clamp(0.0, 255.0)
+            .to_kind(Kind::Uint8);
+        let tiles: Vec<u8> = Vec::try_from(&norm.reshape([-1]))
+            .map_err(|e: tch::TchError| Error::Internal(e.into()))?;
         let (w, h) = ((cols * s) as u32, (rows * s) as u32);
         let mut rgb = vec![40u8; (w * h * 3) as usize];
         for k in 0..c {
@@ -263,28 +294,64 @@ impl Engine {
             }
         }
         let infos = (0..c as usize)
-            .map(|k| MapInfo { map: k as i64, peak: vals[k] as f64, y: idx[k] / s, x: idx[k] % s })
+            .map(|k| MapInfo {
+                map: k as i64,
+                peak: vals[k] as f64,
+                y: idx[k] / s,
+                x: idx[k] % s,
+            })
             .collect();
-        Ok(MapsResult { layer, size: s, cols, maps: infos, sprite_png: png(w, h, rgb) })
+        Ok(MapsResult {
+            layer,
+            size: s,
+            cols,
+            maps: infos,
+            sprite_png: png(w, h, rgb),
+        })
     }
 
-    pub fn projection(&mut self, model: &str, epoch: u32, image: &str, layer: usize, map: i64, keep: Keep) -> Result<ProjectionResult> {
+    pub fn projection(
+        &mut self,
+        model: &str,
+        epoch: u32,
+        image: &str,
+        layer: usize,
+        map: i64,
+        keep: Keep,
+    ) -> Result<ProjectionResult> {
         let net = self.net(model, epoch)?;
         deconv::check_layer_map(&net, layer, map).map_err(|e| bad(e.to_string()))?;
         let (net, t) = self.traced(model, epoch, image)?;
-        let mut p = deconv::project(&net, &t.trace, &[ProjectRequest { layer, map, keep }]).map_err(|e| bad(e.to_string()))?;
+        let mut p = deconv::project(&net, &t.trace, &[ProjectRequest { layer, map, keep }])
+            .map_err(|e| bad(e.to_string()))?;
         Ok(result(p.remove(0), keep))
     }
 
-    pub fn top9(&mut self, model: &str, epoch: u32, image: &str, layer: usize) -> Result<Top9Result> {
+    pub fn top9(
+        &mut self,
+        model: &str,
+        epoch: u32,
+        image: &str,
+        layer: usize,
+    ) -> Result<Top9Result> {
         let net = self.net(model, epoch)?;
         Self::check_layer(&net, layer)?;
         let (net, t) = self.traced(model, epoch, image)?;
         let maps = deconv::top_maps(&t.trace, layer, 9);
-        let reqs: Vec<ProjectRequest> = maps.iter().map(|&(map, _)| ProjectRequest { layer, map, keep: Keep::Strongest }).collect();
+        let reqs: Vec<ProjectRequest> = maps
+            .iter()
+            .map(|&(map, _)| ProjectRequest {
+                layer,
+                map,
+                keep: Keep::Strongest,
+            })
+            .collect();
         let ps = deconv::project(&net, &t.trace, &reqs).map_err(|e| bad(e.to_string()))?;
         let tile = net.spec.input_size;
-        let (w, h) = ((3 * tile) as u32, (tile * ps.len().div_ceil(3) as i64) as u32);
+        let (w, h) = (
+            (3 * tile) as u32,
+            (tile * ps.len().div_ceil(3) as i64) as u32,
+        );
         let mut rgb = vec![128u8; (w * h * 3) as usize];
         let items = ps
             .into_iter()
@@ -300,7 +367,12 @@ impl Engine {
                 ProjectionResult { png: vec![], ..r }
             })
             .collect();
-        Ok(Top9Result { layer, tile, items, sprite_png: png(w, h, rgb) })
+        Ok(Top9Result {
+            layer,
+            tile,
+            items,
+            sprite_png: png(w, h, rgb),
+        })
     }
 }
 
@@ -308,7 +380,9 @@ impl Engine {
     fn check_square(net: &Net, size: i64) -> Result<()> {
         let s = net.spec.input_size;
         if size < 1 || size > s {
-            return Err(bad(format!("the occluder size must be 1..={s} px (the input size), got {size}")));
+            return Err(bad(format!(
+                "the occluder size must be 1..={s} px (the input size), got {size}"
+            )));
         }
         Ok(())
     }
@@ -316,7 +390,10 @@ impl Engine {
     fn check_class(&self, model: &str, class: Option<i64>) -> Result<()> {
         let n = self.model(model)?.manifest.classes.len() as i64;
         match class {
-            Some(c) if c < 0 || c >= n => Err(bad(format!("class {c} is out of range: the model has classes 0..{}", n - 1))),
+            Some(c) if c < 0 || c >= n => Err(bad(format!(
+                "class {c} is out of range: the model has classes 0..{}",
+                n - 1
+            ))),
             _ => Ok(()),
         }
     }
@@ -342,7 +419,12 @@ impl Engine {
         }
         self.check_class(model, class)?;
         let (net, t) = self.traced(model, epoch, image)?;
-        let req = occlusion::OcclusionRequest { size, stride, class, ..Default::default() };
+        let req = occlusion::OcclusionRequest {
+            size,
+            stride,
+            class,
+            ..Default::default()
+        };
         let r = Rc::new(occlusion::occlude(&net, &t.input, &req).map_err(|e| bad(e.to_string()))?);
         self.occlusions.put(key, r.clone());
         Ok(r)
@@ -366,7 +448,11 @@ impl Engine {
             .into_iter()
             .find(|(n, _)| *n == kind)
             .map(|(_, i)| i)
-            .ok_or_else(|| bad(format!("kind must be map_activation, class_prob or top_label, got {kind:?}")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "kind must be map_activation, class_prob or top_label, got {kind:?}"
+                ))
+            })?;
         let (w, h) = img.dimensions();
         Ok(png(w, h, img.into_raw()))
     }
@@ -375,7 +461,9 @@ impl Engine {
         Self::check_square(net, size)?;
         let s = net.spec.input_size;
         if x < 0 || y < 0 || x + size > s || y + size > s {
-            return Err(bad(format!("the square at x {x}, y {y} of size {size} does not fit the {s}x{s} input")));
+            return Err(bad(format!(
+                "the square at x {x}, y {y} of size {size} does not fit the {s}x{s} input"
+            )));
         }
         Ok(())
     }
@@ -399,8 +487,12 @@ impl Engine {
         let m = self.model(model)?;
         let (net, t) = self.traced(model, epoch, image)?;
         let a5 = t.trace.maps[4].get(0);
-        let map = a5.amax([1i64, 2].as_slice(), false).argmax(0, false).int64_value(&[]);
-        let class = class.unwrap_or_else(|| t.trace.logits.get(0).argmax(0, false).int64_value(&[]));
+        let map = a5
+            .amax([1i64, 2].as_slice(), false)
+            .argmax(0, false)
+            .int64_value(&[]);
+        let class =
+            class.unwrap_or_else(|| t.trace.logits.get(0).argmax(0, false).int64_value(&[]));
         let r = occlusion::live(&net, &t.input, y, x, size, map);
         Ok(LiveOcclusion {
             x,
@@ -416,41 +508,98 @@ impl Engine {
 
     /// (c) of Fig. 7: the unoccluded strongest conv5 map's projection with
     /// the occluder at (x, y).
-    pub fn occluded_projection(&mut self, model: &str, epoch: u32, image: &str, x: i64, y: i64, size: i64) -> Result<ProjectionResult> {
+    pub fn occluded_projection(
+        &mut self,
+        model: &str,
+        epoch: u32,
+        image: &str,
+        x: i64,
+        y: i64,
+        size: i64,
+    ) -> Result<ProjectionResult> {
         let net = self.net(model, epoch)?;
         Self::check_position(&net, x, y, size)?;
         let (net, t) = self.traced(model, epoch, image)?;
-        let map = t.trace.maps[4].get(0).amax([1i64, 2].as_slice(), false).argmax(0, false).int64_value(&[]);
+        let map = t.trace.maps[4]
+            .get(0)
+            .amax([1i64, 2].as_slice(), false)
+            .argmax(0, false)
+            .int64_value(&[]);
         let xo = occlusion::occluded(&t.input, y, x, size);
         let trace = net.trace(&xo);
-        let mut p = deconv::project(&net, &trace, &[ProjectRequest { layer: 5, map, keep: Keep::Strongest }]).map_err(|e| bad(e.to_string()))?;
+        let mut p = deconv::project(
+            &net,
+            &trace,
+            &[ProjectRequest {
+                layer: 5,
+                map,
+                keep: Keep::Strongest,
+            }],
+        )
+        .map_err(|e| bad(e.to_string()))?;
         Ok(result(p.remove(0), Keep::Strongest))
     }
 }
 
 impl Engine {
-    pub fn invariance(&mut self, model: &str, epoch: u32, image: &str, steps: usize, class: Option<i64>) -> Result<crate::invariance::InvarianceResult> {
+    pub fn invariance(
+        &mut self,
+        model: &str,
+        epoch: u32,
+        image: &str,
+        steps: usize,
+        class: Option<i64>,
+    ) -> Result<crate::invariance::InvarianceResult> {
         self.net(model, epoch)?;
         self.check_class(model, class)?;
         let (net, t) = self.traced(model, epoch, image)?;
-        crate::invariance::invariance(&net, &t.input, &crate::invariance::InvarianceRequest { steps, class }).map_err(|e| bad(e.to_string()))
+        crate::invariance::invariance(
+            &net,
+            &t.input,
+            &crate::invariance::InvarianceRequest { steps, class },
+        )
+        .map_err(|e| bad(e.to_string()))
     }
 
-    pub fn correspondence(&mut self, model: &str, epoch: u32, set: &str, size: i64, seed: u64) -> Result<crate::correspondence::CorrespondenceResult> {
+    pub fn correspondence(
+        &mut self,
+        model: &str,
+        epoch: u32,
+        set: &str,
+        size: i64,
+        seed: u64,
+    ) -> Result<crate::correspondence::CorrespondenceResult> {
         use crate::correspondence::{self as corr, CorrImage, CorrespondenceRequest};
         let net = self.net(model, epoch)?;
         let m = self.model(model)?.manifest;
-        let set = self.store.get_set(set).ok_or_else(|| Error::NotFound(format!("unknown set {set}")))?;
+        let set = self
+            .store
+            .get_set(set)
+            .ok_or_else(|| Error::NotFound(format!("unknown set {set}")))?;
         let s = m.input_size as u32;
         let mut images = vec![];
         for im in &set.images {
             let bytes = self.image_bytes(&im.id)?;
             let img = preprocess::decode(&bytes).map_err(|e| bad(e.to_string()))?;
             let crop = preprocess::model_crop(&img, s);
-            let parts = im.parts.iter().map(|(k, p)| (k.clone(), preprocess::map_point(img.dimensions(), s, (p[0], p[1])))).collect();
-            images.push(CorrImage { label: im.id.clone(), input: preprocess::to_tensor(&crop, &m.mean, &m.std), parts });
+            let parts = im
+                .parts
+                .iter()
+                .map(|(k, p)| {
+                    (
+                        k.clone(),
+                        preprocess::map_point(img.dimensions(), s, (p[0], p[1])),
+                    )
+                })
+                .collect();
+            images.push(CorrImage {
+                label: im.id.clone(),
+                input: preprocess::to_tensor(&crop, &m.mean, &m.std),
+                parts,
+            });
         }
-        corr::correspondence(&net, &images, &CorrespondenceRequest { size, seed }).map_err(|e| bad(e.to_string()))
+        corr::correspondence(&net, &images, &CorrespondenceRequest { size, seed })
+            .map_err(|e| bad(e.to_string()))
     }
 }
 
@@ -503,39 +652,88 @@ fn paste(dst: &mut RgbImage, src: &RgbImage, x: u32, y: u32) {
 
 impl Engine {
     /// Projection and image patch of one index entry, `TILE` px each.
-    fn entry_patches(&self, net: &Net, model: &ModelDir, dataset: &std::path::Path, layer: usize, map: i64, e: &crate::index::Entry) -> Result<(Patch, RgbImage, RgbImage)> {
+    fn entry_patches(
+        &self,
+        net: &Net,
+        model: &ModelDir,
+        dataset: &std::path::Path,
+        layer: usize,
+        map: i64,
+        e: &crate::index::Entry,
+    ) -> Result<(Patch, RgbImage, RgbImage)> {
         let path = crate::index::resolve(dataset, &e.image).map_err(|x| bad(x.to_string()))?;
-        let bytes = std::fs::read(&path).map_err(|x| Error::NotFound(format!("{}: {x}", e.image)))?;
+        let bytes =
+            std::fs::read(&path).map_err(|x| Error::NotFound(format!("{}: {x}", e.image)))?;
         let img = preprocess::decode(&bytes).map_err(|x| bad(format!("{}: {x}", e.image)))?;
         let crop = preprocess::model_crop(&img, model.manifest.input_size as u32);
-        let x = preprocess::to_tensor(&crop, &model.manifest.mean, &model.manifest.std).unsqueeze(0);
+        let x =
+            preprocess::to_tensor(&crop, &model.manifest.mean, &model.manifest.std).unsqueeze(0);
         let trace = net.trace(&x);
-        let p = deconv::project(net, &trace, &[ProjectRequest { layer, map, keep: Keep::At(e.y, e.x) }]).map_err(|x| bad(x.to_string()))?.remove(0);
+        let p = deconv::project(
+            net,
+            &trace,
+            &[ProjectRequest {
+                layer,
+                map,
+                keep: Keep::At(e.y, e.x),
+            }],
+        )
+        .map_err(|x| bad(x.to_string()))?
+        .remove(0);
         let (y0, x0, y1, x1) = p.field;
         let (w, h, rgb) = deconv::to_rgb8(&p.pixels);
         let proj = RgbImage::from_raw(w, h, rgb).expect("projection size");
         let cut = |im: &RgbImage| {
-            let c = image::imageops::crop_imm(im, x0 as u32, y0 as u32, (x1 - x0 + 1) as u32, (y1 - y0 + 1) as u32).to_image();
+            let c = image::imageops::crop_imm(
+                im,
+                x0 as u32,
+                y0 as u32,
+                (x1 - x0 + 1) as u32,
+                (y1 - y0 + 1) as u32,
+            )
+            .to_image();
             image::imageops::resize(&c, TILE, TILE, image::imageops::FilterType::Triangle)
         };
-        let patch = Patch { image: e.image.clone(), y: e.y, x: e.x, value: e.value, field: Field { y0, x0, y1, x1 } };
+        let patch = Patch {
+            image: e.image.clone(),
+            y: e.y,
+            x: e.x,
+            value: e.value,
+            field: Field { y0, x0, y1, x1 },
+        };
         Ok((patch, cut(&proj), cut(&crop)))
     }
 
-    fn snapshot_index(&self, model: &ModelDir, dataset: &std::path::Path, epoch: u32) -> Result<crate::index::SnapshotIndex> {
+    fn snapshot_index(
+        &self,
+        model: &ModelDir,
+        dataset: &std::path::Path,
+        epoch: u32,
+    ) -> Result<crate::index::SnapshotIndex> {
         let path = crate::index::index_path(model, dataset, epoch)?;
         if !path.exists() {
-            return Err(Error::NotFound(format!("the dataset index of epoch {epoch} is not built yet")));
+            return Err(Error::NotFound(format!(
+                "the dataset index of epoch {epoch} is not built yet"
+            )));
         }
         Ok(crate::index::load(&path)?)
     }
 
-    pub fn dataset_top9(&mut self, model: &str, epoch: u32, dataset: &std::path::Path, layer: usize, map: i64) -> Result<DatasetTop9> {
+    pub fn dataset_top9(
+        &mut self,
+        model: &str,
+        epoch: u32,
+        dataset: &std::path::Path,
+        layer: usize,
+        map: i64,
+    ) -> Result<DatasetTop9> {
         let net = self.net(model, epoch)?;
         deconv::check_layer_map(&net, layer, map).map_err(|e| bad(e.to_string()))?;
         let m = self.model(model)?;
         let idx = self.snapshot_index(&m, dataset, epoch)?;
-        let entries = crate::index::top9(&idx, layer, map).map_err(|e| bad(e.to_string()))?.to_vec();
+        let entries = crate::index::top9(&idx, layer, map)
+            .map_err(|e| bad(e.to_string()))?
+            .to_vec();
         let mut sprite = RgbImage::from_pixel(TILE * 9, TILE * 2, image::Rgb([128, 128, 128]));
         let mut items = vec![];
         for (i, e) in entries.iter().enumerate() {
@@ -545,43 +743,77 @@ impl Engine {
             items.push(patch);
         }
         let (w, h) = sprite.dimensions();
-        Ok(DatasetTop9 { layer, map, epoch, tile: TILE, items, sprite_png: png(w, h, sprite.into_raw()) })
+        Ok(DatasetTop9 {
+            layer,
+            map,
+            epoch,
+            tile: TILE,
+            items,
+            sprite_png: png(w, h, sprite.into_raw()),
+        })
     }
 
     /// One image, one map, every snapshot: a row of projections (strongest
     /// activation), `TILE` px each; a snapshot that fails stays grey.
-    pub fn evolution_png(&mut self, model: &str, image: &str, layer: usize, map: i64) -> Result<Vec<u8>> {
+    pub fn evolution_png(
+        &mut self,
+        model: &str,
+        image: &str,
+        layer: usize,
+        map: i64,
+    ) -> Result<Vec<u8>> {
         let m = self.model(model)?;
         let net = Net::new(m.manifest.spec()?, Device::Cpu)?;
         deconv::check_layer_map(&net, layer, map).map_err(|e| bad(e.to_string()))?;
         self.image_bytes(image)?;
         let epochs: Vec<u32> = m.manifest.snapshots.iter().map(|s| s.epoch).collect();
-        let mut row = RgbImage::from_pixel(TILE * epochs.len().max(1) as u32, TILE, image::Rgb([200, 200, 200]));
+        let mut row = RgbImage::from_pixel(
+            TILE * epochs.len().max(1) as u32,
+            TILE,
+            image::Rgb([200, 200, 200]),
+        );
         for (i, &epoch) in epochs.iter().enumerate() {
-            let Ok(r) = self.projection(model, epoch, image, layer, map, Keep::Strongest) else { continue };
-            let img = image::load_from_memory(&r.png).map_err(|e| Error::Internal(e.into()))?.to_rgb8();
-            let small = image::imageops::resize(&img, TILE, TILE, image::imageops::FilterType::Triangle);
+            let Ok(r) = self.projection(model, epoch, image, layer, map, Keep::Strongest) else {
+                continue;
+            };
+            let img = image::load_from_memory(&r.png)
+                .map_err(|e| Error::Internal(e.into()))?
+                .to_rgb8();
+            let small =
+                image::imageops::resize(&img, TILE, TILE, image::imageops::FilterType::Triangle);
             paste(&mut row, &small, i as u32 * TILE, 0);
         }
         let (w, h) = row.dimensions();
         Ok(png(w, h, row.into_raw()))
     }
 
-    pub fn timeline(&mut self, model: &str, dataset: &std::path::Path, layer: usize, maps: &[i64]) -> Result<Timeline> {
+    pub fn timeline(
+        &mut self,
+        model: &str,
+        dataset: &std::path::Path,
+        layer: usize,
+        maps: &[i64],
+    ) -> Result<Timeline> {
         let m = self.model(model)?;
         if !(1..=5).contains(&layer) {
-            return Err(bad(format!("layer {layer} is out of range: expected 1..=5")));
+            return Err(bad(format!(
+                "layer {layer} is out of range: expected 1..=5"
+            )));
         }
         if maps.is_empty() || maps.len() > 32 {
             return Err(bad(format!("choose 1 to 32 maps, got {}", maps.len())));
         }
         let n_maps = m.manifest.spec()?.blocks()[layer - 1].out_c;
         if let Some(&bad_map) = maps.iter().find(|&&k| k < 0 || k >= n_maps) {
-            return Err(bad(format!("map {bad_map} is out of range: layer {layer} has maps 0..{}", n_maps - 1)));
+            return Err(bad(format!(
+                "map {bad_map} is out of range: layer {layer} has maps 0..{}",
+                n_maps - 1
+            )));
         }
         let epochs: Vec<u32> = m.manifest.snapshots.iter().map(|s| s.epoch).collect();
         let (rows, cols) = (maps.len() as u32, epochs.len() as u32);
-        let mut projs = RgbImage::from_pixel(TILE * cols.max(1), TILE * rows, image::Rgb([235, 235, 235]));
+        let mut projs =
+            RgbImage::from_pixel(TILE * cols.max(1), TILE * rows, image::Rgb([235, 235, 235]));
         let mut pats = projs.clone();
         let mut cells = vec![vec![None; epochs.len()]; maps.len()];
         let mut errors = vec![None; epochs.len()];
@@ -590,8 +822,14 @@ impl Engine {
                 let net = self.net(model, epoch)?;
                 let idx = self.snapshot_index(&m, dataset, epoch)?;
                 for (r, &map) in maps.iter().enumerate() {
-                    let Some(e) = crate::index::top9(&idx, layer, map).map_err(|e| bad(e.to_string()))?.first() else { continue };
-                    let (patch, proj, img) = self.entry_patches(&net, &m, dataset, layer, map, e)?;
+                    let Some(e) = crate::index::top9(&idx, layer, map)
+                        .map_err(|e| bad(e.to_string()))?
+                        .first()
+                    else {
+                        continue;
+                    };
+                    let (patch, proj, img) =
+                        self.entry_patches(&net, &m, dataset, layer, map, e)?;
                     paste(&mut projs, &proj, c as u32 * TILE, r as u32 * TILE);
                     paste(&mut pats, &img, c as u32 * TILE, r as u32 * TILE);
                     cells[r][c] = Some(patch);
@@ -621,11 +859,20 @@ fn result(p: deconv::Projection, keep: Keep) -> ProjectionResult {
     ProjectionResult {
         layer: p.layer,
         map: p.map,
-        mode: if keep == Keep::All { "all" } else { "strongest" },
+        mode: if keep == Keep::All {
+            "all"
+        } else {
+            "strongest"
+        },
         value: p.value,
         y: p.y,
         x: p.x,
-        field: Field { y0: p.field.0, x0: p.field.1, y1: p.field.2, x1: p.field.3 },
+        field: Field {
+            y0: p.field.0,
+            x0: p.field.1,
+            y1: p.field.2,
+            x1: p.field.3,
+        },
         png: png(w, h, rgb),
     }
 }
@@ -645,10 +892,18 @@ pub fn open_model(models_dir: &std::path::Path, name: &str) -> Result<ModelDir> 
 /// Every loadable model under `models_dir`, by name.
 pub fn list_models(models_dir: &std::path::Path) -> Vec<ModelInfo> {
     let mut names: Vec<String> = std::fs::read_dir(models_dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
-    names.iter().filter_map(|n| open_model(models_dir, n).ok()).filter_map(|m| info(&m).ok()).collect()
+    names
+        .iter()
+        .filter_map(|n| open_model(models_dir, n).ok())
+        .filter_map(|m| info(&m).ok())
+        .collect()
 }
 
 pub fn model_info(models_dir: &std::path::Path, name: &str) -> Result<ModelInfo> {
@@ -665,7 +920,24 @@ fn info(m: &ModelDir) -> Result<ModelInfo> {
         input_size: m.manifest.input_size,
         classes: m.manifest.classes.len(),
         class_names: m.manifest.classes.iter().map(|c| c.name.clone()).collect(),
-        snapshots: m.manifest.snapshots.iter().map(|s| SnapshotInfo { epoch: s.epoch, metrics: s.metrics.clone() }).collect(),
-        layers: spec.blocks().iter().enumerate().map(|(i, b)| LayerInfo { layer: i + 1, maps: b.out_c, size: sizes[i].1 }).collect(),
+        snapshots: m
+            .manifest
+            .snapshots
+            .iter()
+            .map(|s| SnapshotInfo {
+                epoch: s.epoch,
+                metrics: s.metrics.clone(),
+            })
+            .collect(),
+        layers: spec
+            .blocks()
+            .iter()
+            .enumerate()
+            .map(|(i, b)| LayerInfo {
+                layer: i + 1,
+                maps: b.out_c,
+                size: sizes[i].1,
+            })
+            .collect(),
     })
 }

@@ -44,11 +44,18 @@ pub struct SnapshotIndex {
 
 /// `<model>/index/<dataset name>-<hash of its canonical path>`.
 pub fn index_dir(model: &ModelDir, dataset: &Path) -> Result<PathBuf> {
-    let canon = dataset.canonicalize().with_context(|| format!("dataset folder {} not found", dataset.display()))?;
+    let canon = dataset
+        .canonicalize()
+        .with_context(|| format!("dataset folder {} not found", dataset.display()))?;
     let h = crate::store::hex(&Sha256::digest(canon.to_string_lossy().as_bytes()));
     let name: String = canon
         .file_name()
-        .map(|s| s.to_string_lossy().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect())
+        .map(|s| {
+            s.to_string_lossy()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect()
+        })
         .unwrap_or_default();
     Ok(model.dir.join("index").join(format!("{name}-{}", &h[..12])))
 }
@@ -58,19 +65,26 @@ pub fn index_path(model: &ModelDir, dataset: &Path, epoch: u32) -> Result<PathBu
 }
 
 pub fn load(path: &Path) -> Result<SnapshotIndex> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not an index file", path.display()))
 }
 
 /// Relative path of `p` under `root`, with forward slashes.
 fn rel(root: &Path, p: &Path) -> String {
-    p.strip_prefix(root).unwrap_or(p).to_string_lossy().replace('\\', "/")
+    p.strip_prefix(root)
+        .unwrap_or(p)
+        .to_string_lossy()
+        .replace('\\', "/")
 }
 
 /// Resolve an index entry's image inside the dataset, refusing anything
 /// that would leave it.
 pub fn resolve(dataset: &Path, image: &str) -> Result<PathBuf> {
-    if image.is_empty() || image.starts_with('/') || image.split('/').any(|c| c == ".." || c.is_empty()) {
+    if image.is_empty()
+        || image.starts_with('/')
+        || image.split('/').any(|c| c == ".." || c.is_empty())
+    {
         bail!("image path {image:?} is not inside the dataset");
     }
     Ok(dataset.join(image))
@@ -81,7 +95,14 @@ pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Sync);
 
 /// Build or extend the index of one snapshot. Returns it and the number of
 /// newly indexed images.
-pub fn build(net: &Net, model: &ModelDir, epoch: u32, dataset: &Path, batch: usize, progress: Progress) -> Result<(SnapshotIndex, usize)> {
+pub fn build(
+    net: &Net,
+    model: &ModelDir,
+    epoch: u32,
+    dataset: &Path,
+    batch: usize,
+    progress: Progress,
+) -> Result<(SnapshotIndex, usize)> {
     let path = index_path(model, dataset, epoch)?;
     let canon = dataset.canonicalize()?;
     let mut index = match load(&path) {
@@ -91,7 +112,11 @@ pub fn build(net: &Net, model: &ModelDir, epoch: u32, dataset: &Path, batch: usi
             dataset: canon.to_string_lossy().into_owned(),
             images: BTreeSet::new(),
             skipped: BTreeSet::new(),
-            layers: net.blocks.iter().map(|b| vec![vec![]; b.out_c as usize]).collect(),
+            layers: net
+                .blocks
+                .iter()
+                .map(|b| vec![vec![]; b.out_c as usize])
+                .collect(),
         },
     };
     let all = data::list_images(&canon)?;
@@ -122,7 +147,9 @@ pub fn build(net: &Net, model: &ModelDir, epoch: u32, dataset: &Path, batch: usi
                     let t = std::fs::read(p)
                         .ok()
                         .and_then(|b| preprocess::decode(&b).ok())
-                        .map(|img| preprocess::to_tensor(&preprocess::model_crop(&img, size), &mean, &std));
+                        .map(|img| {
+                            preprocess::to_tensor(&preprocess::model_crop(&img, size), &mean, &std)
+                        });
                     (p.clone(), t)
                 })
                 .collect();
@@ -166,15 +193,26 @@ pub fn build(net: &Net, model: &ModelDir, epoch: u32, dataset: &Path, batch: usi
 /// Merge one batch's per-image maxima ([B, C, H, W] maps) into the top-9s.
 fn merge(top: &mut [Vec<Entry>], maps: &Tensor, names: &[String]) -> Result<()> {
     let (b, c, _, w) = maps.size4()?;
-    let (v, i) = maps.reshape([b, c, -1]).to_device(tch::Device::Cpu).max_dim(2, false);
+    let (v, i) = maps
+        .reshape([b, c, -1])
+        .to_device(tch::Device::Cpu)
+        .max_dim(2, false);
     let v: Vec<f32> = Vec::try_from(&v.to_kind(Kind::Float).reshape([-1]))?;
     let i: Vec<i64> = Vec::try_from(&i.reshape([-1]))?;
     for (m, entries) in top.iter_mut().enumerate().take(c as usize) {
         for (n, name) in names.iter().enumerate().take(b as usize) {
             let k = n * c as usize + m;
-            let e = Entry { image: name.clone(), y: i[k] / w, x: i[k] % w, value: v[k] as f64 };
+            let e = Entry {
+                image: name.clone(),
+                y: i[k] / w,
+                x: i[k] % w,
+                value: v[k] as f64,
+            };
             // Stable: on equal values the entry already there stays first.
-            let pos = entries.iter().position(|o| o.value < e.value).unwrap_or(entries.len());
+            let pos = entries
+                .iter()
+                .position(|o| o.value < e.value)
+                .unwrap_or(entries.len());
             if pos < K {
                 entries.insert(pos, e);
                 entries.truncate(K);
@@ -191,7 +229,10 @@ pub fn top9(index: &SnapshotIndex, layer: usize, map: i64) -> Result<&[Entry]> {
     }
     let maps = &index.layers[layer - 1];
     if map < 0 || map as usize >= maps.len() {
-        bail!("map {map} is out of range: layer {layer} has maps 0..{}", maps.len() as i64 - 1);
+        bail!(
+            "map {map} is out of range: layer {layer} has maps 0..{}",
+            maps.len() as i64 - 1
+        );
     }
     Ok(&maps[map as usize])
 }

@@ -39,7 +39,9 @@ impl Transform {
     }
     fn is_identity(&self, v: f64) -> bool {
         match self {
-            Transform::Rotate => (v.rem_euclid(360.0)).abs() < 1e-9 || (v.rem_euclid(360.0) - 360.0).abs() < 1e-9,
+            Transform::Rotate => {
+                (v.rem_euclid(360.0)).abs() < 1e-9 || (v.rem_euclid(360.0) - 360.0).abs() < 1e-9
+            }
             _ => (v - self.identity()).abs() < 1e-12,
         }
     }
@@ -59,7 +61,9 @@ pub const TRANSFORMS: [Transform; 3] = [Transform::Translate, Transform::Scale, 
 pub fn values(t: Transform, steps: usize) -> Vec<f64> {
     let (a, b) = t.range();
     let n = steps.max(2);
-    let mut v: Vec<f64> = (0..n).map(|i| a + (b - a) * i as f64 / (n - 1) as f64).collect();
+    let mut v: Vec<f64> = (0..n)
+        .map(|i| a + (b - a) * i as f64 / (n - 1) as f64)
+        .collect();
     if !v.iter().any(|&x| t.is_identity(x)) {
         v.push(t.identity());
         v.sort_by(|x, y| x.partial_cmp(y).unwrap());
@@ -82,7 +86,9 @@ pub fn apply(x: &Tensor, t: Transform, v: f64) -> Tensor {
             [r.cos(), r.sin(), 0.0, -r.sin(), r.cos(), 0.0]
         }
     };
-    let theta = Tensor::from_slice(&th.map(|a| a as f32)).view([1, 2, 3]).to_device(x.device());
+    let theta = Tensor::from_slice(&th.map(|a| a as f32))
+        .view([1, 2, 3])
+        .to_device(x.device());
     let grid = Tensor::affine_grid_generator(&theta, x.size(), false);
     // bilinear, zeros padding (= the mean colour after normalisation)
     x.grid_sampler(&grid, 0, 0, false)
@@ -119,7 +125,10 @@ pub fn invariance(net: &Net, x: &Tensor, req: &InvarianceRequest) -> Result<Inva
     let base = net.trace(&x);
     let n_classes = base.logits.size()[1];
     let class = match req.class {
-        Some(c) if c < 0 || c >= n_classes => bail!("class {c} is out of range: the model has classes 0..{}", n_classes - 1),
+        Some(c) if c < 0 || c >= n_classes => bail!(
+            "class {c} is out of range: the model has classes 0..{}",
+            n_classes - 1
+        ),
         Some(c) => c,
         None => base.logits.get(0).argmax(0, false).int64_value(&[]),
     };
@@ -149,24 +158,51 @@ pub fn invariance(net: &Net, x: &Tensor, req: &InvarianceRequest) -> Result<Inva
             let (f1, f1_0) = (f1.index_select(0, &idx), f1.narrow(0, 0, 1));
             let (f7, f7_0) = (tr.fc7.index_select(0, &idx), tr.fc7.narrow(0, 0, 1));
             let dist = |a: &Tensor, b: &Tensor| -> Result<Vec<f64>> {
-                Ok(Vec::<f64>::try_from(&(a - b).to_kind(Kind::Double).square().sum_dim_intlist([1i64].as_slice(), false, Kind::Double).sqrt())?)
+                Ok(Vec::<f64>::try_from(
+                    &(a - b)
+                        .to_kind(Kind::Double)
+                        .square()
+                        .sum_dim_intlist([1i64].as_slice(), false, Kind::Double)
+                        .sqrt(),
+                )?)
             };
             d1.extend(dist(&f1, &f1_0)?);
             d7.extend(dist(&f7, &f7_0)?);
-            p.extend(Vec::<f32>::try_from(&tr.probs().select(1, class).index_select(0, &idx))?.into_iter().map(|v| v as f64));
+            p.extend(
+                Vec::<f32>::try_from(&tr.probs().select(1, class).index_select(0, &idx))?
+                    .into_iter()
+                    .map(|v| v as f64),
+            );
         }
-        Ok(Curve { values: vals, dist_layer1: d1, dist_layer7: d7, prob: p })
+        Ok(Curve {
+            values: vals,
+            dist_layer1: d1,
+            dist_layer7: d7,
+            prob: p,
+        })
     };
-    Ok(InvarianceResult { class, translate: curve(Transform::Translate)?, scale: curve(Transform::Scale)?, rotate: curve(Transform::Rotate)? })
+    Ok(InvarianceResult {
+        class,
+        translate: curve(Transform::Translate)?,
+        scale: curve(Transform::Scale)?,
+        rotate: curve(Transform::Rotate)?,
+    })
 }
 
 impl InvarianceResult {
     /// `transform,value,dist_layer1,dist_layer7,prob` rows.
     pub fn to_csv(&self) -> String {
         let mut out = String::from("transform,value,dist_layer1,dist_layer7,prob\n");
-        for (name, c) in [("translate", &self.translate), ("scale", &self.scale), ("rotate", &self.rotate)] {
+        for (name, c) in [
+            ("translate", &self.translate),
+            ("scale", &self.scale),
+            ("rotate", &self.rotate),
+        ] {
             for i in 0..c.values.len() {
-                out.push_str(&format!("{name},{},{},{},{}\n", c.values[i], c.dist_layer1[i], c.dist_layer7[i], c.prob[i]));
+                out.push_str(&format!(
+                    "{name},{},{},{},{}\n",
+                    c.values[i], c.dist_layer1[i], c.dist_layer7[i], c.prob[i]
+                ));
             }
         }
         out

@@ -78,15 +78,32 @@ fn scaled(n: i64, w: f64) -> i64 {
 
 impl NetSpec {
     pub fn new(arch: Arch, width: f64, num_classes: i64) -> Self {
-        NetSpec { arch, width, fc_width: width, num_classes, input_size: 224 }
+        NetSpec {
+            arch,
+            width,
+            fc_width: width,
+            num_classes,
+            input_size: 224,
+        }
     }
 
     /// The paper's layer table (Fig. 3 for ZFNet; §1 of paper.md for AlexNet).
     pub fn blocks(&self) -> Vec<ConvBlock> {
-        let c: Vec<i64> = [96, 256, 384, 384, 256].iter().map(|&n| scaled(n, self.width)).collect();
+        let c: Vec<i64> = [96, 256, 384, 384, 256]
+            .iter()
+            .map(|&n| scaled(n, self.width))
+            .collect();
         let (conv1, pool12, conv2) = match self.arch {
-            Arch::Zfnet => (Window::new(7, 2, 1), Window::new(3, 2, 1), Window::new(5, 2, 0)),
-            Arch::Alexnet => (Window::new(11, 4, 2), Window::new(3, 2, 0), Window::new(5, 1, 2)),
+            Arch::Zfnet => (
+                Window::new(7, 2, 1),
+                Window::new(3, 2, 1),
+                Window::new(5, 2, 0),
+            ),
+            Arch::Alexnet => (
+                Window::new(11, 4, 2),
+                Window::new(3, 2, 0),
+                Window::new(5, 1, 2),
+            ),
         };
         let b = |i: usize, in_c, conv, pool, lrn| ConvBlock {
             name: format!("conv{}", i + 1),
@@ -101,7 +118,13 @@ impl NetSpec {
             b(1, c[0], conv2, Some(pool12), true),
             b(2, c[1], Window::new(3, 1, 1), None, false),
             b(3, c[2], Window::new(3, 1, 1), None, false),
-            b(4, c[3], Window::new(3, 1, 1), Some(Window::new(3, 2, 0)), false),
+            b(
+                4,
+                c[3],
+                Window::new(3, 1, 1),
+                Some(Window::new(3, 2, 0)),
+                false,
+            ),
         ]
     }
 
@@ -124,24 +147,41 @@ impl NetSpec {
         let blocks = self.blocks();
         let last = self.sizes()[4].2;
         let f = scaled(4096, self.fc_width);
-        [(blocks[4].out_c * last * last, f), (f, f), (f, self.num_classes)]
+        [
+            (blocks[4].out_c * last * last, f),
+            (f, f),
+            (f, self.num_classes),
+        ]
     }
 
     pub fn validate(&self) -> Result<()> {
         if !(self.width > 0.0 && self.width <= 4.0) {
-            bail!("width: expected a multiplier in (0, 4], found {}", self.width);
+            bail!(
+                "width: expected a multiplier in (0, 4], found {}",
+                self.width
+            );
         }
         if !(self.fc_width > 0.0 && self.fc_width <= 4.0) {
-            bail!("fc_width: expected a multiplier in (0, 4], found {}", self.fc_width);
+            bail!(
+                "fc_width: expected a multiplier in (0, 4], found {}",
+                self.fc_width
+            );
         }
         if self.num_classes < 1 {
-            bail!("classes: expected at least one class, found {}", self.num_classes);
+            bail!(
+                "classes: expected at least one class, found {}",
+                self.num_classes
+            );
         }
         if self.input_size < 64 || self.input_size > 1024 {
             bail!("input_size: expected 64..=1024, found {}", self.input_size);
         }
         if self.sizes().iter().any(|s| s.2 < 1) {
-            bail!("input_size {} is too small for {}", self.input_size, self.arch);
+            bail!(
+                "input_size {} is too small for {}",
+                self.input_size,
+                self.arch
+            );
         }
         Ok(())
     }
@@ -151,7 +191,8 @@ impl NetSpec {
     pub fn receptive_field(&self, layer: usize, y: i64, x: i64) -> (i64, i64, i64, i64) {
         let blocks = self.blocks();
         let (mut y0, mut x0, mut y1, mut x1) = (y, x, y, x);
-        let back = |w: &Window, a: i64, b: i64| (a * w.stride - w.pad, b * w.stride - w.pad + w.k - 1);
+        let back =
+            |w: &Window, a: i64, b: i64| (a * w.stride - w.pad, b * w.stride - w.pad + w.k - 1);
         for l in (0..layer).rev() {
             let b = &blocks[l];
             // Step back through conv l, then the pool of the layer below (if any).
@@ -224,7 +265,11 @@ impl Net {
         let convs = blocks
             .iter()
             .map(|b| {
-                let cfg = nn::ConvConfig { stride: b.conv.stride, padding: b.conv.pad, ..Default::default() };
+                let cfg = nn::ConvConfig {
+                    stride: b.conv.stride,
+                    padding: b.conv.pad,
+                    ..Default::default()
+                };
                 nn::conv2d(&root / b.name.as_str(), b.in_c, b.out_c, b.conv.k, cfg)
             })
             .collect();
@@ -232,9 +277,17 @@ impl Net {
             .fc_dims()
             .iter()
             .enumerate()
-            .map(|(i, &(a, b))| nn::linear(&root / format!("fc{}", i + 6), a, b, Default::default()))
+            .map(|(i, &(a, b))| {
+                nn::linear(&root / format!("fc{}", i + 6), a, b, Default::default())
+            })
             .collect();
-        Ok(Net { spec, vs, blocks, convs, fcs })
+        Ok(Net {
+            spec,
+            vs,
+            blocks,
+            convs,
+            fcs,
+        })
     }
 
     pub fn device(&self) -> Device {
@@ -289,7 +342,13 @@ impl Net {
         for (b, conv) in self.blocks.iter().zip(&self.convs) {
             h = conv.forward(&h).relu();
             if let Some(p) = &b.pool {
-                h = h.max_pool2d([p.k, p.k], [p.stride, p.stride], [p.pad, p.pad], [1, 1], false);
+                h = h.max_pool2d(
+                    [p.k, p.k],
+                    [p.stride, p.stride],
+                    [p.pad, p.pad],
+                    [1, 1],
+                    false,
+                );
             }
             if b.lrn {
                 h = lrn(&h);
@@ -311,8 +370,13 @@ impl Net {
                 h = conv.forward(&h).relu();
                 maps.push(h.shallow_clone());
                 if let Some(p) = &b.pool {
-                    let (o, idx) =
-                        h.max_pool2d_with_indices([p.k, p.k], [p.stride, p.stride], [p.pad, p.pad], [1, 1], false);
+                    let (o, idx) = h.max_pool2d_with_indices(
+                        [p.k, p.k],
+                        [p.stride, p.stride],
+                        [p.pad, p.pad],
+                        [1, 1],
+                        false,
+                    );
                     switches.push(Some(idx));
                     h = o;
                 } else {
@@ -326,7 +390,13 @@ impl Net {
             let fc6 = self.fcs[0].forward(&h).relu();
             let fc7 = self.fcs[1].forward(&fc6).relu();
             let logits = self.fcs[2].forward(&fc7);
-            Trace { maps, switches, fc6, fc7, logits }
+            Trace {
+                maps,
+                switches,
+                fc6,
+                fc7,
+                logits,
+            }
         })
     }
 
@@ -335,7 +405,11 @@ impl Net {
     pub fn clip_filters(&mut self, max_rms: f64) {
         tch::no_grad(|| {
             for conv in &mut self.convs {
-                let rms = conv.ws.square().mean_dim([1i64, 2, 3].as_slice(), true, Kind::Float).sqrt();
+                let rms = conv
+                    .ws
+                    .square()
+                    .mean_dim([1i64, 2, 3].as_slice(), true, Kind::Float)
+                    .sqrt();
                 let scale = (rms.reciprocal() * max_rms).clamp_max(1.0);
                 let _ = conv.ws.g_mul_(&scale);
             }
@@ -351,7 +425,10 @@ mod tests {
     fn zfnet_sizes_match_the_paper() {
         let s = NetSpec::new(Arch::Zfnet, 1.0, 1000);
         let sz = s.sizes();
-        assert_eq!(sz.iter().map(|s| s.1).collect::<Vec<_>>(), vec![110, 26, 13, 13, 13]);
+        assert_eq!(
+            sz.iter().map(|s| s.1).collect::<Vec<_>>(),
+            vec![110, 26, 13, 13, 13]
+        );
         assert_eq!(sz[0].2, 55);
         assert_eq!(sz[1].2, 13);
         assert_eq!(sz[4].2, 6);
@@ -362,7 +439,10 @@ mod tests {
     fn alexnet_sizes_match_the_paper() {
         let s = NetSpec::new(Arch::Alexnet, 1.0, 1000);
         let sz = s.sizes();
-        assert_eq!(sz.iter().map(|s| s.1).collect::<Vec<_>>(), vec![55, 27, 13, 13, 13]);
+        assert_eq!(
+            sz.iter().map(|s| s.1).collect::<Vec<_>>(),
+            vec![55, 27, 13, 13, 13]
+        );
         assert_eq!((sz[0].2, sz[1].2, sz[4].2), (27, 13, 6));
     }
 

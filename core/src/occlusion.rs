@@ -35,7 +35,13 @@ pub struct OcclusionRequest {
 
 impl Default for OcclusionRequest {
     fn default() -> Self {
-        OcclusionRequest { size: 48, stride: 8, class: None, batch: 64, method: Method::Incremental }
+        OcclusionRequest {
+            size: 48,
+            stride: 8,
+            class: None,
+            batch: 64,
+            method: Method::Incremental,
+        }
     }
 }
 
@@ -76,7 +82,10 @@ pub fn positions(input: i64, size: i64, stride: i64) -> Result<Vec<i64>> {
     if size < 1 || size > input {
         bail!("the occluder size must be 1..={input} px (the input size), got {size}");
     }
-    Ok((0..).map(|i| i * stride).take_while(|p| p + size <= input).collect())
+    Ok((0..)
+        .map(|i| i * stride)
+        .take_while(|p| p + size <= input)
+        .collect())
 }
 
 /// The image with the square at (y, x) set to 0 (the mean colour).
@@ -95,7 +104,13 @@ struct Outputs {
 fn head(net: &Net, a5: &Tensor) -> Tensor {
     // pool5 -> fc6 -> fc7 -> fc8 (eval: no dropout).
     let p = net.blocks[4].pool.expect("pool5");
-    let h = a5.max_pool2d([p.k, p.k], [p.stride, p.stride], [p.pad, p.pad], [1, 1], false);
+    let h = a5.max_pool2d(
+        [p.k, p.k],
+        [p.stride, p.stride],
+        [p.pad, p.pad],
+        [1, 1],
+        false,
+    );
     net.forward_head(&h.flatten(1, -1))
 }
 
@@ -108,45 +123,55 @@ pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<Occlusio
     let probs0 = trace.probs().get(0);
     let n_classes = probs0.size()[0];
     let class = match req.class {
-        Some(c) if c < 0 || c >= n_classes => bail!("class {c} is out of range: the model has classes 0..{}", n_classes - 1),
+        Some(c) if c < 0 || c >= n_classes => bail!(
+            "class {c} is out of range: the model has classes 0..{}",
+            n_classes - 1
+        ),
         Some(c) => c,
         None => probs0.argmax(0, false).int64_value(&[]),
     };
     let a5 = trace.maps[4].get(0);
-    let strongest_map = a5.amax([1i64, 2].as_slice(), false).argmax(0, false).int64_value(&[]);
+    let strongest_map = a5
+        .amax([1i64, 2].as_slice(), false)
+        .argmax(0, false)
+        .int64_value(&[]);
     let unoccluded = Unoccluded {
         class_prob: probs0.double_value(&[class]),
         top_label: probs0.argmax(0, false).int64_value(&[]),
         map_activation: a5.get(strongest_map).sum(Kind::Double).double_value(&[]),
     };
-    let grid: Vec<(i64, i64)> = ps.iter().flat_map(|&y| ps.iter().map(move |&x| (y, x))).collect();
+    let grid: Vec<(i64, i64)> = ps
+        .iter()
+        .flat_map(|&y| ps.iter().map(move |&x| (y, x)))
+        .collect();
     let batch = req.batch.max(1) as usize;
     let mut map_sum = Vec::with_capacity(grid.len());
     let mut probs = Vec::with_capacity(grid.len().div_ceil(batch));
-    tch::no_grad(|| {
-        match req.method {
-            Method::Naive => {
-                for &(y, xx) in &grid {
-                    let o = forward_full(net, &occluded(&x, y, xx, req.size), strongest_map);
-                    map_sum.extend(o.map_sum);
-                    probs.push(o.probs);
-                }
+    tch::no_grad(|| match req.method {
+        Method::Naive => {
+            for &(y, xx) in &grid {
+                let o = forward_full(net, &occluded(&x, y, xx, req.size), strongest_map);
+                map_sum.extend(o.map_sum);
+                probs.push(o.probs);
             }
-            Method::Batched => {
-                for chunk in grid.chunks(batch) {
-                    let xs: Vec<Tensor> = chunk.iter().map(|&(y, xx)| occluded(&x, y, xx, req.size)).collect();
-                    let o = forward_full(net, &Tensor::cat(&xs, 0), strongest_map);
-                    map_sum.extend(o.map_sum);
-                    probs.push(o.probs);
-                }
+        }
+        Method::Batched => {
+            for chunk in grid.chunks(batch) {
+                let xs: Vec<Tensor> = chunk
+                    .iter()
+                    .map(|&(y, xx)| occluded(&x, y, xx, req.size))
+                    .collect();
+                let o = forward_full(net, &Tensor::cat(&xs, 0), strongest_map);
+                map_sum.extend(o.map_sum);
+                probs.push(o.probs);
             }
-            Method::Incremental => {
-                let base = Base::new(net, &x);
-                for chunk in grid.chunks(batch) {
-                    let o = base.forward(net, chunk, req.size, strongest_map);
-                    map_sum.extend(o.map_sum);
-                    probs.push(o.probs);
-                }
+        }
+        Method::Incremental => {
+            let base = Base::new(net, &x);
+            for chunk in grid.chunks(batch) {
+                let o = base.forward(net, chunk, req.size, strongest_map);
+                map_sum.extend(o.map_sum);
+                probs.push(o.probs);
             }
         }
     });
@@ -159,7 +184,10 @@ pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<Occlusio
         class,
         size: req.size,
         stride: req.stride,
-        positions: Positions { x: ps.clone(), y: ps.clone() },
+        positions: Positions {
+            x: ps.clone(),
+            y: ps.clone(),
+        },
         class_prob: rows(cp.into_iter().map(|v| v as f64).collect()),
         top_label: tl.chunks(n).map(|r| r.to_vec()).collect(),
         strongest_map,
@@ -170,9 +198,16 @@ pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<Occlusio
 
 fn forward_full(net: &Net, xs: &Tensor, map: i64) -> Outputs {
     let t = net.trace(xs);
-    let map_sum = Vec::<f64>::try_from(&t.maps[4].select(1, map).sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double))
-        .unwrap_or_default();
-    Outputs { map_sum, probs: t.logits.softmax(-1, Kind::Float) }
+    let map_sum = Vec::<f64>::try_from(&t.maps[4].select(1, map).sum_dim_intlist(
+        [1i64, 2].as_slice(),
+        false,
+        Kind::Double,
+    ))
+    .unwrap_or_default();
+    Outputs {
+        map_sum,
+        probs: t.logits.softmax(-1, Kind::Float),
+    }
 }
 
 /// One spatial op of the stack, for window-wise recomputation.
@@ -197,7 +232,15 @@ impl Op {
         match *self {
             Op::Conv(l) => {
                 let w = net.blocks[l].conv;
-                x.conv2d(net.conv_weight(l), Some(net.conv_bias(l)), [w.stride, w.stride], [0, 0], [1, 1], 1).relu()
+                x.conv2d(
+                    net.conv_weight(l),
+                    Some(net.conv_bias(l)),
+                    [w.stride, w.stride],
+                    [0, 0],
+                    [1, 1],
+                    1,
+                )
+                .relu()
             }
             Op::Pool(w) => x.max_pool2d([w.k, w.k], [w.stride, w.stride], [0, 0], [1, 1], false),
             Op::Lrn => lrn(x),
@@ -250,7 +293,12 @@ impl Base {
             padded_inputs.push(p.get(0));
             sides.push(h.size()[2]);
         }
-        Base { ops, padded: padded_inputs, sides, last: h.get(0) }
+        Base {
+            ops,
+            padded: padded_inputs,
+            sides,
+            last: h.get(0),
+        }
     }
 
     /// Outputs for a batch of square positions. Each position carries only
@@ -302,7 +350,11 @@ impl Base {
                     if y1 > y0 && x1 > x0 {
                         win.narrow(1, y0 - wy, y1 - y0)
                             .narrow(2, x0 - wx, x1 - x0)
-                            .copy_(&state.get(i as i64).narrow(1, y0 - ry, y1 - y0).narrow(2, x0 - rx, x1 - x0));
+                            .copy_(&state.get(i as i64).narrow(1, y0 - ry, y1 - y0).narrow(
+                                2,
+                                x0 - rx,
+                                x1 - x0,
+                            ));
                     }
                     win
                 })
@@ -318,13 +370,23 @@ impl Base {
         } else {
             let full = self.last.unsqueeze(0).expand([b, -1, -1, -1], false).copy();
             for (i, &(r, c)) in region.iter().enumerate() {
-                full.get(i as i64).narrow(1, r, len).narrow(2, c, len).copy_(&state.get(i as i64));
+                full.get(i as i64)
+                    .narrow(1, r, len)
+                    .narrow(2, c, len)
+                    .copy_(&state.get(i as i64));
             }
             full
         };
-        let map_sum =
-            Vec::<f64>::try_from(&full.select(1, map).sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double)).unwrap_or_default();
-        Outputs { map_sum, probs: head(net, &full).softmax(-1, Kind::Float) }
+        let map_sum = Vec::<f64>::try_from(&full.select(1, map).sum_dim_intlist(
+            [1i64, 2].as_slice(),
+            false,
+            Kind::Double,
+        ))
+        .unwrap_or_default();
+        Outputs {
+            map_sum,
+            probs: head(net, &full).softmax(-1, Kind::Float),
+        }
     }
 }
 
@@ -350,14 +412,27 @@ pub fn live(net: &Net, x: &Tensor, y0: i64, x0: i64, size: i64, map: i64) -> Liv
     let s = net.spec.input_size;
     let x = x.to_device(net.device()).view([1, 3, s, s]);
     let o = tch::no_grad(|| forward_full(net, &occluded(&x, y0, x0, size), map));
-    LiveResult { probs: o.probs.get(0), map_activation: o.map_sum[0], strongest_map: map }
+    LiveResult {
+        probs: o.probs.get(0),
+        map_activation: o.map_sum[0],
+        strongest_map: map,
+    }
 }
 
 /// A perceptual colour scale (viridis, 5 stops), t in 0..1.
 pub fn viridis(t: f64) -> [u8; 3] {
-    const STOPS: [[f64; 3]; 5] =
-        [[68.0, 1.0, 84.0], [59.0, 82.0, 139.0], [33.0, 145.0, 140.0], [94.0, 201.0, 98.0], [253.0, 231.0, 37.0]];
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 } * 4.0;
+    const STOPS: [[f64; 3]; 5] = [
+        [68.0, 1.0, 84.0],
+        [59.0, 82.0, 139.0],
+        [33.0, 145.0, 140.0],
+        [94.0, 201.0, 98.0],
+        [253.0, 231.0, 37.0],
+    ];
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    } * 4.0;
     let i = (t.floor() as usize).min(3);
     let f = t - i as f64;
     std::array::from_fn(|c| (STOPS[i][c] * (1.0 - f) + STOPS[i + 1][c] * f).round() as u8)
@@ -366,15 +441,29 @@ pub fn viridis(t: f64) -> [u8; 3] {
 /// Distinct colours for class labels.
 pub fn label_colour(label: i64) -> [u8; 3] {
     const P: [[u8; 3]; 12] = [
-        [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
-        [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207], [0, 0, 0], [255, 255, 255],
+        [31, 119, 180],
+        [255, 127, 14],
+        [44, 160, 44],
+        [214, 39, 40],
+        [148, 103, 189],
+        [140, 86, 75],
+        [227, 119, 194],
+        [127, 127, 127],
+        [188, 189, 34],
+        [23, 190, 207],
+        [0, 0, 0],
+        [255, 255, 255],
     ];
     P[label.rem_euclid(P.len() as i64) as usize]
 }
 
 /// Paint a grid over the crop: cell (row, col) is the `stride`-sized square
 /// centred on that occluder position's centre, blended 75% over the image.
-pub fn heatmap(crop: &image::RgbImage, r: &OcclusionResult, colour: impl Fn(usize, usize) -> [u8; 3]) -> image::RgbImage {
+pub fn heatmap(
+    crop: &image::RgbImage,
+    r: &OcclusionResult,
+    colour: impl Fn(usize, usize) -> [u8; 3],
+) -> image::RgbImage {
     let mut out = crop.clone();
     let (w, h) = out.dimensions();
     let half = r.size / 2 - r.stride / 2;
@@ -395,7 +484,10 @@ pub fn heatmap(crop: &image::RgbImage, r: &OcclusionResult, colour: impl Fn(usiz
 }
 
 /// The three heatmaps of Fig. 7 (b), (d), (e) as images over the crop.
-pub fn heatmaps(crop: &image::RgbImage, r: &OcclusionResult) -> [(&'static str, image::RgbImage); 3] {
+pub fn heatmaps(
+    crop: &image::RgbImage,
+    r: &OcclusionResult,
+) -> [(&'static str, image::RgbImage); 3] {
     let scale = |g: &Vec<Vec<f64>>| {
         let v: Vec<f64> = g.iter().flatten().copied().collect();
         let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
@@ -404,8 +496,19 @@ pub fn heatmaps(crop: &image::RgbImage, r: &OcclusionResult) -> [(&'static str, 
     };
     let (mlo, mrange) = scale(&r.map_activation);
     [
-        ("map_activation", heatmap(crop, r, |i, j| viridis((r.map_activation[i][j] - mlo) / mrange))),
-        ("class_prob", heatmap(crop, r, |i, j| viridis(r.class_prob[i][j]))),
-        ("top_label", heatmap(crop, r, |i, j| label_colour(r.top_label[i][j]))),
+        (
+            "map_activation",
+            heatmap(crop, r, |i, j| {
+                viridis((r.map_activation[i][j] - mlo) / mrange)
+            }),
+        ),
+        (
+            "class_prob",
+            heatmap(crop, r, |i, j| viridis(r.class_prob[i][j])),
+        ),
+        (
+            "top_label",
+            heatmap(crop, r, |i, j| label_colour(r.top_label[i][j])),
+        ),
     ]
 }

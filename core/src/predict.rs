@@ -29,7 +29,12 @@ pub fn top_k_of(manifest: &Manifest, probs: &tch::Tensor, k: usize) -> Vec<Predi
         .map(|(c, p)| {
             let c = c as usize;
             let info = &manifest.classes[c];
-            Prediction { index: c, id: info.id.clone(), name: info.name.clone(), prob: p as f64 }
+            Prediction {
+                index: c,
+                id: info.id.clone(),
+                name: info.name.clone(),
+                prob: p as f64,
+            }
         })
         .collect()
 }

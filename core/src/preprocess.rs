@@ -29,11 +29,15 @@ pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty);
     }
-    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|_| ImageError::Format)?;
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|_| ImageError::Format)?;
     if reader.format().is_none() {
         return Err(ImageError::Format);
     }
-    reader.into_dimensions().map_err(|e| ImageError::Decode(e.to_string()))
+    reader
+        .into_dimensions()
+        .map_err(|e| ImageError::Decode(e.to_string()))
 }
 
 /// Decode any supported image to RGB8: first GIF frame, EXIF orientation
@@ -46,10 +50,15 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     if w > MAX_SIDE || h > MAX_SIDE || (w as u64) * (h as u64) > MAX_PIXELS {
         return Err(ImageError::TooLarge(w, h));
     }
-    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|_| ImageError::Format)?;
-    let mut decoder = reader.into_decoder().map_err(|e| ImageError::Decode(e.to_string()))?;
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|_| ImageError::Format)?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| ImageError::Decode(e.to_string()))?;
     let orientation = decoder.orientation().ok();
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| ImageError::Decode(e.to_string()))?;
+    let mut img =
+        DynamicImage::from_decoder(decoder).map_err(|e| ImageError::Decode(e.to_string()))?;
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
@@ -79,9 +88,15 @@ pub fn model_crop(img: &RgbImage, size: u32) -> RgbImage {
 pub fn resize_crop(img: &RgbImage, resize: u32, crop: u32) -> RgbImage {
     let (w, h) = img.dimensions();
     let (nw, nh) = if w <= h {
-        (resize, ((h as u64 * resize as u64 + w as u64 / 2) / w as u64).max(resize as u64) as u32)
+        (
+            resize,
+            ((h as u64 * resize as u64 + w as u64 / 2) / w as u64).max(resize as u64) as u32,
+        )
     } else {
-        (((w as u64 * resize as u64 + h as u64 / 2) / h as u64).max(resize as u64) as u32, resize)
+        (
+            ((w as u64 * resize as u64 + h as u64 / 2) / h as u64).max(resize as u64) as u32,
+            resize,
+        )
     };
     let resized = if (nw, nh) == (w, h) {
         img.clone()
@@ -98,21 +113,33 @@ pub fn map_point(orig: (u32, u32), size: u32, p: (f64, f64)) -> (f64, f64) {
     let (w, h) = (orig.0 as f64, orig.1 as f64);
     let s = size as f64 / w.min(h);
     let (nw, nh) = ((w * s).round(), (h * s).round());
-    let (ox, oy) = (((nw - size as f64) / 2.0).floor(), ((nh - size as f64) / 2.0).floor());
+    let (ox, oy) = (
+        ((nw - size as f64) / 2.0).floor(),
+        ((nh - size as f64) / 2.0).floor(),
+    );
     (p.0 * s - ox, p.1 * s - oy)
 }
 
 /// RGB8 crop -> [3, H, W] float tensor normalised with mean/std (RGB, 0..1).
 pub fn to_tensor(img: &RgbImage, mean: &[f64; 3], std: &[f64; 3]) -> Tensor {
     let (w, h) = img.dimensions();
-    let t = Tensor::from_slice(img.as_raw()).view([h as i64, w as i64, 3]).permute([2, 0, 1]).to_kind(Kind::Float) / 255.0;
+    let t = Tensor::from_slice(img.as_raw())
+        .view([h as i64, w as i64, 3])
+        .permute([2, 0, 1])
+        .to_kind(Kind::Float)
+        / 255.0;
     let m = Tensor::from_slice(&mean.map(|v| v as f32)).view([3, 1, 1]);
     let s = Tensor::from_slice(&std.map(|v| v as f32)).view([3, 1, 1]);
     (t - m) / s
 }
 
 /// Read a file and return the model crop and its tensor.
-pub fn load_file(path: &std::path::Path, size: u32, mean: &[f64; 3], std: &[f64; 3]) -> Result<(RgbImage, Tensor)> {
+pub fn load_file(
+    path: &std::path::Path,
+    size: u32,
+    mean: &[f64; 3],
+    std: &[f64; 3],
+) -> Result<(RgbImage, Tensor)> {
     let bytes = std::fs::read(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
     let img = decode(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let crop = model_crop(&img, size);
@@ -133,7 +160,9 @@ mod tests {
 
     #[test]
     fn crop_keeps_aspect_and_centre() {
-        let img = RgbImage::from_fn(400, 200, |x, _| image::Rgb([if x < 200 { 0 } else { 255 }, 0, 0]));
+        let img = RgbImage::from_fn(400, 200, |x, _| {
+            image::Rgb([if x < 200 { 0 } else { 255 }, 0, 0])
+        });
         let c = model_crop(&img, 100);
         assert_eq!(c.dimensions(), (100, 100));
         // The centre of the original is the centre of the crop.
@@ -143,12 +172,19 @@ mod tests {
     #[test]
     fn rejects_garbage_and_empty() {
         assert!(matches!(decode(b""), Err(ImageError::Empty)));
-        assert!(matches!(decode(b"hello world, not an image"), Err(ImageError::Format)));
+        assert!(matches!(
+            decode(b"hello world, not an image"),
+            Err(ImageError::Format)
+        ));
     }
 
     #[test]
     fn alpha_goes_over_white() {
-        let img = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(2, 2, image::Rgba([0, 0, 0, 0])));
+        let img = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            2,
+            2,
+            image::Rgba([0, 0, 0, 0]),
+        ));
         assert_eq!(flatten_alpha(img).get_pixel(0, 0).0, [255, 255, 255]);
     }
 }

@@ -21,13 +21,17 @@ pub struct StoredImage {
 /// A valid image id: exactly 64 lowercase hex digits (so it can never name
 /// anything outside the store).
 pub fn valid_id(id: &str) -> bool {
-    id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl ImageStore {
     pub fn open(data: &Path) -> Result<ImageStore> {
         let dir = data.join("images");
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(ImageStore { dir })
     }
 
@@ -42,7 +46,11 @@ impl ImageStore {
                 .and_then(|_| std::fs::rename(&tmp, &path))
                 .map_err(|e| preprocess::ImageError::Decode(format!("cannot store image: {e}")))?;
         }
-        Ok(StoredImage { id, width: img.width(), height: img.height() })
+        Ok(StoredImage {
+            id,
+            width: img.width(),
+            height: img.height(),
+        })
     }
 
     pub fn path(&self, id: &str) -> Option<PathBuf> {
@@ -92,7 +100,11 @@ pub struct CorrSetImage {
 }
 
 fn valid_part(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl ImageStore {
@@ -103,21 +115,29 @@ impl ImageStore {
     /// Validate and store a set (content-addressed, canonical JSON); returns its id.
     pub fn put_set(&self, set: &CorrSet) -> Result<String, String> {
         if set.images.len() < 2 || set.images.len() > 10 {
-            return Err(format!("a set has 2 to 10 images, got {}", set.images.len()));
+            return Err(format!(
+                "a set has 2 to 10 images, got {}",
+                set.images.len()
+            ));
         }
         for im in &set.images {
             if self.path(&im.id).is_none() {
                 return Err(format!("unknown image {:?}", im.id));
             }
             if im.parts.is_empty() {
-                return Err(format!("image {} has no named parts", &im.id[..12.min(im.id.len())]));
+                return Err(format!(
+                    "image {} has no named parts",
+                    &im.id[..12.min(im.id.len())]
+                ));
             }
             for (name, p) in &im.parts {
                 if !valid_part(name) || name == "random" {
                     return Err(format!("part name {name:?} must be 1-32 letters, digits, _ or - (and not \"random\")"));
                 }
                 if !p.iter().all(|v| v.is_finite() && *v >= 0.0 && *v < 1e6) {
-                    return Err(format!("part {name:?}: coordinates must be non-negative pixel positions"));
+                    return Err(format!(
+                        "part {name:?}: coordinates must be non-negative pixel positions"
+                    ));
                 }
             }
         }
@@ -128,7 +148,9 @@ impl ImageStore {
         let path = dir.join(format!("{id}.json"));
         if !path.exists() {
             let tmp = dir.join(format!(".{id}.{}.tmp", std::process::id()));
-            std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| format!("cannot store the set: {e}"))?;
+            std::fs::write(&tmp, &text)
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .map_err(|e| format!("cannot store the set: {e}"))?;
         }
         Ok(id)
     }
@@ -137,6 +159,9 @@ impl ImageStore {
         if !valid_id(id) {
             return None;
         }
-        serde_json::from_str(&std::fs::read_to_string(self.sets_dir().join(format!("{id}.json"))).ok()?).ok()
+        serde_json::from_str(
+            &std::fs::read_to_string(self.sets_dir().join(format!("{id}.json"))).ok()?,
+        )
+        .ok()
     }
 }

@@ -88,8 +88,14 @@ impl Source {
 }
 
 fn bar(len: u64, template: &str) -> ProgressBar {
-    let pb = if std::io::stderr().is_terminal() { ProgressBar::new(len) } else { ProgressBar::hidden() };
-    pb.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let pb = if std::io::stderr().is_terminal() {
+        ProgressBar::new(len)
+    } else {
+        ProgressBar::hidden()
+    };
+    pb.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     pb
 }
 
@@ -111,7 +117,11 @@ fn batches(
                 .iter()
                 .map(|_| {
                     let m = RESIZE as usize - crop;
-                    (rng.random_range(0..=m), rng.random_range(0..=m), rng.random_bool(0.5))
+                    (
+                        rng.random_range(0..=m),
+                        rng.random_range(0..=m),
+                        rng.random_bool(0.5),
+                    )
                 })
                 .collect();
             let plane = 3 * crop * crop;
@@ -120,7 +130,17 @@ fn batches(
             match &*src {
                 Source::Cached(d) => {
                     for (j, (&i, &(oy, ox, flip))) in chunk.iter().zip(&aug).enumerate() {
-                        data::write_crop(d.image(i), d.side, oy, ox, crop, flip, &MEAN, &STD, &mut buf[j * plane..(j + 1) * plane]);
+                        data::write_crop(
+                            d.image(i),
+                            d.side,
+                            oy,
+                            ox,
+                            crop,
+                            flip,
+                            &MEAN,
+                            &STD,
+                            &mut buf[j * plane..(j + 1) * plane],
+                        );
                         labels[j] = d.labels[i];
                     }
                 }
@@ -136,15 +156,28 @@ fn batches(
                             }
                         })
                         .collect();
-                    for (j, ((&i, &(oy, ox, flip)), img)) in chunk.iter().zip(&aug).zip(imgs).enumerate() {
+                    for (j, ((&i, &(oy, ox, flip)), img)) in
+                        chunk.iter().zip(&aug).zip(imgs).enumerate()
+                    {
                         if let Some(img) = img {
-                            data::write_crop(&img, RESIZE as usize, oy, ox, crop, flip, &MEAN, &STD, &mut buf[j * plane..(j + 1) * plane]);
+                            data::write_crop(
+                                &img,
+                                RESIZE as usize,
+                                oy,
+                                ox,
+                                crop,
+                                flip,
+                                &MEAN,
+                                &STD,
+                                &mut buf[j * plane..(j + 1) * plane],
+                            );
                         }
                         labels[j] = items[i].1;
                     }
                 }
             }
-            let x = Tensor::from_slice(&buf).view([chunk.len() as i64, 3, crop as i64, crop as i64]);
+            let x =
+                Tensor::from_slice(&buf).view([chunk.len() as i64, 3, crop as i64, crop as i64]);
             let y = Tensor::from_slice(&labels);
             if tx.send((x, y)).is_err() {
                 return;
@@ -209,7 +242,11 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
         bail!("--batch must be at least 1");
     }
     let classes: Vec<ClassInfo> = data::classes(&cfg.data)?;
-    let train_dir = if cfg.data.join("train").is_dir() { cfg.data.join("train") } else { cfg.data.clone() };
+    let train_dir = if cfg.data.join("train").is_dir() {
+        cfg.data.join("train")
+    } else {
+        cfg.data.clone()
+    };
     let (mut items, _) = data::labelled(&train_dir, &classes)?;
     if cfg.limit > 0 && items.len() > cfg.limit {
         let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
@@ -220,7 +257,11 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
     if items.is_empty() {
         bail!("{}: no training images", train_dir.display());
     }
-    let val_items = if cfg.data.join("val").is_dir() { data::labelled(&cfg.data.join("val"), &classes)?.0 } else { vec![] };
+    let val_items = if cfg.data.join("val").is_dir() {
+        data::labelled(&cfg.data.join("val"), &classes)?.0
+    } else {
+        vec![]
+    };
 
     let mut spec = NetSpec::new(cfg.arch, cfg.width, classes.len() as i64);
     if let Some(f) = cfg.fc_width {
@@ -229,7 +270,8 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
     spec.validate()?;
 
     // The model folder: new, or resumed.
-    std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create {}", cfg.out.display()))?;
+    std::fs::create_dir_all(&cfg.out)
+        .with_context(|| format!("cannot create {}", cfg.out.display()))?;
     let manifest_path = cfg.out.join("manifest.json");
     let state_path = cfg.out.join("train-state.json");
     let last_path = cfg.out.join("last.safetensors");
@@ -244,11 +286,17 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
     let mut wall_before = 0.0;
     let mut model = if manifest_path.exists() {
         if !cfg.resume {
-            bail!("{} already holds a model: pass --resume to continue it, or choose another --out", cfg.out.display());
+            bail!(
+                "{} already holds a model: pass --resume to continue it, or choose another --out",
+                cfg.out.display()
+            );
         }
         let m = ModelDir::open(&cfg.out)?;
         if m.manifest.spec()? != spec {
-            bail!("{}: the existing model's architecture/width/classes differ from this command's", cfg.out.display());
+            bail!(
+                "{}: the existing model's architecture/width/classes differ from this command's",
+                cfg.out.display()
+            );
         }
         if let Ok(text) = std::fs::read_to_string(&state_path) {
             let st: TrainState = serde_json::from_str(&text).context("train-state.json")?;
@@ -258,7 +306,12 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
         } else if let Some(e) = m.manifest.last_epoch() {
             checkpoint::load_weights(&mut net, &m.snapshot_path(Some(e))?)?;
             start_epoch = e + 1;
-            wall_before = m.manifest.snapshot(Some(e))?.metrics.wall_seconds.unwrap_or(0.0);
+            wall_before = m
+                .manifest
+                .snapshot(Some(e))?
+                .metrics
+                .wall_seconds
+                .unwrap_or(0.0);
         }
         eprintln!("resuming {} at epoch {start_epoch}", cfg.out.display());
         m
@@ -274,14 +327,20 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
             snapshots: vec![],
             training: None,
         };
-        ModelDir { dir: cfg.out.clone(), manifest }
+        ModelDir {
+            dir: cfg.out.clone(),
+            manifest,
+        }
     };
 
     // Decode (cached when it fits, else streamed), in parallel.
     let crop = spec.input_size as usize;
     let per_image = (RESIZE as usize).pow(2) * 3;
     let source = if items.len() * per_image <= cfg.cache_bytes {
-        let pb = bar(items.len() as u64, "decoding {bar:40} {pos}/{len} {per_sec} ETA {eta}");
+        let pb = bar(
+            items.len() as u64,
+            "decoding {bar:40} {pos}/{len} {per_sec} ETA {eta}",
+        );
         if pb.is_hidden() {
             eprintln!("decoding {} training images", items.len());
         }
@@ -311,9 +370,18 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
         skipped_train + val.skipped
     );
 
-    let mut opt = nn::Sgd { momentum: cfg.momentum, dampening: 0.0, wd: cfg.weight_decay, nesterov: cfg.schedule == Schedule::Modern }
-        .build(&net.vs, cfg.lr)?;
-    let smoothing = if cfg.schedule == Schedule::Modern { 0.1 } else { 0.0 };
+    let mut opt = nn::Sgd {
+        momentum: cfg.momentum,
+        dampening: 0.0,
+        wd: cfg.weight_decay,
+        nesterov: cfg.schedule == Schedule::Modern,
+    }
+    .build(&net.vs, cfg.lr)?;
+    let smoothing = if cfg.schedule == Schedule::Modern {
+        0.1
+    } else {
+        0.0
+    };
     let steps = n.div_ceil(cfg.batch);
     let t0 = Instant::now();
     let mut last_metrics = Metrics::default();
@@ -324,7 +392,10 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
         let rx = batches(source.clone(), order, cfg.batch, crop, rng.random());
-        let pb = bar(steps as u64, "epoch {prefix} {bar:30} {pos}/{len} {msg} ETA {eta}");
+        let pb = bar(
+            steps as u64,
+            "epoch {prefix} {bar:30} {pos}/{len} {msg} ETA {eta}",
+        );
         pb.set_prefix(format!("{epoch}/{}", cfg.epochs));
         let te = Instant::now();
         let (mut loss_sum, mut seen) = (0.0, 0usize);
@@ -333,7 +404,13 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
             let x = x.to_device(cfg.device);
             let y = y.to_device(cfg.device);
             let logits = net.forward_t(&x, true);
-            let loss = logits.cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Mean, -100, smoothing);
+            let loss = logits.cross_entropy_loss::<Tensor>(
+                &y,
+                None,
+                tch::Reduction::Mean,
+                -100,
+                smoothing,
+            );
             opt.backward_step(&loss);
             if cfg.clip {
                 net.clip_filters(0.1);
@@ -345,10 +422,19 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
             loss_sum += l * y.size()[0] as f64;
             seen += y.size()[0] as usize;
             let ips = seen as f64 / te.elapsed().as_secs_f64();
-            pb.set_message(format!("loss {:.3} {:.0} img/s", loss_sum / seen as f64, ips));
+            pb.set_message(format!(
+                "loss {:.3} {:.0} img/s",
+                loss_sum / seen as f64,
+                ips
+            ));
             pb.inc(1);
             if pb.is_hidden() && (step + 1) % (steps / 5).max(1) == 0 {
-                eprintln!("epoch {epoch} step {}/{steps} loss {:.4} {:.0} img/s", step + 1, loss_sum / seen as f64, ips);
+                eprintln!(
+                    "epoch {epoch} step {}/{steps} loss {:.4} {:.0} img/s",
+                    step + 1,
+                    loss_sum / seen as f64,
+                    ips
+                );
             }
         }
         pb.finish_and_clear();
@@ -372,7 +458,11 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
             let file = checkpoint::snapshot_file_name(epoch);
             checkpoint::save_weights(&net, &cfg.out.join(&file), cfg.half)?;
             model.manifest.snapshots.retain(|s| s.epoch != epoch);
-            model.manifest.snapshots.push(Snapshot { epoch, file, metrics: last_metrics.clone() });
+            model.manifest.snapshots.push(Snapshot {
+                epoch,
+                file,
+                metrics: last_metrics.clone(),
+            });
             model.manifest.snapshots.sort_by_key(|s| s.epoch);
         }
         let mut prov = cfg.provenance.clone();
@@ -388,16 +478,31 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
         model.save_manifest()?;
         if epoch < cfg.epochs {
             checkpoint::save_weights(&net, &last_path, false)?;
-            checkpoint::write_atomic(&state_path, serde_json::to_string(&TrainState { epoch, wall_seconds: wall })?.as_bytes())?;
+            checkpoint::write_atomic(
+                &state_path,
+                serde_json::to_string(&TrainState {
+                    epoch,
+                    wall_seconds: wall,
+                })?
+                .as_bytes(),
+            )?;
             if cfg.stop_after == Some(epoch) {
                 eprintln!("stopping after epoch {epoch}; continue with --resume");
-                return Ok(TrainReport { final_epoch: epoch, metrics: last_metrics, skipped: skipped_train + val.skipped });
+                return Ok(TrainReport {
+                    final_epoch: epoch,
+                    metrics: last_metrics,
+                    skipped: skipped_train + val.skipped,
+                });
             }
         }
     }
     let _ = std::fs::remove_file(&last_path);
     let _ = std::fs::remove_file(&state_path);
-    Ok(TrainReport { final_epoch: cfg.epochs, metrics: last_metrics, skipped: skipped_train + val.skipped })
+    Ok(TrainReport {
+        final_epoch: cfg.epochs,
+        metrics: last_metrics,
+        skipped: skipped_train + val.skipped,
+    })
 }
 
 pub struct EvalReport {
@@ -410,19 +515,40 @@ pub struct EvalReport {
 
 /// Top-1/top-5 of a model snapshot over `dir` (or `dir/val`), matching class
 /// folders to the model's classes by id.
-pub fn eval(model: &ModelDir, epoch: Option<u32>, dir: &Path, device: Device) -> Result<EvalReport> {
+pub fn eval(
+    model: &ModelDir,
+    epoch: Option<u32>,
+    dir: &Path,
+    device: Device,
+) -> Result<EvalReport> {
     let net = model.load(epoch, device)?;
-    let dir = if dir.join("val").is_dir() { dir.join("val") } else { dir.to_path_buf() };
+    let dir = if dir.join("val").is_dir() {
+        dir.join("val")
+    } else {
+        dir.to_path_buf()
+    };
     let (items, unknown) = data::labelled(&dir, &model.manifest.classes)?;
     if items.is_empty() {
-        bail!("{}: no images in folders matching the model's classes", dir.display());
+        bail!(
+            "{}: no images in folders matching the model's classes",
+            dir.display()
+        );
     }
     let size = model.manifest.input_size as u32;
-    let pb = bar(items.len() as u64, "decoding {bar:40} {pos}/{len} ETA {eta}");
+    let pb = bar(
+        items.len() as u64,
+        "decoding {bar:40} {pos}/{len} ETA {eta}",
+    );
     let d = data::decode_all(&items, size, size, &pb);
     pb.finish_and_clear();
     let (top1, top5) = evaluate_with(&net, &d, &model.manifest.mean, &model.manifest.std);
-    Ok(EvalReport { top1, top5, n: d.len(), unknown, skipped: d.skipped })
+    Ok(EvalReport {
+        top1,
+        top5,
+        n: d.len(),
+        unknown,
+        skipped: d.skipped,
+    })
 }
 
 fn evaluate_with(net: &Net, d: &Decoded, mean: &[f64; 3], std: &[f64; 3]) -> (f64, f64) {
@@ -436,10 +562,23 @@ fn evaluate_with(net: &Net, d: &Decoded, mean: &[f64; 3], std: &[f64; 3]) -> (f6
     for chunk in idx.chunks(100) {
         let mut buf = vec![0f32; chunk.len() * plane];
         for (j, &i) in chunk.iter().enumerate() {
-            data::write_crop(d.image(i), side, 0, 0, side, false, mean, std, &mut buf[j * plane..(j + 1) * plane]);
+            data::write_crop(
+                d.image(i),
+                side,
+                0,
+                0,
+                side,
+                false,
+                mean,
+                std,
+                &mut buf[j * plane..(j + 1) * plane],
+            );
         }
-        let x = Tensor::from_slice(&buf).view([chunk.len() as i64, 3, side as i64, side as i64]).to_device(net.device());
-        let y = Tensor::from_slice(&chunk.iter().map(|&i| d.labels[i]).collect::<Vec<_>>()).to_device(net.device());
+        let x = Tensor::from_slice(&buf)
+            .view([chunk.len() as i64, 3, side as i64, side as i64])
+            .to_device(net.device());
+        let y = Tensor::from_slice(&chunk.iter().map(|&i| d.labels[i]).collect::<Vec<_>>())
+            .to_device(net.device());
         let logits = tch::no_grad(|| net.forward_t(&x, false));
         let (a, b) = topk_hits(&logits, &y);
         h1 += a;

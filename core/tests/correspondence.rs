@@ -32,7 +32,10 @@ fn random_squares_are_reproducible_and_avoid_the_parts() {
     for seed in 0..200u64 {
         for i in 0..5 {
             let q = correspondence::random_square(seed, i, &avoid, 24, 224).unwrap();
-            assert_eq!(q, correspondence::random_square(seed, i, &avoid, 24, 224).unwrap());
+            assert_eq!(
+                q,
+                correspondence::random_square(seed, i, &avoid, 24, 224).unwrap()
+            );
             for a in avoid {
                 let overlap = q.0 < a.0 + 24 && a.0 < q.0 + 24 && q.1 < a.1 + 24 && a.1 < q.1 + 24;
                 assert!(!overlap, "seed {seed}: {q:?} overlaps {a:?}");
@@ -57,12 +60,20 @@ fn full_run_matches_a_direct_computation() {
         .map(|i| CorrImage {
             label: format!("img{i}"),
             input: Tensor::randn([3, 224, 224], (Kind::Float, Device::Cpu)),
-            parts: BTreeMap::from([("eye".to_string(), (60.0 + i as f64, 80.0)), ("nose".to_string(), (150.0, 150.0))]),
+            parts: BTreeMap::from([
+                ("eye".to_string(), (60.0 + i as f64, 80.0)),
+                ("nose".to_string(), (150.0, 150.0)),
+            ]),
         })
         .collect();
-    let r = correspondence::correspondence(&net, &images, &CorrespondenceRequest { size: 24, seed: 7 }).unwrap();
+    let r =
+        correspondence::correspondence(&net, &images, &CorrespondenceRequest { size: 24, seed: 7 })
+            .unwrap();
     assert_eq!(r.pairs, 3);
-    assert_eq!(r.parts.keys().cloned().collect::<Vec<_>>(), vec!["eye", "nose", "random"]);
+    assert_eq!(
+        r.parts.keys().cloned().collect::<Vec<_>>(),
+        vec!["eye", "nose", "random"]
+    );
     // Recompute "eye" at layer 7 by hand.
     let signs: Vec<Tensor> = images
         .iter()
@@ -73,7 +84,10 @@ fn full_run_matches_a_direct_computation() {
             (net.trace(&x).fc7.get(0) - net.trace(&xo).fc7.get(0)).sign()
         })
         .collect();
-    let d: Vec<f64> = [(0, 1), (0, 2), (1, 2)].iter().map(|&(i, j)| correspondence::sign_distance(&signs[i], &signs[j])).collect();
+    let d: Vec<f64> = [(0, 1), (0, 2), (1, 2)]
+        .iter()
+        .map(|&(i, j)| correspondence::sign_distance(&signs[i], &signs[j]))
+        .collect();
     let mean = d.iter().sum::<f64>() / 3.0;
     assert!((r.parts["eye"].layer7.mean - mean).abs() < 1e-9);
     assert!(r.parts["random"].layer5.mean >= 0.0 && r.parts["random"].layer5.mean <= 1.0);
@@ -83,8 +97,18 @@ fn full_run_matches_a_direct_computation() {
     let xo = zfvis_core::occlusion::occluded(&x, 0, 0, 24);
     let e5 = net.trace(&x).maps[4].get(0) - net.trace(&xo).maps[4].get(0);
     assert!(e5.eq(0.0).any().int64_value(&[]) == 1);
-    let again = correspondence::correspondence(&net, &images, &CorrespondenceRequest { size: 24, seed: 7 }).unwrap();
-    assert_eq!(again.images[1].squares["random"], r.images[1].squares["random"]);
-    let e = correspondence::correspondence(&net, &images[..1], &CorrespondenceRequest { size: 24, seed: 7 }).unwrap_err();
+    let again =
+        correspondence::correspondence(&net, &images, &CorrespondenceRequest { size: 24, seed: 7 })
+            .unwrap();
+    assert_eq!(
+        again.images[1].squares["random"],
+        r.images[1].squares["random"]
+    );
+    let e = correspondence::correspondence(
+        &net,
+        &images[..1],
+        &CorrespondenceRequest { size: 24, seed: 7 },
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("2 to 10 images"));
 }

@@ -29,8 +29,15 @@ fn index_equals_brute_force_and_is_incremental() {
         s.fc_width = 0.02;
         s
     };
-    let classes = (0..3).map(|i| ClassInfo { index: i, id: format!("c{i}"), name: format!("c{i}") }).collect();
-    let model: ModelDir = checkpoint::create_random(&root.join("m"), &spec, classes, &[1, 2], 9).unwrap();
+    let classes = (0..3)
+        .map(|i| ClassInfo {
+            index: i,
+            id: format!("c{i}"),
+            name: format!("c{i}"),
+        })
+        .collect();
+    let model: ModelDir =
+        checkpoint::create_random(&root.join("m"), &spec, classes, &[1, 2], 9).unwrap();
     let net = model.load(Some(2), Device::Cpu).unwrap();
     let ds = root.join("ds");
     write_images(&ds, 0, 7);
@@ -49,10 +56,21 @@ fn index_equals_brute_force_and_is_incremental() {
     let mut all: Vec<(String, Vec<Tensor>)> = vec![];
     for p in zfvis_core::data::list_images(&ds).unwrap() {
         let bytes = std::fs::read(&p).unwrap();
-        let Ok(img) = preprocess::decode(&bytes) else { continue };
-        let x = preprocess::to_tensor(&preprocess::model_crop(&img, 224), &model.manifest.mean, &model.manifest.std);
+        let Ok(img) = preprocess::decode(&bytes) else {
+            continue;
+        };
+        let x = preprocess::to_tensor(
+            &preprocess::model_crop(&img, 224),
+            &model.manifest.mean,
+            &model.manifest.std,
+        );
         let t = net.trace(&x.unsqueeze(0));
-        let name = p.strip_prefix(ds.canonicalize().unwrap()).or_else(|_| p.strip_prefix(&ds)).unwrap().to_string_lossy().into_owned();
+        let name = p
+            .strip_prefix(ds.canonicalize().unwrap())
+            .or_else(|_| p.strip_prefix(&ds))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         all.push((name, t.maps.iter().map(|m| m.get(0)).collect()));
     }
     assert_eq!(all.len(), 13);
@@ -73,7 +91,12 @@ fn index_equals_brute_force_and_is_incremental() {
             let got = index::top9(&idx, layer, map).unwrap();
             assert_eq!(got.len(), 9);
             for (g, s) in got.iter().zip(&scores) {
-                assert!((g.value - s.0).abs() < 1e-4, "layer {layer} map {map}: {} vs {}", g.value, s.0);
+                assert!(
+                    (g.value - s.0).abs() < 1e-4,
+                    "layer {layer} map {map}: {} vs {}",
+                    g.value,
+                    s.0
+                );
                 if s.0 > 0.0 {
                     assert_eq!(g.image, s.2, "layer {layer} map {map}");
                     assert_eq!(g.y * 1000 + g.x, s.1, "layer {layer} map {map} position");
@@ -82,7 +105,10 @@ fn index_equals_brute_force_and_is_incremental() {
         }
     }
     assert!(index::top9(&idx, 6, 0).is_err());
-    assert!(index::top9(&idx, 1, 10).unwrap_err().to_string().contains("map 10 is out of range"));
+    assert!(index::top9(&idx, 1, 10)
+        .unwrap_err()
+        .to_string()
+        .contains("map 10 is out of range"));
     assert!(index::resolve(&ds, "../etc/passwd").is_err());
     let _ = std::fs::remove_dir_all(&root);
     let _ = Tensor::zeros([1], (zfvis_core::tch::Kind::Float, Device::Cpu));

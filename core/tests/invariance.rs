@@ -18,10 +18,26 @@ fn net() -> Net {
 fn identity_is_zero_and_360_equals_0() {
     let n = net();
     let x = Tensor::randn([3, 224, 224], (Kind::Float, Device::Cpu));
-    let r = invariance::invariance(&n, &x, &InvarianceRequest { steps: 6, class: Some(1) }).unwrap();
+    let r = invariance::invariance(
+        &n,
+        &x,
+        &InvarianceRequest {
+            steps: 6,
+            class: Some(1),
+        },
+    )
+    .unwrap();
     assert_eq!(r.class, 1);
-    for (t, c) in [(Transform::Translate, &r.translate), (Transform::Scale, &r.scale), (Transform::Rotate, &r.rotate)] {
-        let i = c.values.iter().position(|&v| v == t.identity()).expect("identity is a point");
+    for (t, c) in [
+        (Transform::Translate, &r.translate),
+        (Transform::Scale, &r.scale),
+        (Transform::Rotate, &r.rotate),
+    ] {
+        let i = c
+            .values
+            .iter()
+            .position(|&v| v == t.identity())
+            .expect("identity is a point");
         assert_eq!(c.dist_layer1[i], 0.0, "{t:?}");
         assert_eq!(c.dist_layer7[i], 0.0, "{t:?}");
         assert!(c.values.len() == 6 || c.values.len() == 7);
@@ -46,7 +62,10 @@ fn translation_is_a_shift_with_the_mean_fill() {
     let d = (&y - &expect).abs().max().double_value(&[]);
     assert!(d < 1e-3, "shift differs by {d}");
     let up = invariance::apply(&x, Transform::Translate, -60.0);
-    assert!(up.narrow(2, 164, 60).abs().max().double_value(&[]) < 1e-3, "entering pixels take the mean (0)");
+    assert!(
+        up.narrow(2, 164, 60).abs().max().double_value(&[]) < 1e-3,
+        "entering pixels take the mean (0)"
+    );
 }
 
 #[test]
@@ -55,14 +74,22 @@ fn rotation_by_90_is_rot90() {
     let y = invariance::apply(&x, Transform::Rotate, 90.0);
     let a = (&y - x.rot90(1, [2, 3])).abs().max().double_value(&[]);
     let b = (&y - x.rot90(-1, [2, 3])).abs().max().double_value(&[]);
-    assert!(a.min(b) < 1e-3, "rotation by 90 differs from rot90 by {}", a.min(b));
+    assert!(
+        a.min(b) < 1e-3,
+        "rotation by 90 differs from rot90 by {}",
+        a.min(b)
+    );
 }
 
 #[test]
 fn bad_requests() {
     let n = net();
     let x = Tensor::randn([3, 224, 224], (Kind::Float, Device::Cpu));
-    let e = |steps, class| invariance::invariance(&n, &x, &InvarianceRequest { steps, class }).unwrap_err().to_string();
+    let e = |steps, class| {
+        invariance::invariance(&n, &x, &InvarianceRequest { steps, class })
+            .unwrap_err()
+            .to_string()
+    };
     assert!(e(1, None).contains("steps must be"));
     assert!(e(5, Some(5)).contains("class 5 is out of range"));
 }

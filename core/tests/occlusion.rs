@@ -22,16 +22,36 @@ fn net(arch: Arch) -> Net {
 }
 
 fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
-    a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 #[test]
 fn batched_and_incremental_equal_naive() {
-    for (arch, size, stride) in [(Arch::Zfnet, 48, 16), (Arch::Zfnet, 37, 13), (Arch::Alexnet, 48, 16), (Arch::Zfnet, 8, 40)] {
+    for (arch, size, stride) in [
+        (Arch::Zfnet, 48, 16),
+        (Arch::Zfnet, 37, 13),
+        (Arch::Alexnet, 48, 16),
+        (Arch::Zfnet, 8, 40),
+    ] {
         let n = net(arch);
         let x = Tensor::randn([3, 224, 224], (Kind::Float, Device::Cpu));
         let run = |method, batch| {
-            occlusion::occlude(&n, &x, &OcclusionRequest { size, stride, class: Some(2), batch, method }).unwrap()
+            occlusion::occlude(
+                &n,
+                &x,
+                &OcclusionRequest {
+                    size,
+                    stride,
+                    class: Some(2),
+                    batch,
+                    method,
+                },
+            )
+            .unwrap()
         };
         let naive = run(Method::Naive, 1);
         let n_pos = occlusion::positions(224, size, stride).unwrap().len();
@@ -39,15 +59,26 @@ fn batched_and_incremental_equal_naive() {
         assert_eq!(naive.class_prob[0].len(), n_pos);
         // The naive map is not flat: the occluder matters somewhere.
         let flat: Vec<f64> = naive.map_activation.iter().flatten().copied().collect();
-        let spread = flat.iter().cloned().fold(f64::MIN, f64::max) - flat.iter().cloned().fold(f64::MAX, f64::min);
+        let spread = flat.iter().cloned().fold(f64::MIN, f64::max)
+            - flat.iter().cloned().fold(f64::MAX, f64::min);
         assert!(spread > 1e-3, "{arch}: occlusion changes nothing");
-        for (method, batch) in [(Method::Batched, 7), (Method::Incremental, 7), (Method::Incremental, 64)] {
+        for (method, batch) in [
+            (Method::Batched, 7),
+            (Method::Incremental, 7),
+            (Method::Incremental, 64),
+        ] {
             let r = run(method, batch);
             let dp = max_diff(&naive.class_prob, &r.class_prob);
             let scale = flat.iter().map(|v| v.abs()).fold(1.0, f64::max);
             let dm = max_diff(&naive.map_activation, &r.map_activation) / scale;
-            assert!(dp < 1e-4, "{arch} {method:?} size {size}: class_prob differs by {dp}");
-            assert!(dm < 1e-4, "{arch} {method:?} size {size}: map activation differs by {dm} (relative)");
+            assert!(
+                dp < 1e-4,
+                "{arch} {method:?} size {size}: class_prob differs by {dp}"
+            );
+            assert!(
+                dm < 1e-4,
+                "{arch} {method:?} size {size}: map activation differs by {dm} (relative)"
+            );
             assert_eq!(r.strongest_map, naive.strongest_map);
             assert_eq!(r.positions.x, naive.positions.x);
             // Labels agree wherever the top two classes are not a near tie.
@@ -60,7 +91,16 @@ fn batched_and_incremental_equal_naive() {
 fn first_position_equals_a_hand_made_occlusion() {
     let n = net(Arch::Zfnet);
     let x = Tensor::randn([3, 224, 224], (Kind::Float, Device::Cpu));
-    let r = occlusion::occlude(&n, &x, &OcclusionRequest { size: 48, stride: 8, ..Default::default() }).unwrap();
+    let r = occlusion::occlude(
+        &n,
+        &x,
+        &OcclusionRequest {
+            size: 48,
+            stride: 8,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     // Square at (y=8, x=16): rows 8..56, cols 16..64 set to 0 by hand.
     let mut xo = x.copy();
     tch::no_grad(|| {
@@ -70,7 +110,11 @@ fn first_position_equals_a_hand_made_occlusion() {
     let t = n.trace(&xo.unsqueeze(0));
     let p = t.probs().double_value(&[0, r.class]);
     assert!((r.class_prob[1][2] - p).abs() < 1e-5);
-    let m = t.maps[4].get(0).get(r.strongest_map).sum(Kind::Double).double_value(&[]);
+    let m = t.maps[4]
+        .get(0)
+        .get(r.strongest_map)
+        .sum(Kind::Double)
+        .double_value(&[]);
     assert!((r.map_activation[1][2] - m).abs() < 1e-4 * m.abs().max(1.0));
     assert_eq!(r.positions.x.len(), 23);
     assert_eq!(*r.positions.x.last().unwrap(), 176);
@@ -81,7 +125,18 @@ fn bad_requests_are_errors() {
     let n = net(Arch::Zfnet);
     let x = Tensor::randn([3, 224, 224], (Kind::Float, Device::Cpu));
     let e = |size, stride, class| {
-        occlusion::occlude(&n, &x, &OcclusionRequest { size, stride, class, ..Default::default() }).unwrap_err().to_string()
+        occlusion::occlude(
+            &n,
+            &x,
+            &OcclusionRequest {
+                size,
+                stride,
+                class,
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string()
     };
     assert!(e(300, 8, None).contains("occluder size"));
     assert!(e(48, 0, None).contains("stride must be at least 1"));

@@ -25,7 +25,9 @@ fn random_net(arch: Arch, width: f64, seed: i64) -> Net {
 }
 
 fn dot(a: &Tensor, b: &Tensor) -> f64 {
-    (a.to_kind(Kind::Double) * b.to_kind(Kind::Double)).sum(Kind::Double).double_value(&[])
+    (a.to_kind(Kind::Double) * b.to_kind(Kind::Double))
+        .sum(Kind::Double)
+        .double_value(&[])
 }
 
 #[test]
@@ -48,12 +50,23 @@ fn deconv_is_the_adjoint_of_conv() {
             let b = &net.blocks[l];
             let n_in = sizes[l].0;
             let x = Tensor::randn([1, b.in_c, n_in, n_in], (Kind::Float, Device::Cpu));
-            let fx = x.conv2d(net.conv_weight(l), None::<Tensor>, [b.conv.stride; 2], [b.conv.pad; 2], [1, 1], 1);
+            let fx = x.conv2d(
+                net.conv_weight(l),
+                None::<Tensor>,
+                [b.conv.stride; 2],
+                [b.conv.pad; 2],
+                [1, 1],
+                1,
+            );
             let y = Tensor::randn(fx.size(), (Kind::Float, Device::Cpu));
             let aty = deconv::deconv_step(&net, l, &y, n_in);
             assert_eq!(aty.size(), x.size());
             let (lhs, rhs) = (dot(&fx, &y), dot(&x, &aty));
-            assert!((lhs - rhs).abs() <= 1e-4 * lhs.abs().max(1.0), "{arch} conv{}: {lhs} vs {rhs}", l + 1);
+            assert!(
+                (lhs - rhs).abs() <= 1e-4 * lhs.abs().max(1.0),
+                "{arch} conv{}: {lhs} vs {rhs}",
+                l + 1
+            );
         }
     }
 }
@@ -65,7 +78,10 @@ fn unpool_is_the_adjoint_of_pool_with_overlapping_windows() {
     let y = Tensor::randn(px.size(), (Kind::Float, Device::Cpu));
     let up = deconv::unpool(&y, &idx, (26, 26));
     let (lhs, rhs) = (dot(&px, &y), dot(&x, &up));
-    assert!((lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
+    assert!(
+        (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
+        "{lhs} vs {rhs}"
+    );
     // Against libtorch's own max-pool backward.
     let xg = x.set_requires_grad(true);
     let (p2, _) = xg.max_pool2d_with_indices([3, 3], [2, 2], [1, 1], [1, 1], false);
@@ -100,9 +116,17 @@ fn projection_stays_inside_the_receptive_field() {
                 let mut p = None;
                 // Find a map whose projection is not all zero (ReLU may kill some).
                 for map in 0..net.blocks[layer - 1].out_c {
-                    let r = deconv::project(&net, &trace, &[ProjectRequest { layer, map, keep: Keep::At(y, x) }])
-                        .unwrap()
-                        .remove(0);
+                    let r = deconv::project(
+                        &net,
+                        &trace,
+                        &[ProjectRequest {
+                            layer,
+                            map,
+                            keep: Keep::At(y, x),
+                        }],
+                    )
+                    .unwrap()
+                    .remove(0);
                     if r.pixels.abs().max().double_value(&[]) > 0.0 {
                         p = Some(r);
                         break;
@@ -110,7 +134,12 @@ fn projection_stays_inside_the_receptive_field() {
                 }
                 let p = p.expect("some projection is non-zero");
                 let (y0, x0, y1, x1) = net.spec.receptive_field(layer, y, x);
-                let nz = p.pixels.abs().sum_dim_intlist([0i64].as_slice(), false, Kind::Float).gt(0.0).nonzero();
+                let nz = p
+                    .pixels
+                    .abs()
+                    .sum_dim_intlist([0i64].as_slice(), false, Kind::Float)
+                    .gt(0.0)
+                    .nonzero();
                 let nz: Vec<i64> = Vec::try_from(&nz.reshape([-1])).unwrap();
                 assert!(!nz.is_empty());
                 for c in nz.chunks(2) {
@@ -134,7 +163,10 @@ fn receptive_field_sizes() {
     };
     // Worked by hand: n units of a layer cover (n-1)*stride+k units below.
     // conv3: 3 -> pool2 7 -> conv2 17 -> pool1 35 -> conv1 75 pixels.
-    assert_eq!([side(1), side(2), side(3), side(4), side(5)], [7, 27, 75, 107, 139]);
+    assert_eq!(
+        [side(1), side(2), side(3), side(4), side(5)],
+        [7, 27, 75, 107, 139]
+    );
 }
 
 fn venv_python() -> PathBuf {
@@ -144,10 +176,20 @@ fn venv_python() -> PathBuf {
 #[test]
 fn forward_and_projection_match_pytorch() {
     let py = venv_python();
-    assert!(py.exists(), "{} missing: run `make test` (it creates the venv)", py.display());
-    for (arch, layer, rank) in [(Arch::Zfnet, 5usize, 0usize), (Arch::Zfnet, 2, 3), (Arch::Alexnet, 4, 1), (Arch::Alexnet, 1, 0)] {
+    assert!(
+        py.exists(),
+        "{} missing: run `make test` (it creates the venv)",
+        py.display()
+    );
+    for (arch, layer, rank) in [
+        (Arch::Zfnet, 5usize, 0usize),
+        (Arch::Zfnet, 2, 3),
+        (Arch::Alexnet, 4, 1),
+        (Arch::Alexnet, 1, 0),
+    ] {
         let net = random_net(arch, 0.1, 4);
-        let dir = std::env::temp_dir().join(format!("zfvis-pyref-{}-{arch}-{layer}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("zfvis-pyref-{}-{arch}-{layer}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let weights = dir.join("w.safetensors");
         checkpoint::save_weights(&net, &weights, false).unwrap();
@@ -165,7 +207,11 @@ fn forward_and_projection_match_pytorch() {
             .args([layer.to_string(), map.to_string()])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let trace = net.trace(&x);
         for l in 0..5 {
             let r = Tensor::read_npy(dir.join(format!("map{}.npy", l + 1))).unwrap();
@@ -176,8 +222,19 @@ fn forward_and_projection_match_pytorch() {
         let d = (&trace.logits - &r).abs().max().double_value(&[]);
         assert!(d < 1e-4, "{arch} logits differ by {d}");
 
-        let p = deconv::project(&net, &trace1, &[ProjectRequest { layer, map, keep: Keep::Strongest }]).unwrap().remove(0);
-        let pos: Vec<i64> = Vec::try_from(&Tensor::read_npy(dir.join("proj_pos.npy")).unwrap()).unwrap();
+        let p = deconv::project(
+            &net,
+            &trace1,
+            &[ProjectRequest {
+                layer,
+                map,
+                keep: Keep::Strongest,
+            }],
+        )
+        .unwrap()
+        .remove(0);
+        let pos: Vec<i64> =
+            Vec::try_from(&Tensor::read_npy(dir.join("proj_pos.npy")).unwrap()).unwrap();
         assert_eq!((p.y, p.x), (pos[0], pos[1]));
         let r = Tensor::read_npy(dir.join("proj.npy")).unwrap();
         let scale = r.abs().max().double_value(&[]);
@@ -186,7 +243,11 @@ fn forward_and_projection_match_pytorch() {
         assert!(p.value > 0.0);
         let d = (&p.pixels / p.value - &r).abs().max().double_value(&[]);
         let ours = p.pixels.abs().max().double_value(&[]);
-        assert!(d <= 1e-4 * scale.max(1.0), "{arch} layer {layer} projection differs by {d} (scale {scale}, ours {ours}, value {})", p.value);
+        assert!(
+            d <= 1e-4 * scale.max(1.0),
+            "{arch} layer {layer} projection differs by {d} (scale {scale}, ours {ours}, value {})",
+            p.value
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -201,21 +262,42 @@ fn checkpoint_errors_name_the_tensor() {
     // Round trip through fp16 is close.
     let mut other = random_net(Arch::Zfnet, 0.1, 6);
     checkpoint::load_weights(&mut other, &path).unwrap();
-    let d = (net.conv_weight(0) - other.conv_weight(0)).abs().max().double_value(&[]);
+    let d = (net.conv_weight(0) - other.conv_weight(0))
+        .abs()
+        .max()
+        .double_value(&[]);
     assert!(d < 1e-3);
     // A wider network: shape mismatch named.
     let mut wide = Net::new(NetSpec::new(Arch::Zfnet, 0.2, 7), Device::Cpu).unwrap();
-    let e = checkpoint::load_weights(&mut wide, &path).unwrap_err().to_string();
-    assert!(e.contains("conv1.bias") && e.contains("expected shape [19]") && e.contains("found [10]"), "{e}");
+    let e = checkpoint::load_weights(&mut wide, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("conv1.bias") && e.contains("expected shape [19]") && e.contains("found [10]"),
+        "{e}"
+    );
     // A missing tensor named.
-    let vars: Vec<(String, Tensor)> = net.vs.variables().into_iter().filter(|(n, _)| n != "fc7.weight").collect();
+    let vars: Vec<(String, Tensor)> = net
+        .vs
+        .variables()
+        .into_iter()
+        .filter(|(n, _)| n != "fc7.weight")
+        .collect();
     let partial = dir.join("partial.safetensors");
     Tensor::write_safetensors(&vars, &partial).unwrap();
-    let e = checkpoint::load_weights(&mut other, &partial).unwrap_err().to_string();
+    let e = checkpoint::load_weights(&mut other, &partial)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("missing tensor fc7.weight"), "{e}");
     // A corrupt file.
-    std::fs::write(dir.join("bad.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00garbage").unwrap();
-    let e = checkpoint::load_weights(&mut other, &dir.join("bad.safetensors")).unwrap_err().to_string();
+    std::fs::write(
+        dir.join("bad.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00garbage",
+    )
+    .unwrap();
+    let e = checkpoint::load_weights(&mut other, &dir.join("bad.safetensors"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a readable safetensors file"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

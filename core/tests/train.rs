@@ -28,13 +28,21 @@ fn dataset(root: &Path, per_class: usize) {
             for i in 0..n {
                 let img = image::RgbImage::from_fn(64, 48, |_, _| {
                     let (a, b) = (rnd() / 2, rnd() / 4);
-                    if c == 0 { image::Rgb([128 + a, b, b]) } else { image::Rgb([b, b, 128 + a]) }
+                    if c == 0 {
+                        image::Rgb([128 + a, b, b])
+                    } else {
+                        image::Rgb([b, b, 128 + a])
+                    }
                 });
                 img.save(dir.join(format!("{i}.png"))).unwrap();
             }
         }
     }
-    std::fs::write(dir_file(root), r#"[{"index":0,"wnid":"n001","name":"red"},{"index":1,"wnid":"n002","name":"blue"}]"#).unwrap();
+    std::fs::write(
+        dir_file(root),
+        r#"[{"index":0,"wnid":"n001","name":"red"},{"index":1,"wnid":"n002","name":"blue"}]"#,
+    )
+    .unwrap();
     // An unreadable file is skipped, not fatal.
     std::fs::write(root.join("train/n001/broken.jpg"), b"not a jpeg").unwrap();
 }
@@ -88,14 +96,28 @@ fn loss_falls_snapshots_resume_and_determinism() {
     let m = ModelDir::open(&full).unwrap();
     let epochs: Vec<u32> = m.manifest.snapshots.iter().map(|s| s.epoch).collect();
     assert_eq!(epochs, vec![1, 2, 4]);
-    assert!(full.join("epoch-001.safetensors").exists() && full.join("epoch-004.safetensors").exists());
+    assert!(
+        full.join("epoch-001.safetensors").exists() && full.join("epoch-004.safetensors").exists()
+    );
     assert!(!full.join("epoch-003.safetensors").exists());
-    let loss = |e: u32| m.manifest.snapshots.iter().find(|s| s.epoch == e).unwrap().metrics.train_loss.unwrap();
+    let loss = |e: u32| {
+        m.manifest
+            .snapshots
+            .iter()
+            .find(|s| s.epoch == e)
+            .unwrap()
+            .metrics
+            .train_loss
+            .unwrap()
+    };
     assert!(loss(4) < loss(1), "loss falls: {} -> {}", loss(1), loss(4));
     assert!(m.manifest.snapshots[2].metrics.val_top1.unwrap() >= 0.5);
     assert_eq!(m.manifest.classes[1].name, "blue");
     assert_eq!(m.manifest.training.as_ref().unwrap()["epochs_done"], 4);
-    assert!(!full.join("last.safetensors").exists(), "the resume file is removed when done");
+    assert!(
+        !full.join("last.safetensors").exists(),
+        "the resume file is removed when done"
+    );
 
     // Same seed, same data, same device: same weights.
     let again = root.join("again");
@@ -114,7 +136,10 @@ fn loss_falls_snapshots_resume_and_determinism() {
     train::train(&c).unwrap();
     assert!(part.join("last.safetensors").exists() && part.join("train-state.json").exists());
     // A second run without --resume refuses to overwrite.
-    let e = train::train(&cfg(&data, &part, 4)).err().unwrap().to_string();
+    let e = train::train(&cfg(&data, &part, 4))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("--resume"), "{e}");
     let mut c = cfg(&data, &part, 4);
     c.resume = true;
@@ -122,7 +147,16 @@ fn loss_falls_snapshots_resume_and_determinism() {
     let m = ModelDir::open(&part).unwrap();
     let epochs: Vec<u32> = m.manifest.snapshots.iter().map(|s| s.epoch).collect();
     assert_eq!(epochs, vec![1, 2, 4]);
-    let w = |e: u32| m.manifest.snapshots.iter().find(|s| s.epoch == e).unwrap().metrics.wall_seconds.unwrap();
+    let w = |e: u32| {
+        m.manifest
+            .snapshots
+            .iter()
+            .find(|s| s.epoch == e)
+            .unwrap()
+            .metrics
+            .wall_seconds
+            .unwrap()
+    };
     assert!(w(4) > w(2), "wall time continues");
     // The first two epochs are the uninterrupted run's own.
     let a = read_sorted(full.join("epoch-002.safetensors"));
@@ -135,8 +169,14 @@ fn loss_falls_snapshots_resume_and_determinism() {
     assert!(r.top1 >= 0.5 && r.top5 == 1.0);
     // A corrupt snapshot fails with a clear message.
     std::fs::write(part.join("epoch-004.safetensors"), b"junk").unwrap();
-    let e = train::eval(&m, Some(4), &data, Device::Cpu).err().unwrap().to_string();
-    assert!(e.contains("epoch-004.safetensors") && e.contains("not a readable safetensors file"), "{e}");
+    let e = train::eval(&m, Some(4), &data, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("epoch-004.safetensors") && e.contains("not a readable safetensors file"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -43,21 +43,43 @@ pub fn bench(python: Option<&Path>, iters: usize, device: Device) -> Result<()> 
     let mut rust = vec![];
     for b in [1i64, 32] {
         let x = Tensor::randn([b, 3, 224, 224], (Kind::Float, device));
-        let ms = time_ms(if b == 1 { iters } else { iters.div_ceil(4).max(3) }, || {
-            let _ = net.trace(&x);
-        }) / b as f64;
+        let ms = time_ms(
+            if b == 1 {
+                iters
+            } else {
+                iters.div_ceil(4).max(3)
+            },
+            || {
+                let _ = net.trace(&x);
+            },
+        ) / b as f64;
         rust.push((b, ms));
     }
     let x = Tensor::randn([1, 3, 224, 224], (Kind::Float, device));
     let trace = net.trace(&x);
     let proj = |layer: usize| {
         time_ms(iters, || {
-            let _ = deconv::project(&net, &trace, &[ProjectRequest { layer, map: 0, keep: Keep::Strongest }]).unwrap();
+            let _ = deconv::project(
+                &net,
+                &trace,
+                &[ProjectRequest {
+                    layer,
+                    map: 0,
+                    keep: Keep::Strongest,
+                }],
+            )
+            .unwrap();
         })
     };
     let (p1, p5) = (proj(1), proj(5));
     let p9 = time_ms(iters, || {
-        let reqs: Vec<ProjectRequest> = (0..9).map(|m| ProjectRequest { layer: 5, map: m, keep: Keep::Strongest }).collect();
+        let reqs: Vec<ProjectRequest> = (0..9)
+            .map(|m| ProjectRequest {
+                layer: 5,
+                map: m,
+                keep: Keep::Strongest,
+            })
+            .collect();
         let _ = deconv::project(&net, &trace, &reqs).unwrap();
     });
     let py = match python {
@@ -65,11 +87,19 @@ pub fn bench(python: Option<&Path>, iters: usize, device: Device) -> Result<()> 
             let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/bench_torch.py");
             let out = std::process::Command::new(py)
                 .arg(&script)
-                .args([threads.to_string(), iters.to_string(), "1".into(), "32".into()])
+                .args([
+                    threads.to_string(),
+                    iters.to_string(),
+                    "1".into(),
+                    "32".into(),
+                ])
                 .output()
                 .context("running the PyTorch peer")?;
             if !out.status.success() {
-                bail!("PyTorch peer failed: {}", String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "PyTorch peer failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
             Some(v["forward_ms_per_image"].clone())
@@ -112,8 +142,16 @@ pub fn bench_http(models: &Path, model: &str, image: &Path, n: usize) -> Result<
     rt.spawn(async move { axum::serve(listener, app).await });
 
     let c = reqwest::blocking::Client::new();
-    let info: serde_json::Value = c.get(format!("{base}/api/models/{model}")).send()?.error_for_status()?.json()?;
-    let epoch = info["snapshots"].as_array().and_then(|s| s.last()).map(|s| s["epoch"].as_u64().unwrap_or(0)).context("model has no snapshots")?;
+    let info: serde_json::Value = c
+        .get(format!("{base}/api/models/{model}"))
+        .send()?
+        .error_for_status()?
+        .json()?;
+    let epoch = info["snapshots"]
+        .as_array()
+        .and_then(|s| s.last())
+        .map(|s| s["epoch"].as_u64().unwrap_or(0))
+        .context("model has no snapshots")?;
     let bytes = std::fs::read(image).with_context(|| format!("cannot read {}", image.display()))?;
     let decoded = image::load_from_memory(&bytes)?.to_rgb8();
 
@@ -127,12 +165,26 @@ pub fn bench_http(models: &Path, model: &str, image: &Path, n: usize) -> Result<
         img.write_to(&mut png, image::ImageFormat::Png)?;
         let png = png.into_inner();
         let t = Instant::now();
-        let v: serde_json::Value = c.post(format!("{base}/api/images")).body(png).send()?.error_for_status()?.json()?;
+        let v: serde_json::Value = c
+            .post(format!("{base}/api/images"))
+            .body(png)
+            .send()?
+            .error_for_status()?
+            .json()?;
         let id = v["id"].as_str().unwrap_or_default().to_string();
         let b = format!("{base}/api/models/{model}/snapshots/{epoch}/images/{id}");
-        c.get(format!("{b}/predictions")).send()?.error_for_status()?.bytes()?;
-        c.get(format!("{b}/layers/1/maps")).send()?.error_for_status()?.bytes()?;
-        c.get(format!("{b}/layers/1/maps.png")).send()?.error_for_status()?.bytes()?;
+        c.get(format!("{b}/predictions"))
+            .send()?
+            .error_for_status()?
+            .bytes()?;
+        c.get(format!("{b}/layers/1/maps"))
+            .send()?
+            .error_for_status()?
+            .bytes()?;
+        c.get(format!("{b}/layers/1/maps.png"))
+            .send()?
+            .error_for_status()?
+            .bytes()?;
         new_image.push(t.elapsed().as_secs_f64() * 1000.0);
         last_id = id;
     }
@@ -142,14 +194,27 @@ pub fn bench_http(models: &Path, model: &str, image: &Path, n: usize) -> Result<
     let mut clicks = vec![];
     'outer: for mode in ["strongest", "all"] {
         for l in &layers {
-            let (layer, maps) = (l["layer"].as_u64().unwrap_or(1), l["maps"].as_u64().unwrap_or(1));
+            let (layer, maps) = (
+                l["layer"].as_u64().unwrap_or(1),
+                l["maps"].as_u64().unwrap_or(1),
+            );
             for map in 0..maps {
                 if clicks.len() >= n {
                     break 'outer;
                 }
                 let t = Instant::now();
-                c.get(format!("{b}/layers/{layer}/maps/{map}/projection?mode={mode}")).send()?.error_for_status()?.bytes()?;
-                c.get(format!("{b}/layers/{layer}/maps/{map}/projection.png?mode={mode}")).send()?.error_for_status()?.bytes()?;
+                c.get(format!(
+                    "{b}/layers/{layer}/maps/{map}/projection?mode={mode}"
+                ))
+                .send()?
+                .error_for_status()?
+                .bytes()?;
+                c.get(format!(
+                    "{b}/layers/{layer}/maps/{map}/projection.png?mode={mode}"
+                ))
+                .send()?
+                .error_for_status()?
+                .bytes()?;
                 clicks.push(t.elapsed().as_secs_f64() * 1000.0);
             }
         }
@@ -159,15 +224,31 @@ pub fn bench_http(models: &Path, model: &str, image: &Path, n: usize) -> Result<
     for i in 0..n {
         let (x, y) = ((i * 7) % 177, (i * 13) % 177);
         let t = Instant::now();
-        c.get(format!("{b}/occlusion/live?x={x}&y={y}&size=48")).send()?.error_for_status()?.bytes()?;
+        c.get(format!("{b}/occlusion/live?x={x}&y={y}&size=48"))
+            .send()?
+            .error_for_status()?
+            .bytes()?;
         live.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let _ = std::fs::remove_dir_all(&data);
-    println!("HTTP on loopback, model {model} epoch {epoch}, image {}", image.display());
+    println!(
+        "HTTP on loopback, model {model} epoch {epoch}, image {}",
+        image.display()
+    );
     println!("| action | n | p50 | p99 |");
     println!("|---|---|---|---|");
-    println!("| click a map (projection JSON + PNG, forward cached) | {} | {:.1} ms | {:.1} ms |", clicks.len(), percentile(&clicks, 0.5), percentile(&clicks, 0.99));
+    println!(
+        "| click a map (projection JSON + PNG, forward cached) | {} | {:.1} ms | {:.1} ms |",
+        clicks.len(),
+        percentile(&clicks, 0.5),
+        percentile(&clicks, 0.99)
+    );
     println!("| live occluder, one position (top-5, class p, map activation) | {} | {:.1} ms | {:.1} ms |", live.len(), percentile(&live, 0.5), percentile(&live, 0.99));
-    println!("| new image (upload, forward, top-5, conv1 grid JSON + PNG) | {} | {:.1} ms | {:.1} ms |", new_image.len(), percentile(&new_image, 0.5), percentile(&new_image, 0.99));
+    println!(
+        "| new image (upload, forward, top-5, conv1 grid JSON + PNG) | {} | {:.1} ms | {:.1} ms |",
+        new_image.len(),
+        percentile(&new_image, 0.5),
+        percentile(&new_image, 0.99)
+    );
     Ok(())
 }

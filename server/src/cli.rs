@@ -13,7 +13,11 @@ use zfvis_core::train::{self, Schedule, TrainConfig};
 use zfvis_core::{correspondence, index, invariance, occlusion, parse_device, predict, preprocess};
 
 #[derive(Parser)]
-#[command(name = "zfvis", version, about = "See what a ZFNet sees (Zeiler & Fergus 2013)")]
+#[command(
+    name = "zfvis",
+    version,
+    about = "See what a ZFNet sees (Zeiler & Fergus 2013)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -272,8 +276,13 @@ struct TrainArgs {
 }
 
 fn git_rev() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn load_image(model: &ModelDir, path: &Path) -> Result<(image::RgbImage, Tensor)> {
@@ -293,25 +302,44 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("{}", json!({ "top": top }));
             } else {
                 for p in top {
-                    println!("{:6.2}%  {:>3}  {}  {}", p.prob * 100.0, p.index, p.id, p.name);
+                    println!(
+                        "{:6.2}%  {:>3}  {}  {}",
+                        p.prob * 100.0,
+                        p.index,
+                        p.id,
+                        p.name
+                    );
                 }
             }
         }
-        Cmd::Project { m, image, layer, map, all, out, out_raw, json } => {
+        Cmd::Project {
+            m,
+            image,
+            layer,
+            map,
+            all,
+            out,
+            out_raw,
+            json,
+        } => {
             let model = ModelDir::open(&m.model)?;
             let net = model.load(m.snapshot, parse_device(&m.device)?)?;
             deconv::check_layer_map(&net, layer, map)?;
             let (_, x) = load_image(&model, &image)?;
             let trace = net.trace(&x.unsqueeze(0));
             let keep = if all { Keep::All } else { Keep::Strongest };
-            let p = deconv::project(&net, &trace, &[ProjectRequest { layer, map, keep }])?.remove(0);
+            let p =
+                deconv::project(&net, &trace, &[ProjectRequest { layer, map, keep }])?.remove(0);
             let (w, h, rgb) = deconv::to_rgb8(&p.pixels);
             image::RgbImage::from_raw(w, h, rgb)
                 .context("projection image")?
                 .save(&out)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             if let Some(raw) = &out_raw {
-                p.pixels.to_kind(Kind::Float).to_device(tch::Device::Cpu).write_npy(raw)
+                p.pixels
+                    .to_kind(Kind::Float)
+                    .to_device(tch::Device::Cpu)
+                    .write_npy(raw)
                     .with_context(|| format!("cannot write {}", raw.display()))?;
             }
             if json {
@@ -322,10 +350,27 @@ pub fn run(cli: Cli) -> Result<()> {
                            "field": {"y0": p.field.0, "x0": p.field.1, "y1": p.field.2, "x1": p.field.3}})
                 );
             } else {
-                println!("layer {layer} map {map}: activation {:.4} at (y {}, x {}); wrote {}", p.value, p.y, p.x, out.display());
+                println!(
+                    "layer {layer} map {map}: activation {:.4} at (y {}, x {}); wrote {}",
+                    p.value,
+                    p.y,
+                    p.x,
+                    out.display()
+                );
             }
         }
-        Cmd::Occlude { m, image, size, stride, class, json, out_dir, method, batch, repeat } => {
+        Cmd::Occlude {
+            m,
+            image,
+            size,
+            stride,
+            class,
+            json,
+            out_dir,
+            method,
+            batch,
+            repeat,
+        } => {
             let model = ModelDir::open(&m.model)?;
             let net = model.load(m.snapshot, parse_device(&m.device)?)?;
             let (crop, x) = load_image(&model, &image)?;
@@ -335,7 +380,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 "naive" => occlusion::Method::Naive,
                 s => bail!("unknown --method {s:?}: expected incremental, batched or naive"),
             };
-            let req = occlusion::OcclusionRequest { size, stride, class, batch, method };
+            let req = occlusion::OcclusionRequest {
+                size,
+                stride,
+                class,
+                batch,
+                method,
+            };
             let r = occlusion::occlude(&net, &x, &req)?;
             if repeat > 0 {
                 let mut times: Vec<f64> = (0..repeat)
@@ -349,10 +400,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 eprintln!("occlusion_seconds {:.4}", times[times.len() / 2]);
             }
             if let Some(dir) = &out_dir {
-                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
                 for (name, img) in occlusion::heatmaps(&crop, &r) {
                     let p = dir.join(format!("{name}.png"));
-                    img.save(&p).with_context(|| format!("cannot write {}", p.display()))?;
+                    img.save(&p)
+                        .with_context(|| format!("cannot write {}", p.display()))?;
                 }
             }
             if json {
@@ -371,76 +424,155 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Cmd::Invariance { m, image, steps, class, json, csv } => {
+        Cmd::Invariance {
+            m,
+            image,
+            steps,
+            class,
+            json,
+            csv,
+        } => {
             let model = ModelDir::open(&m.model)?;
             let net = model.load(m.snapshot, parse_device(&m.device)?)?;
             let (_, x) = load_image(&model, &image)?;
-            let r = invariance::invariance(&net, &x, &invariance::InvarianceRequest { steps, class })?;
+            let r =
+                invariance::invariance(&net, &x, &invariance::InvarianceRequest { steps, class })?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else if csv {
                 print!("{}", r.to_csv());
             } else {
-                println!("class {} ({})", r.class, model.manifest.classes[r.class as usize].name);
-                for (name, c) in [("translate", &r.translate), ("scale", &r.scale), ("rotate", &r.rotate)] {
-                    println!("{name:>9} {:>9} {:>11} {:>11} {:>7}", "value", "dist L1", "dist L7", "p");
+                println!(
+                    "class {} ({})",
+                    r.class, model.manifest.classes[r.class as usize].name
+                );
+                for (name, c) in [
+                    ("translate", &r.translate),
+                    ("scale", &r.scale),
+                    ("rotate", &r.rotate),
+                ] {
+                    println!(
+                        "{name:>9} {:>9} {:>11} {:>11} {:>7}",
+                        "value", "dist L1", "dist L7", "p"
+                    );
                     for i in 0..c.values.len() {
-                        println!("{:>9} {:>9.2} {:>11.3} {:>11.3} {:>7.3}", "", c.values[i], c.dist_layer1[i], c.dist_layer7[i], c.prob[i]);
+                        println!(
+                            "{:>9} {:>9.2} {:>11.3} {:>11.3} {:>7.3}",
+                            "", c.values[i], c.dist_layer1[i], c.dist_layer7[i], c.prob[i]
+                        );
                     }
                 }
             }
         }
-        Cmd::Correspondence { m, landmarks, size, seed, json } => {
+        Cmd::Correspondence {
+            m,
+            landmarks,
+            size,
+            seed,
+            json,
+        } => {
             let model = ModelDir::open(&m.model)?;
             let net = model.load(m.snapshot, parse_device(&m.device)?)?;
             let man = &model.manifest;
             let s = man.input_size as u32;
             let mut images = vec![];
             for (path, parts) in correspondence::read_landmarks(&landmarks)? {
-                let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                let img = preprocess::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let img = preprocess::decode(&bytes)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 let crop = preprocess::model_crop(&img, s);
-                let parts = parts.into_iter().map(|(k, p)| (k, preprocess::map_point(img.dimensions(), s, p))).collect();
-                let label = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-                images.push(correspondence::CorrImage { label, input: preprocess::to_tensor(&crop, &man.mean, &man.std), parts });
+                let parts = parts
+                    .into_iter()
+                    .map(|(k, p)| (k, preprocess::map_point(img.dimensions(), s, p)))
+                    .collect();
+                let label = path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                images.push(correspondence::CorrImage {
+                    label,
+                    input: preprocess::to_tensor(&crop, &man.mean, &man.std),
+                    parts,
+                });
             }
-            let r = correspondence::correspondence(&net, &images, &correspondence::CorrespondenceRequest { size, seed })?;
+            let r = correspondence::correspondence(
+                &net,
+                &images,
+                &correspondence::CorrespondenceRequest { size, seed },
+            )?;
             if json {
-                println!("{}", json!({"parts": r.parts, "size": r.size, "seed": r.seed, "pairs": r.pairs, "images": r.images}));
+                println!(
+                    "{}",
+                    json!({"parts": r.parts, "size": r.size, "seed": r.seed, "pairs": r.pairs, "images": r.images})
+                );
             } else {
-                println!("{} images, {} pairs, {size} px squares, seed {seed}", images.len(), r.pairs);
-                println!("{:<12} {:>16} {:>16} {:>8} {:>8}", "part", "layer 5", "layer 7", "paper 5", "paper 7");
+                println!(
+                    "{} images, {} pairs, {size} px squares, seed {seed}",
+                    images.len(),
+                    r.pairs
+                );
+                println!(
+                    "{:<12} {:>16} {:>16} {:>8} {:>8}",
+                    "part", "layer 5", "layer 7", "paper 5", "paper 7"
+                );
                 for (p, v) in &r.parts {
                     let paper = correspondence::PAPER.iter().find(|q| q.0 == p);
-                    let f = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+                    let f =
+                        |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
                     println!(
                         "{p:<12} {:>7.3} ± {:<6.3} {:>7.3} ± {:<6.3} {:>8} {:>8}",
-                        v.layer5.mean, v.layer5.std, v.layer7.mean, v.layer7.std, f(paper.map(|q| q.1)), f(paper.map(|q| q.2))
+                        v.layer5.mean,
+                        v.layer5.std,
+                        v.layer7.mean,
+                        v.layer7.std,
+                        f(paper.map(|q| q.1)),
+                        f(paper.map(|q| q.2))
                     );
                 }
             }
         }
-        Cmd::Index { model, snapshot, dataset, batch, device } => {
+        Cmd::Index {
+            model,
+            snapshot,
+            dataset,
+            batch,
+            device,
+        } => {
             let model = ModelDir::open(&model)?;
             let device = parse_device(&device)?;
             let epochs: Vec<u32> = match snapshot.as_deref() {
                 Some("all") => model.manifest.snapshots.iter().map(|s| s.epoch).collect(),
-                Some(e) => vec![e.parse().map_err(|_| anyhow::anyhow!("--snapshot must be an epoch or \"all\", got {e:?}"))?],
-                None => vec![model.manifest.last_epoch().context("model has no snapshots")?],
+                Some(e) => vec![e.parse().map_err(|_| {
+                    anyhow::anyhow!("--snapshot must be an epoch or \"all\", got {e:?}")
+                })?],
+                None => vec![model
+                    .manifest
+                    .last_epoch()
+                    .context("model has no snapshots")?],
             };
             for epoch in epochs {
                 let net = model.load(Some(epoch), device)?;
                 let pb = indicatif::ProgressBar::new(0);
                 pb.set_style(
-                    indicatif::ProgressStyle::with_template("epoch {prefix} {bar:40} {pos}/{len} {per_sec} ETA {eta}")
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    indicatif::ProgressStyle::with_template(
+                        "epoch {prefix} {bar:40} {pos}/{len} {per_sec} ETA {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                 );
                 pb.set_prefix(epoch.to_string());
                 let t = std::time::Instant::now();
-                let (idx, n) = index::build(&net, &model, epoch, &dataset, batch.max(1), &|done, total| {
-                    pb.set_length(total as u64);
-                    pb.set_position(done as u64);
-                })?;
+                let (idx, n) = index::build(
+                    &net,
+                    &model,
+                    epoch,
+                    &dataset,
+                    batch.max(1),
+                    &|done, total| {
+                        pb.set_length(total as u64);
+                        pb.set_position(done as u64);
+                    },
+                )?;
                 pb.finish_and_clear();
                 let secs = t.elapsed().as_secs_f64();
                 // The peer: raw batched forward passes of the same network.
@@ -462,7 +594,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Cmd::Top9 { m, dataset, layer, map, json } => {
+        Cmd::Top9 {
+            m,
+            dataset,
+            layer,
+            map,
+            json,
+        } => {
             let model = ModelDir::open(&m.model)?;
             let epoch = model.manifest.snapshot(m.snapshot)?.epoch;
             let path = index::index_path(&model, &dataset, epoch)?;
@@ -470,7 +608,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 Ok(i) => i,
                 Err(_) => {
                     let net = model.load(Some(epoch), parse_device(&m.device)?)?;
-                    eprintln!("building the index of {} for epoch {epoch}", dataset.display());
+                    eprintln!(
+                        "building the index of {} for epoch {epoch}",
+                        dataset.display()
+                    );
                     index::build(&net, &model, epoch, &dataset, 32, &|_, _| {})?.0
                 }
             };
@@ -489,7 +630,10 @@ pub fn run(cli: Cli) -> Result<()> {
                     bail!("--threads must be at least 1");
                 }
                 tch::set_num_threads(t);
-                rayon::ThreadPoolBuilder::new().num_threads(t as usize).build_global().ok();
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(t as usize)
+                    .build_global()
+                    .ok();
             }
             let schedule = match a.schedule.as_str() {
                 "paper" => Schedule::Paper,
@@ -531,15 +675,39 @@ pub fn run(cli: Cli) -> Result<()> {
                 r.final_epoch, r.metrics.val_top1, r.metrics.val_top5, r.skipped
             );
         }
-        Cmd::Bench { python, iters, device } => crate::bench::bench(Some(&python), iters.max(3), parse_device(&device)?)?,
-        Cmd::BenchHttp { models, model, image, n } => crate::bench::bench_http(&models, &model, &image, n.max(1))?,
-        Cmd::Serve { addr, models, data, static_dir, device, queue, dataset } => {
+        Cmd::Bench {
+            python,
+            iters,
+            device,
+        } => crate::bench::bench(Some(&python), iters.max(3), parse_device(&device)?)?,
+        Cmd::BenchHttp {
+            models,
+            model,
+            image,
+            n,
+        } => crate::bench::bench_http(&models, &model, &image, n.max(1))?,
+        Cmd::Serve {
+            addr,
+            models,
+            data,
+            static_dir,
+            device,
+            queue,
+            dataset,
+        } => {
             if let Some(d) = &dataset {
                 if !d.is_dir() {
                     bail!("--dataset {}: not a folder", d.display());
                 }
             }
-            let cfg = crate::http::Config { models, data, static_dir, device: parse_device(&device)?, queue: queue.max(1), dataset };
+            let cfg = crate::http::Config {
+                models,
+                data,
+                static_dir,
+                device: parse_device(&device)?,
+                queue: queue.max(1),
+                dataset,
+            };
             serve(&addr, cfg)?;
         }
         Cmd::Eval { m, data, json } => {
@@ -551,7 +719,10 @@ pub fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", json!({"top1": r.top1, "top5": r.top5, "n": r.n}));
             } else {
-                println!("top-1 {:.4}  top-5 {:.4}  over {} images ({} unreadable)", r.top1, r.top5, r.n, r.skipped);
+                println!(
+                    "top-1 {:.4}  top-5 {:.4}  over {} images ({} unreadable)",
+                    r.top1, r.top5, r.n, r.skipped
+                );
             }
         }
     }
@@ -560,14 +731,22 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn serve(addr: &str, cfg: crate::http::Config) -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=info".into()),
+        )
         .init();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let n = zfvis_core::engine::list_models(&cfg.models).len();
         let app = crate::http::app(cfg)?;
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        eprintln!("zfvis: {n} model(s); serving on http://{}", listener.local_addr()?);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        eprintln!(
+            "zfvis: {n} model(s); serving on http://{}",
+            listener.local_addr()?
+        );
         axum::serve(listener, app).await?;
         Ok(())
     })

@@ -47,29 +47,65 @@ impl Indexer {
                     let set = |s: Status| {
                         st.lock().unwrap().insert(key.clone(), s);
                     };
-                    set(Status { state: State::Building, done: 0, total: 0, error: None });
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> anyhow::Result<()> {
-                        let model = engine::open_model(&m, &key.0).map_err(|e| anyhow::anyhow!("{e}"))?;
-                        let net = model.load(Some(key.1), device)?;
-                        index::build(&net, &model, key.1, &d, 32, &|done, total| {
-                            set(Status { state: State::Building, done, total, error: None });
-                        })?;
-                        Ok(())
-                    }));
+                    set(Status {
+                        state: State::Building,
+                        done: 0,
+                        total: 0,
+                        error: None,
+                    });
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                        || -> anyhow::Result<()> {
+                            let model = engine::open_model(&m, &key.0)
+                                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                            let net = model.load(Some(key.1), device)?;
+                            index::build(&net, &model, key.1, &d, 32, &|done, total| {
+                                set(Status {
+                                    state: State::Building,
+                                    done,
+                                    total,
+                                    error: None,
+                                });
+                            })?;
+                            Ok(())
+                        },
+                    ));
                     match r {
                         Ok(Ok(())) => {
                             let mut g = st.lock().unwrap();
                             let s = g.get(&key).cloned();
                             let total = s.map(|s| s.total).unwrap_or(0);
-                            g.insert(key.clone(), Status { state: State::Ready, done: total, total, error: None });
+                            g.insert(
+                                key.clone(),
+                                Status {
+                                    state: State::Ready,
+                                    done: total,
+                                    total,
+                                    error: None,
+                                },
+                            );
                         }
-                        Ok(Err(e)) => set(Status { state: State::Failed, done: 0, total: 0, error: Some(format!("{e:#}")) }),
-                        Err(_) => set(Status { state: State::Failed, done: 0, total: 0, error: Some("indexing failed".into()) }),
+                        Ok(Err(e)) => set(Status {
+                            state: State::Failed,
+                            done: 0,
+                            total: 0,
+                            error: Some(format!("{e:#}")),
+                        }),
+                        Err(_) => set(Status {
+                            state: State::Failed,
+                            done: 0,
+                            total: 0,
+                            error: Some("indexing failed".into()),
+                        }),
                     }
                 }
             })
             .expect("spawn indexer");
-        Indexer { dataset, models, status, tx }
+        Indexer {
+            dataset,
+            models,
+            status,
+            tx,
+        }
     }
 
     /// The index status of a snapshot; queues a build on first use.
@@ -84,10 +120,20 @@ impl Indexer {
             .and_then(|m| index::index_path(&m, &self.dataset, epoch).ok())
             .is_some_and(|p| p.exists());
         let s = if built {
-            Status { state: State::Ready, done: 0, total: 0, error: None }
+            Status {
+                state: State::Ready,
+                done: 0,
+                total: 0,
+                error: None,
+            }
         } else {
             let _ = self.tx.send(key.clone());
-            Status { state: State::Queued, done: 0, total: 0, error: None }
+            Status {
+                state: State::Queued,
+                done: 0,
+                total: 0,
+                error: None,
+            }
         };
         g.insert(key, s.clone());
         s

@@ -49,6 +49,7 @@ impl Worker {
             mpsc::TrySendError::Full(_) => ApiError::busy(),
             mpsc::TrySendError::Disconnected(_) => ApiError::internal("compute worker stopped"),
         })?;
-        rx.await.map_err(|_| ApiError::internal("compute worker stopped"))?
+        rx.await
+            .map_err(|_| ApiError::internal("compute worker stopped"))?
     }
 }

@@ -24,7 +24,11 @@ pub fn shared(rel: &str) -> Option<PathBuf> {
 }
 
 pub fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("zfvis-{tag}-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let d = std::env::temp_dir().join(format!(
+        "zfvis-{tag}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -34,14 +38,22 @@ pub fn tempdir(tag: &str) -> PathBuf {
 pub fn random_model(dir: &Path, arch: Arch) -> PathBuf {
     let mut spec = NetSpec::new(arch, 0.1, 4);
     spec.fc_width = 0.02;
-    let classes = (0..4).map(|i| ClassInfo { index: i, id: format!("c{i}"), name: format!("class {i}") }).collect();
+    let classes = (0..4)
+        .map(|i| ClassInfo {
+            index: i,
+            id: format!("c{i}"),
+            name: format!("class {i}"),
+        })
+        .collect();
     checkpoint::create_random(dir, &spec, classes, &[1, 3], 7).unwrap();
     dir.to_path_buf()
 }
 
 /// A 300x200 test image with some structure, as PNG bytes.
 pub fn test_png() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(300, 200, |x, y| image::Rgb([(x % 256) as u8, (y * 3 % 256) as u8, ((x * y) % 251) as u8]));
+    let img = image::RgbImage::from_fn(300, 200, |x, y| {
+        image::Rgb([(x % 256) as u8, (y * 3 % 256) as u8, ((x * y) % 251) as u8])
+    });
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
@@ -63,7 +75,14 @@ impl Drop for Server {
 pub fn serve(models: &Path, data: &Path, extra: &[&str]) -> Server {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zfvis"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--device", "cpu", "--models"])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--device",
+            "cpu",
+            "--models",
+        ])
         .arg(models)
         .arg("--data")
         .arg(data)

@@ -15,14 +15,21 @@ type Params = Path<HashMap<String, String>>;
 type Q = Query<HashMap<String, String>>;
 
 fn indexer(st: &AppState) -> Result<&Indexer, ApiError> {
-    st.indexer.as_ref().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no dataset: start the server with --dataset DIR"))
+    st.indexer.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no dataset: start the server with --dataset DIR",
+        )
+    })
 }
 
 fn model_epoch(st: &AppState, p: &HashMap<String, String>) -> Result<(String, u32), ApiError> {
     let model = param(p, "model").to_string();
     let m = engine::open_model(&st.models, &model)?;
     let epoch: u32 = number(p, "epoch")?;
-    m.manifest.snapshot(Some(epoch)).map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))?;
+    m.manifest
+        .snapshot(Some(epoch))
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))?;
     Ok((model, epoch))
 }
 
@@ -43,7 +50,10 @@ fn ready(ix: &Indexer, model: &str, epoch: u32) -> Result<(), Response> {
     }
 }
 
-async fn top9(st: &AppState, p: &HashMap<String, String>) -> Result<Result<std::sync::Arc<super::Outputs>, Response>, ApiError> {
+async fn top9(
+    st: &AppState,
+    p: &HashMap<String, String>,
+) -> Result<Result<std::sync::Arc<super::Outputs>, Response>, ApiError> {
     let ix = indexer(st)?;
     let (model, epoch) = model_epoch(st, p)?;
     let layer: usize = number(p, "layer")?;
@@ -56,14 +66,21 @@ async fn top9(st: &AppState, p: &HashMap<String, String>) -> Result<Result<std::
     let o = cached(st, key, move |e| {
         let mut r = e.dataset_top9(&model, epoch, &dataset, layer, map)?;
         let png = std::mem::take(&mut r.sprite_png);
-        Ok((serde_json::to_value(&r).map_err(|e| engine::Error::Internal(e.into()))?, Some(png)))
+        Ok((
+            serde_json::to_value(&r).map_err(|e| engine::Error::Internal(e.into()))?,
+            Some(png),
+        ))
     })
     .await?;
     Ok(Ok(o))
 }
 
 /// Fig. 2 for one map: `{layer, map, epoch, tile, items: [{image, y, x, value, field}]}`.
-pub async fn top9_json(State(st): State<AppState>, Path(p): Params, h: HeaderMap) -> Result<Response, ApiError> {
+pub async fn top9_json(
+    State(st): State<AppState>,
+    Path(p): Params,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
     Ok(match top9(&st, &p).await? {
         Ok(o) => o.json.respond(&h),
         Err(r) => r,
@@ -71,7 +88,11 @@ pub async fn top9_json(State(st): State<AppState>, Path(p): Params, h: HeaderMap
 }
 
 /// 9 projections (top row) beside their image patches (bottom row).
-pub async fn top9_png(State(st): State<AppState>, Path(p): Params, h: HeaderMap) -> Result<Response, ApiError> {
+pub async fn top9_png(
+    State(st): State<AppState>,
+    Path(p): Params,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
     Ok(match top9(&st, &p).await? {
         Ok(o) => png_of(&o, &h)?,
         Err(r) => r,
@@ -84,7 +105,10 @@ fn parse_maps(q: &HashMap<String, String>) -> Result<Vec<i64>, ApiError> {
     for part in s.split(',').filter(|p| !p.is_empty()) {
         let bad = || ApiError::bad(format!("maps must look like 0-7,12,20 (got {s:?})"));
         if let Some((a, b)) = part.split_once('-') {
-            let (a, b): (i64, i64) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+            let (a, b): (i64, i64) = (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            );
             if b < a || b - a > 64 {
                 return Err(bad());
             }
@@ -96,15 +120,24 @@ fn parse_maps(q: &HashMap<String, String>) -> Result<Vec<i64>, ApiError> {
     Ok(out)
 }
 
-async fn timeline(st: &AppState, p: &HashMap<String, String>, q: &HashMap<String, String>) -> Result<Result<std::sync::Arc<super::Outputs>, Response>, ApiError> {
+async fn timeline(
+    st: &AppState,
+    p: &HashMap<String, String>,
+    q: &HashMap<String, String>,
+) -> Result<Result<std::sync::Arc<super::Outputs>, Response>, ApiError> {
     let ix = indexer(st)?;
     let model = param(p, "model").to_string();
     let m = engine::open_model(&st.models, &model)?;
     let layer = need(q, "layer", Some(1))? as usize;
     let maps = parse_maps(q)?;
-    let kind = q.get("kind").cloned().unwrap_or_else(|| "projections".into());
+    let kind = q
+        .get("kind")
+        .cloned()
+        .unwrap_or_else(|| "projections".into());
     if kind != "projections" && kind != "patches" {
-        return Err(ApiError::bad(format!("kind must be projections or patches, got {kind:?}")));
+        return Err(ApiError::bad(format!(
+            "kind must be projections or patches, got {kind:?}"
+        )));
     }
     // Every column's index must be built (or have failed: its column shows the error).
     let (mut done, mut total, mut waiting) = (0, 0, false);
@@ -122,15 +155,27 @@ async fn timeline(st: &AppState, p: &HashMap<String, String>, q: &HashMap<String
     let key = format!("timeline/{model}/{layer}/{maps:?}/{kind}");
     let o = cached(st, key, move |e| {
         let mut r = e.timeline(&model, &dataset, layer, &maps)?;
-        let png = if kind == "patches" { std::mem::take(&mut r.patches_png) } else { std::mem::take(&mut r.projections_png) };
-        Ok((serde_json::to_value(&r).map_err(|e| engine::Error::Internal(e.into()))?, Some(png)))
+        let png = if kind == "patches" {
+            std::mem::take(&mut r.patches_png)
+        } else {
+            std::mem::take(&mut r.projections_png)
+        };
+        Ok((
+            serde_json::to_value(&r).map_err(|e| engine::Error::Internal(e.into()))?,
+            Some(png),
+        ))
     })
     .await?;
     Ok(Ok(o))
 }
 
 /// Fig. 4: `?layer=L&maps=0-7` -> `{layer, maps, epochs, tile, errors, cells}`.
-pub async fn timeline_json(State(st): State<AppState>, Path(p): Params, Query(q): Q, h: HeaderMap) -> Result<Response, ApiError> {
+pub async fn timeline_json(
+    State(st): State<AppState>,
+    Path(p): Params,
+    Query(q): Q,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
     Ok(match timeline(&st, &p, &q).await? {
         Ok(o) => o.json.respond(&h),
         Err(r) => r,
@@ -138,7 +183,12 @@ pub async fn timeline_json(State(st): State<AppState>, Path(p): Params, Query(q)
 }
 
 /// `?…&kind=projections|patches`: the grid as one image, `tile` px cells.
-pub async fn timeline_png(State(st): State<AppState>, Path(p): Params, Query(q): Q, h: HeaderMap) -> Result<Response, ApiError> {
+pub async fn timeline_png(
+    State(st): State<AppState>,
+    Path(p): Params,
+    Query(q): Q,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
     Ok(match timeline(&st, &p, &q).await? {
         Ok(o) => png_of(&o, &h)?,
         Err(r) => r,
@@ -147,15 +197,26 @@ pub async fn timeline_png(State(st): State<AppState>, Path(p): Params, Query(q):
 
 /// `POST /api/dataset/images` `{"image": "relative/path.jpg"}`: store a dataset
 /// image as an upload, to open it in the image view.
-pub async fn import(State(st): State<AppState>, Json(body): Json<serde_json::Value>) -> Result<Response, ApiError> {
+pub async fn import(
+    State(st): State<AppState>,
+    Json(body): Json<serde_json::Value>,
+) -> Result<Response, ApiError> {
     let ix = indexer(&st)?;
     let rel = body["image"].as_str().unwrap_or_default().to_string();
-    let path = zfvis_core::index::resolve(&ix.dataset, &rel).map_err(|e| ApiError::bad(e.to_string()))?;
+    let path =
+        zfvis_core::index::resolve(&ix.dataset, &rel).map_err(|e| ApiError::bad(e.to_string()))?;
     let store = st.store.clone();
-    let r = tokio::task::spawn_blocking(move || -> Result<zfvis_core::store::StoredImage, ApiError> {
-        let bytes = std::fs::read(&path).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no image {rel:?} in the dataset")))?;
-        store.put(&bytes).map_err(|e| ApiError::bad(e.to_string()))
-    })
+    let r = tokio::task::spawn_blocking(
+        move || -> Result<zfvis_core::store::StoredImage, ApiError> {
+            let bytes = std::fs::read(&path).map_err(|_| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no image {rel:?} in the dataset"),
+                )
+            })?;
+            store.put(&bytes).map_err(|e| ApiError::bad(e.to_string()))
+        },
+    )
     .await
     .map_err(|_| ApiError::internal("import failed"))??;
     Ok((StatusCode::CREATED, Json(r)).into_response())

@@ -8,7 +8,13 @@ use axum::Json;
 use zfvis_core::preprocess::ImageError;
 
 fn too_large() -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the upload is larger than {} MB", MAX_UPLOAD / (1024 * 1024)))
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the upload is larger than {} MB",
+            MAX_UPLOAD / (1024 * 1024)
+        ),
+    )
 }
 
 /// Bodies above this are cut off without reading them to the end.
@@ -40,7 +46,11 @@ async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes,
 
 /// `POST /api/images`: multipart field `image`, or the raw bytes as the body.
 pub async fn upload(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_DRAIN as u64) {
         return Err(too_large());
     }
@@ -54,7 +64,9 @@ pub async fn upload(State(st): State<AppState>, req: Request) -> Result<Response
     let body = read_body(body, MAX_UPLOAD + slack).await?;
     let bytes = if is_multipart {
         let req = Request::from_parts(parts, axum::body::Body::from(body));
-        let mut mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::bad(e.body_text()))?;
+        let mut mp = Multipart::from_request(req, &())
+            .await
+            .map_err(|e| ApiError::bad(e.body_text()))?;
         let mut found = None;
         loop {
             match mp.next_field().await {
@@ -89,33 +101,56 @@ pub async fn upload(State(st): State<AppState>, req: Request) -> Result<Response
 }
 
 /// `GET /api/images/{id}`: the stored bytes.
-pub async fn original(State(st): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> Result<Response, ApiError> {
+pub async fn original(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
     if !zfvis_core::store::valid_id(&id) {
-        return Err(ApiError::bad(format!("malformed image id {id:?}: expected 64 hex digits")));
+        return Err(ApiError::bad(format!(
+            "malformed image id {id:?}: expected 64 hex digits"
+        )));
     }
     let store = st.store.clone();
     let bytes = tokio::task::spawn_blocking(move || store.get(&id))
         .await
         .map_err(|_| ApiError::internal("reading the image failed"))?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown image"))?;
-    let ct = image::guess_format(&bytes).map(|f| f.to_mime_type()).unwrap_or("application/octet-stream");
-    let etag = format!("\"{}\"", zfvis_core::store::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)[..16]));
-    let cached = super::Cached { body: bytes.into(), content_type: ct, etag };
+    let ct = image::guess_format(&bytes)
+        .map(|f| f.to_mime_type())
+        .unwrap_or("application/octet-stream");
+    let etag = format!(
+        "\"{}\"",
+        zfvis_core::store::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)[..16])
+    );
+    let cached = super::Cached {
+        body: bytes.into(),
+        content_type: ct,
+        etag,
+    };
     Ok(cached.respond(&h))
 }
 
 /// `GET /api/images`: recently uploaded images, newest first.
 pub async fn recent(State(st): State<AppState>) -> Response {
     let store = st.store.clone();
-    let ids = tokio::task::spawn_blocking(move || store.recent(12)).await.unwrap_or_default();
+    let ids = tokio::task::spawn_blocking(move || store.recent(12))
+        .await
+        .unwrap_or_default();
     Json(serde_json::json!({ "images": ids })).into_response()
 }
 
 /// `POST /api/sets`: store a correspondence set `{"images": [{"id", "parts": {"name": [x, y]}}]}`
 /// (points in original image pixels); answers `{"id": …}`.
-pub async fn put_set(State(st): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
-    let set: zfvis_core::store::CorrSet =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("a set is {{\"images\": [{{\"id\", \"parts\": {{name: [x, y]}}}}]}}: {e}")))?;
+pub async fn put_set(
+    State(st): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let set: zfvis_core::store::CorrSet = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad(format!(
+            "a set is {{\"images\": [{{\"id\", \"parts\": {{name: [x, y]}}}}]}}: {e}"
+        ))
+    })?;
     let store = st.store.clone();
     let id = tokio::task::spawn_blocking(move || store.put_set(&set))
         .await
@@ -125,11 +160,19 @@ pub async fn put_set(State(st): State<AppState>, body: axum::body::Bytes) -> Res
 }
 
 /// `GET /api/sets/{id}`.
-pub async fn get_set(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn get_set(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     if !zfvis_core::store::valid_id(&id) {
-        return Err(ApiError::bad(format!("malformed set id {id:?}: expected 64 hex digits")));
+        return Err(ApiError::bad(format!(
+            "malformed set id {id:?}: expected 64 hex digits"
+        )));
     }
     let store = st.store.clone();
-    let set = tokio::task::spawn_blocking(move || store.get_set(&id)).await.map_err(|_| ApiError::internal("reading the set failed"))?;
-    set.map(|s| Json(s).into_response()).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown set"))
+    let set = tokio::task::spawn_blocking(move || store.get_set(&id))
+        .await
+        .map_err(|_| ApiError::internal("reading the set failed"))?;
+    set.map(|s| Json(s).into_response())
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown set"))
 }

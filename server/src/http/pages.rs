@@ -25,20 +25,34 @@ struct ErrorPage {
 
 pub async fn index(State(st): State<AppState>) -> Response {
     let dir = st.models.clone();
-    let models = tokio::task::spawn_blocking(move || engine::list_models(&dir)).await.unwrap_or_default();
+    let models = tokio::task::spawn_blocking(move || engine::list_models(&dir))
+        .await
+        .unwrap_or_default();
     // Escape "</" so the JSON cannot close the script element.
-    let json = serde_json::to_string(&models).unwrap_or_else(|_| "[]".into()).replace("</", "<\\/");
-    render(Index { models_json: json, has_models: !models.is_empty() })
+    let json = serde_json::to_string(&models)
+        .unwrap_or_else(|_| "[]".into())
+        .replace("</", "<\\/");
+    render(Index {
+        models_json: json,
+        has_models: !models.is_empty(),
+    })
 }
 
 pub async fn not_found() -> Response {
-    let page = ErrorPage { status: 404, message: "There is no page here.".into() };
+    let page = ErrorPage {
+        status: 404,
+        message: "There is no page here.".into(),
+    };
     (StatusCode::NOT_FOUND, render(page)).into_response()
 }
 
 fn render(t: impl Template) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("template error: {e}")).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("template error: {e}"),
+        )
+            .into_response(),
     }
 }
