@@ -40,7 +40,6 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
 
 #[derive(Deserialize)]
 struct ClassJson {
-    index: usize,
     wnid: String,
     name: String,
 }
@@ -69,7 +68,6 @@ pub fn classes(root: &Path) -> Result<Vec<ClassInfo>> {
         }
         Err(_) => vec![],
     };
-    let _ = names.iter().map(|c| c.index).count();
     Ok(ids
         .into_iter()
         .enumerate()

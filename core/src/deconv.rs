@@ -187,6 +187,12 @@ pub fn top_maps(trace: &Trace, layer: usize, n: usize) -> Vec<(i64, f64)> {
     i.into_iter().zip(v.into_iter().map(|x| x as f64)).collect()
 }
 
+/// [`to_rgb8`] as an image.
+pub fn to_image(pixels: &Tensor) -> image::RgbImage {
+    let (w, h, rgb) = to_rgb8(pixels);
+    image::RgbImage::from_raw(w, h, rgb).expect("buffer matches its size")
+}
+
 /// Contrast stretch for people: centre at 0 -> mid grey, scale so the largest
 /// absolute value reaches black or white (symmetric, so the sign is visible).
 /// Returns [H, W, 3] u8 data.

@@ -246,13 +246,12 @@ impl Engine {
         Ok(predict::top_k(&m.manifest, &t.trace, 0, 5))
     }
 
-    fn check_layer(net: &Net, layer: usize) -> Result<()> {
+    fn check_layer(layer: usize) -> Result<()> {
         if !(1..=5).contains(&layer) {
             return Err(bad(format!(
                 "layer {layer} is out of range: expected 1..=5"
             )));
         }
-        let _ = net;
         Ok(())
     }
 
@@ -263,8 +262,7 @@ impl Engine {
         image: &str,
         layer: usize,
     ) -> Result<MapsResult> {
-        let net = self.net(model, epoch)?;
-        Self::check_layer(&net, layer)?;
+        Self::check_layer(layer)?;
         let (_, t) = self.traced(model, epoch, image)?;
         let maps = t.trace.maps[layer - 1].get(0).to_device(Device::Cpu);
         let (c, s) = (maps.size()[0], maps.size()[1]);
@@ -334,8 +332,7 @@ impl Engine {
         image: &str,
         layer: usize,
     ) -> Result<Top9Result> {
-        let net = self.net(model, epoch)?;
-        Self::check_layer(&net, layer)?;
+        Self::check_layer(layer)?;
         let (net, t) = self.traced(model, epoch, image)?;
         let maps = deconv::top_maps(&t.trace, layer, 9);
         let reqs: Vec<ProjectRequest> = maps
@@ -357,14 +354,13 @@ impl Engine {
             .into_iter()
             .enumerate()
             .map(|(i, p)| {
-                let r = result(p, Keep::Strongest);
-                let img = image::load_from_memory(&r.png).expect("own png").to_rgb8();
+                let img = deconv::to_image(&p.pixels);
                 let (ty, tx) = ((i as i64 / 3) * tile, (i as i64 % 3) * tile);
                 for (x, y, px) in img.enumerate_pixels() {
                     let o = (((ty + y as i64) * w as i64 + tx + x as i64) * 3) as usize;
                     rgb[o..o + 3].copy_from_slice(&px.0);
                 }
-                ProjectionResult { png: vec![], ..r }
+                describe(&p, Keep::Strongest)
             })
             .collect();
         Ok(Top9Result {
@@ -486,11 +482,7 @@ impl Engine {
         self.check_class(model, class)?;
         let m = self.model(model)?;
         let (net, t) = self.traced(model, epoch, image)?;
-        let a5 = t.trace.maps[4].get(0);
-        let map = a5
-            .amax([1i64, 2].as_slice(), false)
-            .argmax(0, false)
-            .int64_value(&[]);
+        let map = occlusion::strongest_map(&t.trace);
         let class =
             class.unwrap_or_else(|| t.trace.logits.get(0).argmax(0, false).int64_value(&[]));
         let r = occlusion::live(&net, &t.input, y, x, size, map);
@@ -520,11 +512,7 @@ impl Engine {
         let net = self.net(model, epoch)?;
         Self::check_position(&net, x, y, size)?;
         let (net, t) = self.traced(model, epoch, image)?;
-        let map = t.trace.maps[4]
-            .get(0)
-            .amax([1i64, 2].as_slice(), false)
-            .argmax(0, false)
-            .int64_value(&[]);
+        let map = occlusion::strongest_map(&t.trace);
         let xo = occlusion::occluded(&t.input, y, x, size);
         let trace = net.trace(&xo);
         let mut p = deconv::project(
@@ -681,8 +669,7 @@ impl Engine {
         .map_err(|x| bad(x.to_string()))?
         .remove(0);
         let (y0, x0, y1, x1) = p.field;
-        let (w, h, rgb) = deconv::to_rgb8(&p.pixels);
-        let proj = RgbImage::from_raw(w, h, rgb).expect("projection size");
+        let proj = deconv::to_image(&p.pixels);
         let cut = |im: &RgbImage| {
             let c = image::imageops::crop_imm(
                 im,
@@ -773,12 +760,18 @@ impl Engine {
             image::Rgb([200, 200, 200]),
         );
         for (i, &epoch) in epochs.iter().enumerate() {
-            let Ok(r) = self.projection(model, epoch, image, layer, map, Keep::Strongest) else {
+            let Ok((net, t)) = self.traced(model, epoch, image) else {
                 continue;
             };
-            let img = image::load_from_memory(&r.png)
-                .map_err(|e| Error::Internal(e.into()))?
-                .to_rgb8();
+            let req = ProjectRequest {
+                layer,
+                map,
+                keep: Keep::Strongest,
+            };
+            let Ok(mut p) = deconv::project(&net, &t.trace, &[req]) else {
+                continue;
+            };
+            let img = deconv::to_image(&p.remove(0).pixels);
             let small =
                 image::imageops::resize(&img, TILE, TILE, image::imageops::FilterType::Triangle);
             paste(&mut row, &small, i as u32 * TILE, 0);
@@ -854,8 +847,17 @@ impl Engine {
     }
 }
 
+/// A projection's description and its PNG.
 fn result(p: deconv::Projection, keep: Keep) -> ProjectionResult {
     let (w, h, rgb) = deconv::to_rgb8(&p.pixels);
+    ProjectionResult {
+        png: png(w, h, rgb),
+        ..describe(&p, keep)
+    }
+}
+
+/// A projection's description without an image.
+fn describe(p: &deconv::Projection, keep: Keep) -> ProjectionResult {
     ProjectionResult {
         layer: p.layer,
         map: p.map,
@@ -873,7 +875,7 @@ fn result(p: deconv::Projection, keep: Keep) -> ProjectionResult {
             y1: p.field.2,
             x1: p.field.3,
         },
-        png: png(w, h, rgb),
+        png: vec![],
     }
 }
 

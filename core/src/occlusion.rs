@@ -74,6 +74,15 @@ pub struct Unoccluded {
     pub map_activation: f64,
 }
 
+/// The conv5 map with the highest peak in image 0 of the trace (Fig. 7's map).
+pub fn strongest_map(trace: &crate::net::Trace) -> i64 {
+    trace.maps[4]
+        .get(0)
+        .amax([1i64, 2].as_slice(), false)
+        .argmax(0, false)
+        .int64_value(&[])
+}
+
 /// Top-left positions 0, stride, 2*stride, … while the square fits.
 pub fn positions(input: i64, size: i64, stride: i64) -> Result<Vec<i64>> {
     if stride < 1 {
@@ -131,10 +140,7 @@ pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<Occlusio
         None => probs0.argmax(0, false).int64_value(&[]),
     };
     let a5 = trace.maps[4].get(0);
-    let strongest_map = a5
-        .amax([1i64, 2].as_slice(), false)
-        .argmax(0, false)
-        .int64_value(&[]);
+    let strongest_map = strongest_map(&trace);
     let unoccluded = Unoccluded {
         class_prob: probs0.double_value(&[class]),
         top_label: probs0.argmax(0, false).int64_value(&[]),

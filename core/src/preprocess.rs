@@ -3,7 +3,7 @@
 //! normalise with the manifest's mean/std. The crop shown to people is exactly
 //! the one returned by [`model_crop`].
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use std::io::Cursor;
 use tch::{Kind, Tensor};
@@ -145,13 +145,6 @@ pub fn load_file(
     let crop = model_crop(&img, size);
     let t = to_tensor(&crop, mean, std);
     Ok((crop, t))
-}
-
-pub fn check_size(size: u32) -> Result<()> {
-    if size < 16 {
-        bail!("input size {size} is too small");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

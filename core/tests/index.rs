@@ -111,5 +111,4 @@ fn index_equals_brute_force_and_is_incremental() {
         .contains("map 10 is out of range"));
     assert!(index::resolve(&ds, "../etc/passwd").is_err());
     let _ = std::fs::remove_dir_all(&root);
-    let _ = Tensor::zeros([1], (zfvis_core::tch::Kind::Float, Device::Cpu));
 }

@@ -81,7 +81,8 @@ fn batched_and_incremental_equal_naive() {
             );
             assert_eq!(r.strongest_map, naive.strongest_map);
             assert_eq!(r.positions.x, naive.positions.x);
-            // Labels agree wherever the top two classes are not a near tie.
+            // Same grid shape; labels are not compared cell by cell, since a
+            // near tie of the top two classes may flip within 1e-4.
             assert_eq!(r.top_label.len(), naive.top_label.len());
         }
     }
@@ -102,11 +103,10 @@ fn first_position_equals_a_hand_made_occlusion() {
     )
     .unwrap();
     // Square at (y=8, x=16): rows 8..56, cols 16..64 set to 0 by hand.
-    let mut xo = x.copy();
+    let xo = x.copy();
     tch::no_grad(|| {
         let _ = xo.narrow(1, 8, 48).narrow(2, 16, 48).fill_(0.0);
     });
-    let _ = &mut xo;
     let t = n.trace(&xo.unsqueeze(0));
     let p = t.probs().double_value(&[0, r.class]);
     assert!((r.class_prob[1][2] - p).abs() < 1e-5);
