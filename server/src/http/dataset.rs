@@ -35,9 +35,22 @@ fn model_epoch(st: &AppState, p: &HashMap<String, String>) -> Result<(String, u3
 
 /// `GET …/dataset/index`: `{state, done, total, error?}`; starts the build on first use.
 pub async fn status(State(st): State<AppState>, Path(p): Params) -> Result<Response, ApiError> {
-    let ix = indexer(&st)?;
-    let (model, epoch) = model_epoch(&st, &p)?;
-    Ok(Json(ix.ensure(&model, epoch)).into_response())
+    let ix = indexer(&st)?.clone();
+    let status = blocking(move || {
+        let (model, epoch) = model_epoch(&st, &p)?;
+        Ok(ix.ensure(&model, epoch))
+    })
+    .await?;
+    Ok(Json(status).into_response())
+}
+
+/// Manifest reads and index status checks touch the disk: off the runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::internal("checking the dataset index failed"))?
 }
 
 /// Answer 202 with the progress while the index is not ready.
@@ -54,11 +67,17 @@ async fn top9(
     st: &AppState,
     p: &HashMap<String, String>,
 ) -> Result<Result<std::sync::Arc<super::Outputs>, Response>, ApiError> {
-    let ix = indexer(st)?;
-    let (model, epoch) = model_epoch(st, p)?;
+    let ix = indexer(st)?.clone();
     let layer: usize = number(p, "layer")?;
     let map: i64 = number(p, "map")?;
-    if let Err(r) = ready(ix, &model, epoch) {
+    let (st2, p2, ix2) = (st.clone(), p.clone(), ix.clone());
+    let (model, epoch, ready) = blocking(move || {
+        let (model, epoch) = model_epoch(&st2, &p2)?;
+        let r = ready(&ix2, &model, epoch);
+        Ok((model, epoch, r))
+    })
+    .await?;
+    if let Err(r) = ready {
         return Ok(Err(r));
     }
     let dataset = ix.dataset.clone();
@@ -125,9 +144,8 @@ async fn timeline(
     p: &HashMap<String, String>,
     q: &HashMap<String, String>,
 ) -> Result<Result<std::sync::Arc<super::Outputs>, Response>, ApiError> {
-    let ix = indexer(st)?;
+    let ix = indexer(st)?.clone();
     let model = param(p, "model").to_string();
-    let m = engine::open_model(&st.models, &model)?;
     let layer = need(q, "layer", Some(1))? as usize;
     let maps = parse_maps(q)?;
     let kind = q
@@ -140,13 +158,19 @@ async fn timeline(
         )));
     }
     // Every column's index must be built (or have failed: its column shows the error).
-    let (mut done, mut total, mut waiting) = (0, 0, false);
-    for s in &m.manifest.snapshots {
-        let status = ix.ensure(&model, s.epoch);
-        done += status.done;
-        total += status.total;
-        waiting |= matches!(status.state, IxState::Queued | IxState::Building);
-    }
+    let (models, ix2, model2) = (st.models.clone(), ix.clone(), model.clone());
+    let (done, total, waiting) = blocking(move || {
+        let m = engine::open_model(&models, &model2)?;
+        let (mut done, mut total, mut waiting) = (0, 0, false);
+        for s in &m.manifest.snapshots {
+            let status = ix2.ensure(&model2, s.epoch);
+            done += status.done;
+            total += status.total;
+            waiting |= matches!(status.state, IxState::Queued | IxState::Building);
+        }
+        Ok((done, total, waiting))
+    })
+    .await?;
     if waiting {
         let body = serde_json::json!({"state": "building", "done": done, "total": total});
         return Ok(Err((StatusCode::ACCEPTED, Json(body)).into_response()));
