@@ -49,6 +49,9 @@ function writeURL() {
     if (state[k] !== null && state[k] !== undefined) q.set(k, state[k]);
   }
   history.replaceState(null, "", "?" + q.toString());
+  const c = new URLSearchParams({ b: state.model || "", eb: state.snapshot ?? "" });
+  if (state.image) c.set("image", state.image);
+  $("compare-link").href = `/compare?${c}`;
 }
 
 function busy(delta) {

@@ -943,3 +943,47 @@ fn info(m: &ModelDir) -> Result<ModelInfo> {
             .collect(),
     })
 }
+
+/// Layer-1 filters of one snapshot (paper Fig. 6), highest RMS first.
+#[derive(Serialize)]
+pub struct FiltersResult {
+    pub kernel: i64,
+    pub stride: i64,
+    /// Tile edge in px (the kernel enlarged by a whole factor).
+    pub tile: u32,
+    pub cols: u32,
+    pub filters: Vec<crate::compare::FilterInfo>,
+    #[serde(skip)]
+    pub sprite_png: Vec<u8>,
+}
+
+impl Engine {
+    pub fn filters(&mut self, model: &str, epoch: u32, per_filter: bool) -> Result<FiltersResult> {
+        let net = self.net(model, epoch)?;
+        let c = &net.blocks[0];
+        const TILE: u32 = 56;
+        let cols = 8;
+        let img = crate::compare::filter_tiles(&net, TILE, cols, per_filter);
+        let (w, h) = img.dimensions();
+        let rms = crate::compare::filter_rms(net.conv_weight(0));
+        let (low, _) = crate::compare::low_rms(&rms);
+        let mut filters: Vec<crate::compare::FilterInfo> = rms
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| crate::compare::FilterInfo {
+                filter: i as i64,
+                rms: r,
+                dead: low.contains(&(i as i64)),
+            })
+            .collect();
+        filters.sort_by(|a, b| b.rms.total_cmp(&a.rms).then(a.filter.cmp(&b.filter)));
+        Ok(FiltersResult {
+            kernel: c.conv.k,
+            stride: c.conv.stride,
+            tile: (TILE / c.conv.k as u32).max(1) * c.conv.k as u32,
+            cols,
+            filters,
+            sprite_png: png(w, h, img.into_raw()),
+        })
+    }
+}

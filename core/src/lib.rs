@@ -5,6 +5,7 @@
 //! `net`; §2 training -> `train`; model folders -> `checkpoint`.
 
 pub mod checkpoint;
+pub mod compare;
 pub mod correspondence;
 pub mod data;
 pub mod deconv;

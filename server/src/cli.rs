@@ -160,6 +160,32 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Compare two models or snapshots: dead layer-1 filters, their spectral
+    /// bands, layer-2 aliasing (paper Fig. 6)
+    Compare {
+        /// First model folder
+        #[arg(long)]
+        a: PathBuf,
+        /// Second model folder
+        #[arg(long)]
+        b: PathBuf,
+        /// Epoch of the first (default: its last)
+        #[arg(long)]
+        snapshot_a: Option<u32>,
+        /// Epoch of the second (default: its last)
+        #[arg(long)]
+        snapshot_b: Option<u32>,
+        /// Images to measure on (default: 1/f noise images)
+        #[arg(long)]
+        dataset: Option<PathBuf>,
+        /// How many images (evenly spaced over the dataset's sorted files)
+        #[arg(long, default_value_t = zfvis_core::compare::DEFAULT_IMAGES)]
+        images: usize,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
     /// Train a ZFNet or AlexNet with snapshots (paper §2)
     Train(TrainArgs),
     /// Benchmark forward and projection (full-width ZFNet) against PyTorch
@@ -283,6 +309,55 @@ fn git_rev() -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn print_compare(r: &zfvis_core::compare::CompareResult) {
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+    let list = |v: &[i64]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    };
+    println!("measured on {}", r.method.image_source);
+    for (k, s) in [("a", &r.a), ("b", &r.b)] {
+        println!(
+            "{k}: {} epoch {} ({}, conv1 {} filters {}x{} stride {})",
+            s.model,
+            s.epoch,
+            s.architecture,
+            s.conv1.filters,
+            s.conv1.kernel,
+            s.conv1.kernel,
+            s.conv1.stride
+        );
+        println!(
+            "   dead filters {}/{}: {} (rms < {:.4}: {}; never active: {})",
+            s.dead_count,
+            s.conv1.filters,
+            list(&s.dead_filters),
+            s.dead_rms_threshold,
+            list(&s.low_rms),
+            s.never_active
+                .as_deref()
+                .map(list)
+                .unwrap_or_else(|| "-".into())
+        );
+        println!(
+            "   band energy  low {:.3}  mid {:.3}  high {:.3}  (edges 1/8, 1/4 cycle/px)",
+            s.band_energy.low, s.band_energy.mid, s.band_energy.high
+        );
+        println!(
+            "   aliasing {} (layer-2 projection energy above {:.4} cycle/px); above 1/8: {}",
+            opt(s.aliasing),
+            s.nyquist,
+            opt(s.aliasing_common)
+        );
+    }
 }
 
 fn load_image(model: &ModelDir, path: &Path) -> Result<(image::RgbImage, Tensor)> {
@@ -592,6 +667,41 @@ pub fn run(cli: Cli) -> Result<()> {
                     idx.skipped.len(),
                     index::index_path(&model, &dataset, epoch)?.display()
                 );
+            }
+        }
+        Cmd::Compare {
+            a,
+            b,
+            snapshot_a,
+            snapshot_b,
+            dataset,
+            images,
+            json,
+            device,
+        } => {
+            let device = parse_device(&device)?;
+            let (ma, mb) = (ModelDir::open(&a)?, ModelDir::open(&b)?);
+            let pb = indicatif::ProgressBar::new(0);
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images ETA {eta}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let r = zfvis_core::compare::compare_dirs(
+                (&ma, snapshot_a),
+                (&mb, snapshot_b),
+                dataset.as_deref(),
+                images,
+                device,
+                &mut |done, total| {
+                    pb.set_length(total as u64);
+                    pb.set_position(done as u64);
+                },
+            )?;
+            pb.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print_compare(&r);
             }
         }
         Cmd::Top9 {

@@ -1,6 +1,7 @@
 //! The HTTP API and pages. The router below is the API's table of contents.
 
 mod analysis;
+mod compare;
 mod dataset;
 mod images;
 mod pages;
@@ -40,6 +41,10 @@ pub struct AppState {
     pub models: PathBuf,
     /// Present when the server was started with `--dataset`.
     pub indexer: Option<crate::indexer::Indexer>,
+    /// Long comparisons run one at a time.
+    pub heavy: Arc<tokio::sync::Semaphore>,
+    /// Progress (done, total) of running comparisons by request key.
+    pub progress: Arc<std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>>,
 }
 
 /// The representations of one computed result.
@@ -80,6 +85,8 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
             .dataset
             .clone()
             .map(|d| crate::indexer::Indexer::spawn(cfg.models.clone(), d, cfg.device)),
+        heavy: Arc::new(tokio::sync::Semaphore::new(1)),
+        progress: Arc::default(),
     };
     let m = "/api/models/{model}/snapshots/{epoch}/images/{image}";
     let api = Router::new()
@@ -136,6 +143,16 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
             &format!("{m}/invariance.csv"),
             get(analysis::invariance_csv),
         )
+        .route(
+            "/api/models/{model}/snapshots/{epoch}/filters",
+            get(compare::filters_json),
+        )
+        .route(
+            "/api/models/{model}/snapshots/{epoch}/filters.png",
+            get(compare::filters_png),
+        )
+        .route("/api/compare", get(compare::numbers))
+        .route("/api/compare/progress", get(compare::progress))
         .route("/api/sets", axum::routing::post(images::put_set))
         .route("/api/sets/{set}", get(images::get_set))
         .route(
@@ -171,6 +188,7 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD + 64 * 1024));
     Ok(Router::new()
         .route("/", get(pages::index))
+        .route("/compare", get(pages::compare))
         .merge(api)
         .nest_service("/static", ServeDir::new(&cfg.static_dir))
         .fallback(pages::not_found)

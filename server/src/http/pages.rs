@@ -17,13 +17,20 @@ struct Index {
 }
 
 #[derive(Template)]
+#[template(path = "compare.html")]
+struct Compare {
+    models_json: String,
+}
+
+#[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage {
     status: u16,
     message: String,
 }
 
-pub async fn index(State(st): State<AppState>) -> Response {
+/// The model list as JSON for a script element, and whether it is empty.
+async fn models_json(st: &AppState) -> (String, bool) {
     let dir = st.models.clone();
     let models = tokio::task::spawn_blocking(move || engine::list_models(&dir))
         .await
@@ -32,9 +39,22 @@ pub async fn index(State(st): State<AppState>) -> Response {
     let json = serde_json::to_string(&models)
         .unwrap_or_else(|_| "[]".into())
         .replace("</", "<\\/");
+    (json, !models.is_empty())
+}
+
+pub async fn index(State(st): State<AppState>) -> Response {
+    let (models_json, has_models) = models_json(&st).await;
     render(Index {
-        models_json: json,
-        has_models: !models.is_empty(),
+        models_json,
+        has_models,
+    })
+}
+
+/// Two models or snapshots side by side (paper Fig. 6); state in the query
+/// string (a, ea, b, eb, images, norm), read by static/compare.js.
+pub async fn compare(State(st): State<AppState>) -> Response {
+    render(Compare {
+        models_json: models_json(&st).await.0,
     })
 }
 

@@ -1,0 +1,556 @@
+//! AlexNet against ZFNet (paper §4.1, Fig. 6): layer-1 filters and layer-2
+//! projections of two models (or two snapshots), with three numbers each.
+//!
+//! - `dead_filters`: layer-1 filters whose RMS is below [`DEAD_RMS_SHARE`]
+//!   (10%) of the layer's median filter RMS, plus, when images are given,
+//!   filters whose conv1 map (after ReLU) never exceeds [`ACTIVE_EPS`] on any
+//!   of them.
+//! - `band_energy`: the layer-1 filters' spectral energy (each filter zero-
+//!   padded to [`FFT_SIZE`]², power summed over colour channels and filters)
+//!   split by radial frequency |f| in cycles per input pixel at
+//!   [`BAND_EDGES`]: low < 1/8 <= mid < 1/4 <= high. 1/8 and 1/4 are the
+//!   Nyquist frequencies of a stride-4 (AlexNet) and a stride-2 (ZFNet)
+//!   conv1. Random (white) filters give about 0.05 / 0.15 / 0.80 (the
+//!   bands' areas in the frequency square).
+//! - `aliasing`: for each image, the layer-2 maps with the [`ALIAS_MAPS`]
+//!   highest peaks are projected to pixels (strongest activation, as in the
+//!   paper's figures); the share of each projection's spectral energy above
+//!   the Nyquist frequency of the model's own conv1 stride, 1/(2 stride),
+//!   averaged over projections. Energy there can only come from the spectral
+//!   images that the strided transposed conv1 lets through, i.e. aliasing.
+//!   `aliasing_common` is the same share above 1/8 for every model, for a
+//!   comparison on one scale.
+
+use crate::checkpoint::ModelDir;
+use crate::net::Net;
+use crate::{deconv, preprocess};
+use anyhow::{bail, Result};
+use image::RgbImage;
+use serde::Serialize;
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+/// A filter is dead when its RMS is below this share of the layer's median.
+pub const DEAD_RMS_SHARE: f64 = 0.1;
+/// A conv1 map is active on an image when its maximum exceeds this.
+pub const ACTIVE_EPS: f64 = 1e-6;
+/// Radial band edges in cycles per input pixel.
+pub const BAND_EDGES: [f64; 2] = [0.125, 0.25];
+/// Zero-padded FFT size for the filters' spectra.
+pub const FFT_SIZE: i64 = 64;
+/// Layer-2 maps projected per image for the aliasing measure.
+pub const ALIAS_MAPS: usize = 9;
+/// Images used when no count is given.
+pub const DEFAULT_IMAGES: usize = 64;
+/// At most this many images.
+pub const MAX_IMAGES: usize = 5000;
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Bands {
+    pub low: f64,
+    pub mid: f64,
+    pub high: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FilterInfo {
+    pub filter: i64,
+    pub rms: f64,
+    pub dead: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Conv1 {
+    pub filters: i64,
+    pub kernel: i64,
+    pub stride: i64,
+}
+
+/// One model's (or snapshot's) numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Side {
+    pub model: String,
+    pub epoch: u32,
+    pub architecture: String,
+    pub conv1: Conv1,
+    /// Dead layer-1 filters (by either rule), ascending.
+    pub dead_filters: Vec<i64>,
+    pub dead_count: usize,
+    /// Filters dead by the RMS rule.
+    pub low_rms: Vec<i64>,
+    /// Filters never active on the images (None without images).
+    pub never_active: Option<Vec<i64>>,
+    /// The RMS threshold used (DEAD_RMS_SHARE x median).
+    pub dead_rms_threshold: f64,
+    pub band_energy: Bands,
+    /// Share of layer-2 projection energy above `nyquist` (None without images).
+    pub aliasing: Option<f64>,
+    /// 1 / (2 x conv1 stride), cycles per pixel.
+    pub nyquist: f64,
+    /// Share of layer-2 projection energy above 1/8 cycle per pixel.
+    pub aliasing_common: Option<f64>,
+    /// Layer-1 filters, highest RMS first.
+    pub filters: Vec<FilterInfo>,
+}
+
+/// Where the images came from, and the constants used.
+#[derive(Debug, Clone, Serialize)]
+pub struct Method {
+    pub images: usize,
+    pub image_source: String,
+    pub dead_rms_share: f64,
+    pub active_eps: f64,
+    pub band_edges: [f64; 2],
+    pub alias_maps: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareResult {
+    pub a: Side,
+    pub b: Side,
+    pub method: Method,
+}
+
+/// The images to measure on: model-size RGB crops and a description.
+pub struct ImageSet {
+    pub crops: Vec<RgbImage>,
+    pub source: String,
+    /// Real dataset images: never-active filters count as dead. (Noise
+    /// images still give `never_active`, for information.)
+    pub dataset: bool,
+}
+
+/// RMS of each filter of a [F, C, k, k] weight.
+pub fn filter_rms(w: &Tensor) -> Vec<f64> {
+    let r = w
+        .to_kind(Kind::Double)
+        .square()
+        .flatten(1, -1)
+        .mean_dim(1, false, Kind::Double)
+        .sqrt();
+    Vec::<f64>::try_from(&r.to_device(tch::Device::Cpu)).unwrap_or_default()
+}
+
+/// Radial frequency |f| (cycles per pixel) of every bin of an h x w FFT.
+fn radial(h: i64, w: i64) -> Tensor {
+    let fy = Tensor::fft_fftfreq(h, 1.0, (Kind::Double, tch::Device::Cpu)).view([h, 1]);
+    let fx = Tensor::fft_fftfreq(w, 1.0, (Kind::Double, tch::Device::Cpu)).view([1, w]);
+    (fy.square() + fx.square()).sqrt()
+}
+
+/// Spectral energy of each item of `x` ([N, C, H, W]) per radial band,
+/// [N, edges.len() + 1]. Channels are summed; `pad` zero-pads H and W first.
+pub fn band_power(x: &Tensor, pad: Option<i64>, edges: &[f64]) -> Tensor {
+    let x = x.to_device(tch::Device::Cpu).to_kind(Kind::Double);
+    let (h, w) = match pad {
+        Some(p) => (p.max(x.size()[2]), p.max(x.size()[3])),
+        None => (x.size()[2], x.size()[3]),
+    };
+    let power = x
+        .fft_fft2([h, w].as_slice(), [-2i64, -1].as_slice(), "backward")
+        .abs()
+        .square()
+        .sum_dim_intlist([1i64].as_slice(), false, Kind::Double); // [N, H, W]
+    let r = radial(h, w);
+    let mut lo = f64::NEG_INFINITY;
+    let mut cols = Vec::with_capacity(edges.len() + 1);
+    for &hi in edges.iter().chain(std::iter::once(&f64::INFINITY)) {
+        let mask = r.ge(lo).logical_and(&r.lt(hi)).to_kind(Kind::Double);
+        cols.push((&power * &mask).sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double));
+        lo = hi;
+    }
+    Tensor::stack(&cols, 1)
+}
+
+/// Share of the filters' total spectral energy per band (see module doc).
+pub fn band_energy(w: &Tensor) -> Bands {
+    let p = band_power(w, Some(FFT_SIZE), &BAND_EDGES).sum_dim_intlist(
+        [0i64].as_slice(),
+        false,
+        Kind::Double,
+    );
+    let v: Vec<f64> = Vec::try_from(&p).unwrap_or_default();
+    let total: f64 = v.iter().sum::<f64>().max(1e-300);
+    Bands {
+        low: v[0] / total,
+        mid: v[1] / total,
+        high: v[2] / total,
+    }
+}
+
+/// Mean over items of the share of each item's spectral energy at radial
+/// frequency >= `f` (items with no energy are skipped). None if none count.
+pub fn share_above(x: &Tensor, f: f64) -> Option<f64> {
+    let p = band_power(x, None, &[f]);
+    let v: Vec<f64> = Vec::try_from(&p.flatten(0, -1)).unwrap_or_default();
+    let shares: Vec<f64> = v
+        .chunks(2)
+        .filter(|c| c[0] + c[1] > 1e-30)
+        .map(|c| c[1] / (c[0] + c[1]))
+        .collect();
+    (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64)
+}
+
+/// Dead filters by the RMS rule: (indices, threshold).
+pub fn low_rms(rms: &[f64]) -> (Vec<i64>, f64) {
+    let mut s = rms.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let median = if s.is_empty() {
+        0.0
+    } else if s.len() % 2 == 1 {
+        s[s.len() / 2]
+    } else {
+        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+    };
+    let t = DEAD_RMS_SHARE * median;
+    let dead = rms
+        .iter()
+        .enumerate()
+        .filter(|(_, &r)| r < t)
+        .map(|(i, _)| i as i64)
+        .collect();
+    (dead, t)
+}
+
+/// Accumulates, image by image, what the numbers need from the forward pass.
+struct Running {
+    /// Largest conv1 activation per filter so far.
+    peak: Option<Tensor>,
+    alias: Vec<f64>,
+    common: Vec<f64>,
+}
+
+fn observe(net: &Net, x: &Tensor, run: &mut Running) -> Result<()> {
+    let trace = net.trace(&x.unsqueeze(0));
+    let m1 = trace.maps[0]
+        .get(0)
+        .amax([1i64, 2].as_slice(), false)
+        .to_device(tch::Device::Cpu)
+        .to_kind(Kind::Double);
+    run.peak = Some(match run.peak.take() {
+        Some(p) => p.maximum(&m1),
+        None => m1,
+    });
+    let reqs: Vec<_> = deconv::top_maps(&trace, 2, ALIAS_MAPS)
+        .into_iter()
+        .filter(|&(_, peak)| peak > 0.0)
+        .map(|(map, _)| deconv::ProjectRequest {
+            layer: 2,
+            map,
+            keep: deconv::Keep::Strongest,
+        })
+        .collect();
+    if reqs.is_empty() {
+        return Ok(());
+    }
+    let proj = deconv::project(net, &trace, &reqs)?;
+    let px = Tensor::stack(&proj.iter().map(|p| &p.pixels).collect::<Vec<_>>(), 0);
+    let stride = net.blocks[0].conv.stride;
+    if let Some(s) = share_above(&px, nyquist(stride)) {
+        run.alias.push(s);
+    }
+    if let Some(s) = share_above(&px, BAND_EDGES[0]) {
+        run.common.push(s);
+    }
+    Ok(())
+}
+
+pub fn nyquist(stride: i64) -> f64 {
+    1.0 / (2.0 * stride as f64)
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// One model's numbers. `set` holds model-size crops (may be empty);
+/// `progress(done)` is called after each image.
+pub fn side(
+    net: &Net,
+    model: &str,
+    epoch: u32,
+    mean_std: (&[f64; 3], &[f64; 3]),
+    set: &ImageSet,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Side> {
+    let s = net.spec.input_size as u32;
+    let w = net.conv_weight(0);
+    let rms = filter_rms(w);
+    let (low, threshold) = low_rms(&rms);
+    let mut run = Running {
+        peak: None,
+        alias: vec![],
+        common: vec![],
+    };
+    for (i, img) in set.crops.iter().enumerate() {
+        if img.dimensions() != (s, s) {
+            bail!(
+                "image {i} is {}x{}, the model takes {s}x{s}",
+                img.width(),
+                img.height()
+            );
+        }
+        let x = preprocess::to_tensor(img, mean_std.0, mean_std.1);
+        observe(net, &x, &mut run)?;
+        progress(i + 1);
+    }
+    let never_active = run.peak.map(|p| {
+        let v: Vec<f64> = Vec::try_from(&p).unwrap_or_default();
+        v.iter()
+            .enumerate()
+            .filter(|(_, &m)| m <= ACTIVE_EPS)
+            .map(|(i, _)| i as i64)
+            .collect::<Vec<i64>>()
+    });
+    let mut dead: Vec<i64> = low.clone();
+    if set.dataset {
+        dead.extend(never_active.iter().flatten());
+    }
+    dead.sort();
+    dead.dedup();
+    let mut filters: Vec<FilterInfo> = rms
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| FilterInfo {
+            filter: i as i64,
+            rms: r,
+            dead: dead.contains(&(i as i64)),
+        })
+        .collect();
+    filters.sort_by(|a, b| b.rms.total_cmp(&a.rms).then(a.filter.cmp(&b.filter)));
+    let c = &net.blocks[0];
+    Ok(Side {
+        model: model.to_string(),
+        epoch,
+        architecture: format!("{:?}", net.spec.arch).to_lowercase(),
+        conv1: Conv1 {
+            filters: c.out_c,
+            kernel: c.conv.k,
+            stride: c.conv.stride,
+        },
+        dead_count: dead.len(),
+        dead_filters: dead,
+        low_rms: low,
+        never_active,
+        dead_rms_threshold: threshold,
+        band_energy: band_energy(w),
+        aliasing: mean(&run.alias),
+        nyquist: nyquist(c.conv.stride),
+        aliasing_common: mean(&run.common),
+        filters,
+    })
+}
+
+/// One of the two things compared: a loaded snapshot and its manifest's
+/// normalisation.
+pub struct Subject<'a> {
+    pub net: &'a Net,
+    pub model: &'a str,
+    pub epoch: u32,
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+}
+
+/// Both sides over the same images; `progress(done, total)` per image.
+pub fn compare(
+    a: &Subject,
+    b: &Subject,
+    images: &ImageSet,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<CompareResult> {
+    let n = images.crops.len();
+    let mut one = |k: usize, s: &Subject| {
+        side(
+            s.net,
+            s.model,
+            s.epoch,
+            (&s.mean, &s.std),
+            images,
+            &mut |i| progress(k * n + i, 2 * n),
+        )
+    };
+    Ok(CompareResult {
+        a: one(0, a)?,
+        b: one(1, b)?,
+        method: method(images),
+    })
+}
+
+/// What the CLI and the server do: load two snapshots of two model folders,
+/// pick the images (`n` from `dataset`, or 1/f noise), compare.
+pub fn compare_dirs(
+    a: (&ModelDir, Option<u32>),
+    b: (&ModelDir, Option<u32>),
+    dataset: Option<&Path>,
+    n: usize,
+    device: tch::Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<CompareResult> {
+    if n == 0 || n > MAX_IMAGES {
+        bail!("the number of images must be 1..={MAX_IMAGES}, got {n}");
+    }
+    let (sa, sb) = (a.0.manifest.input_size, b.0.manifest.input_size);
+    if sa != sb {
+        bail!("the models take different input sizes ({sa} and {sb} px)");
+    }
+    let (ea, eb) = (
+        a.0.manifest.snapshot(a.1)?.epoch,
+        b.0.manifest.snapshot(b.1)?.epoch,
+    );
+    let (na, nb) = (a.0.load(Some(ea), device)?, b.0.load(Some(eb), device)?);
+    let set = match dataset {
+        Some(d) => dataset_images(d, n, sa as u32)?,
+        None => noise_images(n, sa as u32),
+    };
+    let (name_a, name_b) = (a.0.name(), b.0.name());
+    let subject = |net, model, epoch, m: &ModelDir| Subject {
+        net,
+        model,
+        epoch,
+        mean: m.manifest.mean,
+        std: m.manifest.std,
+    };
+    compare(
+        &subject(&na, &name_a, ea, a.0),
+        &subject(&nb, &name_b, eb, b.0),
+        &set,
+        progress,
+    )
+}
+
+fn method(images: &ImageSet) -> Method {
+    Method {
+        images: images.crops.len(),
+        image_source: images.source.clone(),
+        dead_rms_share: DEAD_RMS_SHARE,
+        active_eps: ACTIVE_EPS,
+        band_edges: BAND_EDGES,
+        alias_maps: ALIAS_MAPS,
+    }
+}
+
+/// Layer-1 filters as enlarged RGB tiles, highest RMS first, `cols` per row,
+/// 1 px white gaps. `per_filter`: each tile stretched to its own largest
+/// |weight| (shapes); otherwise one scale for the layer (dead filters stay grey).
+pub fn filter_tiles(net: &Net, tile: u32, cols: u32, per_filter: bool) -> RgbImage {
+    let w = net
+        .conv_weight(0)
+        .to_device(tch::Device::Cpu)
+        .to_kind(Kind::Float);
+    let rms = filter_rms(&w);
+    let mut order: Vec<usize> = (0..rms.len()).collect();
+    order.sort_by(|&a, &b| rms[b].total_cmp(&rms[a]).then(a.cmp(&b)));
+    let k = w.size()[2] as u32;
+    let scale = (tile / k).max(1);
+    let t = k * scale;
+    let n = order.len() as u32;
+    let cols = cols.clamp(1, n.max(1));
+    let rows = n.div_ceil(cols);
+    let mut out = RgbImage::from_pixel(
+        cols * (t + 1) + 1,
+        rows * (t + 1) + 1,
+        image::Rgb([255, 255, 255]),
+    );
+    let layer_max = w.abs().max().double_value(&[]).max(1e-12);
+    for (slot, &f) in order.iter().enumerate() {
+        let filt = w.get(f as i64);
+        let m = if per_filter {
+            filt.abs().max().double_value(&[]).max(1e-12)
+        } else {
+            layer_max
+        };
+        let img = ((filt / m) * 127.5 + 127.5)
+            .clamp(0.0, 255.0)
+            .round()
+            .to_kind(Kind::Uint8)
+            .permute([1, 2, 0])
+            .contiguous();
+        let data: Vec<u8> = Vec::try_from(&img.reshape([-1])).unwrap_or_default();
+        let (ox, oy) = (
+            (slot as u32 % cols) * (t + 1) + 1,
+            (slot as u32 / cols) * (t + 1) + 1,
+        );
+        for y in 0..t {
+            for x in 0..t {
+                let i = (((y / scale) * k + x / scale) * 3) as usize;
+                out.put_pixel(
+                    ox + x,
+                    oy + y,
+                    image::Rgb([data[i], data[i + 1], data[i + 2]]),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `n` images of 1/f noise (the amplitude spectrum of natural images),
+/// `size` square, deterministic in `seed`: used when no dataset is given.
+pub fn pink_noise(n: usize, size: u32, seed: u64) -> Vec<RgbImage> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let s = size as i64;
+    let r = radial(s, s).clamp_min(1.0 / s as f64);
+    (0..n)
+        .map(|_| {
+            let white: Vec<f64> = (0..3 * s * s)
+                .map(|_| rng.random::<f64>() * 2.0 - 1.0)
+                .collect();
+            let x = Tensor::from_slice(&white).view([3, s, s]);
+            let spec = x.fft_fft2(None::<&[i64]>, [-2i64, -1].as_slice(), "backward") / &r;
+            let y = spec
+                .fft_ifft2(None::<&[i64]>, [-2i64, -1].as_slice(), "backward")
+                .real();
+            let y = &y - y.mean(Kind::Double);
+            let m = y.abs().max().double_value(&[]).max(1e-12);
+            let img = ((y / m) * 127.5 + 127.5)
+                .clamp(0.0, 255.0)
+                .round()
+                .to_kind(Kind::Uint8)
+                .permute([1, 2, 0])
+                .contiguous();
+            let data: Vec<u8> = Vec::try_from(&img.reshape([-1])).unwrap_or_default();
+            RgbImage::from_raw(size, size, data).expect("buffer size")
+        })
+        .collect()
+}
+
+/// Up to `n` images evenly spaced over the sorted image files under `dir`,
+/// as model crops of `size`. Unreadable files are skipped.
+pub fn dataset_images(dir: &std::path::Path, n: usize, size: u32) -> Result<ImageSet> {
+    let all = crate::data::list_images(dir)?;
+    if all.is_empty() {
+        bail!("no images under {}", dir.display());
+    }
+    let n = n.clamp(1, all.len());
+    let picked: Vec<&std::path::PathBuf> = (0..n).map(|i| &all[i * all.len() / n]).collect();
+    let crops: Vec<RgbImage> = {
+        use rayon::prelude::*;
+        picked
+            .par_iter()
+            .filter_map(|p| {
+                let bytes = std::fs::read(p).ok()?;
+                let img = preprocess::decode(&bytes).ok()?;
+                Some(preprocess::model_crop(&img, size))
+            })
+            .collect()
+    };
+    Ok(ImageSet {
+        source: format!(
+            "{} of {} images under {}",
+            crops.len(),
+            all.len(),
+            dir.display()
+        ),
+        crops,
+        dataset: true,
+    })
+}
+
+pub fn noise_images(n: usize, size: u32) -> ImageSet {
+    ImageSet {
+        crops: pink_noise(n, size, 0),
+        source: format!("{n} images of 1/f noise (seed 0), no dataset given"),
+        dataset: false,
+    }
+}
