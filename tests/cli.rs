@@ -333,3 +333,87 @@ fn correspondence_on_the_dog_faces() {
         assert!(v["parts"][p]["layer5"]["mean"].as_f64().is_some(), "{p}");
     }
 }
+
+#[test]
+fn compare_two_models() {
+    let dir = tempdir("cli-compare");
+    let zf = random_model(&dir.join("zf"), Arch::Zfnet);
+    let alex = random_model(&dir.join("alex"), Arch::Alexnet);
+    let (zf, alex) = (zf.to_str().unwrap(), alex.to_str().unwrap());
+    let run = |extra: &[&str]| {
+        let mut args = vec!["compare", "--a", alex, "--b", zf, "--images", "3"];
+        args.extend_from_slice(extra);
+        let out = zfvis(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let out = run(&["--snapshot-b", "1", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (side, arch, stride, epoch) in [("a", "alexnet", 4, 3), ("b", "zfnet", 2, 1)] {
+        let s = &v[side];
+        assert_eq!(s["architecture"], arch);
+        assert_eq!(s["epoch"], epoch);
+        assert_eq!(s["conv1"]["stride"], stride);
+        assert!(s["dead_filters"].is_array());
+        let b = &s["band_energy"];
+        let sum: f64 = ["low", "mid", "high"]
+            .iter()
+            .map(|k| b[k].as_f64().unwrap())
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-9, "{b}");
+        // Random filters are white: most energy in the high band.
+        assert!(b["high"].as_f64().unwrap() > 0.6, "{b}");
+        let a = s["aliasing"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&a));
+        assert_eq!(s["nyquist"].as_f64().unwrap(), 1.0 / (2.0 * stride as f64));
+    }
+    assert_eq!(v["method"]["images"], 3);
+    assert!(v["method"]["image_source"]
+        .as_str()
+        .unwrap()
+        .contains("1/f noise"));
+    // The same for people.
+    let out = run(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("dead filters") && text.contains("band energy") && text.contains("aliasing"),
+        "{text}"
+    );
+    // On a dataset: the images come from it.
+    if let Some(d) = shared("dog-faces") {
+        let out = run(&["--dataset", d.to_str().unwrap(), "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["method"]["images"], 3);
+        assert!(v["a"]["never_active"].is_array());
+    }
+    // Bad input: one line each.
+    let err = |args: &[&str], needle: &str| one_line_error(&zfvis(args), needle);
+    err(
+        &["compare", "--a", alex, "--b", zf, "--images", "0"],
+        "1..=",
+    );
+    err(
+        &["compare", "--a", alex, "--b", "/nonexistent/m"],
+        "/nonexistent/m",
+    );
+    err(
+        &["compare", "--a", alex, "--b", zf, "--snapshot-a", "99"],
+        "99",
+    );
+    err(
+        &[
+            "compare",
+            "--a",
+            alex,
+            "--b",
+            zf,
+            "--dataset",
+            "/nonexistent/d",
+        ],
+        "/nonexistent/d",
+    );
+}

@@ -793,3 +793,103 @@ fn dataset_views_need_a_dataset() {
         "--dataset",
     );
 }
+
+#[test]
+fn compare_view_and_numbers() {
+    let dir = tempdir("http-compare");
+    random_model(&dir.join("models/zf"), Arch::Zfnet);
+    random_model(&dir.join("models/alex"), Arch::Alexnet);
+    let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+    let e = Env {
+        base: srv.base.clone(),
+        _srv: srv,
+        c: Client::new(),
+        _dir: dir,
+    };
+    // The page.
+    let r = e.get("/compare?a=alex&b=zf&image=00");
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().unwrap();
+    assert!(html.contains("/static/compare.js") && html.contains("\"alex\""));
+    // Layer-1 filters: JSON sorted by RMS, and the tiles.
+    let f: Value = e
+        .get("/api/models/alex/snapshots/3/filters")
+        .json()
+        .unwrap();
+    assert_eq!(f["kernel"], 11);
+    assert_eq!(f["stride"], 4);
+    let rms: Vec<f64> = f["filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["rms"].as_f64().unwrap())
+        .collect();
+    assert!(rms.windows(2).all(|p| p[0] >= p[1]));
+    let png = e.get("/api/models/alex/snapshots/3/filters.png?norm=filter");
+    assert_eq!(png.status(), StatusCode::OK);
+    let img = image::load_from_memory(&png.bytes().unwrap()).unwrap();
+    let cols = f["cols"].as_u64().unwrap() as u32;
+    let tile = f["tile"].as_u64().unwrap() as u32;
+    assert_eq!(img.width(), cols * (tile + 1) + 1);
+    // The numbers, measured on 1/f noise without --dataset.
+    let q = "a=alex&ea=1&b=zf&images=2";
+    let v: Value = e.get(&format!("/api/compare?{q}")).json().unwrap();
+    assert_eq!(v["a"]["architecture"], "alexnet");
+    assert_eq!(v["a"]["epoch"], 1);
+    assert_eq!(v["b"]["epoch"], 3, "the last snapshot by default");
+    for s in ["a", "b"] {
+        assert!(v[s]["dead_filters"].is_array());
+        assert!(v[s]["band_energy"]["mid"].as_f64().is_some());
+        assert!(v[s]["aliasing"].as_f64().is_some());
+    }
+    assert_eq!(v["method"]["images"], 2);
+    let p: Value = e.get(&format!("/api/compare/progress?{q}")).json().unwrap();
+    assert_eq!(p["state"], "done");
+    let p: Value = e
+        .get("/api/compare/progress?a=alex&b=zf&images=7")
+        .json()
+        .unwrap();
+    assert_eq!(p["state"], "idle");
+    // Bad input.
+    error(
+        e.get("/api/compare?a=alex"),
+        StatusCode::BAD_REQUEST,
+        "b must name",
+    );
+    error(
+        e.get("/api/compare?a=..%2Fetc&b=zf"),
+        StatusCode::BAD_REQUEST,
+        "a must name",
+    );
+    error(
+        e.get("/api/compare?a=nope&b=zf"),
+        StatusCode::NOT_FOUND,
+        "nope",
+    );
+    error(
+        e.get("/api/compare?a=alex&b=zf&ea=99"),
+        StatusCode::NOT_FOUND,
+        "99",
+    );
+    error(
+        e.get("/api/compare?a=alex&b=zf&images=0"),
+        StatusCode::BAD_REQUEST,
+        "images",
+    );
+    error(
+        e.get("/api/compare?a=alex&b=zf&images=lots"),
+        StatusCode::BAD_REQUEST,
+        "images",
+    );
+    error(
+        e.get("/api/models/alex/snapshots/3/filters?norm=odd"),
+        StatusCode::BAD_REQUEST,
+        "norm",
+    );
+    error(
+        e.get("/api/models/alex/snapshots/42/filters.png"),
+        StatusCode::NOT_FOUND,
+        "42",
+    );
+    e.alive();
+}
