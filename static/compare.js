@@ -50,8 +50,10 @@ const enc = encodeURIComponent;
 
 function defaults(first) {
   if (!find(state.a)) {
-    const alex = models.find((m) => m.architecture === "alexnet");
-    state.a = (alex || models[0] || {}).name || null;
+    // Prefer an AlexNet, and a model other than B.
+    const other = models.filter((m) => m.name !== state.b);
+    const alex = other.find((m) => m.architecture === "alexnet");
+    state.a = (alex || other[0] || models[0] || {}).name || null;
   }
   if (!find(state.b)) {
     const zf = models.find((m) => m.name === "zfnet-woofnette") || models.find((m) => m.name !== state.a);

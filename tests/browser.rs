@@ -39,3 +39,35 @@ fn upload_click_share_in_chromium() {
     assert!(dir.join("shared-phone.png").exists());
     eprintln!("screenshots in {}", dir.display());
 }
+
+#[test]
+fn compare_view_in_chromium() {
+    let Some(beagle) = shared("dog-faces/n02088364_beagle.JPEG") else {
+        return;
+    };
+    let e2e = root().join("tests/e2e");
+    let dir = tempdir("browser-compare");
+    random_model(&dir.join("models/zf"), Arch::Zfnet);
+    random_model(&dir.join("models/alex"), Arch::Alexnet);
+    let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+    let out = Command::new("node")
+        .arg(e2e.join("compare.mjs"))
+        .arg(&srv.base)
+        .arg(&beagle)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let table = v["table"].as_str().unwrap();
+    assert!(table.contains("alex") && table.contains("zf"), "{table}");
+    assert!(table.contains("dead filters") && table.contains("aliasing"), "{table}");
+    // Both models' filters have a hover target each (tiny models: 10 + 10).
+    assert_eq!(v["hits"], 20);
+    assert!(v["url"].as_str().unwrap().contains("norm=filter"));
+}
