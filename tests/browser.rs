@@ -66,7 +66,10 @@ fn compare_view_in_chromium() {
     let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let table = v["table"].as_str().unwrap();
     assert!(table.contains("alex") && table.contains("zf"), "{table}");
-    assert!(table.contains("dead filters") && table.contains("aliasing"), "{table}");
+    assert!(
+        table.contains("dead filters") && table.contains("aliasing"),
+        "{table}"
+    );
     // Both models' filters have a hover target each (tiny models: 10 + 10).
     assert_eq!(v["hits"], 20);
     assert!(v["url"].as_str().unwrap().contains("norm=filter"));

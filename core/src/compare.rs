@@ -2,9 +2,10 @@
 //! projections of two models (or two snapshots), with three numbers each.
 //!
 //! - `dead_filters`: layer-1 filters whose RMS is below [`DEAD_RMS_SHARE`]
-//!   (10%) of the layer's median filter RMS, plus, when images are given,
-//!   filters whose conv1 map (after ReLU) never exceeds [`ACTIVE_EPS`] on any
-//!   of them.
+//!   (10%) of the layer's median filter RMS, plus, with a dataset, filters
+//!   whose conv1 map (after ReLU) never exceeds [`ACTIVE_EPS`] on any of the
+//!   images measured and up to [`MAX_ACTIVITY`] more of the dataset (evenly
+//!   spaced over its sorted files; all of woofnette/val).
 //! - `band_energy`: the layer-1 filters' spectral energy (each filter zero-
 //!   padded to [`FFT_SIZE`]², power summed over colour channels and filters)
 //!   split by radial frequency |f| in cycles per input pixel at
@@ -44,6 +45,8 @@ pub const ALIAS_MAPS: usize = 9;
 pub const DEFAULT_IMAGES: usize = 64;
 /// At most this many images.
 pub const MAX_IMAGES: usize = 5000;
+/// The activity rule reads up to this many dataset images (evenly spaced).
+pub const MAX_ACTIVITY: usize = 2000;
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Bands {
@@ -118,6 +121,16 @@ pub struct ImageSet {
     /// Real dataset images: never-active filters count as dead. (Noise
     /// images still give `never_active`, for information.)
     pub dataset: bool,
+    /// More dataset files for the activity rule alone (conv1 only), read in
+    /// batches: up to [`MAX_ACTIVITY`] of the dataset, evenly spaced.
+    pub files: Vec<std::path::PathBuf>,
+}
+
+impl ImageSet {
+    /// Images each side goes through (crops and files).
+    pub fn work(&self) -> usize {
+        self.crops.len() + self.files.len()
+    }
 }
 
 /// RMS of each filter of a [F, C, k, k] weight.
@@ -220,6 +233,32 @@ struct Running {
     common: Vec<f64>,
 }
 
+/// Largest conv1 activation (after ReLU) per filter over a batch [N, 3, S, S].
+fn conv1_peaks(net: &Net, x: &Tensor) -> Tensor {
+    let c = &net.blocks[0].conv;
+    tch::no_grad(|| {
+        x.to_device(net.device())
+            .conv2d(
+                net.conv_weight(0),
+                Some(net.conv_bias(0)),
+                [c.stride, c.stride],
+                [c.pad, c.pad],
+                [1, 1],
+                1,
+            )
+            .relu()
+            .amax([0i64, 2, 3].as_slice(), false)
+            .to_device(tch::Device::Cpu)
+            .to_kind(Kind::Double)
+    })
+}
+
+fn load_crop(p: &Path, size: u32) -> Option<RgbImage> {
+    let bytes = std::fs::read(p).ok()?;
+    let img = preprocess::decode(&bytes).ok()?;
+    Some(preprocess::model_crop(&img, size))
+}
+
 fn observe(net: &Net, x: &Tensor, run: &mut Running) -> Result<()> {
     let trace = net.trace(&x.unsqueeze(0));
     let m1 = trace.maps[0]
@@ -294,6 +333,28 @@ pub fn side(
         observe(net, &x, &mut run)?;
         progress(i + 1);
     }
+    let done = set.crops.len();
+    for (b, chunk) in set.files.chunks(32).enumerate() {
+        let crops: Vec<RgbImage> = {
+            use rayon::prelude::*;
+            chunk.par_iter().filter_map(|p| load_crop(p, s)).collect()
+        };
+        if !crops.is_empty() {
+            let x = Tensor::stack(
+                &crops
+                    .iter()
+                    .map(|c| preprocess::to_tensor(c, mean_std.0, mean_std.1))
+                    .collect::<Vec<_>>(),
+                0,
+            );
+            let p = conv1_peaks(net, &x);
+            run.peak = Some(match run.peak.take() {
+                Some(q) => q.maximum(&p),
+                None => p,
+            });
+        }
+        progress(done + (b * 32 + chunk.len()));
+    }
     let never_active = run.peak.map(|p| {
         let v: Vec<f64> = Vec::try_from(&p).unwrap_or_default();
         v.iter()
@@ -358,7 +419,7 @@ pub fn compare(
     images: &ImageSet,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<CompareResult> {
-    let n = images.crops.len();
+    let n = images.work();
     let mut one = |k: usize, s: &Subject| {
         side(
             s.net,
@@ -522,28 +583,35 @@ pub fn dataset_images(dir: &std::path::Path, n: usize, size: u32) -> Result<Imag
     if all.is_empty() {
         bail!("no images under {}", dir.display());
     }
-    let n = n.clamp(1, all.len());
-    let picked: Vec<&std::path::PathBuf> = (0..n).map(|i| &all[i * all.len() / n]).collect();
+    let spaced = |n: usize| -> Vec<usize> {
+        let n = n.clamp(1, all.len());
+        (0..n).map(|i| i * all.len() / n).collect()
+    };
+    let picked = spaced(n);
     let crops: Vec<RgbImage> = {
         use rayon::prelude::*;
         picked
             .par_iter()
-            .filter_map(|p| {
-                let bytes = std::fs::read(p).ok()?;
-                let img = preprocess::decode(&bytes).ok()?;
-                Some(preprocess::model_crop(&img, size))
-            })
+            .filter_map(|&i| load_crop(&all[i], size))
             .collect()
     };
+    // The activity rule also reads the rest, up to MAX_ACTIVITY in all.
+    let files: Vec<std::path::PathBuf> = spaced(MAX_ACTIVITY.max(n))
+        .into_iter()
+        .filter(|i| picked.binary_search(i).is_err())
+        .map(|i| all[i].clone())
+        .collect();
     Ok(ImageSet {
         source: format!(
-            "{} of {} images under {}",
+            "{} of {} images under {} ({} more for the activity rule)",
             crops.len(),
             all.len(),
-            dir.display()
+            dir.display(),
+            files.len()
         ),
         crops,
         dataset: true,
+        files,
     })
 }
 
@@ -552,5 +620,6 @@ pub fn noise_images(n: usize, size: u32) -> ImageSet {
         crops: pink_noise(n, size, 0),
         source: format!("{n} images of 1/f noise (seed 0), no dataset given"),
         dataset: false,
+        files: vec![],
     }
 }

@@ -241,6 +241,7 @@ fn set(n: usize, dataset: bool) -> ImageSet {
         crops: compare::pink_noise(n, 224, 1),
         source: "test".into(),
         dataset,
+        files: vec![],
     }
 }
 
@@ -280,10 +281,45 @@ fn dead_filters_by_rms_and_by_activity() {
         crops: vec![],
         source: "none".into(),
         dataset: true,
+        files: vec![],
     });
     assert_eq!(none.never_active, None);
     assert_eq!(none.aliasing, None);
     assert_eq!(none.dead_filters, vec![0]);
+    // Files read for the activity rule alone (conv1 only, in batches) count
+    // like crops: write 40 noise images and an unreadable file.
+    let dir = std::env::temp_dir().join(format!("zfvis-compare-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = vec![];
+    for (i, img) in compare::pink_noise(40, 224, 4).iter().enumerate() {
+        let p = dir.join(format!("{i:02}.png"));
+        img.save(&p).unwrap();
+        files.push(p);
+    }
+    std::fs::write(dir.join("zz.png"), b"not a png").unwrap();
+    files.push(dir.join("zz.png"));
+    let mut calls = vec![];
+    let from_files = compare::side(
+        &net,
+        "t",
+        1,
+        (&MEAN, &MEAN),
+        &ImageSet {
+            crops: vec![],
+            source: "files".into(),
+            dataset: true,
+            files,
+        },
+        &mut |i| calls.push(i),
+    )
+    .unwrap();
+    assert_eq!(from_files.never_active.as_ref().unwrap(), &na);
+    assert_eq!(
+        from_files.aliasing, None,
+        "files feed the activity rule only"
+    );
+    assert_eq!(calls, vec![32, 41]);
+    let _ = std::fs::remove_dir_all(&dir);
     // The filters list is sorted by RMS, highest first; filter 0 comes last.
     assert_eq!(with.filters.last().unwrap().filter, 0);
     assert!(with.filters.windows(2).all(|p| p[0].rms >= p[1].rms));
