@@ -89,7 +89,8 @@ function fillModels() {
     o.textContent = `${m.name} (${m.architecture} ×${m.width})`;
     sel.append(o);
   }
-  if (!model() && models.length) state.model = models[0].name;
+  // Default: the paper's network (a ZFNet), the first listed otherwise.
+  if (!model() && models.length) state.model = (models.find((m) => m.architecture === "zfnet") || models[0]).name;
   sel.value = state.model;
   fillSnapshots();
 }
