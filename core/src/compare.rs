@@ -126,13 +126,6 @@ pub struct ImageSet {
     pub files: Vec<std::path::PathBuf>,
 }
 
-impl ImageSet {
-    /// Images each side goes through (crops and files).
-    pub fn work(&self) -> usize {
-        self.crops.len() + self.files.len()
-    }
-}
-
 /// RMS of each filter of a [F, C, k, k] weight.
 pub fn filter_rms(w: &Tensor) -> Vec<f64> {
     let r = w
@@ -302,14 +295,74 @@ fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-/// One model's numbers. `set` holds model-size crops (may be empty);
-/// `progress(done)` is called after each image.
+/// One model's numbers. `set` holds model-size crops (may be empty) and
+/// files for the activity rule; `progress(done)` is called as they pass.
 pub fn side(
     net: &Net,
     model: &str,
     epoch: u32,
     mean_std: (&[f64; 3], &[f64; 3]),
     set: &ImageSet,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Side> {
+    let size = net.spec.input_size as u32;
+    let extra = file_peaks(&[(net, mean_std)], &set.files, size, &mut |i| progress(i))
+        .pop()
+        .flatten();
+    let n = set.files.len();
+    side_with(net, model, epoch, mean_std, set, extra, &mut |i| {
+        progress(n + i)
+    })
+}
+
+/// Largest conv1 activation per filter of each net over `files`, decoded
+/// once for all nets in batches of 32 (unreadable files are skipped).
+fn file_peaks(
+    nets: &[(&Net, (&[f64; 3], &[f64; 3]))],
+    files: &[std::path::PathBuf],
+    size: u32,
+    progress: &mut dyn FnMut(usize),
+) -> Vec<Option<Tensor>> {
+    let mut peaks: Vec<Option<Tensor>> = nets.iter().map(|_| None).collect();
+    let mut done = 0;
+    for chunk in files.chunks(32) {
+        let crops: Vec<RgbImage> = {
+            use rayon::prelude::*;
+            chunk
+                .par_iter()
+                .filter_map(|p| load_crop(p, size))
+                .collect()
+        };
+        if !crops.is_empty() {
+            for ((net, (mean, std)), peak) in nets.iter().zip(peaks.iter_mut()) {
+                let x = Tensor::stack(
+                    &crops
+                        .iter()
+                        .map(|c| preprocess::to_tensor(c, mean, std))
+                        .collect::<Vec<_>>(),
+                    0,
+                );
+                let p = conv1_peaks(net, &x);
+                *peak = Some(match peak.take() {
+                    Some(q) => q.maximum(&p),
+                    None => p,
+                });
+            }
+        }
+        done += chunk.len();
+        progress(done);
+    }
+    peaks
+}
+
+#[allow(clippy::too_many_arguments)]
+fn side_with(
+    net: &Net,
+    model: &str,
+    epoch: u32,
+    mean_std: (&[f64; 3], &[f64; 3]),
+    set: &ImageSet,
+    extra: Option<Tensor>,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Side> {
     let s = net.spec.input_size as u32;
@@ -333,27 +386,11 @@ pub fn side(
         observe(net, &x, &mut run)?;
         progress(i + 1);
     }
-    let done = set.crops.len();
-    for (b, chunk) in set.files.chunks(32).enumerate() {
-        let crops: Vec<RgbImage> = {
-            use rayon::prelude::*;
-            chunk.par_iter().filter_map(|p| load_crop(p, s)).collect()
-        };
-        if !crops.is_empty() {
-            let x = Tensor::stack(
-                &crops
-                    .iter()
-                    .map(|c| preprocess::to_tensor(c, mean_std.0, mean_std.1))
-                    .collect::<Vec<_>>(),
-                0,
-            );
-            let p = conv1_peaks(net, &x);
-            run.peak = Some(match run.peak.take() {
-                Some(q) => q.maximum(&p),
-                None => p,
-            });
-        }
-        progress(done + (b * 32 + chunk.len()));
+    if let Some(p) = extra {
+        run.peak = Some(match run.peak.take() {
+            Some(q) => q.maximum(&p),
+            None => p,
+        });
     }
     let never_active = run.peak.map(|p| {
         let v: Vec<f64> = Vec::try_from(&p).unwrap_or_default();
@@ -419,20 +456,33 @@ pub fn compare(
     images: &ImageSet,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<CompareResult> {
-    let n = images.work();
-    let mut one = |k: usize, s: &Subject| {
-        side(
+    let (f, n) = (images.files.len(), images.crops.len());
+    let total = f + 2 * n;
+    let size = a.net.spec.input_size as u32;
+    if b.net.spec.input_size as u32 != size {
+        bail!("the two models take different input sizes");
+    }
+    let mut peaks = file_peaks(
+        &[(a.net, (&a.mean, &a.std)), (b.net, (&b.mean, &b.std))],
+        &images.files,
+        size,
+        &mut |i| progress(i, total),
+    );
+    let (pb, pa) = (peaks.pop().flatten(), peaks.pop().flatten());
+    let mut one = |k: usize, s: &Subject, extra| {
+        side_with(
             s.net,
             s.model,
             s.epoch,
             (&s.mean, &s.std),
             images,
-            &mut |i| progress(k * n + i, 2 * n),
+            extra,
+            &mut |i| progress(f + k * n + i, total),
         )
     };
     Ok(CompareResult {
-        a: one(0, a)?,
-        b: one(1, b)?,
+        a: one(0, a, pa)?,
+        b: one(1, b, pb)?,
         method: method(images),
     })
 }
