@@ -877,6 +877,11 @@ fn compare_view_and_numbers() {
         "images",
     );
     error(
+        e.get("/api/compare?a=alex&b=zf&images=513"),
+        StatusCode::BAD_REQUEST,
+        "1..=512",
+    );
+    error(
         e.get("/api/compare?a=alex&b=zf&images=lots"),
         StatusCode::BAD_REQUEST,
         "images",
