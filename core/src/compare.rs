@@ -197,6 +197,21 @@ pub fn share_above(x: &Tensor, f: f64) -> Option<f64> {
     (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64)
 }
 
+/// Every filter with its RMS and whether it is in `dead`, highest RMS first.
+pub fn filter_list(rms: &[f64], dead: &[i64]) -> Vec<FilterInfo> {
+    let mut filters: Vec<FilterInfo> = rms
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| FilterInfo {
+            filter: i as i64,
+            rms: r,
+            dead: dead.contains(&(i as i64)),
+        })
+        .collect();
+    filters.sort_by(|a, b| b.rms.total_cmp(&a.rms).then(a.filter.cmp(&b.filter)));
+    filters
+}
+
 /// Dead filters by the RMS rule: (indices, threshold).
 pub fn low_rms(rms: &[f64]) -> (Vec<i64>, f64) {
     let mut s = rms.to_vec();
@@ -406,16 +421,7 @@ fn side_with(
     }
     dead.sort();
     dead.dedup();
-    let mut filters: Vec<FilterInfo> = rms
-        .iter()
-        .enumerate()
-        .map(|(i, &r)| FilterInfo {
-            filter: i as i64,
-            rms: r,
-            dead: dead.contains(&(i as i64)),
-        })
-        .collect();
-    filters.sort_by(|a, b| b.rms.total_cmp(&a.rms).then(a.filter.cmp(&b.filter)));
+    let filters = filter_list(&rms, &dead);
     let c = &net.blocks[0];
     Ok(Side {
         model: model.to_string(),
@@ -549,8 +555,7 @@ pub fn filter_tiles(net: &Net, tile: u32, cols: u32, per_filter: bool) -> RgbIma
         .to_device(tch::Device::Cpu)
         .to_kind(Kind::Float);
     let rms = filter_rms(&w);
-    let mut order: Vec<usize> = (0..rms.len()).collect();
-    order.sort_by(|&a, &b| rms[b].total_cmp(&rms[a]).then(a.cmp(&b)));
+    let order: Vec<i64> = filter_list(&rms, &[]).iter().map(|f| f.filter).collect();
     let k = w.size()[2] as u32;
     let scale = (tile / k).max(1);
     let t = k * scale;
@@ -564,19 +569,13 @@ pub fn filter_tiles(net: &Net, tile: u32, cols: u32, per_filter: bool) -> RgbIma
     );
     let layer_max = w.abs().max().double_value(&[]).max(1e-12);
     for (slot, &f) in order.iter().enumerate() {
-        let filt = w.get(f as i64);
+        let filt = w.get(f);
         let m = if per_filter {
             filt.abs().max().double_value(&[]).max(1e-12)
         } else {
             layer_max
         };
-        let img = ((filt / m) * 127.5 + 127.5)
-            .clamp(0.0, 255.0)
-            .round()
-            .to_kind(Kind::Uint8)
-            .permute([1, 2, 0])
-            .contiguous();
-        let data: Vec<u8> = Vec::try_from(&img.reshape([-1])).unwrap_or_default();
+        let (_, _, data) = deconv::to_rgb8_scaled(&filt, m);
         let (ox, oy) = (
             (slot as u32 % cols) * (t + 1) + 1,
             (slot as u32 / cols) * (t + 1) + 1,
@@ -613,14 +612,7 @@ pub fn pink_noise(n: usize, size: u32, seed: u64) -> Vec<RgbImage> {
                 .fft_ifft2(None::<&[i64]>, [-2i64, -1].as_slice(), "backward")
                 .real();
             let y = &y - y.mean(Kind::Double);
-            let m = y.abs().max().double_value(&[]).max(1e-12);
-            let img = ((y / m) * 127.5 + 127.5)
-                .clamp(0.0, 255.0)
-                .round()
-                .to_kind(Kind::Uint8)
-                .permute([1, 2, 0])
-                .contiguous();
-            let data: Vec<u8> = Vec::try_from(&img.reshape([-1])).unwrap_or_default();
+            let (_, _, data) = deconv::to_rgb8(&y);
             RgbImage::from_raw(size, size, data).expect("buffer size")
         })
         .collect()

@@ -197,8 +197,14 @@ pub fn to_image(pixels: &Tensor) -> image::RgbImage {
 /// absolute value reaches black or white (symmetric, so the sign is visible).
 /// Returns [H, W, 3] u8 data.
 pub fn to_rgb8(pixels: &Tensor) -> (u32, u32, Vec<u8>) {
+    let m = pixels.abs().max().double_value(&[]);
+    to_rgb8_scaled(pixels, m)
+}
+
+/// As [`to_rgb8`], with `max_abs` (not the input's own) mapped to black/white.
+pub fn to_rgb8_scaled(pixels: &Tensor, max_abs: f64) -> (u32, u32, Vec<u8>) {
     let p = pixels.to_device(tch::Device::Cpu).to_kind(Kind::Float);
-    let m = p.abs().max().double_value(&[]).max(1e-12);
+    let m = max_abs.max(1e-12);
     let img = ((p / m) * 127.5 + 127.5)
         .clamp(0.0, 255.0)
         .round()

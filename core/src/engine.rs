@@ -967,16 +967,7 @@ impl Engine {
         let (w, h) = img.dimensions();
         let rms = crate::compare::filter_rms(net.conv_weight(0));
         let (low, _) = crate::compare::low_rms(&rms);
-        let mut filters: Vec<crate::compare::FilterInfo> = rms
-            .iter()
-            .enumerate()
-            .map(|(i, &r)| crate::compare::FilterInfo {
-                filter: i as i64,
-                rms: r,
-                dead: low.contains(&(i as i64)),
-            })
-            .collect();
-        filters.sort_by(|a, b| b.rms.total_cmp(&a.rms).then(a.filter.cmp(&b.filter)));
+        let filters = crate::compare::filter_list(&rms, &low);
         Ok(FiltersResult {
             kernel: c.conv.k,
             stride: c.conv.stride,
