@@ -263,12 +263,12 @@ fn bad_input_is_a_clear_4xx() {
     error(
         e.get("/api/images/xyz"),
         StatusCode::BAD_REQUEST,
-        "malformed image id",
+        "image must be a content id",
     );
     error(
         e.get("/api/images/..%2F..%2Fmodels%2Ftiny%2Fmanifest.json"),
         StatusCode::BAD_REQUEST,
-        "malformed",
+        "image must be a content id",
     );
     error(
         e.get(&format!(
@@ -282,7 +282,7 @@ fn bad_input_is_a_clear_4xx() {
             "/api/models/..%2F..%2Fetc/snapshots/1/images/{id}/predictions"
         )),
         StatusCode::BAD_REQUEST,
-        "malformed model",
+        "model must name a model folder",
     );
     error(
         e.get(&format!(
@@ -308,7 +308,7 @@ fn bad_input_is_a_clear_4xx() {
     error(
         e.get("/api/models/tiny/snapshots/1/images/abc/predictions"),
         StatusCode::BAD_REQUEST,
-        "malformed image id",
+        "image must be a content id",
     );
     error(
         e.get(&format!("{b}/layers/0/maps")),
@@ -615,7 +615,7 @@ fn invariance_and_correspondence_endpoints() {
     error(
         e.get("/api/models/tiny/snapshots/1/correspondence?set=abc"),
         StatusCode::BAD_REQUEST,
-        "malformed set id",
+        "set must be a content id",
     );
     error(
         e.get(&format!(
@@ -712,13 +712,13 @@ fn dataset_index_top9_and_timeline() {
             .json()
             .unwrap();
         state = s["state"].as_str().unwrap().to_string();
-        if state == "ready" {
+        if state == "done" {
             assert_eq!(s["total"], 5);
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert_eq!(state, "ready");
+    assert_eq!(state, "done");
     let t: Value = get("/api/models/tiny/snapshots/1/dataset/layers/2/maps/3/top9")
         .json()
         .unwrap();
@@ -854,7 +854,7 @@ fn compare_view_and_numbers() {
     error(
         e.get("/api/compare?a=alex"),
         StatusCode::BAD_REQUEST,
-        "b must name",
+        "missing query parameter b",
     );
     error(
         e.get("/api/compare?a=..%2Fetc&b=zf"),

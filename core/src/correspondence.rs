@@ -250,3 +250,91 @@ pub fn read_landmarks(path: &Path) -> Result<Vec<(PathBuf, BTreeMap<String, (f64
     }
     Ok(out)
 }
+
+// ---- the analysis: a stored set of images and points ---------------------------
+
+use crate::analysis::{Analysis, ContentId, ModelName};
+use crate::engine::{bad, bad_input, Engine, Error};
+use crate::preprocess;
+
+fn default_size() -> i64 {
+    24
+}
+
+/// The test over a stored set (`?set=ID&size=24&seed=0`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetRequest {
+    pub model: ModelName,
+    pub epoch: u32,
+    pub set: ContentId,
+    #[serde(default = "default_size")]
+    pub size: i64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// The paper's Table 1 row of one part.
+#[derive(Serialize)]
+pub struct PaperRow {
+    pub part: &'static str,
+    pub layer5: f64,
+    pub layer7: f64,
+}
+
+/// Our numbers beside the paper's.
+#[derive(Serialize)]
+pub struct TableResult {
+    #[serde(flatten)]
+    pub ours: CorrespondenceResult,
+    pub paper: Vec<PaperRow>,
+}
+
+/// Table 1: how consistently occluding the same part changes the features.
+pub struct Correspondence;
+
+impl Analysis for Correspondence {
+    const NAME: &'static str = "correspondence";
+    type Request = SetRequest;
+    type Result = TableResult;
+
+    fn run(e: &mut Engine, r: &SetRequest) -> crate::engine::Result<TableResult> {
+        let net = e.net(&r.model, r.epoch)?;
+        let m = e.model(&r.model)?.manifest;
+        let set =
+            e.ctx.store.get_set(r.set.as_str()).ok_or_else(|| {
+                Error::NotFound(format!("unknown set {}", r.set))
+            })?;
+        let s = m.input_size as u32;
+        let mut images = vec![];
+        for im in &set.images {
+            let id = ContentId::try_from(im.id.clone()).map_err(|x| bad(x.to_string()))?;
+            let bytes = e.ctx.image_bytes(&id)?;
+            let img = preprocess::decode(&bytes).map_err(|x| bad(x.to_string()))?;
+            let crop = preprocess::model_crop(&img, s);
+            let parts = im
+                .parts
+                .iter()
+                .map(|(k, p)| (k.clone(), preprocess::map_point(img.dimensions(), s, (p[0], p[1]))))
+                .collect();
+            images.push(CorrImage {
+                label: im.id.clone(),
+                input: preprocess::to_tensor(&crop, &m.mean, &m.std),
+                parts,
+            });
+        }
+        let req = CorrespondenceRequest {
+            size: r.size,
+            seed: r.seed,
+        };
+        let ours = correspondence(&net, &images, &req).map_err(bad_input)?;
+        let paper = PAPER
+            .iter()
+            .map(|&(part, layer5, layer7)| PaperRow {
+                part,
+                layer5,
+                layer7,
+            })
+            .collect();
+        Ok(TableResult { ours, paper })
+    }
+}

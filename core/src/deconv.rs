@@ -90,8 +90,9 @@ pub struct Projection {
 }
 
 pub fn check_layer_map(net: &Net, layer: usize, map: i64) -> Result<()> {
-    if !(1..=5).contains(&layer) {
-        bail!("layer {layer} is out of range: expected 1..=5");
+    let n = net.blocks.len();
+    if !(1..=n).contains(&layer) {
+        bail!("layer {layer} is out of range: expected 1..={n}");
     }
     let c = net.blocks[layer - 1].out_c;
     if map < 0 || map >= c {
@@ -214,4 +215,173 @@ pub fn to_rgb8_scaled(pixels: &Tensor, max_abs: f64) -> (u32, u32, Vec<u8>) {
     let (h, w) = (img.size()[0] as u32, img.size()[1] as u32);
     let data: Vec<u8> = Vec::try_from(&img.reshape([-1])).unwrap_or_default();
     (w, h, data)
+}
+
+// ---- the analyses: one map's projection, the layer's top 9 --------------------
+
+use crate::analysis::{Analysis, ContentId, ModelName};
+use crate::engine::{bad_input, png, Engine};
+use crate::maps::{check_layer, LayerRequest};
+use serde::{Deserialize, Serialize};
+
+/// Which activations of the map are projected (`?mode=`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Strongest,
+    All,
+}
+
+impl From<Mode> for Keep {
+    fn from(m: Mode) -> Keep {
+        match m {
+            Mode::Strongest => Keep::Strongest,
+            Mode::All => Keep::All,
+        }
+    }
+}
+
+/// One feature map of one stored image seen by one snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MapRequest {
+    pub model: ModelName,
+    pub epoch: u32,
+    pub image: ContentId,
+    pub layer: usize,
+    pub map: i64,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+#[derive(Serialize, Clone)]
+pub struct Field {
+    pub y0: i64,
+    pub x0: i64,
+    pub y1: i64,
+    pub x1: i64,
+}
+
+#[derive(Serialize)]
+pub struct ProjectionResult {
+    pub layer: usize,
+    pub map: i64,
+    pub mode: Mode,
+    pub value: f64,
+    pub y: i64,
+    pub x: i64,
+    pub field: Field,
+    #[serde(skip)]
+    pub png: Vec<u8>,
+    /// The unscaled [3, S, S] projection.
+    #[serde(skip)]
+    pub pixels: Option<Tensor>,
+}
+
+impl ProjectionResult {
+    /// A projection's description, its picture and its pixels.
+    pub fn new(p: Projection, mode: Mode) -> ProjectionResult {
+        ProjectionResult {
+            png: png(&to_image(&p.pixels)),
+            pixels: Some(p.pixels.shallow_clone()),
+            ..Self::describe(&p, mode)
+        }
+    }
+
+    /// A projection's description without a picture.
+    pub fn describe(p: &Projection, mode: Mode) -> ProjectionResult {
+        let (y0, x0, y1, x1) = p.field;
+        ProjectionResult {
+            layer: p.layer,
+            map: p.map,
+            mode,
+            value: p.value,
+            y: p.y,
+            x: p.x,
+            field: Field { y0, x0, y1, x1 },
+            png: vec![],
+            pixels: None,
+        }
+    }
+}
+
+/// The deconvnet projection of one map (paper Fig. 1).
+pub struct Project;
+
+impl Analysis for Project {
+    const NAME: &'static str = "projection";
+    type Request = MapRequest;
+    type Result = ProjectionResult;
+
+    fn run(e: &mut Engine, r: &MapRequest) -> crate::engine::Result<ProjectionResult> {
+        check_layer_map(&*e.net(&r.model, r.epoch)?, r.layer, r.map).map_err(bad_input)?;
+        let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
+        let req = ProjectRequest {
+            layer: r.layer,
+            map: r.map,
+            keep: r.mode.into(),
+        };
+        let p = project(&net, &t.trace, &[req]).map_err(bad_input)?;
+        Ok(ProjectionResult::new(p.into_iter().next().expect("one"), r.mode))
+    }
+
+    fn alt(_: &MapRequest, r: &mut ProjectionResult) -> Option<Vec<u8>> {
+        Some(std::mem::take(&mut r.png))
+    }
+}
+
+/// The 9 maps of a layer with the highest peaks, projected; sprite 3x3.
+#[derive(Serialize)]
+pub struct Top9Result {
+    pub layer: usize,
+    pub tile: i64,
+    pub items: Vec<ProjectionResult>,
+    #[serde(skip)]
+    pub sprite_png: Vec<u8>,
+}
+
+/// The layer's 9 strongest maps of one image, each projected.
+pub struct Top9;
+
+impl Analysis for Top9 {
+    const NAME: &'static str = "top9";
+    type Request = LayerRequest;
+    type Result = Top9Result;
+
+    fn run(e: &mut Engine, r: &LayerRequest) -> crate::engine::Result<Top9Result> {
+        check_layer(&*e.net(&r.model, r.epoch)?, r.layer)?;
+        let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
+        let reqs: Vec<ProjectRequest> = top_maps(&t.trace, r.layer, 9)
+            .iter()
+            .map(|&(map, _)| ProjectRequest {
+                layer: r.layer,
+                map,
+                keep: Keep::Strongest,
+            })
+            .collect();
+        let ps = project(&net, &t.trace, &reqs).map_err(bad_input)?;
+        let tile = net.spec.input_size;
+        let rows = ps.len().div_ceil(3) as i64;
+        let mut sprite =
+            image::RgbImage::from_pixel((3 * tile) as u32, (rows * tile) as u32, [128; 3].into());
+        let items = ps
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (y, x) = ((i as i64 / 3) * tile, (i as i64 % 3) * tile);
+                image::imageops::replace(&mut sprite, &to_image(&p.pixels), x, y);
+                ProjectionResult::describe(p, Mode::Strongest)
+            })
+            .collect();
+        Ok(Top9Result {
+            layer: r.layer,
+            tile,
+            items,
+            sprite_png: png(&sprite),
+        })
+    }
+
+    fn alt(_: &LayerRequest, r: &mut Top9Result) -> Option<Vec<u8>> {
+        Some(std::mem::take(&mut r.sprite_png))
+    }
 }

@@ -91,7 +91,7 @@ pub fn resolve(dataset: &Path, image: &str) -> Result<PathBuf> {
 }
 
 /// Progress callback: (images done, images to do).
-pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Sync);
+pub type Report<'a> = &'a (dyn Fn(usize, usize) + Sync);
 
 /// Build or extend the index of one snapshot. Returns it and the number of
 /// newly indexed images.
@@ -101,7 +101,7 @@ pub fn build(
     epoch: u32,
     dataset: &Path,
     batch: usize,
-    progress: Progress,
+    progress: Report,
 ) -> Result<(SnapshotIndex, usize)> {
     let path = index_path(model, dataset, epoch)?;
     let canon = dataset.canonicalize()?;
@@ -224,8 +224,9 @@ fn merge(top: &mut [Vec<Entry>], maps: &Tensor, names: &[String]) -> Result<()> 
 
 /// The top-9 of one map, building the index if needed.
 pub fn top9(index: &SnapshotIndex, layer: usize, map: i64) -> Result<&[Entry]> {
-    if !(1..=5).contains(&layer) {
-        bail!("layer {layer} is out of range: expected 1..=5");
+    let n = index.layers.len();
+    if !(1..=n).contains(&layer) {
+        bail!("layer {layer} is out of range: expected 1..={n}");
     }
     let maps = &index.layers[layer - 1];
     if map < 0 || map as usize >= maps.len() {
@@ -235,4 +236,79 @@ pub fn top9(index: &SnapshotIndex, layer: usize, map: i64) -> Result<&[Entry]> {
         );
     }
     Ok(&maps[map as usize])
+}
+
+// ---- building in the background ----------------------------------------------
+
+use crate::analysis::{Jobs, Progress, State};
+
+/// Builds dataset indexes in the background, one at a time, on a thread of
+/// its own with its own copy of the network, so that the views can show
+/// the progress while the engine keeps answering.
+#[derive(Clone)]
+pub struct Indexer {
+    pub dataset: PathBuf,
+    models: PathBuf,
+    jobs: Jobs,
+    tx: mpsc::Sender<(String, u32)>,
+}
+
+fn job_key(model: &str, epoch: u32) -> String {
+    format!("index/{model}/{epoch}")
+}
+
+impl Indexer {
+    pub fn spawn(models: PathBuf, dataset: PathBuf, device: tch::Device, jobs: Jobs) -> Indexer {
+        let (tx, rx) = mpsc::channel::<(String, u32)>();
+        let (j, m, d) = (jobs.clone(), models.clone(), dataset.clone());
+        std::thread::Builder::new()
+            .name("zfvis-index".into())
+            .spawn(move || {
+                for (model, epoch) in rx {
+                    let key = job_key(&model, epoch);
+                    j.set(&key, Progress::new(State::Running, 0, 0));
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let dir = crate::engine::open_model(&m, &model)?;
+                        let net = dir.load(Some(epoch), device)?;
+                        build(&net, &dir, epoch, &d, 32, &|done, total| {
+                            j.set(&key, Progress::new(State::Running, done, total));
+                        })?;
+                        anyhow::Ok(())
+                    }));
+                    j.set(
+                        &key,
+                        match r {
+                            Ok(Ok(())) => {
+                                let total = j.get(&key).map_or(0, |p| p.total);
+                                Progress::new(State::Done, total, total)
+                            }
+                            Ok(Err(e)) => Progress::failed(format!("{e:#}")),
+                            Err(_) => Progress::failed("indexing failed".into()),
+                        },
+                    );
+                }
+            })
+            .expect("spawn indexer");
+        Indexer {
+            dataset,
+            models,
+            jobs,
+            tx,
+        }
+    }
+
+    /// The index status of a snapshot; queues a build on first use.
+    pub fn ensure(&self, model: &str, epoch: u32) -> Progress {
+        let (p, new) = self.jobs.get_or_insert(&job_key(model, epoch), || {
+            let built = crate::engine::open_model(&self.models, model)
+                .ok()
+                .and_then(|m| index_path(&m, &self.dataset, epoch).ok())
+                .is_some_and(|p| p.exists());
+            Progress::new(if built { State::Done } else { State::Queued }, 0, 0)
+        });
+        if new && p.state == State::Queued {
+            let _ = self.tx.send((model.to_string(), epoch));
+        }
+        p
+    }
 }

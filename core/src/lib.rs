@@ -1,9 +1,17 @@
 //! zfvis-core: ZFNet/AlexNet on libtorch, the deconvnet and the paper's
 //! analyses. No HTTP here: the `zfvis` binary (CLI and server) calls in.
 //!
-//! Paper figure -> module: Fig. 1 deconvnet -> `deconv`; Fig. 3 network ->
-//! `net`; §2 training -> `train`; model folders -> `checkpoint`.
+//! Paper figure -> module: Fig. 1 deconvnet -> `deconv`; Fig. 2 top 9 and
+//! Fig. 4 timeline -> `index` (building) and `timeline` (views); Fig. 3
+//! network -> `net`; Fig. 5 -> `invariance`; Fig. 6 -> `compare`; Fig. 7 ->
+//! `occlusion`; Table 1 -> `correspondence`; §2 training -> `train`; model
+//! folders -> `checkpoint`.
+//!
+//! Each analysis is a type implementing `analysis::Analysis` in its
+//! science's module; `engine` holds what they share (snapshots, traces,
+//! the image store).
 
+pub mod analysis;
 pub mod checkpoint;
 pub mod compare;
 pub mod correspondence;
@@ -12,11 +20,13 @@ pub mod deconv;
 pub mod engine;
 pub mod index;
 pub mod invariance;
+pub mod maps;
 pub mod net;
 pub mod occlusion;
 pub mod predict;
 pub mod preprocess;
 pub mod store;
+pub mod timeline;
 pub mod train;
 
 pub use tch;

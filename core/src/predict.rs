@@ -38,3 +38,39 @@ pub fn top_k_of(manifest: &Manifest, probs: &tch::Tensor, k: usize) -> Vec<Predi
         })
         .collect()
 }
+
+// ---- the analysis --------------------------------------------------------------
+
+use crate::analysis::{Analysis, ContentId, ModelName};
+use crate::engine::{Engine, Result};
+use serde::Deserialize;
+
+/// One stored image seen by one snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageRequest {
+    pub model: ModelName,
+    pub epoch: u32,
+    pub image: ContentId,
+}
+
+#[derive(Serialize)]
+pub struct Top5 {
+    pub top: Vec<Prediction>,
+}
+
+/// The top-5 classes of an image.
+pub struct Predictions;
+
+impl Analysis for Predictions {
+    const NAME: &'static str = "predictions";
+    type Request = ImageRequest;
+    type Result = Top5;
+
+    fn run(e: &mut Engine, r: &ImageRequest) -> Result<Top5> {
+        let m = e.model(&r.model)?;
+        let (_, t) = e.traced(&r.model, r.epoch, &r.image)?;
+        Ok(Top5 {
+            top: top_k(&m.manifest, &t.trace, 0, 5),
+        })
+    }
+}

@@ -24,8 +24,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
-pub const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
-pub const STD: [f64; 3] = [0.229, 0.224, 0.225];
+use crate::preprocess::{MEAN, STD};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

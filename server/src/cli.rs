@@ -5,12 +5,19 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use zfvis_core::analysis::{Analysis, ContentId, ModelName};
 use zfvis_core::checkpoint::ModelDir;
-use zfvis_core::deconv::{self, Keep, ProjectRequest};
+use zfvis_core::correspondence::{self, Correspondence, SetRequest};
+use zfvis_core::deconv::{MapRequest, Mode, Project};
+use zfvis_core::engine::{self, Engine};
+use zfvis_core::invariance::{CurvesRequest, Invariance};
 use zfvis_core::net::Arch;
+use zfvis_core::occlusion::{self, GridRequest, Heatmap, Occlusion};
+use zfvis_core::predict::{ImageRequest, Predictions};
+use zfvis_core::store::{CorrSet, CorrSetImage, ImageStore};
 use zfvis_core::tch::{self, Kind, Tensor};
 use zfvis_core::train::{self, Schedule, TrainConfig};
-use zfvis_core::{correspondence, index, invariance, occlusion, parse_device, predict, preprocess};
+use zfvis_core::{index, parse_device};
 
 #[derive(Parser)]
 #[command(
@@ -360,23 +367,93 @@ fn print_compare(r: &zfvis_core::compare::CompareResult) {
     }
 }
 
-fn load_image(model: &ModelDir, path: &Path) -> Result<(image::RgbImage, Tensor)> {
-    let m = &model.manifest;
-    preprocess::load_file(path, m.input_size as u32, &m.mean, &m.std)
+
+/// The engine over one model folder, with the images named on the command
+/// line in a temporary store: the CLI runs the same analyses, with the same
+/// request types, as the server.
+struct Local {
+    engine: Engine,
+    model: ModelName,
+    epoch: u32,
+    dir: ModelDir,
+    tmp: PathBuf,
+    /// Stored id -> the file name it came from.
+    labels: std::collections::HashMap<String, String>,
+}
+
+impl Local {
+    fn open(m: &ModelArgs) -> Result<Local> {
+        let dir = ModelDir::open(&m.model)?;
+        let epoch = dir.manifest.snapshot(m.snapshot)?.epoch;
+        let tmp = std::env::temp_dir().join(format!(
+            "zfvis-cli-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(tmp.join("models"))
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        // The folder, whatever its name, is the model "model" of the engine.
+        let target = std::fs::canonicalize(&m.model)?;
+        std::os::unix::fs::symlink(&target, tmp.join("models/model"))?;
+        let ctx = engine::Context {
+            models: tmp.join("models"),
+            store: ImageStore::open(&tmp)?,
+            device: parse_device(&m.device)?,
+            indexer: None,
+            jobs: Default::default(),
+        };
+        Ok(Local {
+            engine: Engine::new(ctx, 4),
+            model: ModelName::try_from("model".to_string())?,
+            epoch,
+            dir,
+            tmp,
+            labels: Default::default(),
+        })
+    }
+
+    /// Store an image file (validated as an upload would be).
+    fn image(&mut self, path: &Path) -> Result<ContentId> {
+        let bytes =
+            std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let s = self
+            .engine
+            .ctx
+            .store
+            .put(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(ContentId::try_from(s.id)?)
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.tmp);
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Predict { m, image, json } => {
-            let model = ModelDir::open(&m.model)?;
-            let net = model.load(m.snapshot, parse_device(&m.device)?)?;
-            let (_, x) = load_image(&model, &image)?;
-            let trace = net.trace(&x.unsqueeze(0));
-            let top = predict::top_k(&model.manifest, &trace, 0, 5);
+            let mut l = Local::open(&m)?;
+            let req = ImageRequest {
+                model: l.model.clone(),
+                epoch: l.epoch,
+                image: l.image(&image)?,
+            };
+            let r = Predictions::run(&mut l.engine, &req)?;
             if json {
-                println!("{}", json!({ "top": top }));
+                println!("{}", serde_json::to_string(&r)?);
             } else {
-                for p in top {
+                for p in r.top {
                     println!(
                         "{:6.2}%  {:>3}  {}  {}",
                         p.prob * 100.0,
@@ -397,39 +474,32 @@ pub fn run(cli: Cli) -> Result<()> {
             out_raw,
             json,
         } => {
-            let model = ModelDir::open(&m.model)?;
-            let net = model.load(m.snapshot, parse_device(&m.device)?)?;
-            deconv::check_layer_map(&net, layer, map)?;
-            let (_, x) = load_image(&model, &image)?;
-            let trace = net.trace(&x.unsqueeze(0));
-            let keep = if all { Keep::All } else { Keep::Strongest };
-            let p =
-                deconv::project(&net, &trace, &[ProjectRequest { layer, map, keep }])?.remove(0);
-            let (w, h, rgb) = deconv::to_rgb8(&p.pixels);
-            image::RgbImage::from_raw(w, h, rgb)
-                .context("projection image")?
-                .save(&out)
+            let mut l = Local::open(&m)?;
+            let req = MapRequest {
+                model: l.model.clone(),
+                epoch: l.epoch,
+                image: l.image(&image)?,
+                layer,
+                map,
+                mode: if all { Mode::All } else { Mode::Strongest },
+            };
+            let r = Project::run(&mut l.engine, &req)?;
+            std::fs::write(&out, &r.png)
                 .with_context(|| format!("cannot write {}", out.display()))?;
-            if let Some(raw) = &out_raw {
-                p.pixels
-                    .to_kind(Kind::Float)
+            if let (Some(raw), Some(px)) = (&out_raw, &r.pixels) {
+                px.to_kind(Kind::Float)
                     .to_device(tch::Device::Cpu)
                     .write_npy(raw)
                     .with_context(|| format!("cannot write {}", raw.display()))?;
             }
             if json {
-                println!(
-                    "{}",
-                    json!({"layer": layer, "map": map, "mode": if all {"all"} else {"strongest"},
-                           "value": p.value, "y": p.y, "x": p.x,
-                           "field": {"y0": p.field.0, "x0": p.field.1, "y1": p.field.2, "x1": p.field.3}})
-                );
+                println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
                     "layer {layer} map {map}: activation {:.4} at (y {}, x {}); wrote {}",
-                    p.value,
-                    p.y,
-                    p.x,
+                    r.value,
+                    r.y,
+                    r.x,
                     out.display()
                 );
             }
@@ -446,38 +516,48 @@ pub fn run(cli: Cli) -> Result<()> {
             batch,
             repeat,
         } => {
-            let model = ModelDir::open(&m.model)?;
-            let net = model.load(m.snapshot, parse_device(&m.device)?)?;
-            let (crop, x) = load_image(&model, &image)?;
+            let mut l = Local::open(&m)?;
             let method = match method.as_str() {
                 "incremental" => occlusion::Method::Incremental,
                 "batched" => occlusion::Method::Batched,
                 "naive" => occlusion::Method::Naive,
                 s => bail!("unknown --method {s:?}: expected incremental, batched or naive"),
             };
-            let req = occlusion::OcclusionRequest {
+            let req = GridRequest {
+                model: l.model.clone(),
+                epoch: l.epoch,
+                image: l.image(&image)?,
                 size,
                 stride,
                 class,
-                batch,
+                kind: Heatmap::default(),
                 method,
+                batch,
             };
-            let r = occlusion::occlude(&net, &x, &req)?;
+            let r = Occlusion::run(&mut l.engine, &req)?.grid;
+            let (net, t) = l.engine.traced(&req.model, req.epoch, &req.image)?;
             if repeat > 0 {
+                let science = occlusion::OcclusionRequest {
+                    size,
+                    stride,
+                    class,
+                    batch,
+                    method,
+                };
                 let mut times: Vec<f64> = (0..repeat)
                     .map(|_| {
-                        let t = std::time::Instant::now();
-                        let _ = occlusion::occlude(&net, &x, &req);
-                        t.elapsed().as_secs_f64()
+                        let t0 = std::time::Instant::now();
+                        let _ = occlusion::occlude(&net, &t.input, &science);
+                        t0.elapsed().as_secs_f64()
                     })
                     .collect();
-                times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                times.sort_by(|a, b| a.total_cmp(b));
                 eprintln!("occlusion_seconds {:.4}", times[times.len() / 2]);
             }
             if let Some(dir) = &out_dir {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
-                for (name, img) in occlusion::heatmaps(&crop, &r) {
+                for (name, img) in occlusion::heatmaps(&t.crop, &r) {
                     let p = dir.join(format!("{name}.png"));
                     img.save(&p)
                         .with_context(|| format!("cannot write {}", p.display()))?;
@@ -490,7 +570,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 println!("{v}");
             } else {
-                let c = &model.manifest.classes[r.class as usize];
+                let c = &l.dir.manifest.classes[r.class as usize];
                 let flat: Vec<f64> = r.class_prob.iter().flatten().copied().collect();
                 let lo = flat.iter().cloned().fold(f64::INFINITY, f64::min);
                 println!(
@@ -507,11 +587,15 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             csv,
         } => {
-            let model = ModelDir::open(&m.model)?;
-            let net = model.load(m.snapshot, parse_device(&m.device)?)?;
-            let (_, x) = load_image(&model, &image)?;
-            let r =
-                invariance::invariance(&net, &x, &invariance::InvarianceRequest { steps, class })?;
+            let mut l = Local::open(&m)?;
+            let req = CurvesRequest {
+                model: l.model.clone(),
+                epoch: l.epoch,
+                image: l.image(&image)?,
+                steps,
+                class,
+            };
+            let r = Invariance::run(&mut l.engine, &req)?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else if csv {
@@ -519,7 +603,7 @@ pub fn run(cli: Cli) -> Result<()> {
             } else {
                 println!(
                     "class {} ({})",
-                    r.class, model.manifest.classes[r.class as usize].name
+                    r.class, l.dir.manifest.classes[r.class as usize].name
                 );
                 for (name, c) in [
                     ("translate", &r.translate),
@@ -546,36 +630,33 @@ pub fn run(cli: Cli) -> Result<()> {
             seed,
             json,
         } => {
-            let model = ModelDir::open(&m.model)?;
-            let net = model.load(m.snapshot, parse_device(&m.device)?)?;
-            let man = &model.manifest;
-            let s = man.input_size as u32;
+            let mut l = Local::open(&m)?;
             let mut images = vec![];
             for (path, parts) in correspondence::read_landmarks(&landmarks)? {
-                let bytes = std::fs::read(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                let img = preprocess::decode(&bytes)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                let crop = preprocess::model_crop(&img, s);
-                let parts = parts
-                    .into_iter()
-                    .map(|(k, p)| (k, preprocess::map_point(img.dimensions(), s, p)))
-                    .collect();
-                let label = path
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                images.push(correspondence::CorrImage {
-                    label,
-                    input: preprocess::to_tensor(&crop, &man.mean, &man.std),
-                    parts,
+                let id = l.image(&path)?;
+                l.labels.insert(id.to_string(), file_name(&path));
+                images.push(CorrSetImage {
+                    id: id.to_string(),
+                    parts: parts.into_iter().map(|(k, p)| (k, [p.0, p.1])).collect(),
                 });
             }
-            let r = correspondence::correspondence(
-                &net,
-                &images,
-                &correspondence::CorrespondenceRequest { size, seed },
-            )?;
+            let set = l
+                .engine
+                .ctx
+                .store
+                .put_set(&CorrSet { images })
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let req = SetRequest {
+                model: l.model.clone(),
+                epoch: l.epoch,
+                set: ContentId::try_from(set)?,
+                size,
+                seed,
+            };
+            let mut r = Correspondence::run(&mut l.engine, &req)?.ours;
+            for im in &mut r.images {
+                im.label = l.labels.get(&im.label).cloned().unwrap_or_default();
+            }
             if json {
                 println!(
                     "{}",
@@ -584,7 +665,7 @@ pub fn run(cli: Cli) -> Result<()> {
             } else {
                 println!(
                     "{} images, {} pairs, {size} px squares, seed {seed}",
-                    images.len(),
+                    r.images.len(),
                     r.pairs
                 );
                 println!(

@@ -2,8 +2,8 @@
 
 mod bench;
 mod cli;
+mod error;
 mod http;
-mod indexer;
 mod worker;
 
 use clap::Parser;

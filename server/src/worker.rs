@@ -2,7 +2,7 @@
 //! a bounded queue: the async runtime never blocks on it, and a full queue is
 //! answered at once with 503 + Retry-After.
 
-use crate::http::ApiError;
+use crate::error::ApiError;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use tokio::sync::oneshot;

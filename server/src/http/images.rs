@@ -1,10 +1,12 @@
 //! Uploads: content-addressed by SHA-256, validated before they are stored.
 
+use super::serve::{blocking, Cached, Req};
 use super::{ApiError, AppState, MAX_UPLOAD};
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use zfvis_core::analysis::ContentId;
 use zfvis_core::preprocess::ImageError;
 
 fn too_large() -> ApiError {
@@ -89,7 +91,7 @@ pub async fn upload(State(st): State<AppState>, req: Request) -> Result<Response
     if bytes.is_empty() {
         return Err(ApiError::bad("empty upload: send an image"));
     }
-    let store = st.store.clone();
+    let store = st.ctx.store.clone();
     let stored = tokio::task::spawn_blocking(move || store.put(&bytes))
         .await
         .map_err(|_| ApiError::internal("storing the image failed"))?
@@ -100,40 +102,28 @@ pub async fn upload(State(st): State<AppState>, req: Request) -> Result<Response
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
-/// `GET /api/images/{id}`: the stored bytes.
+#[derive(serde::Deserialize)]
+pub struct ImageRef {
+    image: ContentId,
+}
+
+/// `GET /api/images/{image}`: the stored bytes.
 pub async fn original(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    Req(r): Req<ImageRef>,
     h: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if !zfvis_core::store::valid_id(&id) {
-        return Err(ApiError::bad(format!(
-            "malformed image id {id:?}: expected 64 hex digits"
-        )));
-    }
-    let store = st.store.clone();
-    let bytes = tokio::task::spawn_blocking(move || store.get(&id))
-        .await
-        .map_err(|_| ApiError::internal("reading the image failed"))?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown image"))?;
+    let ctx = st.ctx.clone();
+    let bytes = blocking(move || Ok(ctx.image_bytes(&r.image)?)).await?;
     let ct = image::guess_format(&bytes)
         .map(|f| f.to_mime_type())
         .unwrap_or("application/octet-stream");
-    let etag = format!(
-        "\"{}\"",
-        zfvis_core::store::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)[..16])
-    );
-    let cached = super::Cached {
-        body: bytes.into(),
-        content_type: ct,
-        etag,
-    };
-    Ok(cached.respond(&h))
+    Ok(Cached::new(bytes, ct).respond(&h))
 }
 
 /// `GET /api/images`: recently uploaded images, newest first.
 pub async fn recent(State(st): State<AppState>) -> Response {
-    let store = st.store.clone();
+    let store = st.ctx.store.clone();
     let ids = tokio::task::spawn_blocking(move || store.recent(12))
         .await
         .unwrap_or_default();
@@ -151,7 +141,7 @@ pub async fn put_set(
             "a set is {{\"images\": [{{\"id\", \"parts\": {{name: [x, y]}}}}]}}: {e}"
         ))
     })?;
-    let store = st.store.clone();
+    let store = st.ctx.store.clone();
     let id = tokio::task::spawn_blocking(move || store.put_set(&set))
         .await
         .map_err(|_| ApiError::internal("storing the set failed"))?
@@ -159,20 +149,34 @@ pub async fn put_set(
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
 }
 
-/// `GET /api/sets/{id}`.
-pub async fn get_set(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    if !zfvis_core::store::valid_id(&id) {
-        return Err(ApiError::bad(format!(
-            "malformed set id {id:?}: expected 64 hex digits"
-        )));
-    }
-    let store = st.store.clone();
-    let set = tokio::task::spawn_blocking(move || store.get_set(&id))
-        .await
-        .map_err(|_| ApiError::internal("reading the set failed"))?;
+#[derive(serde::Deserialize)]
+pub struct SetRef {
+    set: ContentId,
+}
+
+/// `GET /api/sets/{set}`.
+pub async fn get_set(State(st): State<AppState>, Req(r): Req<SetRef>) -> Result<Response, ApiError> {
+    let store = st.ctx.store.clone();
+    let set = blocking(move || Ok(store.get_set(r.set.as_str()))).await?;
     set.map(|s| Json(s).into_response())
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown set"))
+        .ok_or_else(|| ApiError::not_found("unknown set"))
+}
+
+/// `POST /api/dataset/images` `{"image": "relative/path.jpg"}`: store a dataset
+/// image as an upload, to open it in the image view.
+pub async fn import(
+    State(st): State<AppState>,
+    Json(body): Json<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let dataset = st.ctx.indexer()?.dataset.clone();
+    let rel = body["image"].as_str().unwrap_or_default().to_string();
+    let path = zfvis_core::index::resolve(&dataset, &rel).map_err(|e| ApiError::bad(e.to_string()))?;
+    let store = st.ctx.store.clone();
+    let r = blocking(move || {
+        let bytes = std::fs::read(&path)
+            .map_err(|_| ApiError::not_found(format!("no image {rel:?} in the dataset")))?;
+        store.put(&bytes).map_err(|e| ApiError::bad(e.to_string()))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(r)).into_response())
 }

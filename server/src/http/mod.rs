@@ -1,21 +1,20 @@
-//! The HTTP API and pages. The router below is the API's table of contents.
+//! The HTTP API and pages. The router below is the API's table of contents:
+//! one line per route, each analysis served by the generic handlers of
+//! `serve` (`json::<A>` and `alt::<A>` for its JSON and its PNG/CSV).
 
-mod analysis;
-mod compare;
-mod dataset;
 mod images;
 mod pages;
+mod serve;
 
+pub use crate::error::ApiError;
 use crate::worker::Worker;
-use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
-use serde_json::json;
-use sha2::{Digest, Sha256};
+use serve::{alt, blocking, job, json, progress, Req};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,39 +24,32 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use zfvis_core::engine;
+use zfvis_core::analysis::{Jobs, ModelName, Progress};
+use zfvis_core::compare::{Filters, Numbers};
+use zfvis_core::correspondence::Correspondence;
+use zfvis_core::deconv::{Project, Top9};
+use zfvis_core::engine::{self, Context, Engine};
+use zfvis_core::invariance::Invariance;
+use zfvis_core::maps::Maps;
+use zfvis_core::occlusion::{Live, OccludedProjection, Occlusion};
+use zfvis_core::predict::Predictions;
+use zfvis_core::preprocess::Crop;
 use zfvis_core::store::ImageStore;
+use zfvis_core::timeline::{self, DatasetTop9, Evolution, SnapshotRequest, Timeline};
 
 /// Largest accepted upload.
 pub const MAX_UPLOAD: usize = 20 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// The libtorch thread that owns the engine.
     pub worker: Worker,
-    pub store: ImageStore,
+    pub ctx: Context,
     /// Results by canonical request key; concurrent identical requests are
     /// computed once (moka's `try_get_with` coalesces them).
-    pub cache: moka::future::Cache<String, Arc<Outputs>>,
-    pub models: PathBuf,
-    /// Present when the server was started with `--dataset`.
-    pub indexer: Option<crate::indexer::Indexer>,
-    /// Long comparisons run one at a time.
+    pub cache: moka::future::Cache<String, Arc<serve::Outputs>>,
+    /// Background jobs (comparisons) run one at a time.
     pub heavy: Arc<tokio::sync::Semaphore>,
-    /// Progress (done, total) of running comparisons by request key.
-    pub progress: Arc<std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>>,
-}
-
-/// The representations of one computed result.
-pub struct Outputs {
-    pub json: Arc<Cached>,
-    /// A second representation (PNG, CSV) of the same result.
-    pub alt: Option<Arc<Cached>>,
-}
-
-pub struct Cached {
-    pub body: Bytes,
-    pub content_type: &'static str,
-    pub etag: String,
 }
 
 pub struct Config {
@@ -70,119 +62,64 @@ pub struct Config {
 }
 
 pub fn app(cfg: Config) -> anyhow::Result<Router> {
-    let store = ImageStore::open(&cfg.data)?;
-    let (models, store2, device) = (cfg.models.clone(), store.clone(), cfg.device);
-    let worker = Worker::spawn(
-        move || engine::Engine::new(models, store2, device, 32),
-        cfg.queue,
-    );
-    let state = AppState {
-        worker,
-        store,
-        cache: moka::future::Cache::builder().max_capacity(2_000).build(),
+    let jobs = Jobs::default();
+    let indexer = cfg.dataset.clone().map(|d| {
+        zfvis_core::index::Indexer::spawn(cfg.models.clone(), d, cfg.device, jobs.clone())
+    });
+    let ctx = Context {
         models: cfg.models.clone(),
-        indexer: cfg
-            .dataset
-            .clone()
-            .map(|d| crate::indexer::Indexer::spawn(cfg.models.clone(), d, cfg.device)),
+        store: ImageStore::open(&cfg.data)?,
+        device: cfg.device,
+        indexer,
+        jobs,
+    };
+    let c = ctx.clone();
+    let state = AppState {
+        worker: Worker::spawn(move || Engine::new(c, 32), cfg.queue),
+        ctx,
+        cache: moka::future::Cache::builder().max_capacity(2_000).build(),
         heavy: Arc::new(tokio::sync::Semaphore::new(1)),
-        progress: Arc::default(),
     };
     let m = "/api/models/{model}/snapshots/{epoch}/images/{image}";
+    let snap = "/api/models/{model}/snapshots/{epoch}";
+    let at = |s: &str, rest: &str| format!("{s}{rest}");
     let api = Router::new()
-        .route("/api/stats", get(analysis::stats))
-        .route("/api/models", get(analysis::models))
-        .route("/api/models/{model}", get(analysis::model))
+        .route("/api/stats", get(stats))
+        .route("/api/models", get(models))
+        .route("/api/models/{model}", get(model))
         .route("/api/images", get(images::recent).post(images::upload))
         .route("/api/images/{image}", get(images::original))
-        .route(
-            "/api/models/{model}/images/{image}/crop.png",
-            get(analysis::crop),
-        )
-        .route(&format!("{m}/predictions"), get(analysis::predictions))
-        .route(
-            &format!("{m}/layers/{{layer}}/maps"),
-            get(analysis::maps_json),
-        )
-        .route(
-            &format!("{m}/layers/{{layer}}/maps.png"),
-            get(analysis::maps_png),
-        )
-        .route(
-            &format!("{m}/layers/{{layer}}/maps/{{map}}/projection"),
-            get(analysis::projection_json),
-        )
-        .route(
-            &format!("{m}/layers/{{layer}}/maps/{{map}}/projection.png"),
-            get(analysis::projection_png),
-        )
-        .route(
-            &format!("{m}/layers/{{layer}}/top9"),
-            get(analysis::top9_json),
-        )
-        .route(
-            &format!("{m}/layers/{{layer}}/top9.png"),
-            get(analysis::top9_png),
-        )
-        .route(&format!("{m}/occlusion"), get(analysis::occlusion_json))
-        .route(&format!("{m}/occlusion.png"), get(analysis::occlusion_png))
-        .route(
-            &format!("{m}/occlusion/live"),
-            get(analysis::occlusion_live),
-        )
-        .route(
-            &format!("{m}/occlusion/projection"),
-            get(analysis::occluded_projection_json),
-        )
-        .route(
-            &format!("{m}/occlusion/projection.png"),
-            get(analysis::occluded_projection_png),
-        )
-        .route(&format!("{m}/invariance"), get(analysis::invariance_json))
-        .route(
-            &format!("{m}/invariance.csv"),
-            get(analysis::invariance_csv),
-        )
-        .route(
-            "/api/models/{model}/snapshots/{epoch}/filters",
-            get(compare::filters_json),
-        )
-        .route(
-            "/api/models/{model}/snapshots/{epoch}/filters.png",
-            get(compare::filters_png),
-        )
-        .route("/api/compare", get(compare::numbers))
-        .route("/api/compare/progress", get(compare::progress))
-        .route("/api/sets", axum::routing::post(images::put_set))
+        .route("/api/sets", post(images::put_set))
         .route("/api/sets/{set}", get(images::get_set))
-        .route(
-            "/api/models/{model}/snapshots/{epoch}/correspondence",
-            get(analysis::correspondence),
-        )
-        .route(
-            "/api/models/{model}/snapshots/{epoch}/dataset/index",
-            get(dataset::status),
-        )
-        .route(
-            "/api/models/{model}/snapshots/{epoch}/dataset/layers/{layer}/maps/{map}/top9",
-            get(dataset::top9_json),
-        )
-        .route(
-            "/api/models/{model}/snapshots/{epoch}/dataset/layers/{layer}/maps/{map}/top9.png",
-            get(dataset::top9_png),
-        )
-        .route(
-            "/api/models/{model}/dataset/timeline",
-            get(dataset::timeline_json),
-        )
-        .route(
-            "/api/models/{model}/dataset/timeline.png",
-            get(dataset::timeline_png),
-        )
-        .route("/api/dataset/images", axum::routing::post(dataset::import))
+        .route("/api/models/{model}/images/{image}/crop.png", get(alt::<Crop>))
+        .route(&at(m, "/predictions"), get(json::<Predictions>))
+        .route(&at(m, "/layers/{layer}/maps"), get(json::<Maps>))
+        .route(&at(m, "/layers/{layer}/maps.png"), get(alt::<Maps>))
+        .route(&at(m, "/layers/{layer}/maps/{map}/projection"), get(json::<Project>))
+        .route(&at(m, "/layers/{layer}/maps/{map}/projection.png"), get(alt::<Project>))
+        .route(&at(m, "/layers/{layer}/top9"), get(json::<Top9>))
+        .route(&at(m, "/layers/{layer}/top9.png"), get(alt::<Top9>))
+        .route(&at(m, "/occlusion"), get(json::<Occlusion>))
+        .route(&at(m, "/occlusion.png"), get(alt::<Occlusion>))
+        .route(&at(m, "/occlusion/live"), get(json::<Live>))
+        .route(&at(m, "/occlusion/projection"), get(json::<OccludedProjection>))
+        .route(&at(m, "/occlusion/projection.png"), get(alt::<OccludedProjection>))
+        .route(&at(m, "/invariance"), get(json::<Invariance>))
+        .route(&at(m, "/invariance.csv"), get(alt::<Invariance>))
+        .route(&at(snap, "/correspondence"), get(json::<Correspondence>))
+        .route(&at(snap, "/filters"), get(json::<Filters>))
+        .route(&at(snap, "/filters.png"), get(alt::<Filters>))
+        .route("/api/compare", get(job::<Numbers>))
+        .route("/api/compare/progress", get(progress::<Numbers>))
+        .route(&at(snap, "/dataset/index"), get(index_status))
+        .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9"), get(json::<DatasetTop9>))
+        .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9.png"), get(alt::<DatasetTop9>))
+        .route("/api/models/{model}/dataset/timeline", get(json::<Timeline>))
+        .route("/api/models/{model}/dataset/timeline.png", get(alt::<Timeline>))
+        .route("/api/dataset/images", post(images::import))
         .route(
             "/api/models/{model}/images/{image}/layers/{layer}/maps/{map}/evolution.png",
-            get(analysis::evolution_png),
+            get(alt::<Evolution>),
         )
         .route("/api/{*rest}", get(not_found).post(not_found))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD + 64 * 1024));
@@ -206,8 +143,43 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
         .with_state(state))
 }
 
+/// `GET /api/models`: every loadable model folder.
+async fn models(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let dir = st.ctx.models.clone();
+    let list = blocking(move || Ok(engine::list_models(&dir))).await?;
+    Ok(Json(serde_json::json!({ "models": list })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct ModelRequest {
+    model: ModelName,
+}
+
+/// `GET /api/models/{model}`.
+async fn model(State(st): State<AppState>, Req(r): Req<ModelRequest>) -> Result<Response, ApiError> {
+    let dir = st.ctx.models.clone();
+    let info = blocking(move || Ok(engine::model_info(&dir, r.model.as_str())?)).await?;
+    Ok(Json(info).into_response())
+}
+
+/// `GET …/dataset/index`: where the snapshot's index build stands; starts it.
+async fn index_status(
+    State(st): State<AppState>,
+    Req(r): Req<SnapshotRequest>,
+) -> Result<Json<Progress>, ApiError> {
+    let ctx = st.ctx.clone();
+    Ok(Json(blocking(move || Ok(timeline::index_status(&ctx, &r)?)).await?))
+}
+
+/// Counters for tests and operators: forward passes run so far.
+async fn stats(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let forwards = st.worker.run(|e| Ok(e.forwards)).await?;
+    let cached = st.cache.entry_count();
+    Ok(Json(serde_json::json!({ "forwards": forwards, "cached_results": cached })).into_response())
+}
+
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint")
+    ApiError::not_found("no such API endpoint")
 }
 
 /// Every error answer under /api is JSON, whoever produced it (extractor
@@ -220,114 +192,19 @@ async fn json_errors(req: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_api && (st.is_client_error() || st.is_server_error()) && !is_json {
-        let (parts, body) = res.into_parts();
-        let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
-        let text = String::from_utf8_lossy(&text);
-        let msg = if text.trim().is_empty() {
-            st.canonical_reason().unwrap_or("error").to_string()
-        } else {
-            text.trim().to_string()
-        };
-        let mut out = ApiError::new(st, msg).into_response();
-        if let Some(v) = parts.headers.get(header::RETRY_AFTER) {
-            out.headers_mut().insert(header::RETRY_AFTER, v.clone());
-        }
-        return out;
+    if !is_api || !(st.is_client_error() || st.is_server_error()) || is_json {
+        return res;
     }
-    res
-}
-
-/// One error type for the whole API: a status and a JSON `{"error": …}`.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-        }
+    let (parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let msg = match text.trim() {
+        "" => st.canonical_reason().unwrap_or("error").to_string(),
+        t => t.to_string(),
+    };
+    let mut out = ApiError::new(st, msg).into_response();
+    if let Some(v) = parts.headers.get(header::RETRY_AFTER) {
+        out.headers_mut().insert(header::RETRY_AFTER, v.clone());
     }
-    pub fn bad(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
-    }
-    pub fn busy() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is busy; retry in a second",
-        )
-    }
-}
-
-impl From<engine::Error> for ApiError {
-    fn from(e: engine::Error) -> Self {
-        match e {
-            engine::Error::NotFound(m) => Self::new(StatusCode::NOT_FOUND, m),
-            engine::Error::BadInput(m) => Self::bad(m),
-            engine::Error::Internal(e) => {
-                tracing::error!("internal error: {e:#}");
-                Self::internal(format!("{e:#}"))
-            }
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut res = (self.status, Json(json!({ "error": self.message }))).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        res
-    }
-}
-
-impl Cached {
-    pub fn new(body: Vec<u8>, content_type: &'static str) -> Arc<Cached> {
-        let h = Sha256::digest(&body);
-        let etag = format!("\"{}\"", zfvis_core::store::hex(&h[..16]));
-        Arc::new(Cached {
-            body: Bytes::from(body),
-            content_type,
-            etag,
-        })
-    }
-
-    /// Deterministic per URL: strong ETag, long cache lifetime, 304 on match.
-    pub fn respond(&self, headers: &HeaderMap) -> Response {
-        let hit = headers
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim() == self.etag || t.trim() == "*")
-            });
-        let mut res = if hit {
-            StatusCode::NOT_MODIFIED.into_response()
-        } else {
-            (
-                [(header::CONTENT_TYPE, self.content_type)],
-                self.body.clone(),
-            )
-                .into_response()
-        };
-        let h = res.headers_mut();
-        h.insert(
-            header::ETAG,
-            HeaderValue::from_str(&self.etag).expect("hex etag"),
-        );
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=31536000, immutable"),
-        );
-        res
-    }
+    out
 }

@@ -31,7 +31,7 @@ struct ErrorPage {
 
 /// The model list as JSON for a script element, and whether it is empty.
 async fn models_json(st: &AppState) -> (String, bool) {
-    let dir = st.models.clone();
+    let dir = st.ctx.models.clone();
     let models = tokio::task::spawn_blocking(move || engine::list_models(&dir))
         .await
         .unwrap_or_default();

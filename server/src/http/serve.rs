@@ -1,0 +1,243 @@
+//! Every analysis is served by the same few generic handlers: the typed
+//! request from the URL ([`Req`]), one cache entry per request (identical
+//! concurrent requests are computed once), strong ETags and 304s, JSON and
+//! the second representation (PNG, CSV) from one computation, 202 with the
+//! progress while what it reads is being built.
+
+use super::AppState;
+use crate::error::ApiError;
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{FromRequestParts, RawPathParams, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use zfvis_core::analysis::{self, Analysis, Job, Progress, State as JobState};
+
+/// A typed request: the URL's named path segments and its query, as one
+/// struct. A bad value is a 400 that names the parameter.
+pub struct Req<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Req<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let mut pairs: Vec<(String, String)> =
+            match RawPathParams::from_request_parts(parts, state).await {
+                Ok(p) => p.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+                Err(RawPathParamsRejection::InvalidUtf8InPathParam(e)) => {
+                    return Err(ApiError::bad(e.body_text()))
+                }
+                Err(_) => vec![],
+            };
+        // Empty query values mean "the default"; path segments win over the query.
+        let query = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes());
+        for (k, v) in query {
+            if !v.is_empty() && !pairs.iter().any(|(p, _)| *p == k) {
+                pairs.push((k.into_owned(), v.into_owned()));
+            }
+        }
+        let encoded = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&pairs)
+            .finish();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(encoded.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Req)
+            .map_err(|e| ApiError::bad(describe(&e, &pairs)))
+    }
+}
+
+/// One sentence naming the parameter, what it must be and what it was.
+fn describe(e: &serde_path_to_error::Error<serde_urlencoded::de::Error>, pairs: &[(String, String)]) -> String {
+    let inner = e.inner().to_string();
+    if let Some(name) = inner
+        .strip_prefix("missing field `")
+        .and_then(|s| s.strip_suffix('`'))
+    {
+        return format!("missing query parameter {name}");
+    }
+    let field = e.path().to_string();
+    let got = pairs
+        .iter()
+        .find(|(k, _)| *k == field)
+        .map_or("", |(_, v)| v.as_str());
+    if inner.starts_with("must ") {
+        return format!("{field} {inner}");
+    }
+    if let Some((_, expected)) = inner.split_once(", expected ") {
+        let expected = expected.replace("one of ", "one of: ").replace('`', "\"");
+        return format!("{field} must be {expected}, got {got:?}");
+    }
+    if inner.contains("too large") || inner.contains("too small") {
+        return format!("{field} {got} is out of range");
+    }
+    if got.starts_with('-') && got.parse::<i64>().is_ok() {
+        return format!("{field} must be a non-negative integer, got {got:?}");
+    }
+    let what = if inner.contains("float") { "a number" } else { "an integer" };
+    format!("{field} must be {what}, got {got:?}")
+}
+
+/// One representation of a computed result, ready to send.
+pub struct Cached {
+    pub body: Bytes,
+    pub content_type: &'static str,
+    pub etag: String,
+}
+
+/// The representations of one computed result.
+pub struct Outputs {
+    pub json: Cached,
+    pub alt: Option<Cached>,
+}
+
+impl Cached {
+    pub fn new(body: Vec<u8>, content_type: &'static str) -> Cached {
+        let h = Sha256::digest(&body);
+        Cached {
+            etag: format!("\"{}\"", zfvis_core::store::hex(&h[..16])),
+            body: Bytes::from(body),
+            content_type,
+        }
+    }
+
+    /// Deterministic per URL: strong ETag, long cache lifetime, 304 on match.
+    pub fn respond(&self, headers: &HeaderMap) -> Response {
+        let hit = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == self.etag || t.trim() == "*"));
+        let mut res = if hit {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            ([(header::CONTENT_TYPE, self.content_type)], self.body.clone()).into_response()
+        };
+        let h = res.headers_mut();
+        h.insert(header::ETAG, HeaderValue::from_str(&self.etag).expect("hex etag"));
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=31536000, immutable"),
+        );
+        res
+    }
+}
+
+/// Run blocking work (disk, manifests) off the async runtime.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::internal("the request failed"))?
+}
+
+/// Compute once per key; errors are not cached.
+async fn cached(
+    st: &AppState,
+    key: String,
+    f: impl std::future::Future<Output = Result<Outputs, ApiError>> + Send + 'static,
+) -> Result<Arc<Outputs>, ApiError> {
+    st.cache
+        .try_get_with(key, async move { f.await.map(Arc::new) })
+        .await
+        .map_err(|e: Arc<ApiError>| (*e).clone())
+}
+
+/// The result of an analysis, or the progress of what it waits for.
+async fn outputs<A: Analysis>(st: &AppState, req: A::Request) -> Result<Result<Arc<Outputs>, Response>, ApiError> {
+    let ctx = st.ctx.clone();
+    let (req, pending) = blocking(move || Ok((A::pending(&ctx, &req)?.map(Json), req))).await.map(|(p, r)| (r, p))?;
+    if let Some(p) = pending {
+        return Ok(Err((StatusCode::ACCEPTED, p).into_response()));
+    }
+    let worker = st.worker.clone();
+    let o = cached(st, analysis::key(A::NAME, &req), async move {
+        let out = worker.run(move |e| analysis::output::<A>(e, &req)).await?;
+        Ok(Outputs {
+            json: Cached::new(out.json, "application/json"),
+            alt: out.alt.map(|b| Cached::new(b, A::ALT_TYPE)),
+        })
+    })
+    .await?;
+    Ok(Ok(o))
+}
+
+/// `GET …` an analysis's JSON.
+pub async fn json<A: Analysis>(
+    State(st): State<AppState>,
+    Req(req): Req<A::Request>,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
+    Ok(match outputs::<A>(&st, req).await? {
+        Ok(o) => o.json.respond(&h),
+        Err(wait) => wait,
+    })
+}
+
+/// `GET ….png` (or `.csv`): the same result's second representation.
+pub async fn alt<A: Analysis>(
+    State(st): State<AppState>,
+    Req(req): Req<A::Request>,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
+    Ok(match outputs::<A>(&st, req).await? {
+        Ok(o) => o
+            .alt
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("this result has no picture"))?
+            .respond(&h),
+        Err(wait) => wait,
+    })
+}
+
+/// `GET …` a background job's result: runs it (one job at a time, beside
+/// the engine) on first request; progress at [`progress`] meanwhile.
+pub async fn job<J: Job>(
+    State(st): State<AppState>,
+    Req(req): Req<J::Request>,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = analysis::key(J::NAME, &req);
+    let st2 = st.clone();
+    let o = cached(&st, key.clone(), async move {
+        let jobs = st2.ctx.jobs.clone();
+        jobs.set(&key, Progress::new(JobState::Queued, 0, 0));
+        let permit = st2.heavy.clone().acquire_owned().await;
+        let ctx = st2.ctx.clone();
+        let k = key.clone();
+        let r = blocking(move || {
+            let _permit = permit;
+            let report = ctx.jobs.clone();
+            let r = J::run(&ctx, &req, &mut |done, total| {
+                report.set(&k, Progress::new(JobState::Running, done, total))
+            })?;
+            serde_json::to_vec(&r).map_err(|e| ApiError::internal(e.to_string()))
+        })
+        .await;
+        jobs.remove(&key);
+        Ok(Outputs {
+            json: Cached::new(r?, "application/json"),
+            alt: None,
+        })
+    })
+    .await?;
+    Ok(o.json.respond(&h))
+}
+
+/// `GET …/progress` (same query as the job): `{state, done, total}`, state
+/// `idle` (not asked for), `queued`, `running` or `done`.
+pub async fn progress<J: Job>(State(st): State<AppState>, Req(req): Req<J::Request>) -> Json<Progress> {
+    let key = analysis::key(J::NAME, &req);
+    Json(if st.cache.contains_key(&key) {
+        Progress::new(JobState::Done, 0, 0)
+    } else {
+        st.ctx
+            .jobs
+            .get(&key)
+            .unwrap_or(Progress::new(JobState::Idle, 0, 0))
+    })
+}
