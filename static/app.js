@@ -2,12 +2,10 @@
 // Data flow: URL state -> API requests -> DOM. No build step.
 
 import { createOcclusion } from "./occlusion.js";
-import { fillTop } from "./ui.js";
+import { $, models, api, showError, fillTop, setSeg, uploadFile, wireUploads, loadRecent as recentList } from "./ui.js";
 import { createInvariance, createCorrespondence } from "./experiments.js";
 import { createDataset } from "./dataset.js";
 
-const $ = (id) => document.getElementById(id);
-const models = JSON.parse($("models-data").textContent || "[]");
 const TILE = 64; // displayed size of a feature-map tile, px
 
 const state = {
@@ -30,7 +28,6 @@ const VIEW_KEYS = {
   timeline: ["maps_sel"],
 };
 let mapsInfo = null; // last /maps answer
-let pending = 0;
 
 function readURL() {
   const q = new URLSearchParams(location.search);
@@ -52,29 +49,6 @@ function writeURL() {
   const c = new URLSearchParams({ b: state.model || "", eb: state.snapshot ?? "" });
   if (state.image) c.set("image", state.image);
   $("compare-link").href = `/compare?${c}`;
-}
-
-function busy(delta) {
-  pending += delta;
-  $("busy").hidden = pending <= 0;
-}
-
-function showError(msg) {
-  const e = $("error");
-  e.textContent = msg;
-  e.hidden = !msg;
-}
-
-async function api(url, opts) {
-  busy(1);
-  try {
-    const r = await fetch(url, opts);
-    const body = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
-    return body;
-  } finally {
-    busy(-1);
-  }
 }
 
 const model = () => models.find((m) => m.name === state.model);
@@ -123,41 +97,20 @@ function fillSnapshots() {
 }
 
 async function upload(file) {
-  if (!file) return;
-  showError("");
-  const fd = new FormData();
-  fd.append("image", file);
-  try {
-    const r = await api("/api/images", { method: "POST", body: fd });
-    state.image = r.id;
-    state.map = null;
-    await render();
-    loadRecent();
-  } catch (e) {
-    showError(`Upload failed: ${e.message}`);
-  }
+  const id = await uploadFile(file);
+  if (!id) return;
+  state.image = id;
+  state.map = null;
+  await render();
+  loadRecent();
 }
 
-async function loadRecent() {
-  try {
-    const r = await fetch("/api/images").then((r) => r.json());
-    const box = $("recent");
-    box.innerHTML = "";
-    for (const id of r.images || []) {
-      const img = document.createElement("img");
-      img.src = `/api/images/${id}`;
-      img.alt = "recent image";
-      img.title = "open this image";
-      img.loading = "lazy";
-      img.onclick = () => { state.image = id; state.map = null; render(); };
-      if (id === state.image) img.className = "current";
-      box.append(img);
-    }
-  } catch (_) { /* the list is a convenience */ }
-}
-
-function setSeg(container, attr, value) {
-  for (const b of container.querySelectorAll("button")) b.classList.toggle("on", b.dataset[attr] === String(value));
+function loadRecent() {
+  return recentList({
+    title: "open this image",
+    isCurrent: (id) => id === state.image,
+    onPick: (id) => { state.image = id; state.map = null; render(); },
+  });
 }
 
 function placeField(el, img, f) {
@@ -188,7 +141,7 @@ async function render() {
   setSeg($("views"), "view", state.view);
   setSeg($("modes"), "mode", state.mode);
   $("sort").value = state.sort;
-  for (const r of $("recent").querySelectorAll("img")) r.classList.toggle("current", r.src.endsWith(state.image));
+  for (const r of $("recent").querySelectorAll("img")) r.classList.toggle("current", r.dataset.id === state.image);
   try {
     const view = { top9: renderTop9, occlusion: renderOcclusion, invariance: renderInvariance, correspondence: renderCorrespondence, dataset: renderDataset, timeline: renderDataset }[state.view] || renderMaps;
     await Promise.all([renderTop5(), view()]);
@@ -359,17 +312,7 @@ function wire() {
     if (b) { state.mode = b.dataset.mode; setSeg($("modes"), "mode", state.mode); renderDetail().catch((x) => showError(x.message)); }
   };
   $("sort").onchange = (e) => { state.sort = e.target.value; render(); };
-  $("pick").onclick = () => $("file").click();
-  $("drop").onclick = (e) => { if (e.target.id !== "pick") $("file").click(); };
-  $("file").onchange = (e) => upload(e.target.files[0]);
-  const drop = $("drop");
-  drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
-  drop.ondragleave = () => drop.classList.remove("over");
-  drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); upload(e.dataTransfer.files[0]); };
-  document.addEventListener("paste", (e) => {
-    const item = [...(e.clipboardData || {}).items || []].find((i) => i.type.startsWith("image/"));
-    if (item) upload(item.getAsFile());
-  });
+  wireUploads(upload);
   document.addEventListener("keydown", (e) => {
     if (e.target.tagName === "SELECT" || e.target.tagName === "INPUT") return;
     if (moveSelection(e.key)) e.preventDefault();

@@ -1,10 +1,9 @@
 // zfvis compare view (paper Fig. 6): two models or snapshots side by side.
 // State in the URL: a, ea, b, eb (models, epochs), norm, image (ids, comma-separated).
 
-const $ = (id) => document.getElementById(id);
-const models = JSON.parse($("models-data").textContent || "[]");
+import { $, models, api, esc, showError, uploadFile, wireUploads, loadRecent as recentList } from "./ui.js";
+
 const state = { a: null, ea: null, b: null, eb: null, norm: "layer", image: [] };
-let pending = 0;
 let generation = 0;
 
 function readURL() {
@@ -21,28 +20,6 @@ function writeURL() {
   history.replaceState(null, "", "?" + q.toString());
   const first = state.image[0];
   $("back").href = `/?model=${encodeURIComponent(state.a)}&snapshot=${state.ea}` + (first ? `&image=${first}` : "");
-}
-
-function busy(delta) {
-  pending += delta;
-  $("busy").hidden = pending <= 0;
-}
-
-function showError(msg) {
-  $("error").textContent = msg;
-  $("error").hidden = !msg;
-}
-
-async function api(url, opts) {
-  busy(1);
-  try {
-    const r = await fetch(url, opts);
-    const body = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
-    return body;
-  } finally {
-    busy(-1);
-  }
 }
 
 const find = (name) => models.find((m) => m.name === name);
@@ -153,7 +130,6 @@ function bandBar(b) {
 }
 
 function table(r) {
-  const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
   const rows = [
     ["", (s) => `<b>${esc(s.model)}</b> epoch ${s.epoch}`],
     ["conv1", (s) => `${s.conv1.filters} × ${s.conv1.kernel}×${s.conv1.kernel}, stride ${s.conv1.stride}`],
@@ -253,43 +229,26 @@ function renderRows() {
   }
 }
 
-async function loadRecent() {
-  try {
-    const r = await fetch("/api/images").then((r) => r.json());
-    const box = $("recent");
-    box.innerHTML = "";
-    for (const id of r.images || []) {
-      const img = document.createElement("img");
-      img.src = `/api/images/${id}`;
-      img.alt = "recent image";
-      img.title = "show or hide this image";
-      img.loading = "lazy";
+function loadRecent() {
+  return recentList({
+    title: "show or hide this image",
+    isCurrent: (id) => state.image.includes(id),
+    onPick: (id, img) => {
+      state.image = state.image.includes(id) ? state.image.filter((x) => x !== id) : [...state.image, id];
       img.classList.toggle("current", state.image.includes(id));
-      img.onclick = () => {
-        state.image = state.image.includes(id) ? state.image.filter((x) => x !== id) : [...state.image, id];
-        img.classList.toggle("current", state.image.includes(id));
-        writeURL();
-        renderRows();
-      };
-      box.append(img);
-    }
-  } catch (_) { /* the list is a convenience */ }
+      writeURL();
+      renderRows();
+    },
+  });
 }
 
 async function upload(file) {
-  if (!file) return;
-  showError("");
-  const fd = new FormData();
-  fd.append("image", file);
-  try {
-    const r = await api("/api/images", { method: "POST", body: fd });
-    if (!state.image.includes(r.id)) state.image.push(r.id);
-    writeURL();
-    renderRows();
-    loadRecent();
-  } catch (e) {
-    showError(`Upload failed: ${e.message}`);
-  }
+  const id = await uploadFile(file);
+  if (!id) return;
+  if (!state.image.includes(id)) state.image.push(id);
+  writeURL();
+  renderRows();
+  loadRecent();
 }
 
 // ---- wiring -------------------------------------------------------------------
@@ -329,16 +288,7 @@ $("norm").onclick = (ev) => {
   writeURL();
   renderFilters(generation).catch((e) => showError(e.message));
 };
-$("pick").onclick = () => $("file").click();
-$("file").onchange = (ev) => upload(ev.target.files[0]);
-const drop = $("drop");
-drop.ondragover = (ev) => { ev.preventDefault(); drop.classList.add("over"); };
-drop.ondragleave = () => drop.classList.remove("over");
-drop.ondrop = (ev) => { ev.preventDefault(); drop.classList.remove("over"); upload(ev.dataTransfer.files[0]); };
-document.addEventListener("paste", (ev) => {
-  const f = [...(ev.clipboardData || {}).files || []][0];
-  if (f) upload(f);
-});
+wireUploads(upload);
 
 readURL();
 render(true);

@@ -1,8 +1,7 @@
 // Dataset views: top 9 of each map over the dataset (paper Fig. 2) and the
 // training timeline (Fig. 4), with the background index build's progress.
 
-const $ = (id) => document.getElementById(id);
-const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
+import { $, esc } from "./ui.js";
 
 export function createDataset({ state, model, render, writeURL, showError }) {
   let timer = null, playing = null, timeline = null;

@@ -1,7 +1,6 @@
 // Invariance curves (paper Fig. 5) and the correspondence test (Table 1).
 
-const $ = (id) => document.getElementById(id);
-const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
+import { $, esc } from "./ui.js";
 
 // A small SVG line chart: x values, y values, fixed y range.
 export function lineChart(xs, ys, { title, ymin = null, ymax = null, xlabel = "" }) {

@@ -1,9 +1,7 @@
 // Occlusion view (paper Fig. 7): a live occluder dragged over the image and
 // the full sensitivity maps drawn on canvases with values on hover.
 
-import { fillTop } from "./ui.js";
-
-const $ = (id) => document.getElementById(id);
+import { $, fillTop } from "./ui.js";
 
 const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
 export function viridis(t) {

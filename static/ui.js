@@ -1,4 +1,94 @@
-// Small DOM helpers shared by the views.
+// Helpers shared by the pages: elements, the JSON API with the busy
+// indicator and the error banner, uploads (drop, paste, pick) and the list
+// of recent images. Each page imports what it needs; no build step.
+
+export const $ = (id) => document.getElementById(id);
+
+/// The model list the page was rendered with (embedded as JSON).
+export const models = JSON.parse(($("models-data") || {}).textContent || "[]");
+
+export const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+
+let pending = 0;
+/// Count requests in flight; the header's spinner shows while any is.
+export function busy(delta) {
+  pending += delta;
+  $("busy").hidden = pending <= 0;
+}
+
+export function showError(msg) {
+  const e = $("error");
+  e.textContent = msg;
+  e.hidden = !msg;
+}
+
+/// fetch + JSON; a 4xx/5xx throws an Error carrying the server's message.
+export async function api(url, opts) {
+  busy(1);
+  try {
+    const r = await fetch(url, opts);
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
+    return body;
+  } finally {
+    busy(-1);
+  }
+}
+
+/// Upload a file to the image store; resolves to its id, or null (error shown).
+export async function uploadFile(file) {
+  if (!file) return null;
+  showError("");
+  const fd = new FormData();
+  fd.append("image", file);
+  try {
+    return (await api("/api/images", { method: "POST", body: fd })).id;
+  } catch (e) {
+    showError(`Upload failed: ${e.message}`);
+    return null;
+  }
+}
+
+/// Drop zone, file picker and paste: each chosen file goes to `onFile`.
+export function wireUploads(onFile) {
+  const drop = $("drop");
+  $("pick").onclick = () => $("file").click();
+  drop.onclick = (e) => { if (e.target.id !== "pick" && e.target.id !== "file") $("file").click(); };
+  $("file").onchange = (e) => onFile(e.target.files[0]);
+  drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
+  drop.ondragleave = () => drop.classList.remove("over");
+  drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); onFile(e.dataTransfer.files[0]); };
+  document.addEventListener("paste", (e) => {
+    const item = [...((e.clipboardData || {}).items || [])].find((i) => i.type.startsWith("image/"));
+    if (item) onFile(item.getAsFile());
+  });
+}
+
+/// Fill #recent with the newest uploads; `onPick(id, img)` on click,
+/// `isCurrent(id)` marks the ones shown.
+export async function loadRecent({ onPick, isCurrent, title }) {
+  try {
+    const r = await fetch("/api/images").then((r) => r.json());
+    const box = $("recent");
+    box.innerHTML = "";
+    for (const id of r.images || []) {
+      const img = document.createElement("img");
+      img.src = `/api/images/${id}`;
+      img.alt = "recent image";
+      img.title = title;
+      img.loading = "lazy";
+      img.dataset.id = id;
+      img.classList.toggle("current", isCurrent(id));
+      img.onclick = () => onPick(id, img);
+      box.append(img);
+    }
+  } catch (_) { /* the list is a convenience */ }
+}
+
+/// Mark the button of a segmented control whose data-`attr` is `value`.
+export function setSeg(container, attr, value) {
+  for (const b of container.querySelectorAll("button")) b.classList.toggle("on", b.dataset[attr] === String(value));
+}
 
 /// Fill an <ol> with predictions [{name, prob}] as labelled bars.
 export function fillTop(ol, top) {
