@@ -898,3 +898,145 @@ fn compare_view_and_numbers() {
     );
     e.alive();
 }
+
+/// Every route, every typed parameter: a bad value is a 400 JSON error that
+/// names the parameter (before anything is computed or looked up).
+#[test]
+fn every_route_names_a_bad_parameter() {
+    let e = setup("http-params");
+    let id = e.upload(test_png()).json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let set = "1".repeat(64);
+    let good = |name: &str| -> String {
+        match name {
+            "model" | "a" | "b" => "tiny".into(),
+            "image" => id.clone(),
+            "set" => set.clone(),
+            "mode" => "all".into(),
+            "kind" => "top_label".into(),
+            "method" => "batched".into(),
+            "norm" => "filter".into(),
+            "maps" => "0-2".into(),
+            "size" => "16".into(),
+            "images" => "2".into(),
+            "layer" | "epoch" | "ea" | "eb" | "steps" => "3".into(),
+            _ => "1".into(),
+        }
+    };
+    let bad = |name: &str| -> &str {
+        match name {
+            "model" | "a" | "b" => "..nope",
+            "image" | "set" => "xyz",
+            "mode" | "kind" | "method" | "norm" => "odd",
+            "maps" => "1-",
+            _ => "x",
+        }
+    };
+    let m = "/api/models/{model}/snapshots/{epoch}/images/{image}";
+    let s = "/api/models/{model}/snapshots/{epoch}";
+    // (route, query parameters it reads)
+    let routes: Vec<(String, &[&str])> = vec![
+        ("/api/models/{model}".into(), &[]),
+        ("/api/images/{image}".into(), &[]),
+        ("/api/sets/{set}".into(), &[]),
+        ("/api/models/{model}/images/{image}/crop.png".into(), &[]),
+        (format!("{m}/predictions"), &[]),
+        (format!("{m}/layers/{{layer}}/maps"), &[]),
+        (format!("{m}/layers/{{layer}}/maps.png"), &[]),
+        (
+            format!("{m}/layers/{{layer}}/maps/{{map}}/projection"),
+            &["mode"],
+        ),
+        (
+            format!("{m}/layers/{{layer}}/maps/{{map}}/projection.png"),
+            &["mode"],
+        ),
+        (format!("{m}/layers/{{layer}}/top9"), &[]),
+        (format!("{m}/layers/{{layer}}/top9.png"), &[]),
+        (
+            format!("{m}/occlusion"),
+            &["size", "stride", "class", "kind", "method", "batch"],
+        ),
+        (
+            format!("{m}/occlusion.png"),
+            &["size", "stride", "class", "kind"],
+        ),
+        (format!("{m}/occlusion/live"), &["x", "y", "size", "class"]),
+        (format!("{m}/occlusion/projection"), &["x", "y", "size"]),
+        (format!("{m}/occlusion/projection.png"), &["x", "y", "size"]),
+        (format!("{m}/invariance"), &["steps", "class"]),
+        (format!("{m}/invariance.csv"), &["steps", "class"]),
+        (format!("{s}/correspondence"), &["set", "size", "seed"]),
+        (format!("{s}/filters"), &["norm"]),
+        (format!("{s}/filters.png"), &["norm"]),
+        (format!("{s}/dataset/index"), &[]),
+        (
+            format!("{s}/dataset/layers/{{layer}}/maps/{{map}}/top9"),
+            &[],
+        ),
+        (
+            format!("{s}/dataset/layers/{{layer}}/maps/{{map}}/top9.png"),
+            &[],
+        ),
+        (
+            "/api/models/{model}/dataset/timeline".into(),
+            &["layer", "maps", "kind"],
+        ),
+        (
+            "/api/models/{model}/dataset/timeline.png".into(),
+            &["layer", "maps", "kind"],
+        ),
+        (
+            "/api/models/{model}/images/{image}/layers/{layer}/maps/{map}/evolution.png".into(),
+            &[],
+        ),
+        ("/api/compare".into(), &["a", "ea", "b", "eb", "images"]),
+        (
+            "/api/compare/progress".into(),
+            &["a", "ea", "b", "eb", "images"],
+        ),
+    ];
+    let mut checked = 0;
+    for (route, query) in &routes {
+        let in_path: Vec<String> = route
+            .split('{')
+            .skip(1)
+            .filter_map(|p| p.split_once('}').map(|(n, _)| n.to_string()))
+            .collect();
+        let params: Vec<&str> = in_path
+            .iter()
+            .map(|s| s.as_str())
+            .chain(query.iter().copied())
+            .collect();
+        for &wrong in &params {
+            let value = |n: &str| {
+                if n == wrong {
+                    bad(n).to_string()
+                } else {
+                    good(n)
+                }
+            };
+            let mut url = route.clone();
+            for n in &in_path {
+                url = url.replace(&format!("{{{n}}}"), &value(n));
+            }
+            let q: Vec<String> = query.iter().map(|n| format!("{n}={}", value(n))).collect();
+            if !q.is_empty() {
+                url = format!("{url}?{}", q.join("&"));
+            }
+            let r = e.get(&url);
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{url}");
+            let v: Value = r.json().unwrap();
+            let msg = v["error"].as_str().unwrap_or_default();
+            assert!(
+                msg.starts_with(&format!("{wrong} ")) && msg.contains(bad(wrong)),
+                "{url}: {msg:?} does not name {wrong} and its value"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 80, "{checked} parameters checked");
+    e.alive();
+}

@@ -15,8 +15,6 @@ use std::sync::{Arc, Mutex};
 
 /// One analysis: computed on the engine's thread from a typed request.
 pub trait Analysis: 'static {
-    /// Names the analysis in cache keys.
-    const NAME: &'static str;
     /// Media type of the second representation ([`Analysis::alt`]).
     const ALT_TYPE: &'static str = "image/png";
     /// Deserialised from the URL's named path segments and query; serialised
@@ -52,15 +50,15 @@ pub fn output<A: Analysis>(e: &mut Engine, req: &A::Request) -> Result<Output> {
     Ok(Output { json, alt })
 }
 
-/// The canonical key of a request: its analysis and every field, defaults included.
-pub fn key<T: Serialize>(name: &str, req: &T) -> String {
+/// The canonical key of a request: its analysis `A` and every field, defaults included.
+pub fn key<A: ?Sized, T: Serialize>(req: &T) -> String {
+    let name = std::any::type_name::<A>();
     format!("{name}{}", serde_json::to_string(req).unwrap_or_default())
 }
 
 /// A long analysis that runs beside the engine (its own copies of the
 /// networks), one at a time, reporting progress as (done, total).
 pub trait Job: 'static {
-    const NAME: &'static str;
     type Request: DeserializeOwned + Serialize + Send + 'static;
     type Result: Serialize;
     fn run(

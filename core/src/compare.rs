@@ -707,7 +707,6 @@ pub struct FiltersResult {
 pub struct Filters;
 
 impl Analysis for Filters {
-    const NAME: &'static str = "filters";
     type Request = FiltersRequest;
     type Result = FiltersResult;
 
@@ -768,7 +767,6 @@ pub struct PairRequest {
 pub struct Numbers;
 
 impl Job for Numbers {
-    const NAME: &'static str = "compare";
     type Request = PairRequest;
     type Result = CompareResult;
 
@@ -780,10 +778,17 @@ impl Job for Numbers {
         let ma = ctx.snapshot(&r.a, r.ea)?;
         let mb = ctx.snapshot(&r.b, r.eb)?;
         let dataset = ctx.indexer.as_ref().map(|i| i.dataset.as_path());
-        compare_dirs((&ma, r.ea), (&mb, r.eb), dataset, r.images, ctx.device, progress)
-            .map_err(|e| match e.downcast::<Error>() {
-                Ok(e) => e,
-                Err(e) => bad_input(e),
-            })
+        compare_dirs(
+            (&ma, r.ea),
+            (&mb, r.eb),
+            dataset,
+            r.images,
+            ctx.device,
+            progress,
+        )
+        .map_err(|e| match e.downcast::<Error>() {
+            Ok(e) => e,
+            Err(e) => bad_input(e),
+        })
     }
 }

@@ -22,6 +22,14 @@ pub const PAPER: [(&str, f64, f64); 4] = [
     ("random", 0.107, 0.073),
 ];
 
+/// The paper's Table 1 row of one part.
+#[derive(Debug, Clone, Serialize)]
+pub struct PaperRow {
+    pub part: &'static str,
+    pub layer5: f64,
+    pub layer7: f64,
+}
+
 /// One image: its normalised crop [3, S, S] and named points in crop pixels.
 pub struct CorrImage {
     pub label: String,
@@ -55,6 +63,8 @@ pub struct CorrespondenceResult {
     pub pairs: usize,
     pub parts: BTreeMap<String, PartResult>,
     pub images: Vec<Squares>,
+    /// The paper's Table 1, to show beside ours.
+    pub paper: Vec<PaperRow>,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +229,14 @@ pub fn correspondence(
         pairs: n * (n - 1) / 2,
         parts: results,
         images: squares,
+        paper: PAPER
+            .iter()
+            .map(|&(part, layer5, layer7)| PaperRow {
+                part,
+                layer5,
+                layer7,
+            })
+            .collect(),
     })
 }
 
@@ -273,37 +291,21 @@ pub struct SetRequest {
     pub seed: u64,
 }
 
-/// The paper's Table 1 row of one part.
-#[derive(Serialize)]
-pub struct PaperRow {
-    pub part: &'static str,
-    pub layer5: f64,
-    pub layer7: f64,
-}
-
-/// Our numbers beside the paper's.
-#[derive(Serialize)]
-pub struct TableResult {
-    #[serde(flatten)]
-    pub ours: CorrespondenceResult,
-    pub paper: Vec<PaperRow>,
-}
-
 /// Table 1: how consistently occluding the same part changes the features.
 pub struct Correspondence;
 
 impl Analysis for Correspondence {
-    const NAME: &'static str = "correspondence";
     type Request = SetRequest;
-    type Result = TableResult;
+    type Result = CorrespondenceResult;
 
-    fn run(e: &mut Engine, r: &SetRequest) -> crate::engine::Result<TableResult> {
+    fn run(e: &mut Engine, r: &SetRequest) -> crate::engine::Result<CorrespondenceResult> {
         let net = e.net(&r.model, r.epoch)?;
         let m = e.model(&r.model)?.manifest;
-        let set =
-            e.ctx.store.get_set(r.set.as_str()).ok_or_else(|| {
-                Error::NotFound(format!("unknown set {}", r.set))
-            })?;
+        let set = e
+            .ctx
+            .store
+            .get_set(r.set.as_str())
+            .ok_or_else(|| Error::NotFound(format!("unknown set {}", r.set)))?;
         let s = m.input_size as u32;
         let mut images = vec![];
         for im in &set.images {
@@ -314,7 +316,12 @@ impl Analysis for Correspondence {
             let parts = im
                 .parts
                 .iter()
-                .map(|(k, p)| (k.clone(), preprocess::map_point(img.dimensions(), s, (p[0], p[1]))))
+                .map(|(k, p)| {
+                    (
+                        k.clone(),
+                        preprocess::map_point(img.dimensions(), s, (p[0], p[1])),
+                    )
+                })
                 .collect();
             images.push(CorrImage {
                 label: im.id.clone(),
@@ -326,15 +333,6 @@ impl Analysis for Correspondence {
             size: r.size,
             seed: r.seed,
         };
-        let ours = correspondence(&net, &images, &req).map_err(bad_input)?;
-        let paper = PAPER
-            .iter()
-            .map(|&(part, layer5, layer7)| PaperRow {
-                part,
-                layer5,
-                layer7,
-            })
-            .collect();
-        Ok(TableResult { ours, paper })
+        correspondence(&net, &images, &req).map_err(bad_input)
     }
 }

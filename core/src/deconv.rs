@@ -309,7 +309,6 @@ impl ProjectionResult {
 pub struct Project;
 
 impl Analysis for Project {
-    const NAME: &'static str = "projection";
     type Request = MapRequest;
     type Result = ProjectionResult;
 
@@ -322,7 +321,10 @@ impl Analysis for Project {
             keep: r.mode.into(),
         };
         let p = project(&net, &t.trace, &[req]).map_err(bad_input)?;
-        Ok(ProjectionResult::new(p.into_iter().next().expect("one"), r.mode))
+        Ok(ProjectionResult::new(
+            p.into_iter().next().expect("one"),
+            r.mode,
+        ))
     }
 
     fn alt(_: &MapRequest, r: &mut ProjectionResult) -> Option<Vec<u8>> {
@@ -344,7 +346,6 @@ pub struct Top9Result {
 pub struct Top9;
 
 impl Analysis for Top9 {
-    const NAME: &'static str = "top9";
     type Request = LayerRequest;
     type Result = Top9Result;
 

@@ -233,7 +233,6 @@ pub struct CurvesRequest {
 pub struct Invariance;
 
 impl Analysis for Invariance {
-    const NAME: &'static str = "invariance";
     const ALT_TYPE: &'static str = "text/csv";
     type Request = CurvesRequest;
     type Result = InvarianceResult;

@@ -51,7 +51,6 @@ pub fn check_layer(net: &crate::net::Net, layer: usize) -> Result<()> {
 pub struct Maps;
 
 impl Analysis for Maps {
-    const NAME: &'static str = "maps";
     type Request = LayerRequest;
     type Result = MapsResult;
 

@@ -204,16 +204,18 @@ pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<Occlusio
     })
 }
 
+/// Per image of a batch of conv5 maps [B, C, H, W]: the summed activation of `map`.
+fn map_sums(a5: &Tensor, map: i64) -> Vec<f64> {
+    let sums = a5
+        .select(1, map)
+        .sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double);
+    Vec::<f64>::try_from(&sums).unwrap_or_default()
+}
+
 fn forward_full(net: &Net, xs: &Tensor, map: i64) -> Outputs {
     let t = net.trace(xs);
-    let map_sum = Vec::<f64>::try_from(&t.maps[4].select(1, map).sum_dim_intlist(
-        [1i64, 2].as_slice(),
-        false,
-        Kind::Double,
-    ))
-    .unwrap_or_default();
     Outputs {
-        map_sum,
+        map_sum: map_sums(&t.maps[4], map),
         probs: t.logits.softmax(-1, Kind::Float),
     }
 }
@@ -385,14 +387,8 @@ impl Base {
             }
             full
         };
-        let map_sum = Vec::<f64>::try_from(&full.select(1, map).sum_dim_intlist(
-            [1i64, 2].as_slice(),
-            false,
-            Kind::Double,
-        ))
-        .unwrap_or_default();
         Outputs {
-            map_sum,
+            map_sum: map_sums(&full, map),
             probs: head(net, &full).softmax(-1, Kind::Float),
         }
     }
@@ -612,7 +608,6 @@ pub struct Heatmaps {
 pub struct Occlusion;
 
 impl Analysis for Occlusion {
-    const NAME: &'static str = "occlusion";
     type Request = GridRequest;
     type Result = Heatmaps;
 
@@ -627,7 +622,10 @@ impl Analysis for Occlusion {
         }
         e.check_class(&r.model, r.class)?;
         // The grid does not depend on the heatmap shown: one computation for all three.
-        let key = crate::analysis::key(Self::NAME, &GridRequest { kind: Heatmap::default(), ..r.clone() });
+        let key = crate::analysis::key::<Self, _>(&GridRequest {
+            kind: Heatmap::default(),
+            ..r.clone()
+        });
         let grid = e.memo(key, |e| {
             let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
             let req = OcclusionRequest {
@@ -683,21 +681,29 @@ pub struct LiveOcclusion {
     pub top: Vec<Prediction>,
 }
 
+/// The checked position, the unoccluded trace and its strongest conv5 map.
+fn at_position(
+    e: &mut Engine,
+    r: &PositionRequest,
+) -> crate::engine::Result<(std::rc::Rc<Net>, std::rc::Rc<crate::engine::Traced>, i64)> {
+    check_position(&*e.net(&r.model, r.epoch)?, r.x, r.y, r.size)?;
+    let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
+    let map = strongest_map(&t.trace);
+    Ok((net, t, map))
+}
+
 /// The live occluder: top-5, a class's probability and the unoccluded
 /// strongest conv5 map's summed activation with the square at one position.
 pub struct Live;
 
 impl Analysis for Live {
-    const NAME: &'static str = "live";
     type Request = PositionRequest;
     type Result = LiveOcclusion;
 
     fn run(e: &mut Engine, r: &PositionRequest) -> crate::engine::Result<LiveOcclusion> {
-        check_position(&*e.net(&r.model, r.epoch)?, r.x, r.y, r.size)?;
         e.check_class(&r.model, r.class)?;
+        let (net, t, map) = at_position(e, r)?;
         let m = e.model(&r.model)?;
-        let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
-        let map = strongest_map(&t.trace);
         let class = r
             .class
             .unwrap_or_else(|| t.trace.logits.get(0).argmax(0, false).int64_value(&[]));
@@ -720,14 +726,11 @@ impl Analysis for Live {
 pub struct OccludedProjection;
 
 impl Analysis for OccludedProjection {
-    const NAME: &'static str = "occluded-projection";
     type Request = PositionRequest;
     type Result = ProjectionResult;
 
     fn run(e: &mut Engine, r: &PositionRequest) -> crate::engine::Result<ProjectionResult> {
-        check_position(&*e.net(&r.model, r.epoch)?, r.x, r.y, r.size)?;
-        let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
-        let map = strongest_map(&t.trace);
+        let (net, t, map) = at_position(e, r)?;
         let trace = net.trace(&occluded(&t.input, r.y, r.x, r.size));
         let req = ProjectRequest {
             layer: net.blocks.len(),
@@ -735,7 +738,10 @@ impl Analysis for OccludedProjection {
             keep: deconv::Keep::Strongest,
         };
         let p = deconv::project(&net, &trace, &[req]).map_err(bad_input)?;
-        Ok(ProjectionResult::new(p.into_iter().next().expect("one"), Mode::Strongest))
+        Ok(ProjectionResult::new(
+            p.into_iter().next().expect("one"),
+            Mode::Strongest,
+        ))
     }
 
     fn alt(_: &PositionRequest, r: &mut ProjectionResult) -> Option<Vec<u8>> {

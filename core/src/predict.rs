@@ -62,7 +62,6 @@ pub struct Top5 {
 pub struct Predictions;
 
 impl Analysis for Predictions {
-    const NAME: &'static str = "predictions";
     type Request = ImageRequest;
     type Result = Top5;
 

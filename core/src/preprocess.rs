@@ -202,7 +202,6 @@ pub struct CropRequest {
 pub struct Crop;
 
 impl Analysis for Crop {
-    const NAME: &'static str = "crop";
     type Request = CropRequest;
     type Result = crate::engine::Picture;
 

@@ -29,7 +29,12 @@ pub struct Patch {
 }
 
 fn paste(dst: &mut RgbImage, src: &RgbImage, col: usize, row: usize) {
-    imageops::replace(dst, src, (col as u32 * TILE) as i64, (row as u32 * TILE) as i64);
+    imageops::replace(
+        dst,
+        src,
+        (col as u32 * TILE) as i64,
+        (row as u32 * TILE) as i64,
+    );
 }
 
 /// Projection and image patch of one index entry, `TILE` px each.
@@ -120,7 +125,10 @@ pub struct DatasetTop9Result {
 /// None when every index the request reads is built; a failed build is an error.
 fn waiting(ps: Vec<Progress>) -> Result<Option<Progress>> {
     let (done, total) = ps.iter().fold((0, 0), |a, p| (a.0 + p.done, a.1 + p.total));
-    if ps.iter().any(|p| matches!(p.state, State::Queued | State::Running)) {
+    if ps
+        .iter()
+        .any(|p| matches!(p.state, State::Queued | State::Running))
+    {
         return Ok(Some(Progress::new(State::Running, done, total)));
     }
     Ok(None)
@@ -129,7 +137,6 @@ fn waiting(ps: Vec<Progress>) -> Result<Option<Progress>> {
 pub struct DatasetTop9;
 
 impl Analysis for DatasetTop9 {
-    const NAME: &'static str = "dataset-top9";
     type Request = DatasetMapRequest;
     type Result = DatasetTop9Result;
 
@@ -284,7 +291,6 @@ impl Timeline {
 }
 
 impl Analysis for Timeline {
-    const NAME: &'static str = "timeline";
     type Request = TimelineRequest;
     type Result = TimelineResult;
 
@@ -303,13 +309,10 @@ impl Analysis for Timeline {
 
     fn run(e: &mut Engine, r: &TimelineRequest) -> Result<TimelineResult> {
         // Both pictures come from one grid.
-        let key = crate::analysis::key(
-            Self::NAME,
-            &TimelineRequest {
-                kind: TimelineKind::default(),
-                ..r.clone()
-            },
-        );
+        let key = crate::analysis::key::<Self, _>(&TimelineRequest {
+            kind: TimelineKind::default(),
+            ..r.clone()
+        });
         Ok((*e.memo(key, |e| Self::grid(e, r))?).clone())
     }
 
@@ -335,7 +338,6 @@ pub struct EvolutionRequest {
 pub struct Evolution;
 
 impl Analysis for Evolution {
-    const NAME: &'static str = "evolution";
     type Request = EvolutionRequest;
     type Result = Picture;
 
@@ -345,7 +347,8 @@ impl Analysis for Evolution {
         check_layer_map(&net, r.layer, r.map).map_err(bad_input)?;
         e.ctx.image_bytes(&r.image)?;
         let epochs: Vec<u32> = m.manifest.snapshots.iter().map(|s| s.epoch).collect();
-        let mut row = RgbImage::from_pixel(TILE * epochs.len().max(1) as u32, TILE, [200; 3].into());
+        let mut row =
+            RgbImage::from_pixel(TILE * epochs.len().max(1) as u32, TILE, [200; 3].into());
         for (i, &epoch) in epochs.iter().enumerate() {
             let Ok((net, t)) = e.traced(&r.model, epoch, &r.image) else {
                 continue;
@@ -359,7 +362,12 @@ impl Analysis for Evolution {
                 continue;
             };
             let img = deconv::to_image(&p.remove(0).pixels);
-            paste(&mut row, &imageops::resize(&img, TILE, TILE, FilterType::Triangle), i, 0);
+            paste(
+                &mut row,
+                &imageops::resize(&img, TILE, TILE, FilterType::Triangle),
+                i,
+                0,
+            );
         }
         Ok(Picture(png(&row)))
     }

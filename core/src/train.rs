@@ -126,20 +126,16 @@ fn batches(
             let plane = 3 * crop * crop;
             let mut buf = vec![0f32; chunk.len() * plane];
             let mut labels = vec![0i64; chunk.len()];
+            // The j-th augmented crop of a decoded image whose sides are `side`.
+            let mut put = |j: usize, img: &[u8], side: usize| {
+                let (oy, ox, flip) = aug[j];
+                let out = &mut buf[j * plane..(j + 1) * plane];
+                data::write_crop(img, side, oy, ox, crop, flip, &MEAN, &STD, out);
+            };
             match &*src {
                 Source::Cached(d) => {
-                    for (j, (&i, &(oy, ox, flip))) in chunk.iter().zip(&aug).enumerate() {
-                        data::write_crop(
-                            d.image(i),
-                            d.side,
-                            oy,
-                            ox,
-                            crop,
-                            flip,
-                            &MEAN,
-                            &STD,
-                            &mut buf[j * plane..(j + 1) * plane],
-                        );
+                    for (j, &i) in chunk.iter().enumerate() {
+                        put(j, d.image(i), d.side);
                         labels[j] = d.labels[i];
                     }
                 }
@@ -155,21 +151,9 @@ fn batches(
                             }
                         })
                         .collect();
-                    for (j, ((&i, &(oy, ox, flip)), img)) in
-                        chunk.iter().zip(&aug).zip(imgs).enumerate()
-                    {
+                    for (j, (&i, img)) in chunk.iter().zip(imgs).enumerate() {
                         if let Some(img) = img {
-                            data::write_crop(
-                                &img,
-                                RESIZE as usize,
-                                oy,
-                                ox,
-                                crop,
-                                flip,
-                                &MEAN,
-                                &STD,
-                                &mut buf[j * plane..(j + 1) * plane],
-                            );
+                            put(j, &img, RESIZE as usize);
                         }
                         labels[j] = items[i].1;
                     }

@@ -367,7 +367,6 @@ fn print_compare(r: &zfvis_core::compare::CompareResult) {
     }
 }
 
-
 /// The engine over one model folder, with the images named on the command
 /// line in a temporary store: the CLI runs the same analyses, with the same
 /// request types, as the server.
@@ -416,8 +415,8 @@ impl Local {
 
     /// Store an image file (validated as an upload would be).
     fn image(&mut self, path: &Path) -> Result<ContentId> {
-        let bytes =
-            std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
         let s = self
             .engine
             .ctx
@@ -653,7 +652,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 size,
                 seed,
             };
-            let mut r = Correspondence::run(&mut l.engine, &req)?.ours;
+            let mut r = Correspondence::run(&mut l.engine, &req)?;
             for im in &mut r.images {
                 im.label = l.labels.get(&im.label).cloned().unwrap_or_default();
             }

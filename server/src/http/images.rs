@@ -155,7 +155,10 @@ pub struct SetRef {
 }
 
 /// `GET /api/sets/{set}`.
-pub async fn get_set(State(st): State<AppState>, Req(r): Req<SetRef>) -> Result<Response, ApiError> {
+pub async fn get_set(
+    State(st): State<AppState>,
+    Req(r): Req<SetRef>,
+) -> Result<Response, ApiError> {
     let store = st.ctx.store.clone();
     let set = blocking(move || Ok(store.get_set(r.set.as_str()))).await?;
     set.map(|s| Json(s).into_response())
@@ -170,7 +173,8 @@ pub async fn import(
 ) -> Result<Response, ApiError> {
     let dataset = st.ctx.indexer()?.dataset.clone();
     let rel = body["image"].as_str().unwrap_or_default().to_string();
-    let path = zfvis_core::index::resolve(&dataset, &rel).map_err(|e| ApiError::bad(e.to_string()))?;
+    let path =
+        zfvis_core::index::resolve(&dataset, &rel).map_err(|e| ApiError::bad(e.to_string()))?;
     let store = st.ctx.store.clone();
     let r = blocking(move || {
         let bytes = std::fs::read(&path)

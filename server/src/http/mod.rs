@@ -91,19 +91,34 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
         .route("/api/images/{image}", get(images::original))
         .route("/api/sets", post(images::put_set))
         .route("/api/sets/{set}", get(images::get_set))
-        .route("/api/models/{model}/images/{image}/crop.png", get(alt::<Crop>))
+        .route(
+            "/api/models/{model}/images/{image}/crop.png",
+            get(alt::<Crop>),
+        )
         .route(&at(m, "/predictions"), get(json::<Predictions>))
         .route(&at(m, "/layers/{layer}/maps"), get(json::<Maps>))
         .route(&at(m, "/layers/{layer}/maps.png"), get(alt::<Maps>))
-        .route(&at(m, "/layers/{layer}/maps/{map}/projection"), get(json::<Project>))
-        .route(&at(m, "/layers/{layer}/maps/{map}/projection.png"), get(alt::<Project>))
+        .route(
+            &at(m, "/layers/{layer}/maps/{map}/projection"),
+            get(json::<Project>),
+        )
+        .route(
+            &at(m, "/layers/{layer}/maps/{map}/projection.png"),
+            get(alt::<Project>),
+        )
         .route(&at(m, "/layers/{layer}/top9"), get(json::<Top9>))
         .route(&at(m, "/layers/{layer}/top9.png"), get(alt::<Top9>))
         .route(&at(m, "/occlusion"), get(json::<Occlusion>))
         .route(&at(m, "/occlusion.png"), get(alt::<Occlusion>))
         .route(&at(m, "/occlusion/live"), get(json::<Live>))
-        .route(&at(m, "/occlusion/projection"), get(json::<OccludedProjection>))
-        .route(&at(m, "/occlusion/projection.png"), get(alt::<OccludedProjection>))
+        .route(
+            &at(m, "/occlusion/projection"),
+            get(json::<OccludedProjection>),
+        )
+        .route(
+            &at(m, "/occlusion/projection.png"),
+            get(alt::<OccludedProjection>),
+        )
         .route(&at(m, "/invariance"), get(json::<Invariance>))
         .route(&at(m, "/invariance.csv"), get(alt::<Invariance>))
         .route(&at(snap, "/correspondence"), get(json::<Correspondence>))
@@ -112,10 +127,22 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
         .route("/api/compare", get(job::<Numbers>))
         .route("/api/compare/progress", get(progress::<Numbers>))
         .route(&at(snap, "/dataset/index"), get(index_status))
-        .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9"), get(json::<DatasetTop9>))
-        .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9.png"), get(alt::<DatasetTop9>))
-        .route("/api/models/{model}/dataset/timeline", get(json::<Timeline>))
-        .route("/api/models/{model}/dataset/timeline.png", get(alt::<Timeline>))
+        .route(
+            &at(snap, "/dataset/layers/{layer}/maps/{map}/top9"),
+            get(json::<DatasetTop9>),
+        )
+        .route(
+            &at(snap, "/dataset/layers/{layer}/maps/{map}/top9.png"),
+            get(alt::<DatasetTop9>),
+        )
+        .route(
+            "/api/models/{model}/dataset/timeline",
+            get(json::<Timeline>),
+        )
+        .route(
+            "/api/models/{model}/dataset/timeline.png",
+            get(alt::<Timeline>),
+        )
         .route("/api/dataset/images", post(images::import))
         .route(
             "/api/models/{model}/images/{image}/layers/{layer}/maps/{map}/evolution.png",
@@ -156,7 +183,10 @@ struct ModelRequest {
 }
 
 /// `GET /api/models/{model}`.
-async fn model(State(st): State<AppState>, Req(r): Req<ModelRequest>) -> Result<Response, ApiError> {
+async fn model(
+    State(st): State<AppState>,
+    Req(r): Req<ModelRequest>,
+) -> Result<Response, ApiError> {
     let dir = st.ctx.models.clone();
     let info = blocking(move || Ok(engine::model_info(&dir, r.model.as_str())?)).await?;
     Ok(Json(info).into_response())
@@ -168,7 +198,9 @@ async fn index_status(
     Req(r): Req<SnapshotRequest>,
 ) -> Result<Json<Progress>, ApiError> {
     let ctx = st.ctx.clone();
-    Ok(Json(blocking(move || Ok(timeline::index_status(&ctx, &r)?)).await?))
+    Ok(Json(
+        blocking(move || Ok(timeline::index_status(&ctx, &r)?)).await?,
+    ))
 }
 
 /// Counters for tests and operators: forward passes run so far.

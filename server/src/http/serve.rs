@@ -52,7 +52,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Req<T> {
 }
 
 /// One sentence naming the parameter, what it must be and what it was.
-fn describe(e: &serde_path_to_error::Error<serde_urlencoded::de::Error>, pairs: &[(String, String)]) -> String {
+fn describe(
+    e: &serde_path_to_error::Error<serde_urlencoded::de::Error>,
+    pairs: &[(String, String)],
+) -> String {
     let inner = e.inner().to_string();
     if let Some(name) = inner
         .strip_prefix("missing field `")
@@ -78,7 +81,11 @@ fn describe(e: &serde_path_to_error::Error<serde_urlencoded::de::Error>, pairs: 
     if got.starts_with('-') && got.parse::<i64>().is_ok() {
         return format!("{field} must be a non-negative integer, got {got:?}");
     }
-    let what = if inner.contains("float") { "a number" } else { "an integer" };
+    let what = if inner.contains("float") {
+        "a number"
+    } else {
+        "an integer"
+    };
     format!("{field} must be {what}, got {got:?}")
 }
 
@@ -110,14 +117,24 @@ impl Cached {
         let hit = headers
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim() == self.etag || t.trim() == "*"));
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim() == self.etag || t.trim() == "*")
+            });
         let mut res = if hit {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
-            ([(header::CONTENT_TYPE, self.content_type)], self.body.clone()).into_response()
+            (
+                [(header::CONTENT_TYPE, self.content_type)],
+                self.body.clone(),
+            )
+                .into_response()
         };
         let h = res.headers_mut();
-        h.insert(header::ETAG, HeaderValue::from_str(&self.etag).expect("hex etag"));
+        h.insert(
+            header::ETAG,
+            HeaderValue::from_str(&self.etag).expect("hex etag"),
+        );
         h.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=31536000, immutable"),
@@ -148,14 +165,19 @@ async fn cached(
 }
 
 /// The result of an analysis, or the progress of what it waits for.
-async fn outputs<A: Analysis>(st: &AppState, req: A::Request) -> Result<Result<Arc<Outputs>, Response>, ApiError> {
+async fn outputs<A: Analysis>(
+    st: &AppState,
+    req: A::Request,
+) -> Result<Result<Arc<Outputs>, Response>, ApiError> {
     let ctx = st.ctx.clone();
-    let (req, pending) = blocking(move || Ok((A::pending(&ctx, &req)?.map(Json), req))).await.map(|(p, r)| (r, p))?;
+    let (req, pending) = blocking(move || Ok((A::pending(&ctx, &req)?.map(Json), req)))
+        .await
+        .map(|(p, r)| (r, p))?;
     if let Some(p) = pending {
         return Ok(Err((StatusCode::ACCEPTED, p).into_response()));
     }
     let worker = st.worker.clone();
-    let o = cached(st, analysis::key(A::NAME, &req), async move {
+    let o = cached(st, analysis::key::<A, _>(&req), async move {
         let out = worker.run(move |e| analysis::output::<A>(e, &req)).await?;
         Ok(Outputs {
             json: Cached::new(out.json, "application/json"),
@@ -201,7 +223,7 @@ pub async fn job<J: Job>(
     Req(req): Req<J::Request>,
     h: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = analysis::key(J::NAME, &req);
+    let key = analysis::key::<J, _>(&req);
     let st2 = st.clone();
     let o = cached(&st, key.clone(), async move {
         let jobs = st2.ctx.jobs.clone();
@@ -230,8 +252,11 @@ pub async fn job<J: Job>(
 
 /// `GET …/progress` (same query as the job): `{state, done, total}`, state
 /// `idle` (not asked for), `queued`, `running` or `done`.
-pub async fn progress<J: Job>(State(st): State<AppState>, Req(req): Req<J::Request>) -> Json<Progress> {
-    let key = analysis::key(J::NAME, &req);
+pub async fn progress<J: Job>(
+    State(st): State<AppState>,
+    Req(req): Req<J::Request>,
+) -> Json<Progress> {
+    let key = analysis::key::<J, _>(&req);
     Json(if st.cache.contains_key(&key) {
         Progress::new(JobState::Done, 0, 0)
     } else {
