@@ -668,8 +668,9 @@ pub fn noise_images(n: usize, size: u32) -> ImageSet {
 
 // ---- the analyses: one snapshot's filters, two snapshots' numbers -------------
 
-use crate::analysis::{Analysis, Job, ModelName};
+use crate::analysis::{Analysis, Job};
 use crate::engine::{bad_input, png, Context, Engine, Error};
+use crate::params::ModelName;
 use serde::Deserialize;
 
 /// How the filter tiles are scaled (`?norm=`).

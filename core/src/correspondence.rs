@@ -271,8 +271,9 @@ pub fn read_landmarks(path: &Path) -> Result<Vec<(PathBuf, BTreeMap<String, (f64
 
 // ---- the analysis: a stored set of images and points ---------------------------
 
-use crate::analysis::{Analysis, ContentId, ModelName};
+use crate::analysis::Analysis;
 use crate::engine::{bad, bad_input, Engine, Error};
+use crate::params::{ContentId, ModelName};
 use crate::preprocess;
 
 fn default_size() -> i64 {

@@ -219,9 +219,10 @@ pub fn to_rgb8_scaled(pixels: &Tensor, max_abs: f64) -> (u32, u32, Vec<u8>) {
 
 // ---- the analyses: one map's projection, the layer's top 9 --------------------
 
-use crate::analysis::{Analysis, ContentId, ModelName};
+use crate::analysis::Analysis;
 use crate::engine::{bad_input, png, Engine};
 use crate::maps::{check_layer, LayerRequest};
+use crate::params::{ContentId, ModelName};
 use serde::{Deserialize, Serialize};
 
 /// Which activations of the map are projected (`?mode=`).

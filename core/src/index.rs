@@ -240,7 +240,7 @@ pub fn top9(index: &SnapshotIndex, layer: usize, map: i64) -> Result<&[Entry]> {
 
 // ---- building in the background ----------------------------------------------
 
-use crate::analysis::{Jobs, Progress, State};
+use crate::progress::{Jobs, Progress, State};
 
 /// Builds dataset indexes in the background, one at a time, on a thread of
 /// its own with its own copy of the network, so that the views can show
@@ -268,7 +268,7 @@ impl Indexer {
                     let key = job_key(&model, epoch);
                     j.set(&key, Progress::new(State::Running, 0, 0));
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        let dir = crate::engine::open_model(&m, &model)?;
+                        let dir = crate::models::open_model(&m, &model)?;
                         let net = dir.load(Some(epoch), device)?;
                         build(&net, &dir, epoch, &d, 32, &|done, total| {
                             j.set(&key, Progress::new(State::Running, done, total));
@@ -300,7 +300,7 @@ impl Indexer {
     /// The index status of a snapshot; queues a build on first use.
     pub fn ensure(&self, model: &str, epoch: u32) -> Progress {
         let (p, new) = self.jobs.get_or_insert(&job_key(model, epoch), || {
-            let built = crate::engine::open_model(&self.models, model)
+            let built = crate::models::open_model(&self.models, model)
                 .ok()
                 .and_then(|m| index_path(&m, &self.dataset, epoch).ok())
                 .is_some_and(|p| p.exists());

@@ -211,8 +211,9 @@ impl InvarianceResult {
 
 // ---- the analysis ---------------------------------------------------------------
 
-use crate::analysis::{Analysis, ContentId, ModelName};
+use crate::analysis::Analysis;
 use crate::engine::{bad_input, Engine};
+use crate::params::{ContentId, ModelName};
 
 fn default_steps() -> usize {
     13

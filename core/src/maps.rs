@@ -2,8 +2,9 @@
 //! cached forward trace): each map's peak and where it is, and all maps as
 //! one sprite of tiles, each scaled by its own peak.
 
-use crate::analysis::{Analysis, ContentId, ModelName};
+use crate::analysis::Analysis;
 use crate::engine::{bad, png, Engine, Error, Result};
+use crate::params::{ContentId, ModelName};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};

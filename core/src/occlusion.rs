@@ -519,9 +519,10 @@ pub fn heatmaps(
 
 // ---- the analyses: full maps (b, d, e), the live occluder, (c) ----------------
 
-use crate::analysis::{Analysis, ContentId, ModelName};
+use crate::analysis::Analysis;
 use crate::deconv::{self, Mode, ProjectRequest, ProjectionResult};
 use crate::engine::{bad, bad_input, png, Engine};
+use crate::params::{ContentId, ModelName};
 use crate::predict::{self, Prediction};
 use serde::Deserialize;
 

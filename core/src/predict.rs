@@ -41,8 +41,9 @@ pub fn top_k_of(manifest: &Manifest, probs: &tch::Tensor, k: usize) -> Vec<Predi
 
 // ---- the analysis --------------------------------------------------------------
 
-use crate::analysis::{Analysis, ContentId, ModelName};
+use crate::analysis::Analysis;
 use crate::engine::{Engine, Result};
+use crate::params::{ContentId, ModelName};
 use serde::Deserialize;
 
 /// One stored image seen by one snapshot.
@@ -71,5 +72,31 @@ impl Analysis for Predictions {
         Ok(Top5 {
             top: top_k(&m.manifest, &t.trace, 0, 5),
         })
+    }
+}
+
+/// The crop of a stored image as the model sees it.
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CropRequest {
+    pub model: ModelName,
+    pub image: ContentId,
+}
+
+/// The model crop of a stored image, as PNG (it has no JSON).
+pub struct Crop;
+
+impl Analysis for Crop {
+    type Request = CropRequest;
+    type Result = crate::engine::Picture;
+
+    fn run(e: &mut Engine, r: &CropRequest) -> crate::engine::Result<Self::Result> {
+        Ok(crate::engine::Picture(crate::engine::png(
+            &e.crop(&r.model, &r.image)?,
+        )))
+    }
+
+    fn alt(_: &CropRequest, r: &mut Self::Result) -> Option<Vec<u8>> {
+        Some(std::mem::take(&mut r.0))
     }
 }

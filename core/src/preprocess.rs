@@ -186,32 +186,3 @@ mod tests {
 /// normalisation of the networks trained here.
 pub const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 pub const STD: [f64; 3] = [0.229, 0.224, 0.225];
-
-// ---- the analysis: the crop the model sees -----------------------------------
-
-use crate::analysis::{Analysis, ContentId, ModelName};
-use crate::engine::Engine;
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct CropRequest {
-    pub model: ModelName,
-    pub image: ContentId,
-}
-
-/// The model crop of a stored image, as PNG (it has no JSON).
-pub struct Crop;
-
-impl Analysis for Crop {
-    type Request = CropRequest;
-    type Result = crate::engine::Picture;
-
-    fn run(e: &mut Engine, r: &CropRequest) -> crate::engine::Result<Self::Result> {
-        Ok(crate::engine::Picture(crate::engine::png(
-            &e.crop(&r.model, &r.image)?,
-        )))
-    }
-
-    fn alt(_: &CropRequest, r: &mut Self::Result) -> Option<Vec<u8>> {
-        Some(std::mem::take(&mut r.0))
-    }
-}

@@ -3,13 +3,15 @@
 //! row per map, one column per snapshot), and one image's projection of a
 //! map at every snapshot.
 
-use crate::analysis::{Analysis, ContentId, MapList, ModelName, Progress, State};
+use crate::analysis::Analysis;
 use crate::checkpoint::ModelDir;
 use crate::deconv::{self, check_layer_map, Field, Keep, ProjectRequest};
 use crate::engine::{bad, bad_input, png, Context, Engine, Error, Picture, Result};
 use crate::index::{self, Entry, SnapshotIndex};
 use crate::net::Net;
+use crate::params::{ContentId, MapList, ModelName};
 use crate::preprocess;
+use crate::progress::{Progress, State};
 use image::imageops::{self, FilterType};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};

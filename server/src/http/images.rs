@@ -1,13 +1,16 @@
 //! Uploads: content-addressed by SHA-256, validated before they are stored.
 
-use super::serve::{blocking, Cached, Req};
-use super::{ApiError, AppState, MAX_UPLOAD};
+use super::serve::{blocking, AppState, Cached, Req};
+use crate::error::ApiError;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use zfvis_core::analysis::ContentId;
+use zfvis_core::params::ContentId;
 use zfvis_core::preprocess::ImageError;
+
+/// Largest accepted upload.
+pub const MAX_UPLOAD: usize = 20 * 1024 * 1024;
 
 fn too_large() -> ApiError {
     ApiError::new(

@@ -6,7 +6,7 @@ mod images;
 mod pages;
 mod serve;
 
-pub use crate::error::ApiError;
+use crate::error::ApiError;
 use crate::worker::Worker;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -14,7 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serve::{alt, blocking, job, json, progress, Req};
+use serve::{alt, blocking, job, json, progress, AppState, Req};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,6 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use zfvis_core::analysis::{Jobs, ModelName, Progress};
 use zfvis_core::compare::{Filters, Numbers};
 use zfvis_core::correspondence::Correspondence;
 use zfvis_core::deconv::{Project, Top9};
@@ -32,25 +31,12 @@ use zfvis_core::engine::{self, Context, Engine};
 use zfvis_core::invariance::Invariance;
 use zfvis_core::maps::Maps;
 use zfvis_core::occlusion::{Live, OccludedProjection, Occlusion};
+use zfvis_core::params::ModelName;
+use zfvis_core::predict::Crop;
 use zfvis_core::predict::Predictions;
-use zfvis_core::preprocess::Crop;
+use zfvis_core::progress::{Jobs, Progress};
 use zfvis_core::store::ImageStore;
 use zfvis_core::timeline::{self, DatasetTop9, Evolution, SnapshotRequest, Timeline};
-
-/// Largest accepted upload.
-pub const MAX_UPLOAD: usize = 20 * 1024 * 1024;
-
-#[derive(Clone)]
-pub struct AppState {
-    /// The libtorch thread that owns the engine.
-    pub worker: Worker,
-    pub ctx: Context,
-    /// Results by canonical request key; concurrent identical requests are
-    /// computed once (moka's `try_get_with` coalesces them).
-    pub cache: moka::future::Cache<String, Arc<serve::Outputs>>,
-    /// Background jobs (comparisons) run one at a time.
-    pub heavy: Arc<tokio::sync::Semaphore>,
-}
 
 pub struct Config {
     pub models: PathBuf,
@@ -149,7 +135,9 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
             get(alt::<Evolution>),
         )
         .route("/api/{*rest}", get(not_found).post(not_found))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD + 64 * 1024));
+        .layer(axum::extract::DefaultBodyLimit::max(
+            images::MAX_UPLOAD + 64 * 1024,
+        ));
     Ok(Router::new()
         .route("/", get(pages::index))
         .route("/compare", get(pages::compare))

@@ -1,7 +1,7 @@
 //! Pages: one askama template; the view's state lives in the query string
 //! (model, snapshot, image, layer, map, mode, view), read by static/app.js.
 
-use super::AppState;
+use super::serve::AppState;
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -4,8 +4,8 @@
 //! the second representation (PNG, CSV) from one computation, 202 with the
 //! progress while what it reads is being built.
 
-use super::AppState;
 use crate::error::ApiError;
+use crate::worker::Worker;
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{FromRequestParts, RawPathParams, State};
 use axum::http::request::Parts;
@@ -16,7 +16,21 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use zfvis_core::analysis::{self, Analysis, Job, Progress, State as JobState};
+use zfvis_core::analysis::{self, Analysis, Job};
+use zfvis_core::engine::Context;
+use zfvis_core::progress::{Progress, State as JobState};
+
+#[derive(Clone)]
+pub struct AppState {
+    /// The libtorch thread that owns the engine.
+    pub worker: Worker,
+    pub ctx: Context,
+    /// Results by canonical request key; concurrent identical requests are
+    /// computed once (moka's `try_get_with` coalesces them).
+    pub cache: moka::future::Cache<String, Arc<Outputs>>,
+    /// Background jobs (comparisons) run one at a time.
+    pub heavy: Arc<tokio::sync::Semaphore>,
+}
 
 /// A typed request: the URL's named path segments and its query, as one
 /// struct. A bad value is a 400 that names the parameter.
@@ -170,11 +184,9 @@ async fn outputs<A: Analysis>(
     req: A::Request,
 ) -> Result<Result<Arc<Outputs>, Response>, ApiError> {
     let ctx = st.ctx.clone();
-    let (req, pending) = blocking(move || Ok((A::pending(&ctx, &req)?.map(Json), req)))
-        .await
-        .map(|(p, r)| (r, p))?;
-    if let Some(p) = pending {
-        return Ok(Err((StatusCode::ACCEPTED, p).into_response()));
+    let (wait, req) = blocking(move || Ok((A::pending(&ctx, &req)?, req))).await?;
+    if let Some(p) = wait {
+        return Ok(Err((StatusCode::ACCEPTED, Json(p)).into_response()));
     }
     let worker = st.worker.clone();
     let o = cached(st, analysis::key::<A, _>(&req), async move {
