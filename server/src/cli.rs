@@ -12,7 +12,7 @@ use zfvis_core::deconv::{MapRequest, Mode, Project};
 use zfvis_core::engine::{self, Engine};
 use zfvis_core::invariance::{CurvesRequest, Invariance};
 use zfvis_core::net::Arch;
-use zfvis_core::occlusion::{self, GridRequest, Heatmap, Occlusion};
+use zfvis_core::occlusion::{self, GridRequest, Occlusion};
 use zfvis_core::params::{ContentId, ModelName};
 use zfvis_core::predict::{ImageRequest, Predictions};
 use zfvis_core::store::{CorrSet, CorrSetImage, ImageStore};
@@ -414,6 +414,19 @@ impl Local {
         })
     }
 
+    /// The analysis's request for one image file: `fields` plus this
+    /// model, snapshot and the stored image, through the request's own serde.
+    fn request<T: serde::de::DeserializeOwned>(
+        &mut self,
+        image: &Path,
+        mut fields: serde_json::Value,
+    ) -> Result<T> {
+        fields["model"] = json!(self.model);
+        fields["epoch"] = json!(self.epoch);
+        fields["image"] = json!(self.image(image)?);
+        Ok(serde_json::from_value(fields)?)
+    }
+
     /// Store an image file (validated as an upload would be).
     fn image(&mut self, path: &Path) -> Result<ContentId> {
         let bytes = std::fs::read(path)
@@ -444,11 +457,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Predict { m, image, json } => {
             let mut l = Local::open(&m)?;
-            let req = ImageRequest {
-                model: l.model.clone(),
-                epoch: l.epoch,
-                image: l.image(&image)?,
-            };
+            let req: ImageRequest = l.request(&image, json!({}))?;
             let r = Predictions::run(&mut l.engine, &req)?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
@@ -475,14 +484,9 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let mut l = Local::open(&m)?;
-            let req = MapRequest {
-                model: l.model.clone(),
-                epoch: l.epoch,
-                image: l.image(&image)?,
-                layer,
-                map,
-                mode: if all { Mode::All } else { Mode::Strongest },
-            };
+            let mode = if all { Mode::All } else { Mode::Strongest };
+            let req: MapRequest =
+                l.request(&image, json!({"layer": layer, "map": map, "mode": mode}))?;
             let r = Project::run(&mut l.engine, &req)?;
             std::fs::write(&out, &r.png)
                 .with_context(|| format!("cannot write {}", out.display()))?;
@@ -523,17 +527,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 "naive" => occlusion::Method::Naive,
                 s => bail!("unknown --method {s:?}: expected incremental, batched or naive"),
             };
-            let req = GridRequest {
-                model: l.model.clone(),
-                epoch: l.epoch,
-                image: l.image(&image)?,
-                size,
-                stride,
-                class,
-                kind: Heatmap::default(),
-                method,
-                batch,
-            };
+            let req: GridRequest = l.request(
+                &image,
+                json!({"size": size, "stride": stride, "class": class, "method": method, "batch": batch}),
+            )?;
             let r = Occlusion::run(&mut l.engine, &req)?.grid;
             let (net, t) = l.engine.traced(&req.model, req.epoch, &req.image)?;
             if repeat > 0 {
@@ -588,13 +585,7 @@ pub fn run(cli: Cli) -> Result<()> {
             csv,
         } => {
             let mut l = Local::open(&m)?;
-            let req = CurvesRequest {
-                model: l.model.clone(),
-                epoch: l.epoch,
-                image: l.image(&image)?,
-                steps,
-                class,
-            };
+            let req: CurvesRequest = l.request(&image, json!({"steps": steps, "class": class}))?;
             let r = Invariance::run(&mut l.engine, &req)?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
