@@ -66,82 +66,10 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
         cache: moka::future::Cache::builder().max_capacity(2_000).build(),
         heavy: Arc::new(tokio::sync::Semaphore::new(1)),
     };
-    let m = "/api/models/{model}/snapshots/{epoch}/images/{image}";
-    let snap = "/api/models/{model}/snapshots/{epoch}";
-    let at = |s: &str, rest: &str| format!("{s}{rest}");
-    let api = Router::new()
-        .route("/api/stats", get(stats))
-        .route("/api/models", get(models))
-        .route("/api/models/{model}", get(model))
-        .route("/api/images", get(images::recent).post(images::upload))
-        .route("/api/images/{image}", get(images::original))
-        .route("/api/sets", post(images::put_set))
-        .route("/api/sets/{set}", get(images::get_set))
-        .route(
-            "/api/models/{model}/images/{image}/crop.png",
-            get(alt::<Crop>),
-        )
-        .route(&at(m, "/predictions"), get(json::<Predictions>))
-        .route(&at(m, "/layers/{layer}/maps"), get(json::<Maps>))
-        .route(&at(m, "/layers/{layer}/maps.png"), get(alt::<Maps>))
-        .route(
-            &at(m, "/layers/{layer}/maps/{map}/projection"),
-            get(json::<Project>),
-        )
-        .route(
-            &at(m, "/layers/{layer}/maps/{map}/projection.png"),
-            get(alt::<Project>),
-        )
-        .route(&at(m, "/layers/{layer}/top9"), get(json::<Top9>))
-        .route(&at(m, "/layers/{layer}/top9.png"), get(alt::<Top9>))
-        .route(&at(m, "/occlusion"), get(json::<Occlusion>))
-        .route(&at(m, "/occlusion.png"), get(alt::<Occlusion>))
-        .route(&at(m, "/occlusion/live"), get(json::<Live>))
-        .route(
-            &at(m, "/occlusion/projection"),
-            get(json::<OccludedProjection>),
-        )
-        .route(
-            &at(m, "/occlusion/projection.png"),
-            get(alt::<OccludedProjection>),
-        )
-        .route(&at(m, "/invariance"), get(json::<Invariance>))
-        .route(&at(m, "/invariance.csv"), get(alt::<Invariance>))
-        .route(&at(snap, "/correspondence"), get(json::<Correspondence>))
-        .route(&at(snap, "/filters"), get(json::<Filters>))
-        .route(&at(snap, "/filters.png"), get(alt::<Filters>))
-        .route("/api/compare", get(job::<Numbers>))
-        .route("/api/compare/progress", get(progress::<Numbers>))
-        .route(&at(snap, "/dataset/index"), get(index_status))
-        .route(
-            &at(snap, "/dataset/layers/{layer}/maps/{map}/top9"),
-            get(json::<DatasetTop9>),
-        )
-        .route(
-            &at(snap, "/dataset/layers/{layer}/maps/{map}/top9.png"),
-            get(alt::<DatasetTop9>),
-        )
-        .route(
-            "/api/models/{model}/dataset/timeline",
-            get(json::<Timeline>),
-        )
-        .route(
-            "/api/models/{model}/dataset/timeline.png",
-            get(alt::<Timeline>),
-        )
-        .route("/api/dataset/images", post(images::import))
-        .route(
-            "/api/models/{model}/images/{image}/layers/{layer}/maps/{map}/evolution.png",
-            get(alt::<Evolution>),
-        )
-        .route("/api/{*rest}", get(not_found).post(not_found))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            images::MAX_UPLOAD + 64 * 1024,
-        ));
     Ok(Router::new()
         .route("/", get(pages::index))
         .route("/compare", get(pages::compare))
-        .merge(api)
+        .merge(api())
         .nest_service("/static", ServeDir::new(&cfg.static_dir))
         .fallback(pages::not_found)
         // Outer guard: absurd bodies are refused before anyone reads them;
@@ -156,6 +84,53 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state))
+}
+
+/// The API's table of contents: one line per route. Analyses are served by
+/// the generic handlers (`json::<A>` its JSON, `alt::<A>` its PNG or CSV).
+#[rustfmt::skip]
+fn api() -> Router<AppState> {
+    let m = "/api/models/{model}/snapshots/{epoch}/images/{image}";
+    let snap = "/api/models/{model}/snapshots/{epoch}";
+    let img = "/api/models/{model}/images/{image}";
+    let at = |s: &str, rest: &str| format!("{s}{rest}");
+    Router::new()
+        .route("/api/stats", get(stats))
+        .route("/api/models", get(models))
+        .route("/api/models/{model}", get(model))
+        .route("/api/images", get(images::recent).post(images::upload))
+        .route("/api/images/{image}", get(images::original))
+        .route("/api/sets", post(images::put_set))
+        .route("/api/sets/{set}", get(images::get_set))
+        .route(&at(img, "/crop.png"), get(alt::<Crop>))
+        .route(&at(m, "/predictions"), get(json::<Predictions>))
+        .route(&at(m, "/layers/{layer}/maps"), get(json::<Maps>))
+        .route(&at(m, "/layers/{layer}/maps.png"), get(alt::<Maps>))
+        .route(&at(m, "/layers/{layer}/maps/{map}/projection"), get(json::<Project>))
+        .route(&at(m, "/layers/{layer}/maps/{map}/projection.png"), get(alt::<Project>))
+        .route(&at(m, "/layers/{layer}/top9"), get(json::<Top9>))
+        .route(&at(m, "/layers/{layer}/top9.png"), get(alt::<Top9>))
+        .route(&at(m, "/occlusion"), get(json::<Occlusion>))
+        .route(&at(m, "/occlusion.png"), get(alt::<Occlusion>))
+        .route(&at(m, "/occlusion/live"), get(json::<Live>))
+        .route(&at(m, "/occlusion/projection"), get(json::<OccludedProjection>))
+        .route(&at(m, "/occlusion/projection.png"), get(alt::<OccludedProjection>))
+        .route(&at(m, "/invariance"), get(json::<Invariance>))
+        .route(&at(m, "/invariance.csv"), get(alt::<Invariance>))
+        .route(&at(snap, "/correspondence"), get(json::<Correspondence>))
+        .route(&at(snap, "/filters"), get(json::<Filters>))
+        .route(&at(snap, "/filters.png"), get(alt::<Filters>))
+        .route("/api/compare", get(job::<Numbers>))
+        .route("/api/compare/progress", get(progress::<Numbers>))
+        .route(&at(snap, "/dataset/index"), get(index_status))
+        .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9"), get(json::<DatasetTop9>))
+        .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9.png"), get(alt::<DatasetTop9>))
+        .route("/api/models/{model}/dataset/timeline", get(json::<Timeline>))
+        .route("/api/models/{model}/dataset/timeline.png", get(alt::<Timeline>))
+        .route("/api/dataset/images", post(images::import))
+        .route(&at(img, "/layers/{layer}/maps/{map}/evolution.png"), get(alt::<Evolution>))
+        .route("/api/{*rest}", get(not_found).post(not_found))
+        .layer(axum::extract::DefaultBodyLimit::max(images::MAX_UPLOAD + 64 * 1024))
 }
 
 /// `GET /api/models`: every loadable model folder.
