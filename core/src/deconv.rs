@@ -89,12 +89,14 @@ pub struct Projection {
     pub pixels: Tensor,
 }
 
-pub fn check_layer_map(net: &Net, layer: usize, map: i64) -> Result<()> {
-    let n = net.blocks.len();
+/// A conv layer (1-based) and map (0-based) the network has, or the error naming the range.
+pub fn check_layer_map(spec: &crate::net::NetSpec, layer: usize, map: i64) -> Result<()> {
+    let blocks = spec.blocks();
+    let n = blocks.len();
     if !(1..=n).contains(&layer) {
         bail!("layer {layer} is out of range: expected 1..={n}");
     }
-    let c = net.blocks[layer - 1].out_c;
+    let c = blocks[layer - 1].out_c;
     if map < 0 || map >= c {
         bail!(
             "map {map} is out of range: layer {layer} has maps 0..{}",
@@ -126,7 +128,7 @@ pub fn project(net: &Net, trace: &Trace, reqs: &[ProjectRequest]) -> Result<Vec<
     }
     let layer = reqs[0].layer;
     for r in reqs {
-        check_layer_map(net, r.layer, r.map)?;
+        check_layer_map(&net.spec, r.layer, r.map)?;
         if r.layer != layer {
             bail!("one batch of projections must share its layer");
         }
@@ -314,7 +316,7 @@ impl Analysis for Project {
     type Result = ProjectionResult;
 
     fn run(e: &mut Engine, r: &MapRequest) -> crate::engine::Result<ProjectionResult> {
-        check_layer_map(&*e.net(&r.model, r.epoch)?, r.layer, r.map).map_err(bad_input)?;
+        check_layer_map(&e.net(&r.model, r.epoch)?.spec, r.layer, r.map).map_err(bad_input)?;
         let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
         let req = ProjectRequest {
             layer: r.layer,

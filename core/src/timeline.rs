@@ -157,7 +157,7 @@ impl Analysis for DatasetTop9 {
 
     fn run(e: &mut Engine, r: &DatasetMapRequest) -> Result<DatasetTop9Result> {
         let net = e.net(&r.model, r.epoch)?;
-        check_layer_map(&net, r.layer, r.map).map_err(bad_input)?;
+        check_layer_map(&net.spec, r.layer, r.map).map_err(bad_input)?;
         let m = e.model(&r.model)?;
         let dataset = e.ctx.indexer()?.dataset.clone();
         let idx = snapshot_index(&m, &dataset, r.epoch)?;
@@ -234,25 +234,12 @@ impl Timeline {
     fn grid(e: &mut Engine, r: &TimelineRequest) -> Result<TimelineResult> {
         let m = e.model(&r.model)?;
         let spec = m.manifest.spec()?;
-        let blocks = spec.blocks();
-        if !(1..=blocks.len()).contains(&r.layer) {
-            return Err(bad(format!(
-                "layer {} is out of range: expected 1..={}",
-                r.layer,
-                blocks.len()
-            )));
-        }
         let maps = r.maps.maps();
         if maps.is_empty() || maps.len() > 32 {
             return Err(bad(format!("choose 1 to 32 maps, got {}", maps.len())));
         }
-        let n_maps = blocks[r.layer - 1].out_c;
-        if let Some(&k) = maps.iter().find(|&&k| k < 0 || k >= n_maps) {
-            return Err(bad(format!(
-                "map {k} is out of range: layer {} has maps 0..{}",
-                r.layer,
-                n_maps - 1
-            )));
+        for &k in maps {
+            check_layer_map(&spec, r.layer, k).map_err(bad_input)?;
         }
         let dataset = e.ctx.indexer()?.dataset.clone();
         let epochs: Vec<u32> = m.manifest.snapshots.iter().map(|s| s.epoch).collect();
@@ -345,8 +332,7 @@ impl Analysis for Evolution {
 
     fn run(e: &mut Engine, r: &EvolutionRequest) -> Result<Picture> {
         let m = e.model(&r.model)?;
-        let net = Net::new(m.manifest.spec()?, tch::Device::Cpu)?;
-        check_layer_map(&net, r.layer, r.map).map_err(bad_input)?;
+        check_layer_map(&m.manifest.spec()?, r.layer, r.map).map_err(bad_input)?;
         e.ctx.image_bytes(&r.image)?;
         let epochs: Vec<u32> = m.manifest.snapshots.iter().map(|s| s.epoch).collect();
         let mut row =
