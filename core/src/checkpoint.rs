@@ -2,7 +2,8 @@
 //! snapshot (the file name contains its epoch). Tensors use PyTorch names and
 //! layouts, so `safetensors.torch.save_file(model.state_dict(), …)` loads here.
 
-use crate::net::{Arch, Net, NetSpec};
+use crate::net::{Arch, Layer, Net, NetSpec};
+use crate::preprocess::Preprocess;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -36,15 +37,38 @@ pub struct Snapshot {
     pub metrics: Metrics,
 }
 
+fn one() -> f64 {
+    1.0
+}
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
+    /// `zfnet` or `alexnet` (a preset with `width`), or where the layer list
+    /// came from (`torchvision:vgg16`, `onnx`).
     pub architecture: String,
+    #[serde(default = "one")]
     pub width: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fc_width: Option<f64>,
+    /// The network as an explicit layer list (imported networks); presets leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<Layer>>,
     pub input_size: i64,
+    /// Shorter side before the centre crop (torchvision: 256); default: input_size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<i64>,
+    /// Normalisation (RGB, 0..1 pixels): (p - mean) / std.
     pub mean: [f64; 3],
     pub std: [f64; 3],
+    /// Channels fed in BGR order (Caffe-trained networks).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bgr: bool,
+    /// Name of the preprocessing (zfvis, torchvision, caffe, custom), for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<String>,
     pub classes: Vec<ClassInfo>,
     pub snapshots: Vec<Snapshot>,
     /// How the model was made (command, git revision, wall time…); free-form.
@@ -54,19 +78,69 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn spec(&self) -> Result<NetSpec> {
-        let arch: Arch = self
-            .architecture
-            .parse()
-            .context("manifest.json: architecture")?;
-        let spec = NetSpec {
-            arch,
-            width: self.width,
-            fc_width: self.fc_width.unwrap_or(self.width),
-            num_classes: self.classes.len() as i64,
-            input_size: self.input_size,
+        let spec = match &self.layers {
+            Some(layers) => NetSpec {
+                layers: layers.clone(),
+                input_size: self.input_size,
+                preset: None,
+            },
+            None => {
+                let arch: Arch = self
+                    .architecture
+                    .parse()
+                    .context("manifest.json: architecture (or give \"layers\")")?;
+                NetSpec::preset(
+                    arch,
+                    self.width,
+                    self.fc_width.unwrap_or(self.width),
+                    self.classes.len() as i64,
+                )
+                .with_input_size(self.input_size)
+            }
         };
         spec.validate().context("manifest.json")?;
+        if spec.num_classes() != self.classes.len() as i64 {
+            bail!(
+                "manifest.json: the network has {} outputs but {} classes are listed",
+                spec.num_classes(),
+                self.classes.len()
+            );
+        }
         Ok(spec)
+    }
+
+    /// How an image becomes this network's input.
+    pub fn preprocess(&self) -> Preprocess {
+        Preprocess {
+            input_size: self.input_size as u32,
+            resize: self.resize.unwrap_or(self.input_size).max(self.input_size) as u32,
+            mean: self.mean,
+            std: self.std,
+            bgr: self.bgr,
+        }
+    }
+
+    /// The manifest of a network described by `spec` (preset or layer list).
+    pub fn for_spec(spec: &NetSpec, classes: Vec<ClassInfo>) -> Manifest {
+        let (architecture, width, fc_width, layers) = match spec.preset {
+            Some(p) => (p.arch.to_string(), p.width, Some(p.fc_width), None),
+            None => ("custom".to_string(), 1.0, None, Some(spec.layers.clone())),
+        };
+        Manifest {
+            architecture,
+            width,
+            fc_width,
+            layers,
+            input_size: spec.input_size,
+            resize: None,
+            mean: crate::preprocess::MEAN,
+            std: crate::preprocess::STD,
+            bgr: false,
+            preprocess: None,
+            classes,
+            snapshots: vec![],
+            training: None,
+        }
     }
 
     pub fn last_epoch(&self) -> Option<u32> {
@@ -187,8 +261,7 @@ pub fn load_weights(net: &mut Net, path: &Path) -> Result<()> {
     let tensors = Tensor::read_safetensors(path)
         .map_err(|e| anyhow!("{}: not a readable safetensors file ({e})", path.display()))?;
     let found: HashMap<String, Tensor> = tensors.into_iter().collect();
-    let mut vars: Vec<(String, Tensor)> = net.vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut vars = net.named_tensors();
     for (name, var) in &vars {
         let t = found.get(name).ok_or_else(|| {
             anyhow!(
@@ -229,8 +302,7 @@ pub fn load_weights(net: &mut Net, path: &Path) -> Result<()> {
 
 /// Save the network's weights atomically, as fp32 or fp16.
 pub fn save_weights(net: &Net, path: &Path, half: bool) -> Result<()> {
-    let mut vars: Vec<(String, Tensor)> = net.vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let vars = net.named_tensors();
     let kind = if half { Kind::Half } else { Kind::Float };
     let vars: Vec<(String, Tensor)> = vars
         .into_iter()
@@ -261,10 +333,10 @@ pub fn create_random(
     epochs: &[u32],
     seed: i64,
 ) -> Result<ModelDir> {
-    if classes.len() as i64 != spec.num_classes {
+    if classes.len() as i64 != spec.num_classes() {
         bail!(
             "classes: expected {} entries, found {}",
-            spec.num_classes,
+            spec.num_classes(),
             classes.len()
         );
     }
@@ -282,19 +354,12 @@ pub fn create_random(
             metrics: Metrics::default(),
         });
     }
+    let mut manifest = Manifest::for_spec(spec, classes);
+    manifest.snapshots = snapshots;
+    manifest.training = Some(serde_json::json!({"random_init": true, "seed": seed}));
     let m = ModelDir {
         dir: dir.to_path_buf(),
-        manifest: Manifest {
-            architecture: spec.arch.to_string(),
-            width: spec.width,
-            fc_width: Some(spec.fc_width),
-            input_size: spec.input_size,
-            mean: crate::preprocess::MEAN,
-            std: crate::preprocess::STD,
-            classes,
-            snapshots,
-            training: Some(serde_json::json!({"random_init": true, "seed": seed})),
-        },
+        manifest,
     };
     m.save_manifest()?;
     Ok(m)

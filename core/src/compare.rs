@@ -24,7 +24,8 @@
 
 use crate::checkpoint::ModelDir;
 use crate::net::Net;
-use crate::{deconv, preprocess};
+use crate::preprocess::{self, Preprocess};
+use crate::deconv;
 use anyhow::{bail, Result};
 use image::RgbImage;
 use serde::Serialize;
@@ -243,7 +244,7 @@ struct Running {
 
 /// Largest conv1 activation (after ReLU) per filter over a batch [N, 3, S, S].
 fn conv1_peaks(net: &Net, x: &Tensor) -> Tensor {
-    let c = &net.blocks[0].conv;
+    let c = &net.convs[0].window;
     tch::no_grad(|| {
         x.to_device(net.device())
             .conv2d(
@@ -252,7 +253,7 @@ fn conv1_peaks(net: &Net, x: &Tensor) -> Tensor {
                 [c.stride, c.stride],
                 [c.pad, c.pad],
                 [1, 1],
-                1,
+                net.convs[0].groups,
             )
             .relu()
             .amax([0i64, 2, 3].as_slice(), false)
@@ -292,7 +293,7 @@ fn observe(net: &Net, x: &Tensor, run: &mut Running) -> Result<()> {
     }
     let proj = deconv::project(net, &trace, &reqs)?;
     let px = Tensor::stack(&proj.iter().map(|p| &p.pixels).collect::<Vec<_>>(), 0);
-    let stride = net.blocks[0].conv.stride;
+    let stride = net.convs[0].window.stride;
     if let Some(s) = share_above(&px, nyquist(stride)) {
         run.alias.push(s);
     }
@@ -316,16 +317,16 @@ pub fn side(
     net: &Net,
     model: &str,
     epoch: u32,
-    mean_std: (&[f64; 3], &[f64; 3]),
+    pre: &Preprocess,
     set: &ImageSet,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Side> {
     let size = net.spec.input_size as u32;
-    let extra = file_peaks(&[(net, mean_std)], &set.files, size, &mut |i| progress(i))
+    let extra = file_peaks(&[(net, pre)], &set.files, size, &mut |i| progress(i))
         .pop()
         .flatten();
     let n = set.files.len();
-    side_with(net, model, epoch, mean_std, set, extra, &mut |i| {
+    side_with(net, model, epoch, pre, set, extra, &mut |i| {
         progress(n + i)
     })
 }
@@ -333,7 +334,7 @@ pub fn side(
 /// Largest conv1 activation per filter of each net over `files`, decoded
 /// once for all nets in batches of 32 (unreadable files are skipped).
 fn file_peaks(
-    nets: &[(&Net, (&[f64; 3], &[f64; 3]))],
+    nets: &[(&Net, &Preprocess)],
     files: &[std::path::PathBuf],
     size: u32,
     progress: &mut dyn FnMut(usize),
@@ -349,11 +350,11 @@ fn file_peaks(
                 .collect()
         };
         if !crops.is_empty() {
-            for ((net, (mean, std)), peak) in nets.iter().zip(peaks.iter_mut()) {
+            for ((net, pre), peak) in nets.iter().zip(peaks.iter_mut()) {
                 let x = Tensor::stack(
                     &crops
                         .iter()
-                        .map(|c| preprocess::to_tensor(c, mean, std))
+                        .map(|c| pre.tensor(c))
                         .collect::<Vec<_>>(),
                     0,
                 );
@@ -375,7 +376,7 @@ fn side_with(
     net: &Net,
     model: &str,
     epoch: u32,
-    mean_std: (&[f64; 3], &[f64; 3]),
+    pre: &Preprocess,
     set: &ImageSet,
     extra: Option<Tensor>,
     progress: &mut dyn FnMut(usize),
@@ -397,7 +398,7 @@ fn side_with(
                 img.height()
             );
         }
-        let x = preprocess::to_tensor(img, mean_std.0, mean_std.1);
+        let x = pre.tensor(img);
         observe(net, &x, &mut run)?;
         progress(i + 1);
     }
@@ -422,15 +423,15 @@ fn side_with(
     dead.sort();
     dead.dedup();
     let filters = filter_list(&rms, &dead);
-    let c = &net.blocks[0];
+    let c = &net.convs[0];
     Ok(Side {
         model: model.to_string(),
         epoch,
-        architecture: format!("{:?}", net.spec.arch).to_lowercase(),
+        architecture: net.spec.arch_name(),
         conv1: Conv1 {
             filters: c.out_c,
-            kernel: c.conv.k,
-            stride: c.conv.stride,
+            kernel: c.window.k,
+            stride: c.window.stride,
         },
         dead_count: dead.len(),
         dead_filters: dead,
@@ -439,7 +440,7 @@ fn side_with(
         dead_rms_threshold: threshold,
         band_energy: band_energy(w),
         aliasing: mean(&run.alias),
-        nyquist: nyquist(c.conv.stride),
+        nyquist: nyquist(c.window.stride),
         aliasing_common: mean(&run.common),
         filters,
     })
@@ -451,8 +452,7 @@ pub struct Subject<'a> {
     pub net: &'a Net,
     pub model: &'a str,
     pub epoch: u32,
-    pub mean: [f64; 3],
-    pub std: [f64; 3],
+    pub pre: Preprocess,
 }
 
 /// Both sides over the same images; `progress(done, total)` per image.
@@ -469,7 +469,7 @@ pub fn compare(
         bail!("the two models take different input sizes");
     }
     let mut peaks = file_peaks(
-        &[(a.net, (&a.mean, &a.std)), (b.net, (&b.mean, &b.std))],
+        &[(a.net, &a.pre), (b.net, &b.pre)],
         &images.files,
         size,
         &mut |i| progress(i, total),
@@ -480,7 +480,7 @@ pub fn compare(
             s.net,
             s.model,
             s.epoch,
-            (&s.mean, &s.std),
+            &s.pre,
             images,
             extra,
             &mut |i| progress(f + k * n + i, total),
@@ -524,8 +524,7 @@ pub fn compare_dirs(
         net,
         model,
         epoch,
-        mean: m.manifest.mean,
-        std: m.manifest.std,
+        pre: m.manifest.preprocess(),
     };
     compare(
         &subject(&na, &name_a, ea, a.0),
@@ -715,7 +714,7 @@ impl Analysis for Filters {
         const TILE: u32 = 56;
         const COLS: u32 = 8;
         let net = e.net(&r.model, r.epoch)?;
-        let c = &net.blocks[0].conv;
+        let c = net.convs[0].window;
         let img = filter_tiles(&net, TILE, COLS, r.norm == Norm::Filter);
         let rms = filter_rms(net.conv_weight(0));
         let (low, _) = low_rms(&rms);

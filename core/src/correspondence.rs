@@ -65,6 +65,16 @@ pub struct CorrespondenceResult {
     pub images: Vec<Squares>,
     /// The paper's Table 1, to show beside ours.
     pub paper: Vec<PaperRow>,
+    /// The model's names of the layers measured as "layer 5" (its last conv)
+    /// and "layer 7" (its last hidden fc layer).
+    pub layer_names: LayerNames,
+}
+
+/// Which of the model's layers the paper's "layer N" columns measure.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerNames {
+    pub layer5: String,
+    pub layer7: String,
 }
 
 #[derive(Debug, Clone)]
@@ -187,14 +197,14 @@ pub fn correspondence(
         let f5 = Tensor::cat(
             &traces
                 .iter()
-                .map(|t| t.maps[4].flatten(1, -1))
+                .map(|t| t.maps.last().expect("a conv layer").flatten(1, -1))
                 .collect::<Vec<_>>(),
             0,
         );
         let f7 = Tensor::cat(
             &traces
                 .iter()
-                .map(|t| t.fc7.shallow_clone())
+                .map(|t| t.last_hidden().shallow_clone())
                 .collect::<Vec<_>>(),
             0,
         );
@@ -237,6 +247,10 @@ pub fn correspondence(
                 layer7,
             })
             .collect(),
+        layer_names: LayerNames {
+            layer5: net.convs.last().map(|c| c.name.clone()).unwrap_or_default(),
+            layer7: net.last_hidden_name(),
+        },
     })
 }
 
@@ -307,26 +321,26 @@ impl Analysis for Correspondence {
             .store
             .get_set(r.set.as_str())
             .ok_or_else(|| Error::NotFound(format!("unknown set {}", r.set)))?;
-        let s = m.input_size as u32;
+        let pre = m.preprocess();
         let mut images = vec![];
         for im in &set.images {
             let id = ContentId::try_from(im.id.clone()).map_err(|x| bad(x.to_string()))?;
             let bytes = e.ctx.image_bytes(&id)?;
             let img = preprocess::decode(&bytes).map_err(|x| bad(x.to_string()))?;
-            let crop = preprocess::model_crop(&img, s);
+            let crop = pre.crop(&img);
             let parts = im
                 .parts
                 .iter()
                 .map(|(k, p)| {
                     (
                         k.clone(),
-                        preprocess::map_point(img.dimensions(), s, (p[0], p[1])),
+                        pre.map_point(img.dimensions(), (p[0], p[1])),
                     )
                 })
                 .collect();
             images.push(CorrImage {
                 label: im.id.clone(),
-                input: preprocess::to_tensor(&crop, &m.mean, &m.std),
+                input: pre.tensor(&crop),
                 parts,
             });
         }

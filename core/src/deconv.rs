@@ -2,7 +2,7 @@
 //! to pixels through unpool (switches, summed where they coincide) -> ReLU ->
 //! transposed conv with the forward filters. LRN is skipped on the way down.
 
-use crate::net::{Net, Trace};
+use crate::net::{Layer, Net, Shape, Trace};
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
@@ -19,40 +19,75 @@ pub fn unpool(x: &Tensor, indices: &Tensor, out_hw: (i64, i64)) -> Tensor {
         .view([n, c, out_hw.0, out_hw.1])
 }
 
-/// Transposed conv of layer `l` (0-based) with output size `target`.
-pub fn deconv_step(net: &Net, l: usize, x: &Tensor, target: i64) -> Tensor {
-    let w = net.blocks[l].conv;
+/// Transposed conv of layer index `i` (a conv) back to input side `target`.
+pub fn deconv_step(net: &Net, i: usize, x: &Tensor, target: i64) -> Tensor {
+    let l = &net.spec.layers[i];
+    let (w, groups) = match l {
+        Layer::Conv { groups, .. } => (l.window(), *groups),
+        _ => unreachable!("deconv_step on a conv layer"),
+    };
     let n = x.size()[2];
     let natural = (n - 1) * w.stride - 2 * w.pad + w.k;
     let op = target - natural;
     debug_assert!(op >= 0 && op < w.stride.max(1));
     x.conv_transpose2d(
-        net.conv_weight(l),
+        &net.params(i).weight,
         None::<Tensor>,
         [w.stride, w.stride],
         [w.pad, w.pad],
         [op, op],
-        1,
+        groups,
         [1, 1],
     )
 }
 
 /// Project a signal living in layer `layer`'s feature maps (1-based,
-/// [B, C, H, W]) down to pixels ([B, 3, S, S]). The trace must be of a single
-/// image; its switches are shared across the batch.
+/// [B, C, H, W]) down to pixels ([B, 3, S, S]): walking the layers back,
+/// ReLU -> ReLU of the signal, conv -> transposed conv, max-pool -> unpool
+/// through the switches, average pool -> its adjoint, LRN and dropout skipped.
+/// The trace must be of a single image; its switches are shared across the batch.
 pub fn project_signal(net: &Net, trace: &Trace, layer: usize, signal: &Tensor) -> Tensor {
-    let sizes = net.spec.sizes();
+    let shapes = net.spec.shapes().expect("validated network");
+    let side_before = |i: usize| match i {
+        0 => net.spec.input_size,
+        _ => match shapes[i - 1] {
+            Shape::Maps { side, .. } => side,
+            Shape::Flat(_) => unreachable!("convs come before the flatten"),
+        },
+    };
     tch::no_grad(|| {
         let mut s = signal.to_device(net.device());
-        for l in (0..layer).rev() {
-            s = s.relu();
-            s = deconv_step(net, l, &s, sizes[l].0);
-            if l > 0 {
-                if let Some(idx) = &trace.switches[l - 1] {
-                    let m = sizes[l - 1].1;
-                    s = unpool(&s, idx, (m, m));
+        for i in (0..=net.convs[layer - 1].map_at).rev() {
+            let l = &net.spec.layers[i];
+            let target = side_before(i);
+            s = match l {
+                Layer::Relu => s.relu(),
+                Layer::Conv { .. } => deconv_step(net, i, &s, target),
+                Layer::MaxPool { .. } => match &trace.switches[i] {
+                    Some(idx) => unpool(&s, idx, (target, target)),
+                    None => unreachable!("the trace keeps every max-pool's switches"),
+                },
+                Layer::AvgPool {
+                    k,
+                    stride,
+                    pad,
+                    ceil_mode,
+                    count_include_pad,
+                } => {
+                    let (b, c) = (s.size()[0], s.size()[1]);
+                    let like = Tensor::zeros([b, c, target, target], (s.kind(), s.device()));
+                    s.avg_pool2d_backward(
+                        &like,
+                        [*k, *k],
+                        [*stride, *stride],
+                        [*pad, *pad],
+                        *ceil_mode,
+                        *count_include_pad,
+                        None::<i64>,
+                    )
                 }
-            }
+                _ => s,
+            };
         }
         s
     })
@@ -91,12 +126,12 @@ pub struct Projection {
 
 /// A conv layer (1-based) and map (0-based) the network has, or the error naming the range.
 pub fn check_layer_map(spec: &crate::net::NetSpec, layer: usize, map: i64) -> Result<()> {
-    let blocks = spec.blocks();
-    let n = blocks.len();
+    let convs = spec.convs();
+    let n = convs.len();
     if !(1..=n).contains(&layer) {
         bail!("layer {layer} is out of range: expected 1..={n}");
     }
-    let c = blocks[layer - 1].out_c;
+    let c = convs[layer - 1].out_c;
     if map < 0 || map >= c {
         bail!(
             "map {map} is out of range: layer {layer} has maps 0..{}",

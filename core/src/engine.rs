@@ -125,9 +125,9 @@ impl Engine {
         if let Some(t) = self.traces.get(&key) {
             return Ok((net, t.clone()));
         }
-        let m = self.model(model)?.manifest;
+        let pre = self.model(model)?.manifest.preprocess();
         let crop = self.crop(model, image)?;
-        let x = preprocess::to_tensor(&crop, &m.mean, &m.std).unsqueeze(0);
+        let x = pre.tensor(&crop).unsqueeze(0);
         let trace = net.trace(&x);
         self.forwards += 1;
         let t = Rc::new(Traced {
@@ -144,7 +144,7 @@ impl Engine {
         let m = self.model(model)?;
         let bytes = self.ctx.image_bytes(image)?;
         let img = preprocess::decode(&bytes).map_err(|e| bad(e.to_string()))?;
-        Ok(preprocess::model_crop(&img, m.manifest.input_size as u32))
+        Ok(m.manifest.preprocess().crop(&img))
     }
 
     /// Compute once per key and keep the last few (results several requests share).

@@ -106,14 +106,14 @@ pub fn build(
     let path = index_path(model, dataset, epoch)?;
     let canon = dataset.canonicalize()?;
     let mut index = match load(&path) {
-        Ok(i) if i.epoch == epoch && i.layers.len() == 5 => i,
+        Ok(i) if i.epoch == epoch && i.layers.len() == net.convs.len() => i,
         _ => SnapshotIndex {
             epoch,
             dataset: canon.to_string_lossy().into_owned(),
             images: BTreeSet::new(),
             skipped: BTreeSet::new(),
             layers: net
-                .blocks
+                .convs
                 .iter()
                 .map(|b| vec![vec![]; b.out_c as usize])
                 .collect(),
@@ -132,9 +132,7 @@ pub fn build(
     if total == 0 {
         return Ok((index, 0));
     }
-    let m = &model.manifest;
-    let size = m.input_size as u32;
-    let (mean, std) = (m.mean, m.std);
+    let pre = model.manifest.preprocess();
     // Decode ahead on the rayon pool; at most two batches wait.
     let (tx, rx) = mpsc::sync_channel::<Vec<(PathBuf, Option<Tensor>)>>(2);
     let todo2 = todo.clone();
@@ -147,9 +145,7 @@ pub fn build(
                     let t = std::fs::read(p)
                         .ok()
                         .and_then(|b| preprocess::decode(&b).ok())
-                        .map(|img| {
-                            preprocess::to_tensor(&preprocess::model_crop(&img, size), &mean, &std)
-                        });
+                        .map(|img| pre.tensor(&pre.crop(&img)));
                     (p.clone(), t)
                 })
                 .collect();

@@ -102,9 +102,18 @@ pub struct Curve {
     pub prob: Vec<f64>,
 }
 
+/// The model's names of the layers Fig. 5 calls "layer 1" (its first conv)
+/// and "layer 7" (its last hidden fc layer).
+#[derive(Debug, Clone, Serialize)]
+pub struct CurveLayers {
+    pub layer1: String,
+    pub layer7: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct InvarianceResult {
     pub class: i64,
+    pub layer_names: CurveLayers,
     pub translate: Curve,
     pub scale: Curve,
     pub rotate: Curve,
@@ -153,10 +162,10 @@ pub fn invariance(net: &Net, x: &Tensor, req: &InvarianceRequest) -> Result<Inva
                 })
                 .collect();
             let tr = net.trace(&Tensor::cat(&xs, 0));
-            let idx = Tensor::from_slice(&rows).to_device(tr.fc7.device());
+            let idx = Tensor::from_slice(&rows).to_device(tr.logits.device());
             let f1 = tr.maps[0].flatten(1, -1);
             let (f1, f1_0) = (f1.index_select(0, &idx), f1.narrow(0, 0, 1));
-            let (f7, f7_0) = (tr.fc7.index_select(0, &idx), tr.fc7.narrow(0, 0, 1));
+            let (f7, f7_0) = (tr.last_hidden().index_select(0, &idx), tr.last_hidden().narrow(0, 0, 1));
             let dist = |a: &Tensor, b: &Tensor| -> Result<Vec<f64>> {
                 Ok(Vec::<f64>::try_from(
                     &(a - b)
@@ -183,6 +192,10 @@ pub fn invariance(net: &Net, x: &Tensor, req: &InvarianceRequest) -> Result<Inva
     };
     Ok(InvarianceResult {
         class,
+        layer_names: CurveLayers {
+            layer1: net.convs[0].name.clone(),
+            layer7: net.last_hidden_name(),
+        },
         translate: curve(Transform::Translate)?,
         scale: curve(Transform::Scale)?,
         rotate: curve(Transform::Rotate)?,

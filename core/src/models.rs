@@ -7,7 +7,10 @@ use std::path::Path;
 
 #[derive(Serialize, Clone)]
 pub struct LayerInfo {
+    /// 1..N, the number URLs and CLI flags use.
     pub layer: usize,
+    /// The checkpoint's name (`conv1`, `features.0`).
+    pub name: String,
     pub maps: i64,
     pub size: i64,
 }
@@ -28,7 +31,12 @@ pub struct ModelInfo {
     /// Class names by index.
     pub class_names: Vec<String>,
     pub snapshots: Vec<SnapshotInfo>,
+    /// Conv layers 1..N.
     pub layers: Vec<LayerInfo>,
+    /// Hidden fc layers' names (fc6, fc7 for ZFNet).
+    pub hidden: Vec<String>,
+    /// zfvis, torchvision, caffe or custom.
+    pub preprocess: String,
 }
 
 /// Open the model folder `name` directly under `models_dir`.
@@ -66,7 +74,6 @@ pub fn model_info(models_dir: &Path, name: &str) -> Result<ModelInfo> {
 
 fn info(m: &ModelDir) -> Result<ModelInfo> {
     let spec = m.manifest.spec()?;
-    let sizes = spec.sizes();
     Ok(ModelInfo {
         name: m.name(),
         architecture: m.manifest.architecture.clone(),
@@ -84,14 +91,17 @@ fn info(m: &ModelDir) -> Result<ModelInfo> {
             })
             .collect(),
         layers: spec
-            .blocks()
+            .convs()
             .iter()
             .enumerate()
-            .map(|(i, b)| LayerInfo {
+            .map(|(i, c)| LayerInfo {
                 layer: i + 1,
-                maps: b.out_c,
-                size: sizes[i].1,
+                name: c.name.clone(),
+                maps: c.out_c,
+                size: c.side,
             })
             .collect(),
+        hidden: spec.hidden_fcs().into_iter().map(|h| h.1).collect(),
+        preprocess: m.manifest.preprocess.clone().unwrap_or_else(|| "zfvis".into()),
     })
 }

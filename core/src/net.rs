@@ -1,10 +1,14 @@
-//! ZFNet and single-tower AlexNet (paper.md §1), as an explicit list of conv
-//! blocks so the deconvnet can walk them backwards. Tensor names match the
-//! checkpoint names (`conv1.weight` … `fc8.bias`) in PyTorch layouts.
+//! A network is a list of layers (paper.md §6): conv, ReLU, LRN, max/avg
+//! pooling, flatten, dropout, linear. ZFNet and single-tower AlexNet (paper.md
+//! §1) are presets that expand to such a list; imported networks (torchvision,
+//! pytorchcv, ONNX) carry theirs in the manifest. Conv layers are numbered
+//! 1..N in forward order; a conv's feature maps are its output after the ReLU
+//! that follows it. Tensors keep the checkpoint's names (`conv1.weight`,
+//! `features.0.weight` …) and PyTorch layouts.
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::Module, Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,7 +37,7 @@ impl std::fmt::Display for Arch {
     }
 }
 
-/// A square window op: kernel, stride, padding.
+/// A square window op: kernel, stride, padding (both sides).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     pub k: i64,
@@ -45,31 +49,245 @@ impl Window {
     pub const fn new(k: i64, stride: i64, pad: i64) -> Self {
         Window { k, stride, pad }
     }
-    pub fn out_size(&self, n: i64) -> i64 {
-        (n + 2 * self.pad - self.k) / self.stride + 1
+    /// Output side for input side `n` (PyTorch's rule, `ceil` as `ceil_mode`).
+    pub fn out_size(&self, n: i64, ceil: bool) -> i64 {
+        let span = n + 2 * self.pad - self.k;
+        if span < 0 {
+            return 0;
+        }
+        if !ceil {
+            return span / self.stride + 1;
+        }
+        let mut out = (span + self.stride - 1) / self.stride + 1;
+        // The last window must start inside the input or the left padding.
+        if (out - 1) * self.stride >= n + self.pad {
+            out -= 1;
+        }
+        out
     }
 }
 
-/// One conv block: conv + ReLU, then optionally max-pool and LRN.
-#[derive(Debug, Clone)]
-pub struct ConvBlock {
-    pub name: String,
-    pub in_c: i64,
-    pub out_c: i64,
-    pub conv: Window,
-    pub pool: Option<Window>,
-    pub lrn: bool,
+fn one() -> i64 {
+    1
+}
+fn is_one(v: &i64) -> bool {
+    *v == 1
+}
+fn yes() -> bool {
+    true
+}
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct NetSpec {
+/// One layer. Serialised in the manifest as `{"op": "conv", …}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Layer {
+    Conv {
+        /// The checkpoint's name for it (`conv1`, `features.0`).
+        name: String,
+        #[serde(rename = "in")]
+        in_c: i64,
+        out: i64,
+        k: i64,
+        stride: i64,
+        pad: i64,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        groups: i64,
+        /// Tensor names; default `{name}.weight` / `{name}.bias`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weight: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bias: Option<String>,
+    },
+    Relu,
+    Lrn {
+        size: i64,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+    },
+    MaxPool {
+        k: i64,
+        stride: i64,
+        #[serde(default)]
+        pad: i64,
+        #[serde(default, skip_serializing_if = "is_false")]
+        ceil_mode: bool,
+    },
+    AvgPool {
+        k: i64,
+        stride: i64,
+        #[serde(default)]
+        pad: i64,
+        #[serde(default, skip_serializing_if = "is_false")]
+        ceil_mode: bool,
+        #[serde(default = "yes")]
+        count_include_pad: bool,
+    },
+    /// PyTorch's AdaptiveAvgPool2d to `out`x`out` (ONNX GlobalAveragePool: 1).
+    AdaptiveAvgPool {
+        out: i64,
+    },
+    Flatten,
+    Dropout {
+        p: f64,
+    },
+    Linear {
+        name: String,
+        #[serde(rename = "in")]
+        in_f: i64,
+        out: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weight: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bias: Option<String>,
+    },
+}
+
+impl Layer {
+    pub fn conv(name: &str, in_c: i64, out: i64, w: Window) -> Layer {
+        Layer::Conv {
+            name: name.into(),
+            in_c,
+            out,
+            k: w.k,
+            stride: w.stride,
+            pad: w.pad,
+            groups: 1,
+            weight: None,
+            bias: None,
+        }
+    }
+    pub fn linear(name: &str, in_f: i64, out: i64) -> Layer {
+        Layer::Linear {
+            name: name.into(),
+            in_f,
+            out,
+            weight: None,
+            bias: None,
+        }
+    }
+    pub fn max_pool(w: Window, ceil_mode: bool) -> Layer {
+        Layer::MaxPool {
+            k: w.k,
+            stride: w.stride,
+            pad: w.pad,
+            ceil_mode,
+        }
+    }
+    /// The paper's contrast normalisation (PyTorch's LocalResponseNorm(5, 1e-4, 0.75, 2)).
+    pub fn paper_lrn() -> Layer {
+        Layer::Lrn {
+            size: 5,
+            alpha: 1e-4,
+            beta: 0.75,
+            k: 2.0,
+        }
+    }
+
+    /// The spatial window of a conv or pooling layer; pointwise layers have 1x1.
+    pub fn window(&self) -> Window {
+        match *self {
+            Layer::Conv { k, stride, pad, .. }
+            | Layer::MaxPool { k, stride, pad, .. }
+            | Layer::AvgPool { k, stride, pad, .. } => Window::new(k, stride, pad),
+            _ => Window::new(1, 1, 0),
+        }
+    }
+
+    pub fn ceil_mode(&self) -> bool {
+        matches!(
+            self,
+            Layer::MaxPool {
+                ceil_mode: true,
+                ..
+            } | Layer::AvgPool {
+                ceil_mode: true,
+                ..
+            }
+        )
+    }
+
+    /// (weight, bias) tensor names of a conv or linear layer.
+    pub fn tensor_names(&self) -> Option<(String, String)> {
+        match self {
+            Layer::Conv {
+                name, weight, bias, ..
+            }
+            | Layer::Linear {
+                name, weight, bias, ..
+            } => Some((
+                weight.clone().unwrap_or_else(|| format!("{name}.weight")),
+                bias.clone().unwrap_or_else(|| format!("{name}.bias")),
+            )),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Layer::Conv { name, .. } | Layer::Linear { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    fn op(&self) -> &'static str {
+        match self {
+            Layer::Conv { .. } => "conv",
+            Layer::Relu => "relu",
+            Layer::Lrn { .. } => "lrn",
+            Layer::MaxPool { .. } => "max_pool",
+            Layer::AvgPool { .. } => "avg_pool",
+            Layer::AdaptiveAvgPool { .. } => "adaptive_avg_pool",
+            Layer::Flatten => "flatten",
+            Layer::Dropout { .. } => "dropout",
+            Layer::Linear { .. } => "linear",
+        }
+    }
+}
+
+/// The shape of one layer's output (batch dimension left out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Maps { c: i64, side: i64 },
+    Flat(i64),
+}
+
+/// A conv layer as the views see it.
+#[derive(Debug, Clone)]
+pub struct ConvInfo {
+    /// Checkpoint name (`conv1`, `features.0`).
+    pub name: String,
+    /// Index of the conv in the layer list.
+    pub index: usize,
+    /// Index of the layer whose output is this conv's feature maps (its ReLU).
+    pub map_at: usize,
+    pub in_c: i64,
+    pub out_c: i64,
+    pub window: Window,
+    pub groups: i64,
+    /// Side of its input and of its feature maps.
+    pub in_side: i64,
+    pub side: i64,
+}
+
+/// Where the preset came from, for manifests and training.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Preset {
     pub arch: Arch,
     /// Multiplier of every conv width (1.0 = the paper's 96/256/384/384/256).
     pub width: f64,
     /// Multiplier of the fc widths (1.0 = 4096).
     pub fc_width: f64,
-    pub num_classes: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetSpec {
+    pub layers: Vec<Layer>,
     pub input_size: i64,
+    pub preset: Option<Preset>,
 }
 
 fn scaled(n: i64, w: f64) -> i64 {
@@ -77,23 +295,18 @@ fn scaled(n: i64, w: f64) -> i64 {
 }
 
 impl NetSpec {
+    /// ZFNet or AlexNet at width multiplier `width` (fc layers too).
     pub fn new(arch: Arch, width: f64, num_classes: i64) -> Self {
-        NetSpec {
-            arch,
-            width,
-            fc_width: width,
-            num_classes,
-            input_size: 224,
-        }
+        NetSpec::preset(arch, width, width, num_classes)
     }
 
     /// The paper's layer table (Fig. 3 for ZFNet; §1 of paper.md for AlexNet).
-    pub fn blocks(&self) -> Vec<ConvBlock> {
+    pub fn preset(arch: Arch, width: f64, fc_width: f64, num_classes: i64) -> Self {
         let c: Vec<i64> = [96, 256, 384, 384, 256]
             .iter()
-            .map(|&n| scaled(n, self.width))
+            .map(|&n| scaled(n, width))
             .collect();
-        let (conv1, pool12, conv2) = match self.arch {
+        let (conv1, pool12, conv2) = match arch {
             Arch::Zfnet => (
                 Window::new(7, 2, 1),
                 Window::new(3, 2, 1),
@@ -105,83 +318,261 @@ impl NetSpec {
                 Window::new(5, 1, 2),
             ),
         };
-        let b = |i: usize, in_c, conv, pool, lrn| ConvBlock {
-            name: format!("conv{}", i + 1),
-            in_c,
-            out_c: c[i],
-            conv,
-            pool,
-            lrn,
-        };
-        vec![
-            b(0, 3, conv1, Some(pool12), true),
-            b(1, c[0], conv2, Some(pool12), true),
-            b(2, c[1], Window::new(3, 1, 1), None, false),
-            b(3, c[2], Window::new(3, 1, 1), None, false),
-            b(
-                4,
-                c[3],
+        let f = scaled(4096, fc_width);
+        let mut layers = vec![
+            Layer::conv("conv1", 3, c[0], conv1),
+            Layer::Relu,
+            Layer::max_pool(pool12, false),
+            Layer::paper_lrn(),
+            Layer::conv("conv2", c[0], c[1], conv2),
+            Layer::Relu,
+            Layer::max_pool(pool12, false),
+            Layer::paper_lrn(),
+        ];
+        for i in 2..5 {
+            layers.push(Layer::conv(
+                &format!("conv{}", i + 1),
+                c[i - 1],
+                c[i],
                 Window::new(3, 1, 1),
-                Some(Window::new(3, 2, 0)),
-                false,
-            ),
-        ]
+            ));
+            layers.push(Layer::Relu);
+        }
+        let mut spec = NetSpec {
+            layers,
+            input_size: 224,
+            preset: Some(Preset {
+                arch,
+                width,
+                fc_width,
+            }),
+        };
+        spec.layers
+            .push(Layer::max_pool(Window::new(3, 2, 0), false));
+        // fc6's input follows from the conv stack at 224 px; other input sizes
+        // are set with `with_input_size`.
+        spec.push_head(f, num_classes);
+        spec
     }
 
-    /// Spatial sizes: for each block, (input size, conv-map size, size after pool).
-    pub fn sizes(&self) -> Vec<(i64, i64, i64)> {
-        let mut n = self.input_size;
-        self.blocks()
+    fn push_head(&mut self, f: i64, num_classes: i64) {
+        self.layers.push(Layer::Flatten);
+        let flat = match self.shapes() {
+            Ok(s) => match s.last() {
+                Some(Shape::Flat(n)) => *n,
+                _ => 0,
+            },
+            Err(_) => 0,
+        };
+        self.layers.extend([
+            Layer::linear("fc6", flat, f),
+            Layer::Relu,
+            Layer::Dropout { p: 0.5 },
+            Layer::linear("fc7", f, f),
+            Layer::Relu,
+            Layer::Dropout { p: 0.5 },
+            Layer::linear("fc8", f, num_classes),
+        ]);
+    }
+
+    /// A preset at another input size (fc6's input follows).
+    pub fn with_input_size(mut self, size: i64) -> Self {
+        self.input_size = size;
+        if let Some(p) = self.preset {
+            let n = self.num_classes();
+            let keep = self.layers.iter().position(|l| *l == Layer::Flatten);
+            if let Some(k) = keep {
+                self.layers.truncate(k);
+                self.push_head(scaled(4096, p.fc_width), n);
+            }
+        }
+        self
+    }
+
+    pub fn num_classes(&self) -> i64 {
+        match self.layers.iter().rev().find_map(|l| match l {
+            Layer::Linear { out, .. } => Some(*out),
+            _ => None,
+        }) {
+            Some(n) => n,
+            None => 0,
+        }
+    }
+
+    /// A short name: the preset's architecture or "custom".
+    pub fn arch_name(&self) -> String {
+        self.preset
+            .map(|p| p.arch.to_string())
+            .unwrap_or_else(|| "custom".into())
+    }
+
+    /// Each layer's output shape, checking that every layer fits its input.
+    pub fn shapes(&self) -> Result<Vec<Shape>> {
+        let mut s = Shape::Maps {
+            c: 3,
+            side: self.input_size,
+        };
+        let mut out = Vec::with_capacity(self.layers.len());
+        for (i, l) in self.layers.iter().enumerate() {
+            let at = || format!("layer {i} ({})", l.op());
+            s = match (l, s) {
+                (
+                    Layer::Conv {
+                        in_c, out, groups, ..
+                    },
+                    Shape::Maps { c, side },
+                ) => {
+                    if *in_c != c {
+                        bail!("{}: expects {in_c} input channels, gets {c}", at());
+                    }
+                    if *groups < 1 || c % groups != 0 || out % groups != 0 {
+                        bail!("{}: {groups} groups do not divide {c} -> {out}", at());
+                    }
+                    Shape::Maps {
+                        c: *out,
+                        side: l.window().out_size(side, false),
+                    }
+                }
+                (Layer::MaxPool { .. } | Layer::AvgPool { .. }, Shape::Maps { c, side }) => {
+                    let w = l.window();
+                    if w.pad * 2 > w.k {
+                        bail!("{}: padding {} exceeds half the kernel {}", at(), w.pad, w.k);
+                    }
+                    Shape::Maps {
+                        c,
+                        side: w.out_size(side, l.ceil_mode()),
+                    }
+                }
+                (Layer::AdaptiveAvgPool { out }, Shape::Maps { c, .. }) => {
+                    Shape::Maps { c, side: *out }
+                }
+                (Layer::Flatten, Shape::Maps { c, side }) => Shape::Flat(c * side * side),
+                (Layer::Flatten, f) => f,
+                (Layer::Linear { in_f, out, .. }, Shape::Flat(n)) => {
+                    if *in_f != n {
+                        bail!("{}: expects {in_f} inputs, gets {n}", at());
+                    }
+                    Shape::Flat(*out)
+                }
+                (Layer::Relu | Layer::Lrn { .. } | Layer::Dropout { .. }, s) => s,
+                (_, s) => bail!("{}: cannot take an input of shape {s:?}", at()),
+            };
+            if let Shape::Maps { side, c } = s {
+                if side < 1 || c < 1 {
+                    bail!(
+                        "{}: the input size {} is too small for this network",
+                        at(),
+                        self.input_size
+                    );
+                }
+            }
+            if matches!(l, Layer::Lrn { size, .. } if *size < 1) {
+                bail!("{}: size must be at least 1", at());
+            }
+            if let Layer::Conv { k, stride, pad, .. }
+            | Layer::MaxPool { k, stride, pad, .. }
+            | Layer::AvgPool { k, stride, pad, .. } = l
+            {
+                if *k < 1 || *stride < 1 || *pad < 0 {
+                    bail!("{}: kernel, stride must be >= 1, padding >= 0", at());
+                }
+            }
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    /// The conv layers in forward order (conv 1 is index 0).
+    pub fn convs(&self) -> Vec<ConvInfo> {
+        let shapes = self.shapes().unwrap_or_default();
+        let side = |i: usize| match shapes.get(i) {
+            Some(Shape::Maps { side, .. }) => *side,
+            _ => 0,
+        };
+        self.layers
             .iter()
-            .map(|b| {
-                let input = n;
-                let m = b.conv.out_size(n);
-                n = b.pool.map_or(m, |p| p.out_size(m));
-                (input, m, n)
+            .enumerate()
+            .filter_map(|(i, l)| match l {
+                Layer::Conv {
+                    name,
+                    in_c,
+                    out,
+                    groups,
+                    ..
+                } => {
+                    let map_at = if self.layers.get(i + 1) == Some(&Layer::Relu) {
+                        i + 1
+                    } else {
+                        i
+                    };
+                    Some(ConvInfo {
+                        name: name.clone(),
+                        index: i,
+                        map_at,
+                        in_c: *in_c,
+                        out_c: *out,
+                        window: l.window(),
+                        groups: *groups,
+                        in_side: if i == 0 { self.input_size } else { side(i - 1) },
+                        side: side(i),
+                    })
+                }
+                _ => None,
             })
             .collect()
     }
 
-    /// (in, out) of fc6, fc7, fc8.
-    pub fn fc_dims(&self) -> [(i64, i64); 3] {
-        let blocks = self.blocks();
-        let last = self.sizes()[4].2;
-        let f = scaled(4096, self.fc_width);
-        [
-            (blocks[4].out_c * last * last, f),
-            (f, f),
-            (f, self.num_classes),
-        ]
+    /// Index of the output of every hidden linear layer (after its ReLU), and its name.
+    pub fn hidden_fcs(&self) -> Vec<(usize, String)> {
+        let lin: Vec<usize> = self
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matches!(l, Layer::Linear { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        lin.iter()
+            .take(lin.len().saturating_sub(1))
+            .map(|&i| {
+                let at = if self.layers.get(i + 1) == Some(&Layer::Relu) {
+                    i + 1
+                } else {
+                    i
+                };
+                (at, self.layers[i].name().unwrap_or("fc").to_string())
+            })
+            .collect()
     }
 
     pub fn validate(&self) -> Result<()> {
-        if !(self.width > 0.0 && self.width <= 4.0) {
-            bail!(
-                "width: expected a multiplier in (0, 4], found {}",
-                self.width
-            );
+        if let Some(p) = self.preset {
+            if !(p.width > 0.0 && p.width <= 4.0) {
+                bail!("width: expected a multiplier in (0, 4], found {}", p.width);
+            }
+            if !(p.fc_width > 0.0 && p.fc_width <= 4.0) {
+                bail!(
+                    "fc_width: expected a multiplier in (0, 4], found {}",
+                    p.fc_width
+                );
+            }
         }
-        if !(self.fc_width > 0.0 && self.fc_width <= 4.0) {
-            bail!(
-                "fc_width: expected a multiplier in (0, 4], found {}",
-                self.fc_width
-            );
+        if self.input_size < 32 || self.input_size > 1024 {
+            bail!("input_size: expected 32..=1024, found {}", self.input_size);
         }
-        if self.num_classes < 1 {
-            bail!(
-                "classes: expected at least one class, found {}",
-                self.num_classes
-            );
+        let shapes = self.shapes()?;
+        if self.convs().is_empty() {
+            bail!("layers: the network has no conv layer");
         }
-        if self.input_size < 64 || self.input_size > 1024 {
-            bail!("input_size: expected 64..=1024, found {}", self.input_size);
+        match (self.layers.last(), shapes.last()) {
+            (Some(Layer::Linear { .. }), Some(Shape::Flat(n))) if *n >= 1 => {}
+            _ => bail!("layers: the last layer must be a linear layer giving the class scores"),
         }
-        if self.sizes().iter().any(|s| s.2 < 1) {
-            bail!(
-                "input_size {} is too small for {}",
-                self.input_size,
-                self.arch
-            );
+        let first_flat = shapes
+            .iter()
+            .position(|s| matches!(s, Shape::Flat(_)))
+            .unwrap_or(0);
+        if self.convs().iter().any(|c| c.index > first_flat) {
+            bail!("layers: every conv layer must come before the flatten");
         }
         Ok(())
     }
@@ -189,23 +580,26 @@ impl NetSpec {
     /// Receptive field of unit (y, x) of conv layer `layer` (1-based) in input
     /// pixels: (y0, x0, y1, x1), inclusive, not clipped to the image.
     pub fn receptive_field(&self, layer: usize, y: i64, x: i64) -> (i64, i64, i64, i64) {
-        let blocks = self.blocks();
+        let convs = self.convs();
         let (mut y0, mut x0, mut y1, mut x1) = (y, x, y, x);
         let back =
             |w: &Window, a: i64, b: i64| (a * w.stride - w.pad, b * w.stride - w.pad + w.k - 1);
-        for l in (0..layer).rev() {
-            let b = &blocks[l];
-            // Step back through conv l, then the pool of the layer below (if any).
-            (y0, y1) = back(&b.conv, y0, y1);
-            (x0, x1) = back(&b.conv, x0, x1);
-            if l > 0 {
-                if let Some(p) = &blocks[l - 1].pool {
-                    (y0, y1) = back(p, y0, y1);
-                    (x0, x1) = back(p, x0, x1);
-                }
-            }
+        for l in self.layers[..=convs[layer - 1].map_at].iter().rev() {
+            let w = l.window();
+            (y0, y1) = back(&w, y0, y1);
+            (x0, x1) = back(&w, x0, x1);
         }
         (y0, x0, y1, x1)
+    }
+
+    /// Whether the window-wise occlusion evaluator is exact for this network
+    /// (no padded or ceil-mode average pooling before the last conv).
+    pub fn incremental_exact(&self) -> bool {
+        let last = self.convs().last().map_or(0, |c| c.map_at);
+        !self.layers[..=last].iter().any(|l| {
+            matches!(l, Layer::AvgPool { pad, ceil_mode, count_include_pad, .. }
+                if *pad > 0 && !*count_include_pad || *ceil_mode)
+        })
     }
 }
 
@@ -218,41 +612,60 @@ pub enum Init {
     Kaiming,
 }
 
+/// A conv or linear layer's parameters.
+pub struct Params {
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
 pub struct Net {
     pub spec: NetSpec,
     pub vs: nn::VarStore,
-    pub blocks: Vec<ConvBlock>,
-    convs: Vec<nn::Conv2D>,
-    fcs: Vec<nn::Linear>,
+    /// The conv layers (cached from the spec).
+    pub convs: Vec<ConvInfo>,
+    /// params[i] for layer i if it is a conv or linear layer.
+    params: Vec<Option<Params>>,
+    hidden: Vec<(usize, String)>,
+}
+
+/// Local response normalisation across channels, exactly PyTorch's
+/// `LocalResponseNorm(size, alpha, beta, k)` (and ONNX's / Caffe's LRN).
+pub fn lrn_with(x: &Tensor, size: i64, alpha: f64, beta: f64, k: f64) -> Tensor {
+    let div = x
+        .square()
+        .unsqueeze(1)
+        .constant_pad_nd([0, 0, 0, 0, size / 2, (size - 1) / 2])
+        .avg_pool3d([size, 1, 1], [1, 1, 1], [0, 0, 0], false, true, None::<i64>)
+        .squeeze_dim(1);
+    x / (div * alpha + k).pow_tensor_scalar(beta)
 }
 
 /// The paper's contrast normalisation, exactly PyTorch's
 /// `LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2)`.
 pub fn lrn(x: &Tensor) -> Tensor {
-    let div = x
-        .square()
-        .unsqueeze(1)
-        .constant_pad_nd([0, 0, 0, 0, 2, 2])
-        .avg_pool3d([5, 1, 1], [1, 1, 1], [0, 0, 0], false, true, None::<i64>)
-        .squeeze_dim(1);
-    x / (div * 1e-4 + 2.0).pow_tensor_scalar(0.75)
+    lrn_with(x, 5, 1e-4, 0.75, 2.0)
 }
 
-/// Every conv layer's feature maps (after ReLU) and every pool's switches,
-/// kept from one forward pass so that many projections can share it.
+/// Every conv layer's feature maps (after ReLU), every max-pool's switches
+/// and every hidden fc layer's output, kept from one forward pass so that
+/// many projections can share it.
 pub struct Trace {
-    /// maps[l] = conv{l+1} output after ReLU, [N, C, H, W].
+    /// maps[l] = conv{l+1}'s feature maps, [N, C, H, W].
     pub maps: Vec<Tensor>,
-    /// switches[l] = flat argmax indices of pool after conv{l+1}, if any.
+    /// switches[i] = flat argmax indices of max-pool layer i (None for other layers).
     pub switches: Vec<Option<Tensor>>,
-    pub fc6: Tensor,
-    pub fc7: Tensor,
+    /// Hidden fc layers' outputs after ReLU, [N, F], in order (fc6, fc7 for ZFNet).
+    pub hidden: Vec<Tensor>,
     pub logits: Tensor,
 }
 
 impl Trace {
     pub fn probs(&self) -> Tensor {
         self.logits.softmax(-1, Kind::Float)
+    }
+    /// The last hidden fc layer's output (fc7 for ZFNet).
+    pub fn last_hidden(&self) -> &Tensor {
+        self.hidden.last().unwrap_or(&self.logits)
     }
 }
 
@@ -261,32 +674,37 @@ impl Net {
         spec.validate()?;
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let blocks = spec.blocks();
-        let convs = blocks
-            .iter()
-            .map(|b| {
-                let cfg = nn::ConvConfig {
-                    stride: b.conv.stride,
-                    padding: b.conv.pad,
-                    ..Default::default()
-                };
-                nn::conv2d(&root / b.name.as_str(), b.in_c, b.out_c, b.conv.k, cfg)
-            })
-            .collect();
-        let fcs = spec
-            .fc_dims()
+        let params = spec
+            .layers
             .iter()
             .enumerate()
-            .map(|(i, &(a, b))| {
-                nn::linear(&root / format!("fc{}", i + 6), a, b, Default::default())
+            .map(|(i, l)| {
+                let (w, b) = match *l {
+                    Layer::Conv {
+                        in_c,
+                        out,
+                        k,
+                        groups,
+                        ..
+                    } => (vec![out, in_c / groups, k, k], out),
+                    Layer::Linear { in_f, out, .. } => (vec![out, in_f], out),
+                    _ => return None,
+                };
+                // VarStore names may not contain dots; the checkpoint's names
+                // live in the spec.
+                let p = &root / format!("l{i:02}");
+                Some(Params {
+                    weight: p.var("weight", &w, nn::Init::Const(0.0)),
+                    bias: p.var("bias", &[b], nn::Init::Const(0.0)),
+                })
             })
             .collect();
         Ok(Net {
+            convs: spec.convs(),
+            hidden: spec.hidden_fcs(),
             spec,
             vs,
-            blocks,
-            convs,
-            fcs,
+            params,
         })
     }
 
@@ -294,14 +712,39 @@ impl Net {
         self.vs.device()
     }
 
+    /// (checkpoint name, tensor) of every parameter, sorted by name.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![];
+        for (l, p) in self.spec.layers.iter().zip(&self.params) {
+            if let (Some((wn, bn)), Some(p)) = (l.tensor_names(), p) {
+                out.push((wn, p.weight.shallow_clone()));
+                out.push((bn, p.bias.shallow_clone()));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Redraw every weight with `init` (biases 0), from torch's global RNG.
     pub fn init(&mut self, init: Init) {
+        let last = self
+            .spec
+            .layers
+            .iter()
+            .rposition(|l| matches!(l, Layer::Linear { .. }));
+        let last_w = last
+            .and_then(|i| self.spec.layers[i].tensor_names())
+            .map(|n| n.0);
+        let weights: std::collections::HashSet<String> = self
+            .spec
+            .layers
+            .iter()
+            .filter_map(|l| l.tensor_names().map(|n| n.0))
+            .collect();
         // Sorted, so the same seed always draws the same weights.
-        let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
         tch::no_grad(|| {
-            for (name, mut t) in vars {
-                if name.ends_with(".bias") {
+            for (name, mut t) in self.named_tensors() {
+                if !weights.contains(&name) {
                     let _ = t.zero_();
                     continue;
                 }
@@ -309,11 +752,12 @@ impl Net {
                     Init::Paper => 0.01,
                     Init::Kaiming => {
                         let fan_in: i64 = t.size()[1..].iter().product();
-                        if name.starts_with("fc8") {
-                            (1.0 / fan_in as f64).sqrt()
+                        let gain = if Some(&name) == last_w.as_ref() {
+                            1.0
                         } else {
-                            (2.0 / fan_in as f64).sqrt()
-                        }
+                            2.0
+                        };
+                        (gain / fan_in as f64).sqrt()
                     }
                 };
                 let _ = t.normal_(0.0, std);
@@ -321,81 +765,152 @@ impl Net {
         });
     }
 
-    pub fn conv_weight(&self, layer: usize) -> &Tensor {
-        &self.convs[layer].ws
+    pub fn params(&self, layer_index: usize) -> &Params {
+        self.params[layer_index]
+            .as_ref()
+            .expect("conv or linear layer")
     }
 
-    pub fn conv_bias(&self, layer: usize) -> &Tensor {
-        self.convs[layer].bs.as_ref().expect("conv bias")
+    /// Weight of conv `c` (0-based conv number).
+    pub fn conv_weight(&self, c: usize) -> &Tensor {
+        &self.params(self.convs[c].index).weight
     }
 
-    /// fc6 -> fc7 -> fc8 on flattened pool5 output (eval: no dropout).
-    pub fn forward_head(&self, h: &Tensor) -> Tensor {
-        let h = self.fcs[0].forward(h).relu();
-        let h = self.fcs[1].forward(&h).relu();
-        self.fcs[2].forward(&h)
+    pub fn conv_bias(&self, c: usize) -> &Tensor {
+        &self.params(self.convs[c].index).bias
     }
 
-    /// Training/inference forward to logits; dropout 0.5 on fc6 and fc7 when `train`.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut h = x.shallow_clone();
-        for (b, conv) in self.blocks.iter().zip(&self.convs) {
-            h = conv.forward(&h).relu();
-            if let Some(p) = &b.pool {
-                h = h.max_pool2d(
-                    [p.k, p.k],
-                    [p.stride, p.stride],
-                    [p.pad, p.pad],
+    /// Name of the last hidden fc layer (fc7 for ZFNet).
+    pub fn last_hidden_name(&self) -> String {
+        self.hidden
+            .last()
+            .map(|h| h.1.clone())
+            .unwrap_or_else(|| "logits".into())
+    }
+
+    /// Apply layer `i` to `h`; `switches` receives a max-pool's indices.
+    fn apply(&self, i: usize, h: &Tensor, train: bool, switches: Option<&mut Option<Tensor>>) -> Tensor {
+        match &self.spec.layers[i] {
+            Layer::Conv {
+                stride,
+                pad,
+                groups,
+                ..
+            } => {
+                let p = self.params(i);
+                h.conv2d(
+                    &p.weight,
+                    Some(&p.bias),
+                    [*stride, *stride],
+                    [*pad, *pad],
                     [1, 1],
-                    false,
-                );
+                    *groups,
+                )
             }
-            if b.lrn {
-                h = lrn(&h);
+            Layer::Relu => h.relu(),
+            Layer::Lrn {
+                size,
+                alpha,
+                beta,
+                k,
+            } => lrn_with(h, *size, *alpha, *beta, *k),
+            Layer::MaxPool {
+                k,
+                stride,
+                pad,
+                ceil_mode,
+            } => match switches {
+                Some(sw) => {
+                    let (o, idx) = h.max_pool2d_with_indices(
+                        [*k, *k],
+                        [*stride, *stride],
+                        [*pad, *pad],
+                        [1, 1],
+                        *ceil_mode,
+                    );
+                    *sw = Some(idx);
+                    o
+                }
+                None => h.max_pool2d([*k, *k], [*stride, *stride], [*pad, *pad], [1, 1], *ceil_mode),
+            },
+            Layer::AvgPool {
+                k,
+                stride,
+                pad,
+                ceil_mode,
+                count_include_pad,
+            } => h.avg_pool2d(
+                [*k, *k],
+                [*stride, *stride],
+                [*pad, *pad],
+                *ceil_mode,
+                *count_include_pad,
+                None::<i64>,
+            ),
+            Layer::AdaptiveAvgPool { out } => h.adaptive_avg_pool2d([*out, *out]),
+            Layer::Flatten => h.flatten(1, -1),
+            Layer::Dropout { p } => h.dropout(*p, train),
+            Layer::Linear { .. } => {
+                let p = self.params(i);
+                h.linear(&p.weight, Some(&p.bias))
             }
         }
-        h = h.flatten(1, -1);
-        h = self.fcs[0].forward(&h).relu().dropout(0.5, train);
-        h = self.fcs[1].forward(&h).relu().dropout(0.5, train);
-        self.fcs[2].forward(&h)
     }
 
-    /// Inference forward (no grad) keeping maps and switches.
+    /// Layers `from..` applied to `h` (eval: no dropout), to logits.
+    pub fn forward_from(&self, from: usize, h: &Tensor) -> Tensor {
+        let mut h = h.shallow_clone();
+        for i in from..self.spec.layers.len() {
+            h = self.apply(i, &h, false, None);
+        }
+        h
+    }
+
+    /// Layers `from..=to` applied to `h` (eval).
+    pub fn forward_range(&self, from: usize, to: usize, h: &Tensor) -> Tensor {
+        let mut h = h.shallow_clone();
+        for i in from..=to {
+            h = self.apply(i, &h, false, None);
+        }
+        h
+    }
+
+    /// Training/inference forward to logits; dropout layers act when `train`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut h = x.shallow_clone();
+        for i in 0..self.spec.layers.len() {
+            h = self.apply(i, &h, train, None);
+        }
+        h
+    }
+
+    /// Inference forward (no grad) keeping maps, switches and hidden fc outputs.
     pub fn trace(&self, x: &Tensor) -> Trace {
         tch::no_grad(|| {
             let mut h = x.to_device(self.device());
-            let mut maps = Vec::with_capacity(5);
-            let mut switches = Vec::with_capacity(5);
-            for (b, conv) in self.blocks.iter().zip(&self.convs) {
-                h = conv.forward(&h).relu();
-                maps.push(h.shallow_clone());
-                if let Some(p) = &b.pool {
-                    let (o, idx) = h.max_pool2d_with_indices(
-                        [p.k, p.k],
-                        [p.stride, p.stride],
-                        [p.pad, p.pad],
-                        [1, 1],
-                        false,
-                    );
-                    switches.push(Some(idx));
-                    h = o;
-                } else {
-                    switches.push(None);
-                }
-                if b.lrn {
-                    h = lrn(&h);
+            let n = self.spec.layers.len();
+            let mut outs: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
+            let mut switches: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
+            let keep: std::collections::HashSet<usize> = self
+                .convs
+                .iter()
+                .map(|c| c.map_at)
+                .chain(self.hidden.iter().map(|h| h.0))
+                .collect();
+            for i in 0..n {
+                h = self.apply(i, &h, false, Some(&mut switches[i]));
+                if keep.contains(&i) {
+                    outs[i] = Some(h.shallow_clone());
                 }
             }
-            let h = h.flatten(1, -1);
-            let fc6 = self.fcs[0].forward(&h).relu();
-            let fc7 = self.fcs[1].forward(&fc6).relu();
-            let logits = self.fcs[2].forward(&fc7);
+            let mut take = |i: usize| outs[i].take().unwrap_or_else(|| h.shallow_clone());
+            let maps = self.convs.iter().map(|c| take(c.map_at)).collect();
+            let hidden = self.hidden.iter().map(|f| take(f.0)).collect();
             Trace {
                 maps,
                 switches,
-                fc6,
-                fc7,
-                logits,
+                hidden,
+                logits: h,
             }
         })
     }
@@ -404,14 +919,14 @@ impl Net {
     /// exceeds `max_rms` to exactly `max_rms`.
     pub fn clip_filters(&mut self, max_rms: f64) {
         tch::no_grad(|| {
-            for conv in &mut self.convs {
-                let rms = conv
-                    .ws
+            for c in 0..self.convs.len() {
+                let mut w = self.conv_weight(c).shallow_clone();
+                let rms = w
                     .square()
                     .mean_dim([1i64, 2, 3].as_slice(), true, Kind::Float)
                     .sqrt();
                 let scale = (rms.reciprocal() * max_rms).clamp_max(1.0);
-                let _ = conv.ws.g_mul_(&scale);
+                let _ = w.g_mul_(&scale);
             }
         });
     }
@@ -421,29 +936,37 @@ impl Net {
 mod tests {
     use super::*;
 
+    fn map_sides(s: &NetSpec) -> Vec<i64> {
+        s.convs().iter().map(|c| c.side).collect()
+    }
+
     #[test]
     fn zfnet_sizes_match_the_paper() {
         let s = NetSpec::new(Arch::Zfnet, 1.0, 1000);
-        let sz = s.sizes();
-        assert_eq!(
-            sz.iter().map(|s| s.1).collect::<Vec<_>>(),
-            vec![110, 26, 13, 13, 13]
-        );
-        assert_eq!(sz[0].2, 55);
-        assert_eq!(sz[1].2, 13);
-        assert_eq!(sz[4].2, 6);
-        assert_eq!(s.fc_dims()[0], (9216, 4096));
+        assert_eq!(map_sides(&s), vec![110, 26, 13, 13, 13]);
+        let shapes = s.shapes().unwrap();
+        assert_eq!(shapes[2], Shape::Maps { c: 96, side: 55 });
+        assert_eq!(shapes[6], Shape::Maps { c: 256, side: 13 });
+        assert!(s.layers.contains(&Layer::linear("fc6", 9216, 4096)));
+        assert_eq!(s.num_classes(), 1000);
+        let hidden: Vec<String> = s.hidden_fcs().into_iter().map(|h| h.1).collect();
+        assert_eq!(hidden, ["fc6", "fc7"]);
     }
 
     #[test]
     fn alexnet_sizes_match_the_paper() {
         let s = NetSpec::new(Arch::Alexnet, 1.0, 1000);
-        let sz = s.sizes();
-        assert_eq!(
-            sz.iter().map(|s| s.1).collect::<Vec<_>>(),
-            vec![55, 27, 13, 13, 13]
-        );
-        assert_eq!((sz[0].2, sz[1].2, sz[4].2), (27, 13, 6));
+        assert_eq!(map_sides(&s), vec![55, 27, 13, 13, 13]);
+        assert!(s.layers.contains(&Layer::linear("fc6", 9216, 4096)));
+    }
+
+    #[test]
+    fn ceil_mode_follows_pytorch() {
+        // pytorchcv's ZFNet: 110 -> 55 with a 3x3 s2 ceil-mode pool; 13 -> 6.
+        assert_eq!(Window::new(3, 2, 0).out_size(110, true), 55);
+        assert_eq!(Window::new(3, 2, 0).out_size(13, true), 6);
+        assert_eq!(Window::new(2, 2, 0).out_size(7, true), 4);
+        assert_eq!(Window::new(2, 2, 0).out_size(7, false), 3);
     }
 
     #[test]
@@ -451,6 +974,26 @@ mod tests {
         let s = NetSpec::new(Arch::Zfnet, 1.0, 10);
         assert_eq!(s.receptive_field(1, 0, 0), (-1, -1, 5, 5));
         assert_eq!(s.receptive_field(1, 3, 2), (5, 3, 11, 9));
+        // conv2 (5x5 s2) on pool1 (3x3 s2 p1) on conv1 (7x7 s2 p1).
+        let (y0, _, y1, _) = s.receptive_field(2, 0, 0);
+        assert_eq!((y0, y1), (-3, 23));
+    }
+
+    #[test]
+    fn manifest_layers_round_trip() {
+        let s = NetSpec::new(Arch::Alexnet, 0.5, 10);
+        let text = serde_json::to_string(&s.layers).unwrap();
+        assert!(text.contains(r#"{"op":"conv","name":"conv1","in":3,"out":48,"k":11,"stride":4,"pad":2}"#));
+        let back: Vec<Layer> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, s.layers);
+    }
+
+    #[test]
+    fn bad_layer_lists_are_refused_with_the_layer() {
+        let mut s = NetSpec::new(Arch::Zfnet, 0.1, 3);
+        s.layers[4] = Layer::conv("conv2", 7, 26, Window::new(5, 2, 0));
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("layer 4 (conv)") && e.contains("7 input channels"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! recomputed; the rest comes from the unoccluded pass, as in Krypton,
 //! Nakandala et al., SIGMOD 2019).
 
-use crate::net::{lrn, Net, Window};
+use crate::net::{Layer, Net, Window};
 use anyhow::{bail, Result};
 use serde::Serialize;
 use tch::{Kind, Tensor};
@@ -76,9 +76,10 @@ pub struct Unoccluded {
     pub map_activation: f64,
 }
 
-/// The conv5 map with the highest peak in image 0 of the trace (Fig. 7's map).
+/// The last conv layer's map with the highest peak in image 0 of the trace
+/// (Fig. 7's conv5 map).
 pub fn strongest_map(trace: &crate::net::Trace) -> i64 {
-    trace.maps[4]
+    last_maps(trace)
         .get(0)
         .amax([1i64, 2].as_slice(), false)
         .argmax(0, false)
@@ -112,17 +113,15 @@ struct Outputs {
     probs: Tensor,
 }
 
+/// The last conv layer's feature maps.
+fn last_maps(trace: &crate::net::Trace) -> &Tensor {
+    trace.maps.last().expect("a network has a conv layer")
+}
+
+/// From the last conv layer's maps to logits (pool5 -> fc6 -> fc7 -> fc8 for
+/// ZFNet; eval: no dropout).
 fn head(net: &Net, a5: &Tensor) -> Tensor {
-    // pool5 -> fc6 -> fc7 -> fc8 (eval: no dropout).
-    let p = net.blocks[4].pool.expect("pool5");
-    let h = a5.max_pool2d(
-        [p.k, p.k],
-        [p.stride, p.stride],
-        [p.pad, p.pad],
-        [1, 1],
-        false,
-    );
-    net.forward_head(&h.flatten(1, -1))
+    net.forward_from(net.convs.last().expect("a conv layer").map_at + 1, a5)
 }
 
 /// Run occlusion over every position of the grid.
@@ -141,7 +140,7 @@ pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<Occlusio
         Some(c) => c,
         None => probs0.argmax(0, false).int64_value(&[]),
     };
-    let a5 = trace.maps[4].get(0);
+    let a5 = last_maps(&trace).get(0);
     let strongest_map = strongest_map(&trace);
     let unoccluded = Unoccluded {
         class_prob: probs0.double_value(&[class]),
@@ -155,7 +154,12 @@ pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<Occlusio
     let batch = req.batch.max(1) as usize;
     let mut map_sum = Vec::with_capacity(grid.len());
     let mut probs = Vec::with_capacity(grid.len().div_ceil(batch));
-    tch::no_grad(|| match req.method {
+    // Padded or ceil-mode average pooling is not windowed exactly: batch it.
+    let method = match req.method {
+        Method::Incremental if !net.spec.incremental_exact() => Method::Batched,
+        m => m,
+    };
+    tch::no_grad(|| match method {
         Method::Naive => {
             for &(y, xx) in &grid {
                 let o = forward_full(net, &occluded(&x, y, xx, req.size), strongest_map);
@@ -215,45 +219,59 @@ fn map_sums(a5: &Tensor, map: i64) -> Vec<f64> {
 fn forward_full(net: &Net, xs: &Tensor, map: i64) -> Outputs {
     let t = net.trace(xs);
     Outputs {
-        map_sum: map_sums(&t.maps[4], map),
+        map_sum: map_sums(last_maps(&t), map),
         probs: t.logits.softmax(-1, Kind::Float),
     }
 }
 
-/// One spatial op of the stack, for window-wise recomputation.
+/// One spatial op of the stack, for window-wise recomputation: layer
+/// `index`, fused with the ReLU after it when `relu`.
 #[derive(Clone, Copy)]
-enum Op {
-    /// conv l + ReLU
-    Conv(usize),
-    Pool(Window),
-    Lrn,
+struct Op {
+    index: usize,
+    relu: bool,
 }
 
 impl Op {
+    fn layer<'a>(&self, net: &'a Net) -> &'a Layer {
+        &net.spec.layers[self.index]
+    }
     fn window(&self, net: &Net) -> Window {
-        match *self {
-            Op::Conv(l) => net.blocks[l].conv,
-            Op::Pool(w) => w,
-            Op::Lrn => Window::new(1, 1, 0),
-        }
+        self.layer(net).window()
     }
     /// Apply to an input that is already padded (so with padding 0).
     fn apply_padded(&self, net: &Net, x: &Tensor) -> Tensor {
-        match *self {
-            Op::Conv(l) => {
-                let w = net.blocks[l].conv;
+        let l = self.layer(net);
+        let w = l.window();
+        let y = match l {
+            Layer::Conv { groups, .. } => {
+                let p = net.params(self.index);
                 x.conv2d(
-                    net.conv_weight(l),
-                    Some(net.conv_bias(l)),
+                    &p.weight,
+                    Some(&p.bias),
                     [w.stride, w.stride],
                     [0, 0],
                     [1, 1],
-                    1,
+                    *groups,
                 )
-                .relu()
             }
-            Op::Pool(w) => x.max_pool2d([w.k, w.k], [w.stride, w.stride], [0, 0], [1, 1], false),
-            Op::Lrn => lrn(x),
+            Layer::MaxPool { .. } => {
+                x.max_pool2d([w.k, w.k], [w.stride, w.stride], [0, 0], [1, 1], false)
+            }
+            Layer::AvgPool { .. } => x.avg_pool2d(
+                [w.k, w.k],
+                [w.stride, w.stride],
+                [0, 0],
+                false,
+                true,
+                None::<i64>,
+            ),
+            _ => net.forward_range(self.index, self.index, x),
+        };
+        if self.relu {
+            y.relu()
+        } else {
+            y
         }
     }
 }
@@ -266,33 +284,35 @@ struct Base {
     padded: Vec<Tensor>,
     /// Output side of every op.
     sides: Vec<i64>,
-    /// conv5 output of the unoccluded image, [C, 13, 13].
+    /// The last conv layer's maps of the unoccluded image, [C, H, W].
     last: Tensor,
 }
 
-fn pad_with(x: &Tensor, p: i64, value: f64) -> Tensor {
-    if p == 0 {
+/// Pad by `p` before and `p + extra` after along both spatial axes.
+fn pad_with(x: &Tensor, p: i64, extra: i64, value: f64) -> Tensor {
+    if p == 0 && extra == 0 {
         return x.shallow_clone();
     }
     let (n, c, h, w) = x.size4().expect("4d");
-    let out = Tensor::full([n, c, h + 2 * p, w + 2 * p], value, (x.kind(), x.device()));
+    let out = Tensor::full(
+        [n, c, h + 2 * p + extra, w + 2 * p + extra],
+        value,
+        (x.kind(), x.device()),
+    );
     out.narrow(2, p, h).narrow(3, p, w).copy_(x);
     out
 }
 
 impl Base {
     fn new(net: &Net, x: &Tensor) -> Base {
-        let mut ops = vec![];
-        for (l, b) in net.blocks.iter().enumerate() {
-            ops.push(Op::Conv(l));
-            if let Some(p) = b.pool {
-                if l < 4 {
-                    ops.push(Op::Pool(p));
-                }
-            }
-            if b.lrn {
-                ops.push(Op::Lrn);
-            }
+        let last = net.convs.last().expect("a conv layer").map_at;
+        let layers = &net.spec.layers;
+        let mut ops: Vec<Op> = vec![];
+        let mut i = 0;
+        while i <= last {
+            let relu = i < last && layers[i + 1] == Layer::Relu && layers[i] != Layer::Relu;
+            ops.push(Op { index: i, relu });
+            i += if relu { 2 } else { 1 };
         }
         let mut h = x.shallow_clone();
         let mut padded_inputs = vec![];
@@ -394,11 +414,17 @@ impl Base {
     }
 }
 
+/// The op's input padded as the op pads it (zeros; -inf for max-pools),
+/// plus what a ceil-mode pool's last window reaches past the edge.
 fn padded(net: &Net, op: &Op, x: &Tensor) -> Tensor {
-    let p = op.window(net).pad;
-    match op {
-        Op::Pool(_) => pad_with(x, p, f64::NEG_INFINITY),
-        _ => pad_with(x, p, 0.0),
+    let l = op.layer(net);
+    let w = l.window();
+    let n = x.size()[2];
+    let out = w.out_size(n, l.ceil_mode());
+    let extra = ((out - 1) * w.stride + w.k - (n + 2 * w.pad)).max(0);
+    match l {
+        Layer::MaxPool { .. } => pad_with(x, w.pad, extra, f64::NEG_INFINITY),
+        _ => pad_with(x, w.pad, extra, 0.0),
     }
 }
 
@@ -731,7 +757,7 @@ impl Analysis for OccludedProjection {
         let (net, t, map) = at_position(e, r)?;
         let trace = net.trace(&occluded(&t.input, r.y, r.x, r.size));
         let req = ProjectRequest {
-            layer: net.blocks.len(),
+            layer: net.convs.len(),
             map,
             keep: deconv::Keep::Strongest,
         };

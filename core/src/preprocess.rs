@@ -108,16 +108,49 @@ pub fn resize_crop(img: &RgbImage, resize: u32, crop: u32) -> RgbImage {
     image::imageops::crop_imm(&resized, x, y, crop, crop).to_image()
 }
 
-/// Map a point of the original image to the model crop's pixel coordinates.
-pub fn map_point(orig: (u32, u32), size: u32, p: (f64, f64)) -> (f64, f64) {
+/// Map a point of the original image to the model crop's pixel coordinates
+/// (shorter side resized to `resize`, centre `size`x`size` crop).
+pub fn map_point(orig: (u32, u32), resize: u32, size: u32, p: (f64, f64)) -> (f64, f64) {
     let (w, h) = (orig.0 as f64, orig.1 as f64);
-    let s = size as f64 / w.min(h);
+    let s = resize as f64 / w.min(h);
     let (nw, nh) = ((w * s).round(), (h * s).round());
     let (ox, oy) = (
         ((nw - size as f64) / 2.0).floor(),
         ((nh - size as f64) / 2.0).floor(),
     );
     (p.0 * s - ox, p.1 * s - oy)
+}
+
+/// How an image becomes a network's input (from the model's manifest):
+/// shorter side to `resize`, centre crop `input_size`, (p - mean) / std,
+/// channels reversed for BGR networks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preprocess {
+    pub input_size: u32,
+    pub resize: u32,
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+    pub bgr: bool,
+}
+
+impl Preprocess {
+    /// The crop the model sees (shown to people as is).
+    pub fn crop(&self, img: &RgbImage) -> RgbImage {
+        resize_crop(img, self.resize, self.input_size)
+    }
+    /// The crop as the network's [3, S, S] input.
+    pub fn tensor(&self, crop: &RgbImage) -> Tensor {
+        let t = to_tensor(crop, &self.mean, &self.std);
+        if self.bgr {
+            t.flip([0])
+        } else {
+            t
+        }
+    }
+    /// A point of the original image in crop pixels.
+    pub fn map_point(&self, orig: (u32, u32), p: (f64, f64)) -> (f64, f64) {
+        map_point(orig, self.resize, self.input_size, p)
+    }
 }
 
 /// RGB8 crop -> [3, H, W] float tensor normalised with mean/std (RGB, 0..1).
@@ -134,16 +167,11 @@ pub fn to_tensor(img: &RgbImage, mean: &[f64; 3], std: &[f64; 3]) -> Tensor {
 }
 
 /// Read a file and return the model crop and its tensor.
-pub fn load_file(
-    path: &std::path::Path,
-    size: u32,
-    mean: &[f64; 3],
-    std: &[f64; 3],
-) -> Result<(RgbImage, Tensor)> {
+pub fn load_file(path: &std::path::Path, pre: &Preprocess) -> Result<(RgbImage, Tensor)> {
     let bytes = std::fs::read(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
     let img = decode(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let crop = model_crop(&img, size);
-    let t = to_tensor(&crop, mean, std);
+    let crop = pre.crop(&img);
+    let t = pre.tensor(&crop);
     Ok((crop, t))
 }
 
@@ -159,7 +187,10 @@ mod tests {
         let c = model_crop(&img, 100);
         assert_eq!(c.dimensions(), (100, 100));
         // The centre of the original is the centre of the crop.
-        assert_eq!(map_point((400, 200), 100, (200.0, 100.0)), (50.0, 50.0));
+        assert_eq!(map_point((400, 200), 100, 100, (200.0, 100.0)), (50.0, 50.0));
+        // Shorter side to 128 (256x128), centre 100x100 crop: offsets (78, 14).
+        assert_eq!(map_point((400, 200), 128, 100, (200.0, 100.0)), (50.0, 50.0));
+        assert_eq!(map_point((400, 200), 128, 100, (0.0, 0.0)), (-78.0, -14.0));
     }
 
     #[test]

@@ -51,9 +51,9 @@ fn entry_patches(
     let path = index::resolve(dataset, &e.image).map_err(bad_input)?;
     let bytes = std::fs::read(&path).map_err(|x| Error::NotFound(format!("{}: {x}", e.image)))?;
     let img = preprocess::decode(&bytes).map_err(|x| bad(format!("{}: {x}", e.image)))?;
-    let m = &model.manifest;
-    let crop = preprocess::model_crop(&img, m.input_size as u32);
-    let x = preprocess::to_tensor(&crop, &m.mean, &m.std).unsqueeze(0);
+    let pre = model.manifest.preprocess();
+    let crop = pre.crop(&img);
+    let x = pre.tensor(&crop).unsqueeze(0);
     let trace = net.trace(&x);
     let req = ProjectRequest {
         layer,

@@ -246,10 +246,12 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
         vec![]
     };
 
-    let mut spec = NetSpec::new(cfg.arch, cfg.width, classes.len() as i64);
-    if let Some(f) = cfg.fc_width {
-        spec.fc_width = f;
-    }
+    let spec = NetSpec::preset(
+        cfg.arch,
+        cfg.width,
+        cfg.fc_width.unwrap_or(cfg.width),
+        classes.len() as i64,
+    );
     spec.validate()?;
 
     // The model folder: new, or resumed.
@@ -299,17 +301,8 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
         eprintln!("resuming {} at epoch {start_epoch}", cfg.out.display());
         m
     } else {
-        let manifest = Manifest {
-            architecture: cfg.arch.to_string(),
-            width: cfg.width,
-            fc_width: cfg.fc_width,
-            input_size: spec.input_size,
-            mean: MEAN,
-            std: STD,
-            classes: classes.clone(),
-            snapshots: vec![],
-            training: None,
-        };
+        let mut manifest = Manifest::for_spec(&spec, classes.clone());
+        manifest.fc_width = cfg.fc_width;
         ModelDir {
             dir: cfg.out.clone(),
             manifest,

@@ -207,8 +207,7 @@ fn rms_and_the_dead_rule_by_hand() {
 
 fn small(arch: Arch) -> Net {
     tch::manual_seed(2);
-    let mut spec = NetSpec::new(arch, 0.1, 4);
-    spec.fc_width = 0.02;
+    let spec = NetSpec::preset(arch, 0.1, 0.02, 4);
     let mut n = Net::new(spec, Device::Cpu).unwrap();
     n.init(Init::Kaiming);
     n
@@ -265,7 +264,7 @@ fn dead_filters_by_rms_and_by_activity() {
         },
         |o| if o == 1 { -1000.0 } else { 0.0 },
     );
-    let side = |s: &ImageSet| compare::side(&net, "t", 1, (&MEAN, &MEAN), s, &mut |_| {}).unwrap();
+    let side = |s: &ImageSet| compare::side(&net, "t", 1, &pre(), s, &mut |_| {}).unwrap();
     let with = side(&set(3, true));
     assert_eq!(with.low_rms, vec![0]);
     let na = with.never_active.clone().unwrap();
@@ -303,7 +302,7 @@ fn dead_filters_by_rms_and_by_activity() {
         &net,
         "t",
         1,
-        (&MEAN, &MEAN),
+        &pre(),
         &ImageSet {
             crops: vec![],
             source: "files".into(),
@@ -331,11 +330,11 @@ fn smooth_filters_alias_less_than_impulses() {
     // stride-4 grid of the transposed conv; single-pixel (impulse) filters
     // pass its spectral images. The aliasing measure must tell them apart.
     let net = small(Arch::Alexnet);
-    let k = net.blocks[0].conv.k;
+    let k = net.convs[0].window.k;
     let c = (k - 1) as f64 / 2.0;
     let images = set(2, false);
     let measure = |net: &Net| {
-        compare::side(net, "t", 1, (&MEAN, &MEAN), &images, &mut |_| {})
+        compare::side(net, "t", 1, &pre(), &images, &mut |_| {})
             .unwrap()
             .aliasing
             .unwrap()
@@ -390,9 +389,9 @@ fn filter_tiles_put_the_strongest_first() {
     // Filter 5 is all +1, far above the rest: first tile, pure white.
     set_conv1(&net, |o, _, _, _| if o == 5 { 1.0 } else { 0.01 }, |_| 0.0);
     let img: RgbImage = compare::filter_tiles(&net, 56, 8, false);
-    let k = net.blocks[0].conv.k as u32;
+    let k = net.convs[0].window.k as u32;
     let tile = (56 / k) * k;
-    let n = net.blocks[0].out_c as u32;
+    let n = net.convs[0].out_c as u32;
     assert_eq!(img.width(), 8 * (tile + 1) + 1);
     assert_eq!(img.height(), n.div_ceil(8) * (tile + 1) + 1);
     assert_eq!(img.get_pixel(1 + tile / 2, 1 + tile / 2).0, [255, 255, 255]);
@@ -405,4 +404,15 @@ fn filter_tiles_put_the_strongest_first() {
         img.get_pixel(tile + 2 + tile / 2, 1 + tile / 2).0,
         [255, 255, 255]
     );
+}
+
+/// The normalisation these tests use (any fixed one will do).
+fn pre() -> zfvis_core::preprocess::Preprocess {
+    zfvis_core::preprocess::Preprocess {
+        input_size: 224,
+        resize: 224,
+        mean: MEAN,
+        std: MEAN,
+        bgr: false,
+    }
 }

@@ -52,8 +52,7 @@ fn random_squares_are_reproducible_and_avoid_the_parts() {
 #[test]
 fn full_run_matches_a_direct_computation() {
     tch::manual_seed(3);
-    let mut spec = NetSpec::new(Arch::Zfnet, 0.1, 4);
-    spec.fc_width = 0.05;
+    let spec = NetSpec::preset(Arch::Zfnet, 0.1, 0.05, 4);
     let mut net = Net::new(spec, Device::Cpu).unwrap();
     net.init(Init::Kaiming);
     let images: Vec<CorrImage> = (0..3)
@@ -81,7 +80,7 @@ fn full_run_matches_a_direct_computation() {
             let (x0, y0) = correspondence::square_at(im.parts["eye"], 24, 224);
             let x = im.input.unsqueeze(0);
             let xo = zfvis_core::occlusion::occluded(&x, y0, x0, 24);
-            (net.trace(&x).fc7.get(0) - net.trace(&xo).fc7.get(0)).sign()
+            (net.trace(&x).last_hidden().get(0) - net.trace(&xo).last_hidden().get(0)).sign()
         })
         .collect();
     let d: Vec<f64> = [(0, 1), (0, 2), (1, 2)]

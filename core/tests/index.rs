@@ -25,8 +25,7 @@ fn index_equals_brute_force_and_is_incremental() {
     let root = std::env::temp_dir().join(format!("zfvis-index-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let spec = {
-        let mut s = NetSpec::new(Arch::Zfnet, 0.1, 3);
-        s.fc_width = 0.02;
+        let s = NetSpec::preset(Arch::Zfnet, 0.1, 0.02, 3);
         s
     };
     let classes = (0..3)

@@ -7,8 +7,7 @@ use zfvis_core::tch::{self, Device, Kind, Tensor};
 
 fn net() -> Net {
     tch::manual_seed(5);
-    let mut spec = NetSpec::new(Arch::Zfnet, 0.1, 5);
-    spec.fc_width = 0.05;
+    let spec = NetSpec::preset(Arch::Zfnet, 0.1, 0.05, 5);
     let mut n = Net::new(spec, Device::Cpu).unwrap();
     n.init(Init::Kaiming);
     n

@@ -7,8 +7,7 @@ use zfvis_core::tch::{self, Device, Kind, Tensor};
 
 fn net(arch: Arch) -> Net {
     tch::manual_seed(11);
-    let mut spec = NetSpec::new(arch, 0.1, 6);
-    spec.fc_width = 0.05;
+    let spec = NetSpec::preset(arch, 0.1, 0.05, 6);
     let mut n = Net::new(spec, Device::Cpu).unwrap();
     n.init(Init::Kaiming);
     tch::no_grad(|| {

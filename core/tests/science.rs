@@ -10,8 +10,7 @@ use zfvis_core::tch::{self, Device, Kind, Tensor};
 
 fn random_net(arch: Arch, width: f64, seed: i64) -> Net {
     tch::manual_seed(seed);
-    let mut spec = NetSpec::new(arch, width, 7);
-    spec.fc_width = 0.02;
+    let spec = NetSpec::preset(arch, width, 0.02, 7);
     let mut net = Net::new(spec, Device::Cpu).unwrap();
     net.init(Init::Kaiming);
     tch::no_grad(|| {
@@ -45,21 +44,20 @@ fn shapes_per_layer_at_224() {
 fn deconv_is_the_adjoint_of_conv() {
     for arch in [Arch::Zfnet, Arch::Alexnet] {
         let net = random_net(arch, 0.1, 2);
-        let sizes = net.spec.sizes();
         for l in 0..5 {
-            let b = &net.blocks[l];
-            let n_in = sizes[l].0;
+            let b = &net.convs[l];
+            let n_in = b.in_side;
             let x = Tensor::randn([1, b.in_c, n_in, n_in], (Kind::Float, Device::Cpu));
             let fx = x.conv2d(
                 net.conv_weight(l),
                 None::<Tensor>,
-                [b.conv.stride; 2],
-                [b.conv.pad; 2],
+                [b.window.stride; 2],
+                [b.window.pad; 2],
                 [1, 1],
                 1,
             );
             let y = Tensor::randn(fx.size(), (Kind::Float, Device::Cpu));
-            let aty = deconv::deconv_step(&net, l, &y, n_in);
+            let aty = deconv::deconv_step(&net, b.index, &y, n_in);
             assert_eq!(aty.size(), x.size());
             let (lhs, rhs) = (dot(&fx, &y), dot(&x, &aty));
             assert!(
@@ -110,12 +108,12 @@ fn projection_stays_inside_the_receptive_field() {
         let x = Tensor::randn([1, 3, 224, 224], (Kind::Float, Device::Cpu));
         let trace = net.trace(&x);
         for layer in 1..=5usize {
-            let size = net.spec.sizes()[layer - 1].1;
+            let size = net.convs[layer - 1].side;
             // A unit near the middle and one at the border.
             for (y, x) in [(size / 2, size / 2 - 1), (0, size - 1)] {
                 let mut p = None;
                 // Find a map whose projection is not all zero (ReLU may kill some).
-                for map in 0..net.blocks[layer - 1].out_c {
+                for map in 0..net.convs[layer - 1].out_c {
                     let r = deconv::project(
                         &net,
                         &trace,
@@ -278,8 +276,7 @@ fn checkpoint_errors_name_the_tensor() {
     );
     // A missing tensor named.
     let vars: Vec<(String, Tensor)> = net
-        .vs
-        .variables()
+        .named_tensors()
         .into_iter()
         .filter(|(n, _)| n != "fc7.weight")
         .collect();

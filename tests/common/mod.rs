@@ -36,8 +36,7 @@ pub fn tempdir(tag: &str) -> PathBuf {
 
 /// A small random ZFNet model folder with snapshots at epochs 1 and 3.
 pub fn random_model(dir: &Path, arch: Arch) -> PathBuf {
-    let mut spec = NetSpec::new(arch, 0.1, 4);
-    spec.fc_width = 0.02;
+    let spec = NetSpec::preset(arch, 0.1, 0.02, 4);
     let classes = (0..4)
         .map(|i| ClassInfo {
             index: i,
