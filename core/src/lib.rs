@@ -19,6 +19,7 @@ pub mod data;
 pub mod deconv;
 pub mod engine;
 pub mod error;
+pub mod import;
 pub mod index;
 pub mod invariance;
 pub mod maps;

@@ -239,6 +239,38 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         queue: usize,
     },
+    /// Import a network you have (PyTorch state dict, safetensors or ONNX) as a model folder
+    Import {
+        /// The file: .pth/.pt (torch.save, zip format), .safetensors, or .onnx
+        #[arg(long)]
+        from: PathBuf,
+        /// The model folder to write (under the server's --models to serve it)
+        #[arg(long)]
+        out: PathBuf,
+        /// A state dict's layout: torchvision:alexnet, torchvision:vgg11|13|16|19[_bn],
+        /// pytorchcv:zfnet|zfnetb|alexnet, zfnet, alexnet (ONNX files need none)
+        #[arg(long)]
+        arch: Option<String>,
+        /// zfvis | torchvision | caffe (default: what the layout was trained with;
+        /// caffe for ONNX graphs whose input is Caffe's data_0)
+        #[arg(long)]
+        preprocess: Option<String>,
+        /// Channel mean, RGB, 0..1 pixels: r,g,b
+        #[arg(long, value_parser = parse_rgb)]
+        mean: Option<[f64; 3]>,
+        /// Channel std, RGB, 0..1 pixels: r,g,b
+        #[arg(long, value_parser = parse_rgb)]
+        std: Option<[f64; 3]>,
+        /// Input side in pixels (default: the graph's, else 224)
+        #[arg(long)]
+        input_size: Option<i64>,
+        /// Shorter side before the centre crop (default: 256/224 of the input for torchvision and caffe)
+        #[arg(long)]
+        resize: Option<i64>,
+        /// Class names: one a line, or JSON (default for 1000 outputs: ImageNet-1k's)
+        #[arg(long)]
+        classes: Option<PathBuf>,
+    },
     /// Top-1/top-5 over a folder of class folders
     Eval {
         #[command(flatten)]
@@ -892,6 +924,41 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             serve(&addr, cfg)?;
         }
+        Cmd::Import {
+            from,
+            out,
+            arch,
+            preprocess,
+            mean,
+            std,
+            input_size,
+            resize,
+            classes,
+        } => {
+            let opts = zfvis_core::import::ImportOptions {
+                from,
+                out,
+                arch,
+                preprocess: preprocess.map(|p| p.parse()).transpose()?,
+                mean,
+                std,
+                input_size,
+                resize,
+                classes,
+            };
+            let m = zfvis_core::import::import(&opts)?;
+            let spec = m.manifest.spec()?;
+            let convs = spec.convs();
+            println!(
+                "{}: {} ({} conv layers: {}; {} classes; preprocessing {})",
+                m.dir.display(),
+                m.manifest.architecture,
+                convs.len(),
+                convs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+                m.manifest.classes.len(),
+                m.manifest.preprocess.as_deref().unwrap_or("zfvis"),
+            );
+        }
         Cmd::Eval { m, data, json } => {
             let model = ModelDir::open(&m.model)?;
             let r = train::eval(&model, m.snapshot, &data, parse_device(&m.device)?)?;
@@ -932,4 +999,15 @@ fn serve(addr: &str, cfg: crate::http::Config) -> Result<()> {
         axum::serve(listener, app).await?;
         Ok(())
     })
+}
+
+/// "r,g,b" -> three numbers.
+fn parse_rgb(s: &str) -> std::result::Result<[f64; 3], String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("expected r,g,b numbers: {e}"))?;
+    v.try_into()
+        .map_err(|v: Vec<f64>| format!("expected three numbers r,g,b, got {}", v.len()))
 }

@@ -1,0 +1,352 @@
+//! `zfvis import`: a network people already have (a PyTorch state dict, a
+//! safetensors file or an ONNX graph) -> a model folder (manifest with the
+//! layer list and preprocessing, one safetensors snapshot). Batch norm is
+//! folded into the conv before it (eval statistics, paper.md §6).
+
+mod layouts;
+mod onnx;
+mod pth;
+
+pub use layouts::ARCHS;
+
+use crate::checkpoint::{self, ClassInfo, Manifest, Metrics, ModelDir, Snapshot};
+use crate::net::{Layer, Net, NetSpec};
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// How images become the network's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreprocessKind {
+    /// Shorter side to the input size, centre crop, ImageNet mean/std (zfvis's own).
+    Zfvis,
+    /// Resize 256, centre crop 224, ImageNet mean/std (torchvision's eval transform).
+    Torchvision,
+    /// Resize 256, centre crop, BGR, 0–255 minus (104, 117, 123) (Caffe-trained nets).
+    Caffe,
+}
+
+impl std::str::FromStr for PreprocessKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "zfvis" => PreprocessKind::Zfvis,
+            "torchvision" => PreprocessKind::Torchvision,
+            "caffe" => PreprocessKind::Caffe,
+            o => bail!("unknown preprocessing {o:?}: expected zfvis, torchvision or caffe"),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    pub from: PathBuf,
+    pub out: PathBuf,
+    /// The state dict's layout (see [`ARCHS`]); ONNX files need none.
+    pub arch: Option<String>,
+    pub preprocess: Option<PreprocessKind>,
+    pub mean: Option<[f64; 3]>,
+    pub std: Option<[f64; 3]>,
+    pub input_size: Option<i64>,
+    pub resize: Option<i64>,
+    /// One class name a line, or zfvis's JSON (a list of names or of {index, id, name}).
+    pub classes: Option<PathBuf>,
+}
+
+/// w' = w·γ/σ, b' = (b−μ)·γ/σ + β with σ = sqrt(var + eps).
+pub fn fold_bn(
+    w: &Tensor,
+    b: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    eps: f64,
+) -> (Tensor, Tensor) {
+    let k = |t: &Tensor| t.to_kind(Kind::Double);
+    let scale = k(gamma) / (k(var) + eps).sqrt();
+    let w2 = k(w) * scale.view([-1, 1, 1, 1]);
+    let b2 = (k(b) - k(mean)) * &scale + k(beta);
+    (w2.to_kind(Kind::Float), b2.to_kind(Kind::Float))
+}
+
+/// What a file holds once read: layers (from the graph or the layout) and
+/// tensors under the layers' names.
+struct Read {
+    architecture: String,
+    layers: Vec<Layer>,
+    tensors: HashMap<String, Tensor>,
+    preprocess: PreprocessKind,
+    input_size: Option<i64>,
+}
+
+fn shape_str(s: &[i64]) -> String {
+    format!("{s:?}")
+}
+
+/// Check every conv/linear (and batch-norm) tensor of the layout against the
+/// file, naming the first that is missing or does not fit.
+fn take_layout(
+    arch: &str,
+    mut found: HashMap<String, Tensor>,
+) -> Result<Read> {
+    let shapes: HashMap<String, Vec<i64>> =
+        found.iter().map(|(k, v)| (k.clone(), v.size())).collect();
+    let lay = layouts::layout(arch, &shapes)?;
+    let mut tensors = HashMap::new();
+    let mut take = |name: &str, expected: &[i64]| -> Result<Tensor> {
+        let t = found.remove(name).ok_or_else(|| {
+            anyhow!(
+                "missing tensor {name} (expected shape {}); is --arch {arch} the file's layout?",
+                shape_str(expected)
+            )
+        })?;
+        if t.size() != expected {
+            bail!(
+                "tensor {name}: expected shape {}, found {} — is --arch {arch} the file's layout?",
+                shape_str(expected),
+                shape_str(&t.size())
+            );
+        }
+        Ok(t)
+    };
+    for l in &lay.layers {
+        let (w_shape, n_out) = match *l {
+            Layer::Conv {
+                in_c,
+                out,
+                k,
+                groups,
+                ..
+            } => (vec![out, in_c / groups, k, k], out),
+            Layer::Linear { in_f, out, .. } => (vec![out, in_f], out),
+            _ => continue,
+        };
+        let (wn, bn) = l.tensor_names().expect("conv or linear");
+        let mut w = take(&wn, &w_shape)?;
+        let mut b = take(&bn, &[n_out])?;
+        if let Some(prefix) = l.name().and_then(|n| lay.bn.get(n)) {
+            let mut p = |s: &str| take(&format!("{prefix}.{s}"), &[n_out]);
+            let (g, be, m, v) = (p("weight")?, p("bias")?, p("running_mean")?, p("running_var")?);
+            (w, b) = fold_bn(&w, &b, &g, &be, &m, &v, 1e-5);
+        }
+        tensors.insert(wn, w);
+        tensors.insert(bn, b);
+    }
+    Ok(Read {
+        architecture: arch.to_string(),
+        layers: lay.layers,
+        tensors,
+        preprocess: match lay.preprocess {
+            "zfvis" => PreprocessKind::Zfvis,
+            _ => PreprocessKind::Torchvision,
+        },
+        input_size: None,
+    })
+}
+
+fn read_file(o: &ImportOptions) -> Result<Read> {
+    let path = &o.from;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    if ext == "onnx" {
+        if o.arch.is_some() {
+            bail!("--arch is for state dicts; an ONNX file carries its own layers");
+        }
+        let g = onnx::read(&bytes)?;
+        let caffe = g.input_name.contains("data_0") || g.input_name == "data";
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Ok(Read {
+            architecture: format!("onnx:{stem}"),
+            layers: g.layers,
+            tensors: g.tensors,
+            preprocess: if caffe {
+                PreprocessKind::Caffe
+            } else {
+                PreprocessKind::Torchvision
+            },
+            input_size: g.input_size,
+        });
+    }
+    let arch = o.arch.as_deref().ok_or_else(|| {
+        anyhow!(
+            "--arch is needed for a state dict: one of {}",
+            ARCHS.join(", ")
+        )
+    })?;
+    let found: HashMap<String, Tensor> = if ext == "safetensors" {
+        Tensor::read_safetensors(path)
+            .map_err(|e| anyhow!("not a readable safetensors file ({e})"))?
+            .into_iter()
+            .map(|(k, v)| (k, v.to_kind(Kind::Float)))
+            .collect()
+    } else {
+        pth::read(path)?
+    };
+    take_layout(arch, found)
+}
+
+/// Class names from `--classes`, or ImageNet-1k's for a 1000-output network.
+fn classes(o: &ImportOptions, n: i64) -> Result<Vec<ClassInfo>> {
+    let list: Vec<ClassInfo> = match &o.classes {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            if let Ok(v) = serde_json::from_str::<Vec<ClassInfo>>(&text) {
+                v
+            } else if let Ok(v) = serde_json::from_str::<Vec<String>>(&text) {
+                v.into_iter()
+                    .enumerate()
+                    .map(|(i, s)| ClassInfo {
+                        index: i,
+                        id: format!("class{i}"),
+                        name: s,
+                    })
+                    .collect()
+            } else {
+                text.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .enumerate()
+                    .map(|(i, s)| ClassInfo {
+                        index: i,
+                        id: format!("class{i}"),
+                        name: s.trim().to_string(),
+                    })
+                    .collect()
+            }
+        }
+        None if n == 1000 => include_str!("../../data/imagenet1k.tsv")
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                let (id, name) = l.split_once('\t').unwrap_or((l, l));
+                ClassInfo {
+                    index: i,
+                    id: id.to_string(),
+                    name: name.to_string(),
+                }
+            })
+            .collect(),
+        None => (0..n as usize)
+            .map(|i| ClassInfo {
+                index: i,
+                id: format!("class{i}"),
+                name: format!("class {i}"),
+            })
+            .collect(),
+    };
+    if list.len() as i64 != n {
+        bail!(
+            "--classes: the network has {n} outputs, the file lists {} classes",
+            list.len()
+        );
+    }
+    Ok(list)
+}
+
+/// Import `o.from` into the model folder `o.out`; returns it, loaded once to check.
+pub fn import(o: &ImportOptions) -> Result<ModelDir> {
+    let out = &o.out;
+    if out.join("manifest.json").exists() {
+        bail!(
+            "{} already holds a model; choose a new --out folder",
+            out.display()
+        );
+    }
+    let r = read_file(o).with_context(|| format!("{}", o.from.display()))?;
+    let kind = o.preprocess.unwrap_or(r.preprocess);
+    let input_size = o.input_size.or(r.input_size).unwrap_or(224);
+    let spec = NetSpec {
+        layers: r.layers,
+        input_size,
+        preset: None,
+    };
+    spec.validate()
+        .with_context(|| format!("{}: the network as read", o.from.display()))?;
+    let (mean, std, bgr, name) = match kind {
+        PreprocessKind::Caffe => (
+            [123.0 / 255.0, 117.0 / 255.0, 104.0 / 255.0],
+            [1.0 / 255.0; 3],
+            true,
+            "caffe",
+        ),
+        PreprocessKind::Torchvision => (crate::preprocess::MEAN, crate::preprocess::STD, false, "torchvision"),
+        PreprocessKind::Zfvis => (crate::preprocess::MEAN, crate::preprocess::STD, false, "zfvis"),
+    };
+    let resize = o.resize.unwrap_or(match kind {
+        PreprocessKind::Zfvis => input_size,
+        _ => (input_size as f64 * 256.0 / 224.0).round() as i64,
+    });
+    if resize < input_size {
+        bail!("--resize {resize} is smaller than the input size {input_size}");
+    }
+    let custom = o.mean.is_some() || o.std.is_some();
+    if o.std.is_some_and(|s| s.iter().any(|v| *v <= 0.0)) {
+        bail!("--std: every value must be positive");
+    }
+    let classes = classes(o, spec.num_classes())?;
+    let mut manifest = Manifest::for_spec(&spec, classes);
+    manifest.architecture = r.architecture;
+    manifest.layers = Some(spec.layers.clone());
+    manifest.resize = Some(resize);
+    manifest.mean = o.mean.unwrap_or(mean);
+    manifest.std = o.std.unwrap_or(std);
+    manifest.bgr = bgr;
+    manifest.preprocess = Some(if custom { "custom" } else { name }.to_string());
+    manifest.training = Some(serde_json::json!({
+        "imported_from": o.from.file_name().map(|f| f.to_string_lossy().into_owned()),
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+    }));
+
+    // The weights under the layer list's names, through a Net so that the
+    // file written is exactly what the app loads.
+    let mut net = Net::new(spec, Device::Cpu)?;
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut var) in net.named_tensors() {
+            let t = r
+                .tensors
+                .get(&name)
+                .ok_or_else(|| anyhow!("internal: tensor {name} was not read"))?;
+            if t.size() != var.size() {
+                bail!(
+                    "tensor {name}: expected shape {:?}, found {:?}",
+                    var.size(),
+                    t.size()
+                );
+            }
+            var.copy_(t);
+        }
+        Ok(())
+    })?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let file = checkpoint::snapshot_file_name(0);
+    checkpoint::save_weights(&net, &out.join(&file), false)?;
+    manifest.snapshots = vec![Snapshot {
+        epoch: 0,
+        file,
+        metrics: Metrics::default(),
+    }];
+    let m = ModelDir {
+        dir: out.to_path_buf(),
+        manifest,
+    };
+    m.save_manifest()?;
+    let m = ModelDir::open(out)?;
+    m.load(None, Device::Cpu)?;
+    let _ = &mut net;
+    Ok(m)
+}
+
+/// The folder name a model imported from `from` gets by default.
+pub fn default_name(from: &Path) -> String {
+    from.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "imported".into())
+}

@@ -1,0 +1,378 @@
+//! ONNX graphs of plain CNNs (the ONNX zoo's ZFNet-512, bvlc_alexnet,
+//! CaffeNet, VGG16 at opsets 3–12, and `torch.onnx.export` output) as a
+//! layer list: Conv, Relu (and Clip at 0 with no max), BatchNormalization
+//! (folded into its conv), LRN, MaxPool, AveragePool, GlobalAveragePool,
+//! Flatten/Reshape, Gemm or MatMul+Add, Dropout/Identity, and a final Softmax
+//! (dropped: the model's output is taken before it). Anything else is refused
+//! with the node's name and op.
+
+use super::fold_bn;
+use crate::net::{Layer, Window};
+use anyhow::{anyhow, bail, Context, Result};
+use onnx_protobuf::{AttributeProto, Message, ModelProto, NodeProto, TensorProto};
+use std::collections::HashMap;
+use tch::{Kind, Tensor};
+
+pub struct Graph {
+    pub layers: Vec<Layer>,
+    pub tensors: HashMap<String, Tensor>,
+    pub input_name: String,
+    /// The input's spatial side, when the graph fixes it.
+    pub input_size: Option<i64>,
+}
+
+fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    n.attribute.iter().find(|a| a.name == name)
+}
+fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
+    attr(n, name).map_or(default, |a| a.i)
+}
+fn attr_f(n: &NodeProto, name: &str, default: f64) -> f64 {
+    attr(n, name).map_or(default, |a| a.f as f64)
+}
+fn attr_ints(n: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(n, name).map(|a| a.ints.clone())
+}
+
+/// A TensorProto's values as a tch tensor (float32 or int64 kinds).
+fn tensor(t: &TensorProto) -> Result<Tensor> {
+    let dims = t.dims.clone();
+    let n: i64 = dims.iter().product();
+    let le = |w: usize| t.raw_data.chunks_exact(w);
+    let out = match t.data_type {
+        1 => {
+            let v: Vec<f32> = if !t.raw_data.is_empty() {
+                le(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            } else {
+                t.float_data.clone()
+            };
+            Tensor::from_slice(&v)
+        }
+        10 => {
+            let v: Vec<f32> = if !t.raw_data.is_empty() {
+                le(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            } else {
+                t.int32_data.iter().map(|&b| half::f16::from_bits(b as u16).to_f32()).collect()
+            };
+            Tensor::from_slice(&v)
+        }
+        11 => {
+            let v: Vec<f64> = if !t.raw_data.is_empty() {
+                le(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
+            } else {
+                t.double_data.clone()
+            };
+            Tensor::from_slice(&v).to_kind(Kind::Float)
+        }
+        7 => {
+            let v: Vec<i64> = if !t.raw_data.is_empty() {
+                le(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
+            } else {
+                t.int64_data.clone()
+            };
+            Tensor::from_slice(&v)
+        }
+        dt => bail!("tensor {}: data type {dt} is not read (float, float16, double, int64 are)", t.name),
+    };
+    if out.numel() as i64 != n {
+        bail!(
+            "tensor {}: {} values for shape {dims:?}{}",
+            t.name,
+            out.numel(),
+            if t.external_data.is_empty() { "" } else { " (external data files are not read)" }
+        );
+    }
+    Ok(out.view(dims.as_slice()))
+}
+
+/// A square window from kernel_shape/strides/pads; asymmetric pads that add
+/// one row/column at the end become ceil mode when that gives the same size.
+fn window(n: &NodeProto, side: i64, what: &str) -> Result<(Window, bool)> {
+    let at = || format!("node {:?} ({})", n.name, n.op_type);
+    let k = attr_ints(n, "kernel_shape").ok_or_else(|| anyhow!("{}: no kernel_shape", at()))?;
+    let s = attr_ints(n, "strides").unwrap_or(vec![1, 1]);
+    let p = attr_ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]);
+    if let Some(d) = attr_ints(n, "dilations") {
+        if d.iter().any(|&v| v != 1) {
+            bail!("{}: dilated {what}s are not supported", at());
+        }
+    }
+    if let Some(a) = attr(n, "auto_pad") {
+        let v = String::from_utf8_lossy(&a.s).to_string();
+        if v != "NOTSET" && v != "VALID" && !v.is_empty() {
+            bail!("{}: auto_pad {v} is not supported; export with explicit pads", at());
+        }
+    }
+    if k.len() != 2 || k[0] != k[1] || s.len() != 2 || s[0] != s[1] || p.len() != 4 {
+        bail!("{}: only square 2-d {what}s are supported (kernel {k:?}, strides {s:?})", at());
+    }
+    if p[0] != p[1] || p[2] != p[3] {
+        bail!("{}: pads {p:?} differ between height and width", at());
+    }
+    let w = Window::new(k[0], s[0], p[0]);
+    let ceil = attr_i(n, "ceil_mode", 0) == 1;
+    if p[2] == p[0] {
+        return Ok((w, ceil));
+    }
+    // ONNX's output side with begin/end pads, against PyTorch's with ceil mode.
+    let onnx = |ceil: bool| {
+        let span = side + p[0] + p[2] - k[0];
+        if ceil {
+            (span + s[0] - 1) / s[0] + 1
+        } else {
+            span / s[0] + 1
+        }
+    };
+    if p[2] > p[0] && w.out_size(side, true) == onnx(ceil) {
+        return Ok((w, true));
+    }
+    bail!("{}: asymmetric pads {p:?} are not supported", at())
+}
+
+/// A layer's name: its weight's (`features.0.weight` -> `features.0`, the
+/// zoo's `conv1_w_0` -> `conv1`), else the node's (torch.onnx.export's
+/// `/features/features.0/Conv` -> `features.0`), else `fallback`.
+fn layer_name(n: &NodeProto, fallback: &str) -> String {
+    let w = n.input.get(1).map(String::as_str).unwrap_or("");
+    if !w.starts_with("onnx::") {
+        for suffix in [".weight", "_w_0", "_W", "_w"] {
+            if let Some(s) = w.strip_suffix(suffix) {
+                if !s.is_empty() {
+                    return s.to_string();
+                }
+            }
+        }
+    }
+    let parts: Vec<&str> = n.name.split('/').filter(|s| !s.is_empty()).collect();
+    match parts.len() {
+        0 => fallback.to_string(),
+        1 => parts[0].to_string(),
+        k => parts[k - 2].to_string(),
+    }
+}
+
+/// Parse an ONNX file into a layer list and its weights.
+pub fn read(bytes: &[u8]) -> Result<Graph> {
+    let model = ModelProto::parse_from_bytes(bytes).context("not an ONNX model file")?;
+    let g = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| anyhow!("the ONNX model has no graph"))?;
+    let mut consts: HashMap<String, Tensor> = HashMap::new();
+    for t in &g.initializer {
+        consts.insert(t.name.clone(), tensor(t)?);
+    }
+    let input = g
+        .input
+        .iter()
+        .find(|i| !consts.contains_key(&i.name))
+        .ok_or_else(|| anyhow!("the graph has no input"))?;
+    let input_size = input
+        .type_
+        .as_ref()
+        .and_then(|t| t.value.as_ref())
+        .and_then(|v| match v {
+            onnx_protobuf::type_proto::Value::TensorType(tt) => tt.shape.as_ref().map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match d.value {
+                        Some(onnx_protobuf::tensor_shape_proto::dimension::Value::DimValue(v)) => v,
+                        _ => 0,
+                    })
+                    .collect::<Vec<i64>>()
+            }),
+            _ => None,
+        })
+        .and_then(|d| (d.len() == 4 && d[2] > 0 && d[2] == d[3]).then_some(d[2]));
+
+    let mut layers: Vec<Layer> = vec![];
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let mut current = input.name.clone();
+    // Running shape: channels and side (spatial), or features (flat).
+    let (mut c, mut side, mut flat) = (3i64, input_size.unwrap_or(224), None::<i64>);
+    let nodes = &g.node;
+    let mut i = 0;
+    let mut n_conv = 0;
+    let mut n_fc = 0;
+    let get = |consts: &HashMap<String, Tensor>, name: &str, n: &NodeProto| -> Result<Tensor> {
+        consts.get(name).map(|t| t.shallow_clone()).ok_or_else(|| {
+            anyhow!(
+                "node {:?} ({}): input {name:?} is not a constant (only weights from initializers or Constant nodes are read)",
+                n.name,
+                n.op_type
+            )
+        })
+    };
+    while i < nodes.len() {
+        let n = &nodes[i];
+        i += 1;
+        let at = || format!("node {:?} ({})", n.name, n.op_type);
+        if n.op_type == "Constant" {
+            if let (Some(out), Some(a)) = (n.output.first(), attr(n, "value")) {
+                if let Some(t) = a.t.as_ref() {
+                    consts.insert(out.clone(), tensor(t)?);
+                    continue;
+                }
+            }
+            bail!("{}: only tensor-valued constants are supported", at());
+        }
+        // Shape arithmetic feeding a Reshape (torch.onnx.export of flatten).
+        if matches!(n.op_type.as_str(), "Shape" | "Gather" | "Unsqueeze" | "Concat")
+            && !n.input.iter().any(|x| *x == current)
+        {
+            continue;
+        }
+        if n.input.first() != Some(&current) {
+            bail!(
+                "{}: the graph is not a plain chain (its input {:?} is not the previous layer's output)",
+                at(),
+                n.input.first().cloned().unwrap_or_default()
+            );
+        }
+        let out = n.output.first().cloned().unwrap_or_default();
+        match n.op_type.as_str() {
+            "Conv" => {
+                let w = get(&consts, &n.input[1], n)?;
+                let (win, _) = window(n, side, "conv")?;
+                let groups = attr_i(n, "group", 1);
+                let sz = w.size();
+                if sz.len() != 4 || sz[2] != win.k || sz[3] != win.k || sz[1] * groups != c {
+                    bail!("{}: weight shape {sz:?} does not fit {c} input channels, kernel {}, {groups} groups", at(), win.k);
+                }
+                let mut b = match n.input.get(2).filter(|s| !s.is_empty()) {
+                    Some(name) => get(&consts, name, n)?,
+                    None => Tensor::zeros([sz[0]], (Kind::Float, tch::Device::Cpu)),
+                };
+                let mut w = w;
+                // A BatchNormalization right after folds into this conv.
+                if let Some(bn) = nodes.get(i).filter(|m| m.op_type == "BatchNormalization") {
+                    let g = |k: usize| get(&consts, &bn.input[k], bn);
+                    (w, b) = fold_bn(&w, &b, &g(1)?, &g(2)?, &g(3)?, &g(4)?, attr_f(bn, "epsilon", 1e-5));
+                    i += 1;
+                    current = bn.output[0].clone();
+                } else {
+                    current = out;
+                }
+                n_conv += 1;
+                let name = layer_name(n, &format!("conv{n_conv}"));
+                tensors.insert(format!("{name}.weight"), w);
+                tensors.insert(format!("{name}.bias"), b);
+                let mut l = Layer::conv(&name, c, sz[0], win);
+                if let Layer::Conv { groups: g, .. } = &mut l {
+                    *g = groups;
+                }
+                layers.push(l);
+                c = sz[0];
+                side = win.out_size(side, false);
+                continue;
+            }
+            "Relu" => layers.push(Layer::Relu),
+            "Clip" => {
+                let (lo, hi) = if n.input.len() > 1 {
+                    let v = |k: usize| -> Result<Option<f64>> {
+                        match n.input.get(k).filter(|s| !s.is_empty()) {
+                            Some(s) => Ok(Some(get(&consts, s, n)?.double_value(&[]))),
+                            None => Ok(None),
+                        }
+                    };
+                    (v(1)?, v(2)?)
+                } else {
+                    (attr(n, "min").map(|a| a.f as f64), attr(n, "max").map(|a| a.f as f64))
+                };
+                if lo != Some(0.0) || hi.is_some_and(|h| h < 3.0e38) {
+                    bail!("{}: only Clip with min 0 and no max (a ReLU) is supported", at());
+                }
+                layers.push(Layer::Relu);
+            }
+            "LRN" => layers.push(Layer::Lrn {
+                size: attr_i(n, "size", 0),
+                alpha: attr_f(n, "alpha", 1e-4),
+                beta: attr_f(n, "beta", 0.75),
+                k: attr_f(n, "bias", 1.0),
+            }),
+            "MaxPool" => {
+                if n.output.len() > 1 && !n.output[1].is_empty() {
+                    bail!("{}: MaxPool's indices output is not supported", at());
+                }
+                let (w, ceil) = window(n, side, "pool")?;
+                layers.push(Layer::max_pool(w, ceil));
+                side = w.out_size(side, ceil);
+            }
+            "AveragePool" => {
+                let (w, ceil) = window(n, side, "pool")?;
+                layers.push(Layer::AvgPool {
+                    k: w.k,
+                    stride: w.stride,
+                    pad: w.pad,
+                    ceil_mode: ceil,
+                    count_include_pad: attr_i(n, "count_include_pad", 0) == 1,
+                });
+                side = w.out_size(side, ceil);
+            }
+            "GlobalAveragePool" => {
+                layers.push(Layer::AdaptiveAvgPool { out: 1 });
+                side = 1;
+            }
+            "Flatten" | "Reshape" => {
+                if n.op_type == "Flatten" && attr_i(n, "axis", 1) != 1 {
+                    bail!("{}: only Flatten with axis 1 is supported", at());
+                }
+                if flat.is_none() {
+                    layers.push(Layer::Flatten);
+                    flat = Some(c * side * side);
+                }
+            }
+            "Gemm" | "MatMul" => {
+                let f = flat.ok_or_else(|| anyhow!("{}: a fully connected layer before any Flatten", at()))?;
+                let w0 = get(&consts, &n.input[1], n)?;
+                let (mut w, mut b): (Tensor, Tensor);
+                if n.op_type == "Gemm" {
+                    if attr_i(n, "transA", 0) != 0 {
+                        bail!("{}: transA is not supported", at());
+                    }
+                    w = if attr_i(n, "transB", 0) == 1 { w0 } else { w0.tr() };
+                    w = w * attr_f(n, "alpha", 1.0);
+                    b = match n.input.get(2).filter(|s| !s.is_empty()) {
+                        Some(s) => get(&consts, s, n)? * attr_f(n, "beta", 1.0),
+                        None => Tensor::zeros([w.size()[0]], (Kind::Float, tch::Device::Cpu)),
+                    };
+                    current = out;
+                } else {
+                    w = w0.tr();
+                    b = Tensor::zeros([w.size()[0]], (Kind::Float, tch::Device::Cpu));
+                    current = out;
+                    if let Some(add) = nodes.get(i).filter(|m| m.op_type == "Add" && m.input.contains(&current)) {
+                        let other = add.input.iter().find(|x| **x != current).cloned().unwrap_or_default();
+                        b = get(&consts, &other, add)?.reshape([-1]);
+                        current = add.output[0].clone();
+                        i += 1;
+                    }
+                }
+                let (o, inp) = (w.size()[0], w.size()[1]);
+                if inp != f || b.size() != [o] {
+                    bail!("{}: weight {:?} / bias {:?} do not fit {f} inputs", at(), w.size(), b.size());
+                }
+                n_fc += 1;
+                let name = layer_name(n, &format!("fc{n_fc}"));
+                tensors.insert(format!("{name}.weight"), w.contiguous());
+                tensors.insert(format!("{name}.bias"), b.contiguous());
+                layers.push(Layer::linear(&name, f, o));
+                flat = Some(o);
+                continue;
+            }
+            "Dropout" => layers.push(Layer::Dropout {
+                p: attr_f(n, "ratio", 0.5),
+            }),
+            "Identity" => {}
+            "Softmax" | "LogSoftmax" if i == nodes.len() => {}
+            op => bail!("{}: op {op} is not supported (zfvis reads plain CNNs: Conv, Relu, LRN, pools, Gemm…)", at()),
+        }
+        current = out;
+    }
+    Ok(Graph {
+        layers,
+        tensors,
+        input_name: input.name.clone(),
+        input_size,
+    })
+}

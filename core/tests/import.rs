@@ -1,0 +1,217 @@
+//! `zfvis import` against PyTorch (tests/import_ref.py in the venv): the
+//! imported network's logits equal torchvision's and its deconvnet
+//! projections equal the modified-gradient reference; ONNX graphs like the
+//! zoo's reproduce the bundled model; bad files are refused by name.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use zfvis_core::checkpoint::ModelDir;
+use zfvis_core::deconv::{self, Keep, ProjectRequest};
+use zfvis_core::import::{import, ImportOptions};
+use zfvis_core::net::Net;
+use zfvis_core::tch::{Device, Kind, Tensor};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn python() -> PathBuf {
+    root().join(".venv/bin/python")
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("zfvis-import-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn reference(args: &[&str]) {
+    let out = Command::new(python())
+        .arg(root().join("tests/import_ref.py"))
+        .args(args)
+        .output()
+        .expect("run the venv's python");
+    assert!(
+        out.status.success(),
+        "import_ref.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn opts(from: &Path, out: &Path, arch: Option<&str>) -> ImportOptions {
+    ImportOptions {
+        from: from.to_path_buf(),
+        out: out.to_path_buf(),
+        arch: arch.map(String::from),
+        ..Default::default()
+    }
+}
+
+fn cosine(a: &Tensor, b: &Tensor) -> f64 {
+    let (a, b) = (a.to_kind(Kind::Double).reshape([-1]), b.to_kind(Kind::Double).reshape([-1]));
+    (a.dot(&b) / (a.norm() * b.norm() + 1e-30)).double_value(&[])
+}
+
+/// Logits within 1e-4 of the reference and projections of the first, a
+/// middle and the last conv layer with cosine >= 0.999 at the same position.
+fn check_against_reference(net: &Net, dir: &Path, what: &str) {
+    let x = Tensor::read_npy(dir.join("x.npy")).unwrap();
+    let logits = Tensor::read_npy(dir.join("logits.npy")).unwrap();
+    let trace = net.trace(&x);
+    let d = (&trace.logits - &logits).abs().max().double_value(&[]);
+    let scale = logits.abs().max().double_value(&[]);
+    assert!(d < 1e-4 * scale.max(1.0), "{what}: logits differ by {d} (scale {scale})");
+    let p0 = trace.probs();
+    let pr = logits.softmax(-1, Kind::Float);
+    let dp = (&p0 - &pr).abs().max().double_value(&[]);
+    assert!(dp < 1e-4, "{what}: probabilities differ by {dp}");
+
+    let n = net.convs.len();
+    let trace1 = net.trace(&x.narrow(0, 0, 1));
+    let mut layers = vec![1, n.div_ceil(2), n];
+    layers.dedup();
+    for layer in layers {
+        let meta: HashMap<String, i64> = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("proj{layer}.json"))).unwrap(),
+        )
+        .unwrap();
+        let p = deconv::project(
+            net,
+            &trace1,
+            &[ProjectRequest {
+                layer,
+                map: meta["map"],
+                keep: Keep::Strongest,
+            }],
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!((p.y, p.x), (meta["y"], meta["x"]), "{what}: layer {layer} position");
+        let r = Tensor::read_npy(dir.join(format!("proj{layer}.npy"))).unwrap();
+        let c = cosine(&p.pixels, &r);
+        assert!(c >= 0.999, "{what}: layer {layer} projection cosine {c}");
+    }
+}
+
+#[test]
+fn torchvision_state_dicts_and_onnx_exports_match_pytorch() {
+    for arch in ["alexnet", "vgg11", "vgg11_bn"] {
+        let dir = tempdir(arch);
+        reference(&["torchvision", arch, dir.to_str().unwrap()]);
+        let convs = serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(dir.join("layers.json")).unwrap(),
+        )
+        .unwrap()["convs"]
+            .as_i64()
+            .unwrap();
+        for (file, a) in [("model.pth", Some(format!("torchvision:{arch}"))), ("model.onnx", None)] {
+            let out = dir.join(format!("imported-{file}"));
+            let m = import(&opts(&dir.join(file), &out, a.as_deref())).unwrap();
+            assert_eq!(m.manifest.preprocess.as_deref(), Some("torchvision"));
+            assert_eq!(m.manifest.resize, Some(256));
+            assert_eq!(m.manifest.classes.len(), 1000);
+            assert_eq!(m.manifest.classes[154].name, "Pekinese");
+            assert_eq!(m.manifest.classes[154].id, "n02086079");
+            let net = ModelDir::open(&out).unwrap().load(None, Device::Cpu).unwrap();
+            assert_eq!(net.convs.len() as i64, convs, "{arch} {file}");
+            assert_eq!(net.convs[0].name, "features.0");
+            check_against_reference(&net, &dir, &format!("{arch} {file}"));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn pytorchcv_zfnet_matches_pytorch() {
+    let dir = tempdir("pcv");
+    reference(&["pytorchcv", "zfnet", dir.to_str().unwrap()]);
+    let out = dir.join("m");
+    import(&opts(&dir.join("model.pth"), &out, Some("pytorchcv:zfnet"))).unwrap();
+    let net = ModelDir::open(&out).unwrap().load(None, Device::Cpu).unwrap();
+    assert_eq!(net.convs.len(), 5);
+    assert_eq!(net.convs[0].side, 110);
+    check_against_reference(&net, &dir, "pytorchcv zfnet");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_zoo_like_onnx_graph_reproduces_the_bundled_model() {
+    let bundled = root().join("models/zfnet-woofnette");
+    let m0 = ModelDir::open(&bundled).unwrap();
+    let weights = m0.snapshot_path(None).unwrap();
+    let dir = tempdir("zoo");
+    let onnx = dir.join("zfnet_zoo_like.onnx");
+    reference(&["zoo", weights.to_str().unwrap(), onnx.to_str().unwrap()]);
+    let out = dir.join("m");
+    let m = import(&opts(&onnx, &out, None)).unwrap();
+    // Caffe's input name: Caffe preprocessing unless told otherwise.
+    assert_eq!(m.manifest.preprocess.as_deref(), Some("caffe"));
+    assert!(m.manifest.bgr);
+    let spec = m.manifest.spec().unwrap();
+    assert_eq!(spec.convs().iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+               ["conv1", "conv2", "conv3", "conv4", "conv5"]);
+    let a = m0.load(None, Device::Cpu).unwrap();
+    let b = m.load(None, Device::Cpu).unwrap();
+    tch_seed();
+    let x = Tensor::randn([2, 3, 224, 224], (Kind::Float, Device::Cpu));
+    let (ta, tb) = (a.trace(&x), b.trace(&x));
+    let d = (&ta.logits - &tb.logits).abs().max().double_value(&[]);
+    assert!(d < 1e-4, "logits differ by {d}");
+    let (ta1, tb1) = (a.trace(&x.narrow(0, 0, 1)), b.trace(&x.narrow(0, 0, 1)));
+    for layer in 1..=5 {
+        let map = deconv::top_maps(&ta1, layer, 1)[0].0;
+        let req = [ProjectRequest { layer, map, keep: Keep::Strongest }];
+        let pa = deconv::project(&a, &ta1, &req).unwrap().remove(0);
+        let pb = deconv::project(&b, &tb1, &req).unwrap().remove(0);
+        let d = (&pa.pixels - &pb.pixels).abs().max().double_value(&[]);
+        let s = pa.pixels.abs().max().double_value(&[]);
+        assert!(d <= 1e-5 * s.max(1e-6), "layer {layer}: projections differ by {d} (scale {s})");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tch_seed() {
+    zfvis_core::tch::manual_seed(42);
+}
+
+#[test]
+fn bad_files_are_refused_by_name() {
+    let dir = tempdir("bad");
+    // A pickle with a __reduce__ payload: refused, and nothing ran.
+    let marker = dir.join("PWNED");
+    let evil = dir.join("evil.pth");
+    reference(&["evil", evil.to_str().unwrap(), marker.to_str().unwrap()]);
+    let e = import(&opts(&evil, &dir.join("e"), Some("torchvision:alexnet")))
+        .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("posix.system") && e.contains("never runs"), "{e}");
+    assert!(!marker.exists(), "the payload ran");
+    assert!(!dir.join("e/manifest.json").exists());
+
+    // An unsupported ONNX op, named with its node.
+    let bad = dir.join("bad.onnx");
+    reference(&["unsupported", bad.to_str().unwrap()]);
+    let e = format!("{:#}", import(&opts(&bad, &dir.join("b"), None)).unwrap_err());
+    assert!(e.contains("\"gate\"") && e.contains("Sigmoid"), "{e}");
+
+    // The wrong --arch: the first tensor that does not fit, expected vs found.
+    let sd = dir.join("alex");
+    std::fs::create_dir_all(&sd).unwrap();
+    reference(&["torchvision", "alexnet", sd.to_str().unwrap()]);
+    let e = format!(
+        "{:#}",
+        import(&opts(&sd.join("model.pth"), &dir.join("w"), Some("torchvision:vgg11"))).unwrap_err()
+    );
+    assert!(
+        e.contains("features.0.weight") && e.contains("expected shape [64, 3, 3, 3]") && e.contains("found [64, 3, 11, 11]"),
+        "{e}"
+    );
+    let e = format!(
+        "{:#}",
+        import(&opts(&sd.join("model.pth"), &dir.join("w"), Some("pytorchcv:zfnet"))).unwrap_err()
+    );
+    assert!(e.contains("missing tensor") && e.contains("output.fc3.weight"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,228 @@
+"""Reference networks and numbers for `zfvis import`, in PyTorch.
+
+usage:
+  import_ref.py torchvision ARCH OUT_DIR   (ARCH: alexnet, vgg11, vgg11_bn, ...)
+      Random weights (seeded; batch-norm statistics randomised), saved as
+      OUT_DIR/model.pth (state dict) and OUT_DIR/model.onnx (torch.onnx.export),
+      an input OUT_DIR/x.npy [2, 3, 224, 224], torchvision's logits
+      OUT_DIR/logits.npy, and for the first, a middle and the last conv layer
+      (numbered 1..N) OUT_DIR/proj{L}.npy: the deconvnet projection of the
+      strongest activation of the map with the highest peak (OUT_DIR/proj{L}.json
+      names map and position), computed as the gradient of that activation
+      with every ReLU's backward replaced by ReLU of the incoming gradient.
+  import_ref.py zoo WEIGHTS.safetensors OUT.onnx
+      A graph built like the ONNX zoo's Caffe models (opset 9, input
+      gpu_0/data_0, Conv/Relu/MaxPool/LRN/Flatten/Gemm/Dropout, final Softmax)
+      from a zfvis ZFNet/AlexNet snapshot.
+  import_ref.py pytorchcv ARCH OUT_DIR      (zfnet, zfnetb, alexnet)
+      As torchvision, from pytorchcv's model.
+  import_ref.py evil OUT.pth MARKER
+      A state dict with a __reduce__ payload that would create MARKER if run.
+  import_ref.py unsupported OUT.onnx
+      A graph with a Sigmoid node.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+class DeconvReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.clamp(min=0)
+
+
+class DeconvReLUModule(nn.Module):
+    def forward(self, x):
+        return DeconvReLU.apply(x)
+
+
+def randomise(model, seed):
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.normal_(m.bias, 0.0, 0.05)
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0.0, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0.0, 0.1)
+    model.eval()
+    return model
+
+
+def map_relus(features):
+    """The ReLU module after each conv of `features` (its feature maps), in order."""
+    mods = [m for m in features.modules() if not list(m.children())]
+    relus = []
+    for i, m in enumerate(mods):
+        if isinstance(m, nn.Conv2d):
+            relus.append(next(r for r in mods[i + 1:] if isinstance(r, nn.ReLU)))
+    return relus
+
+
+def _SkipWith(lrn, args, kw):
+    class S(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return lrn(x, *args, **kw)
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+    return S.apply
+
+
+def references(model, features, out):
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 224, 224)
+    np.save(f"{out}/x.npy", x.numpy())
+    with torch.no_grad():
+        np.save(f"{out}/logits.npy", model(x).numpy())
+    relus = map_relus(features)
+    # The deconvnet as a modified gradient: ReLU's backward is ReLU of the
+    # signal, LRN's is the identity (functional LRN inside modules too).
+    captured = {}
+    for k, r in enumerate(relus):
+        def fwd(t, k=k):
+            captured[k] = DeconvReLU.apply(t)
+            return captured[k]
+        r.forward = fwd
+    lrn = nn.functional.local_response_norm
+    nn.functional.local_response_norm = lambda x, *a, **kw: _SkipWith(lrn, a, kw)(x)
+    n = len(relus)
+    try:
+        for layer in sorted({1, (n + 1) // 2, n}):
+            xg = x[:1].clone().requires_grad_(True)
+            captured.clear()
+            features(xg)
+            h = captured[layer - 1]
+            peaks = h[0].detach().flatten(1).max(1).values
+            fmap = int(torch.argmax(peaks))
+            m = h[0, fmap]
+            k = int(torch.argmax(m.detach().flatten()))
+            m.flatten()[k].backward()
+            np.save(f"{out}/proj{layer}.npy", xg.grad[0].numpy())
+            with open(f"{out}/proj{layer}.json", "w") as f:
+                json.dump({"map": fmap, "y": k // m.shape[1], "x": k % m.shape[1]}, f)
+    finally:
+        nn.functional.local_response_norm = lrn
+    with open(f"{out}/layers.json", "w") as f:
+        json.dump({"convs": n}, f)
+
+
+def export(model, out):
+    x = torch.randn(1, 3, 224, 224)
+    torch.onnx.export(model, (x,), f"{out}/model.onnx", input_names=["input"], output_names=["logits"],
+                      opset_version=17, dynamo=False)
+
+
+def torchvision_main(arch, out):
+    import torchvision
+    model = randomise(getattr(torchvision.models, arch)(weights=None), 0)
+    torch.save(model.state_dict(), f"{out}/model.pth")
+    export(model, out)
+    references(model, model.features, out)
+
+
+def pytorchcv_main(arch, out):
+    from pytorchcv.model_provider import get_model
+    model = randomise(get_model(arch, pretrained=False), 0)
+    torch.save(model.state_dict(), f"{out}/model.pth")
+    references(model, model.features, out)
+
+
+def zoo_main(weights, out):
+    import onnx
+    from onnx import helper, numpy_helper, TensorProto
+    from safetensors.torch import load_file
+    w = {k: v.float().numpy() for k, v in load_file(weights).items()}
+    k1 = w["conv1.weight"].shape[2]
+    if k1 == 7:  # ZFNet
+        c1, p12, c2 = (2, 1), (3, 2, 1), (2, 0)
+    else:        # AlexNet
+        c1, p12, c2 = (4, 2), (3, 2, 0), (1, 2)
+    inits, nodes = [], []
+    cur = "gpu_0/data_0"
+
+    def add(op, inputs, name, **attrs):
+        nonlocal cur
+        o = name + "_0"
+        nodes.append(helper.make_node(op, [cur] + inputs, [o], name=name, **attrs))
+        cur = o
+
+    def conv(i, s, p):
+        n = f"conv{i}"
+        for t in ("weight", "bias"):
+            inits.append(numpy_helper.from_array(w[f"{n}.{t}"], f"{n}_{t[0]}_0"))
+        k = w[f"{n}.weight"].shape[2]
+        add("Conv", [f"{n}_w_0", f"{n}_b_0"], n, kernel_shape=[k, k], strides=[s, s], pads=[p] * 4)
+        add("Relu", [], f"relu{i}")
+
+    def pool(i, k, s, p):
+        add("MaxPool", [], f"pool{i}", kernel_shape=[k, k], strides=[s, s], pads=[p] * 4)
+
+    def lrn(i):
+        add("LRN", [], f"norm{i}", size=5, alpha=1e-4, beta=0.75, bias=2.0)
+
+    conv(1, *c1); pool(1, *p12); lrn(1)
+    conv(2, *c2); pool(2, *p12); lrn(2)
+    conv(3, 1, 1); conv(4, 1, 1); conv(5, 1, 1); pool(5, 3, 2, 0)
+    add("Flatten", [], "flatten", axis=1)
+    for i in (6, 7, 8):
+        n = f"fc{i}"
+        inits.append(numpy_helper.from_array(w[f"{n}.weight"], f"{n}_w_0"))
+        inits.append(numpy_helper.from_array(w[f"{n}.bias"], f"{n}_b_0"))
+        add("Gemm", [f"{n}_w_0", f"{n}_b_0"], n, transB=1)
+        if i < 8:
+            add("Relu", [], f"relu{i}")
+            add("Dropout", [], f"drop{i}", ratio=0.5)
+    add("Softmax", [], "prob")
+    g = helper.make_graph(nodes, "zoo_like",
+                          [helper.make_tensor_value_info("gpu_0/data_0", TensorProto.FLOAT, [1, 3, 224, 224])],
+                          [helper.make_tensor_value_info(cur, TensorProto.FLOAT, [1, w["fc8.bias"].shape[0]])],
+                          initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)])
+    onnx.checker.check_model(m)
+    onnx.save(m, out)
+
+
+class Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def evil_main(out, marker):
+    sd = nn.Conv2d(3, 4, 3).state_dict()
+    sd["payload"] = Evil(marker)
+    torch.save(sd, out)
+
+
+def unsupported_main(out):
+    import onnx
+    from onnx import helper, numpy_helper, TensorProto
+    w = np.random.RandomState(0).randn(4, 3, 3, 3).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv1", kernel_shape=[3, 3]),
+             helper.make_node("Sigmoid", ["c"], ["s"], name="gate")]
+    g = helper.make_graph(nodes, "bad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
+                          [helper.make_tensor_value_info("s", TensorProto.FLOAT, None)],
+                          initializer=[numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)]), out)
+
+
+if __name__ == "__main__":
+    cmd, *args = sys.argv[1:]
+    {"torchvision": torchvision_main, "pytorchcv": pytorchcv_main, "zoo": zoo_main,
+     "evil": evil_main, "unsupported": unsupported_main}[cmd](*args)
