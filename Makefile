@@ -4,6 +4,7 @@
 VENV  := .venv
 PY    := $(VENV)/bin/python
 TORCH := 2.13.0
+TORCHVISION := 0.28.0
 BIN   := target/release/zfvis
 ADDR  ?= 127.0.0.1:8080
 
@@ -22,7 +23,13 @@ $(VENV)/.ok:
 	ln -sfn $$(cd $(VENV) && ls -d lib/python3*/site-packages/torch) $(VENV)/libtorch
 	touch $@
 
-venv: $(VENV)/.ok
+# Reference networks for the import tests and benchmarks: torchvision
+# (matching torch), pytorchcv, onnx, onnxruntime.
+$(VENV)/.refs: $(VENV)/.ok
+	$(VENV)/bin/pip install -q torch==$(TORCH) torchvision==$(TORCHVISION) pytorchcv onnx onnxruntime
+	touch $@
+
+venv: $(VENV)/.ok $(VENV)/.refs
 
 build: $(VENV)/.ok
 	cargo build --release
@@ -32,7 +39,7 @@ run: build
 	$(BIN) serve --addr $(ADDR) --models models --data data $(if $(DATASET),--dataset $(DATASET))
 
 # What the tests need beyond the venv: a real browser for the end-to-end test.
-test-deps: $(VENV)/.ok
+test-deps: $(VENV)/.ok $(VENV)/.refs
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium for the browser test"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \

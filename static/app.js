@@ -2,7 +2,7 @@
 // Data flow: URL state -> API requests -> DOM. No build step.
 
 import { createOcclusion } from "./occlusion.js";
-import { $, models, api, showError, fillTop, setSeg, uploadFile, wireUploads, loadRecent as recentList } from "./ui.js";
+import { $, models, api, showError, fillTop, setSeg, uploadFile, wireUploads, layerLabel, lastConv, loadRecent as recentList } from "./ui.js";
 import { createInvariance, createCorrespondence } from "./experiments.js";
 import { createDataset } from "./dataset.js";
 
@@ -60,7 +60,9 @@ function fillModels() {
   for (const m of models) {
     const o = document.createElement("option");
     o.value = m.name;
-    o.textContent = `${m.name} (${m.architecture} ×${m.width})`;
+    o.textContent = m.architecture === "zfnet" || m.architecture === "alexnet"
+      ? `${m.name} (${m.architecture} ×${m.width})`
+      : `${m.name} (${m.architecture}, ${m.layers.length} conv layers)`;
     sel.append(o);
   }
   // Default: the paper's network (a ZFNet), the first listed otherwise.
@@ -91,9 +93,16 @@ function fillSnapshots() {
     b.type = "button";
     b.dataset.layer = l.layer;
     b.textContent = `conv${l.layer}`;
-    b.title = `${l.maps} maps, ${l.size}×${l.size}`;
+    if (l.name && l.name !== `conv${l.layer}`) {
+      const n = document.createElement("small");
+      n.textContent = l.name;
+      b.append(n);
+    }
+    b.title = `${l.name || `conv${l.layer}`}: ${l.maps} maps, ${l.size}×${l.size}`;
     layers.append(b);
   }
+  if (!m.layers.some((l) => l.layer === state.layer)) state.layer = Math.min(5, m.layers.length);
+  for (const el of document.querySelectorAll(".last-conv")) el.textContent = lastConv(m);
 }
 
 async function upload(file) {
@@ -246,7 +255,7 @@ async function renderDetail() {
   placeField($("field2"), $("crop2"), r.field);
   placeField($("field"), $("crop"), r.field);
   $("proj-caption").textContent =
-    `conv${r.layer} map ${r.map}: ${r.mode === "all" ? "all activations" : "strongest activation"} ` +
+    `${layerLabel(model(), r.layer)} map ${r.map}: ${r.mode === "all" ? "all activations" : "strongest activation"} ` +
     `${r.value.toFixed(3)} at (${r.y}, ${r.x})`;
   writeURL();
 }

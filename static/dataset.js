@@ -1,7 +1,7 @@
 // Dataset views: top 9 of each map over the dataset (paper Fig. 2) and the
 // training timeline (Fig. 4), with the background index build's progress.
 
-import { $, esc } from "./ui.js";
+import { $, esc, layerLabel } from "./ui.js";
 
 export function createDataset({ state, model, render, writeURL, showError }) {
   let timer = null, playing = null, timeline = null;
@@ -38,7 +38,7 @@ export function createDataset({ state, model, render, writeURL, showError }) {
       const r = await getOrWait(url);
       const row = document.createElement("div");
       row.className = "ds-row";
-      row.innerHTML = `<div class="ds-label">conv${state.layer}<br>map ${k}</div>`;
+      row.innerHTML = `<div class="ds-label">${esc(layerLabel(model(), state.layer))}<br>map ${k}</div>`;
       const grid = document.createElement("div");
       grid.className = "ds-grid";
       r.items.forEach((it, i) => {

@@ -45,8 +45,8 @@ export function createInvariance({ state, model, base, api, writeURL, showError 
       const cls = names()[r.class] ?? r.class;
       $("inv-charts").innerHTML = rows.map(([k, label]) => {
         const c = r[k];
-        return lineChart(c.values, c.dist_layer1, { title: `layer 1 distance · ${k}`, ymin: 0, xlabel: label }) +
-          lineChart(c.values, c.dist_layer7, { title: `layer 7 distance · ${k}`, ymin: 0, xlabel: label }) +
+        return lineChart(c.values, c.dist_layer1, { title: `layer 1 (${r.layer_names.layer1}) distance · ${k}`, ymin: 0, xlabel: label }) +
+          lineChart(c.values, c.dist_layer7, { title: `layer 7 (${r.layer_names.layer7}) distance · ${k}`, ymin: 0, xlabel: label }) +
           lineChart(c.values, c.prob, { title: `p(${cls}) · ${k}`, ymin: 0, ymax: 1, xlabel: label });
       }).join("");
       $("inv-dl-json").href = url("");
@@ -189,7 +189,7 @@ export function createCorrespondence({ state, model, api, writeURL, showError })
   function showResult(r) {
     const paper = Object.fromEntries(r.paper.map((p) => [p.part, p]));
     const f = (s) => `${s.mean.toFixed(3)} ± ${s.std.toFixed(3)}`;
-    $("corr-table").innerHTML = `<table><thead><tr><th>occluded</th><th>layer 5</th><th>layer 7</th><th>paper layer 5</th><th>paper layer 7</th></tr></thead><tbody>` +
+    $("corr-table").innerHTML = `<table><thead><tr><th>occluded</th><th>layer 5 (${esc(r.layer_names.layer5)})</th><th>layer 7 (${esc(r.layer_names.layer7)})</th><th>paper layer 5</th><th>paper layer 7</th></tr></thead><tbody>` +
       Object.entries(r.parts).map(([p, v]) => `<tr><td>${esc(p)}</td><td>${f(v.layer5)}</td><td>${f(v.layer7)}</td>` +
         `<td>${paper[p] ? paper[p].layer5.toFixed(3) : "–"}</td><td>${paper[p] ? paper[p].layer7.toFixed(3) : "–"}</td></tr>`).join("") +
       `</tbody></table><p class="muted">${r.pairs} image pairs; ${r.size} px squares; random locations from seed ${r.seed}. Lower = the part is treated more consistently across images.</p>`;

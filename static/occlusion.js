@@ -1,7 +1,7 @@
 // Occlusion view (paper Fig. 7): a live occluder dragged over the image and
 // the full sensitivity maps drawn on canvases with values on hover.
 
-import { $, fillTop } from "./ui.js";
+import { $, fillTop, lastConv } from "./ui.js";
 
 const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
 export function viridis(t) {
@@ -242,7 +242,7 @@ export function createOcclusion({ state, model, base, api, writeURL, showError }
       const r = await api(u);
       $("occ-proj").src = u.replace("/projection?", "/projection.png?");
       $("occ-proj").hidden = false;
-      $("occ-proj-cap").textContent = `(c) conv5 map ${r.map} with the square at x ${x}, y ${y}: strongest ${r.value.toFixed(2)}`;
+      $("occ-proj-cap").textContent = `(c) ${lastConv(model())} map ${r.map} with the square at x ${x}, y ${y}: strongest ${r.value.toFixed(2)}`;
     } catch (e) {
       showError(e.message);
     }

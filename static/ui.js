@@ -7,6 +7,16 @@ export const $ = (id) => document.getElementById(id);
 /// The model list the page was rendered with (embedded as JSON).
 export const models = JSON.parse(($("models-data") || {}).textContent || "[]");
 
+/// "conv8 (features.18)": a conv layer's number and, when it differs, the
+/// checkpoint's own name for it.
+export function layerLabel(m, n) {
+  const l = m && m.layers ? m.layers.find((x) => x.layer === n) : null;
+  return l && l.name && l.name !== `conv${n}` ? `conv${n} (${l.name})` : `conv${n}`;
+}
+
+/// The label of a model's last conv layer (the paper's conv5).
+export const lastConv = (m) => layerLabel(m, m && m.layers ? m.layers.length : 5);
+
 export const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 
 let pending = 0;

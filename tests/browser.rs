@@ -40,6 +40,54 @@ fn upload_click_share_in_chromium() {
     eprintln!("screenshots in {}", dir.display());
 }
 
+/// A torchvision VGG11 (random weights) imported with `zfvis import`: its
+/// conv8 (features.18) maps are clicked and projected like ZFNet's.
+#[test]
+fn imported_vgg11_conv8_in_chromium() {
+    let Some(beagle) = shared("dog-faces/n02088364_beagle.JPEG") else {
+        return;
+    };
+    let e2e = root().join("tests/e2e");
+    let dir = tempdir("browser-vgg");
+    let pth = dir.join("vgg11.pth");
+    let out = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests/import_ref.py"))
+        .args(["save", "vgg11"])
+        .arg(&pth)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_zfvis"))
+        .args(["import", "--arch", "torchvision:vgg11", "--from"])
+        .arg(&pth)
+        .arg("--out")
+        .arg(dir.join("models/vgg11"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("8 conv layers") && said.contains("features.18"), "{said}");
+    let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+    let out = Command::new("node")
+        .arg(e2e.join("browser.mjs"))
+        .arg(&srv.base)
+        .arg(&beagle)
+        .arg(&dir)
+        .arg("8")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["same"], true);
+    assert_eq!(v["button"], "conv8features.18");
+    assert!(v["caption"].as_str().unwrap().starts_with("conv8 (features.18) map"), "{v}");
+}
+
 #[test]
 fn compare_view_in_chromium() {
     let Some(beagle) = shared("dog-faces/n02088364_beagle.JPEG") else {

@@ -13,9 +13,12 @@ usage:
   import_ref.py zoo WEIGHTS.safetensors OUT.onnx
       A graph built like the ONNX zoo's Caffe models (opset 9, input
       gpu_0/data_0, Conv/Relu/MaxPool/LRN/Flatten/Gemm/Dropout, final Softmax)
-      from a zfvis ZFNet/AlexNet snapshot.
+      from a zfvis ZFNet/AlexNet snapshot; onnxruntime's softmax output on a
+      random input in OUT.onnx.x.npy / OUT.onnx.probs.npy.
   import_ref.py pytorchcv ARCH OUT_DIR      (zfnet, zfnetb, alexnet)
       As torchvision, from pytorchcv's model.
+  import_ref.py save ARCH OUT.pth
+      Only the state dict of torchvision's ARCH with random weights.
   import_ref.py evil OUT.pth MARKER
       A state dict with a __reduce__ payload that would create MARKER if run.
   import_ref.py unsupported OUT.onnx
@@ -134,6 +137,11 @@ def torchvision_main(arch, out):
     references(model, model.features, out)
 
 
+def save_main(arch, out):
+    import torchvision
+    torch.save(randomise(getattr(torchvision.models, arch)(weights=None), 0).state_dict(), out)
+
+
 def pytorchcv_main(arch, out):
     from pytorchcv.model_provider import get_model
     model = randomise(get_model(arch, pretrained=False), 0)
@@ -194,6 +202,13 @@ def zoo_main(weights, out):
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)])
     onnx.checker.check_model(m)
     onnx.save(m, out)
+    # onnxruntime's output on a random input: an independent check of the
+    # graph's semantics (ONNX's LRN and Gemm, not PyTorch's).
+    import onnxruntime as ort
+    x = np.random.RandomState(0).randn(1, 3, 224, 224).astype(np.float32)
+    sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    np.save(out + ".x.npy", x)
+    np.save(out + ".probs.npy", sess.run(None, {"gpu_0/data_0": x})[0])
 
 
 class Evil:
@@ -224,5 +239,5 @@ def unsupported_main(out):
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"torchvision": torchvision_main, "pytorchcv": pytorchcv_main, "zoo": zoo_main,
+    {"torchvision": torchvision_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
      "evil": evil_main, "unsupported": unsupported_main}[cmd](*args)

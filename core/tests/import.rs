@@ -154,6 +154,11 @@ fn a_zoo_like_onnx_graph_reproduces_the_bundled_model() {
                ["conv1", "conv2", "conv3", "conv4", "conv5"]);
     let a = m0.load(None, Device::Cpu).unwrap();
     let b = m.load(None, Device::Cpu).unwrap();
+    // onnxruntime on the graph itself agrees with the imported network.
+    let xo = Tensor::read_npy(format!("{}.x.npy", onnx.display())).unwrap();
+    let po = Tensor::read_npy(format!("{}.probs.npy", onnx.display())).unwrap();
+    let d = (b.trace(&xo).probs() - &po).abs().max().double_value(&[]);
+    assert!(d < 1e-5, "probabilities differ from onnxruntime's by {d}");
     tch_seed();
     let x = Tensor::randn([2, 3, 224, 224], (Kind::Float, Device::Cpu));
     let (ta, tb) = (a.trace(&x), b.trace(&x));

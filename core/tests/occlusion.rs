@@ -1,13 +1,67 @@
 //! Occlusion maps: batched and incremental evaluation equal the naive
 //! one-forward-per-position map; bad requests are errors.
 
-use zfvis_core::net::{Arch, Init, Net, NetSpec};
+use zfvis_core::net::{Arch, Init, Layer, Net, NetSpec, Window};
 use zfvis_core::occlusion::{self, Method, OcclusionRequest};
 use zfvis_core::tch::{self, Device, Kind, Tensor};
 
 fn net(arch: Arch) -> Net {
+    from_spec(NetSpec::preset(arch, 0.1, 0.05, 6))
+}
+
+/// VGG11's layout at 1/16 of its widths (3x3 pad-1 convs, 2x2 pools,
+/// adaptive average pool) or pytorchcv's ZFNet at 1/8 (LRN before
+/// ceil-mode pools), with a grouped conv as in Caffe's AlexNet.
+fn custom(kind: &str) -> NetSpec {
+    let mut layers = vec![];
+    let mut c = 3;
+    let mut conv = |layers: &mut Vec<Layer>, out, w: Window, groups: i64| {
+        let mut l = Layer::conv(&format!("c{}", layers.len()), c, out, w);
+        if let Layer::Conv { groups: g, .. } = &mut l {
+            *g = groups;
+        }
+        layers.push(l);
+        layers.push(Layer::Relu);
+        c = out;
+    };
+    let flat = if kind == "vgg" {
+        for v in [4, 0, 8, 0, 16, 16, 0, 32, 32, 0, 32, 32, 0] {
+            if v == 0 {
+                layers.push(Layer::max_pool(Window::new(2, 2, 0), false));
+            } else {
+                conv(&mut layers, v, Window::new(3, 1, 1), 1);
+            }
+        }
+        layers.push(Layer::AdaptiveAvgPool { out: 7 });
+        32 * 49
+    } else {
+        let pool = || Layer::max_pool(Window::new(3, 2, 0), true);
+        conv(&mut layers, 12, Window::new(7, 2, 1), 1);
+        layers.extend([Layer::paper_lrn(), pool()]);
+        conv(&mut layers, 32, Window::new(5, 2, 0), 2);
+        layers.extend([Layer::paper_lrn(), pool()]);
+        conv(&mut layers, 48, Window::new(3, 1, 1), 1);
+        conv(&mut layers, 48, Window::new(3, 1, 1), 2);
+        conv(&mut layers, 32, Window::new(3, 1, 1), 2);
+        layers.push(pool());
+        32 * 36
+    };
+    layers.extend([
+        Layer::Flatten,
+        Layer::linear("fc1", flat, 24),
+        Layer::Relu,
+        Layer::Dropout { p: 0.5 },
+        Layer::linear("fc2", 24, 6),
+    ]);
+    NetSpec {
+        layers,
+        input_size: 224,
+        preset: None,
+    }
+}
+
+fn from_spec(spec: NetSpec) -> Net {
     tch::manual_seed(11);
-    let spec = NetSpec::preset(arch, 0.1, 0.05, 6);
     let mut n = Net::new(spec, Device::Cpu).unwrap();
     n.init(Init::Kaiming);
     tch::no_grad(|| {
@@ -31,12 +85,20 @@ fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
 #[test]
 fn batched_and_incremental_equal_naive() {
     for (arch, size, stride) in [
-        (Arch::Zfnet, 48, 16),
-        (Arch::Zfnet, 37, 13),
-        (Arch::Alexnet, 48, 16),
-        (Arch::Zfnet, 8, 40),
+        ("zfnet", 48, 16),
+        ("zfnet", 37, 13),
+        ("alexnet", 48, 16),
+        ("zfnet", 8, 40),
+        ("vgg", 48, 16),
+        ("vgg", 37, 13),
+        ("pytorchcv", 48, 16),
+        ("pytorchcv", 29, 11),
     ] {
-        let n = net(arch);
+        let n = match arch {
+            "zfnet" => net(Arch::Zfnet),
+            "alexnet" => net(Arch::Alexnet),
+            other => from_spec(custom(other)),
+        };
         let x = Tensor::randn([3, 224, 224], (Kind::Float, Device::Cpu));
         let run = |method, batch| {
             occlusion::occlude(

@@ -1,10 +1,11 @@
 // End-to-end in a real browser: upload the beagle, open conv5, click a map,
 // wait for its reconstruction, then open the page URL in a fresh browser
 // context and find the same reconstruction.
-// usage: node browser.mjs BASE_URL IMAGE OUT_DIR
+// usage: node browser.mjs BASE_URL IMAGE OUT_DIR [LAYER]
 import { chromium } from "playwright-core";
 
-const [base, imagePath, outDir] = process.argv.slice(2);
+const [base, imagePath, outDir, layerArg] = process.argv.slice(2);
+const layer = layerArg || "5";
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
   "--no-first-run", "--disable-quic", "--disable-component-update", "--disable-sync"];
@@ -33,8 +34,9 @@ try {
   await page.goto(base);
   await page.setInputFiles("#file", imagePath);
   await page.waitForSelector("#maps-panel:not([hidden]) .tile", { timeout: 60000 });
-  await page.click('#layers button[data-layer="5"]');
-  await page.waitForFunction(() => new URL(location.href).searchParams.get("layer") === "5");
+  await page.click(`#layers button[data-layer="${layer}"]`);
+  await page.waitForFunction((l) => new URL(location.href).searchParams.get("layer") === l, layer);
+  const button = await page.textContent(`#layers button[data-layer="${layer}"]`);
   await page.waitForSelector("#grid .tile");
   // Sort by peak and click the strongest map.
   await page.selectOption("#sort", "peak");
@@ -56,8 +58,9 @@ try {
   await page2.screenshot({ path: `${outDir}/shared-phone.png`, fullPage: true });
   const same = first.src === second.src && first.pixels === second.pixels;
   const q = new URL(url).searchParams;
-  console.log(JSON.stringify({ url, moved, same, src: first.src, layer: q.get("layer"), map: q.get("map"), errors }));
-  if (!same || errors.length || q.get("layer") !== "5" || moved === url) process.exit(1);
+  const caption = await page2.textContent("#proj-caption");
+  console.log(JSON.stringify({ url, moved, same, src: first.src, layer: q.get("layer"), map: q.get("map"), button, caption, errors }));
+  if (!same || errors.length || q.get("layer") !== layer || moved === url) process.exit(1);
 } finally {
   await browser.close();
 }
