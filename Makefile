@@ -53,8 +53,10 @@ test: test-deps
 
 # Speed, each figure beside a peer measured in the same run (see README).
 BEAGLE := ../shared/datasets/dog-faces/n02088364_beagle.JPEG
-bench: build
+bench: build $(VENV)/.refs
+	$(VENV)/bin/pip install -q captum
 	$(BIN) bench --python $(PY)
+	$(BIN) bench --python $(PY) --arch vgg16 --iters 5
 	$(BIN) bench-http --image $(BEAGLE)
 	$(PY) tests/bench_occlusion.py models/zfnet-woofnette $(BEAGLE) $(BIN)
 

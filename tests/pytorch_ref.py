@@ -12,17 +12,9 @@ import sys
 import numpy as np
 import torch
 import torch.nn as nn
+
+from deconv_ref import DeconvReLU
 from safetensors.torch import load_file
-
-
-class DeconvReLU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clamp(min=0)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g.clamp(min=0)
 
 
 class SkipLRN(torch.autograd.Function):

@@ -227,6 +227,7 @@ impl ModelDir {
         let mut net = Net::new(spec, device)?;
         let path = self.snapshot_path(epoch)?;
         load_weights(&mut net, &path)?;
+        net.for_inference();
         Ok(net)
     }
 

@@ -23,9 +23,9 @@
 //!   comparison on one scale.
 
 use crate::checkpoint::ModelDir;
+use crate::deconv;
 use crate::net::Net;
 use crate::preprocess::{self, Preprocess};
-use crate::deconv;
 use anyhow::{bail, Result};
 use image::RgbImage;
 use serde::Serialize;
@@ -326,9 +326,7 @@ pub fn side(
         .pop()
         .flatten();
     let n = set.files.len();
-    side_with(net, model, epoch, pre, set, extra, &mut |i| {
-        progress(n + i)
-    })
+    side_with(net, model, epoch, pre, set, extra, &mut |i| progress(n + i))
 }
 
 /// Largest conv1 activation per filter of each net over `files`, decoded
@@ -351,13 +349,7 @@ fn file_peaks(
         };
         if !crops.is_empty() {
             for ((net, pre), peak) in nets.iter().zip(peaks.iter_mut()) {
-                let x = Tensor::stack(
-                    &crops
-                        .iter()
-                        .map(|c| pre.tensor(c))
-                        .collect::<Vec<_>>(),
-                    0,
-                );
+                let x = Tensor::stack(&crops.iter().map(|c| pre.tensor(c)).collect::<Vec<_>>(), 0);
                 let p = conv1_peaks(net, &x);
                 *peak = Some(match peak.take() {
                     Some(q) => q.maximum(&p),
@@ -476,15 +468,9 @@ pub fn compare(
     );
     let (pb, pa) = (peaks.pop().flatten(), peaks.pop().flatten());
     let mut one = |k: usize, s: &Subject, extra| {
-        side_with(
-            s.net,
-            s.model,
-            s.epoch,
-            &s.pre,
-            images,
-            extra,
-            &mut |i| progress(f + k * n + i, total),
-        )
+        side_with(s.net, s.model, s.epoch, &s.pre, images, extra, &mut |i| {
+            progress(f + k * n + i, total)
+        })
     };
     Ok(CompareResult {
         a: one(0, a, pa)?,

@@ -331,12 +331,7 @@ impl Analysis for Correspondence {
             let parts = im
                 .parts
                 .iter()
-                .map(|(k, p)| {
-                    (
-                        k.clone(),
-                        pre.map_point(img.dimensions(), (p[0], p[1])),
-                    )
-                })
+                .map(|(k, p)| (k.clone(), pre.map_point(img.dimensions(), (p[0], p[1]))))
                 .collect();
             images.push(CorrImage {
                 label: im.id.clone(),

@@ -165,7 +165,10 @@ pub fn invariance(net: &Net, x: &Tensor, req: &InvarianceRequest) -> Result<Inva
             let idx = Tensor::from_slice(&rows).to_device(tr.logits.device());
             let f1 = tr.maps[0].flatten(1, -1);
             let (f1, f1_0) = (f1.index_select(0, &idx), f1.narrow(0, 0, 1));
-            let (f7, f7_0) = (tr.last_hidden().index_select(0, &idx), tr.last_hidden().narrow(0, 0, 1));
+            let (f7, f7_0) = (
+                tr.last_hidden().index_select(0, &idx),
+                tr.last_hidden().narrow(0, 0, 1),
+            );
             let dist = |a: &Tensor, b: &Tensor| -> Result<Vec<f64>> {
                 Ok(Vec::<f64>::try_from(
                     &(a - b)

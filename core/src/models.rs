@@ -102,6 +102,10 @@ fn info(m: &ModelDir) -> Result<ModelInfo> {
             })
             .collect(),
         hidden: spec.hidden_fcs().into_iter().map(|h| h.1).collect(),
-        preprocess: m.manifest.preprocess.clone().unwrap_or_else(|| "zfvis".into()),
+        preprocess: m
+            .manifest
+            .preprocess
+            .clone()
+            .unwrap_or_else(|| "zfvis".into()),
     })
 }

@@ -226,6 +226,21 @@ impl Layer {
         }
     }
 
+    /// (weight shape, bias length) of a conv or linear layer.
+    pub fn param_shapes(&self) -> Option<(Vec<i64>, i64)> {
+        match *self {
+            Layer::Conv {
+                in_c,
+                out,
+                k,
+                groups,
+                ..
+            } => Some((vec![out, in_c / groups, k, k], out)),
+            Layer::Linear { in_f, out, .. } => Some((vec![out, in_f], out)),
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> Option<&str> {
         match self {
             Layer::Conv { name, .. } | Layer::Linear { name, .. } => Some(name),
@@ -436,7 +451,12 @@ impl NetSpec {
                 (Layer::MaxPool { .. } | Layer::AvgPool { .. }, Shape::Maps { c, side }) => {
                     let w = l.window();
                     if w.pad * 2 > w.k {
-                        bail!("{}: padding {} exceeds half the kernel {}", at(), w.pad, w.k);
+                        bail!(
+                            "{}: padding {} exceeds half the kernel {}",
+                            at(),
+                            w.pad,
+                            w.k
+                        );
                     }
                     Shape::Maps {
                         c,
@@ -625,7 +645,25 @@ pub struct Net {
     pub convs: Vec<ConvInfo>,
     /// params[i] for layer i if it is a conv or linear layer.
     params: Vec<Option<Params>>,
+    /// Conv weights in channels-last layout for inference (see
+    /// [`Net::for_inference`]); empty while the net may be trained.
+    fast: Vec<Option<Tensor>>,
     hidden: Vec<(usize, String)>,
+}
+
+/// The same values laid out channels-last (NHWC strides), which oneDNN's
+/// convolutions run 15–20% faster on this project's CPUs. A no-op when
+/// already so.
+pub fn channels_last(x: &Tensor) -> Tensor {
+    if x.dim() != 4 {
+        return x.shallow_clone();
+    }
+    let s = x.size();
+    let want = [s[1] * s[2] * s[3], 1, s[3] * s[1], s[1]];
+    if x.stride() == want {
+        return x.shallow_clone();
+    }
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 /// Local response normalisation across channels, exactly PyTorch's
@@ -679,17 +717,7 @@ impl Net {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let (w, b) = match *l {
-                    Layer::Conv {
-                        in_c,
-                        out,
-                        k,
-                        groups,
-                        ..
-                    } => (vec![out, in_c / groups, k, k], out),
-                    Layer::Linear { in_f, out, .. } => (vec![out, in_f], out),
-                    _ => return None,
-                };
+                let (w, b) = l.param_shapes()?;
                 // VarStore names may not contain dots; the checkpoint's names
                 // live in the spec.
                 let p = &root / format!("l{i:02}");
@@ -702,10 +730,36 @@ impl Net {
         Ok(Net {
             convs: spec.convs(),
             hidden: spec.hidden_fcs(),
+            fast: vec![],
             spec,
             vs,
             params,
         })
+    }
+
+    /// Keep a channels-last copy of every conv weight for the inference
+    /// paths (trace, occlusion). Call once the weights are final: later
+    /// changes to the weights would not reach the copies.
+    pub fn for_inference(&mut self) {
+        self.fast = tch::no_grad(|| {
+            self.spec
+                .layers
+                .iter()
+                .zip(&self.params)
+                .map(|(l, p)| match (l, p) {
+                    (Layer::Conv { .. }, Some(p)) => Some(channels_last(&p.weight.detach())),
+                    _ => None,
+                })
+                .collect()
+        });
+    }
+
+    /// The weight the inference paths convolve with (channels-last when prepared).
+    pub fn inference_weight(&self, i: usize) -> &Tensor {
+        match self.fast.get(i) {
+            Some(Some(w)) => w,
+            _ => &self.params(i).weight,
+        }
     }
 
     pub fn device(&self) -> Device {
@@ -789,7 +843,13 @@ impl Net {
     }
 
     /// Apply layer `i` to `h`; `switches` receives a max-pool's indices.
-    fn apply(&self, i: usize, h: &Tensor, train: bool, switches: Option<&mut Option<Tensor>>) -> Tensor {
+    fn apply(
+        &self,
+        i: usize,
+        h: &Tensor,
+        train: bool,
+        switches: Option<&mut Option<Tensor>>,
+    ) -> Tensor {
         match &self.spec.layers[i] {
             Layer::Conv {
                 stride,
@@ -798,14 +858,24 @@ impl Net {
                 ..
             } => {
                 let p = self.params(i);
-                h.conv2d(
-                    &p.weight,
-                    Some(&p.bias),
-                    [*stride, *stride],
-                    [*pad, *pad],
-                    [1, 1],
-                    *groups,
-                )
+                match self.fast.get(i) {
+                    Some(Some(w)) if !train => channels_last(h).conv2d(
+                        w,
+                        Some(&p.bias),
+                        [*stride, *stride],
+                        [*pad, *pad],
+                        [1, 1],
+                        *groups,
+                    ),
+                    _ => h.conv2d(
+                        &p.weight,
+                        Some(&p.bias),
+                        [*stride, *stride],
+                        [*pad, *pad],
+                        [1, 1],
+                        *groups,
+                    ),
+                }
             }
             Layer::Relu => h.relu(),
             Layer::Lrn {
@@ -831,7 +901,13 @@ impl Net {
                     *sw = Some(idx);
                     o
                 }
-                None => h.max_pool2d([*k, *k], [*stride, *stride], [*pad, *pad], [1, 1], *ceil_mode),
+                None => h.max_pool2d(
+                    [*k, *k],
+                    [*stride, *stride],
+                    [*pad, *pad],
+                    [1, 1],
+                    *ceil_mode,
+                ),
             },
             Layer::AvgPool {
                 k,
@@ -983,7 +1059,8 @@ mod tests {
     fn manifest_layers_round_trip() {
         let s = NetSpec::new(Arch::Alexnet, 0.5, 10);
         let text = serde_json::to_string(&s.layers).unwrap();
-        assert!(text.contains(r#"{"op":"conv","name":"conv1","in":3,"out":48,"k":11,"stride":4,"pad":2}"#));
+        assert!(text
+            .contains(r#"{"op":"conv","name":"conv1","in":3,"out":48,"k":11,"stride":4,"pad":2}"#));
         let back: Vec<Layer> = serde_json::from_str(&text).unwrap();
         assert_eq!(back, s.layers);
     }
@@ -993,7 +1070,10 @@ mod tests {
         let mut s = NetSpec::new(Arch::Zfnet, 0.1, 3);
         s.layers[4] = Layer::conv("conv2", 7, 26, Window::new(5, 2, 0));
         let e = s.validate().unwrap_err().to_string();
-        assert!(e.contains("layer 4 (conv)") && e.contains("7 input channels"), "{e}");
+        assert!(
+            e.contains("layer 4 (conv)") && e.contains("7 input channels"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -179,12 +179,30 @@ pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<Occlusio
             }
         }
         Method::Incremental => {
+            // Positions as far from the borders go in one batch: their
+            // windows have the same extents, so none computes more than it needs.
+            let last = s - req.size;
+            let mut order: Vec<usize> = (0..grid.len()).collect();
+            order.sort_by_key(|&i| {
+                let (y, x) = grid[i];
+                (y.min(last - y), x.min(last - x), y, x)
+            });
             let base = Base::new(net, &x);
-            for chunk in grid.chunks(batch) {
-                let o = base.forward(net, chunk, req.size, strongest_map);
-                map_sum.extend(o.map_sum);
+            let mut sums = vec![0.0; grid.len()];
+            let mut rows: Vec<i64> = vec![0; grid.len()];
+            for (k, chunk) in order.chunks(batch).enumerate() {
+                let pos: Vec<(i64, i64)> = chunk.iter().map(|&i| grid[i]).collect();
+                let o = base.forward(net, &pos, req.size, strongest_map);
+                for (j, &i) in chunk.iter().enumerate() {
+                    sums[i] = o.map_sum[j];
+                    rows[i] = (k * batch + j) as i64;
+                }
                 probs.push(o.probs);
             }
+            // Back to grid order.
+            let all = Tensor::cat(&probs, 0);
+            probs = vec![all.index_select(0, &Tensor::from_slice(&rows).to_device(all.device()))];
+            map_sum = sums;
         }
     });
     let probs = Tensor::cat(&probs, 0).to_device(tch::Device::Cpu);
@@ -246,8 +264,8 @@ impl Op {
         let y = match l {
             Layer::Conv { groups, .. } => {
                 let p = net.params(self.index);
-                x.conv2d(
-                    &p.weight,
+                crate::net::channels_last(x).conv2d(
+                    net.inference_weight(self.index),
                     Some(&p.bias),
                     [w.stride, w.stride],
                     [0, 0],
@@ -338,71 +356,77 @@ impl Base {
         let b = pos.len() as i64;
         let dev = self.last.device();
         // The changed window of the input: the square itself, all zeros.
+        // Windows are (height, width): near a border they are cut short.
         let mut region: Vec<(i64, i64)> = pos.to_vec();
-        let mut len = size;
+        let mut len = (size, size);
         let mut state = Tensor::zeros([b, 3, size, size], (Kind::Float, dev));
         for (k, op) in self.ops.iter().enumerate() {
             let w = op.window(net);
             let n_out = self.sides[k];
             // Exact range of outputs that can see the changed run [a, a+len).
-            let range = |a: i64| {
+            let range = |a: i64, len: i64| {
                 let lo = (a + w.pad - w.k + 1).max(0);
                 let lo = (lo + w.stride - 1) / w.stride;
                 let hi = ((a + len - 1 + w.pad) / w.stride).min(n_out - 1);
                 (lo, hi)
             };
-            let w_out = region
-                .iter()
-                .map(|&(r, c)| {
-                    let (a, z) = range(r);
-                    let (c0, c1) = range(c);
-                    (z - a + 1).max(c1 - c0 + 1)
-                })
-                .max()
-                .unwrap_or(1)
-                .clamp(1, n_out);
-            let w_in = (w_out - 1) * w.stride + w.k;
+            let extent = |axis: usize| {
+                region
+                    .iter()
+                    .map(|&rc| {
+                        let a = if axis == 0 { rc.0 } else { rc.1 };
+                        let (lo, hi) = range(a, if axis == 0 { len.0 } else { len.1 });
+                        hi - lo + 1
+                    })
+                    .max()
+                    .unwrap_or(1)
+                    .clamp(1, n_out)
+            };
+            let out = (extent(0), extent(1));
+            let w_in = ((out.0 - 1) * w.stride + w.k, (out.1 - 1) * w.stride + w.k);
             let base = &self.padded[k];
             let mut starts = Vec::with_capacity(region.len());
-            let windows: Vec<Tensor> = region
-                .iter()
-                .enumerate()
-                .map(|(i, &(r, c))| {
-                    let oy = range(r).0.min(n_out - w_out);
-                    let ox = range(c).0.min(n_out - w_out);
-                    starts.push((oy, ox));
-                    let (wy, wx) = (oy * w.stride, ox * w.stride);
-                    let win = base.narrow(1, wy, w_in).narrow(2, wx, w_in).copy();
-                    // Paste the changed window where it overlaps (padded coords).
-                    let (ry, rx) = (r + w.pad, c + w.pad);
-                    let (y0, y1) = (ry.max(wy), (ry + len).min(wy + w_in));
-                    let (x0, x1) = (rx.max(wx), (rx + len).min(wx + w_in));
-                    if y1 > y0 && x1 > x0 {
-                        win.narrow(1, y0 - wy, y1 - y0)
-                            .narrow(2, x0 - wx, x1 - x0)
-                            .copy_(&state.get(i as i64).narrow(1, y0 - ry, y1 - y0).narrow(
-                                2,
-                                x0 - rx,
-                                x1 - x0,
-                            ));
-                    }
-                    win
-                })
-                .collect();
-            state = op.apply_padded(net, &Tensor::stack(&windows, 0));
+            // The batch of windows, laid out channels-last for the convolutions.
+            let c_in = base.size()[0];
+            let batch = crate::net::channels_last(&Tensor::empty(
+                [region.len() as i64, c_in, w_in.0, w_in.1],
+                (base.kind(), base.device()),
+            ));
+            for (i, &(r, c)) in region.iter().enumerate() {
+                let oy = range(r, len.0).0.min(n_out - out.0);
+                let ox = range(c, len.1).0.min(n_out - out.1);
+                starts.push((oy, ox));
+                let (wy, wx) = (oy * w.stride, ox * w.stride);
+                let mut win = batch.get(i as i64);
+                win.copy_(&base.narrow(1, wy, w_in.0).narrow(2, wx, w_in.1));
+                // Paste the changed window where it overlaps (padded coords).
+                let (ry, rx) = (r + w.pad, c + w.pad);
+                let (y0, y1) = (ry.max(wy), (ry + len.0).min(wy + w_in.0));
+                let (x0, x1) = (rx.max(wx), (rx + len.1).min(wx + w_in.1));
+                if y1 > y0 && x1 > x0 {
+                    win.narrow(1, y0 - wy, y1 - y0)
+                        .narrow(2, x0 - wx, x1 - x0)
+                        .copy_(&state.get(i as i64).narrow(1, y0 - ry, y1 - y0).narrow(
+                            2,
+                            x0 - rx,
+                            x1 - x0,
+                        ));
+                }
+            }
+            state = op.apply_padded(net, &batch);
             region = starts;
-            len = w_out;
+            len = out;
         }
         // Back to full conv5 maps.
         let n = *self.sides.last().unwrap();
-        let full = if len == n {
+        let full = if len == (n, n) {
             state
         } else {
             let full = self.last.unsqueeze(0).expand([b, -1, -1, -1], false).copy();
             for (i, &(r, c)) in region.iter().enumerate() {
                 full.get(i as i64)
-                    .narrow(1, r, len)
-                    .narrow(2, c, len)
+                    .narrow(1, r, len.0)
+                    .narrow(2, c, len.1)
                     .copy_(&state.get(i as i64));
             }
             full

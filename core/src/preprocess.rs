@@ -187,9 +187,15 @@ mod tests {
         let c = model_crop(&img, 100);
         assert_eq!(c.dimensions(), (100, 100));
         // The centre of the original is the centre of the crop.
-        assert_eq!(map_point((400, 200), 100, 100, (200.0, 100.0)), (50.0, 50.0));
+        assert_eq!(
+            map_point((400, 200), 100, 100, (200.0, 100.0)),
+            (50.0, 50.0)
+        );
         // Shorter side to 128 (256x128), centre 100x100 crop: offsets (78, 14).
-        assert_eq!(map_point((400, 200), 128, 100, (200.0, 100.0)), (50.0, 50.0));
+        assert_eq!(
+            map_point((400, 200), 128, 100, (200.0, 100.0)),
+            (50.0, 50.0)
+        );
         assert_eq!(map_point((400, 200), 128, 100, (0.0, 0.0)), (-78.0, -14.0));
     }
 

@@ -50,7 +50,10 @@ fn opts(from: &Path, out: &Path, arch: Option<&str>) -> ImportOptions {
 }
 
 fn cosine(a: &Tensor, b: &Tensor) -> f64 {
-    let (a, b) = (a.to_kind(Kind::Double).reshape([-1]), b.to_kind(Kind::Double).reshape([-1]));
+    let (a, b) = (
+        a.to_kind(Kind::Double).reshape([-1]),
+        b.to_kind(Kind::Double).reshape([-1]),
+    );
     (a.dot(&b) / (a.norm() * b.norm() + 1e-30)).double_value(&[])
 }
 
@@ -62,7 +65,10 @@ fn check_against_reference(net: &Net, dir: &Path, what: &str) {
     let trace = net.trace(&x);
     let d = (&trace.logits - &logits).abs().max().double_value(&[]);
     let scale = logits.abs().max().double_value(&[]);
-    assert!(d < 1e-4 * scale.max(1.0), "{what}: logits differ by {d} (scale {scale})");
+    assert!(
+        d < 1e-4 * scale.max(1.0),
+        "{what}: logits differ by {d} (scale {scale})"
+    );
     let p0 = trace.probs();
     let pr = logits.softmax(-1, Kind::Float);
     let dp = (&p0 - &pr).abs().max().double_value(&[]);
@@ -88,7 +94,11 @@ fn check_against_reference(net: &Net, dir: &Path, what: &str) {
         )
         .unwrap()
         .remove(0);
-        assert_eq!((p.y, p.x), (meta["y"], meta["x"]), "{what}: layer {layer} position");
+        assert_eq!(
+            (p.y, p.x),
+            (meta["y"], meta["x"]),
+            "{what}: layer {layer} position"
+        );
         let r = Tensor::read_npy(dir.join(format!("proj{layer}.npy"))).unwrap();
         let c = cosine(&p.pixels, &r);
         assert!(c >= 0.999, "{what}: layer {layer} projection cosine {c}");
@@ -106,7 +116,10 @@ fn torchvision_state_dicts_and_onnx_exports_match_pytorch() {
         .unwrap()["convs"]
             .as_i64()
             .unwrap();
-        for (file, a) in [("model.pth", Some(format!("torchvision:{arch}"))), ("model.onnx", None)] {
+        for (file, a) in [
+            ("model.pth", Some(format!("torchvision:{arch}"))),
+            ("model.onnx", None),
+        ] {
             let out = dir.join(format!("imported-{file}"));
             let m = import(&opts(&dir.join(file), &out, a.as_deref())).unwrap();
             assert_eq!(m.manifest.preprocess.as_deref(), Some("torchvision"));
@@ -114,7 +127,10 @@ fn torchvision_state_dicts_and_onnx_exports_match_pytorch() {
             assert_eq!(m.manifest.classes.len(), 1000);
             assert_eq!(m.manifest.classes[154].name, "Pekinese");
             assert_eq!(m.manifest.classes[154].id, "n02086079");
-            let net = ModelDir::open(&out).unwrap().load(None, Device::Cpu).unwrap();
+            let net = ModelDir::open(&out)
+                .unwrap()
+                .load(None, Device::Cpu)
+                .unwrap();
             assert_eq!(net.convs.len() as i64, convs, "{arch} {file}");
             assert_eq!(net.convs[0].name, "features.0");
             check_against_reference(&net, &dir, &format!("{arch} {file}"));
@@ -129,7 +145,10 @@ fn pytorchcv_zfnet_matches_pytorch() {
     reference(&["pytorchcv", "zfnet", dir.to_str().unwrap()]);
     let out = dir.join("m");
     import(&opts(&dir.join("model.pth"), &out, Some("pytorchcv:zfnet"))).unwrap();
-    let net = ModelDir::open(&out).unwrap().load(None, Device::Cpu).unwrap();
+    let net = ModelDir::open(&out)
+        .unwrap()
+        .load(None, Device::Cpu)
+        .unwrap();
     assert_eq!(net.convs.len(), 5);
     assert_eq!(net.convs[0].side, 110);
     check_against_reference(&net, &dir, "pytorchcv zfnet");
@@ -150,8 +169,13 @@ fn a_zoo_like_onnx_graph_reproduces_the_bundled_model() {
     assert_eq!(m.manifest.preprocess.as_deref(), Some("caffe"));
     assert!(m.manifest.bgr);
     let spec = m.manifest.spec().unwrap();
-    assert_eq!(spec.convs().iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-               ["conv1", "conv2", "conv3", "conv4", "conv5"]);
+    assert_eq!(
+        spec.convs()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    );
     let a = m0.load(None, Device::Cpu).unwrap();
     let b = m.load(None, Device::Cpu).unwrap();
     // onnxruntime on the graph itself agrees with the imported network.
@@ -167,12 +191,19 @@ fn a_zoo_like_onnx_graph_reproduces_the_bundled_model() {
     let (ta1, tb1) = (a.trace(&x.narrow(0, 0, 1)), b.trace(&x.narrow(0, 0, 1)));
     for layer in 1..=5 {
         let map = deconv::top_maps(&ta1, layer, 1)[0].0;
-        let req = [ProjectRequest { layer, map, keep: Keep::Strongest }];
+        let req = [ProjectRequest {
+            layer,
+            map,
+            keep: Keep::Strongest,
+        }];
         let pa = deconv::project(&a, &ta1, &req).unwrap().remove(0);
         let pb = deconv::project(&b, &tb1, &req).unwrap().remove(0);
         let d = (&pa.pixels - &pb.pixels).abs().max().double_value(&[]);
         let s = pa.pixels.abs().max().double_value(&[]);
-        assert!(d <= 1e-5 * s.max(1e-6), "layer {layer}: projections differ by {d} (scale {s})");
+        assert!(
+            d <= 1e-5 * s.max(1e-6),
+            "layer {layer}: projections differ by {d} (scale {s})"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -188,17 +219,22 @@ fn bad_files_are_refused_by_name() {
     let marker = dir.join("PWNED");
     let evil = dir.join("evil.pth");
     reference(&["evil", evil.to_str().unwrap(), marker.to_str().unwrap()]);
-    let e = import(&opts(&evil, &dir.join("e"), Some("torchvision:alexnet")))
-        .unwrap_err();
+    let e = import(&opts(&evil, &dir.join("e"), Some("torchvision:alexnet"))).unwrap_err();
     let e = format!("{e:#}");
-    assert!(e.contains("posix.system") && e.contains("never runs"), "{e}");
+    assert!(
+        e.contains("posix.system") && e.contains("never runs"),
+        "{e}"
+    );
     assert!(!marker.exists(), "the payload ran");
     assert!(!dir.join("e/manifest.json").exists());
 
     // An unsupported ONNX op, named with its node.
     let bad = dir.join("bad.onnx");
     reference(&["unsupported", bad.to_str().unwrap()]);
-    let e = format!("{:#}", import(&opts(&bad, &dir.join("b"), None)).unwrap_err());
+    let e = format!(
+        "{:#}",
+        import(&opts(&bad, &dir.join("b"), None)).unwrap_err()
+    );
     assert!(e.contains("\"gate\"") && e.contains("Sigmoid"), "{e}");
 
     // The wrong --arch: the first tensor that does not fit, expected vs found.
@@ -207,16 +243,31 @@ fn bad_files_are_refused_by_name() {
     reference(&["torchvision", "alexnet", sd.to_str().unwrap()]);
     let e = format!(
         "{:#}",
-        import(&opts(&sd.join("model.pth"), &dir.join("w"), Some("torchvision:vgg11"))).unwrap_err()
+        import(&opts(
+            &sd.join("model.pth"),
+            &dir.join("w"),
+            Some("torchvision:vgg11")
+        ))
+        .unwrap_err()
     );
     assert!(
-        e.contains("features.0.weight") && e.contains("expected shape [64, 3, 3, 3]") && e.contains("found [64, 3, 11, 11]"),
+        e.contains("features.0.weight")
+            && e.contains("expected shape [64, 3, 3, 3]")
+            && e.contains("found [64, 3, 11, 11]"),
         "{e}"
     );
     let e = format!(
         "{:#}",
-        import(&opts(&sd.join("model.pth"), &dir.join("w"), Some("pytorchcv:zfnet"))).unwrap_err()
+        import(&opts(
+            &sd.join("model.pth"),
+            &dir.join("w"),
+            Some("pytorchcv:zfnet")
+        ))
+        .unwrap_err()
     );
-    assert!(e.contains("missing tensor") && e.contains("output.fc3.weight"), "{e}");
+    assert!(
+        e.contains("missing tensor") && e.contains("output.fc3.weight"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

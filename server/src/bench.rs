@@ -1,5 +1,8 @@
 //! `zfvis bench`: forward and projection speed of a full-width ZFNet, with
 //! the same forward in PyTorch-Python measured in the same run as a peer.
+//! `zfvis bench --arch vgg16`: an imported torchvision network (random
+//! weights) against PyTorch on the same file: forward, last-conv projection,
+//! and the full occlusion map against Captum's `Occlusion`.
 //! `zfvis bench-http`: "click a map" and "new image" latency over loopback.
 
 use anyhow::{bail, Context, Result};
@@ -121,6 +124,106 @@ pub fn bench(python: Option<&Path>, iters: usize, device: Device) -> Result<()> 
     println!("| projection conv1 -> pixels, forward done | {p1:.2} ms | | |");
     println!("| projection conv5 -> pixels, forward done | {p5:.2} ms | | |");
     println!("| 9 projections conv5 in one batch | {p9:.2} ms | | |");
+    Ok(())
+}
+
+/// `zfvis bench --arch A`: A (a torchvision layout) saved by the PyTorch
+/// peer, imported with `zfvis import`, and timed beside PyTorch.
+pub fn bench_arch(python: &Path, arch: &str, iters: usize, occlusion: bool) -> Result<()> {
+    let threads = tch::get_num_threads();
+    let dir = std::env::temp_dir().join(format!("zfvis-bench-{arch}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let pth = dir.join(format!("{arch}.pth"));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/bench_arch.py");
+    eprintln!(
+        "PyTorch peer: {arch}, {threads} threads{}",
+        if occlusion {
+            ", with Captum's Occlusion (minutes)"
+        } else {
+            ""
+        }
+    );
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(arch)
+        .arg(&pth)
+        .args([
+            threads.to_string(),
+            iters.to_string(),
+            (occlusion as u8).to_string(),
+        ])
+        .output()
+        .context("running the PyTorch peer")?;
+    if !out.status.success() {
+        bail!(
+            "PyTorch peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let py: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let m = zfvis_core::import::import(&zfvis_core::import::ImportOptions {
+        from: pth,
+        out: dir.join("model"),
+        arch: Some(format!("torchvision:{arch}")),
+        ..Default::default()
+    })?;
+    let net = m.load(None, Device::Cpu)?;
+    let last = net.convs.len();
+    tch::manual_seed(0);
+    let x = Tensor::randn([1, 3, 224, 224], (Kind::Float, Device::Cpu));
+    let fwd = time_ms(iters, || {
+        let _ = net.trace(&x);
+    });
+    let trace = net.trace(&x);
+    let proj = time_ms(iters, || {
+        let _ = deconv::project(
+            &net,
+            &trace,
+            &[ProjectRequest {
+                layer: last,
+                map: 0,
+                keep: Keep::Strongest,
+            }],
+        )
+        .unwrap();
+    });
+    let occ = occlusion
+        .then(|| {
+            let t = Instant::now();
+            let r = zfvis_core::occlusion::occlude(
+                &net,
+                &x.get(0),
+                &zfvis_core::occlusion::OcclusionRequest::default(),
+            );
+            r.map(|_| t.elapsed().as_secs_f64())
+        })
+        .transpose()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let p = |k: &str| py[k].as_f64();
+    let ratio = |a: f64, b: Option<f64>| b.map_or("n/a".to_string(), |b| format!("{:.2}", a / b));
+    let show =
+        |v: Option<f64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v:.1} {unit}"));
+    println!(
+        "torchvision {arch} (random weights, imported), CPU, {threads} threads, median of {iters}"
+    );
+    println!("| measurement | zfvis (tch) | PyTorch (Python) | ratio zfvis/PyTorch |");
+    println!("|---|---|---|---|");
+    println!(
+        "| forward, batch 1 (zfvis keeps maps + switches) | {fwd:.1} ms | {} | {} |",
+        show(p("forward_ms"), "ms"),
+        ratio(fwd, p("forward_ms"))
+    );
+    println!("| conv{last} projection (zfvis: forward cached; PyTorch: forward + modified backward) | {proj:.1} ms | {} | {} |", show(p("projection_ms"), "ms"), ratio(proj, p("projection_ms")));
+    println!(
+        "| conv{last} projection / zfvis forward | {:.2} | | |",
+        proj / fwd
+    );
+    if let Some(o) = occ {
+        let c = p("occlusion_s");
+        println!("| full occlusion map, 48 px square, stride 8 (23x23), incremental vs Captum Occlusion | {o:.1} s | {} | {} (speed-up {}) |",
+            show(c, "s"), ratio(o, c), c.map_or("n/a".into(), |c| format!("{:.1}x", c / o)));
+    }
     Ok(())
 }
 

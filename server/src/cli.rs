@@ -205,6 +205,13 @@ enum Cmd {
         iters: usize,
         #[arg(long, default_value = "auto")]
         device: String,
+        /// Instead: a torchvision network (vgg16, alexnet, vgg11…) imported from
+        /// the PyTorch peer's file, against PyTorch and Captum on it (CPU)
+        #[arg(long)]
+        arch: Option<String>,
+        /// With --arch: skip the full occlusion map (Captum takes minutes)
+        #[arg(long)]
+        no_occlusion: bool,
     },
     /// Benchmark the server over HTTP on loopback (click a map, new image)
     BenchHttp {
@@ -603,8 +610,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 let flat: Vec<f64> = r.class_prob.iter().flatten().copied().collect();
                 let lo = flat.iter().cloned().fold(f64::INFINITY, f64::min);
                 println!(
-                    "class {} ({}): p = {:.3} unoccluded, lowest {:.3} over {}x{} positions; strongest conv5 map {}",
-                    r.class, c.name, r.unoccluded.class_prob, lo, r.positions.y.len(), r.positions.x.len(), r.strongest_map
+                    "class {} ({}): p = {:.3} unoccluded, lowest {:.3} over {}x{} positions; strongest map {} of conv{} (the last conv layer)",
+                    r.class, c.name, r.unoccluded.class_prob, lo, r.positions.y.len(), r.positions.x.len(), r.strongest_map,
+                    l.dir.manifest.spec()?.convs().len()
                 );
             }
         }
@@ -892,7 +900,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Bench {
             python,
             iters,
+            device: _,
+            arch: Some(arch),
+            no_occlusion,
+        } => crate::bench::bench_arch(&python, &arch, iters.max(3), !no_occlusion)?,
+        Cmd::Bench {
+            python,
+            iters,
             device,
+            ..
         } => crate::bench::bench(Some(&python), iters.max(3), parse_device(&device)?)?,
         Cmd::BenchHttp {
             models,
@@ -954,7 +970,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 m.dir.display(),
                 m.manifest.architecture,
                 convs.len(),
-                convs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+                convs
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 m.manifest.classes.len(),
                 m.manifest.preprocess.as_deref().unwrap_or("zfvis"),
             );

@@ -64,7 +64,12 @@ pub fn layout(arch: &str, shapes: &HashMap<String, Vec<i64>>) -> Result<Layout> 
             let (Some(c1), Some(f6)) = (out("conv1.weight"), out("fc6.weight")) else {
                 bail!("missing tensor conv1.weight or fc6.weight (zfvis's {arch} layout)");
             };
-            let spec = NetSpec::preset(a, c1 as f64 / 96.0, f6 as f64 / 4096.0, classes("fc8.weight")?);
+            let spec = NetSpec::preset(
+                a,
+                c1 as f64 / 96.0,
+                f6 as f64 / 4096.0,
+                classes("fc8.weight")?,
+            );
             Layout {
                 layers: spec.layers,
                 bn: HashMap::new(),
@@ -138,7 +143,9 @@ fn torchvision_alexnet(classes: i64) -> Layout {
 fn vgg_cfg(depth: &str) -> Option<&'static [i64]> {
     Some(match depth {
         "11" => &[64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0],
-        "13" => &[64, 64, 0, 128, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0],
+        "13" => &[
+            64, 64, 0, 128, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0,
+        ],
         "16" => &[
             64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
         ],

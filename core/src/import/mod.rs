@@ -87,10 +87,7 @@ fn shape_str(s: &[i64]) -> String {
 
 /// Check every conv/linear (and batch-norm) tensor of the layout against the
 /// file, naming the first that is missing or does not fit.
-fn take_layout(
-    arch: &str,
-    mut found: HashMap<String, Tensor>,
-) -> Result<Read> {
+fn take_layout(arch: &str, mut found: HashMap<String, Tensor>) -> Result<Read> {
     let shapes: HashMap<String, Vec<i64>> =
         found.iter().map(|(k, v)| (k.clone(), v.size())).collect();
     let lay = layouts::layout(arch, &shapes)?;
@@ -112,23 +109,20 @@ fn take_layout(
         Ok(t)
     };
     for l in &lay.layers {
-        let (w_shape, n_out) = match *l {
-            Layer::Conv {
-                in_c,
-                out,
-                k,
-                groups,
-                ..
-            } => (vec![out, in_c / groups, k, k], out),
-            Layer::Linear { in_f, out, .. } => (vec![out, in_f], out),
-            _ => continue,
+        let Some((w_shape, n_out)) = l.param_shapes() else {
+            continue;
         };
         let (wn, bn) = l.tensor_names().expect("conv or linear");
         let mut w = take(&wn, &w_shape)?;
         let mut b = take(&bn, &[n_out])?;
         if let Some(prefix) = l.name().and_then(|n| lay.bn.get(n)) {
             let mut p = |s: &str| take(&format!("{prefix}.{s}"), &[n_out]);
-            let (g, be, m, v) = (p("weight")?, p("bias")?, p("running_mean")?, p("running_var")?);
+            let (g, be, m, v) = (
+                p("weight")?,
+                p("bias")?,
+                p("running_mean")?,
+                p("running_var")?,
+            );
             (w, b) = fold_bn(&w, &b, &g, &be, &m, &v, 1e-5);
         }
         tensors.insert(wn, w);
@@ -197,8 +191,8 @@ fn read_file(o: &ImportOptions) -> Result<Read> {
 fn classes(o: &ImportOptions, n: i64) -> Result<Vec<ClassInfo>> {
     let list: Vec<ClassInfo> = match &o.classes {
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
             if let Ok(v) = serde_json::from_str::<Vec<ClassInfo>>(&text) {
                 v
             } else if let Ok(v) = serde_json::from_str::<Vec<String>>(&text) {
@@ -277,8 +271,18 @@ pub fn import(o: &ImportOptions) -> Result<ModelDir> {
             true,
             "caffe",
         ),
-        PreprocessKind::Torchvision => (crate::preprocess::MEAN, crate::preprocess::STD, false, "torchvision"),
-        PreprocessKind::Zfvis => (crate::preprocess::MEAN, crate::preprocess::STD, false, "zfvis"),
+        PreprocessKind::Torchvision => (
+            crate::preprocess::MEAN,
+            crate::preprocess::STD,
+            false,
+            "torchvision",
+        ),
+        PreprocessKind::Zfvis => (
+            crate::preprocess::MEAN,
+            crate::preprocess::STD,
+            false,
+            "zfvis",
+        ),
     };
     let resize = o.resize.unwrap_or(match kind {
         PreprocessKind::Zfvis => input_size,

@@ -42,7 +42,9 @@ fn tensor(t: &TensorProto) -> Result<Tensor> {
     let out = match t.data_type {
         1 => {
             let v: Vec<f32> = if !t.raw_data.is_empty() {
-                le(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+                le(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
             } else {
                 t.float_data.clone()
             };
@@ -50,15 +52,22 @@ fn tensor(t: &TensorProto) -> Result<Tensor> {
         }
         10 => {
             let v: Vec<f32> = if !t.raw_data.is_empty() {
-                le(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+                le(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect()
             } else {
-                t.int32_data.iter().map(|&b| half::f16::from_bits(b as u16).to_f32()).collect()
+                t.int32_data
+                    .iter()
+                    .map(|&b| half::f16::from_bits(b as u16).to_f32())
+                    .collect()
             };
             Tensor::from_slice(&v)
         }
         11 => {
             let v: Vec<f64> = if !t.raw_data.is_empty() {
-                le(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
+                le(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect()
             } else {
                 t.double_data.clone()
             };
@@ -66,20 +75,29 @@ fn tensor(t: &TensorProto) -> Result<Tensor> {
         }
         7 => {
             let v: Vec<i64> = if !t.raw_data.is_empty() {
-                le(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
+                le(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect()
             } else {
                 t.int64_data.clone()
             };
             Tensor::from_slice(&v)
         }
-        dt => bail!("tensor {}: data type {dt} is not read (float, float16, double, int64 are)", t.name),
+        dt => bail!(
+            "tensor {}: data type {dt} is not read (float, float16, double, int64 are)",
+            t.name
+        ),
     };
     if out.numel() as i64 != n {
         bail!(
             "tensor {}: {} values for shape {dims:?}{}",
             t.name,
             out.numel(),
-            if t.external_data.is_empty() { "" } else { " (external data files are not read)" }
+            if t.external_data.is_empty() {
+                ""
+            } else {
+                " (external data files are not read)"
+            }
         );
     }
     Ok(out.view(dims.as_slice()))
@@ -100,11 +118,17 @@ fn window(n: &NodeProto, side: i64, what: &str) -> Result<(Window, bool)> {
     if let Some(a) = attr(n, "auto_pad") {
         let v = String::from_utf8_lossy(&a.s).to_string();
         if v != "NOTSET" && v != "VALID" && !v.is_empty() {
-            bail!("{}: auto_pad {v} is not supported; export with explicit pads", at());
+            bail!(
+                "{}: auto_pad {v} is not supported; export with explicit pads",
+                at()
+            );
         }
     }
     if k.len() != 2 || k[0] != k[1] || s.len() != 2 || s[0] != s[1] || p.len() != 4 {
-        bail!("{}: only square 2-d {what}s are supported (kernel {k:?}, strides {s:?})", at());
+        bail!(
+            "{}: only square 2-d {what}s are supported (kernel {k:?}, strides {s:?})",
+            at()
+        );
     }
     if p[0] != p[1] || p[2] != p[3] {
         bail!("{}: pads {p:?} differ between height and width", at());
@@ -217,8 +241,10 @@ pub fn read(bytes: &[u8]) -> Result<Graph> {
             bail!("{}: only tensor-valued constants are supported", at());
         }
         // Shape arithmetic feeding a Reshape (torch.onnx.export of flatten).
-        if matches!(n.op_type.as_str(), "Shape" | "Gather" | "Unsqueeze" | "Concat")
-            && !n.input.iter().any(|x| *x == current)
+        if matches!(
+            n.op_type.as_str(),
+            "Shape" | "Gather" | "Unsqueeze" | "Concat"
+        ) && !n.input.iter().any(|x| *x == current)
         {
             continue;
         }

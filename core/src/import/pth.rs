@@ -72,7 +72,8 @@ fn root_keys(o: &Object) -> Vec<String> {
 /// Every tensor of a `torch.save`d state dict (or of its `state_dict` /
 /// `model` entry), as fp32, names without a DataParallel `module.` prefix.
 pub fn read(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut zip = match zip_archive(file) {
         Some(z) => z,
         None => bail!(
@@ -81,7 +82,11 @@ pub fn read(path: &Path) -> Result<HashMap<String, Tensor>> {
         ),
     };
     let pkl = (0..zip.len())
-        .filter_map(|i| zip.by_index(i).ok().and_then(|f| f.name().ok().map(|n| n.to_string())))
+        .filter_map(|i| {
+            zip.by_index(i)
+                .ok()
+                .and_then(|f| f.name().ok().map(|n| n.to_string()))
+        })
         .find(|n| n.ends_with("data.pkl"))
         .ok_or_else(|| anyhow!("no data.pkl inside: not a torch.save file"))?;
     let mut bytes = vec![];
@@ -90,7 +95,9 @@ pub fn read(path: &Path) -> Result<HashMap<String, Tensor>> {
     stack
         .read_loop(&mut std::io::Cursor::new(&bytes))
         .map_err(|e| anyhow!("unreadable pickle: {e}"))?;
-    let root = stack.finalize().map_err(|e| anyhow!("unreadable pickle: {e}"))?;
+    let root = stack
+        .finalize()
+        .map_err(|e| anyhow!("unreadable pickle: {e}"))?;
     check_globals(&root).context("refused")?;
     let keys = root_keys(&root);
     let mut found = None;
