@@ -23,6 +23,11 @@ usage:
       A state dict with a __reduce__ payload that would create MARKER if run.
   import_ref.py unsupported OUT.onnx
       A graph with a Sigmoid node.
+  import_ref.py ops OUT.onnx
+      A small graph using the importer's other ops (BatchNormalization,
+      Clip, asymmetric MaxPool pads, a grouped conv without bias,
+      AveragePool, LRN, GlobalAveragePool, Reshape, MatMul+Add, Softmax) with
+      random weights; onnxruntime's output in OUT.onnx.x.npy / .probs.npy.
 """
 import json
 import os
@@ -224,7 +229,47 @@ def unsupported_main(out):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)]), out)
 
 
+def ops_main(out):
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper, TensorProto
+    r = np.random.RandomState(0)
+    f = lambda *s: r.randn(*s).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for n, a in [
+        ("w1", f(8, 3, 3, 3) * 0.3), ("b1", f(8) * 0.1),
+        ("bn_s", 1 + 0.2 * f(8)), ("bn_b", 0.1 * f(8)), ("bn_m", 0.2 * f(8)), ("bn_v", np.abs(f(8)) + 0.5),
+        ("zero", np.array(0, dtype=np.float32)),
+        ("w2", f(16, 4, 3, 3) * 0.3),
+        ("shape", np.array([1, -1], dtype=np.int64)),
+        ("wf", f(16, 10) * 0.3), ("bf", f(10) * 0.1)]]
+    N = helper.make_node
+    nodes = [
+        N("Conv", ["x", "w1", "b1"], ["c1"], name="stem", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        N("BatchNormalization", ["c1", "bn_s", "bn_b", "bn_m", "bn_v"], ["n1"], name="bn", epsilon=1e-3),
+        N("Clip", ["n1", "zero"], ["r1"], name="relu6ish"),
+        N("MaxPool", ["r1"], ["p1"], name="pool", kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1]),
+        N("Conv", ["p1", "w2"], ["c2"], name="grouped", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=2),
+        N("Relu", ["c2"], ["r2"], name="relu2"),
+        N("AveragePool", ["r2"], ["a2"], name="avg", kernel_shape=[2, 2], strides=[2, 2]),
+        N("LRN", ["a2"], ["l2"], name="lrn", size=3, alpha=1e-3, beta=0.75, bias=1.0),
+        N("GlobalAveragePool", ["l2"], ["g"], name="gap"),
+        N("Reshape", ["g", "shape"], ["flat"], name="reshape"),
+        N("MatMul", ["flat", "wf"], ["mm"], name="fc"),
+        N("Add", ["mm", "bf"], ["logits"], name="fc_bias"),
+        N("Softmax", ["logits"], ["prob"], name="softmax", axis=1),
+    ]
+    g = helper.make_graph(nodes, "ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
+                          [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 10])], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)])
+    onnx.checker.check_model(m)
+    onnx.save(m, out)
+    x = f(1, 3, 64, 64)
+    sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    np.save(out + ".x.npy", x)
+    np.save(out + ".probs.npy", sess.run(None, {"x": x})[0])
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
     {"torchvision": torchvision_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
-     "evil": evil_main, "unsupported": unsupported_main}[cmd](*args)
+     "evil": evil_main, "unsupported": unsupported_main, "ops": ops_main}[cmd](*args)

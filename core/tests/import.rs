@@ -140,19 +140,23 @@ fn torchvision_state_dicts_and_onnx_exports_match_pytorch() {
 }
 
 #[test]
-fn pytorchcv_zfnet_matches_pytorch() {
-    let dir = tempdir("pcv");
-    reference(&["pytorchcv", "zfnet", dir.to_str().unwrap()]);
-    let out = dir.join("m");
-    import(&opts(&dir.join("model.pth"), &out, Some("pytorchcv:zfnet"))).unwrap();
-    let net = ModelDir::open(&out)
-        .unwrap()
-        .load(None, Device::Cpu)
-        .unwrap();
-    assert_eq!(net.convs.len(), 5);
-    assert_eq!(net.convs[0].side, 110);
-    check_against_reference(&net, &dir, "pytorchcv zfnet");
-    let _ = std::fs::remove_dir_all(&dir);
+fn pytorchcv_zfnet_and_alexnet_match_pytorch() {
+    for (arch, side) in [("zfnet", 110), ("alexnet", 54)] {
+        let dir = tempdir(&format!("pcv-{arch}"));
+        reference(&["pytorchcv", arch, dir.to_str().unwrap()]);
+        let out = dir.join("m");
+        let layout = format!("pytorchcv:{arch}");
+        import(&opts(&dir.join("model.pth"), &out, Some(&layout))).unwrap();
+        let net = ModelDir::open(&out)
+            .unwrap()
+            .load(None, Device::Cpu)
+            .unwrap();
+        assert_eq!(net.convs.len(), 5);
+        assert_eq!(net.convs[0].side, side);
+        assert_eq!(net.convs[0].name, "features.stage1.unit1.conv");
+        check_against_reference(&net, &dir, &format!("pytorchcv {arch}"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[test]
@@ -204,6 +208,45 @@ fn a_zoo_like_onnx_graph_reproduces_the_bundled_model() {
             d <= 1e-5 * s.max(1e-6),
             "layer {layer}: projections differ by {d} (scale {s})"
         );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn other_onnx_ops_match_onnxruntime() {
+    let dir = tempdir("ops");
+    let onnx = dir.join("ops.onnx");
+    reference(&["ops", onnx.to_str().unwrap()]);
+    let out = dir.join("m");
+    let m = import(&opts(&onnx, &out, None)).unwrap();
+    assert_eq!(m.manifest.input_size, 64);
+    let spec = m.manifest.spec().unwrap();
+    let names: Vec<String> = spec.convs().iter().map(|c| c.name.clone()).collect();
+    assert_eq!(names, ["stem", "grouped"]);
+    // The asymmetric pads became ceil mode; the grouped conv kept its groups.
+    assert!(spec.layers.iter().any(|l| l.ceil_mode()));
+    assert!(spec.convs()[1].groups == 2);
+    let net = m.load(None, Device::Cpu).unwrap();
+    let x = Tensor::read_npy(format!("{}.x.npy", onnx.display())).unwrap();
+    let p = Tensor::read_npy(format!("{}.probs.npy", onnx.display())).unwrap();
+    let d = (net.trace(&x).probs() - &p).abs().max().double_value(&[]);
+    assert!(d < 1e-5, "probabilities differ from onnxruntime's by {d}");
+    // Projections run through BN-folded, grouped and average-pooled layers.
+    let t = net.trace(&x);
+    for layer in [1, 2] {
+        let map = deconv::top_maps(&t, layer, 1)[0].0;
+        let pr = deconv::project(
+            &net,
+            &t,
+            &[ProjectRequest {
+                layer,
+                map,
+                keep: Keep::Strongest,
+            }],
+        )
+        .unwrap()
+        .remove(0);
+        assert!(pr.pixels.abs().max().double_value(&[]) > 0.0);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
