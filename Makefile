@@ -24,9 +24,9 @@ $(VENV)/.ok:
 	touch $@
 
 # Reference networks for the import tests and benchmarks: torchvision
-# (matching torch), pytorchcv, onnx, onnxruntime.
+# (matching torch), pytorchcv, onnx, onnxruntime, onnxscript (torch.onnx.export's default exporter).
 $(VENV)/.refs: $(VENV)/.ok
-	$(VENV)/bin/pip install -q torch==$(TORCH) torchvision==$(TORCHVISION) pytorchcv onnx onnxruntime
+	$(VENV)/bin/pip install -q torch==$(TORCH) torchvision==$(TORCHVISION) pytorchcv onnx onnxruntime onnxscript
 	touch $@
 
 venv: $(VENV)/.ok $(VENV)/.refs

@@ -3,7 +3,8 @@
 usage:
   import_ref.py torchvision ARCH OUT_DIR   (ARCH: alexnet, vgg11, vgg11_bn, ...)
       Random weights (seeded; batch-norm statistics randomised), saved as
-      OUT_DIR/model.pth (state dict) and OUT_DIR/model.onnx (torch.onnx.export),
+      OUT_DIR/model.pth (state dict) and OUT_DIR/model.onnx (torch.onnx.export;
+      for _bn variants also OUT_DIR/model_dynamo.onnx, the dynamo exporter's),
       an input OUT_DIR/x.npy [2, 3, 224, 224], torchvision's logits
       OUT_DIR/logits.npy, and for the first, a middle and the last conv layer
       (numbered 1..N) OUT_DIR/proj{L}.npy: the deconvnet projection of the
@@ -126,6 +127,11 @@ def torchvision_main(arch, out):
     model = randomise(getattr(torchvision.models, arch)(weights=None), 0)
     torch.save(model.state_dict(), f"{out}/model.pth")
     export(model, out)
+    if arch.endswith("_bn"):
+        # torch.onnx.export's default since PyTorch 2.9 (torch.export based;
+        # large weights go to model_dynamo.onnx.data beside the file).
+        torch.onnx.export(model, (torch.randn(1, 3, 224, 224),), f"{out}/model_dynamo.onnx",
+                          input_names=["input"], dynamo=True, verbose=False)
     references(model, model.features, out)
 
 

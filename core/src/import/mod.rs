@@ -151,7 +151,7 @@ fn read_file(o: &ImportOptions) -> Result<Read> {
         if o.arch.is_some() {
             bail!("--arch is for state dicts; an ONNX file carries its own layers");
         }
-        let g = onnx::read(&bytes)?;
+        let g = onnx::read(&bytes, path.parent().unwrap_or(Path::new(".")))?;
         let caffe = g.input_name.contains("data_0") || g.input_name == "data";
         let stem = path
             .file_stem()

@@ -11,6 +11,7 @@ use crate::net::{Layer, Window};
 use anyhow::{anyhow, bail, Context, Result};
 use onnx_protobuf::{AttributeProto, Message, ModelProto, NodeProto, TensorProto};
 use std::collections::HashMap;
+use std::path::Path;
 use tch::{Kind, Tensor};
 
 pub struct Graph {
@@ -34,14 +35,68 @@ fn attr_ints(n: &NodeProto, name: &str) -> Option<Vec<i64>> {
     attr(n, name).map(|a| a.ints.clone())
 }
 
-/// A TensorProto's values as a tch tensor (float32 or int64 kinds).
-fn tensor(t: &TensorProto) -> Result<Tensor> {
+/// The bytes of a tensor stored outside the model file (`torch.onnx.export`
+/// writes large weights to `MODEL.onnx.data`): a plain file name beside the
+/// model, an offset and a length.
+fn external(t: &TensorProto, dir: &Path) -> Result<Vec<u8>> {
+    let get = |k: &str| {
+        t.external_data
+            .iter()
+            .find(|e| e.key == k)
+            .map(|e| e.value.clone())
+    };
+    let location = get("location")
+        .ok_or_else(|| anyhow!("tensor {}: external data without a location", t.name))?;
+    if location.contains('/') || location.contains('\\') || location.starts_with('.') {
+        bail!(
+            "tensor {}: external data location {location:?} must be a file name beside the model",
+            t.name
+        );
+    }
+    let num = |k: &str| -> Result<Option<u64>> {
+        get(k)
+            .map(|v| {
+                v.parse::<u64>()
+                    .with_context(|| format!("tensor {}: external data {k} {v:?}", t.name))
+            })
+            .transpose()
+    };
+    let (offset, length) = (num("offset")?.unwrap_or(0), num("length")?);
+    let path = dir.join(&location);
+    let mut f = std::fs::File::open(&path)
+        .with_context(|| format!("tensor {}: cannot open {}", t.name, path.display()))?;
+    use std::io::{Read, Seek};
+    f.seek(std::io::SeekFrom::Start(offset))?;
+    let mut buf = vec![];
+    match length {
+        Some(n) => {
+            buf.resize(n as usize, 0);
+            f.read_exact(&mut buf)
+                .with_context(|| format!("tensor {}: {} is too short", t.name, path.display()))?;
+        }
+        None => {
+            f.read_to_end(&mut buf)?;
+        }
+    }
+    Ok(buf)
+}
+
+/// A TensorProto's values as a tch tensor (float32 or int64 kinds); external
+/// data is read from `dir`.
+fn tensor(t: &TensorProto, dir: &Path) -> Result<Tensor> {
     let dims = t.dims.clone();
     let n: i64 = dims.iter().product();
-    let le = |w: usize| t.raw_data.chunks_exact(w);
+    let ext;
+    let raw: &[u8] = if t.external_data.is_empty() {
+        &t.raw_data
+    } else {
+        ext = external(t, dir)?;
+        &ext
+    };
+    let le = |w: usize| raw.chunks_exact(w);
     let out = match t.data_type {
         1 => {
-            let v: Vec<f32> = if !t.raw_data.is_empty() {
+            let v: Vec<f32> = if !raw.is_empty() {
                 le(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect()
@@ -51,7 +106,7 @@ fn tensor(t: &TensorProto) -> Result<Tensor> {
             Tensor::from_slice(&v)
         }
         10 => {
-            let v: Vec<f32> = if !t.raw_data.is_empty() {
+            let v: Vec<f32> = if !raw.is_empty() {
                 le(2)
                     .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
                     .collect()
@@ -64,7 +119,7 @@ fn tensor(t: &TensorProto) -> Result<Tensor> {
             Tensor::from_slice(&v)
         }
         11 => {
-            let v: Vec<f64> = if !t.raw_data.is_empty() {
+            let v: Vec<f64> = if !raw.is_empty() {
                 le(8)
                     .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
                     .collect()
@@ -74,7 +129,7 @@ fn tensor(t: &TensorProto) -> Result<Tensor> {
             Tensor::from_slice(&v).to_kind(Kind::Float)
         }
         7 => {
-            let v: Vec<i64> = if !t.raw_data.is_empty() {
+            let v: Vec<i64> = if !raw.is_empty() {
                 le(8)
                     .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
                     .collect()
@@ -90,14 +145,9 @@ fn tensor(t: &TensorProto) -> Result<Tensor> {
     };
     if out.numel() as i64 != n {
         bail!(
-            "tensor {}: {} values for shape {dims:?}{}",
+            "tensor {}: {} values for shape {dims:?}",
             t.name,
-            out.numel(),
-            if t.external_data.is_empty() {
-                ""
-            } else {
-                " (external data files are not read)"
-            }
+            out.numel()
         );
     }
     Ok(out.view(dims.as_slice()))
@@ -176,7 +226,7 @@ fn layer_name(n: &NodeProto, fallback: &str) -> String {
 }
 
 /// Parse an ONNX file into a layer list and its weights.
-pub fn read(bytes: &[u8]) -> Result<Graph> {
+pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
     let model = ModelProto::parse_from_bytes(bytes).context("not an ONNX model file")?;
     let g = model
         .graph
@@ -184,7 +234,7 @@ pub fn read(bytes: &[u8]) -> Result<Graph> {
         .ok_or_else(|| anyhow!("the ONNX model has no graph"))?;
     let mut consts: HashMap<String, Tensor> = HashMap::new();
     for t in &g.initializer {
-        consts.insert(t.name.clone(), tensor(t)?);
+        consts.insert(t.name.clone(), tensor(t, dir)?);
     }
     let input = g
         .input
@@ -234,7 +284,7 @@ pub fn read(bytes: &[u8]) -> Result<Graph> {
         if n.op_type == "Constant" {
             if let (Some(out), Some(a)) = (n.output.first(), attr(n, "value")) {
                 if let Some(t) = a.t.as_ref() {
-                    consts.insert(out.clone(), tensor(t)?);
+                    consts.insert(out.clone(), tensor(t, dir)?);
                     continue;
                 }
             }
