@@ -87,24 +87,16 @@ pub fn bench(python: Option<&Path>, iters: usize, device: Device) -> Result<()> 
     });
     let py = match python {
         Some(py) if py.exists() => {
-            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/bench_torch.py");
-            let out = std::process::Command::new(py)
-                .arg(&script)
-                .args([
+            let v = peer(
+                py,
+                "bench_torch.py",
+                &[
                     threads.to_string(),
                     iters.to_string(),
                     "1".into(),
                     "32".into(),
-                ])
-                .output()
-                .context("running the PyTorch peer")?;
-            if !out.status.success() {
-                bail!(
-                    "PyTorch peer failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+                ],
+            )?;
             Some(v["forward_ms_per_image"].clone())
         }
         _ => None,
@@ -127,32 +119,14 @@ pub fn bench(python: Option<&Path>, iters: usize, device: Device) -> Result<()> 
     Ok(())
 }
 
-/// `zfvis bench --arch A`: A (a torchvision layout) saved by the PyTorch
-/// peer, imported with `zfvis import`, and timed beside PyTorch.
-pub fn bench_arch(python: &Path, arch: &str, iters: usize, occlusion: bool) -> Result<()> {
-    let threads = tch::get_num_threads();
-    let dir = std::env::temp_dir().join(format!("zfvis-bench-{arch}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let pth = dir.join(format!("{arch}.pth"));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/bench_arch.py");
-    eprintln!(
-        "PyTorch peer: {arch}, {threads} threads{}",
-        if occlusion {
-            ", with Captum's Occlusion (minutes)"
-        } else {
-            ""
-        }
-    );
+/// Run a PyTorch peer script of tests/ and read the JSON it prints.
+fn peer(python: &Path, script: &str, args: &[String]) -> Result<serde_json::Value> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests")
+        .join(script);
     let out = std::process::Command::new(python)
         .arg(&script)
-        .arg(arch)
-        .arg(&pth)
-        .args([
-            threads.to_string(),
-            iters.to_string(),
-            (occlusion as u8).to_string(),
-        ])
+        .args(args)
         .output()
         .context("running the PyTorch peer")?;
     if !out.status.success() {
@@ -161,7 +135,36 @@ pub fn bench_arch(python: &Path, arch: &str, iters: usize, occlusion: bool) -> R
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let py: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// `zfvis bench --arch A`: A (a torchvision layout) saved by the PyTorch
+/// peer, imported with `zfvis import`, and timed beside PyTorch.
+pub fn bench_arch(python: &Path, arch: &str, iters: usize, occlusion: bool) -> Result<()> {
+    let threads = tch::get_num_threads();
+    let dir = std::env::temp_dir().join(format!("zfvis-bench-{arch}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let pth = dir.join(format!("{arch}.pth"));
+    eprintln!(
+        "PyTorch peer: {arch}, {threads} threads{}",
+        if occlusion {
+            ", with Captum's Occlusion (minutes)"
+        } else {
+            ""
+        }
+    );
+    let py = peer(
+        python,
+        "bench_arch.py",
+        &[
+            arch.to_string(),
+            pth.display().to_string(),
+            threads.to_string(),
+            iters.to_string(),
+            (occlusion as u8).to_string(),
+        ],
+    )?;
     let m = zfvis_core::import::import(&zfvis_core::import::ImportOptions {
         from: pth,
         out: dir.join("model"),
