@@ -632,7 +632,11 @@ fn a_full_queue_answers_503_with_retry_after() {
     let dir = tempdir("http-busy");
     random_model(&dir.join("models/tiny"), Arch::Zfnet);
     let srv = serve(&dir.join("models"), &dir.join("data"), &["--queue", "1"]);
-    let c = Client::new();
+    // The slow requests may take long on a busy machine: wait for them.
+    let c = Client::builder()
+        .timeout(std::time::Duration::from_secs(300))
+        .build()
+        .unwrap();
     let form = multipart::Form::new().part(
         "image",
         multipart::Part::bytes(test_png()).file_name("a.png"),
