@@ -311,7 +311,7 @@ pub fn import(o: &ImportOptions) -> Result<ModelDir> {
 
     // The weights under the layer list's names, through a Net so that the
     // file written is exactly what the app loads.
-    let mut net = Net::new(spec, Device::Cpu)?;
+    let net = Net::new(spec, Device::Cpu)?;
     tch::no_grad(|| -> Result<()> {
         for (name, mut var) in net.named_tensors() {
             let t = r
@@ -344,13 +344,5 @@ pub fn import(o: &ImportOptions) -> Result<ModelDir> {
     m.save_manifest()?;
     let m = ModelDir::open(out)?;
     m.load(None, Device::Cpu)?;
-    let _ = &mut net;
     Ok(m)
-}
-
-/// The folder name a model imported from `from` gets by default.
-pub fn default_name(from: &Path) -> String {
-    from.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "imported".into())
 }
