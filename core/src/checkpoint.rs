@@ -109,6 +109,11 @@ impl Manifest {
         Ok(spec)
     }
 
+    /// The preprocessing's name for people (zfvis, torchvision, caffe, custom).
+    pub fn preprocess_name(&self) -> &str {
+        self.preprocess.as_deref().unwrap_or("zfvis")
+    }
+
     /// How an image becomes this network's input.
     pub fn preprocess(&self) -> Preprocess {
         Preprocess {

@@ -102,10 +102,6 @@ fn info(m: &ModelDir) -> Result<ModelInfo> {
             })
             .collect(),
         hidden: spec.hidden_fcs().into_iter().map(|h| h.1).collect(),
-        preprocess: m
-            .manifest
-            .preprocess
-            .clone()
-            .unwrap_or_else(|| "zfvis".into()),
+        preprocess: m.manifest.preprocess_name().to_string(),
     })
 }

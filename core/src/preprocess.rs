@@ -3,7 +3,7 @@
 //! normalise with the manifest's mean/std. The crop shown to people is exactly
 //! the one returned by [`model_crop`].
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use std::io::Cursor;
 use tch::{Kind, Tensor};
@@ -164,15 +164,6 @@ pub fn to_tensor(img: &RgbImage, mean: &[f64; 3], std: &[f64; 3]) -> Tensor {
     let m = Tensor::from_slice(&mean.map(|v| v as f32)).view([3, 1, 1]);
     let s = Tensor::from_slice(&std.map(|v| v as f32)).view([3, 1, 1]);
     (t - m) / s
-}
-
-/// Read a file and return the model crop and its tensor.
-pub fn load_file(path: &std::path::Path, pre: &Preprocess) -> Result<(RgbImage, Tensor)> {
-    let bytes = std::fs::read(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
-    let img = decode(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let crop = pre.crop(&img);
-    let t = pre.tensor(&crop);
-    Ok((crop, t))
 }
 
 #[cfg(test)]

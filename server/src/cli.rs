@@ -976,7 +976,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(", "),
                 m.manifest.classes.len(),
-                m.manifest.preprocess.as_deref().unwrap_or("zfvis"),
+                m.manifest.preprocess_name(),
             );
         }
         Cmd::Eval { m, data, json } => {

@@ -142,7 +142,9 @@ fn take_layout(arch: &str, mut found: HashMap<String, Tensor>) -> Result<Read> {
 
 fn read_file(o: &ImportOptions) -> Result<Read> {
     let path = &o.from;
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !path.is_file() {
+        bail!("cannot read {}: no such file", path.display());
+    }
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_lowercase())
@@ -151,6 +153,8 @@ fn read_file(o: &ImportOptions) -> Result<Read> {
         if o.arch.is_some() {
             bail!("--arch is for state dicts; an ONNX file carries its own layers");
         }
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let g = onnx::read(&bytes, path.parent().unwrap_or(Path::new(".")))?;
         let caffe = g.input_name.contains("data_0") || g.input_name == "data";
         let stem = path
@@ -298,7 +302,6 @@ pub fn import(o: &ImportOptions) -> Result<ModelDir> {
     let classes = classes(o, spec.num_classes())?;
     let mut manifest = Manifest::for_spec(&spec, classes);
     manifest.architecture = r.architecture;
-    manifest.layers = Some(spec.layers.clone());
     manifest.resize = Some(resize);
     manifest.mean = o.mean.unwrap_or(mean);
     manifest.std = o.std.unwrap_or(std);
