@@ -82,6 +82,47 @@ pub fn classes(root: &Path) -> Result<Vec<ClassInfo>> {
         .collect())
 }
 
+/// The classes named in `wanted` (WordNet ids or names, case-insensitive; or
+/// one path to a file listing them, one a line), re-indexed 0.. in the
+/// dataset's sorted order. An empty `wanted` keeps every class.
+pub fn select_classes(all: Vec<ClassInfo>, wanted: &[String]) -> Result<Vec<ClassInfo>> {
+    if wanted.is_empty() {
+        return Ok(all);
+    }
+    let listed: Vec<String> = match wanted {
+        [one] if Path::new(one).is_file() => std::fs::read_to_string(one)
+            .with_context(|| format!("cannot read class list {one}"))?
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect(),
+        _ => wanted.iter().map(|w| w.trim().to_string()).collect(),
+    };
+    let mut keep = vec![false; all.len()];
+    for w in &listed {
+        let hit = all
+            .iter()
+            .position(|c| c.id.eq_ignore_ascii_case(w) || c.name.eq_ignore_ascii_case(w));
+        match hit {
+            Some(i) => keep[i] = true,
+            None => bail!(
+                "unknown class {w:?}: the dataset's classes are {}",
+                all.iter()
+                    .map(|c| c.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    Ok(all
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .enumerate()
+        .map(|(index, (c, _))| ClassInfo { index, ..c })
+        .collect())
+}
+
 /// (path, class index) of every image in `split_dir/<class id>/`, for the
 /// given classes. Folders of unknown classes are returned separately.
 pub fn labelled(

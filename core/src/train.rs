@@ -62,6 +62,8 @@ pub struct TrainConfig {
     /// Stop after this epoch as if killed (resumable); the schedule still
     /// spans `epochs`. For time-sliced training and tests.
     pub stop_after: Option<u32>,
+    /// Train on these classes only (ids or names; see `data::select_classes`).
+    pub classes: Vec<String>,
 }
 
 const RESIZE: u32 = 256;
@@ -224,7 +226,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
     if cfg.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let classes: Vec<ClassInfo> = data::classes(&cfg.data)?;
+    let classes: Vec<ClassInfo> = data::select_classes(data::classes(&cfg.data)?, &cfg.classes)?;
     let train_dir = if cfg.data.join("train").is_dir() {
         cfg.data.join("train")
     } else {

@@ -80,6 +80,7 @@ fn cfg(data: &Path, out: &Path, epochs: u32) -> TrainConfig {
         provenance: serde_json::json!({"command": "test"}),
         limit: 0,
         stop_after: None,
+        classes: vec![],
     }
 }
 
@@ -190,4 +191,36 @@ fn topk_hits_by_hand() {
     .view([3, 6]);
     let labels = Tensor::from_slice(&[1i64, 4, 5]);
     assert_eq!(train::topk_hits(&logits, &labels), (1, 2));
+}
+
+#[test]
+fn class_filter_keeps_named_classes_in_sorted_order() {
+    use zfvis_core::data;
+    let root = tempdir("classes");
+    for id in ["n003", "n001", "n002"] {
+        std::fs::create_dir_all(root.join("train").join(id)).unwrap();
+    }
+    std::fs::write(
+        dir_file(&root),
+        r#"[{"index":0,"wnid":"n001","name":"red"},{"index":1,"wnid":"n002","name":"blue"}]"#,
+    )
+    .unwrap();
+    let all = data::classes(&root).unwrap();
+    // By id or by name, any order, case-insensitive: re-indexed in sorted id order.
+    let picked = data::select_classes(all.clone(), &["n003".into(), "RED".into()]).unwrap();
+    let got: Vec<(usize, &str)> = picked.iter().map(|c| (c.index, c.id.as_str())).collect();
+    assert_eq!(got, vec![(0, "n001"), (1, "n003")]);
+    // A class-list file, with a comment line.
+    let list = root.join("list.txt");
+    std::fs::write(&list, "# two\nn002\n\nn003\n").unwrap();
+    let picked = data::select_classes(all.clone(), &[list.to_string_lossy().into()]).unwrap();
+    assert_eq!(
+        picked.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["n002", "n003"]
+    );
+    assert_eq!(picked[1].index, 1);
+    // Unknown names are an error naming the class; no filter keeps all.
+    let e = data::select_classes(all.clone(), &["n009".into()]).unwrap_err();
+    assert!(e.to_string().contains("n009"), "{e}");
+    assert_eq!(data::select_classes(all, &[]).unwrap().len(), 3);
 }

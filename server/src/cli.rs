@@ -343,6 +343,10 @@ struct TrainArgs {
     /// Stop after this epoch as if killed (continue later with --resume)
     #[arg(long)]
     stop_after: Option<u32>,
+    /// Train on these classes only: WordNet ids or names, comma-separated,
+    /// or a file listing them one a line
+    #[arg(long, value_delimiter = ',')]
+    classes: Vec<String>,
     /// Decoded-image cache budget in GB; larger datasets are streamed
     #[arg(long, default_value_t = 8.0)]
     cache_gb: f64,
@@ -890,6 +894,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 provenance,
                 limit: a.limit,
                 stop_after: a.stop_after,
+                classes: a.classes,
             };
             let r = train::train(&cfg)?;
             eprintln!(
