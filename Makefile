@@ -8,7 +8,7 @@ TORCHVISION := 0.28.0
 BIN   := target/release/zfvis
 ADDR  ?= 127.0.0.1:8080
 
-.PHONY: run build test venv prereqs test-deps bench clean
+.PHONY: run build test venv prereqs native-deps test-deps bench clean
 
 prereqs:
 	@command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found; install Rust: https://rustup.rs"; exit 1; }
@@ -31,7 +31,16 @@ $(VENV)/.refs: $(VENV)/.ok
 
 venv: $(VENV)/.ok $(VENV)/.refs
 
-build: $(VENV)/.ok
+# JPEGs are decoded by libjpeg-turbo (as PIL, torchvision and browsers do),
+# which the turbojpeg crate builds from source: it needs cmake and nasm.
+native-deps:
+	@command -v cmake >/dev/null 2>&1 && command -v nasm >/dev/null 2>&1 || { \
+	  echo "installing cmake and nasm (to build libjpeg-turbo)"; \
+	  (apt-get update -qq && apt-get install -y -qq cmake nasm) >/dev/null 2>&1 || \
+	  (sudo apt-get update -qq && sudo apt-get install -y -qq cmake nasm) >/dev/null 2>&1 || \
+	  { echo "error: cmake and nasm are needed; install them: apt-get install -y cmake nasm"; exit 1; }; }
+
+build: $(VENV)/.ok native-deps
 	cargo build --release
 
 DATASET ?=
@@ -48,7 +57,7 @@ test-deps: $(VENV)/.ok $(VENV)/.refs
 	@command -v npm >/dev/null 2>&1 || { echo "error: npm not found (needed for the browser test); install it: apt-get install -y nodejs npm"; exit 1; }
 	@test -d tests/e2e/node_modules/playwright-core || (cd tests/e2e && npm ci --no-audit --no-fund --silent)
 
-test: test-deps
+test: test-deps native-deps
 	cargo test --release --workspace
 
 # Speed, each figure beside a peer measured in the same run (see README).

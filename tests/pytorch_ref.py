@@ -39,6 +39,27 @@ def spec(arch, width, fc_width, classes):
     return blocks, f
 
 
+def forward(w, blocks, x, deconv=False):
+    """Conv maps (after ReLU) and logits of the zfvis ZFNet/AlexNet with weights `w`;
+    with `deconv`, ReLU and LRN backwards are the deconvnet's."""
+    relu = DeconvReLU.apply if deconv else (lambda t: t.clamp(min=0))
+    lrn = SkipLRN.apply if deconv else (lambda t: nn.functional.local_response_norm(t, 5, 1e-4, 0.75, 2.0))
+    maps = []
+    h = x
+    for i, (_, _, (k, s, p), pool, norm) in enumerate(blocks):
+        n = f"conv{i + 1}"
+        h = relu(nn.functional.conv2d(h, w[n + ".weight"], w[n + ".bias"], s, p))
+        maps.append(h)
+        if pool:
+            h = nn.functional.max_pool2d(h, pool[0], pool[1], pool[2])
+        if norm:
+            h = lrn(h)
+    h = h.flatten(1)
+    h = torch.relu(nn.functional.linear(h, w["fc6.weight"], w["fc6.bias"]))
+    h = torch.relu(nn.functional.linear(h, w["fc7.weight"], w["fc7.bias"]))
+    return maps, nn.functional.linear(h, w["fc8.weight"], w["fc8.bias"])
+
+
 def main():
     arch, width, fc_width, classes, weights, inp, out, layer, fmap = sys.argv[1:10]
     width, fc_width, classes, layer, fmap = float(width), float(fc_width), int(classes), int(layer), int(fmap)
@@ -46,24 +67,7 @@ def main():
     w = {k: v.float() for k, v in w.items()}
     blocks, _ = spec(arch, width, fc_width, classes)
     x = torch.from_numpy(np.load(inp)).float()
-
-    def run(x, deconv):
-        relu = DeconvReLU.apply if deconv else (lambda t: t.clamp(min=0))
-        lrn = SkipLRN.apply if deconv else (lambda t: nn.functional.local_response_norm(t, 5, 1e-4, 0.75, 2.0))
-        maps = []
-        h = x
-        for i, (_, _, (k, s, p), pool, norm) in enumerate(blocks):
-            n = f"conv{i + 1}"
-            h = relu(nn.functional.conv2d(h, w[n + ".weight"], w[n + ".bias"], s, p))
-            maps.append(h)
-            if pool:
-                h = nn.functional.max_pool2d(h, pool[0], pool[1], pool[2])
-            if norm:
-                h = lrn(h)
-        h = h.flatten(1)
-        h = torch.relu(nn.functional.linear(h, w["fc6.weight"], w["fc6.bias"]))
-        h = torch.relu(nn.functional.linear(h, w["fc7.weight"], w["fc7.bias"]))
-        return maps, nn.functional.linear(h, w["fc8.weight"], w["fc8.bias"])
+    run = lambda x, deconv: forward(w, blocks, x, deconv)
 
     with torch.no_grad():
         maps, logits = run(x, False)

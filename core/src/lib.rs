@@ -29,6 +29,7 @@ pub mod occlusion;
 pub mod params;
 pub mod predict;
 pub mod preprocess;
+pub mod resample;
 pub mod progress;
 pub mod store;
 pub mod timeline;

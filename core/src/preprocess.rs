@@ -1,10 +1,16 @@
-//! Bytes -> RGB image -> the crop the model sees -> normalised tensor.
-//! Resize the shorter side to the input size (bilinear), centre crop, then
-//! normalise with the manifest's mean/std. The crop shown to people is exactly
-//! the one returned by [`model_crop`].
+//! Bytes -> RGB image -> the crop the model sees -> normalised tensor, the
+//! way PIL and torchvision do it, so that the same file gives the same
+//! numbers as a PyTorch pipeline: JPEGs decoded by libjpeg-turbo with PIL's
+//! settings (ISLOW DCT, fancy upsampling, CMYK as Adobe-inverted), the
+//! shorter side resized with an antialiased bilinear filter (PIL's
+//! `Image.resize(.., BILINEAR)`, torchvision's `Resize` on PIL images), a
+//! centre crop with torchvision's `CenterCrop` rounding, then the manifest's
+//! mean/std. The crop shown to people is exactly the one returned by
+//! [`Preprocess::crop`].
 
 use anyhow::Result;
-use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use crate::resample;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use std::io::Cursor;
 use tch::{Kind, Tensor};
 
@@ -24,10 +30,18 @@ pub enum ImageError {
     Decode(String),
 }
 
+fn is_jpeg(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+}
+
 /// Width and height from the header only.
 pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty);
+    }
+    if is_jpeg(bytes) {
+        let h = turbojpeg::read_header(bytes).map_err(|e| ImageError::Decode(jpeg_message(e)))?;
+        return Ok((h.width as u32, h.height as u32));
     }
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -41,7 +55,8 @@ pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
 }
 
 /// Decode any supported image to RGB8: first GIF frame, EXIF orientation
-/// applied, alpha composited over white, greyscale/CMYK converted.
+/// applied, alpha composited over white, greyscale/CMYK converted as PIL's
+/// `convert("RGB")` does.
 pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     let (w, h) = dimensions(bytes)?;
     if w == 0 || h == 0 {
@@ -53,6 +68,19 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|_| ImageError::Format)?;
+    if reader.format() == Some(ImageFormat::Jpeg) || is_jpeg(bytes) {
+        // The image crate reads the EXIF orientation (headers only); the
+        // pixels come from libjpeg-turbo.
+        let orientation = reader
+            .into_decoder()
+            .ok()
+            .and_then(|mut d| d.orientation().ok());
+        let mut img = DynamicImage::ImageRgb8(decode_jpeg(bytes)?);
+        if let Some(o) = orientation {
+            img.apply_orientation(o);
+        }
+        return Ok(img.into_rgb8());
+    }
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| ImageError::Decode(e.to_string()))?;
@@ -63,6 +91,83 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
         img.apply_orientation(o);
     }
     Ok(flatten_alpha(img))
+}
+
+fn jpeg_message(e: turbojpeg::Error) -> String {
+    match e {
+        turbojpeg::Error::TurboJpegError(m) => m,
+        e => e.to_string(),
+    }
+}
+
+/// libjpeg-turbo with TurboJPEG's defaults, which are PIL's: accurate
+/// integer IDCT, fancy (triangular) chroma upsampling. Greyscale expands to
+/// RGB by repetition; CMYK and YCCK come out as CMYK, inverted (PIL assumes
+/// Adobe's convention for every CMYK JPEG) and converted as PIL does.
+/// libjpeg's warnings pass as PIL lets them pass, except a premature end
+/// of the file: a truncated JPEG is refused (PIL: "image file is truncated").
+/// The starts of libjpeg's warning messages (jerror.h's JWRN_*).
+const LIBJPEG_WARNINGS: &[&str] = &[
+    "Corrupt JPEG data",
+    "Warning:",
+    "Unknown Adobe color transform",
+    "Inconsistent progression sequence",
+    "Invalid SOS parameters",
+    "Application transferred too many scanlines",
+];
+
+fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
+    let err = |e| ImageError::Decode(jpeg_message(e));
+    let mut d = turbojpeg::Decompressor::new().map_err(err)?;
+    let header = d.read_header(bytes).map_err(err)?;
+    let cmyk = matches!(
+        header.colorspace,
+        turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
+    );
+    let format = if cmyk {
+        turbojpeg::PixelFormat::CMYK
+    } else {
+        turbojpeg::PixelFormat::RGB
+    };
+    let (w, h) = (header.width, header.height);
+    let mut out = turbojpeg::Image {
+        pixels: vec![0u8; w * h * format.size()],
+        width: w,
+        pitch: w * format.size(),
+        height: h,
+        format,
+    };
+    if let Err(e) = d.decompress(bytes, out.as_deref_mut()) {
+        // TurboJPEG reports libjpeg's warnings like errors, but with the
+        // image decoded; they are told apart by libjpeg's message texts.
+        let m = jpeg_message(e);
+        if m.starts_with("Premature end of JPEG file") {
+            return Err(ImageError::Decode(
+                "truncated JPEG (premature end of file)".into(),
+            ));
+        }
+        if !LIBJPEG_WARNINGS.iter().any(|w| m.starts_with(w)) {
+            return Err(ImageError::Decode(m));
+        }
+    }
+    let pixels = if cmyk {
+        out.pixels.chunks_exact(4).flat_map(cmyk_to_rgb).collect()
+    } else {
+        out.pixels
+    };
+    Ok(RgbImage::from_raw(w as u32, h as u32, pixels).expect("w*h*3 bytes"))
+}
+
+/// PIL's CMYK;I unpacking (255 - v) followed by its `cmyk2rgb`:
+/// channel = (255 - k) - (c * (255 - k)) / 255, rounded PIL's way.
+fn cmyk_to_rgb(raw: &[u8]) -> [u8; 3] {
+    // Inverted: c = 255 - raw[c], k = 255 - raw[3]; nk = 255 - k = raw[3].
+    let nk = raw[3] as u32;
+    let mul_div_255 = |a: u32, b: u32| {
+        let t = a * b + 128;
+        ((t >> 8) + t) >> 8
+    };
+    std::array::from_fn(|c| (nk - mul_div_255(255 - raw[c] as u32, nk)) as u8)
 }
 
 fn flatten_alpha(img: DynamicImage) -> RgbImage {
@@ -84,41 +189,46 @@ pub fn model_crop(img: &RgbImage, size: u32) -> RgbImage {
     resize_crop(img, size, size)
 }
 
-/// Resize the shorter side to `resize`, then centre-crop `crop`x`crop`.
+/// torchvision's `Resize(resize)` size: the shorter side becomes `resize`,
+/// the longer `floor(resize * long / short)`.
+pub fn resized_size((w, h): (u32, u32), resize: u32) -> (u32, u32) {
+    let long = |l: u32, s: u32| ((l as u64 * resize as u64) / s as u64).max(resize as u64) as u32;
+    if w <= h {
+        (resize, long(h, w))
+    } else {
+        (long(w, h), resize)
+    }
+}
+
+/// torchvision's `CenterCrop` offset: `round((size - crop) / 2)`, halves to even.
+pub fn centre_offset(size: u32, crop: u32) -> u32 {
+    let d = size.saturating_sub(crop);
+    let half = d / 2;
+    if d % 2 == 1 && half % 2 == 1 {
+        half + 1
+    } else {
+        half
+    }
+}
+
+/// Resize the shorter side to `resize`, then centre-crop `crop`x`crop`
+/// (torchvision's `Resize(resize)` + `CenterCrop(crop)` on a PIL image).
 pub fn resize_crop(img: &RgbImage, resize: u32, crop: u32) -> RgbImage {
-    let (w, h) = img.dimensions();
-    let (nw, nh) = if w <= h {
-        (
-            resize,
-            ((h as u64 * resize as u64 + w as u64 / 2) / w as u64).max(resize as u64) as u32,
-        )
-    } else {
-        (
-            ((w as u64 * resize as u64 + h as u64 / 2) / h as u64).max(resize as u64) as u32,
-            resize,
-        )
-    };
-    let resized = if (nw, nh) == (w, h) {
-        img.clone()
-    } else {
-        image::imageops::resize(img, nw, nh, FilterType::Triangle)
-    };
-    let x = (nw - crop) / 2;
-    let y = (nh - crop) / 2;
+    let (nw, nh) = resized_size(img.dimensions(), resize);
+    let resized = resample::bilinear(img, nw, nh);
+    let (x, y) = (centre_offset(nw, crop), centre_offset(nh, crop));
     image::imageops::crop_imm(&resized, x, y, crop, crop).to_image()
 }
 
 /// Map a point of the original image to the model crop's pixel coordinates
 /// (shorter side resized to `resize`, centre `size`x`size` crop).
 pub fn map_point(orig: (u32, u32), resize: u32, size: u32, p: (f64, f64)) -> (f64, f64) {
-    let (w, h) = (orig.0 as f64, orig.1 as f64);
-    let s = resize as f64 / w.min(h);
-    let (nw, nh) = ((w * s).round(), (h * s).round());
-    let (ox, oy) = (
-        ((nw - size as f64) / 2.0).floor(),
-        ((nh - size as f64) / 2.0).floor(),
-    );
-    (p.0 * s - ox, p.1 * s - oy)
+    let (nw, nh) = resized_size(orig, resize);
+    let (sx, sy) = (nw as f64 / orig.0 as f64, nh as f64 / orig.1 as f64);
+    (
+        p.0 * sx - centre_offset(nw, size) as f64,
+        p.1 * sy - centre_offset(nh, size) as f64,
+    )
 }
 
 /// How an image becomes a network's input (from the model's manifest):

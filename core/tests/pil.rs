@@ -1,0 +1,264 @@
+//! Same file, same numbers as PyTorch: zfvis's decoding, resizing and
+//! cropping against PIL and torchvision (tests/pil_ref.py in the venv), and
+//! whole predictions against PyTorch on PIL-decoded files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use zfvis_core::checkpoint::ModelDir;
+use zfvis_core::import::{import, ImportOptions};
+use zfvis_core::net::Net;
+use zfvis_core::preprocess::{self, Preprocess};
+use zfvis_core::tch::{Device, Tensor};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn shared() -> PathBuf {
+    root().join("../shared/datasets")
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("zfvis-pil-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn reference(args: &[&str]) {
+    let out = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests/pil_ref.py"))
+        .args(args)
+        .output()
+        .expect("run the venv's python");
+    assert!(
+        out.status.success(),
+        "pil_ref.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn beagle() -> String {
+    shared()
+        .join("dog-faces/n02088364_beagle.JPEG")
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn dog_faces() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(shared().join("dog-faces"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "JPEG"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// An HWC uint8 array written by numpy, as (height, width, bytes).
+fn read_u8(path: &Path) -> (i64, i64, Vec<u8>) {
+    let t = Tensor::read_npy(path).unwrap();
+    let s = t.size();
+    (s[0], s[1], Vec::<u8>::try_from(t.reshape([-1])).unwrap())
+}
+
+/// (name, path) of every `*.ext` in `dir`, sorted.
+fn named(dir: &Path, ext: &str) -> Vec<(String, PathBuf)> {
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn jpeg_pixels_equal_pil() {
+    let dir = tempdir("jpegs");
+    let mut args = vec!["jpegs".to_string(), beagle(), dir.to_string_lossy().into()];
+    args.extend(dog_faces().iter().map(|p| p.to_string_lossy().into_owned()));
+    reference(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let jpegs = named(&dir, "jpg");
+    assert!(jpegs.len() >= 19, "{} files", jpegs.len());
+    for (name, path) in &jpegs {
+        let img = preprocess::decode(&std::fs::read(path).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (h, w, want) = read_u8(&dir.join(format!("{name}.npy")));
+        assert_eq!(
+            (img.width() as i64, img.height() as i64),
+            (w, h),
+            "{name}: size (EXIF orientation applied as PIL's exif_transpose)"
+        );
+        let differ = img.as_raw().iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert_eq!(differ, 0, "{name}: {differ} bytes differ from PIL's");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn truncated_jpeg_is_refused_like_pil() {
+    let bytes = std::fs::read(beagle()).unwrap();
+    let e = preprocess::decode(&bytes[..bytes.len() / 3]).unwrap_err();
+    assert!(e.to_string().contains("truncated"), "{e}");
+}
+
+#[test]
+fn resize_and_centre_crop_equal_torchvision() {
+    for (resize, crop) in [(256u32, 224u32), (224, 224)] {
+        let dir = tempdir(&format!("resize{resize}"));
+        reference(&[
+            "resize",
+            &beagle(),
+            dir.to_str().unwrap(),
+            &resize.to_string(),
+            &crop.to_string(),
+        ]);
+        let pre = Preprocess {
+            input_size: crop,
+            resize,
+            mean: preprocess::MEAN,
+            std: preprocess::STD,
+            bgr: false,
+        };
+        let (mut worst, mut off, mut total) = (0u8, 0usize, 0usize);
+        for (name, path) in named(&dir, "png") {
+            let img = preprocess::decode(&std::fs::read(&path).unwrap()).unwrap();
+            let got = pre.crop(&img);
+            let (h, w, want) = read_u8(&dir.join(format!("{name}.npy")));
+            assert_eq!((got.width() as i64, got.height() as i64), (w, h), "{name}");
+            let differ = got.as_raw().iter().zip(&want).filter(|(a, b)| a != b).count();
+            if differ > 0 {
+                eprintln!("{name}: {differ} values differ");
+            }
+            for (a, b) in got.as_raw().iter().zip(&want) {
+                worst = worst.max(a.abs_diff(*b));
+            }
+            off += differ;
+            total += want.len();
+        }
+        eprintln!(
+            "resize {resize} crop {crop}: max difference {worst}/255, {:.2}% of values differ",
+            100.0 * off as f64 / total as f64
+        );
+        // The issue asks for 1/255; zfvis resamples as Pillow does, so equal.
+        assert_eq!(worst, 0, "resize {resize}: {off} values differ, by up to {worst}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Softmax of `net` on each file, through the model's own preprocessing.
+fn probs(net: &Net, pre: &Preprocess, files: &[PathBuf]) -> Tensor {
+    let xs: Vec<Tensor> = files
+        .iter()
+        .map(|p| {
+            let img = preprocess::decode(&std::fs::read(p).unwrap()).unwrap();
+            pre.tensor(&pre.crop(&img))
+        })
+        .collect();
+    let out: Vec<Tensor> = xs
+        .chunks(64)
+        .map(|c| net.trace(&Tensor::stack(c, 0)).probs())
+        .collect();
+    Tensor::cat(&out, 0)
+}
+
+fn write_list(dir: &Path, files: &[PathBuf]) -> PathBuf {
+    let list = dir.join("files.txt");
+    let text: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    std::fs::write(&list, text.join("\n")).unwrap();
+    list
+}
+
+#[test]
+fn bundled_zfnet_probabilities_equal_pytorch_on_pil_decoded_jpegs() {
+    let model = root().join("models/zfnet-woofnette");
+    let m = ModelDir::open(&model).unwrap();
+    let net = m.load(None, Device::Cpu).unwrap();
+    // Every val JPEG of woofnette (2,000, 100 a class).
+    let files = zfvis_core::data::list_images(&shared().join("woofnette/val")).unwrap();
+    assert_eq!(files.len(), 2000);
+    let dir = tempdir("zfnet");
+    let list = write_list(&dir, &files);
+    let out = dir.join("probs.npy");
+    reference(&[
+        "predict",
+        model.to_str().unwrap(),
+        list.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    let want = Tensor::read_npy(&out).unwrap();
+    let got = probs(&net, &m.manifest.preprocess(), &files);
+    let d = (&got - &want).abs().max().double_value(&[]);
+    eprintln!("bundled ZFNet, {} val JPEGs: max |p - p_torch| = {d:.2e}", files.len());
+    assert!(d < 1e-3, "probabilities differ by {d}");
+    // Top-5 classes agree wherever the reference's 5th and 6th are apart.
+    let (wv, wi) = want.topk(6, -1, true, true);
+    let (_, gi) = got.topk(5, -1, true, true);
+    for i in 0..files.len() as i64 {
+        let gap = wv.double_value(&[i, 4]) - wv.double_value(&[i, 5]);
+        if gap > 1e-4 {
+            assert!(
+                gi.get(i).equal(&wi.get(i).narrow(0, 0, 5)),
+                "{}: top-5 differs",
+                files[i as usize].display()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn imported_torchvision_alexnet_equals_its_eval_transform() {
+    let dir = tempdir("alexnet");
+    let pth = dir.join("alexnet.pth");
+    let out = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests/import_ref.py"))
+        .args(["save", "alexnet", pth.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let model = dir.join("m");
+    let m = import(&ImportOptions {
+        from: pth.clone(),
+        out: model.clone(),
+        arch: Some("torchvision:alexnet".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(m.manifest.preprocess_name(), "torchvision");
+    // Photos of assorted sizes: the dog faces (250x216 to 615x640) and
+    // JPEGs of other sizes and kinds made from one of them.
+    let jpegs = dir.join("jpegs");
+    reference(&["jpegs", &beagle(), jpegs.to_str().unwrap()]);
+    let mut files = dog_faces();
+    files.extend(named(&jpegs, "jpg").into_iter().map(|(_, p)| p));
+    files.retain(|p| !p.to_string_lossy().contains("exif_orientation"));
+    let list = write_list(&dir, &files);
+    let want_path = dir.join("probs.npy");
+    reference(&[
+        "alexnet",
+        pth.to_str().unwrap(),
+        list.to_str().unwrap(),
+        want_path.to_str().unwrap(),
+    ]);
+    let want = Tensor::read_npy(&want_path).unwrap();
+    let net = ModelDir::open(&model)
+        .unwrap()
+        .load(None, Device::Cpu)
+        .unwrap();
+    let got = probs(&net, &m.manifest.preprocess(), &files);
+    let d = (&got - &want).abs().max().double_value(&[]);
+    let peak = want.max().double_value(&[]);
+    eprintln!(
+        "imported AlexNet, {} photos: max |p - p_torch| = {d:.2e} (largest p {peak:.3})",
+        files.len()
+    );
+    assert!(d < 5e-3, "probabilities differ by {d}");
+    assert!(
+        got.argmax(-1, false).equal(&want.argmax(-1, false)),
+        "top-1 classes differ"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
