@@ -66,6 +66,7 @@ bench: build $(VENV)/.refs
 	$(VENV)/bin/pip install -q captum
 	$(BIN) bench --python $(PY)
 	$(BIN) bench --python $(PY) --arch vgg16 --iters 5
+	$(BIN) bench --python $(PY) --decode ../shared/datasets/woofnette/val/n02088364 ../shared/datasets/dog-faces
 	$(BIN) bench-http --image $(BEAGLE)
 	$(PY) tests/bench_occlusion.py models/zfnet-woofnette $(BEAGLE) $(BIN)
 

@@ -10,7 +10,7 @@
 
 use anyhow::Result;
 use crate::resample;
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use std::io::Cursor;
 use tch::{Kind, Tensor};
 
@@ -40,7 +40,8 @@ pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
         return Err(ImageError::Empty);
     }
     if is_jpeg(bytes) {
-        let h = turbojpeg::read_header(bytes).map_err(|e| ImageError::Decode(jpeg_message(e)))?;
+        let h = with_decompressor(|d| d.read_header(bytes))
+            .map_err(|e| ImageError::Decode(jpeg_message(e)))?;
         return Ok((h.width as u32, h.height as u32));
     }
     let reader = ImageReader::new(Cursor::new(bytes))
@@ -68,15 +69,9 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|_| ImageError::Format)?;
-    if reader.format() == Some(ImageFormat::Jpeg) || is_jpeg(bytes) {
-        // The image crate reads the EXIF orientation (headers only); the
-        // pixels come from libjpeg-turbo.
-        let orientation = reader
-            .into_decoder()
-            .ok()
-            .and_then(|mut d| d.orientation().ok());
+    if is_jpeg(bytes) {
         let mut img = DynamicImage::ImageRgb8(decode_jpeg(bytes)?);
-        if let Some(o) = orientation {
+        if let Some(o) = jpeg_orientation(bytes) {
             img.apply_orientation(o);
         }
         return Ok(img.into_rgb8());
@@ -91,6 +86,47 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
         img.apply_orientation(o);
     }
     Ok(flatten_alpha(img))
+}
+
+thread_local! {
+    static DECOMPRESSOR: std::cell::RefCell<Option<turbojpeg::Decompressor>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with this thread's TurboJPEG decompressor (created once).
+fn with_decompressor<T>(
+    f: impl FnOnce(&mut turbojpeg::Decompressor) -> Result<T, turbojpeg::Error>,
+) -> Result<T, turbojpeg::Error> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(turbojpeg::Decompressor::new()?);
+        }
+        f(slot.as_mut().expect("set above"))
+    })
+}
+
+/// The EXIF orientation of a JPEG: its APP1 "Exif" segment, found by
+/// walking the marker segments before the first scan.
+fn jpeg_orientation(bytes: &[u8]) -> Option<image::metadata::Orientation> {
+    let mut i = 2;
+    while i + 4 <= bytes.len() && bytes[i] == 0xFF {
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        if marker == 0xDA || marker == 0xD9 {
+            return None; // start of scan / end of image
+        }
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        let payload = bytes.get(i + 4..i + 2 + len)?;
+        if marker == 0xE1 && payload.starts_with(b"Exif\0\0") {
+            return image::metadata::Orientation::from_exif_chunk(&payload[6..]);
+        }
+        i += 2 + len;
+    }
+    None
 }
 
 fn jpeg_message(e: turbojpeg::Error) -> String {
@@ -117,9 +153,8 @@ const LIBJPEG_WARNINGS: &[&str] = &[
 ];
 
 fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
-    let err = |e| ImageError::Decode(jpeg_message(e));
-    let mut d = turbojpeg::Decompressor::new().map_err(err)?;
-    let header = d.read_header(bytes).map_err(err)?;
+    let header = with_decompressor(|d| d.read_header(bytes))
+        .map_err(|e| ImageError::Decode(jpeg_message(e)))?;
     let cmyk = matches!(
         header.colorspace,
         turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
@@ -137,7 +172,7 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
         height: h,
         format,
     };
-    if let Err(e) = d.decompress(bytes, out.as_deref_mut()) {
+    if let Err(e) = with_decompressor(|d| d.decompress(bytes, out.as_deref_mut())) {
         // TurboJPEG reports libjpeg's warnings like errors, but with the
         // image decoded; they are told apart by libjpeg's message texts.
         let m = jpeg_message(e);

@@ -358,3 +358,93 @@ pub fn bench_http(models: &Path, model: &str, image: &Path, n: usize) -> Result<
     );
     Ok(())
 }
+
+/// `zfvis bench --decode`: images/s of zfvis's decoding (libjpeg-turbo) and
+/// preprocessing (Pillow's resize, torchvision's crop) on each set of JPEGs,
+/// against the decoder zfvis used before (the image crate's, with its
+/// triangle resize) and PIL + torchvision, one thread, same run.
+pub fn bench_decode(python: Option<&Path>, sets: &[PathBuf], iters: usize) -> Result<()> {
+    use zfvis_core::preprocess;
+    println!("JPEG decoding and preprocessing (Resize(256) + CenterCrop(224)), 1 thread, median of {iters} passes over each set");
+    println!();
+    println!("| files | step | zfvis (libjpeg-turbo, Pillow resize) | before (image crate) | PIL + torchvision | zfvis / before | zfvis / PIL |");
+    println!("|---|---|---|---|---|---|---|");
+    for set in sets {
+        let files: Vec<PathBuf> = zfvis_core::data::list_images(set)?
+            .into_iter()
+            .filter(|p| {
+                let e = p.extension().map(|e| e.to_string_lossy().to_lowercase());
+                matches!(e.as_deref(), Some("jpg" | "jpeg"))
+            })
+            .collect();
+        if files.is_empty() {
+            bail!("{}: no JPEG files", set.display());
+        }
+        let set_blobs: Vec<Vec<u8>> = files.iter().map(std::fs::read).collect::<Result<_, _>>()?;
+        // Each timed pass covers at least 200 images (small sets repeated).
+        let reps = 200usize.div_ceil(set_blobs.len());
+        let blobs: Vec<&Vec<u8>> = (0..reps).flat_map(|_| set_blobs.iter()).collect();
+        let per_s = |ms: f64| blobs.len() as f64 * 1000.0 / ms;
+        let ours_decode = per_s(time_ms(iters, || {
+            for b in &blobs {
+                std::hint::black_box(preprocess::decode(b).ok());
+            }
+        }));
+        let old_decode = per_s(time_ms(iters, || {
+            for b in &blobs {
+                std::hint::black_box(image::load_from_memory(b).ok().map(|i| i.to_rgb8()));
+            }
+        }));
+        let ours_pipe = per_s(time_ms(iters, || {
+            for b in &blobs {
+                let img = preprocess::decode(b).unwrap();
+                std::hint::black_box(preprocess::resize_crop(&img, 256, 224));
+            }
+        }));
+        let old_pipe = per_s(time_ms(iters, || {
+            for b in &blobs {
+                std::hint::black_box(old_resize_crop(&image::load_from_memory(b).unwrap().to_rgb8()));
+            }
+        }));
+        let pil = match python {
+            Some(py) => {
+                let mut args = vec![iters.to_string()];
+                for _ in 0..reps {
+                    args.extend(files.iter().map(|p| p.display().to_string()));
+                }
+                match peer(py, "bench_decode.py", &args) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        eprintln!("PIL peer skipped: {e}");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let pil_at = |k: &str| pil.as_ref().and_then(|v| v[k].as_f64());
+        let name = format!("{} ({} JPEGs)", set.display(), set_blobs.len());
+        for (step, ours, old, p) in [
+            ("decode", ours_decode, old_decode, pil_at("decode_per_s")),
+            ("decode + resize + crop", ours_pipe, old_pipe, pil_at("pipeline_per_s")),
+        ] {
+            println!(
+                "| {name} | {step} | {ours:.0}/s | {old:.0}/s | {} | {:.2} | {} |",
+                p.map_or("-".into(), |p| format!("{p:.0}/s")),
+                ours / old,
+                p.map_or("-".into(), |p| format!("{:.2}", ours / p)),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The preprocessing zfvis had before: shorter side to 256 rounded, the
+/// image crate's triangle filter, centre crop with the offset floored.
+fn old_resize_crop(img: &image::RgbImage) -> image::RgbImage {
+    let (w, h) = img.dimensions();
+    let s = 256.0 / w.min(h) as f64;
+    let (nw, nh) = ((w as f64 * s).round() as u32, (h as f64 * s).round() as u32);
+    let r = image::imageops::resize(img, nw, nh, image::imageops::FilterType::Triangle);
+    image::imageops::crop_imm(&r, (nw - 224) / 2, (nh - 224) / 2, 224, 224).to_image()
+}

@@ -212,6 +212,10 @@ enum Cmd {
         /// With --arch: skip the full occlusion map (Captum takes minutes)
         #[arg(long)]
         no_occlusion: bool,
+        /// Instead: JPEG decoding and preprocessing images/s against the
+        /// image crate's decoder and PIL + torchvision, on these folders
+        #[arg(long, num_args = 1.., value_name = "DIR")]
+        decode: Option<Vec<PathBuf>>,
     },
     /// Benchmark the server over HTTP on loopback (click a map, new image)
     BenchHttp {
@@ -905,9 +909,19 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Bench {
             python,
             iters,
+            decode: Some(sets),
+            ..
+        } => {
+            tch::set_num_threads(1);
+            crate::bench::bench_decode(Some(&python), &sets, iters.max(3))?
+        }
+        Cmd::Bench {
+            python,
+            iters,
             device: _,
             arch: Some(arch),
             no_occlusion,
+            ..
         } => crate::bench::bench_arch(&python, &arch, iters.max(3), !no_occlusion)?,
         Cmd::Bench {
             python,
