@@ -13,6 +13,7 @@
 
 pub mod analysis;
 pub mod checkpoint;
+pub mod classify;
 pub mod compare;
 pub mod correspondence;
 pub mod data;
@@ -29,11 +30,13 @@ pub mod occlusion;
 pub mod params;
 pub mod predict;
 pub mod preprocess;
+pub mod probe;
 pub mod resample;
 pub mod progress;
 pub mod store;
 pub mod timeline;
 pub mod train;
+pub mod transfer;
 
 pub use tch;
 

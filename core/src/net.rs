@@ -951,6 +951,21 @@ impl Net {
         h
     }
 
+    /// Outputs of the layers at indices `at` (ascending) for input `x`, from
+    /// one inference pass that stops at the last of them.
+    pub fn outputs_at(&self, x: &Tensor, at: &[usize]) -> Vec<Tensor> {
+        tch::no_grad(|| {
+            let mut h = x.to_device(self.device());
+            let mut out = Vec::with_capacity(at.len());
+            let last = at.iter().copied().max().unwrap_or(0);
+            for i in 0..=last.min(self.spec.layers.len() - 1) {
+                h = self.apply(i, &h, false, None);
+                out.extend(at.iter().filter(|&&a| a == i).map(|_| h.shallow_clone()));
+            }
+            out
+        })
+    }
+
     /// Training/inference forward to logits; dropout layers act when `train`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut h = x.shallow_clone();

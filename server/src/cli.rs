@@ -196,6 +196,55 @@ enum Cmd {
     },
     /// Train a ZFNet or AlexNet with snapshots (paper §2)
     Train(TrainArgs),
+    /// Linear probes per layer: softmax and SVM on each layer's features (paper §5, Table 7)
+    Probe {
+        #[arg(long)]
+        model: PathBuf,
+        /// Epoch of the snapshot (default: the last)
+        #[arg(long)]
+        snapshot: Option<u32>,
+        /// Dataset: train/<class>/*, val/<class>/* (val = the test images)
+        #[arg(long)]
+        data: PathBuf,
+        /// Only these classes: WordNet ids or names, comma-separated, or a file
+        #[arg(long, value_delimiter = ',')]
+        classes: Vec<String>,
+        /// Train on the first N images of each class (sorted by file name)
+        #[arg(long)]
+        train_per_class: Option<usize>,
+        /// softmax, svm or both
+        #[arg(long, default_value = "both")]
+        classifier: String,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Few-shot transfer: softmax on frozen fc features vs training from scratch (paper §5, Fig. 9)
+    Transfer {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        snapshot: Option<u32>,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, value_delimiter = ',')]
+        classes: Vec<String>,
+        /// Training images a class, comma-separated
+        #[arg(long, value_delimiter = ',', default_value = "1,5,10,20,50")]
+        per_class: Vec<usize>,
+        /// Draws of training images (mean and std over them)
+        #[arg(long, default_value_t = 3)]
+        seeds: usize,
+        /// Epochs of the from-scratch arm (0: skip it)
+        #[arg(long, default_value_t = 30)]
+        scratch_epochs: u32,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmark forward and projection (full-width ZFNet) against PyTorch
     Bench {
         /// Python with torch, for the PyTorch peer (skipped if missing)
@@ -727,6 +776,101 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Cmd::Probe {
+            model,
+            snapshot,
+            data,
+            classes,
+            train_per_class,
+            classifier,
+            device,
+            json,
+        } => {
+            use zfvis_core::classify::Loss;
+            let classifiers = match classifier.as_str() {
+                "softmax" => vec![Loss::Softmax],
+                "svm" => vec![Loss::Svm],
+                "both" => vec![Loss::Softmax, Loss::Svm],
+                c => bail!("unknown --classifier {c:?}: expected softmax, svm or both"),
+            };
+            let req = zfvis_core::probe::ProbeRequest {
+                model,
+                snapshot,
+                data,
+                classes,
+                train_per_class,
+                classifiers,
+            };
+            let pb = stage_bar();
+            let r = zfvis_core::probe::probe(&req, parse_device(&device)?, &|stage, d, t| {
+                pb.set_message(stage.to_string());
+                pb.set_length(t as u64);
+                pb.set_position(d as u64);
+            })?;
+            pb.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{} epoch {}: {} training images ({} a class), {} test images, {} classes",
+                    r.model,
+                    r.snapshot,
+                    r.train_images,
+                    r.train_per_class.map_or("all".into(), |n| n.to_string()),
+                    r.test_images,
+                    r.classes.len()
+                );
+                println!("{:<24} {:>6} {:>8} {:>8}", "layer", "dims", "softmax", "svm");
+                let pct = |a: Option<f64>| a.map_or("-".into(), |a| format!("{:.1}%", a * 100.0));
+                for l in &r.layers {
+                    println!("{:<24} {:>6} {:>8} {:>8}", l.layer, l.dims, pct(l.softmax), pct(l.svm));
+                }
+            }
+        }
+        Cmd::Transfer {
+            model,
+            snapshot,
+            data,
+            classes,
+            per_class,
+            seeds,
+            scratch_epochs,
+            device,
+            json,
+        } => {
+            let req = zfvis_core::transfer::TransferRequest {
+                model,
+                snapshot,
+                data,
+                classes,
+                per_class,
+                seeds,
+                scratch_epochs,
+            };
+            let pb = stage_bar();
+            let r = zfvis_core::transfer::transfer(&req, parse_device(&device)?, &|stage, d, t| {
+                pb.set_message(stage.to_string());
+                pb.set_length(t as u64);
+                pb.set_position(d as u64);
+            })?;
+            pb.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{} epoch {}, softmax on {} vs from scratch ({} epochs), {} draws, {} test images",
+                    r.model, r.snapshot, r.layer, r.scratch_epochs, r.seeds, r.test_images
+                );
+                println!("{:>10} {:>16} {:>16}", "per class", "pretrained", "scratch");
+                let ms = |m: &zfvis_core::transfer::MeanStd| {
+                    format!("{:.1} ± {:.1}%", m.mean * 100.0, m.std * 100.0)
+                };
+                for (i, n) in r.per_class.iter().enumerate() {
+                    let s = r.scratch.as_ref().map_or("-".into(), |s| ms(&s[i]));
+                    println!("{n:>10} {:>16} {s:>16}", ms(&r.pretrained[i]));
+                }
+            }
+        }
         Cmd::Index {
             model,
             snapshot,
@@ -1049,4 +1193,14 @@ fn parse_rgb(s: &str) -> std::result::Result<[f64; 3], String> {
         .map_err(|e| format!("expected r,g,b numbers: {e}"))?;
     v.try_into()
         .map_err(|v: Vec<f64>| format!("expected three numbers r,g,b, got {}", v.len()))
+}
+
+/// A progress bar on stderr whose message names the current stage.
+fn stage_bar() -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(0);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>22} {bar:40} {pos}/{len} ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb
 }
