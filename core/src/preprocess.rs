@@ -8,8 +8,8 @@
 //! mean/std. The crop shown to people is exactly the one returned by
 //! [`Preprocess::crop`].
 
-use anyhow::Result;
 use crate::resample;
+use anyhow::Result;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use std::io::Cursor;
 use tch::{Kind, Tensor};

@@ -56,11 +56,15 @@ pub fn feature_layers(spec: &NetSpec) -> Vec<FeatureLayer> {
             }
         })
         .collect();
-    out.extend(spec.hidden_fcs().into_iter().map(|(at, name)| FeatureLayer {
-        name,
-        at,
-        conv: false,
-    }));
+    out.extend(
+        spec.hidden_fcs()
+            .into_iter()
+            .map(|(at, name)| FeatureLayer {
+                name,
+                at,
+                conv: false,
+            }),
+    );
     out
 }
 
@@ -129,7 +133,10 @@ pub fn classes_and_val(data: &Path, wanted: &[String]) -> Result<(Vec<ClassInfo>
     let classes = data::select_classes(data::classes(data)?, wanted)?;
     let val = data.join("val");
     if !val.is_dir() {
-        bail!("{}: no val/ folder (the test images, val/<class>/*)", data.display());
+        bail!(
+            "{}: no val/ folder (the test images, val/<class>/*)",
+            data.display()
+        );
     }
     let (items, _) = data::labelled(&val, &classes)?;
     for c in &classes {
@@ -156,7 +163,11 @@ pub fn train_files(data: &Path, classes: &[ClassInfo]) -> Result<Vec<Vec<PathBuf
 
 /// The first `n` files of each class (all with None); an error when a class
 /// has fewer than `n`.
-pub fn first_n(per_class: &[Vec<PathBuf>], classes: &[ClassInfo], n: Option<usize>) -> Result<Split> {
+pub fn first_n(
+    per_class: &[Vec<PathBuf>],
+    classes: &[ClassInfo],
+    n: Option<usize>,
+) -> Result<Split> {
     let mut items = vec![];
     for (c, files) in classes.iter().zip(per_class) {
         let k = n.unwrap_or(files.len());
@@ -217,7 +228,11 @@ pub struct ProbeResult {
 }
 
 /// Stages of a probe, for progress: images featurised, then layers fitted.
-pub fn probe(req: &ProbeRequest, device: Device, progress: &dyn Fn(&str, usize, usize)) -> Result<ProbeResult> {
+pub fn probe(
+    req: &ProbeRequest,
+    device: Device,
+    progress: &dyn Fn(&str, usize, usize),
+) -> Result<ProbeResult> {
     if req.classifiers.is_empty() {
         bail!("no classifier chosen (softmax, svm or both)");
     }

@@ -52,7 +52,11 @@ fn coeffs(in_size: usize, out_size: usize) -> Coeffs {
         for (x, kx) in k.iter().enumerate().take(xmax) {
             let w = if ww != 0.0 { kx / ww } else { *kx };
             let f = w * (1u32 << PRECISION_BITS) as f64;
-            weights[xx * ksize + x] = if w < 0.0 { (f - 0.5) as i32 } else { (f + 0.5) as i32 };
+            weights[xx * ksize + x] = if w < 0.0 {
+                (f - 0.5) as i32
+            } else {
+                (f + 0.5) as i32
+            };
         }
         bounds.push((xmin, xmax));
     }
@@ -171,7 +175,10 @@ mod tests {
                     .iter()
                     .map(|&v| v as i64)
                     .sum();
-                assert!((s - (1 << PRECISION_BITS)).abs() <= n as i64, "{i}->{o}: {s}");
+                assert!(
+                    (s - (1 << PRECISION_BITS)).abs() <= n as i64,
+                    "{i}->{o}: {s}"
+                );
             }
         }
         let img = RgbImage::from_fn(5, 4, |x, y| image::Rgb([x as u8 * 40, y as u8 * 60, 7]));
@@ -183,7 +190,9 @@ mod tests {
         // 4 -> 2 wide: scale 2, support 2. Output 0 is centred on 1.0: inputs
         // 0, 1, 2 (centres 0.5, 1.5, 2.5) weigh 0.75, 0.75, 0.25 (normalised
         // by 1.75); output 1 (centre 3.0) reads inputs 1, 2, 3 as 0.25, 0.75, 0.75.
-        let img = RgbImage::from_fn(4, 1, |x, _| image::Rgb([[0, 100, 200, 40][x as usize], 0, 0]));
+        let img = RgbImage::from_fn(4, 1, |x, _| {
+            image::Rgb([[0, 100, 200, 40][x as usize], 0, 0])
+        });
         let out = bilinear(&img, 2, 1);
         // (0*3 + 100*3 + 200*1) / 7 = 71.43 -> 71; (100*1 + 200*3 + 40*3) / 7 = 117.14 -> 117
         assert_eq!(out.get_pixel(0, 0).0[0], 71);

@@ -132,7 +132,9 @@ pub fn transfer(
                 .collect();
             let rows = Tensor::from_slice(&rows);
             let ytr = Tensor::from_slice(
-                &(0..k).flat_map(|c| std::iter::repeat_n(c, n)).collect::<Vec<i64>>(),
+                &(0..k)
+                    .flat_map(|c| std::iter::repeat_n(c, n))
+                    .collect::<Vec<i64>>(),
             );
             let m = Linear::fit(Loss::Softmax, &xpool.index_select(0, &rows), &ytr, k)?;
             pre_acc[i].push(m.accuracy(&xte, &yte));
@@ -140,7 +142,15 @@ pub fn transfer(
             progress("pretrained softmax", step, steps);
             if with_scratch {
                 let files: Vec<Vec<PathBuf>> = order.iter().map(|f| f[..n].to_vec()).collect();
-                let acc = scratch(&model, &classes_ids(&classes), &files, &val, req, seed, device)?;
+                let acc = scratch(
+                    &model,
+                    &classes_ids(&classes),
+                    &files,
+                    &val,
+                    req,
+                    seed,
+                    device,
+                )?;
                 scratch_acc[i].push(acc);
                 step += 1;
                 progress("training from scratch", step, steps);
@@ -177,11 +187,9 @@ fn scratch(
     seed: usize,
     device: Device,
 ) -> Result<f64> {
-    let preset = model
-        .manifest
-        .spec()?
-        .preset
-        .context("training from scratch needs a zfnet/alexnet preset model (use --scratch-epochs 0)")?;
+    let preset = model.manifest.spec()?.preset.context(
+        "training from scratch needs a zfnet/alexnet preset model (use --scratch-epochs 0)",
+    )?;
     let dir = tempdir(&format!("scratch-{seed}-{}", files[0].len()))?;
     for (id, fs) in ids.iter().zip(files) {
         let d = dir.join("data/train").join(id);

@@ -91,7 +91,12 @@ fn jpeg_pixels_equal_pil() {
             (w, h),
             "{name}: size (EXIF orientation applied as PIL's exif_transpose)"
         );
-        let differ = img.as_raw().iter().zip(&want).filter(|(a, b)| a != b).count();
+        let differ = img
+            .as_raw()
+            .iter()
+            .zip(&want)
+            .filter(|(a, b)| a != b)
+            .count();
         assert_eq!(differ, 0, "{name}: {differ} bytes differ from PIL's");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -128,7 +133,12 @@ fn resize_and_centre_crop_equal_torchvision() {
             let got = pre.crop(&img);
             let (h, w, want) = read_u8(&dir.join(format!("{name}.npy")));
             assert_eq!((got.width() as i64, got.height() as i64), (w, h), "{name}");
-            let differ = got.as_raw().iter().zip(&want).filter(|(a, b)| a != b).count();
+            let differ = got
+                .as_raw()
+                .iter()
+                .zip(&want)
+                .filter(|(a, b)| a != b)
+                .count();
             if differ > 0 {
                 eprintln!("{name}: {differ} values differ");
             }
@@ -143,7 +153,10 @@ fn resize_and_centre_crop_equal_torchvision() {
             100.0 * off as f64 / total as f64
         );
         // The issue asks for 1/255; zfvis resamples as Pillow does, so equal.
-        assert_eq!(worst, 0, "resize {resize}: {off} values differ, by up to {worst}");
+        assert_eq!(
+            worst, 0,
+            "resize {resize}: {off} values differ, by up to {worst}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -191,7 +204,10 @@ fn bundled_zfnet_probabilities_equal_pytorch_on_pil_decoded_jpegs() {
     let want = Tensor::read_npy(&out).unwrap();
     let got = probs(&net, &m.manifest.preprocess(), &files);
     let d = (&got - &want).abs().max().double_value(&[]);
-    eprintln!("bundled ZFNet, {} val JPEGs: max |p - p_torch| = {d:.2e}", files.len());
+    eprintln!(
+        "bundled ZFNet, {} val JPEGs: max |p - p_torch| = {d:.2e}",
+        files.len()
+    );
     assert!(d < 1e-3, "probabilities differ by {d}");
     // Top-5 classes agree wherever the reference's 5th and 6th are apart.
     let (wv, wi) = want.topk(6, -1, true, true);
@@ -218,7 +234,11 @@ fn imported_torchvision_alexnet_equals_its_eval_transform() {
         .args(["save", "alexnet", pth.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let model = dir.join("m");
     let m = import(&ImportOptions {
         from: pth.clone(),

@@ -403,7 +403,9 @@ pub fn bench_decode(python: Option<&Path>, sets: &[PathBuf], iters: usize) -> Re
         }));
         let old_pipe = per_s(time_ms(iters, || {
             for b in &blobs {
-                std::hint::black_box(old_resize_crop(&image::load_from_memory(b).unwrap().to_rgb8()));
+                std::hint::black_box(old_resize_crop(
+                    &image::load_from_memory(b).unwrap().to_rgb8(),
+                ));
             }
         }));
         let pil = match python {
@@ -426,7 +428,12 @@ pub fn bench_decode(python: Option<&Path>, sets: &[PathBuf], iters: usize) -> Re
         let name = format!("{} ({} JPEGs)", set.display(), set_blobs.len());
         for (step, ours, old, p) in [
             ("decode", ours_decode, old_decode, pil_at("decode_per_s")),
-            ("decode + resize + crop", ours_pipe, old_pipe, pil_at("pipeline_per_s")),
+            (
+                "decode + resize + crop",
+                ours_pipe,
+                old_pipe,
+                pil_at("pipeline_per_s"),
+            ),
         ] {
             println!(
                 "| {name} | {step} | {ours:.0}/s | {old:.0}/s | {} | {:.2} | {} |",

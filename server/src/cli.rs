@@ -820,10 +820,19 @@ pub fn run(cli: Cli) -> Result<()> {
                     r.test_images,
                     r.classes.len()
                 );
-                println!("{:<24} {:>6} {:>8} {:>8}", "layer", "dims", "softmax", "svm");
+                println!(
+                    "{:<24} {:>6} {:>8} {:>8}",
+                    "layer", "dims", "softmax", "svm"
+                );
                 let pct = |a: Option<f64>| a.map_or("-".into(), |a| format!("{:.1}%", a * 100.0));
                 for l in &r.layers {
-                    println!("{:<24} {:>6} {:>8} {:>8}", l.layer, l.dims, pct(l.softmax), pct(l.svm));
+                    println!(
+                        "{:<24} {:>6} {:>8} {:>8}",
+                        l.layer,
+                        l.dims,
+                        pct(l.softmax),
+                        pct(l.svm)
+                    );
                 }
             }
         }
@@ -848,11 +857,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 scratch_epochs,
             };
             let pb = stage_bar();
-            let r = zfvis_core::transfer::transfer(&req, parse_device(&device)?, &|stage, d, t| {
-                pb.set_message(stage.to_string());
-                pb.set_length(t as u64);
-                pb.set_position(d as u64);
-            })?;
+            let r =
+                zfvis_core::transfer::transfer(&req, parse_device(&device)?, &|stage, d, t| {
+                    pb.set_message(stage.to_string());
+                    pb.set_length(t as u64);
+                    pb.set_position(d as u64);
+                })?;
             pb.finish_and_clear();
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
