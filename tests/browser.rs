@@ -93,6 +93,54 @@ fn compare_view_in_chromium() {
     assert!(v["url"].as_str().unwrap().contains("norm=filter"));
 }
 
+/// Feature analysis (paper §5) on a tiny labelled dataset: per-layer bars,
+/// the transfer curve, the paper's tables, the shared URL.
+#[test]
+fn feature_analysis_view_in_chromium() {
+    let dir = tempdir("browser-features");
+    random_model(&dir.join("models/zf"), Arch::Zfnet);
+    // Two classes told apart by colour, 4 training and 3 test images each.
+    let ds = dir.join("ds");
+    for (split, n) in [("train", 4), ("val", 3)] {
+        for (c, id) in ["n001", "n002"].iter().enumerate() {
+            let d = ds.join(split).join(id);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..n {
+                let img = image::RgbImage::from_fn(48, 40, |x, y| {
+                    let v = ((x * 7 + y * 13 + i * 31) % 64) as u8;
+                    if c == 0 {
+                        image::Rgb([160 + v, v, v])
+                    } else {
+                        image::Rgb([v, v, 160 + v])
+                    }
+                });
+                img.save(d.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+    let srv = serve(
+        &dir.join("models"),
+        &dir.join("data"),
+        &["--dataset", ds.to_str().unwrap()],
+    );
+    let v = run_node("features.mjs", &srv.base, &ds, &dir, &[]);
+    assert_eq!(v["same"], true);
+    let url = v["url"].as_str().unwrap();
+    assert!(
+        url.contains("train_per_class=2") && url.contains("shots=1%2C2"),
+        "{url}"
+    );
+    let layers = v["first"]["layers"].as_str().unwrap();
+    for l in ["conv1", "conv5", "fc6", "fc7"] {
+        assert!(layers.contains(l), "{layers}");
+    }
+    // 7 layers x (softmax, svm) bars, plus 2 legend swatches.
+    assert_eq!(v["first"]["bars"], 16);
+    assert!(v["first"]["progressHidden"].as_bool().unwrap());
+    assert!(v["paperFirst"].as_str().unwrap().contains("86.2 ± 0.8"));
+    assert!(v["first"]["curve"].as_str().unwrap().contains("2 draws"));
+}
+
 /// Run an end-to-end script (tests/e2e) against the server; its last line of
 /// output is JSON.
 fn run_node(

@@ -242,8 +242,8 @@ impl Linear {
         self.scores(x)
             .argmax(-1, false)
             .eq_tensor(y)
-            .to_kind(Kind::Float)
-            .mean(Kind::Float)
+            .to_kind(Kind::Double)
+            .mean(Kind::Double)
             .double_value(&[])
     }
 }

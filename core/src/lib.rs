@@ -20,6 +20,7 @@ pub mod data;
 pub mod deconv;
 pub mod engine;
 pub mod error;
+pub mod features;
 pub mod import;
 pub mod index;
 pub mod invariance;

@@ -28,6 +28,7 @@ use zfvis_core::compare::{Filters, Numbers};
 use zfvis_core::correspondence::Correspondence;
 use zfvis_core::deconv::{Project, Top9};
 use zfvis_core::engine::{self, Context, Engine};
+use zfvis_core::features::FeatureAnalysis;
 use zfvis_core::invariance::Invariance;
 use zfvis_core::maps::Maps;
 use zfvis_core::occlusion::{Live, OccludedProjection, Occlusion};
@@ -69,6 +70,7 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
     Ok(Router::new()
         .route("/", get(pages::index))
         .route("/compare", get(pages::compare))
+        .route("/features", get(pages::features))
         .merge(api())
         .nest_service("/static", ServeDir::new(&cfg.static_dir))
         .fallback(pages::not_found)
@@ -122,6 +124,8 @@ fn api() -> Router<AppState> {
         .route(&at(snap, "/filters.png"), get(alt::<Filters>))
         .route("/api/compare", get(job::<Numbers>))
         .route("/api/compare/progress", get(progress::<Numbers>))
+        .route("/api/features", get(job::<FeatureAnalysis>))
+        .route("/api/features/progress", get(progress::<FeatureAnalysis>))
         .route(&at(snap, "/dataset/index"), get(index_status))
         .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9"), get(json::<DatasetTop9>))
         .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9.png"), get(alt::<DatasetTop9>))

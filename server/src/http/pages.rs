@@ -23,6 +23,12 @@ struct Compare {
 }
 
 #[derive(Template)]
+#[template(path = "features.html")]
+struct Features {
+    models_json: String,
+}
+
+#[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage {
     status: u16,
@@ -54,6 +60,15 @@ pub async fn index(State(st): State<AppState>) -> Response {
 /// string (a, ea, b, eb, images, norm), read by static/compare.js.
 pub async fn compare(State(st): State<AppState>) -> Response {
     render(Compare {
+        models_json: models_json(&st).await.0,
+    })
+}
+
+/// Linear probes per layer and the transfer curve (paper Table 7, Fig. 9);
+/// state in the query string (model, epoch, train_per_class, shots, seeds,
+/// scratch_epochs, classes), read by static/features.js.
+pub async fn features(State(st): State<AppState>) -> Response {
+    render(Features {
         models_json: models_json(&st).await.0,
     })
 }

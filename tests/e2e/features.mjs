@@ -1,0 +1,55 @@
+// The feature-analysis view in a real browser: from the explorer's link, set
+// a small run, wait for the per-layer bars and the transfer curve, then open
+// the shared URL on a phone-sized page and find the same numbers.
+// usage: node features.mjs BASE_URL IMAGE OUT_DIR
+import { chromium } from "playwright-core";
+
+const [base, , outDir] = process.argv.slice(2);
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+  "--no-first-run", "--disable-quic", "--disable-component-update", "--disable-sync"];
+
+async function loaded(page) {
+  await page.waitForSelector("#fa-layers svg rect", { timeout: 240000 });
+  await page.waitForSelector("#fa-curve svg circle", { timeout: 10000 });
+  return page.evaluate(() => ({
+    layers: document.getElementById("fa-layers-table").innerText,
+    curve: document.getElementById("fa-curve-table").innerText,
+    bars: document.querySelectorAll("#fa-layers svg rect[fill]").length,
+    paper: document.getElementById("fa-table7").innerText,
+    progressHidden: document.getElementById("fa-progress").hidden,
+  }));
+}
+
+const browser = await chromium.launch({ executablePath, args, headless: true });
+try {
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(base);
+  await page.click("#features-link");
+  await page.waitForURL(/\/features/);
+  // The paper's numbers are there before anything runs.
+  const paperFirst = await page.evaluate(() => document.getElementById("fa-table7").innerText);
+  await page.fill("#tpc", "2");
+  await page.fill("#shots", "1,2");
+  await page.fill("#seeds", "2");
+  await page.fill("#scratch", "1");
+  await page.click("#run");
+  // The progress indicator shows while the job runs.
+  await page.waitForSelector("#fa-progress:not([hidden])", { timeout: 5000 });
+  const first = await loaded(page);
+  const url = page.url();
+  await page.screenshot({ path: `${outDir}/features.png`, fullPage: true });
+
+  const page2 = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+  page2.on("pageerror", (e) => errors.push(String(e)));
+  await page2.goto(url);
+  const second = await loaded(page2);
+  await page2.screenshot({ path: `${outDir}/features-phone.png`, fullPage: true });
+  const same = first.layers === second.layers && first.curve === second.curve;
+  console.log(JSON.stringify({ url, same, first, paperFirst, errors }));
+  if (!same || errors.length) process.exit(1);
+} finally {
+  await browser.close();
+}
