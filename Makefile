@@ -67,6 +67,7 @@ bench: build $(VENV)/.refs
 	$(BIN) bench --python $(PY)
 	$(BIN) bench --python $(PY) --arch vgg16 --iters 5
 	$(BIN) bench --python $(PY) --decode ../shared/datasets/woofnette/val/n02088364 ../shared/datasets/dog-faces
+	$(BIN) bench --features ../shared/datasets/woofnette/val --iters 3
 	$(BIN) bench-http --image $(BEAGLE)
 	$(PY) tests/bench_occlusion.py models/zfnet-woofnette $(BEAGLE) $(BIN)
 

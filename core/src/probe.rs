@@ -86,7 +86,9 @@ pub fn features_of(net: &Net, x: &Tensor, layers: &[FeatureLayer]) -> Vec<Tensor
 }
 
 /// Features of `layers` for every file, in batches of 32; `progress(n)`
-/// after each batch. A file that cannot be decoded is an error naming it.
+/// after each batch. The next batch is decoded (on the rayon pool) while the
+/// network runs on the current one. A file that cannot be decoded is an
+/// error naming it.
 pub fn extract(
     net: &Net,
     pre: &Preprocess,
@@ -95,24 +97,41 @@ pub fn extract(
     progress: &dyn Fn(usize),
 ) -> Result<Vec<Tensor>> {
     use rayon::prelude::*;
-    let mut parts: Vec<Vec<Tensor>> = (0..layers.len()).map(|_| vec![]).collect();
-    for chunk in files.chunks(32) {
-        let xs: Vec<Tensor> = chunk
-            .par_iter()
-            .map(|p| -> Result<Tensor> {
-                let bytes = std::fs::read(p).with_context(|| format!("{}", p.display()))?;
-                let img = preprocess::decode(&bytes).with_context(|| format!("{}", p.display()))?;
-                Ok(pre.tensor(&pre.crop(&img)))
-            })
-            .collect::<Result<_>>()?;
-        for (i, f) in features_of(net, &Tensor::stack(&xs, 0), layers)
-            .into_iter()
-            .enumerate()
-        {
-            parts[i].push(f);
-        }
-        progress(chunk.len());
+    if files.is_empty() {
+        bail!("no images to extract features from");
     }
+    let mut parts: Vec<Vec<Tensor>> = (0..layers.len()).map(|_| vec![]).collect();
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Tensor>>>(1);
+        scope.spawn(move || {
+            for chunk in files.chunks(32) {
+                let batch = chunk
+                    .par_iter()
+                    .map(|p| -> Result<Tensor> {
+                        let bytes = std::fs::read(p).with_context(|| format!("{}", p.display()))?;
+                        let img = preprocess::decode(&bytes)
+                            .with_context(|| format!("{}", p.display()))?;
+                        Ok(pre.tensor(&pre.crop(&img)))
+                    })
+                    .collect::<Result<Vec<Tensor>>>();
+                let failed = batch.is_err();
+                if tx.send(batch).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        for batch in rx {
+            let xs = batch?;
+            for (i, f) in features_of(net, &Tensor::stack(&xs, 0), layers)
+                .into_iter()
+                .enumerate()
+            {
+                parts[i].push(f);
+            }
+            progress(xs.len());
+        }
+        Ok(())
+    })?;
     Ok(parts.iter().map(|p| Tensor::cat(p, 0)).collect())
 }
 

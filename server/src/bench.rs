@@ -455,3 +455,55 @@ fn old_resize_crop(img: &image::RgbImage) -> image::RgbImage {
     let r = image::imageops::resize(img, nw, nh, image::imageops::FilterType::Triangle);
     image::imageops::crop_imm(&r, (nw - 224) / 2, (nh - 224) / 2, 224, 224).to_image()
 }
+
+/// `zfvis bench --features DIR`: feature extraction of `zfvis probe` (decode,
+/// preprocess, forward to the last hidden layer, pool) in images/s against
+/// raw batched forward passes of the same network on the same images already
+/// decoded, same run, batches of 32.
+pub fn bench_features(model: &Path, images: &Path, iters: usize) -> Result<()> {
+    use zfvis_core::checkpoint::ModelDir;
+    use zfvis_core::{preprocess, probe};
+    let m = ModelDir::open(model)?;
+    let net = m.load(None, Device::Cpu)?;
+    let pre = m.manifest.preprocess();
+    let files: Vec<PathBuf> = zfvis_core::data::list_images(images)?
+        .into_iter()
+        .take(320)
+        .collect();
+    if files.is_empty() {
+        bail!("{}: no images", images.display());
+    }
+    let layers = probe::feature_layers(&net.spec);
+    let xs: Vec<Tensor> = files
+        .iter()
+        .map(|p| -> Result<Tensor> {
+            let img = preprocess::decode(&std::fs::read(p)?)?;
+            Ok(pre.tensor(&pre.crop(&img)))
+        })
+        .collect::<Result<_>>()?;
+    let per_s = |ms: f64| files.len() as f64 * 1000.0 / ms;
+    let extract = per_s(time_ms(iters, || {
+        std::hint::black_box(probe::extract(&net, &pre, &files, &layers, &|_| {}).unwrap());
+    }));
+    let forward = per_s(time_ms(iters, || {
+        tch::no_grad(|| {
+            for c in xs.chunks(32) {
+                let _ = std::hint::black_box(net.forward_t(&Tensor::stack(c, 0), false));
+            }
+        })
+    }));
+    println!(
+        "{} on {} images of {}, {} threads, median of {iters}",
+        m.name(),
+        files.len(),
+        images.display(),
+        tch::get_num_threads()
+    );
+    println!();
+    println!("| measurement | images/s |");
+    println!("|---|---|");
+    println!("| `zfvis probe` feature extraction (decode + preprocess + conv1–fc7 features) | {extract:.0} |");
+    println!("| raw batched forward passes to logits (images decoded beforehand) | {forward:.0} |");
+    println!("| ratio extraction / forward | {:.2} |", extract / forward);
+    Ok(())
+}

@@ -265,6 +265,13 @@ enum Cmd {
         /// image crate's decoder and PIL + torchvision, on these folders
         #[arg(long, num_args = 1.., value_name = "DIR")]
         decode: Option<Vec<PathBuf>>,
+        /// Instead: `zfvis probe`'s feature extraction against raw forward
+        /// passes, on the images of this folder (at most 320)
+        #[arg(long, value_name = "DIR")]
+        features: Option<PathBuf>,
+        /// The model of --features
+        #[arg(long, default_value = "models/zfnet-woofnette")]
+        model: PathBuf,
     },
     /// Benchmark the server over HTTP on loopback (click a map, new image)
     BenchHttp {
@@ -1060,6 +1067,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 r.final_epoch, r.metrics.val_top1, r.metrics.val_top5, r.skipped
             );
         }
+        Cmd::Bench {
+            iters,
+            features: Some(images),
+            model,
+            ..
+        } => crate::bench::bench_features(&model, &images, iters.max(3))?,
         Cmd::Bench {
             python,
             iters,
