@@ -147,7 +147,7 @@ fn fit_raw(
 }
 
 fn standardise_stats(x: &Tensor) -> (Tensor, Tensor) {
-    let mean = x.mean_dim([0i64].as_slice(), true, Kind::Float);
+    let mean = x.mean_dim([0i64].as_slice(), true, Kind::Double);
     let std = x.std_dim([0i64].as_slice(), false, true).clamp_min(1e-6);
     (mean, std)
 }

@@ -25,17 +25,22 @@ fn tempdir(tag: &str) -> PathBuf {
     d
 }
 
-fn reference(args: &[&str]) {
+/// Run tests/`script` with the venv's Python; it must succeed.
+fn python(script: &str, args: &[&str]) {
     let out = Command::new(root().join(".venv/bin/python"))
-        .arg(root().join("tests/pil_ref.py"))
+        .arg(root().join("tests").join(script))
         .args(args)
         .output()
         .expect("run the venv's python");
     assert!(
         out.status.success(),
-        "pil_ref.py {args:?}: {}",
+        "{script} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn reference(args: &[&str]) {
+    python("pil_ref.py", args)
 }
 
 fn beagle() -> String {
@@ -229,16 +234,7 @@ fn bundled_zfnet_probabilities_equal_pytorch_on_pil_decoded_jpegs() {
 fn imported_torchvision_alexnet_equals_its_eval_transform() {
     let dir = tempdir("alexnet");
     let pth = dir.join("alexnet.pth");
-    let out = Command::new(root().join(".venv/bin/python"))
-        .arg(root().join("tests/import_ref.py"))
-        .args(["save", "alexnet", pth.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python("import_ref.py", &["save", "alexnet", pth.to_str().unwrap()]);
     let model = dir.join("m");
     let m = import(&ImportOptions {
         from: pth.clone(),
