@@ -66,7 +66,7 @@ function fillModels() {
     sel.append(o);
   }
   // Default: the paper's network (a ZFNet), the first listed otherwise.
-  if (!model() && models.length) state.model = (models.find((m) => m.architecture === "zfnet") || models[0]).name;
+  if (!model() && models.length) state.model = (models.find((m) => m.name === "zfnet-woofnette") || models.find((m) => m.architecture === "zfnet") || models[0]).name;
   sel.value = state.model;
   fillSnapshots();
 }
