@@ -19,6 +19,10 @@ pub enum Loss {
 pub const LAMBDAS: [f64; 5] = [1e-4, 1e-3, 1e-2, 1e-1, 1.0];
 /// Folds of the cross-validation.
 pub const FOLDS: usize = 3;
+/// L-BFGS iterations at most: cross-validation fits (warm-started along the
+/// grid, compared by accuracy only) and the final fit.
+const CV_ITERS: usize = 100;
+const FINAL_ITERS: usize = 300;
 
 /// A fitted classifier: scores = standardise(x) W + b.
 pub struct Linear {
@@ -128,6 +132,7 @@ fn fit_raw(
     classes: i64,
     lambda: f64,
     init: Option<&Tensor>,
+    max_iter: usize,
 ) -> Tensor {
     let d = x.size()[1];
     let n_w = d * classes;
@@ -142,7 +147,7 @@ fn fit_raw(
             |t| t.copy(),
         ),
         1e-5,
-        300,
+        max_iter,
     )
 }
 
@@ -156,7 +161,7 @@ impl Linear {
     /// Fit on features `x` [N, D] with labels `y` [N] in 0..classes, the
     /// penalty fixed.
     pub fn fit_with(loss: Loss, x: &Tensor, y: &Tensor, classes: i64, lambda: f64) -> Linear {
-        Linear::fit_from(loss, x, y, classes, lambda, None)
+        Linear::fit_from(loss, x, y, classes, lambda, None, FINAL_ITERS)
     }
 
     fn fit_from(
@@ -166,12 +171,13 @@ impl Linear {
         classes: i64,
         lambda: f64,
         init: Option<&Tensor>,
+        max_iter: usize,
     ) -> Linear {
         let x = &x.to_kind(Kind::Double);
         let (mean, std) = standardise_stats(x);
         let xs = (x - &mean) / &std;
         let d = x.size()[1];
-        let theta = fit_raw(loss, &xs, y, classes, lambda, init);
+        let theta = fit_raw(loss, &xs, y, classes, lambda, init, max_iter);
         let (w, b) = (
             theta.narrow(0, 0, d * classes).view([d, classes]),
             theta.narrow(0, d * classes, classes),
@@ -215,7 +221,15 @@ impl Linear {
                 for &l in LAMBDAS.iter().rev() {
                     let mut right = 0.0;
                     for (k, (xtr, ytr, xte, yte)) in parts.iter().enumerate() {
-                        let m = Linear::fit_from(loss, xtr, ytr, classes, l, warm[k].as_ref());
+                        let m = Linear::fit_from(
+                            loss,
+                            xtr,
+                            ytr,
+                            classes,
+                            l,
+                            warm[k].as_ref(),
+                            CV_ITERS,
+                        );
                         right += m.accuracy(xte, yte) * yte.size()[0] as f64;
                         warm[k] = Some(Tensor::cat(&[m.w.reshape([-1]), m.b.shallow_clone()], 0));
                     }
