@@ -136,12 +136,6 @@ fn jpeg_message(e: turbojpeg::Error) -> String {
     }
 }
 
-/// libjpeg-turbo with TurboJPEG's defaults, which are PIL's: accurate
-/// integer IDCT, fancy (triangular) chroma upsampling. Greyscale expands to
-/// RGB by repetition; CMYK and YCCK come out as CMYK, inverted (PIL assumes
-/// Adobe's convention for every CMYK JPEG) and converted as PIL does.
-/// libjpeg's warnings pass as PIL lets them pass, except a premature end
-/// of the file: a truncated JPEG is refused (PIL: "image file is truncated").
 /// The starts of libjpeg's warning messages (jerror.h's JWRN_*).
 const LIBJPEG_WARNINGS: &[&str] = &[
     "Corrupt JPEG data",
@@ -152,6 +146,12 @@ const LIBJPEG_WARNINGS: &[&str] = &[
     "Application transferred too many scanlines",
 ];
 
+/// libjpeg-turbo with TurboJPEG's defaults, which are PIL's: accurate
+/// integer IDCT, fancy (triangular) chroma upsampling. Greyscale expands to
+/// RGB by repetition; CMYK and YCCK come out as CMYK, inverted (PIL assumes
+/// Adobe's convention for every CMYK JPEG) and converted as PIL does.
+/// libjpeg's warnings pass as PIL lets them pass, except a premature end
+/// of the file: a truncated JPEG is refused (PIL: "image file is truncated").
 fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     let header = with_decompressor(|d| d.read_header(bytes))
         .map_err(|e| ImageError::Decode(jpeg_message(e)))?;
