@@ -122,33 +122,16 @@ pub fn lbfgs(f: impl Fn(&Tensor) -> Tensor, x0: Tensor, tol: f64, max_iter: usiz
     x.detach()
 }
 
-/// Fit one classifier with penalty `lambda` on (already standardised) x,
-/// from `init` (the flat [W, b] of a nearby fit) or zeros; returns the flat
-/// parameters.
-fn fit_raw(
-    loss: Loss,
-    x: &Tensor,
-    y: &Tensor,
-    classes: i64,
-    lambda: f64,
-    init: Option<&Tensor>,
-    max_iter: usize,
-) -> Tensor {
-    let d = x.size()[1];
-    let n_w = d * classes;
-    lbfgs(
-        |t| {
-            let w = t.narrow(0, 0, n_w).view([d, classes]);
-            let b = t.narrow(0, n_w, classes);
-            objective(loss, x, y, &w, &b, lambda)
-        },
-        init.map_or_else(
-            || Tensor::zeros([n_w + classes], (Kind::Double, x.device())),
-            |t| t.copy(),
-        ),
-        1e-5,
-        max_iter,
+/// Split flat parameters into W [d, classes] and b [classes], and back.
+fn unflatten(theta: &Tensor, d: i64, classes: i64) -> (Tensor, Tensor) {
+    (
+        theta.narrow(0, 0, d * classes).view([d, classes]),
+        theta.narrow(0, d * classes, classes),
     )
+}
+
+fn flatten(w: &Tensor, b: &Tensor) -> Tensor {
+    Tensor::cat(&[w.reshape([-1]), b.shallow_clone()], 0)
 }
 
 fn standardise_stats(x: &Tensor) -> (Tensor, Tensor) {
@@ -177,11 +160,20 @@ impl Linear {
         let (mean, std) = standardise_stats(x);
         let xs = (x - &mean) / &std;
         let d = x.size()[1];
-        let theta = fit_raw(loss, &xs, y, classes, lambda, init, max_iter);
-        let (w, b) = (
-            theta.narrow(0, 0, d * classes).view([d, classes]),
-            theta.narrow(0, d * classes, classes),
+        // Warm start from `init` (the flat [W, b] of a nearby fit) or zeros.
+        let theta = lbfgs(
+            |t| {
+                let (w, b) = unflatten(t, d, classes);
+                objective(loss, &xs, y, &w, &b, lambda)
+            },
+            init.map_or_else(
+                || Tensor::zeros([d * classes + classes], (Kind::Double, x.device())),
+                |t| t.copy(),
+            ),
+            1e-5,
+            max_iter,
         );
+        let (w, b) = unflatten(&theta, d, classes);
         Linear {
             mean,
             std,
@@ -231,7 +223,7 @@ impl Linear {
                             CV_ITERS,
                         );
                         right += m.accuracy(xte, yte) * yte.size()[0] as f64;
-                        warm[k] = Some(Tensor::cat(&[m.w.reshape([-1]), m.b.shallow_clone()], 0));
+                        warm[k] = Some(flatten(&m.w, &m.b));
                     }
                     if right > best.0 {
                         best = (right, l);

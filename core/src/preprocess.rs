@@ -59,16 +59,6 @@ pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
 /// applied, alpha composited over white, greyscale/CMYK converted as PIL's
 /// `convert("RGB")` does.
 pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
-    let (w, h) = dimensions(bytes)?;
-    if w == 0 || h == 0 {
-        return Err(ImageError::Decode("zero-sized image".into()));
-    }
-    if w > MAX_SIDE || h > MAX_SIDE || (w as u64) * (h as u64) > MAX_PIXELS {
-        return Err(ImageError::TooLarge(w, h));
-    }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|_| ImageError::Format)?;
     if is_jpeg(bytes) {
         let mut img = DynamicImage::ImageRgb8(decode_jpeg(bytes)?);
         if let Some(o) = jpeg_orientation(bytes) {
@@ -76,6 +66,11 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
         }
         return Ok(img.into_rgb8());
     }
+    let (w, h) = dimensions(bytes)?;
+    check_size(w, h)?;
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|_| ImageError::Format)?;
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| ImageError::Decode(e.to_string()))?;
@@ -86,6 +81,17 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
         img.apply_orientation(o);
     }
     Ok(flatten_alpha(img))
+}
+
+/// The pixel-bomb guard, from the header's size, before decoding.
+fn check_size(w: u32, h: u32) -> Result<(), ImageError> {
+    if w == 0 || h == 0 {
+        return Err(ImageError::Decode("zero-sized image".into()));
+    }
+    if w > MAX_SIDE || h > MAX_SIDE || (w as u64) * (h as u64) > MAX_PIXELS {
+        return Err(ImageError::TooLarge(w, h));
+    }
+    Ok(())
 }
 
 thread_local! {
@@ -155,6 +161,7 @@ const LIBJPEG_WARNINGS: &[&str] = &[
 fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     let header = with_decompressor(|d| d.read_header(bytes))
         .map_err(|e| ImageError::Decode(jpeg_message(e)))?;
+    check_size(header.width as u32, header.height as u32)?;
     let cmyk = matches!(
         header.colorspace,
         turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK

@@ -85,22 +85,15 @@ pub fn features_of(net: &Net, x: &Tensor, layers: &[FeatureLayer]) -> Vec<Tensor
         .collect()
 }
 
-/// Features of `layers` for every file, in batches of 32; `progress(n)`
-/// after each batch. The next batch is decoded (on the rayon pool) while the
-/// network runs on the current one. A file that cannot be decoded is an
-/// error naming it.
-pub fn extract(
-    net: &Net,
+/// Decode and preprocess `files` in batches of 32 on the rayon pool, one
+/// batch ahead of `f`, which receives each batch [B, 3, S, S] in order. A
+/// file that cannot be decoded is an error naming it.
+pub fn for_each_batch(
     pre: &Preprocess,
     files: &[PathBuf],
-    layers: &[FeatureLayer],
-    progress: &dyn Fn(usize),
-) -> Result<Vec<Tensor>> {
+    mut f: impl FnMut(Tensor),
+) -> Result<()> {
     use rayon::prelude::*;
-    if files.is_empty() {
-        bail!("no images to extract features from");
-    }
-    let mut parts: Vec<Vec<Tensor>> = (0..layers.len()).map(|_| vec![]).collect();
     std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Tensor>>>(1);
         scope.spawn(move || {
@@ -121,16 +114,29 @@ pub fn extract(
             }
         });
         for batch in rx {
-            let xs = batch?;
-            for (i, f) in features_of(net, &Tensor::stack(&xs, 0), layers)
-                .into_iter()
-                .enumerate()
-            {
-                parts[i].push(f);
-            }
-            progress(xs.len());
+            f(Tensor::stack(&batch?, 0));
         }
         Ok(())
+    })
+}
+
+/// Features of `layers` for every file; `progress(n)` after each batch of n.
+pub fn extract(
+    net: &Net,
+    pre: &Preprocess,
+    files: &[PathBuf],
+    layers: &[FeatureLayer],
+    progress: &dyn Fn(usize),
+) -> Result<Vec<Tensor>> {
+    if files.is_empty() {
+        bail!("no images to extract features from");
+    }
+    let mut parts: Vec<Vec<Tensor>> = (0..layers.len()).map(|_| vec![]).collect();
+    for_each_batch(pre, files, |x| {
+        for (i, f) in features_of(net, &x, layers).into_iter().enumerate() {
+            parts[i].push(f);
+        }
+        progress(x.size()[0] as usize);
     })?;
     Ok(parts.iter().map(|p| Tensor::cat(p, 0)).collect())
 }

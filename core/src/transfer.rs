@@ -5,7 +5,9 @@
 
 use crate::checkpoint::ModelDir;
 use crate::classify::{Linear, Loss};
-use crate::probe::{classes_and_val, extract, feature_layers, train_files};
+use crate::probe::{
+    classes_and_val, extract, feature_layers, first_n, for_each_batch, train_files,
+};
 use crate::train::{self, Schedule, TrainConfig};
 use anyhow::{bail, Context, Result};
 use rand::{seq::SliceRandom, SeedableRng};
@@ -96,13 +98,8 @@ pub fn transfer(
     let (classes, val) = classes_and_val(&req.data, &req.classes)?;
     let per = train_files(&req.data, &classes)?;
     let most = *req.per_class.iter().max().expect("not empty");
-    if let Some((c, f)) = classes.iter().zip(&per).find(|(_, f)| f.len() < most) {
-        bail!(
-            "class {} has {} training images, fewer than the {most} asked for",
-            c.id,
-            f.len()
-        );
-    }
+    // Every class must have the largest n asked for.
+    first_n(&per, &classes, Some(most))?;
     let fc = feature_layers(&net.spec)
         .into_iter()
         .rfind(|l| !l.conv)
@@ -228,23 +225,19 @@ fn scratch(
     let trained = ModelDir::open(dir.join("model"))?;
     let net = trained.load(None, device)?;
     let pre = trained.manifest.preprocess();
-    let mut right = 0i64;
-    for (chunk, labels) in val.files.chunks(64).zip(val.labels.chunks(64)) {
-        let xs: Vec<Tensor> = chunk
-            .iter()
-            .map(|p| -> Result<Tensor> {
-                let img = crate::preprocess::decode(&std::fs::read(p)?)?;
-                Ok(pre.tensor(&pre.crop(&img)))
-            })
-            .collect::<Result<_>>()?;
-        let pred = net.trace(&Tensor::stack(&xs, 0)).logits.argmax(-1, false);
-        right += pred
-            .to_device(Device::Cpu)
-            .eq_tensor(&Tensor::from_slice(labels))
-            .to_kind(Kind::Int64)
-            .sum(Kind::Int64)
-            .int64_value(&[]);
-    }
+    let mut pred: Vec<Tensor> = vec![];
+    for_each_batch(&pre, &val.files, |x| {
+        pred.push(
+            tch::no_grad(|| net.forward_t(&x.to_device(net.device()), false))
+                .argmax(-1, false)
+                .to_device(Device::Cpu),
+        );
+    })?;
+    let right = Tensor::cat(&pred, 0)
+        .eq_tensor(&val.labels())
+        .to_kind(Kind::Int64)
+        .sum(Kind::Int64)
+        .int64_value(&[]);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(right as f64 / val.files.len() as f64)
 }
