@@ -15,11 +15,12 @@ prereqs:
 	@command -v python3 >/dev/null 2>&1 || { echo "error: python3 not found; install it: apt-get install -y python3 python3-venv"; exit 1; }
 
 # libtorch comes from PyPI's torch wheel; .venv/libtorch points at it for
-# .cargo/config.toml whatever the Python minor version is.
+# .cargo/config.toml whatever the Python minor version is. torchvision is for
+# distributed/train.py (ImageFolder), run with .venv/bin/torchrun.
 $(VENV)/.ok:
 	@$(MAKE) --no-print-directory prereqs
 	@python3 -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); echo "error: python3 cannot create a venv; install it: apt-get install -y python3-venv"; exit 1; }
-	$(VENV)/bin/pip install -q torch==$(TORCH) numpy safetensors
+	$(VENV)/bin/pip install -q torch==$(TORCH) torchvision==$(TORCHVISION) numpy safetensors
 	ln -sfn $$(cd $(VENV) && ls -d lib/python3*/site-packages/torch) $(VENV)/libtorch
 	touch $@
 
@@ -70,6 +71,7 @@ bench: build $(VENV)/.refs
 	$(BIN) bench --features ../shared/datasets/woofnette/val --iters 3
 	$(BIN) bench-http --image $(BEAGLE)
 	$(PY) tests/bench_occlusion.py models/zfnet-woofnette $(BEAGLE) $(BIN)
+	$(PY) distributed/bench.py --zfvis $(BIN)
 
 clean:
 	cargo clean

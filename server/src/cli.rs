@@ -154,6 +154,14 @@ enum Cmd {
         batch: usize,
         #[arg(long, default_value = "auto")]
         device: String,
+        /// Index only the I-th of N slices of the dataset (e.g. 2/8), for N machines
+        /// or a job array; combine the shards with --merge
+        #[arg(long, conflicts_with = "merge")]
+        shard: Option<index::Shard>,
+        /// Combine the shard files (built with --shard, copied into the model's
+        /// index folder) into the index one build would write
+        #[arg(long)]
+        merge: bool,
     },
     /// The 9 strongest activations of one map over a dataset (builds the index if missing)
     Top9 {
@@ -894,6 +902,8 @@ pub fn run(cli: Cli) -> Result<()> {
             dataset,
             batch,
             device,
+            shard,
+            merge,
         } => {
             let model = ModelDir::open(&model)?;
             let device = parse_device(&device)?;
@@ -908,6 +918,16 @@ pub fn run(cli: Cli) -> Result<()> {
                     .context("model has no snapshots")?],
             };
             for epoch in epochs {
+                if merge {
+                    let idx = index::merge_shards(&model, &dataset, epoch)?;
+                    println!(
+                        "epoch {epoch}: merged shards: {} indexed, {} unreadable; {}",
+                        idx.images.len(),
+                        idx.skipped.len(),
+                        index::index_path(&model, &dataset, epoch)?.display()
+                    );
+                    continue;
+                }
                 let net = model.load(Some(epoch), device)?;
                 let pb = indicatif::ProgressBar::new(0);
                 pb.set_style(
@@ -918,12 +938,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
                 pb.set_prefix(epoch.to_string());
                 let t = std::time::Instant::now();
-                let (idx, n) = index::build(
+                let (idx, n) = index::build_shard(
                     &net,
                     &model,
                     epoch,
                     &dataset,
                     batch.max(1),
+                    shard,
                     &|done, total| {
                         pb.set_length(total as u64);
                         pb.set_position(done as u64);
@@ -946,7 +967,11 @@ pub fn run(cli: Cli) -> Result<()> {
                     if n > 0 { raw / ips } else { 0.0 },
                     idx.images.len(),
                     idx.skipped.len(),
-                    index::index_path(&model, &dataset, epoch)?.display()
+                    match shard {
+                        Some(s) => index::shard_path(&model, &dataset, epoch, s)?,
+                        None => index::index_path(&model, &dataset, epoch)?,
+                    }
+                    .display()
                 );
             }
         }
