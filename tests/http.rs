@@ -211,19 +211,19 @@ fn bad_input_is_a_clear_4xx() {
 
     error(
         e.upload(b"this is not an image".to_vec()),
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "not a supported image",
     );
     error(
         e.raw(b"GIF89a\x02\x00\x02\x00\x00".to_vec()),
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "decode",
     );
     error(e.raw(vec![]), StatusCode::BAD_REQUEST, "empty");
     let png = test_png();
     error(
         e.upload(png[..png.len() / 2].to_vec()),
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "decode",
     );
     error(

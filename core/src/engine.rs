@@ -55,9 +55,16 @@ impl Context {
     }
 
     pub fn image_bytes(&self, image: &ContentId) -> Result<Vec<u8>> {
-        self.store
-            .get(image.as_str())
-            .ok_or_else(|| Error::NotFound(format!("unknown image {image}")))
+        use crate::store::Lookup;
+        let missing = || Error::NotFound(format!("unknown image {image}"));
+        match self.store.lookup(image.as_str()) {
+            Lookup::Stored(p) => std::fs::read(p).map_err(|_| missing()),
+            Lookup::Expired => Err(Error::NotFound(format!(
+                "image {image} expired: it was removed from the server's store to make room \
+                 (least recently used first); upload it again"
+            ))),
+            Lookup::Unknown => Err(missing()),
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub mod deconv;
 pub mod engine;
 pub mod error;
 pub mod features;
+pub mod fuzz;
 pub mod import;
 pub mod index;
 pub mod invariance;

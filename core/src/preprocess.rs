@@ -10,7 +10,7 @@
 
 use crate::resample;
 use anyhow::Result;
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use std::io::Cursor;
 use tch::{Kind, Tensor};
 
@@ -22,16 +22,43 @@ pub const MAX_SIDE: u32 = 16_384;
 pub enum ImageError {
     #[error("empty image")]
     Empty,
-    #[error("not a supported image (JPEG, PNG, WebP, GIF, BMP)")]
+    #[error("not a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF)")]
     Format,
     #[error("image is {0}x{1} pixels; the limit is {MAX_PIXELS} pixels and {MAX_SIDE} per side")]
     TooLarge(u32, u32),
     #[error("cannot decode image: {0}")]
     Decode(String),
+    #[error("the server's storage is full; try again later")]
+    StoreFull,
+    #[error("cannot store the image: {0}")]
+    Store(String),
 }
 
 fn is_jpeg(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+}
+
+/// The formats decoded besides JPEG; others (the image crate knows many
+/// more) are refused before any decoder sees them.
+const FORMATS: &[ImageFormat] = &[
+    ImageFormat::Png,
+    ImageFormat::Gif,
+    ImageFormat::WebP,
+    ImageFormat::Bmp,
+    ImageFormat::Tiff,
+];
+
+/// A reader for a non-JPEG image of an accepted format, with the image
+/// crate's allocation limit (a corrupt header cannot reserve gigabytes).
+fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, ImageError> {
+    let mut r = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|_| ImageError::Format)?;
+    if !r.format().is_some_and(|f| FORMATS.contains(&f)) {
+        return Err(ImageError::Format);
+    }
+    r.limits(image::Limits::default()); // at most 512 MB allocated per decode
+    Ok(r)
 }
 
 /// Width and height from the header only.
@@ -40,17 +67,10 @@ pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
         return Err(ImageError::Empty);
     }
     if is_jpeg(bytes) {
-        let h = with_decompressor(|d| d.read_header(bytes))
-            .map_err(|e| ImageError::Decode(jpeg_message(e)))?;
-        return Ok((h.width as u32, h.height as u32));
+        let (w, h, _) = jpeg_header(bytes)?;
+        return Ok((w as u32, h as u32));
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|_| ImageError::Format)?;
-    if reader.format().is_none() {
-        return Err(ImageError::Format);
-    }
-    reader
+    reader(bytes)?
         .into_dimensions()
         .map_err(|e| ImageError::Decode(e.to_string()))
 }
@@ -68,10 +88,8 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     }
     let (w, h) = dimensions(bytes)?;
     check_size(w, h)?;
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|_| ImageError::Format)?;
-    let mut decoder = reader
+    check_riff(bytes)?;
+    let mut decoder = reader(bytes)?
         .into_decoder()
         .map_err(|e| ImageError::Decode(e.to_string()))?;
     let orientation = decoder.orientation().ok();
@@ -81,6 +99,34 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
         img.apply_orientation(o);
     }
     Ok(flatten_alpha(img))
+}
+
+/// A WebP's RIFF sizes must match the file: the RIFF size is the file's
+/// length less 8 and every chunk ends inside it (libwebp, hence PIL, refuses
+/// other files; the image crate's decoder would read them).
+fn check_riff(bytes: &[u8]) -> Result<(), ImageError> {
+    if !(bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP")) {
+        return Ok(());
+    }
+    let u32_at = |i: usize| {
+        bytes
+            .get(i..i + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
+    };
+    let bad = || ImageError::Decode("corrupt WebP: its chunk sizes do not match the file (truncated or damaged)".into());
+    let len = bytes.len() as u64;
+    if u32_at(4).ok_or_else(bad)? + 8 != len {
+        return Err(bad());
+    }
+    let mut at = 12u64;
+    while at < len {
+        let size = u32_at(at as usize + 4).ok_or_else(bad)?;
+        at += 8 + size + (size & 1);
+        if at > len {
+            return Err(bad());
+        }
+    }
+    Ok(())
 }
 
 /// The pixel-bomb guard, from the header's size, before decoding.
@@ -108,7 +154,14 @@ fn with_decompressor<T>(
         if slot.is_none() {
             *slot = Some(turbojpeg::Decompressor::new()?);
         }
-        f(slot.as_mut().expect("set above"))
+        let r = f(slot.as_mut().expect("set above"));
+        if r.is_err() {
+            // After an error libjpeg's state is not reset: a later, valid
+            // file would fail with the earlier file's error ("Bogus DQT
+            // index"). Start the next decode with a fresh decompressor.
+            *slot = None;
+        }
+        r
     })
 }
 
@@ -152,6 +205,37 @@ const LIBJPEG_WARNINGS: &[&str] = &[
     "Application transferred too many scanlines",
 ];
 
+fn is_libjpeg_warning(m: &str) -> bool {
+    LIBJPEG_WARNINGS.iter().any(|w| m.starts_with(w))
+}
+
+/// Width, height and whether the JPEG is CMYK/YCCK. When libjpeg warns while
+/// reading the header (extraneous bytes before a marker: PIL goes on),
+/// TurboJPEG gives no header; the sizes then come from the image crate's
+/// parser (colour: not CMYK).
+fn jpeg_header(bytes: &[u8]) -> Result<(usize, usize, bool), ImageError> {
+    match with_decompressor(|d| d.read_header(bytes)) {
+        Ok(h) => Ok((
+            h.width,
+            h.height,
+            matches!(
+                h.colorspace,
+                turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
+            ),
+        )),
+        Err(e) => {
+            let m = jpeg_message(e);
+            if !is_libjpeg_warning(&m) {
+                return Err(ImageError::Decode(m));
+            }
+            let (w, h) = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg)
+                .into_dimensions()
+                .map_err(|_| ImageError::Decode(m))?;
+            Ok((w as usize, h as usize, false))
+        }
+    }
+}
+
 /// libjpeg-turbo with TurboJPEG's defaults, which are PIL's: accurate
 /// integer IDCT, fancy (triangular) chroma upsampling. Greyscale expands to
 /// RGB by repetition; CMYK and YCCK come out as CMYK, inverted (PIL assumes
@@ -159,19 +243,13 @@ const LIBJPEG_WARNINGS: &[&str] = &[
 /// libjpeg's warnings pass as PIL lets them pass, except a premature end
 /// of the file: a truncated JPEG is refused (PIL: "image file is truncated").
 fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
-    let header = with_decompressor(|d| d.read_header(bytes))
-        .map_err(|e| ImageError::Decode(jpeg_message(e)))?;
-    check_size(header.width as u32, header.height as u32)?;
-    let cmyk = matches!(
-        header.colorspace,
-        turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
-    );
+    let (w, h, cmyk) = jpeg_header(bytes)?;
+    check_size(w as u32, h as u32)?;
     let format = if cmyk {
         turbojpeg::PixelFormat::CMYK
     } else {
         turbojpeg::PixelFormat::RGB
     };
-    let (w, h) = (header.width, header.height);
     let mut out = turbojpeg::Image {
         pixels: vec![0u8; w * h * format.size()],
         width: w,
@@ -188,7 +266,7 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
                 "truncated JPEG (premature end of file)".into(),
             ));
         }
-        if !LIBJPEG_WARNINGS.iter().any(|w| m.starts_with(w)) {
+        if !is_libjpeg_warning(&m) {
             return Err(ImageError::Decode(m));
         }
     }

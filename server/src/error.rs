@@ -48,6 +48,40 @@ impl From<engine::Error> for ApiError {
     }
 }
 
+impl From<zfvis_core::preprocess::ImageError> for ApiError {
+    fn from(e: zfvis_core::preprocess::ImageError) -> Self {
+        use zfvis_core::preprocess::ImageError as E;
+        let status = match &e {
+            E::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
+            E::StoreFull => StatusCode::INSUFFICIENT_STORAGE,
+            E::Store(m) => {
+                tracing::error!("cannot store an upload: {m}");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            E::Empty => StatusCode::BAD_REQUEST,
+            // Corrupt, truncated or unknown: refused before anything is stored.
+            E::Format | E::Decode(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl From<zfvis_core::store::SetError> for ApiError {
+    fn from(e: zfvis_core::store::SetError) -> Self {
+        use zfvis_core::store::{SetError, StoreError};
+        match e {
+            SetError::Invalid(m) => Self::bad(m),
+            SetError::Store(StoreError::Full) => {
+                Self::new(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
+            }
+            SetError::Store(StoreError::Io(io)) => {
+                tracing::error!("cannot store a set: {io}");
+                Self::internal("cannot store the set")
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = (

@@ -7,7 +7,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use zfvis_core::params::ContentId;
-use zfvis_core::preprocess::ImageError;
 
 /// Largest accepted upload.
 pub const MAX_UPLOAD: usize = 20 * 1024 * 1024;
@@ -97,11 +96,7 @@ pub async fn upload(State(st): State<AppState>, req: Request) -> Result<Response
     let store = st.ctx.store.clone();
     let stored = tokio::task::spawn_blocking(move || store.put(&bytes))
         .await
-        .map_err(|_| ApiError::internal("storing the image failed"))?
-        .map_err(|e| match e {
-            ImageError::TooLarge(..) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
-            _ => ApiError::bad(e.to_string()),
-        })?;
+        .map_err(|_| ApiError::internal("storing the image failed"))??;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
@@ -147,8 +142,7 @@ pub async fn put_set(
     let store = st.ctx.store.clone();
     let id = tokio::task::spawn_blocking(move || store.put_set(&set))
         .await
-        .map_err(|_| ApiError::internal("storing the set failed"))?
-        .map_err(ApiError::bad)?;
+        .map_err(|_| ApiError::internal("storing the set failed"))??;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
 }
 
@@ -182,7 +176,7 @@ pub async fn import(
     let r = blocking(move || {
         let bytes = std::fs::read(&path)
             .map_err(|_| ApiError::not_found(format!("no image {rel:?} in the dataset")))?;
-        store.put(&bytes).map_err(|e| ApiError::bad(e.to_string()))
+        Ok(store.put(&bytes)?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(r)).into_response())
