@@ -240,6 +240,8 @@ pub fn bench_http(models: &Path, model: &str, image: &Path, n: usize) -> Result<
         device: Device::cuda_if_available(),
         queue: 256,
         dataset: None,
+        max_store: None,
+        limits: Default::default(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;

@@ -292,6 +292,38 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         n: usize,
     },
+    /// Fuzz the HTTP API: mutated uploads of every format, each accepted one
+    /// followed by predictions, a projection and the live occluder
+    Fuzz {
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        #[arg(long, default_value = "zfnet-woofnette")]
+        model: String,
+        #[arg(long, default_value_t = 10_000)]
+        cases: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Load and soak: many concurrent clients on loopback for a while
+    Soak {
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        #[arg(long, default_value = "zfnet-woofnette")]
+        model: String,
+        /// A photo the distinct uploads are cut from
+        #[arg(long)]
+        image: PathBuf,
+        /// A dataset for the top-9 requests
+        #[arg(long)]
+        dataset: Option<PathBuf>,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Distinct images to upload
+        #[arg(long, default_value_t = 200)]
+        images: usize,
+    },
     /// Serve the web app and JSON API
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -313,6 +345,16 @@ enum Cmd {
         /// Jobs waiting for the compute worker before answering 503
         #[arg(long, default_value_t = 64)]
         queue: usize,
+        /// Bound the upload store to N MB: least recently used uploads are
+        /// evicted first (never images of a stored set); default: no bound
+        #[arg(long)]
+        max_store_mb: Option<u64>,
+        /// Concurrent API requests per client address (429 beyond; 0: no cap)
+        #[arg(long, default_value_t = 8)]
+        per_client: usize,
+        /// Seconds a connection may take to send a request's headers
+        #[arg(long, default_value_t = 10)]
+        header_timeout: u64,
     },
     /// Import a network you have (PyTorch state dict, safetensors or ONNX) as a model folder
     Import {
@@ -1127,6 +1169,29 @@ pub fn run(cli: Cli) -> Result<()> {
             image,
             n,
         } => crate::bench::bench_http(&models, &model, &image, n.max(1))?,
+        Cmd::Fuzz {
+            models,
+            model,
+            cases,
+            seed,
+        } => crate::reliability::fuzz(&models, &model, cases, seed)?,
+        Cmd::Soak {
+            models,
+            model,
+            image,
+            dataset,
+            clients,
+            seconds,
+            images,
+        } => crate::reliability::soak(&crate::reliability::SoakArgs {
+            models: &models,
+            model: &model,
+            photo: &image,
+            dataset: dataset.as_deref(),
+            clients: clients.max(1),
+            seconds: seconds.clamp(1, 3600),
+            images: images.max(1),
+        })?,
         Cmd::Serve {
             addr,
             models,
@@ -1135,6 +1200,9 @@ pub fn run(cli: Cli) -> Result<()> {
             device,
             queue,
             dataset,
+            max_store_mb,
+            per_client,
+            header_timeout,
         } => {
             if let Some(d) = &dataset {
                 if !d.is_dir() {
@@ -1148,6 +1216,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 device: parse_device(&device)?,
                 queue: queue.max(1),
                 dataset,
+                max_store: max_store_mb.map(|mb| mb.saturating_mul(1024 * 1024)),
+                limits: crate::http::net::Limits {
+                    header_timeout: std::time::Duration::from_secs(header_timeout.max(1)),
+                    per_client,
+                    ..Default::default()
+                },
             };
             serve(&addr, cfg)?;
         }
@@ -1219,6 +1293,7 @@ fn serve(addr: &str, cfg: crate::http::Config) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let n = zfvis_core::engine::list_models(&cfg.models).len();
+        let limits = cfg.limits;
         let app = crate::http::app(cfg)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -1227,7 +1302,8 @@ fn serve(addr: &str, cfg: crate::http::Config) -> Result<()> {
             "zfvis: {n} model(s); serving on http://{}",
             listener.local_addr()?
         );
-        axum::serve(listener, app).await?;
+        crate::http::net::serve(listener, app, limits, crate::http::net::shutdown_signal()).await?;
+        eprintln!("zfvis: stopped");
         Ok(())
     })
 }

@@ -4,6 +4,7 @@ mod bench;
 mod cli;
 mod error;
 mod http;
+mod reliability;
 mod worker;
 
 use clap::Parser;

@@ -3,6 +3,7 @@
 //! `serve` (`json::<A>` and `alt::<A>` for its JSON and its PNG/CSV).
 
 mod images;
+pub mod net;
 mod pages;
 mod serve;
 
@@ -46,6 +47,9 @@ pub struct Config {
     pub device: zfvis_core::tch::Device,
     pub queue: usize,
     pub dataset: Option<PathBuf>,
+    /// Bound of the upload store in bytes (least recently used evicted first).
+    pub max_store: Option<u64>,
+    pub limits: net::Limits,
 }
 
 pub fn app(cfg: Config) -> anyhow::Result<Router> {
@@ -55,7 +59,7 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
     });
     let ctx = Context {
         models: cfg.models.clone(),
-        store: ImageStore::open(&cfg.data)?,
+        store: ImageStore::open(&cfg.data)?.with_limit(cfg.max_store),
         device: cfg.device,
         indexer,
         jobs,
@@ -84,6 +88,11 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
             Duration::from_secs(120),
         ))
         .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn_with_state(
+            net::ClientCap::new(cfg.limits.per_client),
+            net::per_client,
+        ))
+        .layer(middleware::from_fn(net::security_headers))
         .layer(TraceLayer::new_for_http())
         .with_state(state))
 }
