@@ -14,5 +14,6 @@ COPY --from=build /src/target/release/zfvis /src/zfvis
 COPY --from=build /src/models /src/models
 COPY --from=build /src/frontend /src/frontend
 COPY --from=build /src/static /src/static
+COPY --from=build /src/examples /src/examples
 EXPOSE 8080
 CMD ["/src/zfvis", "serve", "--addr", "0.0.0.0:8080", "--models", "/src/models", "--data", "/data"]

@@ -8,7 +8,7 @@ TORCHVISION := 0.28.0
 BIN   := target/release/zfvis
 ADDR  ?= 127.0.0.1:8080
 
-.PHONY: run build test venv prereqs native-deps test-deps bench clean
+.PHONY: run build test venv prereqs native-deps test-deps bench fuzz soak clean
 
 prereqs:
 	@command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found; install Rust: https://rustup.rs"; exit 1; }
@@ -72,6 +72,15 @@ bench: build $(VENV)/.refs
 	$(BIN) bench-http --image $(BEAGLE)
 	$(PY) tests/bench_occlusion.py models/zfnet-woofnette $(BEAGLE) $(BIN)
 	$(PY) distributed/bench.py --zfvis $(BIN)
+
+# Reliability (see README): 10,000 mutated uploads over HTTP and 100,000
+# through the decoders; 64 clients for 60 s on loopback.
+fuzz: build
+	$(BIN) fuzz --cases 10000
+	ZFVIS_FUZZ_CASES=100000 cargo test --release -p zfvis-core --test fuzz -- --nocapture
+soak: build
+	$(BIN) soak --clients 64 --seconds 60 --images 200 --image $(BEAGLE) \
+	  $(if $(wildcard ../shared/datasets/woofnette/val/n02088364),--dataset ../shared/datasets/woofnette/val/n02088364)
 
 clean:
 	cargo clean

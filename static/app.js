@@ -114,6 +114,39 @@ async function upload(file) {
   loadRecent();
 }
 
+/// The bundled example photos: a click opens one like an upload.
+async function loadExamples() {
+  let list = [];
+  try {
+    list = (await fetch("/api/examples").then((r) => r.json())).examples || [];
+  } catch (_) { return; }
+  const box = $("example-list");
+  box.innerHTML = "";
+  for (const ex of list) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "example";
+    b.dataset.id = ex.id;
+    b.title = `${ex.name}\n${ex.source}\nLicence: ${ex.licence}`;
+    const img = document.createElement("img");
+    img.src = `/api/images/${ex.id}`;
+    img.alt = ex.name;
+    const cap = document.createElement("span");
+    cap.textContent = ex.name;
+    b.append(img, cap);
+    b.onclick = () => { state.image = ex.id; state.map = null; render(); };
+    box.append(b);
+  }
+  $("examples").hidden = list.length === 0;
+  markExamples();
+}
+
+function markExamples() {
+  $("examples-title").textContent = state.image ? "Examples:" : "No photo at hand? Try one of these:";
+  $("examples").classList.toggle("compact", !!state.image);
+  for (const b of $("example-list").querySelectorAll("button")) b.classList.toggle("current", b.dataset.id === state.image);
+}
+
 function loadRecent() {
   return recentList({
     title: "open this image",
@@ -137,6 +170,7 @@ async function render() {
   showError("");
   const m = model();
   if (!m || !state.image) {
+    markExamples();
     $("maps-panel").hidden = true;
     $("input-fig").hidden = true;
     return;
@@ -151,6 +185,7 @@ async function render() {
   setSeg($("modes"), "mode", state.mode);
   $("sort").value = state.sort;
   for (const r of $("recent").querySelectorAll("img")) r.classList.toggle("current", r.dataset.id === state.image);
+  markExamples();
   try {
     const view = { top9: renderTop9, occlusion: renderOcclusion, invariance: renderInvariance, correspondence: renderCorrespondence, dataset: renderDataset, timeline: renderDataset }[state.view] || renderMaps;
     await Promise.all([renderTop5(), view()]);
@@ -333,3 +368,4 @@ fillModels();
 wire();
 render();
 loadRecent();
+loadExamples();

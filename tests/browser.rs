@@ -7,6 +7,27 @@ use common::*;
 use std::process::Command;
 use zfvis_core::net::Arch;
 
+/// The empty page offers the bundled examples; one click on an example and
+/// one on a map reach a projection, with no CSP violation on the way.
+#[test]
+fn newcomer_opens_an_example_in_chromium() {
+    let dir = tempdir("browser-examples");
+    random_model(&dir.join("models/tiny"), Arch::Zfnet);
+    let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+    let v = run_node("examples.mjs", &srv.base, std::path::Path::new("-"), &dir, &[]);
+    let offered = v["offered"].as_array().unwrap();
+    assert!(offered.len() >= 4, "{v}");
+    assert!(offered.iter().all(|e| e["title"].as_str().unwrap().contains("Licence")), "{v}");
+    assert!(v["title"].as_str().unwrap().contains("Try one of these"), "{v}");
+    let first = offered[0]["id"].as_str().unwrap();
+    assert!(v["url"].as_str().unwrap().contains(first), "{v}");
+    assert!(v["url"].as_str().unwrap().contains("map="), "{v}");
+    assert_eq!(v["top5"], 4, "{v}");
+    assert_eq!(v["errors"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["csp"].as_array().unwrap().len(), 0, "{v}");
+    assert!(dir.join("example-projection.png").exists());
+}
+
 #[test]
 fn upload_click_share_in_chromium() {
     let Some(beagle) = shared("dog-faces/n02088364_beagle.JPEG") else {

@@ -1044,3 +1044,28 @@ fn every_route_names_a_bad_parameter() {
     assert!(checked > 80, "{checked} parameters checked");
     e.alive();
 }
+
+#[test]
+fn examples_are_stored_and_open_like_uploads() {
+    let e = setup("http-examples");
+    let v: Value = e.get("/api/examples").json().unwrap();
+    let list = v["examples"].as_array().unwrap();
+    assert!(list.len() >= 4, "{v}");
+    for ex in list {
+        let id = ex["id"].as_str().unwrap();
+        assert_eq!(id.len(), 64);
+        for k in ["name", "source", "licence"] {
+            assert!(!ex[k].as_str().unwrap().is_empty(), "{ex}");
+        }
+        assert!(ex.get("file").is_none());
+        assert_eq!(e.get(&format!("/api/images/{id}")).status(), StatusCode::OK);
+        let p: Value = e
+            .get(&format!("/api/models/tiny/snapshots/1/images/{id}/predictions"))
+            .json()
+            .unwrap();
+        assert_eq!(p["top"].as_array().unwrap().len(), 4);
+    }
+    // They are not listed as uploads.
+    let recent: Value = e.get("/api/images").json().unwrap();
+    assert_eq!(recent["images"].as_array().unwrap().len(), 0, "{recent}");
+}

@@ -189,7 +189,13 @@ fn bounded_store_evicts_least_recently_used_but_not_sets() {
         }
         ids = more;
         let stored: u64 = std::fs::read_dir(data.join("images")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
-        assert!(stored <= 1024 * 1024 + size_of(&a) + size_of(&b), "store holds {stored} bytes");
+        // The bundled examples are pinned too.
+        let ex: Value = c.get(format!("{base}/api/examples")).send().unwrap().json().unwrap();
+        let pinned: u64 = ex["examples"].as_array().unwrap().iter().map(|e| size_of(e["id"].as_str().unwrap())).sum();
+        assert!(stored <= 1024 * 1024 + size_of(&a) + size_of(&b) + pinned, "store holds {stored} bytes");
+        for e in ex["examples"].as_array().unwrap() {
+            assert_eq!(c.get(format!("{base}/api/images/{}", e["id"].as_str().unwrap())).send().unwrap().status(), StatusCode::OK);
+        }
         for id in [&a, &b, &first, ids.last().unwrap()] {
             assert_eq!(c.get(format!("{base}/api/images/{id}")).send().unwrap().status(), StatusCode::OK, "{id}");
         }

@@ -75,6 +75,9 @@ pub struct Traced {
     pub trace: Trace,
 }
 
+/// Weights of the loaded snapshots kept in memory.
+const NET_BYTES: u64 = 1 << 30;
+
 pub struct Engine {
     pub ctx: Context,
     nets: LruCache<(String, u32), Rc<Net>>,
@@ -97,7 +100,7 @@ impl Engine {
     pub fn new(ctx: Context, traces: usize) -> Engine {
         Engine {
             ctx,
-            nets: LruCache::new(NonZeroUsize::new(6).unwrap()),
+            nets: LruCache::unbounded(),
             traces: LruCache::new(NonZeroUsize::new(traces.max(1)).unwrap()),
             memo: LruCache::new(NonZeroUsize::new(16).unwrap()),
             forwards: 0,
@@ -117,6 +120,14 @@ impl Engine {
         let m = self.ctx.snapshot(model, Some(epoch))?;
         let net = Rc::new(m.load(Some(epoch), self.ctx.device)?);
         self.nets.put(key, net.clone());
+        // Keep loaded snapshots up to NET_BYTES of weights (at least one):
+        // a small model's whole timeline stays loaded, a VGG's a few snapshots.
+        let bytes = |n: &Net| -> u64 {
+            n.named_tensors().iter().map(|(_, t)| t.numel() as u64 * 4).sum()
+        };
+        while self.nets.len() > 1 && self.nets.iter().map(|(_, n)| bytes(n)).sum::<u64>() > NET_BYTES {
+            self.nets.pop_lru();
+        }
         Ok(net)
     }
 

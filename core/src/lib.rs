@@ -20,6 +20,7 @@ pub mod data;
 pub mod deconv;
 pub mod engine;
 pub mod error;
+pub mod examples;
 pub mod features;
 pub mod fuzz;
 pub mod import;

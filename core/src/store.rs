@@ -20,6 +20,8 @@ pub struct ImageStore {
     dir: PathBuf,
     max_bytes: Option<u64>,
     usage: Arc<Mutex<Usage>>,
+    /// Images never evicted nor listed as recent uploads (the examples).
+    pinned: Arc<Mutex<HashSet<String>>>,
 }
 
 /// Sizes and last use of the stored images, and the evicted ids.
@@ -147,6 +149,7 @@ impl ImageStore {
             dir,
             max_bytes: None,
             usage: Arc::new(Mutex::new(usage)),
+            pinned: Arc::default(),
         })
     }
 
@@ -159,6 +162,17 @@ impl ImageStore {
 
     fn usage(&self) -> std::sync::MutexGuard<'_, Usage> {
         self.usage.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Store `bytes` and keep them: never evicted, not a recent upload.
+    pub fn put_pinned(&self, bytes: &[u8]) -> Result<StoredImage, preprocess::ImageError> {
+        let id = hex(&Sha256::digest(bytes));
+        self.pinned.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        self.put(bytes)
+    }
+
+    fn is_pinned(&self, id: &str) -> bool {
+        self.pinned.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
     }
 
     /// Bytes stored now.
@@ -202,7 +216,7 @@ impl ImageStore {
         let mut order: Vec<(u64, String)> = u
             .items
             .iter()
-            .filter(|(id, _)| Some(id.as_str()) != keep && !protected.contains(*id))
+            .filter(|(id, _)| Some(id.as_str()) != keep && !protected.contains(*id) && !self.is_pinned(id))
             .map(|(id, &(_, last))| (last, id.clone()))
             .collect();
         order.sort();
@@ -280,7 +294,7 @@ impl ImageStore {
                     .filter_map(|e| {
                         let name = e.file_name().to_string_lossy().into_owned();
                         let t = e.metadata().ok()?.modified().ok()?;
-                        valid_id(&name).then_some((t, name))
+                        (valid_id(&name) && !self.is_pinned(&name)).then_some((t, name))
                     })
                     .collect()
             })

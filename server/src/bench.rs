@@ -242,6 +242,7 @@ pub fn bench_http(models: &Path, model: &str, image: &Path, n: usize) -> Result<
         dataset: None,
         max_store: None,
         limits: Default::default(),
+        examples: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples"),
     };
     let rt = tokio::runtime::Runtime::new()?;
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;

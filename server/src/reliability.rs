@@ -314,25 +314,30 @@ pub fn soak(a: &SoakArgs) -> Result<()> {
     let ids: Arc<Mutex<Vec<String>>> = Arc::default();
     let next_image = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let tallies: Arc<Mutex<BTreeMap<&'static str, Tally>>> = Arc::default();
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
     let rt = tokio::runtime::Runtime::new()?;
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let rss_start = server.rss_mb();
     let mut handles = vec![];
     for k in 0..a.clients {
-        let (base, images, ids, next_image, tallies) = (
+        let (base, images, ids, next_image, tallies, failures) = (
             base.clone(),
             images.clone(),
             ids.clone(),
             next_image.clone(),
             tallies.clone(),
+            failures.clone(),
         );
         let (epochs, layers, model) = (epochs.clone(), layers.clone(), a.model.to_string());
         let has_dataset = a.dataset.is_some();
         handles.push(rt.spawn(async move {
             // Each client from its own address, as separate people would be.
             let ip = std::net::Ipv4Addr::new(127, 0, 0, 1 + (k % 250) as u8);
+            // Idle connections are dropped before the server's 10 s header
+            // timeout would close them under a request (the keep-alive race).
             let c = reqwest::Client::builder()
                 .local_address(std::net::IpAddr::V4(ip))
+                .pool_idle_timeout(Duration::from_secs(5))
                 .timeout(Duration::from_secs(120))
                 .build()
                 .expect("client");
@@ -387,6 +392,9 @@ pub fn soak(a: &SoakArgs) -> Result<()> {
                             etags.insert(url.clone(), tag.to_string());
                         }
                         let body = r.bytes().await.unwrap_or_default();
+                        if st >= 500 && st != 503 {
+                            failures.lock().unwrap().push(format!("{name} {url}: {st} {}", String::from_utf8_lossy(&body[..body.len().min(300)])));
+                        }
                         if name == "upload" && st == 201 {
                             if let Ok(v) = serde_json::from_slice::<Value>(&body) {
                                 if let Some(id) = v["id"].as_str() {
@@ -399,7 +407,10 @@ pub fn soak(a: &SoakArgs) -> Result<()> {
                         }
                         (st, retry)
                     }
-                    Err(_) => (0, false),
+                    Err(e) => {
+                        failures.lock().unwrap().push(format!("{name} {url}: no answer: {e:?}"));
+                        (0, false)
+                    }
                 };
                 let ms = t.elapsed().as_secs_f64() * 1000.0;
                 {
@@ -419,6 +430,7 @@ pub fn soak(a: &SoakArgs) -> Result<()> {
     }
     let pb = bar(a.seconds, "soak {bar:40} {pos}/{len} s {msg}");
     let (mut rss_peak, mut rss_warm) = (rss_start, rss_start);
+    let mut trail = vec![];
     let warm_at = a.seconds / 4;
     for s in 0..a.seconds {
         std::thread::sleep(Duration::from_secs(1));
@@ -427,6 +439,9 @@ pub fn soak(a: &SoakArgs) -> Result<()> {
         rss_peak = rss_peak.max(rss);
         if s + 1 == warm_at.max(1) {
             rss_warm = rss;
+        }
+        if (s + 1) % (a.seconds / 6).max(1) == 0 {
+            trail.push(format!("{} s {rss:.0}", s + 1));
         }
         let n: usize = tallies.lock().unwrap().values().map(|t| t.ms.len()).sum();
         pb.set_message(format!("{n} requests, RSS {rss:.0} MB"));
@@ -467,10 +482,14 @@ pub fn soak(a: &SoakArgs) -> Result<()> {
         );
     }
     let growth = (rss_end - rss_warm) / rss_warm.max(1.0) * 100.0;
+    println!("server RSS over time (MB): {}", trail.join(", "));
     println!(
         "server RSS: start {rss_start:.0} MB, after warm-up ({warm_at} s) {rss_warm:.0} MB, peak {rss_peak:.0} MB, end {rss_end:.0} MB (growth after warm-up {growth:+.1}%)"
     );
     if five > 0 {
+        for f in failures.lock().unwrap().iter().take(10) {
+            eprintln!("{f}");
+        }
         bail!("{five} answers were 5xx (or no answer)");
     }
     if no_retry > 0 {

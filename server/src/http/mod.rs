@@ -50,7 +50,12 @@ pub struct Config {
     /// Bound of the upload store in bytes (least recently used evicted first).
     pub max_store: Option<u64>,
     pub limits: net::Limits,
+    /// Folder of example photos (`examples.json`).
+    pub examples: PathBuf,
 }
+
+/// Bytes of computed answers kept for repeat requests.
+const RESULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 pub fn app(cfg: Config) -> anyhow::Result<Router> {
     let jobs = Jobs::default();
@@ -64,12 +69,21 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
         indexer,
         jobs,
     };
+    let examples = Arc::new(zfvis_core::examples::load(&cfg.examples, &ctx.store)?);
     let c = ctx.clone();
     let state = AppState {
         worker: Worker::spawn(move || Engine::new(c, 32), cfg.queue),
         ctx,
-        cache: moka::future::Cache::builder().max_capacity(2_000).build(),
+        // Computed answers, bounded by their size (JSON and PNG bodies).
+        cache: moka::future::Cache::builder()
+            .weigher(|k: &String, v: &Arc<serve::Outputs>| {
+                let n = k.len() + v.json.body.len() + v.alt.as_ref().map_or(0, |a| a.body.len());
+                (n + 256).min(u32::MAX as usize) as u32
+            })
+            .max_capacity(RESULT_CACHE_BYTES)
+            .build(),
         heavy: Arc::new(tokio::sync::Semaphore::new(1)),
+        examples,
     };
     Ok(Router::new()
         .route("/", get(pages::index))
@@ -110,6 +124,7 @@ fn api() -> Router<AppState> {
         .route("/api/models", get(models))
         .route("/api/models/{model}", get(model))
         .route("/api/images", get(images::recent).post(images::upload))
+        .route("/api/examples", get(examples))
         .route("/api/images/{image}", get(images::original))
         .route("/api/sets", post(images::put_set))
         .route("/api/sets/{set}", get(images::get_set))
@@ -184,6 +199,11 @@ async fn stats(State(st): State<AppState>) -> Result<Response, ApiError> {
     let forwards = st.worker.run(|e| Ok(e.forwards)).await?;
     let cached = st.cache.entry_count();
     Ok(Json(serde_json::json!({ "forwards": forwards, "cached_results": cached })).into_response())
+}
+
+/// `GET /api/examples`: the bundled example photos (their ids open like uploads).
+async fn examples(State(st): State<AppState>) -> Response {
+    Json(serde_json::json!({ "examples": *st.examples })).into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -30,6 +30,8 @@ pub struct AppState {
     pub cache: moka::future::Cache<String, Arc<Outputs>>,
     /// Background jobs (comparisons) run one at a time.
     pub heavy: Arc<tokio::sync::Semaphore>,
+    /// The bundled example photos, stored at start.
+    pub examples: Arc<Vec<zfvis_core::examples::Example>>,
 }
 
 /// A typed request: the URL's named path segments and its query, as one

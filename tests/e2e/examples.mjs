@@ -1,0 +1,44 @@
+// A newcomer's first minute: the empty page offers the bundled examples;
+// click one, open conv5, click a map, reach its projection. Every
+// Content-Security-Policy violation on the way is reported.
+// usage: node examples.mjs BASE_URL _ OUT_DIR
+import { chromium } from "playwright-core";
+
+const [base, _unused, outDir] = process.argv.slice(2);
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+  "--no-first-run", "--disable-quic", "--disable-component-update", "--disable-sync"];
+
+const browser = await chromium.launch({ executablePath, args, headless: true });
+try {
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error" && /Content Security Policy/i.test(m.text())) errors.push(m.text()); });
+  await page.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener("securitypolicyviolation", (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  await page.goto(base);
+  await page.waitForSelector("#examples:not([hidden]) .example img");
+  await page.waitForFunction(() => [...document.querySelectorAll(".example img")].every((i) => i.complete && i.naturalWidth > 0));
+  const offered = await page.$$eval(".example", (bs) => bs.map((b) => ({ id: b.dataset.id, name: b.textContent, title: b.title })));
+  const title = await page.textContent("#examples-title");
+  await page.screenshot({ path: `${outDir}/empty.png`, fullPage: true });
+  await page.click(".example >> nth=0");
+  await page.waitForSelector("#maps-panel:not([hidden]) .tile", { timeout: 60000 });
+  await page.click(`#layers button[data-layer="5"]`);
+  await page.waitForSelector("#grid .tile");
+  await page.click("#grid .tile >> nth=0");
+  await page.waitForFunction(() => {
+    const i = document.getElementById("projection");
+    return i && i.src.includes("projection.png") && i.complete && i.naturalWidth > 0;
+  }, null, { timeout: 60000 });
+  const url = page.url();
+  const top5 = await page.$$eval("#top5 li", (li) => li.length);
+  await page.screenshot({ path: `${outDir}/example-projection.png`, fullPage: true });
+  const csp = await page.evaluate(() => window.__csp);
+  console.log(JSON.stringify({ offered, title, url, top5, errors, csp }));
+} finally {
+  await browser.close();
+}
