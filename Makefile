@@ -74,12 +74,12 @@ bench: build $(VENV)/.refs
 	$(PY) distributed/bench.py --zfvis $(BIN)
 
 # Reliability (see README): 10,000 mutated uploads over HTTP and 100,000
-# through the decoders; 64 clients for 60 s on loopback.
+# through the decoders; 64 clients on loopback, 60 s measured after 60 s of warm-up.
 fuzz: build
 	$(BIN) fuzz --cases 10000
 	ZFVIS_FUZZ_CASES=100000 cargo test --release -p zfvis-core --test fuzz -- --nocapture
 soak: build
-	$(BIN) soak --clients 64 --seconds 60 --images 200 --image $(BEAGLE) \
+	$(BIN) soak --clients 64 --warmup 60 --seconds 60 --images 200 --image $(BEAGLE) \
 	  $(if $(wildcard ../shared/datasets/woofnette/val/n02088364),--dataset ../shared/datasets/woofnette/val/n02088364)
 
 clean:

@@ -96,10 +96,15 @@ fn endpoints_answer() {
     assert_eq!(id, expected);
     let v2: Value = e.raw(png.clone()).json().unwrap();
     assert_eq!(v2["id"], id.as_str());
+    // One stored file for the two uploads (beside the bundled examples).
+    let examples = e.get("/api/examples").json::<Value>().unwrap()["examples"]
+        .as_array()
+        .unwrap()
+        .len();
     let files = std::fs::read_dir(e._dir.join("data/images"))
         .unwrap()
         .count();
-    assert_eq!(files, 1);
+    assert_eq!(files, 1 + examples);
     assert_eq!(
         e.get(&format!("/api/images/{id}"))
             .bytes()

@@ -318,8 +318,12 @@ enum Cmd {
         dataset: Option<PathBuf>,
         #[arg(long, default_value_t = 64)]
         clients: usize,
+        /// Measured seconds
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// Seconds of the same load before (caches fill; not counted)
+        #[arg(long, default_value_t = 60)]
+        warmup: u64,
         /// Distinct images to upload
         #[arg(long, default_value_t = 200)]
         images: usize,
@@ -1185,6 +1189,7 @@ pub fn run(cli: Cli) -> Result<()> {
             dataset,
             clients,
             seconds,
+            warmup,
             images,
         } => crate::reliability::soak(&crate::reliability::SoakArgs {
             models: &models,
@@ -1193,6 +1198,7 @@ pub fn run(cli: Cli) -> Result<()> {
             dataset: dataset.as_deref(),
             clients: clients.max(1),
             seconds: seconds.clamp(1, 3600),
+            warmup: warmup.min(3600),
             images: images.max(1),
         })?,
         Cmd::Serve {

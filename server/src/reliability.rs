@@ -292,7 +292,9 @@ pub struct SoakArgs<'a> {
     pub photo: &'a Path,
     pub dataset: Option<&'a Path>,
     pub clients: usize,
+    /// Measured seconds, after `warmup` seconds of the same load.
     pub seconds: u64,
+    pub warmup: u64,
     pub images: usize,
 }
 
@@ -316,7 +318,7 @@ pub fn soak(a: &SoakArgs) -> Result<()> {
     let tallies: Arc<Mutex<BTreeMap<&'static str, Tally>>> = Arc::default();
     let failures: Arc<Mutex<Vec<String>>> = Arc::default();
     let rt = tokio::runtime::Runtime::new()?;
-    let deadline = Instant::now() + Duration::from_secs(a.seconds);
+    let deadline = Instant::now() + Duration::from_secs(a.warmup + a.seconds);
     let rss_start = server.rss_mb();
     let mut handles = vec![];
     for k in 0..a.clients {
@@ -428,19 +430,25 @@ pub fn soak(a: &SoakArgs) -> Result<()> {
             }
         }));
     }
-    let pb = bar(a.seconds, "soak {bar:40} {pos}/{len} s {msg}");
+    // Warm-up: the same load until the caches (results, traces, loaded
+    // snapshots) have filled; then the measured period, counted afresh.
+    let total = a.warmup + a.seconds;
+    let pb = bar(total, "soak {bar:40} {pos}/{len} s {msg}");
     let (mut rss_peak, mut rss_warm) = (rss_start, rss_start);
     let mut trail = vec![];
-    let warm_at = a.seconds / 4;
-    for s in 0..a.seconds {
+    for s in 0..total {
         std::thread::sleep(Duration::from_secs(1));
         server.alive()?;
         let rss = server.rss_mb();
-        rss_peak = rss_peak.max(rss);
-        if s + 1 == warm_at.max(1) {
+        if s + 1 == a.warmup {
             rss_warm = rss;
+            tallies.lock().unwrap().clear();
+            failures.lock().unwrap().clear();
         }
-        if (s + 1) % (a.seconds / 6).max(1) == 0 {
+        if s + 1 > a.warmup {
+            rss_peak = rss_peak.max(rss);
+        }
+        if (s + 1) % (total / 8).max(1) == 0 {
             trail.push(format!("{} s {rss:.0}", s + 1));
         }
         let n: usize = tallies.lock().unwrap().values().map(|t| t.ms.len()).sum();
@@ -456,10 +464,10 @@ pub fn soak(a: &SoakArgs) -> Result<()> {
     rss_peak = rss_peak.max(rss_end);
     let distinct = ids.lock().unwrap().len();
     let mut tl = tallies.lock().unwrap();
-    let total: usize = tl.values().map(|t| t.ms.len()).sum();
+    let total: usize = tl.values().map(|t| t.ms.len()).sum::<usize>();
     println!(
-        "{} clients for {} s on loopback, model {}, {distinct} distinct images uploaded, {total} requests",
-        a.clients, a.seconds, a.model
+        "{} clients on loopback, model {}, {distinct} distinct images uploaded; {total} requests in the {} s measured after {} s of warm-up",
+        a.clients, a.model, a.seconds, a.warmup
     );
     println!("| endpoint | n | p50 ms | p99 ms | 2xx | 304 | 503 | 4xx | 5xx |");
     println!("|---|---|---|---|---|---|---|---|---|");
@@ -484,7 +492,8 @@ pub fn soak(a: &SoakArgs) -> Result<()> {
     let growth = (rss_end - rss_warm) / rss_warm.max(1.0) * 100.0;
     println!("server RSS over time (MB): {}", trail.join(", "));
     println!(
-        "server RSS: start {rss_start:.0} MB, after warm-up ({warm_at} s) {rss_warm:.0} MB, peak {rss_peak:.0} MB, end {rss_end:.0} MB (growth after warm-up {growth:+.1}%)"
+        "server RSS: start {rss_start:.0} MB, after warm-up ({} s) {rss_warm:.0} MB, peak after it {rss_peak:.0} MB, end {rss_end:.0} MB (growth after warm-up {growth:+.1}%)",
+        a.warmup
     );
     if five > 0 {
         for f in failures.lock().unwrap().iter().take(10) {
