@@ -44,6 +44,16 @@ pub struct ModelArgs {
     device: String,
 }
 
+/// The model a loopback server (bench, fuzz, soak) is started with.
+#[derive(clap::Args, Clone)]
+pub struct ServedModel {
+    /// Folder of model folders
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+    #[arg(long, default_value = "zfnet-woofnette")]
+    model: String,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Top-5 classes of an image
@@ -283,10 +293,8 @@ enum Cmd {
     },
     /// Benchmark the server over HTTP on loopback (click a map, new image)
     BenchHttp {
-        #[arg(long, default_value = "models")]
-        models: PathBuf,
-        #[arg(long, default_value = "zfnet-woofnette")]
-        model: String,
+        #[command(flatten)]
+        s: ServedModel,
         #[arg(long)]
         image: PathBuf,
         #[arg(long, default_value_t = 200)]
@@ -295,10 +303,8 @@ enum Cmd {
     /// Fuzz the HTTP API: mutated uploads of every format, each accepted one
     /// followed by predictions, a projection and the live occluder
     Fuzz {
-        #[arg(long, default_value = "models")]
-        models: PathBuf,
-        #[arg(long, default_value = "zfnet-woofnette")]
-        model: String,
+        #[command(flatten)]
+        s: ServedModel,
         #[arg(long, default_value_t = 10_000)]
         cases: usize,
         #[arg(long, default_value_t = 1)]
@@ -306,10 +312,8 @@ enum Cmd {
     },
     /// Load and soak: many concurrent clients on loopback for a while
     Soak {
-        #[arg(long, default_value = "models")]
-        models: PathBuf,
-        #[arg(long, default_value = "zfnet-woofnette")]
-        model: String,
+        #[command(flatten)]
+        s: ServedModel,
         /// A photo the distinct uploads are cut from
         #[arg(long)]
         image: PathBuf,
@@ -1170,21 +1174,12 @@ pub fn run(cli: Cli) -> Result<()> {
             device,
             ..
         } => crate::bench::bench(Some(&python), iters.max(3), parse_device(&device)?)?,
-        Cmd::BenchHttp {
-            models,
-            model,
-            image,
-            n,
-        } => crate::bench::bench_http(&models, &model, &image, n.max(1))?,
-        Cmd::Fuzz {
-            models,
-            model,
-            cases,
-            seed,
-        } => crate::reliability::fuzz(&models, &model, cases, seed)?,
+        Cmd::BenchHttp { s, image, n } => {
+            crate::bench::bench_http(&s.models, &s.model, &image, n.max(1))?
+        }
+        Cmd::Fuzz { s, cases, seed } => crate::reliability::fuzz(&s.models, &s.model, cases, seed)?,
         Cmd::Soak {
-            models,
-            model,
+            s,
             image,
             dataset,
             clients,
@@ -1192,8 +1187,8 @@ pub fn run(cli: Cli) -> Result<()> {
             warmup,
             images,
         } => crate::reliability::soak(&crate::reliability::SoakArgs {
-            models: &models,
-            model: &model,
+            models: &s.models,
+            model: &s.model,
             photo: &image,
             dataset: dataset.as_deref(),
             clients: clients.max(1),
