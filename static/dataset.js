@@ -5,13 +5,18 @@ import { $, esc, layerLabel } from "./ui.js";
 
 export function createDataset({ state, model, render, writeURL, showError }) {
   let timer = null, playing = null, timeline = null;
+  // Each render is a generation; answers of an older one are dropped, so a
+  // view never shows another view's (or snapshot's) content.
+  let gen = 0;
+  class Stale extends Error {}
   const m = () => encodeURIComponent(state.model);
 
-  async function getOrWait(url) {
+  async function getOrWait(url, g) {
     // 202 = the index is being built: show progress and poll.
     for (;;) {
       const r = await fetch(url);
       const b = await r.json().catch(() => ({}));
+      if (g !== gen) throw new Stale();
       if (r.status === 202) {
         $("ds-progress").hidden = false;
         $("ds-progress-text").textContent = `indexing the dataset: ${b.done} / ${b.total || "?"} images`;
@@ -29,13 +34,13 @@ export function createDataset({ state, model, render, writeURL, showError }) {
     return ($("ds-maps").value || "0-7").replace(/\s/g, "");
   }
 
-  async function showTop9() {
+  async function showTop9(g) {
     const body = $("ds-body");
     body.innerHTML = "";
-    const list = await getOrWait(`/api/models/${m()}/snapshots/${state.snapshot}/dataset/layers/${state.layer}/maps/0/top9`).then(() => expand(maps()));
+    const list = await getOrWait(`/api/models/${m()}/snapshots/${state.snapshot}/dataset/layers/${state.layer}/maps/0/top9`, g).then(() => expand(maps()));
     for (const k of list) {
       const url = `/api/models/${m()}/snapshots/${state.snapshot}/dataset/layers/${state.layer}/maps/${k}/top9`;
-      const r = await getOrWait(url);
+      const r = await getOrWait(url, g);
       const row = document.createElement("div");
       row.className = "ds-row";
       row.innerHTML = `<div class="ds-label">${esc(layerLabel(model(), state.layer))}<br>map ${k}</div>`;
@@ -80,10 +85,10 @@ export function createDataset({ state, model, render, writeURL, showError }) {
     }
   }
 
-  async function showTimeline() {
+  async function showTimeline(g) {
     const q = `layer=${state.layer}&maps=${encodeURIComponent(maps())}`;
     const url = `/api/models/${m()}/dataset/timeline`;
-    timeline = await getOrWait(`${url}?${q}`);
+    timeline = await getOrWait(`${url}?${q}`, g);
     const t = timeline;
     const cols = t.epochs.length;
     const head = t.epochs.map((e, c) => `<th data-c="${c}">epoch ${e}${t.errors[c] ? `<div class="err" title="${esc(t.errors[c])}">⚠ ${esc(t.errors[c]).slice(0, 60)}</div>` : ""}</th>`).join("");
@@ -122,9 +127,14 @@ export function createDataset({ state, model, render, writeURL, showError }) {
 
   async function go() {
     clearTimeout(timer);
+    const g = ++gen;
+    timeline = null;
+    $("ds-body").innerHTML = "";
+    $("ds-progress").hidden = true;
     try {
-      if (state.view === "timeline") await showTimeline(); else await showTop9();
+      if (state.view === "timeline") await showTimeline(g); else await showTop9(g);
     } catch (e) {
+      if (e instanceof Stale) return;
       $("ds-progress").hidden = true;
       showError(e.message);
     }

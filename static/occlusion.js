@@ -9,9 +9,19 @@ export function viridis(t) {
   const i = Math.min(3, Math.floor(t)), f = t - i;
   return VIRIDIS[i].map((c, k) => Math.round(c * (1 - f) + VIRIDIS[i + 1][k] * f));
 }
+// Ten distinct colours (Tableau 10), then black and white.
 const LABELS = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
   [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207], [0, 0, 0], [255, 255, 255]];
-const labelColour = (l) => LABELS[((l % LABELS.length) + LABELS.length) % LABELS.length];
+
+/// Colours for the labels of a map: by how many cells each label wins, so
+/// the (up to 12) labels shown get distinct colours whatever their indices.
+export function labelColours(grid) {
+  const count = new Map();
+  for (const l of grid.flat()) count.set(l, (count.get(l) || 0) + 1);
+  const order = [...count.keys()].sort((a, b) => count.get(b) - count.get(a) || a - b);
+  const colour = new Map(order.map((l, i) => [l, LABELS[Math.min(i, LABELS.length - 1)]]));
+  return { order, colour: (l) => colour.get(l) || LABELS[LABELS.length - 1] };
+}
 const rgb = (c) => `rgb(${c[0]},${c[1]},${c[2]})`;
 
 export function createOcclusion({ state, model, base, api, writeURL, showError }) {
@@ -176,15 +186,19 @@ export function createOcclusion({ state, model, base, api, writeURL, showError }
     const names = model().class_names || [];
     const [lo, hi] = range(result.map_activation);
     drawGrid($("occ-b"), (i, j) => viridis((result.map_activation[i][j] - lo) / Math.max(1e-12, hi - lo)));
-    drawGrid($("occ-d"), (i, j) => viridis(result.class_prob[i][j]));
-    drawGrid($("occ-e"), (i, j) => labelColour(result.top_label[i][j]));
+    // (d): the colour scale fitted to the map (a class at p = 0.2 is not one
+    // dark colour), or the fixed 0-1 scale when asked.
+    const [plo, phi] = $("occ-fixed").checked ? [0, 1] : range(result.class_prob);
+    drawGrid($("occ-d"), (i, j) => viridis((result.class_prob[i][j] - plo) / Math.max(1e-12, phi - plo)));
+    const labels = labelColours(result.top_label);
+    drawGrid($("occ-e"), (i, j) => labels.colour(result.top_label[i][j]));
     $("cap-map").textContent = result.strongest_map;
     $("cap-class").textContent = names[result.class] ?? result.class;
     $("scale-b").innerHTML = scaleBar(lo.toFixed(1), hi.toFixed(1));
-    $("scale-d").innerHTML = scaleBar("0", "1");
-    const labels = [...new Set(result.top_label.flat())];
-    $("legend").innerHTML = labels.map((l) =>
-      `<span><i style="background:${rgb(labelColour(l))}"></i>${(names[l] ?? l).toString().replace(/</g, "&lt;")}</span>`).join("");
+    const digits = phi - plo < 0.01 ? 4 : 3;
+    $("scale-d").innerHTML = scaleBar(plo.toFixed(digits), phi.toFixed(digits));
+    $("legend").innerHTML = labels.order.map((l) =>
+      `<span><i style="background:${rgb(labels.colour(l))}"></i>${(names[l] ?? l).toString().replace(/</g, "&lt;")}</span>`).join("");
     $("occ-downloads").hidden = false;
     $("dl-json").href = mapsURL("");
     $("dl-map").href = mapsURL(".png", "map_activation");
@@ -209,6 +223,7 @@ export function createOcclusion({ state, model, base, api, writeURL, showError }
 
   function wireMaps() {
     const names = () => model().class_names || [];
+    $("occ-fixed").onchange = () => drawMaps();
     const tip = $("occ-tip");
     for (const id of ["occ-b", "occ-d", "occ-e"]) {
       const c = $(id);

@@ -26,6 +26,12 @@ fn newcomer_opens_an_example_in_chromium() {
     assert_eq!(v["errors"].as_array().unwrap().len(), 0, "{v}");
     assert_eq!(v["csp"].as_array().unwrap().len(), 0, "{v}");
     assert!(dir.join("example-projection.png").exists());
+    // Occlusion (e): one colour per label; (d): fitted scale, or 0-1 on request.
+    let legend: Vec<&str> = v["legend"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let distinct: std::collections::HashSet<_> = legend.iter().collect();
+    assert!(!legend.is_empty() && distinct.len() == legend.len(), "{v}");
+    assert_eq!(v["scaleFixed"], "0.000 1.000", "{v}");
+    assert_ne!(v["scaleFitted"], v["scaleFixed"], "{v}");
 }
 
 #[test]

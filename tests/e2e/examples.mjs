@@ -37,8 +37,20 @@ try {
   const url = page.url();
   const top5 = await page.$$eval("#top5 li", (li) => li.length);
   await page.screenshot({ path: `${outDir}/example-projection.png`, fullPage: true });
+  // Occlusion maps: (d) on a fitted scale (a 0-1 box for the fixed one),
+  // (e) with a distinct colour per label.
+  await page.click('#views button[data-view="occlusion"]');
+  await page.fill("#occ-stride", "32");
+  await page.press("#occ-stride", "Tab");
+  await page.click("#occ-run");
+  await page.waitForSelector("#occ-maps:not([hidden]) #legend i", { timeout: 60000 });
+  const legend = await page.$$eval("#legend i", (is) => is.map((i) => getComputedStyle(i).backgroundColor));
+  const scaleFitted = (await page.textContent("#scale-d")).replace(/\s+/g, " ").trim();
+  await page.check("#occ-fixed");
+  const scaleFixed = (await page.textContent("#scale-d")).replace(/\s+/g, " ").trim();
+  await page.screenshot({ path: `${outDir}/example-occlusion.png`, fullPage: true });
   const csp = await page.evaluate(() => window.__csp);
-  console.log(JSON.stringify({ offered, title, url, top5, errors, csp }));
+  console.log(JSON.stringify({ offered, title, url, top5, legend, scaleFitted, scaleFixed, errors, csp }));
 } finally {
   await browser.close();
 }
