@@ -260,9 +260,8 @@ fn soak_images(photo: &Path, n: usize) -> Result<Vec<Vec<u8>>> {
         let side = (w.min(h) * (60 + (i % 40) as u32) / 100).max(32);
         let x = (i as u32 * 37) % (w - side + 1);
         let y = (i as u32 * 53) % (h - side + 1);
-        let mut crop = image::imageops::crop_imm(&img, x, y, side, side).to_image();
-        let crop_small = image::imageops::resize(&crop, 320, 320, image::imageops::FilterType::Triangle);
-        crop = crop_small;
+        let cut = image::imageops::crop_imm(&img, x, y, side, side).to_image();
+        let mut crop = image::imageops::resize(&cut, 320, 320, image::imageops::FilterType::Triangle);
         crop.get_pixel_mut(0, 0).0 = [(i % 256) as u8, (i / 256) as u8, 99];
         let mut buf = std::io::Cursor::new(Vec::new());
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 90).encode_image(&crop)?;
