@@ -16,9 +16,10 @@ const state = {
   // invariance: steps, curves shown; correspondence: set id, seed
   steps: null, inv: null, set: null, seed: null,
   maps_sel: null, // dataset views: which maps, e.g. "0-7"
+  frame: "field", // projections: cut to the receptive field, or the full frame
 };
 const NUMERIC = ["snapshot", "layer", "map", "size", "stride", "class", "ox", "oy", "maps", "steps", "inv", "seed"];
-const KEYS = ["model", "snapshot", "image", "layer", "map", "mode", "view", "sort", "size", "stride", "class", "ox", "oy", "maps", "steps", "inv", "set", "seed", "maps_sel"];
+const KEYS = ["model", "snapshot", "image", "layer", "map", "mode", "view", "sort", "size", "stride", "class", "ox", "oy", "maps", "steps", "inv", "set", "seed", "maps_sel", "frame"];
 // Which keys belong to which view (others are left out of the URL).
 const VIEW_KEYS = {
   occlusion: ["size", "stride", "class", "ox", "oy", "maps"],
@@ -287,12 +288,62 @@ async function renderDetail() {
   const epochs = model().snapshots.map((s) => s.epoch);
   $("evolution").src = `/api/models/${encodeURIComponent(state.model)}/images/${state.image}/layers/${state.layer}/maps/${state.map}/evolution.png`;
   $("evolution-cap").textContent = `This map's projection at every snapshot: epochs ${epochs.join(", ")}`;
+  $("evolution").style.maxWidth = `${epochs.length * 128}px`; // a short row stays small
   placeField($("field2"), $("crop2"), r.field);
   placeField($("field"), $("crop"), r.field);
   $("proj-caption").textContent =
     `${layerLabel(model(), r.layer)} map ${r.map}: ${r.mode === "all" ? "all activations" : "strongest activation"} ` +
     `${r.value.toFixed(3)} at (${r.y}, ${r.x})`;
+  showFrame(r);
   writeURL();
+}
+
+let lastField = null; // the projection answer the patches show
+
+/// The projection as the paper draws it (Fig. 2): the receptive field of
+/// the kept activation cut from the input and from the reconstruction,
+/// the latter stretched to its own contrast (symmetric around grey); or the
+/// full frame.
+async function showFrame(r) {
+  if (r) lastField = r;
+  const full = state.frame === "full";
+  setSeg($("frames"), "frame", full ? "full" : "field");
+  $("full-pair").hidden = !full;
+  $("field-pair").hidden = full;
+  if (full || !lastField) return;
+  const f = lastField.field;
+  const w = f.x1 - f.x0 + 1, h = f.y1 - f.y0 + 1;
+  const src = $("projection");
+  await Promise.all([src.decode(), $("crop2").decode()]).catch(() => {});
+  if (lastField !== r && r) return;
+  const S = model().input_size;
+  const kx = (src.naturalWidth || S) / S;
+  const cut = (img, k) => {
+    const c = document.createElement("canvas");
+    c.width = w; c.height = h;
+    c.getContext("2d").drawImage(img, f.x0 * k, f.y0 * k, w * k, h * k, 0, 0, w, h);
+    return c;
+  };
+  const put = (canvas, from) => {
+    const g = canvas.getContext("2d");
+    g.imageSmoothingEnabled = w < canvas.width / 2;
+    g.clearRect(0, 0, canvas.width, canvas.height);
+    const side = Math.max(w, h), s = canvas.width / side;
+    g.drawImage(from, (canvas.width - w * s) / 2, (canvas.height - h * s) / 2, w * s, h * s);
+  };
+  const input = cut($("crop2"), ($("crop2").naturalWidth || S) / S);
+  const proj = cut(src, kx);
+  const g = proj.getContext("2d");
+  const d = g.getImageData(0, 0, w, h);
+  let dev = 0;
+  for (let i = 0; i < d.data.length; i += 4) for (let k = 0; k < 3; k++) dev = Math.max(dev, Math.abs(d.data[i + k] - 128));
+  const gain = dev > 0 ? 127 / dev : 1;
+  for (let i = 0; i < d.data.length; i += 4) for (let k = 0; k < 3; k++) d.data[i + k] = Math.round(128 + (d.data[i + k] - 128) * gain);
+  g.putImageData(d, 0, 0);
+  put($("patch-in"), input);
+  put($("patch-proj"), proj);
+  $("patch-in-cap").textContent = `Input patch: the receptive field, ${w}×${h} px at (${f.x0}, ${f.y0})`;
+  $("patch-proj-cap").textContent = `${$("proj-caption").textContent}; own contrast ×${gain.toFixed(1)}`;
 }
 
 async function renderTop9() {
@@ -356,6 +407,10 @@ function wire() {
     if (b) { state.mode = b.dataset.mode; setSeg($("modes"), "mode", state.mode); renderDetail().catch((x) => showError(x.message)); }
   };
   $("sort").onchange = (e) => { state.sort = e.target.value; render(); };
+  $("frames").onclick = (e) => {
+    const b = e.target.closest("button");
+    if (b) { state.frame = b.dataset.frame; writeURL(); showFrame(); }
+  };
   wireUploads(upload);
   document.addEventListener("keydown", (e) => {
     if (e.target.tagName === "SELECT" || e.target.tagName === "INPUT") return;

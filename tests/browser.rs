@@ -26,6 +26,13 @@ fn newcomer_opens_an_example_in_chromium() {
     assert_eq!(v["errors"].as_array().unwrap().len(), 0, "{v}");
     assert_eq!(v["csp"].as_array().unwrap().len(), 0, "{v}");
     assert!(dir.join("example-projection.png").exists());
+    // The projection as Fig. 2 draws it by default, the full frame on request.
+    let p = &v["patches"];
+    assert_eq!(p["fieldShown"], true, "{v}");
+    assert_eq!(p["fullShown"], false, "{v}");
+    assert!(p["input"].as_i64().unwrap() > 20 && p["proj"].as_i64().unwrap() > 100, "{v}");
+    assert!(p["cap"].as_str().unwrap().contains("receptive field"), "{v}");
+    assert_eq!(p["fullAfterToggle"], true, "{v}");
     // Occlusion (e): one colour per label; (d): fitted scale, or 0-1 on request.
     let legend: Vec<&str> = v["legend"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     let distinct: std::collections::HashSet<_> = legend.iter().collect();

@@ -36,7 +36,23 @@ try {
   }, null, { timeout: 60000 });
   const url = page.url();
   const top5 = await page.$$eval("#top5 li", (li) => li.length);
+  // By default the pair as the paper draws it: receptive field, own contrast.
+  await page.waitForFunction(() => /own contrast ×/.test(document.getElementById("patch-proj-cap").textContent));
+  const patches = await page.evaluate(() => {
+    const spread = (id) => {
+      const c = document.getElementById(id), d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let lo = 255, hi = 0;
+      for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); }
+      return hi - lo;
+    };
+    return { fieldShown: !document.getElementById("field-pair").hidden, fullShown: !document.getElementById("full-pair").hidden,
+      input: spread("patch-in"), proj: spread("patch-proj"), cap: document.getElementById("patch-in-cap").textContent };
+  });
   await page.screenshot({ path: `${outDir}/example-projection.png`, fullPage: true });
+  await page.click('#frames button[data-frame="full"]');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get("frame") === "full");
+  patches.fullAfterToggle = await page.evaluate(() => !document.getElementById("full-pair").hidden && document.getElementById("field-pair").hidden);
+  await page.screenshot({ path: `${outDir}/example-fullframe.png`, fullPage: true });
   // Occlusion maps: (d) on a fitted scale (a 0-1 box for the fixed one),
   // (e) with a distinct colour per label.
   await page.click('#views button[data-view="occlusion"]');
@@ -50,7 +66,7 @@ try {
   const scaleFixed = (await page.textContent("#scale-d")).replace(/\s+/g, " ").trim();
   await page.screenshot({ path: `${outDir}/example-occlusion.png`, fullPage: true });
   const csp = await page.evaluate(() => window.__csp);
-  console.log(JSON.stringify({ offered, title, url, top5, legend, scaleFitted, scaleFixed, errors, csp }));
+  console.log(JSON.stringify({ offered, title, url, top5, patches, legend, scaleFitted, scaleFixed, errors, csp }));
 } finally {
   await browser.close();
 }
