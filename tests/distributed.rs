@@ -41,8 +41,11 @@ fn tiny_dataset(dir: &Path, classes: usize, train: usize, val: usize) -> Option<
 }
 
 fn torchrun_cmd(nproc: usize, data: &Path, out: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(root().join(".venv/bin/torchrun"));
-    c.args(["--standalone", "--nproc_per_node", &nproc.to_string()])
+    // A hung run fails the test after 5 minutes instead of holding CI.
+    let mut c = Command::new("timeout");
+    c.args(["--kill-after=10", "300"])
+        .arg(root().join(".venv/bin/torchrun"))
+        .args(["--standalone", "--nproc_per_node", &nproc.to_string()])
         .arg(root().join("distributed/train.py"))
         .args(["--arch", "zfnet", "--width", "0.125", "--fc-width", "0.0625"])
         .args(["--threads", "1", "--workers", "1", "--device", "cpu"])
