@@ -14,11 +14,25 @@ fn newcomer_opens_an_example_in_chromium() {
     let dir = tempdir("browser-examples");
     random_model(&dir.join("models/tiny"), Arch::Zfnet);
     let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
-    let v = run_node("examples.mjs", &srv.base, std::path::Path::new("-"), &dir, &[]);
+    let v = run_node(
+        "examples.mjs",
+        &srv.base,
+        std::path::Path::new("-"),
+        &dir,
+        &[],
+    );
     let offered = v["offered"].as_array().unwrap();
     assert!(offered.len() >= 4, "{v}");
-    assert!(offered.iter().all(|e| e["title"].as_str().unwrap().contains("Licence")), "{v}");
-    assert!(v["title"].as_str().unwrap().contains("Try one of these"), "{v}");
+    assert!(
+        offered
+            .iter()
+            .all(|e| e["title"].as_str().unwrap().contains("Licence")),
+        "{v}"
+    );
+    assert!(
+        v["title"].as_str().unwrap().contains("Try one of these"),
+        "{v}"
+    );
     let first = offered[0]["id"].as_str().unwrap();
     assert!(v["url"].as_str().unwrap().contains(first), "{v}");
     assert!(v["url"].as_str().unwrap().contains("map="), "{v}");
@@ -30,11 +44,22 @@ fn newcomer_opens_an_example_in_chromium() {
     let p = &v["patches"];
     assert_eq!(p["fieldShown"], true, "{v}");
     assert_eq!(p["fullShown"], false, "{v}");
-    assert!(p["input"].as_i64().unwrap() > 20 && p["proj"].as_i64().unwrap() > 100, "{v}");
-    assert!(p["cap"].as_str().unwrap().contains("receptive field"), "{v}");
+    assert!(
+        p["input"].as_i64().unwrap() > 20 && p["proj"].as_i64().unwrap() > 100,
+        "{v}"
+    );
+    assert!(
+        p["cap"].as_str().unwrap().contains("receptive field"),
+        "{v}"
+    );
     assert_eq!(p["fullAfterToggle"], true, "{v}");
     // Occlusion (e): one colour per label; (d): fitted scale, or 0-1 on request.
-    let legend: Vec<&str> = v["legend"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let legend: Vec<&str> = v["legend"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
     let distinct: std::collections::HashSet<_> = legend.iter().collect();
     assert!(!legend.is_empty() && distinct.len() == legend.len(), "{v}");
     assert_eq!(v["scaleFixed"], "0.000 1.000", "{v}");

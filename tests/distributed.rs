@@ -47,7 +47,14 @@ fn torchrun_cmd(nproc: usize, data: &Path, out: &Path, args: &[&str]) -> Command
         .arg(root().join(".venv/bin/torchrun"))
         .args(["--standalone", "--nproc_per_node", &nproc.to_string()])
         .arg(root().join("distributed/train.py"))
-        .args(["--arch", "zfnet", "--width", "0.125", "--fc-width", "0.0625"])
+        .args([
+            "--arch",
+            "zfnet",
+            "--width",
+            "0.125",
+            "--fc-width",
+            "0.0625",
+        ])
         .args(["--threads", "1", "--workers", "1", "--device", "cpu"])
         .arg("--data")
         .arg(data)
@@ -106,7 +113,15 @@ fn two_ranks_train_a_model_zfvis_opens() {
         &data,
         &out,
         &[
-            "--epochs", "4", "--snapshots", "1", "--batch", "8", "--lr", "0.02", "--schedule",
+            "--epochs",
+            "4",
+            "--snapshots",
+            "1",
+            "--batch",
+            "8",
+            "--lr",
+            "0.02",
+            "--schedule",
             "modern",
         ],
     );
@@ -119,11 +134,19 @@ fn two_ranks_train_a_model_zfvis_opens() {
     let epochs: Vec<u64> = snaps.iter().map(|s| s["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs, [1, 4]);
     let loss = |i: usize| snaps[i]["metrics"]["train_loss"].as_f64().unwrap();
-    assert!(loss(1) < loss(0) - 0.1, "loss did not fall: {} -> {}", loss(0), loss(1));
+    assert!(
+        loss(1) < loss(0) - 0.1,
+        "loss did not fall: {} -> {}",
+        loss(0),
+        loss(1)
+    );
     assert!(snaps[1]["metrics"]["val_top1"].as_f64().is_some());
     assert_eq!(m["training"]["world_size"], 2);
     assert_eq!(m["training"]["backend"], "gloo");
-    assert!(!out.join("train-state.pt").exists(), "resume state left after the last epoch");
+    assert!(
+        !out.join("train-state.pt").exists(),
+        "resume state left after the last epoch"
+    );
     let model = ModelDir::open(&out).unwrap();
     assert_eq!(model.manifest.classes.len(), 4);
     assert_eq!(model.manifest.classes[3].name, "beagle");
@@ -135,12 +158,22 @@ fn two_ranks_train_a_model_zfvis_opens() {
 /// zfvis's predictions of a model folder written by train.py equal the
 /// PyTorch model's (distributed_ref.py) within 1e-4 on a few photos.
 fn same_predictions(out: &Path, data: &Path, classes: usize) {
-    let val = std::fs::read_dir(data.join("val")).unwrap().next().unwrap().unwrap().path();
+    let val = std::fs::read_dir(data.join("val"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let images: Vec<PathBuf> = ["n02088364_beagle.JPEG", "n02111277_Newfoundland.JPEG"]
         .iter()
         .filter_map(|f| shared(&format!("dog-faces/{f}")))
         .chain(std::iter::once(
-            std::fs::read_dir(val).unwrap().next().unwrap().unwrap().path(),
+            std::fs::read_dir(val)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path(),
         ))
         .collect();
     let r = Command::new(root().join(".venv/bin/python"))
@@ -170,7 +203,10 @@ fn same_predictions(out: &Path, data: &Path, classes: usize) {
             worst = worst.max((t["prob"].as_f64().unwrap() - want[i]).abs());
         }
     }
-    eprintln!("zfvis vs PyTorch on {} images: max |dp| {worst:.2e}", images.len());
+    eprintln!(
+        "zfvis vs PyTorch on {} images: max |dp| {worst:.2e}",
+        images.len()
+    );
     assert!(worst < 1e-4, "zfvis vs PyTorch: max |dp| {worst}");
 }
 
@@ -198,13 +234,28 @@ fn a_layer_list_trains_and_opens() {
         1,
         &data,
         &out,
-        &["--layers", spec.to_str().unwrap(), "--epochs", "2", "--batch", "6", "--schedule", "modern"],
+        &[
+            "--layers",
+            spec.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--batch",
+            "6",
+            "--schedule",
+            "modern",
+        ],
     );
     let m = ModelDir::open(&out).unwrap();
     assert_eq!(m.manifest.architecture, "custom");
     assert_eq!(m.manifest.spec().unwrap().num_classes(), 3);
-    let names: Vec<String> = weights(&out.join("epoch-002.safetensors")).into_iter().map(|(n, _)| n).collect();
-    assert!(names.contains(&"features.3.weight".to_string()), "{names:?}");
+    let names: Vec<String> = weights(&out.join("epoch-002.safetensors"))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        names.contains(&"features.3.weight".to_string()),
+        "{names:?}"
+    );
     same_predictions(&out, &data, 3);
 }
 
@@ -215,10 +266,24 @@ fn one_step_on_two_ranks_equals_one_step_on_one() {
         return;
     };
     // 8 images: one epoch is one step of batch 8 (1 rank) or 2 x 4 (2 ranks).
-    let common = ["--epochs", "1", "--dropout", "0", "--lr", "0.05", "--workers", "0"];
+    let common = [
+        "--epochs",
+        "1",
+        "--dropout",
+        "0",
+        "--lr",
+        "0.05",
+        "--workers",
+        "0",
+    ];
     let run = |nproc: usize, batch: &str, tag: &str| {
         let out = tmp.join(tag);
-        torchrun(nproc, &data, &out, &[&common[..], &["--batch", batch]].concat());
+        torchrun(
+            nproc,
+            &data,
+            &out,
+            &[&common[..], &["--batch", batch]].concat(),
+        );
         out.join("epoch-001.safetensors")
     };
     let one = run(1, "8", "one");
@@ -228,7 +293,10 @@ fn one_step_on_two_ranks_equals_one_step_on_one() {
     assert!(d < 1e-5, "2 ranks x 4 vs 1 rank x 8: max |dw| {d}");
     // Control: two steps of 4 on one rank are not the same training.
     let steps = run(1, "4", "steps");
-    assert!(max_diff(&one, &steps) > 1e-4, "the comparison cannot tell runs apart");
+    assert!(
+        max_diff(&one, &steps) > 1e-4,
+        "the comparison cannot tell runs apart"
+    );
 }
 
 #[test]
@@ -238,7 +306,16 @@ fn killed_run_resumes_to_the_same_weights() {
         return;
     };
     let args = [
-        "--epochs", "6", "--snapshots", "6", "--batch", "8", "--lr", "0.02", "--schedule", "modern",
+        "--epochs",
+        "6",
+        "--snapshots",
+        "6",
+        "--batch",
+        "8",
+        "--lr",
+        "0.02",
+        "--schedule",
+        "modern",
     ];
     let whole = tmp.join("whole");
     torchrun(2, &data, &whole, &args);
@@ -262,16 +339,25 @@ fn killed_run_resumes_to_the_same_weights() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let pgid = child.id().to_string();
-    let k = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status().unwrap();
+    let k = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status()
+        .unwrap();
     assert!(k.success());
     let status = child.wait().unwrap();
     assert!(!status.success());
-    assert!(!part.join("epoch-006.safetensors").exists(), "killed too late");
+    assert!(
+        !part.join("epoch-006.safetensors").exists(),
+        "killed too late"
+    );
     std::thread::sleep(std::time::Duration::from_millis(300)); // workers gone
 
     let o = torchrun(2, &data, &part, &[&args[..], &["--resume"]].concat());
     assert!(String::from_utf8_lossy(&o.stderr).contains("resuming"));
-    let d = max_diff(&whole.join("epoch-006.safetensors"), &part.join("epoch-006.safetensors"));
+    let d = max_diff(
+        &whole.join("epoch-006.safetensors"),
+        &part.join("epoch-006.safetensors"),
+    );
     eprintln!("resumed vs uninterrupted: max |dw| {d:.2e}");
     assert!(d < 1e-6, "resumed vs uninterrupted: max |dw| {d}");
     let (a, b) = (manifest(&whole), manifest(&part));
@@ -286,7 +372,10 @@ fn killed_run_resumes_to_the_same_weights() {
 }
 
 fn zfvis(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zfvis")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_zfvis"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -298,7 +387,17 @@ fn index_shards_merge_to_one_build() {
     let dataset = data.join("train");
     let m = random_model(&tmp.join("m"), Arch::Zfnet);
     let (ms, ds) = (m.to_str().unwrap(), dataset.to_str().unwrap());
-    let base = ["index", "--model", ms, "--dataset", ds, "--device", "cpu", "--batch", "4"];
+    let base = [
+        "index",
+        "--model",
+        ms,
+        "--dataset",
+        ds,
+        "--device",
+        "cpu",
+        "--batch",
+        "4",
+    ];
     let run = |extra: &[&str]| {
         let o = zfvis(&[&base[..], extra].concat());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -314,7 +413,15 @@ fn index_shards_merge_to_one_build() {
     for i in 1..=3 {
         let out = run(&["--snapshot", "3", "--shard", &format!("{i}/3")]);
         assert!(out.contains(&format!("shard-{i}-of-3.json")), "{out}");
-        let n: usize = out.split(" new images").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+        let n: usize = out
+            .split(" new images")
+            .next()
+            .unwrap()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         counts.push(n);
     }
     assert_eq!(counts.iter().sum::<usize>(), 21);
@@ -322,9 +429,26 @@ fn index_shards_merge_to_one_build() {
     assert!(!path.exists());
     let out = run(&["--snapshot", "3", "--merge"]);
     assert!(out.contains("21 indexed"), "{out}");
-    assert_eq!(std::fs::read(&path).unwrap(), one, "merged index differs from one build");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        one,
+        "merged index differs from one build"
+    );
     // The merged index answers top 9 like the built one.
-    let t = zfvis(&["top9", "--model", ms, "--snapshot", "3", "--dataset", ds, "--layer", "2", "--map", "1", "--json"]);
+    let t = zfvis(&[
+        "top9",
+        "--model",
+        ms,
+        "--snapshot",
+        "3",
+        "--dataset",
+        ds,
+        "--layer",
+        "2",
+        "--map",
+        "1",
+        "--json",
+    ]);
     assert!(t.status.success());
 
     // A missing shard is named.
@@ -333,7 +457,10 @@ fn index_shards_merge_to_one_build() {
     let o = zfvis(&[&base[..], &["--snapshot", "3", "--merge"]].concat());
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("missing shard") && err.contains("epoch-003.shard-2-of-3.json"), "{err}");
+    assert!(
+        err.contains("missing shard") && err.contains("epoch-003.shard-2-of-3.json"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     // A bad --shard is one line too.
     let o = zfvis(&[&base[..], &["--shard", "0/3"]].concat());

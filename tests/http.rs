@@ -1065,7 +1065,9 @@ fn examples_are_stored_and_open_like_uploads() {
         assert!(ex.get("file").is_none());
         assert_eq!(e.get(&format!("/api/images/{id}")).status(), StatusCode::OK);
         let p: Value = e
-            .get(&format!("/api/models/tiny/snapshots/1/images/{id}/predictions"))
+            .get(&format!(
+                "/api/models/tiny/snapshots/1/images/{id}/predictions"
+            ))
             .json()
             .unwrap();
         assert_eq!(p["top"].as_array().unwrap().len(), 4);

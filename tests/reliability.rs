@@ -35,13 +35,19 @@ fn noise_png(side: u32, seed: u32) -> Vec<u8> {
 }
 
 fn upload(c: &Client, base: &str, bytes: Vec<u8>) -> reqwest::blocking::Response {
-    c.post(format!("{base}/api/images")).body(bytes).send().unwrap()
+    c.post(format!("{base}/api/images"))
+        .body(bytes)
+        .send()
+        .unwrap()
 }
 
 fn upload_id(c: &Client, base: &str, bytes: Vec<u8>) -> String {
     let r = upload(c, base, bytes);
     assert_eq!(r.status(), StatusCode::CREATED);
-    r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string()
+    r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn sha(bytes: &[u8]) -> String {
@@ -49,7 +55,11 @@ fn sha(bytes: &[u8]) -> String {
 }
 
 fn kill(pid: u32, sig: &str) {
-    assert!(Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
 }
 
 #[test]
@@ -62,13 +72,23 @@ fn http_fuzz_slice_no_5xx_no_crash() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(out.contains("0 crashes; 0 answers 5xx"), "{out}");
     // Uploads of every format were refused, many accepted and analysed.
     let mut accepted = 0;
     for f in ["bmp", "gif", "jpeg", "png", "tiff", "webp"] {
-        let row = out.lines().find(|l| l.starts_with(&format!("| {f} |"))).unwrap();
-        let n: Vec<usize> = row.split('|').filter_map(|c| c.trim().parse().ok()).collect();
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&format!("| {f} |")))
+            .unwrap();
+        let n: Vec<usize> = row
+            .split('|')
+            .filter_map(|c| c.trim().parse().ok())
+            .collect();
         assert!(n[2] > 0, "{row}");
         accepted += n[1];
     }
@@ -82,26 +102,51 @@ fn pages_send_security_headers_and_no_inline_script() {
     random_model(&dir.join("models/tiny"), Arch::Zfnet);
     let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
     let c = Client::new();
-    for path in ["/", "/compare", "/features", "/api/models", "/static/app.js", "/nowhere", "/api/images/zz"] {
+    for path in [
+        "/",
+        "/compare",
+        "/features",
+        "/api/models",
+        "/static/app.js",
+        "/nowhere",
+        "/api/images/zz",
+    ] {
         let r = c.get(format!("{}{path}", srv.base)).send().unwrap();
         let h = r.headers();
         let csp = h.get("content-security-policy").unwrap().to_str().unwrap();
-        for want in ["default-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "object-src 'none'"] {
+        for want in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+        ] {
             assert!(csp.contains(want), "{path}: CSP {csp}");
         }
-        assert!(!csp.contains("unsafe-eval") && !csp.split(';').any(|d| d.trim().starts_with("script-src") && d.contains("unsafe-inline")));
+        assert!(
+            !csp.contains("unsafe-eval")
+                && !csp
+                    .split(';')
+                    .any(|d| d.trim().starts_with("script-src") && d.contains("unsafe-inline"))
+        );
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
-        if !path.starts_with("/api") && !path.starts_with("/static") && r.status() == StatusCode::OK {
+        if !path.starts_with("/api") && !path.starts_with("/static") && r.status() == StatusCode::OK
+        {
             // No inline script for the CSP to block: every script element
             // loads a file or holds data.
             let html = r.text().unwrap();
             for tag in html.split("<script").skip(1) {
                 let open = &tag[..tag.find('>').unwrap()];
-                assert!(open.contains("src=") || open.contains("application/json"), "{path}: inline <script{open}>");
+                assert!(
+                    open.contains("src=") || open.contains("application/json"),
+                    "{path}: inline <script{open}>"
+                );
             }
-            assert!(!html.contains(" onclick=") && !html.contains(" onload="), "{path}");
+            assert!(
+                !html.contains(" onclick=") && !html.contains(" onload="),
+                "{path}"
+            );
         }
     }
 }
@@ -110,7 +155,11 @@ fn pages_send_security_headers_and_no_inline_script() {
 fn slow_and_silent_clients_are_dropped() {
     let dir = tempdir("rel-slow");
     random_model(&dir.join("models/tiny"), Arch::Zfnet);
-    let srv = serve(&dir.join("models"), &dir.join("data"), &["--header-timeout", "1"]);
+    let srv = serve(
+        &dir.join("models"),
+        &dir.join("data"),
+        &["--header-timeout", "1"],
+    );
     let addr = srv.base.trim_start_matches("http://").to_string();
     let closed_after = |first: &[u8]| {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
@@ -128,14 +177,25 @@ fn slow_and_silent_clients_are_dropped() {
         assert!(t >= Duration::from_millis(900), "closed too early: {t:?}");
     }
     // Meanwhile the server answers others.
-    assert_eq!(Client::new().get(format!("{}/api/models", srv.base)).send().unwrap().status(), 200);
+    assert_eq!(
+        Client::new()
+            .get(format!("{}/api/models", srv.base))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[test]
 fn per_client_cap_answers_429_with_retry_after() {
     let dir = tempdir("rel-cap");
     random_model(&dir.join("models/tiny"), Arch::Zfnet);
-    let srv = serve(&dir.join("models"), &dir.join("data"), &["--per-client", "2"]);
+    let srv = serve(
+        &dir.join("models"),
+        &dir.join("data"),
+        &["--per-client", "2"],
+    );
     let c = Client::new();
     let id = upload_id(&c, &srv.base, test_png());
     let b = format!("{}/api/models/tiny/snapshots/1/images/{id}", srv.base);
@@ -144,7 +204,10 @@ fn per_client_cap_answers_429_with_retry_after() {
         .map(|i| {
             let url = format!("{b}/occlusion?size={}&stride=6", 20 + i);
             std::thread::spawn(move || {
-                let c = Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
+                let c = Client::builder()
+                    .timeout(Duration::from_secs(300))
+                    .build()
+                    .unwrap();
                 let r = c.get(url).send().unwrap();
                 let retry = r.headers().contains_key("retry-after");
                 (r.status(), retry, r.json::<Value>().unwrap())
@@ -152,15 +215,25 @@ fn per_client_cap_answers_429_with_retry_after() {
         })
         .collect();
     let rs: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
-    let capped: Vec<_> = rs.iter().filter(|r| r.0 == StatusCode::TOO_MANY_REQUESTS).collect();
+    let capped: Vec<_> = rs
+        .iter()
+        .filter(|r| r.0 == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
     assert!(!capped.is_empty(), "{rs:?}");
     assert!(rs.iter().any(|r| r.0 == StatusCode::OK), "{rs:?}");
     for r in capped {
         assert!(r.1, "429 without Retry-After");
-        assert!(r.2["error"].as_str().unwrap().contains("at most 2"), "{:?}", r.2);
+        assert!(
+            r.2["error"].as_str().unwrap().contains("at most 2"),
+            "{:?}",
+            r.2
+        );
     }
     // A request after the burst is served.
-    assert_eq!(c.get(format!("{b}/predictions")).send().unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        c.get(format!("{b}/predictions")).send().unwrap().status(),
+        StatusCode::OK
+    );
 }
 
 #[test]
@@ -169,7 +242,11 @@ fn bounded_store_evicts_least_recently_used_but_not_sets() {
     random_model(&dir.join("models/tiny"), Arch::Zfnet);
     let data = dir.join("data");
     let c = Client::new();
-    let size_of = |id: &str| std::fs::metadata(data.join("images").join(id)).map(|m| m.len()).unwrap_or(0);
+    let size_of = |id: &str| {
+        std::fs::metadata(data.join("images").join(id))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
     let (a, b, first, ids);
     {
         let srv = serve(&dir.join("models"), &data, &["--max-store-mb", "1"]);
@@ -179,42 +256,114 @@ fn bounded_store_evicts_least_recently_used_but_not_sets() {
         b = upload_id(&c, &base, noise_png(260, 2));
         let set = serde_json::json!({"images": [
             {"id": a, "parts": {"eye": [10.0, 10.0]}}, {"id": b, "parts": {"eye": [12.0, 9.0]}}]});
-        assert_eq!(c.post(format!("{base}/api/sets")).json(&set).send().unwrap().status(), StatusCode::CREATED);
+        assert_eq!(
+            c.post(format!("{base}/api/sets"))
+                .json(&set)
+                .send()
+                .unwrap()
+                .status(),
+            StatusCode::CREATED
+        );
         first = upload_id(&c, &base, noise_png(260, 3));
         let mut more = vec![];
         for i in 4..12 {
             more.push(upload_id(&c, &base, noise_png(260, i)));
             // Keep `first` in use: it stays while others go.
-            assert_eq!(c.get(format!("{base}/api/images/{first}")).send().unwrap().status(), StatusCode::OK);
+            assert_eq!(
+                c.get(format!("{base}/api/images/{first}"))
+                    .send()
+                    .unwrap()
+                    .status(),
+                StatusCode::OK
+            );
         }
         ids = more;
-        let stored: u64 = std::fs::read_dir(data.join("images")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        let stored: u64 = std::fs::read_dir(data.join("images"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
         // The bundled examples are pinned too.
-        let ex: Value = c.get(format!("{base}/api/examples")).send().unwrap().json().unwrap();
-        let pinned: u64 = ex["examples"].as_array().unwrap().iter().map(|e| size_of(e["id"].as_str().unwrap())).sum();
-        assert!(stored <= 1024 * 1024 + size_of(&a) + size_of(&b) + pinned, "store holds {stored} bytes");
+        let ex: Value = c
+            .get(format!("{base}/api/examples"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let pinned: u64 = ex["examples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| size_of(e["id"].as_str().unwrap()))
+            .sum();
+        assert!(
+            stored <= 1024 * 1024 + size_of(&a) + size_of(&b) + pinned,
+            "store holds {stored} bytes"
+        );
         for e in ex["examples"].as_array().unwrap() {
-            assert_eq!(c.get(format!("{base}/api/images/{}", e["id"].as_str().unwrap())).send().unwrap().status(), StatusCode::OK);
+            assert_eq!(
+                c.get(format!("{base}/api/images/{}", e["id"].as_str().unwrap()))
+                    .send()
+                    .unwrap()
+                    .status(),
+                StatusCode::OK
+            );
         }
         for id in [&a, &b, &first, ids.last().unwrap()] {
-            assert_eq!(c.get(format!("{base}/api/images/{id}")).send().unwrap().status(), StatusCode::OK, "{id}");
+            assert_eq!(
+                c.get(format!("{base}/api/images/{id}"))
+                    .send()
+                    .unwrap()
+                    .status(),
+                StatusCode::OK,
+                "{id}"
+            );
         }
-        let r = c.get(format!("{base}/api/images/{}", ids[0])).send().unwrap();
+        let r = c
+            .get(format!("{base}/api/images/{}", ids[0]))
+            .send()
+            .unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
-        assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("expired"));
-        let r = c.get(format!("{base}/api/models/tiny/snapshots/1/images/{}/predictions", ids[0])).send().unwrap();
+        assert!(r.json::<Value>().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("expired"));
+        let r = c
+            .get(format!(
+                "{base}/api/models/tiny/snapshots/1/images/{}/predictions",
+                ids[0]
+            ))
+            .send()
+            .unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
     // After a restart the evicted image still says it expired; an unknown one does not.
     let srv = serve(&dir.join("models"), &data, &["--max-store-mb", "1"]);
-    let r = c.get(format!("{}/api/images/{}", srv.base, ids[0])).send().unwrap();
-    assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("expired"));
-    let r = c.get(format!("{}/api/images/{}", srv.base, "ab".repeat(32))).send().unwrap();
-    assert!(!r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("expired"));
+    let r = c
+        .get(format!("{}/api/images/{}", srv.base, ids[0]))
+        .send()
+        .unwrap();
+    assert!(r.json::<Value>().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+    let r = c
+        .get(format!("{}/api/images/{}", srv.base, "ab".repeat(32)))
+        .send()
+        .unwrap();
+    assert!(!r.json::<Value>().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
     // Uploaded again, it is back.
     let again = upload_id(&c, &srv.base, noise_png(260, 4));
     assert_eq!(again, ids[0]);
-    assert_eq!(c.get(format!("{}/api/images/{again}", srv.base)).send().unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        c.get(format!("{}/api/images/{again}", srv.base))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 }
 
 #[test]
@@ -227,13 +376,24 @@ fn full_disk_answers_507_and_leaves_no_partial_file() {
     let png = noise_png(64, 9);
     let id = sha(&png);
     // The server's next write of this image goes to /dev/full (ENOSPC).
-    let tmp = data.join("images").join(format!(".{id}.{}.tmp", srv.child.id()));
+    let tmp = data
+        .join("images")
+        .join(format!(".{id}.{}.tmp", srv.child.id()));
     std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
     let r = upload(&c, &srv.base, png.clone());
     assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
-    assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("storage is full"));
-    assert!(!data.join("images").join(&id).exists(), "a partial file was left");
-    assert!(std::fs::symlink_metadata(&tmp).is_err(), "the temporary file was left");
+    assert!(r.json::<Value>().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("storage is full"));
+    assert!(
+        !data.join("images").join(&id).exists(),
+        "a partial file was left"
+    );
+    assert!(
+        std::fs::symlink_metadata(&tmp).is_err(),
+        "the temporary file was left"
+    );
     // With room again, the same upload is stored whole.
     assert_eq!(upload_id(&c, &srv.base, png.clone()), id);
     assert_eq!(std::fs::read(data.join("images").join(&id)).unwrap(), png);
@@ -300,7 +460,12 @@ fn sigkill_during_uploads_sets_and_indexing_leaves_whole_files() {
     }
     // An index build of both snapshots in the background.
     for e in [1, 3] {
-        let r = c.get(format!("{base}/api/models/tiny/snapshots/{e}/dataset/index")).send().unwrap();
+        let r = c
+            .get(format!(
+                "{base}/api/models/tiny/snapshots/{e}/dataset/index"
+            ))
+            .send()
+            .unwrap();
         assert!(r.status().is_success());
     }
     std::thread::sleep(Duration::from_millis(1500));
@@ -312,7 +477,10 @@ fn sigkill_during_uploads_sets_and_indexing_leaves_whole_files() {
     }
     drop(srv);
     let (images, sets) = check_store(&data);
-    assert!(images >= 4 && sets >= 2, "too little written before the kill: {images} images, {sets} sets");
+    assert!(
+        images >= 4 && sets >= 2,
+        "too little written before the kill: {images} images, {sets} sets"
+    );
 
     // Restarted: leftovers swept, the index builds (again) to a whole file.
     let srv = serve(&models, &data, &["--dataset", ds]);
@@ -326,19 +494,35 @@ fn sigkill_during_uploads_sets_and_indexing_leaves_whole_files() {
     let t = Instant::now();
     for e in [1, 3] {
         loop {
-            let p: Value = c.get(format!("{}/api/models/tiny/snapshots/{e}/dataset/index", srv.base)).send().unwrap().json().unwrap();
+            let p: Value = c
+                .get(format!(
+                    "{}/api/models/tiny/snapshots/{e}/dataset/index",
+                    srv.base
+                ))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
             if p["state"] == "done" {
                 break;
             }
             assert!(p["state"] != "failed", "{p}");
-            assert!(t.elapsed() < Duration::from_secs(120), "index not rebuilt: {p}");
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "index not rebuilt: {p}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         let model = ModelDir::open(models.join("tiny")).unwrap();
-        let idx = zfvis_core::index::load(&zfvis_core::index::index_path(&model, &dataset, e).unwrap()).unwrap();
+        let idx =
+            zfvis_core::index::load(&zfvis_core::index::index_path(&model, &dataset, e).unwrap())
+                .unwrap();
         assert_eq!(idx.images.len() + idx.skipped.len(), 100);
     }
-    assert_eq!(upload(&c, &srv.base, noise_png(50, 5)).status(), StatusCode::CREATED);
+    assert_eq!(
+        upload(&c, &srv.base, noise_png(50, 5)).status(),
+        StatusCode::CREATED
+    );
 }
 
 /// A tiny dataset of links into woofnette: 2 classes x `n` training images.
@@ -347,7 +531,10 @@ fn tiny_train(dir: &Path, n: usize) -> Option<PathBuf> {
     for id in ["n02088364", "n02099601"] {
         let to = dir.join("train").join(id);
         std::fs::create_dir_all(&to).unwrap();
-        let mut files: Vec<_> = std::fs::read_dir(src.join(id)).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(src.join(id))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         for f in files.into_iter().take(n) {
             std::os::unix::fs::symlink(&f, to.join(f.file_name().unwrap())).unwrap();
@@ -366,15 +553,35 @@ fn train_snapshots_survive_sigkill() {
     let snaps: Vec<String> = (1..=40).map(|e| e.to_string()).collect();
     let args = |resume: bool| {
         let mut c = zfvis();
-        c.args(["train", "--arch", "zfnet", "--width", "0.1", "--fc-width", "0.02", "--epochs", "40"])
-            .args(["--batch", "4", "--threads", "1", "--device", "cpu", "--schedule", "modern", "--snapshots"])
-            .arg(snaps.join(","))
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+        c.args([
+            "train",
+            "--arch",
+            "zfnet",
+            "--width",
+            "0.1",
+            "--fc-width",
+            "0.02",
+            "--epochs",
+            "40",
+        ])
+        .args([
+            "--batch",
+            "4",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--schedule",
+            "modern",
+            "--snapshots",
+        ])
+        .arg(snaps.join(","))
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
         if resume {
             c.arg("--resume");
         }
@@ -384,7 +591,9 @@ fn train_snapshots_survive_sigkill() {
     // a snapshot, the manifest and the resume state).
     let mut kills = 0;
     for k in 0..5 {
-        let mut child = args(k > 0 && out.join("manifest.json").exists()).spawn().unwrap();
+        let mut child = args(k > 0 && out.join("manifest.json").exists())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(900 + 170 * k));
         if child.try_wait().unwrap().is_none() {
             kill(child.id(), "-KILL");
@@ -415,10 +624,16 @@ fn sigterm_lets_requests_in_flight_finish() {
     let mut srv = serve(&dir.join("models"), &dir.join("data"), &[]);
     let c = Client::new();
     let id = upload_id(&c, &srv.base, test_png());
-    let url = format!("{}/api/models/tiny/snapshots/1/images/{id}/occlusion?size=12&stride=3", srv.base);
+    let url = format!(
+        "{}/api/models/tiny/snapshots/1/images/{id}/occlusion?size=12&stride=3",
+        srv.base
+    );
     let slow = std::thread::spawn(move || {
         let t = Instant::now();
-        let c = Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
+        let c = Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .unwrap();
         let r = c.get(url).send().unwrap();
         (r.status(), r.json::<Value>().is_ok(), t.elapsed())
     });
@@ -427,15 +642,24 @@ fn sigterm_lets_requests_in_flight_finish() {
     let (status, json, took) = slow.join().unwrap();
     assert_eq!(status, StatusCode::OK, "the request in flight was cut");
     assert!(json);
-    assert!(took > Duration::from_millis(300), "the request was not in flight: {took:?}");
+    assert!(
+        took > Duration::from_millis(300),
+        "the request was not in flight: {took:?}"
+    );
     let t = Instant::now();
     let code = loop {
         if let Some(st) = srv.child.try_wait().unwrap() {
             break st;
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "the server did not stop");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the server did not stop"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(code.success(), "{code}");
-    assert!(Client::new().get(format!("{}/api/models", srv.base)).send().is_err());
+    assert!(Client::new()
+        .get(format!("{}/api/models", srv.base))
+        .send()
+        .is_err());
 }

@@ -123,9 +123,14 @@ impl Engine {
         // Keep loaded snapshots up to NET_BYTES of weights (at least one):
         // a small model's whole timeline stays loaded, a VGG's a few snapshots.
         let bytes = |n: &Net| -> u64 {
-            n.named_tensors().iter().map(|(_, t)| t.numel() as u64 * 4).sum()
+            n.named_tensors()
+                .iter()
+                .map(|(_, t)| t.numel() as u64 * 4)
+                .sum()
         };
-        while self.nets.len() > 1 && self.nets.iter().map(|(_, n)| bytes(n)).sum::<u64>() > NET_BYTES {
+        while self.nets.len() > 1
+            && self.nets.iter().map(|(_, n)| bytes(n)).sum::<u64>() > NET_BYTES
+        {
             self.nets.pop_lru();
         }
         Ok(net)

@@ -52,15 +52,42 @@ pub fn seeds() -> Vec<Seed> {
         out.into_inner()
     };
     vec![
-        Seed { format: "jpeg", bytes: jpeg(&rgb, 85) },
-        Seed { format: "jpeg", bytes: jpeg(&grey, 60) },
-        Seed { format: "png", bytes: encode(&rgb, ImageFormat::Png) },
-        Seed { format: "png", bytes: encode(&rgba, ImageFormat::Png) },
-        Seed { format: "png", bytes: encode(&grey, ImageFormat::Png) },
-        Seed { format: "gif", bytes: gif },
-        Seed { format: "webp", bytes: encode(&rgba, ImageFormat::WebP) },
-        Seed { format: "bmp", bytes: encode(&rgb, ImageFormat::Bmp) },
-        Seed { format: "tiff", bytes: encode(&rgb, ImageFormat::Tiff) },
+        Seed {
+            format: "jpeg",
+            bytes: jpeg(&rgb, 85),
+        },
+        Seed {
+            format: "jpeg",
+            bytes: jpeg(&grey, 60),
+        },
+        Seed {
+            format: "png",
+            bytes: encode(&rgb, ImageFormat::Png),
+        },
+        Seed {
+            format: "png",
+            bytes: encode(&rgba, ImageFormat::Png),
+        },
+        Seed {
+            format: "png",
+            bytes: encode(&grey, ImageFormat::Png),
+        },
+        Seed {
+            format: "gif",
+            bytes: gif,
+        },
+        Seed {
+            format: "webp",
+            bytes: encode(&rgba, ImageFormat::WebP),
+        },
+        Seed {
+            format: "bmp",
+            bytes: encode(&rgb, ImageFormat::Bmp),
+        },
+        Seed {
+            format: "tiff",
+            bytes: encode(&rgb, ImageFormat::Tiff),
+        },
     ]
 }
 
@@ -70,7 +97,19 @@ pub const KINDS: &[&str] = &[
 ];
 
 const INTERESTING: &[u32] = &[
-    0, 1, 2, 0x7f, 0x80, 0xff, 0x100, 0x7fff, 0x8000, 0xffff, 0x1_0000, 0x7fff_ffff, 0x8000_0000,
+    0,
+    1,
+    2,
+    0x7f,
+    0x80,
+    0xff,
+    0x100,
+    0x7fff,
+    0x8000,
+    0xffff,
+    0x1_0000,
+    0x7fff_ffff,
+    0x8000_0000,
     0xffff_ffff,
 ];
 
@@ -103,8 +142,18 @@ fn length_fields(b: &[u8]) -> Vec<(usize, usize, bool)> {
         out.extend([(4, 4, false), (16, 4, false)]);
         out.extend([(24, 3, false), (27, 3, false)]);
     } else if b.starts_with(b"BM") {
-        out.extend([(2, 4, false), (10, 4, false), (14, 4, false), (18, 4, false)]);
-        out.extend([(22, 4, false), (28, 2, false), (34, 4, false), (46, 4, false)]);
+        out.extend([
+            (2, 4, false),
+            (10, 4, false),
+            (14, 4, false),
+            (18, 4, false),
+        ]);
+        out.extend([
+            (22, 4, false),
+            (28, 2, false),
+            (34, 4, false),
+            (46, 4, false),
+        ]);
     } else if b.starts_with(b"GIF") {
         out.extend([(6, 2, false), (8, 2, false), (10, 1, false)]);
     } else if b.starts_with(b"II") || b.starts_with(b"MM") {

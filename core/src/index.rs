@@ -86,7 +86,10 @@ impl Shard {
     }
 
     fn file_name(&self, epoch: u32) -> String {
-        format!("epoch-{epoch:03}.shard-{}-of-{}.json", self.index, self.count)
+        format!(
+            "epoch-{epoch:03}.shard-{}-of-{}.json",
+            self.index, self.count
+        )
     }
 }
 
@@ -324,7 +327,10 @@ pub fn merge_shards(model: &ModelDir, dataset: &Path, epoch: u32) -> Result<Snap
             None => part,
             Some(mut w) => {
                 if w.layers.len() != part.layers.len()
-                    || w.layers.iter().zip(&part.layers).any(|(a, b)| a.len() != b.len())
+                    || w.layers
+                        .iter()
+                        .zip(&part.layers)
+                        .any(|(a, b)| a.len() != b.len())
                 {
                     bail!("{}: its layers differ from shard 1's", p.display());
                 }

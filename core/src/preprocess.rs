@@ -113,7 +113,11 @@ fn check_riff(bytes: &[u8]) -> Result<(), ImageError> {
             .get(i..i + 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
     };
-    let bad = || ImageError::Decode("corrupt WebP: its chunk sizes do not match the file (truncated or damaged)".into());
+    let bad = || {
+        ImageError::Decode(
+            "corrupt WebP: its chunk sizes do not match the file (truncated or damaged)".into(),
+        )
+    };
     let len = bytes.len() as u64;
     if u32_at(4).ok_or_else(bad)? + 8 != len {
         return Err(bad());

@@ -42,7 +42,11 @@ impl Usage {
     }
     fn add(&mut self, id: &str, size: u64) {
         self.clock += 1;
-        if self.items.insert(id.to_string(), (size, self.clock)).is_none() {
+        if self
+            .items
+            .insert(id.to_string(), (size, self.clock))
+            .is_none()
+        {
             self.total += size;
         }
     }
@@ -71,7 +75,10 @@ impl From<std::io::Error> for StoreError {
 /// reader (or a crash) sees the whole file or none; on failure (a full
 /// disk) the temporary file is removed.
 fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let r = std::fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_data()))
@@ -167,12 +174,18 @@ impl ImageStore {
     /// Store `bytes` and keep them: never evicted, not a recent upload.
     pub fn put_pinned(&self, bytes: &[u8]) -> Result<StoredImage, preprocess::ImageError> {
         let id = hex(&Sha256::digest(bytes));
-        self.pinned.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        self.pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
         self.put(bytes)
     }
 
     fn is_pinned(&self, id: &str) -> bool {
-        self.pinned.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
+        self.pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
     }
 
     /// Bytes stored now.
@@ -216,7 +229,9 @@ impl ImageStore {
         let mut order: Vec<(u64, String)> = u
             .items
             .iter()
-            .filter(|(id, _)| Some(id.as_str()) != keep && !protected.contains(*id) && !self.is_pinned(id))
+            .filter(|(id, _)| {
+                Some(id.as_str()) != keep && !protected.contains(*id) && !self.is_pinned(id)
+            })
             .map(|(id, &(_, last))| (last, id.clone()))
             .collect();
         order.sort();
@@ -236,8 +251,17 @@ impl ImageStore {
         drop(u);
         if !gone.is_empty() {
             let log = self.dir.with_file_name("evicted.txt");
-            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-                let _ = f.write_all(gone.iter().map(|id| format!("{id}\n")).collect::<String>().as_bytes());
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+            {
+                let _ = f.write_all(
+                    gone.iter()
+                        .map(|id| format!("{id}\n"))
+                        .collect::<String>()
+                        .as_bytes(),
+                );
             }
         }
     }
@@ -346,16 +370,24 @@ impl ImageStore {
     pub fn put_set(&self, set: &CorrSet) -> Result<String, SetError> {
         let bad = |m: String| Err(SetError::Invalid(m));
         if set.images.len() < 2 || set.images.len() > 10 {
-            return bad(format!("a set has 2 to 10 images, got {}", set.images.len()));
+            return bad(format!(
+                "a set has 2 to 10 images, got {}",
+                set.images.len()
+            ));
         }
         for im in &set.images {
             match self.lookup(&im.id) {
                 Lookup::Stored(_) => {}
-                Lookup::Expired => return bad(format!("image {:?} expired: upload it again", im.id)),
+                Lookup::Expired => {
+                    return bad(format!("image {:?} expired: upload it again", im.id))
+                }
                 Lookup::Unknown => return bad(format!("unknown image {:?}", im.id)),
             }
             if im.parts.is_empty() {
-                return bad(format!("image {} has no named parts", &im.id[..12.min(im.id.len())]));
+                return bad(format!(
+                    "image {} has no named parts",
+                    &im.id[..12.min(im.id.len())]
+                ));
             }
             for (name, p) in &im.parts {
                 if !valid_part(name) || name == "random" {

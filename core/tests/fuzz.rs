@@ -19,7 +19,8 @@ fn cases() -> usize {
 fn mutated_images_decode_or_fail_cleanly() {
     let seeds = seeds();
     for s in &seeds {
-        preprocess::decode(&s.bytes).unwrap_or_else(|e| panic!("seed {} does not decode: {e}", s.format));
+        preprocess::decode(&s.bytes)
+            .unwrap_or_else(|e| panic!("seed {} does not decode: {e}", s.format));
     }
     let pre = Preprocess {
         input_size: 224,
@@ -28,7 +29,9 @@ fn mutated_images_decode_or_fail_cleanly() {
         std: preprocess::STD,
         bgr: false,
     };
-    let dump = std::env::var("ZFVIS_FUZZ_DUMP").ok().map(std::path::PathBuf::from);
+    let dump = std::env::var("ZFVIS_FUZZ_DUMP")
+        .ok()
+        .map(std::path::PathBuf::from);
     if let Some(d) = &dump {
         std::fs::create_dir_all(d).unwrap();
     }
@@ -57,7 +60,11 @@ fn mutated_images_decode_or_fail_cleanly() {
                 Ok(Err(e)) => e.to_string().replace(['\n', '\t'], " "),
                 Err(_) => "panic".to_string(),
             };
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(d.join("zfvis.tsv")).unwrap();
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(d.join("zfvis.tsv"))
+                .unwrap();
             use std::io::Write;
             writeln!(f, "{case:06}-{}-{kind}\t{line}", seed.format).unwrap();
         }
@@ -77,5 +84,9 @@ fn mutated_images_decode_or_fail_cleanly() {
     for ((f, k), (a, r)) in &table {
         eprintln!("{f:5} {k:9} {a:6} {r:6}");
     }
-    assert!(panics.is_empty(), "{} panics; inputs saved: {panics:?}", panics.len());
+    assert!(
+        panics.is_empty(),
+        "{} panics; inputs saved: {panics:?}",
+        panics.len()
+    );
 }

@@ -27,7 +27,14 @@ impl ServerProcess {
         let data = std::env::temp_dir().join(format!("zfvis-rel-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
         let mut child = Command::new(std::env::current_exe()?)
-            .args(["serve", "--addr", "127.0.0.1:0", "--device", "cpu", "--models"])
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--device",
+                "cpu",
+                "--models",
+            ])
             .arg(models)
             .arg("--data")
             .arg(&data)
@@ -89,7 +96,11 @@ impl Drop for ServerProcess {
 }
 
 /// The model's last epoch, its epochs and (layer, maps) list.
-fn model_info(c: &reqwest::blocking::Client, base: &str, model: &str) -> Result<(Vec<u64>, Vec<(u64, u64)>)> {
+fn model_info(
+    c: &reqwest::blocking::Client,
+    base: &str,
+    model: &str,
+) -> Result<(Vec<u64>, Vec<(u64, u64)>)> {
     let info: Value = c
         .get(format!("{base}/api/models/{model}"))
         .send()?
@@ -106,7 +117,12 @@ fn model_info(c: &reqwest::blocking::Client, base: &str, model: &str) -> Result<
         .as_array()
         .context("no layers")?
         .iter()
-        .map(|l| (l["layer"].as_u64().unwrap_or(1), l["maps"].as_u64().unwrap_or(1)))
+        .map(|l| {
+            (
+                l["layer"].as_u64().unwrap_or(1),
+                l["maps"].as_u64().unwrap_or(1),
+            )
+        })
         .collect();
     Ok((epochs, layers))
 }
@@ -139,7 +155,10 @@ pub fn fuzz(models: &Path, model: &str, cases: usize, seed: u64) -> Result<()> {
     let mut server_errors: Vec<String> = vec![];
     let rss_start = server.rss_mb();
     let (mut rss_peak, mut rss_warm) = (rss_start, rss_start);
-    let pb = bar(cases as u64, "fuzz {bar:40} {pos}/{len} {per_sec} ETA {eta} {msg}");
+    let pb = bar(
+        cases as u64,
+        "fuzz {bar:40} {pos}/{len} {per_sec} ETA {eta} {msg}",
+    );
     let t0 = Instant::now();
     for case in 0..cases {
         let s = &seeds[case % seeds.len()];
@@ -163,7 +182,10 @@ pub fn fuzz(models: &Path, model: &str, cases: usize, seed: u64) -> Result<()> {
         *uploads.entry((s.format, st)).or_default() += 1;
         let body: Value = r.json().unwrap_or(Value::Null);
         if st >= 500 {
-            server_errors.push(format!("case {case} {} {kind}: upload {st} {body}", s.format));
+            server_errors.push(format!(
+                "case {case} {} {kind}: upload {st} {body}",
+                s.format
+            ));
         }
         if st == 201 {
             let id = body["id"].as_str().unwrap_or_default();
@@ -173,7 +195,10 @@ pub fn fuzz(models: &Path, model: &str, cases: usize, seed: u64) -> Result<()> {
                 ("predictions", format!("{b}/predictions")),
                 (
                     "projection",
-                    format!("{b}/layers/{layer}/maps/{}/projection.png", rng.random_range(0..maps)),
+                    format!(
+                        "{b}/layers/{layer}/maps/{}/projection.png",
+                        rng.random_range(0..maps)
+                    ),
                 ),
                 (
                     "live occluder",
@@ -188,7 +213,10 @@ pub fn fuzz(models: &Path, model: &str, cases: usize, seed: u64) -> Result<()> {
                 let st = c.get(&url).send().map(|r| r.status().as_u16()).unwrap_or(0);
                 *follow.entry((name, st)).or_default() += 1;
                 if st >= 500 || st == 0 {
-                    server_errors.push(format!("case {case} {} {kind}: {name} {st} {url}", s.format));
+                    server_errors.push(format!(
+                        "case {case} {} {kind}: {name} {st} {url}",
+                        s.format
+                    ));
                 }
             }
         }
@@ -211,9 +239,17 @@ pub fn fuzz(models: &Path, model: &str, cases: usize, seed: u64) -> Result<()> {
     println!("{cases} mutated uploads in {secs:.0} s (seed {seed}), model {model} epoch {epoch}");
     println!("| format | uploads | 201 | 4xx | 5xx |");
     println!("|---|---|---|---|---|");
-    for s in seeds.iter().map(|s| s.format).collect::<std::collections::BTreeSet<_>>() {
+    for s in seeds
+        .iter()
+        .map(|s| s.format)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
         let n = |f: &dyn Fn(u16) -> bool| -> usize {
-            uploads.iter().filter(|((g, st), _)| *g == s && f(*st)).map(|(_, n)| n).sum()
+            uploads
+                .iter()
+                .filter(|((g, st), _)| *g == s && f(*st))
+                .map(|(_, n)| n)
+                .sum()
         };
         println!(
             "| {s} | {} | {} | {} | {} |",
@@ -223,15 +259,20 @@ pub fn fuzz(models: &Path, model: &str, cases: usize, seed: u64) -> Result<()> {
             n(&|st| st >= 500)
         );
     }
-    let accepted: usize = uploads.iter().filter(|((_, st), _)| *st == 201).map(|(_, n)| n).sum();
+    let accepted: usize = uploads
+        .iter()
+        .filter(|((_, st), _)| *st == 201)
+        .map(|(_, n)| n)
+        .sum();
     println!("follow-ups of the {accepted} accepted uploads (status: count):");
     for ((name, st), n) in &follow {
         println!("  {name} {st}: {n}");
     }
-    let refused: BTreeMap<u16, usize> = uploads.iter().fold(BTreeMap::new(), |mut m, ((_, st), n)| {
-        *m.entry(*st).or_default() += n;
-        m
-    });
+    let refused: BTreeMap<u16, usize> =
+        uploads.iter().fold(BTreeMap::new(), |mut m, ((_, st), n)| {
+            *m.entry(*st).or_default() += n;
+            m
+        });
     println!("upload answers: {refused:?}");
     println!(
         "server RSS: start {rss_start:.0} MB, after 10% {rss_warm:.0} MB, peak {rss_peak:.0} MB, end {rss_end:.0} MB; 0 crashes; {} answers 5xx",
@@ -261,7 +302,8 @@ fn soak_images(photo: &Path, n: usize) -> Result<Vec<Vec<u8>>> {
         let x = (i as u32 * 37) % (w - side + 1);
         let y = (i as u32 * 53) % (h - side + 1);
         let cut = image::imageops::crop_imm(&img, x, y, side, side).to_image();
-        let mut crop = image::imageops::resize(&cut, 320, 320, image::imageops::FilterType::Triangle);
+        let mut crop =
+            image::imageops::resize(&cut, 320, 320, image::imageops::FilterType::Triangle);
         crop.get_pixel_mut(0, 0).0 = [(i % 256) as u8, (i / 256) as u8, 99];
         let mut buf = std::io::Cursor::new(Vec::new());
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 90).encode_image(&crop)?;
@@ -472,7 +514,13 @@ pub fn soak(a: &SoakArgs) -> Result<()> {
     println!("|---|---|---|---|---|---|---|---|---|");
     let (mut five, mut no_retry) = (0, 0);
     for (name, t) in tl.iter_mut() {
-        let count = |f: &dyn Fn(u16) -> bool| -> usize { t.status.iter().filter(|(s, _)| f(**s)).map(|(_, n)| n).sum() };
+        let count = |f: &dyn Fn(u16) -> bool| -> usize {
+            t.status
+                .iter()
+                .filter(|(s, _)| f(**s))
+                .map(|(_, n)| n)
+                .sum()
+        };
         let s5 = count(&|s| s >= 500 && s != 503 || s == 0);
         five += s5;
         no_retry += t.no_retry_after;

@@ -51,9 +51,18 @@ form-action 'self'; frame-ancestors 'none'";
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     res
 }
@@ -128,7 +137,8 @@ impl Default for Activity {
 
 impl Activity {
     fn begin(&self) {
-        self.served.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.served
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     fn served(&self) -> bool {
         self.served.load(std::sync::atomic::Ordering::Relaxed)
@@ -191,12 +201,13 @@ pub async fn serve(
         let app = app.clone();
         let watch = Arc::new(Activity::default());
         let w = watch.clone();
-        let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            w.begin();
-            let app = app.clone();
-            app.oneshot(req.map(axum::body::Body::new))
-        });
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                w.begin();
+                let app = app.clone();
+                app.oneshot(req.map(axum::body::Body::new))
+            });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
