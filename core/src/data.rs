@@ -12,10 +12,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 const EXTS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp"];
 
+/// An image file by its extension, or an image of zfvis's store (named by
+/// its content hash, no extension), so `data/images` is a dataset too.
 pub fn is_image(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| EXTS.contains(&e.to_ascii_lowercase().as_str()))
+    match p.extension().and_then(|e| e.to_str()) {
+        Some(e) => EXTS.contains(&e.to_ascii_lowercase().as_str()),
+        None => p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(crate::store::valid_id),
+    }
 }
 
 /// Every image file under `dir`, recursively, sorted.

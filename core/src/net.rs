@@ -248,7 +248,7 @@ impl Layer {
         }
     }
 
-    fn op(&self) -> &'static str {
+    pub fn op(&self) -> &'static str {
         match self {
             Layer::Conv { .. } => "conv",
             Layer::Relu => "relu",

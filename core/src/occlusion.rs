@@ -492,8 +492,8 @@ pub fn viridis(t: f64) -> [u8; 3] {
     std::array::from_fn(|c| (STOPS[i][c] * (1.0 - f) + STOPS[i + 1][c] * f).round() as u8)
 }
 
-/// Distinct colours for class labels.
-pub fn label_colour(label: i64) -> [u8; 3] {
+/// Distinct colours for class labels by rank (Tableau 10, then black, white).
+pub fn rank_colour(rank: usize) -> [u8; 3] {
     const P: [[u8; 3]; 12] = [
         [31, 119, 180],
         [255, 127, 14],
@@ -508,7 +508,19 @@ pub fn label_colour(label: i64) -> [u8; 3] {
         [0, 0, 0],
         [255, 255, 255],
     ];
-    P[label.rem_euclid(P.len() as i64) as usize]
+    P[rank.min(P.len() - 1)]
+}
+
+/// The labels of a top-label map, most cells first (ties: lower label), as
+/// the page orders its legend: the first ten get distinct colours.
+pub fn label_order(grid: &[Vec<i64>]) -> Vec<i64> {
+    let mut count = std::collections::BTreeMap::<i64, usize>::new();
+    for &l in grid.iter().flatten() {
+        *count.entry(l).or_default() += 1;
+    }
+    let mut order: Vec<(i64, usize)> = count.into_iter().collect();
+    order.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    order.into_iter().map(|(l, _)| l).collect()
 }
 
 /// Paint a grid over the crop: cell (row, col) is the `stride`-sized square
@@ -549,6 +561,9 @@ pub fn heatmaps(
         (lo, (hi - lo).max(1e-12))
     };
     let (mlo, mrange) = scale(&r.map_activation);
+    let (plo, prange) = scale(&r.class_prob);
+    let order = label_order(&r.top_label);
+    let rank = |l: i64| order.iter().position(|&o| o == l).unwrap_or(order.len());
     [
         (
             "map_activation",
@@ -558,11 +573,11 @@ pub fn heatmaps(
         ),
         (
             "class_prob",
-            heatmap(crop, r, |i, j| viridis(r.class_prob[i][j])),
+            heatmap(crop, r, |i, j| viridis((r.class_prob[i][j] - plo) / prange)),
         ),
         (
             "top_label",
-            heatmap(crop, r, |i, j| label_colour(r.top_label[i][j])),
+            heatmap(crop, r, |i, j| rank_colour(rank(r.top_label[i][j]))),
         ),
     ]
 }

@@ -160,6 +160,11 @@ impl ImageStore {
         })
     }
 
+    /// The folder of the stored images (`<data>/images`), a dataset folder too.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Bound the store to `max_bytes` (least recently used uploads go first).
     pub fn with_limit(mut self, max_bytes: Option<u64>) -> ImageStore {
         self.max_bytes = max_bytes;

@@ -76,10 +76,10 @@ fn entry_patches(
         value: e.value,
         field: Field { y0, x0, y1, x1 },
     };
-    Ok((patch, cut(&deconv::to_image(&p.pixels)), cut(&crop)))
+    Ok((patch, deconv::field_image(&p, TILE), cut(&crop)))
 }
 
-fn snapshot_index(model: &ModelDir, dataset: &Path, epoch: u32) -> Result<SnapshotIndex> {
+pub fn snapshot_index(model: &ModelDir, dataset: &Path, epoch: u32) -> Result<SnapshotIndex> {
     let path = index::index_path(model, dataset, epoch)?;
     if !path.exists() {
         return Err(Error::NotFound(format!(

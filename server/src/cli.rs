@@ -56,6 +56,8 @@ pub struct ServedModel {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The paper's figures for a model as PNG/SVG/JSON files and report.html
+    Figures(crate::figures::FiguresArgs),
     /// Top-5 classes of an image
     Predict {
         #[command(flatten)]
@@ -1196,6 +1198,7 @@ pub fn run(cli: Cli) -> Result<()> {
             warmup: warmup.min(3600),
             images: images.max(1),
         })?,
+        Cmd::Figures(a) => crate::figures::run(&a)?,
         Cmd::Serve {
             addr,
             models,
@@ -1335,7 +1338,7 @@ fn parse_rgb(s: &str) -> std::result::Result<[f64; 3], String> {
 }
 
 /// A progress bar on stderr whose message names the current stage.
-fn stage_bar() -> indicatif::ProgressBar {
+pub(crate) fn stage_bar() -> indicatif::ProgressBar {
     let pb = indicatif::ProgressBar::new(0);
     pb.set_style(
         indicatif::ProgressStyle::with_template("{msg:>22} {bar:40} {pos}/{len} ETA {eta}")

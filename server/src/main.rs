@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod error;
+mod figures;
 mod http;
 mod reliability;
 mod worker;

@@ -1,0 +1,277 @@
+//! `zfvis figures`: the paper's figures for one model as files (PNG, SVG for
+//! plots and tables, JSON numbers) and one self-contained `report.html`.
+//! Each figure is `zfvis_core::figures::Figures`, the analysis behind the web
+//! views' "download figure" links; one failing figure is reported and the
+//! others are still written.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use zfvis_core::analysis::Analysis;
+use zfvis_core::checkpoint::ModelDir;
+use zfvis_core::engine::{self, Engine};
+use zfvis_core::figures::{self, Entry, FigureRequest, Figures, Name};
+use zfvis_core::params::{ContentId, ModelName};
+use zfvis_core::store::{CorrSet, CorrSetImage, ImageStore};
+use zfvis_core::{correspondence, index, parse_device};
+
+#[derive(clap::Args)]
+pub struct FiguresArgs {
+    /// Model folder (manifest.json + snapshots)
+    #[arg(long)]
+    model: PathBuf,
+    /// Snapshot epoch (default: the last)
+    #[arg(long)]
+    snapshot: Option<u32>,
+    /// The image of Figs. 5, 6 and 7
+    #[arg(long)]
+    image: PathBuf,
+    /// Folder of images for Figs. 2 and 4 (default: the bundled examples and the image)
+    #[arg(long)]
+    dataset: Option<PathBuf>,
+    /// Landmarks for Table 1: {"image file": {"part": [x, y]}}
+    #[arg(long)]
+    landmarks: Option<PathBuf>,
+    /// The other model of Fig. 6 (default: one of another architecture in --models)
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// Where to look for the default --compare model
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+    /// Example photos (the default dataset)
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"))]
+    examples: PathBuf,
+    /// Only these figures, e.g. fig5,fig7 (default: all)
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    #[arg(long)]
+    out: PathBuf,
+    /// auto | cpu | cuda | cuda:N
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+/// A scratch folder removed on drop: the engine's models (links) and store.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Link a model folder into the engine's models as `name`: the folder
+/// itself (its dataset indexes are kept beside it, as `zfvis index` does),
+/// or file by file (indexes stay in the scratch folder).
+fn link_model(src: &Path, dst: &Path, whole: bool) -> Result<()> {
+    let src = std::fs::canonicalize(src).with_context(|| format!("model folder {} not found", src.display()))?;
+    if whole {
+        std::os::unix::fs::symlink(&src, dst)?;
+        return Ok(());
+    }
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(&src)?.flatten() {
+        if e.path().is_file() {
+            std::os::unix::fs::symlink(e.path(), dst.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+fn name_of(dir: &ModelDir, fallback: &str) -> ModelName {
+    ModelName::try_from(dir.name())
+        .or_else(|_| ModelName::try_from(fallback.to_string()))
+        .expect("a valid fallback name")
+}
+
+fn wanted(only: &[String]) -> Result<Vec<Name>> {
+    if only.is_empty() {
+        return Ok(Name::ALL.to_vec());
+    }
+    only.iter()
+        .map(|s| {
+            Name::ALL
+                .into_iter()
+                .find(|n| n.stem().split('-').next() == Some(s.trim()) || n.stem() == s.trim())
+                .ok_or_else(|| anyhow::anyhow!("--only {s:?}: expected fig2, fig3, fig4, fig5, fig6, fig7 or table1"))
+        })
+        .collect()
+}
+
+pub fn run(a: &FiguresArgs) -> Result<()> {
+    let names = wanted(&a.only)?;
+    let dir = ModelDir::open(&a.model)?;
+    let epoch = dir.manifest.snapshot(a.snapshot)?.epoch;
+    let device = parse_device(&a.device)?;
+    let photo = std::fs::read(&a.image).with_context(|| format!("cannot read {}", a.image.display()))?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let tmp = Scratch(std::env::temp_dir().join(format!("zfvis-figures-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&tmp.0);
+    let models = tmp.0.join("models");
+    std::fs::create_dir_all(&models)?;
+    let model = name_of(&dir, "model");
+    link_model(&a.model, &models.join(model.as_str()), a.dataset.is_some())?;
+    let compare = match &a.compare {
+        Some(p) => {
+            let c = name_of(&ModelDir::open(p)?, "compare");
+            let c = if c == model { ModelName::try_from("compare".to_string())? } else { c };
+            link_model(p, &models.join(c.as_str()), false)?;
+            Some(c)
+        }
+        None => {
+            // Every model beside, for Fig. 6's default pick.
+            for e in std::fs::read_dir(&a.models).into_iter().flatten().flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n != model.as_str() && ModelName::try_from(n.clone()).is_ok() && e.path().join("manifest.json").is_file() {
+                    link_model(&e.path(), &models.join(&n), false)?;
+                }
+            }
+            None
+        }
+    };
+    let store = ImageStore::open(&tmp.0)?;
+    let image = store
+        .put(&photo)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.image.display()))?;
+    let (dataset, what) = match &a.dataset {
+        Some(d) => {
+            if !d.is_dir() {
+                bail!("--dataset {}: not a folder", d.display());
+            }
+            (d.clone(), format!("Dataset: {}.", d.display()))
+        }
+        None => {
+            let ex = zfvis_core::examples::load(&a.examples, &store).unwrap_or_default();
+            (
+                store.dir().to_path_buf(),
+                format!(
+                    "Dataset (Figs. 2 and 4): only the images given here (--image, --landmarks) and {} \
+                     bundled example photos (no --dataset given); pass --dataset DIR (any folder of images, e.g. ImageNet val) for the paper's figures.",
+                    ex.len()
+                ),
+            )
+        }
+    };
+    let set = match &a.landmarks {
+        Some(l) => {
+            let mut images = vec![];
+            for (path, parts) in correspondence::read_landmarks(l)? {
+                let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                let s = store.put(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                images.push(CorrSetImage {
+                    id: s.id,
+                    parts: parts.into_iter().map(|(k, p)| (k, [p.0, p.1])).collect(),
+                });
+            }
+            Some(ContentId::try_from(store.put_set(&CorrSet { images }).map_err(|e| anyhow::anyhow!(e))?)?)
+        }
+        None => None,
+    };
+    let jobs = zfvis_core::progress::Jobs::default();
+    let ctx = engine::Context {
+        models: models.clone(),
+        store,
+        device,
+        indexer: Some(index::Indexer::spawn(models.clone(), dataset.clone(), device, jobs.clone())),
+        jobs,
+    };
+    let mut engine = Engine::new(ctx, 4);
+
+    // The dataset indexes Figs. 2 and 4 read, built here with a progress bar.
+    let mut index_failed: Option<String> = None;
+    let mut epochs = vec![];
+    if names.contains(&Name::Fig4) {
+        epochs.extend(dir.manifest.snapshots.iter().map(|s| s.epoch));
+    } else if names.contains(&Name::Fig2) {
+        epochs.push(epoch);
+    }
+    let mdir = zfvis_core::models::open_model(&models, model.as_str())?;
+    for &ep in &epochs {
+        let r = (|| -> Result<()> {
+            let net = mdir.load(Some(ep), device)?;
+            let pb = crate::cli::stage_bar();
+            pb.set_message(format!("index epoch {ep}"));
+            index::build(&net, &mdir, ep, &dataset, 32, &|done, total| {
+                pb.set_length(total as u64);
+                pb.set_position(done as u64);
+            })?;
+            pb.finish_and_clear();
+            Ok(())
+        })();
+        if let Err(e) = r {
+            index_failed = Some(format!("indexing the dataset at epoch {ep} failed: {e:#}"));
+            break;
+        }
+    }
+
+    let pb = crate::cli::stage_bar();
+    pb.set_length(names.len() as u64);
+    let mut entries = vec![];
+    let mut failed = vec![];
+    for &name in &names {
+        pb.set_message(name.stem());
+        let missing = match name {
+            Name::Table1 if set.is_none() => Some("needs --landmarks FILE (image files with named points)".to_string()),
+            n if n.needs_dataset() => index_failed.clone(),
+            _ => None,
+        };
+        if let Some(why) = missing {
+            entries.push(Entry::Missing { figure: name, why });
+            pb.inc(1);
+            continue;
+        }
+        let req = FigureRequest {
+            model: model.clone(),
+            epoch,
+            figure: name,
+            image: Some(ContentId::try_from(image.id.clone())?),
+            compare: compare.clone(),
+            set: set.clone(),
+        };
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Figures::run(&mut engine, &req)));
+        match r {
+            Ok(Ok(mut f)) => match write(&a.out, name, &mut f) {
+                Ok(()) => entries.push(Entry::Drawn(f)),
+                Err(e) => {
+                    failed.push(format!("{}: {e:#}", name.stem()));
+                    entries.push(Entry::Missing { figure: name, why: format!("{e:#}") });
+                }
+            },
+            Ok(Err(e)) => {
+                failed.push(format!("{}: {e}", name.stem()));
+                entries.push(Entry::Missing { figure: name, why: e.to_string() });
+            }
+            Err(_) => {
+                failed.push(format!("{}: internal error", name.stem()));
+                entries.push(Entry::Missing { figure: name, why: "internal error".into() });
+            }
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let report = a.out.join("report.html");
+    std::fs::write(&report, figures::report(model.as_str(), epoch, &what, &entries))
+        .with_context(|| format!("cannot write {}", report.display()))?;
+    for en in &entries {
+        match en {
+            Entry::Drawn(f) => println!("{}", a.out.join(format!("{}.png", f.file)).display()),
+            Entry::Missing { figure, why } => println!("{}: not drawn: {why}", figure.stem()),
+        }
+    }
+    println!("{}", report.display());
+    if !failed.is_empty() {
+        bail!("{} of {} figures failed: {}", failed.len(), names.len(), failed.join("; "));
+    }
+    Ok(())
+}
+
+/// `<stem>.png`, `.svg` for plots and tables, `.json` (title, caption, numbers).
+fn write(out: &Path, name: Name, f: &mut figures::Figure) -> Result<()> {
+    f.file = name.stem().to_string();
+    let p = |ext: &str| out.join(format!("{}.{ext}", f.file));
+    std::fs::write(p("png"), &f.png).with_context(|| format!("cannot write {}", p("png").display()))?;
+    if let Some(svg) = &f.svg {
+        std::fs::write(p("svg"), svg)?;
+    }
+    std::fs::write(p("json"), serde_json::to_vec_pretty(&*f)?)?;
+    Ok(())
+}
