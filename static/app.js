@@ -2,7 +2,7 @@
 // Data flow: URL state -> API requests -> DOM. No build step.
 
 import { createOcclusion } from "./occlusion.js";
-import { $, models, api, showError, fillTop, setSeg, uploadFile, wireUploads, layerLabel, lastConv, loadRecent as recentList } from "./ui.js";
+import { $, models, api, showError, fillTop, setSeg, uploadFile, wireUploads, layerLabel, lastConv, figureLink, loadRecent as recentList } from "./ui.js";
 import { createInvariance, createCorrespondence } from "./experiments.js";
 import { createDataset } from "./dataset.js";
 
@@ -138,7 +138,18 @@ async function loadExamples() {
     b.onclick = () => { state.image = ex.id; state.map = null; render(); };
     box.append(b);
   }
-  $("examples").hidden = list.length === 0;
+  // With --dataset: one click opens a random image of it.
+  const ds = await fetch("/api/dataset").then((r) => r.json()).catch(() => ({}));
+  $("random-image").hidden = ds.kind !== "folder";
+  $("random-image").onclick = async () => {
+    try {
+      const r = await api("/api/dataset/random", { method: "POST" });
+      state.image = r.id; state.map = null;
+      await render();
+      loadRecent();
+    } catch (e) { showError(e.message); }
+  };
+  $("examples").hidden = list.length === 0 && ds.kind !== "folder";
   markExamples();
 }
 
@@ -170,6 +181,7 @@ async function render() {
   writeURL();
   showError("");
   const m = model();
+  if (m) figureLink($("arch-dl"), { model: state.model, snapshot: state.snapshot, figure: "fig3" });
   if (!m || !state.image) {
     markExamples();
     $("maps-panel").hidden = true;

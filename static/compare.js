@@ -1,7 +1,7 @@
 // zfvis compare view (paper Fig. 6): two models or snapshots side by side.
 // State in the URL: a, ea, b, eb (models, epochs), norm, image (ids, comma-separated).
 
-import { $, models, api, esc, showError, uploadFile, wireUploads, loadRecent as recentList } from "./ui.js";
+import { $, models, api, esc, showError, uploadFile, wireUploads, figureLink, loadRecent as recentList } from "./ui.js";
 
 const state = { a: null, ea: null, b: null, eb: null, norm: "layer", image: [] };
 let generation = 0;
@@ -105,6 +105,7 @@ function overlay(side, info, dead) {
 const filterInfo = {};
 
 async function renderFilters(gen) {
+  figureLink($("fig6-dl"), { model: state.a, snapshot: state.ea, figure: "fig6", compare: state.b, compare_epoch: state.eb, image: state.image[0] });
   await Promise.all(["a", "b"].map(async (side) => {
     const m = state[side], e = state[`e${side}`];
     const url = `/api/models/${enc(m)}/snapshots/${e}/filters?norm=${state.norm}`;

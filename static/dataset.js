@@ -1,7 +1,7 @@
 // Dataset views: top 9 of each map over the dataset (paper Fig. 2) and the
 // training timeline (Fig. 4), with the background index build's progress.
 
-import { $, esc, layerLabel } from "./ui.js";
+import { $, esc, layerLabel, figureLink } from "./ui.js";
 
 export function createDataset({ state, model, render, writeURL, showError }) {
   let timer = null, playing = null, timeline = null;
@@ -131,13 +131,26 @@ export function createDataset({ state, model, render, writeURL, showError }) {
     timeline = null;
     $("ds-body").innerHTML = "";
     $("ds-progress").hidden = true;
+    $("ds-dl").hidden = true;
     try {
       if (state.view === "timeline") await showTimeline(g); else await showTop9(g);
+      figureLink($("ds-dl"), { model: state.model, snapshot: state.snapshot, figure: state.view === "timeline" ? "fig4" : "fig2", image: state.image });
     } catch (e) {
       if (e instanceof Stale) return;
       $("ds-progress").hidden = true;
       showError(e.message);
     }
+  }
+
+  /// What the views run over: a --dataset folder, or the image store.
+  async function describeSource() {
+    const d = await fetch("/api/dataset").then((r) => r.json()).catch(() => null);
+    if (!d) return;
+    $("ds-source").innerHTML = d.kind === "folder"
+      ? `Dataset: <code>${esc(d.name)}</code>.`
+      : `Dataset: the ${d.examples} example photos and the ${d.uploads} image${d.uploads === 1 ? "" : "s"} uploaded so far ` +
+        `(re-indexed as images arrive). For the paper's figures, point it at a real dataset: ` +
+        `<code>zfvis serve --dataset DIR</code> (any folder of images, e.g. ImageNet val) or <code>make run DATASET=DIR</code>.`;
   }
 
   return {
@@ -146,6 +159,7 @@ export function createDataset({ state, model, render, writeURL, showError }) {
         ? "Training timeline <small>(paper Fig. 4): rows are maps, columns are snapshot epochs</small>"
         : "Top 9 over the dataset <small>(paper Fig. 2): projections beside the image patches; click a patch to open its image</small>";
       if (state.maps_sel) $("ds-maps").value = state.maps_sel;
+      describeSource();
       $("ds-scrub").hidden = true;
       await go();
     },

@@ -1,6 +1,6 @@
 // Invariance curves (paper Fig. 5) and the correspondence test (Table 1).
 
-import { $, esc } from "./ui.js";
+import { $, esc, figureLink } from "./ui.js";
 
 // A small SVG line chart: x values, y values, fixed y range.
 export function lineChart(xs, ys, { title, ymin = null, ymax = null, xlabel = "" }) {
@@ -51,6 +51,7 @@ export function createInvariance({ state, model, base, api, writeURL, showError 
       }).join("");
       $("inv-dl-json").href = url("");
       $("inv-dl-csv").href = url(".csv");
+      figureLink($("inv-dl-fig"), { model: state.model, snapshot: state.snapshot, figure: "fig5", image: state.image, steps: state.steps, class: state.class });
       $("inv-downloads").hidden = false;
     } catch (e) {
       showError(e.message);
@@ -193,6 +194,7 @@ export function createCorrespondence({ state, model, api, writeURL, showError })
       Object.entries(r.parts).map(([p, v]) => `<tr><td>${esc(p)}</td><td>${f(v.layer5)}</td><td>${f(v.layer7)}</td>` +
         `<td>${paper[p] ? paper[p].layer5.toFixed(3) : "–"}</td><td>${paper[p] ? paper[p].layer7.toFixed(3) : "–"}</td></tr>`).join("") +
       `</tbody></table><p class="muted">${r.pairs} image pairs; ${r.size} px squares; random locations from seed ${r.seed}. Lower = the part is treated more consistently across images.</p>`;
+    figureLink($("corr-dl"), { model: state.model, snapshot: state.snapshot, figure: "table1", set: state.set, size: state.size, seed: state.seed });
     const s = S();
     $("corr-occluded").innerHTML = r.images.map((im) => Object.entries(im.squares).map(([p, [x, y]]) =>
       `<figure><div class="boxed"><img src="/api/models/${encodeURIComponent(state.model)}/images/${im.label}/crop.png" alt="">` +

@@ -1,7 +1,7 @@
 // Occlusion view (paper Fig. 7): a live occluder dragged over the image and
 // the full sensitivity maps drawn on canvases with values on hover.
 
-import { $, fillTop, lastConv } from "./ui.js";
+import { $, fillTop, lastConv, figureLink } from "./ui.js";
 
 const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
 export function viridis(t) {
@@ -204,6 +204,7 @@ export function createOcclusion({ state, model, base, api, writeURL, showError }
     $("dl-map").href = mapsURL(".png", "map_activation");
     $("dl-prob").href = mapsURL(".png", "class_prob");
     $("dl-label").href = mapsURL(".png", "top_label");
+    figureLink($("dl-fig7"), { model: state.model, snapshot: state.snapshot, figure: "fig7", image: state.image, size: state.size, stride: state.stride, class: state.class });
   }
 
   function scaleBar(lo, hi) {

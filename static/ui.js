@@ -19,6 +19,21 @@ export const lastConv = (m) => layerLabel(m, m && m.layers ? m.layers.length : 5
 
 export const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 
+const FIGURE_FILES = {
+  fig2: "fig2-top9", fig3: "fig3-architecture", fig4: "fig4-timeline", fig5: "fig5-invariance",
+  fig6: "fig6-compare", fig7: "fig7-occlusion", table1: "table1-correspondence",
+};
+
+/// Point a view's "download figure" link at the PNG `zfvis figures` writes
+/// for the same model, snapshot and settings (empty options are left out).
+export function figureLink(a, { model, snapshot, figure, ...opts }) {
+  const q = new URLSearchParams({ figure });
+  for (const [k, v] of Object.entries(opts)) if (v !== null && v !== undefined && v !== "") q.set(k, v);
+  a.href = `/api/models/${encodeURIComponent(model)}/snapshots/${snapshot}/figure.png?${q}`;
+  a.download = `${FIGURE_FILES[figure]}-${model}-epoch${snapshot}.png`;
+  a.hidden = false;
+}
+
 let pending = 0;
 /// Count requests in flight; the header's spinner shows while any is.
 export function busy(delta) {

@@ -417,3 +417,225 @@ fn compare_two_models() {
         "/nonexistent/d",
     );
 }
+
+/// Non-blank: distinct colours (plots and tables are lines and text: few) and dark pixels.
+fn assert_picture(png: &[u8], what: &str) -> image::RgbImage {
+    let table = ["fig3", "fig5", "table1"].iter().any(|t| what.starts_with(t));
+    let img = image::load_from_memory(png)
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+        .to_rgb8();
+    let colours: std::collections::HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+    let least = if table { 3 } else { 40 };
+    assert!(colours.len() >= least, "{what}: {} colours", colours.len());
+    let dark = img.pixels().filter(|p| p.0.iter().all(|&c| c < 100)).count();
+    assert!(dark > 200, "{what}: {dark} dark pixels (no text or pictures)");
+    img
+}
+
+#[test]
+fn figures_of_the_bundled_model() {
+    use base64::Engine as _;
+    let out = tempdir("cli-figures");
+    let model = root().join("models/zfnet-woofnette");
+    let image = root().join("examples/cat.jpg");
+    let landmarks = shared("dog-faces/landmarks.json");
+    let mut args = vec![
+        "figures".to_string(),
+        "--model".into(),
+        model.to_str().unwrap().into(),
+        "--image".into(),
+        image.to_str().unwrap().into(),
+        "--models".into(),
+        root().join("models").to_str().unwrap().into(),
+        "--out".into(),
+        out.to_str().unwrap().into(),
+        "--device".into(),
+        "cpu".into(),
+    ];
+    if let Some(l) = &landmarks {
+        args.extend(["--landmarks".into(), l.to_str().unwrap().into()]);
+    }
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let r = zfvis(&a);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    // Self-contained: nothing fetched from elsewhere.
+    assert!(!report.contains("src=\"http") && !report.contains("href=\"http"));
+    let mut stems = vec![
+        "fig2-top9",
+        "fig3-architecture",
+        "fig4-timeline",
+        "fig5-invariance",
+        "fig6-compare",
+        "fig7-occlusion",
+    ];
+    if landmarks.is_some() {
+        stems.push("table1-correspondence");
+    } else {
+        assert!(report.contains("Not drawn: needs --landmarks"));
+    }
+    for stem in &stems {
+        let png = std::fs::read(out.join(format!("{stem}.png"))).unwrap();
+        assert_picture(&png, stem);
+        // The report holds the same picture, inline.
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
+        assert!(report.contains(&format!("<figure id=\"{stem}\">")), "{stem}");
+        assert!(report.contains(&b64), "{stem}: the report's picture differs");
+        let j: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.json"))).unwrap()).unwrap();
+        assert!(j["caption"].as_str().unwrap().len() > 80, "{stem}: {j}");
+        assert!(!j["data"].is_null(), "{stem}");
+        let svg = out.join(format!("{stem}.svg"));
+        if ["fig3-architecture", "fig5-invariance", "table1-correspondence"].contains(stem) {
+            let s = std::fs::read_to_string(&svg).unwrap();
+            assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"), "{stem}");
+            assert!(s.matches("<text").count() > 10, "{stem}: text stays text");
+        } else {
+            assert!(!svg.exists(), "{stem}: pictures have no SVG");
+        }
+    }
+    let json = |stem: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.json"))).unwrap()).unwrap()
+    };
+    // Fig. 3's weight count against the snapshot file, counted by safetensors in Python.
+    let count = Command::new(root().join(".venv/bin/python"))
+        .args([
+            "-c",
+            "import sys; from safetensors.numpy import load_file; print(sum(v.size for v in load_file(sys.argv[1]).values()))",
+        ])
+        .arg(model.join("epoch-024.safetensors"))
+        .output()
+        .unwrap();
+    assert!(count.status.success(), "{}", String::from_utf8_lossy(&count.stderr));
+    let n: i64 = String::from_utf8_lossy(&count.stdout).trim().parse().unwrap();
+    assert_eq!(json("fig3-architecture")["data"]["weights"], n);
+    // Fig. 5's numbers are `zfvis invariance`'s for the same image.
+    let inv = zfvis(&[
+        "invariance",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    let inv: serde_json::Value = serde_json::from_slice(&inv.stdout).unwrap();
+    let fig5 = json("fig5-invariance")["data"].clone();
+    for t in ["translate", "scale", "rotate"] {
+        assert_eq!(fig5[t]["prob"], inv[t]["prob"], "{t}");
+        assert_eq!(fig5[t]["dist_layer7"], inv[t]["dist_layer7"], "{t}");
+    }
+    // Fig. 6 compares with the bundled AlexNet (the other architecture).
+    let fig6 = json("fig6-compare")["data"].clone();
+    assert_eq!(fig6["models"][1]["architecture"], "alexnet", "{fig6}");
+    assert_eq!(fig6["models"][0]["kernel"], 7);
+    assert_eq!(fig6["models"][1]["kernel"], 11);
+    // Fig. 2 and Fig. 4 ran over the images given and the examples (no
+    // --dataset): 4 examples (the cat among them) and 5 landmarked dogs.
+    let fig2 = json("fig2-top9")["data"].clone();
+    let n = 4 + if landmarks.is_some() { 5 } else { 0 };
+    assert_eq!(fig2["images"], n, "{}", fig2["images"]);
+    assert_eq!(fig2["maps"].as_array().unwrap().len(), 15, "5 layers x 3 maps");
+    let fig4 = json("fig4-timeline")["data"].clone();
+    assert_eq!(
+        fig4["layers"][0]["epochs"].as_array().unwrap().len(),
+        9,
+        "every snapshot"
+    );
+    // Fig. 7's (e) legend: labels by cell count.
+    let fig7 = json("fig7-occlusion")["data"].clone();
+    assert!(fig7["class_prob"].as_array().unwrap().len() > 10);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn figures_one_failure_keeps_the_others() {
+    let dir = tempdir("cli-figures-fail");
+    let model = random_model(&dir.join("models/tiny"), Arch::Zfnet);
+    // The compared model's snapshot is corrupt: Fig. 6 fails, Fig. 3 is written.
+    let broken = random_model(&dir.join("broken"), Arch::Alexnet);
+    std::fs::write(broken.join("epoch-003.safetensors"), b"corrupt").unwrap();
+    let img = dir.join("a.png");
+    std::fs::write(&img, test_png()).unwrap();
+    let out = dir.join("out");
+    let r = zfvis(&[
+        "figures",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--compare",
+        broken.to_str().unwrap(),
+        "--only",
+        "fig3,fig6,fig7",
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    one_line_error(&r, "1 of 3 figures failed: fig6-compare");
+    assert_picture(&std::fs::read(out.join("fig3-architecture.png")).unwrap(), "fig3");
+    assert_picture(&std::fs::read(out.join("fig7-occlusion.png")).unwrap(), "fig7");
+    assert!(!out.join("fig6-compare.png").exists());
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("<figure id=\"fig6-compare\"><h2>Fig. 6"));
+    assert!(report.contains("Not drawn:"));
+    // A bad figure name is refused before anything runs.
+    let r = zfvis(&[
+        "figures",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--only",
+        "fig9",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    one_line_error(&r, "--only \"fig9\"");
+}
+
+/// The web views' "download figure" links give the file `zfvis figures` writes.
+#[test]
+fn figure_downloads_equal_the_cli_files() {
+    let dir = tempdir("cli-figures-http");
+    let model = random_model(&dir.join("models/tiny"), Arch::Zfnet);
+    let img = dir.join("a.png");
+    std::fs::write(&img, test_png()).unwrap();
+    let out = dir.join("out");
+    let r = zfvis(&[
+        "figures",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--only",
+        "fig3,fig5,fig7",
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+    let c = reqwest::blocking::Client::new();
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "image",
+        reqwest::blocking::multipart::Part::bytes(test_png()).file_name("a.png"),
+    );
+    let up: serde_json::Value = c
+        .post(format!("{}/api/images", srv.base))
+        .multipart(form)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = up["id"].as_str().unwrap();
+    for (f, stem) in [("fig3", "fig3-architecture"), ("fig5", "fig5-invariance"), ("fig7", "fig7-occlusion")] {
+        let url = format!("{}/api/models/tiny/snapshots/3/figure.png?figure={f}&image={id}", srv.base);
+        let got = c.get(url).send().unwrap().bytes().unwrap();
+        let file = std::fs::read(out.join(format!("{stem}.png"))).unwrap();
+        assert!(got == file, "{f}: the download differs from {stem}.png");
+    }
+}

@@ -791,16 +791,87 @@ fn dataset_index_top9_and_timeline() {
     assert_eq!(e2.status(), StatusCode::BAD_REQUEST);
     let e3 = get("/api/models/tiny/snapshots/9/dataset/index");
     assert_eq!(e3.status(), StatusCode::NOT_FOUND);
+
+    // The dataset is named; a random image of it opens like an upload.
+    let d: Value = get("/api/dataset").json().unwrap();
+    assert_eq!(d["kind"], "folder", "{d}");
+    assert_eq!(d["name"], "ds");
+    let r = c.post(format!("{}/api/dataset/random", srv.base)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().unwrap();
+    let path = v["path"].as_str().unwrap();
+    let bytes = std::fs::read(ds.join(path)).unwrap();
+    let id = v["id"].as_str().unwrap();
+    assert_eq!(get(&format!("/api/images/{id}")).bytes().unwrap(), bytes);
+}
+
+/// GET until the answer is not 202 (an index being built).
+fn when_built(e: &Env, path: &str) -> reqwest::blocking::Response {
+    for _ in 0..300 {
+        let r = e.get(path);
+        if r.status() != StatusCode::ACCEPTED {
+            return r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{path}: still building after 30 s");
 }
 
 #[test]
-fn dataset_views_need_a_dataset() {
+fn without_a_dataset_the_views_run_over_the_image_store() {
     let e = setup("http-nods");
+    let d: Value = e.get("/api/dataset").json().unwrap();
+    assert_eq!(d["kind"], "store", "{d}");
+    assert_eq!(d["uploads"], 0);
+    let examples = d["examples"].as_u64().unwrap() as usize;
+    assert!(examples >= 4, "{d}");
+    let top9 = "/api/models/tiny/snapshots/1/dataset/layers/2/maps/3/top9";
+    let r = when_built(&e, top9);
+    assert_eq!(r.status(), StatusCode::OK);
+    // The store changes: browsers must revalidate.
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let t: Value = r.json().unwrap();
+    assert_eq!(t["items"].as_array().unwrap().len(), examples.min(9), "{t}");
+    // An upload joins the dataset: the index is extended, the answer changes.
+    let id = e.upload(test_png()).json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t: Value = when_built(&e, top9).json().unwrap();
+    let items = t["items"].as_array().unwrap();
+    assert_eq!(items.len(), (examples + 1).min(9), "{t}");
+    assert!(items.iter().any(|i| i["image"] == id.as_str()), "{t}");
+    let d: Value = e.get("/api/dataset").json().unwrap();
+    assert_eq!(d["uploads"], 1);
+    let tl = when_built(&e, "/api/models/tiny/dataset/timeline?layer=1&maps=0-2");
+    assert_eq!(tl.status(), StatusCode::OK);
+    let tl: Value = tl.json().unwrap();
+    assert!(tl["cells"][0][0]["image"].is_string(), "{tl}");
+    // Features and the random image need a real dataset.
     error(
-        e.get("/api/models/tiny/snapshots/1/dataset/index"),
+        e.c.post(format!("{}/api/dataset/random", e.base)).send().unwrap(),
         StatusCode::NOT_FOUND,
         "--dataset",
     );
+    // The views' figures: Fig. 2 and Fig. 4 over the store, Table 1 needs a set.
+    for f in ["fig2", "fig3", "fig4"] {
+        let r = when_built(&e, &format!("/api/models/tiny/snapshots/1/figure.png?figure={f}"));
+        assert_eq!(r.status(), StatusCode::OK, "{f}");
+        assert_eq!(r.headers()["content-type"], "image/png");
+        let png = image::load_from_memory(&r.bytes().unwrap()).unwrap();
+        assert!(png.width() > 300 && png.height() > 100, "{f}");
+    }
+    error(
+        e.get("/api/models/tiny/snapshots/1/figure.png?figure=table1"),
+        StatusCode::BAD_REQUEST,
+        "set",
+    );
+    error(
+        e.get("/api/models/tiny/snapshots/1/figure.png?figure=fig7"),
+        StatusCode::BAD_REQUEST,
+        "image",
+    );
+    e.alive();
 }
 
 #[test]
@@ -928,6 +999,7 @@ fn every_route_names_a_bad_parameter() {
             "method" => "batched".into(),
             "norm" => "filter".into(),
             "maps" => "0-2".into(),
+            "figure" => "fig3".into(),
             "size" => "16".into(),
             "images" => "2".into(),
             "layer" | "epoch" | "ea" | "eb" | "steps" => "3".into(),
@@ -936,7 +1008,7 @@ fn every_route_names_a_bad_parameter() {
     };
     let bad = |name: &str| -> &str {
         match name {
-            "model" | "a" | "b" => "..nope",
+            "model" | "a" | "b" | "compare" => "..nope",
             "image" | "set" => "xyz",
             "mode" | "kind" | "method" | "norm" => "odd",
             "maps" => "1-",
@@ -1000,6 +1072,10 @@ fn every_route_names_a_bad_parameter() {
         (
             "/api/models/{model}/images/{image}/layers/{layer}/maps/{map}/evolution.png".into(),
             &[],
+        ),
+        (
+            format!("{s}/figure"),
+            &["figure", "image", "compare", "compare_epoch", "set", "size", "stride", "class", "steps", "seed"],
         ),
         ("/api/compare".into(), &["a", "ea", "b", "eb", "images"]),
         (

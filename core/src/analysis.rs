@@ -29,6 +29,13 @@ pub trait Analysis: 'static {
         None
     }
 
+    /// Some(v) when the result depends on a dataset that changes while the
+    /// server runs (the image store): `v` names its state, and answers are
+    /// kept per state and revalidated by browsers instead of kept for good.
+    fn version(_ctx: &Context, _req: &Self::Request) -> Option<u64> {
+        None
+    }
+
     /// Some(progress) while what the analysis reads is still being built
     /// (a dataset index); checked off the engine's thread before `run`.
     fn pending(_ctx: &Context, _req: &Self::Request) -> Result<Option<Progress>> {

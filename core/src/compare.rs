@@ -763,7 +763,7 @@ impl Job for Numbers {
     ) -> crate::engine::Result<CompareResult> {
         let ma = ctx.snapshot(&r.a, r.ea)?;
         let mb = ctx.snapshot(&r.b, r.eb)?;
-        let dataset = ctx.indexer.as_ref().map(|i| i.dataset.as_path());
+        let dataset = ctx.given_dataset().ok();
         compare_dirs(
             (&ma, r.ea),
             (&mb, r.eb),

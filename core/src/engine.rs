@@ -54,6 +54,15 @@ impl Context {
         })
     }
 
+    /// The dataset given with `--dataset` (not the image store the views
+    /// fall back to): features and comparisons need real, labelled data.
+    pub fn given_dataset(&self) -> Result<&std::path::Path> {
+        self.indexer
+            .as_ref()
+            .and_then(|i| i.given())
+            .ok_or_else(|| Error::NotFound("no dataset: start the server with --dataset DIR".into()))
+    }
+
     pub fn image_bytes(&self, image: &ContentId) -> Result<Vec<u8>> {
         use crate::store::Lookup;
         let missing = || Error::NotFound(format!("unknown image {image}"));

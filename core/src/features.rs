@@ -91,7 +91,7 @@ impl Job for FeatureAnalysis {
         if shots.is_empty() || shots.len() > 8 || shots.iter().any(|&n| n == 0 || n > 500) {
             return Err(bad("shots: 1 to 8 counts of 1..=500"));
         }
-        let dataset = ctx.indexer()?.dataset.clone();
+        let dataset = ctx.given_dataset()?.to_path_buf();
         let root = labelled_root(&dataset).ok_or_else(|| {
             Error::NotFound(format!(
                 "the dataset {} has no train/ and val/ folders (nor has its parent): feature analysis needs labelled images",

@@ -82,9 +82,12 @@ impl Name {
     }
 }
 
-/// One figure of one snapshot (`?image=ID&compare=M&set=ID`): `image` for
-/// figures 5-7, `set` (a stored landmark set) for Table 1; `compare` is the
-/// other model of Fig. 6 (default: a model of the other architecture).
+/// One figure of one snapshot (`?figure=fig7&image=ID&compare=M&set=ID`):
+/// `image` for figures 5-7 (Fig. 6 draws only the filters without it), `set`
+/// (a stored landmark set) for Table 1; `compare` is the other model of
+/// Fig. 6 (default: a model of another architecture). The views' settings
+/// carry over: `size`, `stride`, `class` (Fig. 7; `size`, `seed` Table 1;
+/// `steps`, `class` Fig. 5); absent, each analysis's default.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FigureRequest {
     pub model: ModelName,
@@ -92,7 +95,25 @@ pub struct FigureRequest {
     pub figure: Name,
     pub image: Option<ContentId>,
     pub compare: Option<ModelName>,
+    /// The compared model's snapshot (default: its last).
+    pub compare_epoch: Option<u32>,
     pub set: Option<ContentId>,
+    pub size: Option<i64>,
+    pub stride: Option<i64>,
+    pub class: Option<i64>,
+    pub steps: Option<usize>,
+    pub seed: Option<u64>,
+}
+
+/// A request's JSON with the options that are set (the analyses' own
+/// defaults fill in the rest).
+fn with_options(mut v: Value, opts: &[(&str, Option<Value>)]) -> Value {
+    for (k, o) in opts {
+        if let Some(x) = o {
+            v[*k] = x.clone();
+        }
+    }
+    v
 }
 
 /// A drawn figure: the picture, its caption and its numbers.
@@ -121,6 +142,14 @@ impl Analysis for Figures {
             Name::Fig2 => DatasetTop9::pending(ctx, &top9_request(r, 1, 0)),
             Name::Fig4 => Timeline::pending(ctx, &timeline_request(r, 1, "0")?),
             _ => Ok(None),
+        }
+    }
+
+    fn version(ctx: &Context, r: &FigureRequest) -> Option<u64> {
+        match r.figure {
+            Name::Fig2 => DatasetTop9::version(ctx, &top9_request(r, 1, 0)),
+            Name::Fig4 => Timeline::version(ctx, &timeline_request(r, 1, "0").ok()?),
+            _ => None,
         }
     }
 
@@ -419,8 +448,8 @@ fn fig5(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         model: r.model.clone(),
         epoch: r.epoch,
         image,
-        steps: 13,
-        class: None,
+        steps: r.steps.unwrap_or(13),
+        class: r.class,
     };
     let res = Invariance::run(e, &req)?;
     let names = e.model(&r.model)?.manifest.classes;
@@ -481,14 +510,18 @@ fn other_model(e: &Engine, r: &FigureRequest) -> Result<(ModelName, u32)> {
             ModelName::try_from(other.name).map_err(|x| bad(x.to_string()))?
         }
     };
-    let last = e.model(&name)?.manifest.snapshot(None).map_err(crate::engine::bad_input)?.epoch;
-    Ok((name, last))
+    let epoch = e
+        .model(&name)?
+        .manifest
+        .snapshot(r.compare_epoch)
+        .map_err(|x| Error::NotFound(x.to_string()))?
+        .epoch;
+    Ok((name, epoch))
 }
 
 fn fig6(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
     const MAPS: usize = 8;
     const T: u32 = 80;
-    let image = image_of(r)?.clone();
     let (other, oe) = other_model(e, r)?;
     let mut panels = vec![];
     let mut data = vec![];
@@ -502,18 +535,24 @@ fn fig6(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
             },
         )?;
         let filters = decode_png(&f.sprite_png)?;
-        let (net, t) = e.traced(&model, epoch, &image)?;
-        let top = deconv::top_maps(&t.trace, 2.min(net.convs.len()), MAPS);
-        let reqs: Vec<ProjectRequest> = top
-            .iter()
-            .map(|&(map, _)| ProjectRequest {
-                layer: 2.min(net.convs.len()),
-                map,
-                keep: Keep::Strongest,
-            })
-            .collect();
-        let projs = deconv::project(&net, &t.trace, &reqs).map_err(crate::engine::bad_input)?;
-        let tiles: Vec<RgbImage> = projs.iter().map(|p| deconv::field_image(p, T)).collect();
+        let (top, tiles) = match &r.image {
+            Some(image) => {
+                let (net, t) = e.traced(&model, epoch, image)?;
+                let layer = 2.min(net.convs.len());
+                let top = deconv::top_maps(&t.trace, layer, MAPS);
+                let reqs: Vec<ProjectRequest> = top
+                    .iter()
+                    .map(|&(map, _)| ProjectRequest {
+                        layer,
+                        map,
+                        keep: Keep::Strongest,
+                    })
+                    .collect();
+                let projs = deconv::project(&net, &t.trace, &reqs).map_err(crate::engine::bad_input)?;
+                (top, projs.iter().map(|p| deconv::field_image(p, T)).collect::<Vec<RgbImage>>())
+            }
+            None => (vec![], vec![]),
+        };
         let arch = e.model(&model)?.manifest.architecture;
         data.push(json!({
             "model": model, "epoch": epoch, "architecture": arch,
@@ -538,17 +577,24 @@ fn fig6(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         );
         d.image(x, 64, filters);
         let y = 64 + fh as i32 + 12;
-        d.text(x, y, format!("layer-2 projections, {MAPS} strongest maps"), Size::Small, Anchor::Start);
+        if !tiles.is_empty() {
+            d.text(x, y, format!("layer-2 projections, {MAPS} strongest maps"), Size::Small, Anchor::Start);
+        }
         for (k, t) in tiles.into_iter().enumerate() {
             d.image(x + (k as u32 % 4 * (T + 4)) as i32, y + 18 + (k as u32 / 4 * (T + 4)) as i32, t);
         }
     }
-    let caption = "Left: this model; right: the compared one. Top: every layer-1 filter (one \
-        grey-centred scale per layer, strongest RMS first). Bottom: deconvnet projections of the \
-        image's 8 strongest layer-2 maps (strongest activation kept), cut to the receptive field. \
-        The paper compares its 7x7 stride-2 layer 1 with AlexNet's 11x11 stride 4: the larger \
-        stride leaves dead filters and aliasing in layer 2."
-        .to_string();
+    let caption = format!(
+        "Left: this model; right: the compared one. Top: every layer-1 filter (one grey-centred \
+         scale per layer, strongest RMS first). {}The paper compares its 7x7 stride-2 layer 1 with \
+         AlexNet's 11x11 stride 4: the larger stride leaves dead filters and aliasing in layer 2.",
+        if r.image.is_some() {
+            "Bottom: deconvnet projections of the image's 8 strongest layer-2 maps (strongest \
+             activation kept), cut to the receptive field with their own contrast. "
+        } else {
+            ""
+        }
+    );
     Ok((caption, json!({ "models": data }), d))
 }
 
@@ -557,9 +603,15 @@ fn fig6(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
 fn fig7(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
     const P: u32 = 224;
     let image = image_of(r)?.clone();
-    let req: GridRequest =
-        serde_json::from_value(json!({ "model": r.model, "epoch": r.epoch, "image": image }))
-            .map_err(|x| Error::Internal(x.into()))?;
+    let req: GridRequest = serde_json::from_value(with_options(
+        json!({ "model": r.model, "epoch": r.epoch, "image": image }),
+        &[
+            ("size", r.size.map(Value::from)),
+            ("stride", r.stride.map(Value::from)),
+            ("class", r.class.map(Value::from)),
+        ],
+    ))
+    .map_err(|x| bad(x.to_string()))?;
     let grid = Occlusion::run(e, &req)?.grid;
     let (net, t) = e.traced(&r.model, r.epoch, &image)?;
     let last = net.convs.len();
@@ -648,8 +700,11 @@ fn table1(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         .set
         .clone()
         .ok_or_else(|| bad("table1 needs a landmark set (?set=ID; zfvis figures --landmarks FILE)"))?;
-    let req: SetRequest = serde_json::from_value(json!({ "model": r.model, "epoch": r.epoch, "set": set }))
-        .map_err(|x| Error::Internal(x.into()))?;
+    let req: SetRequest = serde_json::from_value(with_options(
+        json!({ "model": r.model, "epoch": r.epoch, "set": set }),
+        &[("size", r.size.map(Value::from)), ("seed", r.seed.map(Value::from))],
+    ))
+    .map_err(|x| bad(x.to_string()))?;
     let res = Correspondence::run(e, &req)?;
     let paper = |part: &str| res.paper.iter().find(|p| p.part == part);
     let rows: Vec<Vec<String>> = res

@@ -438,6 +438,16 @@ pub struct Indexer {
     models: PathBuf,
     jobs: Jobs,
     tx: mpsc::Sender<(String, u32)>,
+    /// Set when the dataset is the image store (no `--dataset`): its images
+    /// change as they are uploaded, and each index is brought up to date.
+    live: Option<Live>,
+}
+
+#[derive(Clone)]
+struct Live {
+    store: crate::store::ImageStore,
+    /// Per job key: the store generation its latest build started from.
+    built: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
 }
 
 fn job_key(model: &str, epoch: u32) -> String {
@@ -481,21 +491,71 @@ impl Indexer {
             models,
             jobs,
             tx,
+            live: None,
         }
     }
 
-    /// The index status of a snapshot; queues a build on first use.
+    /// Index the image store itself (the examples and every upload), each
+    /// snapshot's index extended with the images stored since its last build.
+    pub fn spawn_store(
+        models: PathBuf,
+        store: crate::store::ImageStore,
+        device: tch::Device,
+        jobs: Jobs,
+    ) -> Indexer {
+        let mut ix = Indexer::spawn(models, store.dir().to_path_buf(), device, jobs);
+        ix.live = Some(Live {
+            store,
+            built: Default::default(),
+        });
+        ix
+    }
+
+    /// The dataset given by the user (`--dataset`), not the image store.
+    pub fn given(&self) -> Option<&Path> {
+        self.live.is_none().then_some(self.dataset.as_path())
+    }
+
+    /// The index status of a snapshot; queues a build on first use, and
+    /// for the image store whenever images were stored since its last build.
     pub fn ensure(&self, model: &str, epoch: u32) -> Progress {
-        let (p, new) = self.jobs.get_or_insert(&job_key(model, epoch), || {
+        let key = job_key(model, epoch);
+        let (p, new) = self.jobs.get_or_insert(&key, || {
             let built = crate::models::open_model(&self.models, model)
                 .ok()
                 .and_then(|m| index_path(&m, &self.dataset, epoch).ok())
                 .is_some_and(|p| p.exists());
             Progress::new(if built { State::Done } else { State::Queued }, 0, 0)
         });
-        if new && p.state == State::Queued {
+        let stale = self.live.as_ref().is_some_and(|l| {
+            let g = l.store.generation();
+            let mut built = l.built.lock().unwrap_or_else(|x| x.into_inner());
+            match built.get(&key) {
+                Some(&b) if b >= g => false,
+                // Built (here or by an earlier run) before the latest images:
+                // extend it; a queued or running build is waited for first.
+                _ if new || p.state == State::Done => {
+                    built.insert(key.clone(), g);
+                    p.state == State::Done
+                }
+                _ => false,
+            }
+        });
+        if (new && p.state == State::Queued) || stale {
+            let q = Progress::new(State::Queued, 0, 0);
+            self.jobs.set(&key, q.clone());
             let _ = self.tx.send((model.to_string(), epoch));
+            return q;
         }
         p
+    }
+
+    /// For the image store: the state of the dataset the snapshots' indexes
+    /// were built from (answers computed from them are kept under it); None
+    /// for a given dataset, which does not change while the server runs.
+    pub fn version(&self, model: &str, epochs: &[u32]) -> Option<u64> {
+        let l = self.live.as_ref()?;
+        let built = l.built.lock().unwrap_or_else(|x| x.into_inner());
+        Some(epochs.iter().map(|&e| built.get(&job_key(model, e)).copied().unwrap_or(0)).sum())
     }
 }

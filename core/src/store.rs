@@ -22,6 +22,9 @@ pub struct ImageStore {
     usage: Arc<Mutex<Usage>>,
     /// Images never evicted nor listed as recent uploads (the examples).
     pinned: Arc<Mutex<HashSet<String>>>,
+    /// Counts the changes of the stored files (new images, evictions): the
+    /// version of the store as a dataset.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Sizes and last use of the stored images, and the evicted ids.
@@ -157,6 +160,7 @@ impl ImageStore {
             max_bytes: None,
             usage: Arc::new(Mutex::new(usage)),
             pinned: Arc::default(),
+            generation: Arc::default(),
         })
     }
 
@@ -193,6 +197,15 @@ impl ImageStore {
             .contains(id)
     }
 
+    /// How many times the stored files have changed since the store was opened.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Bytes stored now.
     pub fn total_bytes(&self) -> u64 {
         self.usage().total
@@ -208,6 +221,7 @@ impl ImageStore {
                 StoreError::Full => preprocess::ImageError::StoreFull,
                 StoreError::Io(e) => preprocess::ImageError::Store(e.to_string()),
             })?;
+            self.changed();
         }
         {
             let mut u = self.usage();
@@ -255,6 +269,7 @@ impl ImageStore {
         }
         drop(u);
         if !gone.is_empty() {
+            self.changed();
             let log = self.dir.with_file_name("evicted.txt");
             if let Ok(mut f) = std::fs::OpenOptions::new()
                 .create(true)

@@ -155,6 +155,10 @@ impl Analysis for DatasetTop9 {
         waiting(vec![p])
     }
 
+    fn version(ctx: &Context, r: &DatasetMapRequest) -> Option<u64> {
+        ctx.indexer.as_ref()?.version(r.model.as_str(), &[r.epoch])
+    }
+
     fn run(e: &mut Engine, r: &DatasetMapRequest) -> Result<DatasetTop9Result> {
         let net = e.net(&r.model, r.epoch)?;
         check_layer_map(&net.spec, r.layer, r.map).map_err(bad_input)?;
@@ -164,10 +168,14 @@ impl Analysis for DatasetTop9 {
         let entries = index::top9(&idx, r.layer, r.map).map_err(bad_input)?;
         let mut sprite = RgbImage::from_pixel(TILE * 9, TILE * 2, [128; 3].into());
         let mut items = vec![];
-        for (i, en) in entries.iter().enumerate() {
-            let (patch, proj, img) = entry_patches(&net, &m, &dataset, r.layer, r.map, en)?;
-            paste(&mut sprite, &proj, i, 0);
-            paste(&mut sprite, &img, i, 1);
+        for en in entries {
+            // An image removed since it was indexed (an evicted upload) is left out.
+            let (patch, proj, img) = match entry_patches(&net, &m, &dataset, r.layer, r.map, en) {
+                Err(Error::NotFound(_)) => continue,
+                x => x?,
+            };
+            paste(&mut sprite, &proj, items.len(), 0);
+            paste(&mut sprite, &img, items.len(), 1);
             items.push(patch);
         }
         Ok(DatasetTop9Result {
@@ -296,12 +304,18 @@ impl Analysis for Timeline {
         )
     }
 
+    fn version(ctx: &Context, r: &TimelineRequest) -> Option<u64> {
+        let m = ctx.model(&r.model).ok()?;
+        let epochs: Vec<u32> = m.manifest.snapshots.iter().map(|s| s.epoch).collect();
+        ctx.indexer.as_ref()?.version(r.model.as_str(), &epochs)
+    }
+
     fn run(e: &mut Engine, r: &TimelineRequest) -> Result<TimelineResult> {
-        // Both pictures come from one grid.
+        // Both pictures come from one grid (per state of the dataset).
         let key = crate::analysis::key::<Self, _>(&TimelineRequest {
             kind: TimelineKind::default(),
             ..r.clone()
-        });
+        }) + &format!("@{:?}", Self::version(&e.ctx, r));
         Ok((*e.memo(key, |e| Self::grid(e, r))?).clone())
     }
 

@@ -225,7 +225,13 @@ pub fn run(a: &FiguresArgs) -> Result<()> {
             figure: name,
             image: Some(ContentId::try_from(image.id.clone())?),
             compare: compare.clone(),
+            compare_epoch: None,
             set: set.clone(),
+            size: None,
+            stride: None,
+            class: None,
+            steps: None,
+            seed: None,
         };
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Figures::run(&mut engine, &req)));
         match r {

@@ -181,3 +181,49 @@ pub async fn import(
     .await?;
     Ok((StatusCode::CREATED, Json(r)).into_response())
 }
+
+/// `GET /api/dataset`: what the dataset views (top 9, timeline) run over:
+/// the folder given with `--dataset`, or the image store (the examples and
+/// every upload so far).
+pub async fn dataset(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let ix = st.ctx.indexer()?;
+    Ok(Json(match ix.given() {
+        Some(d) => serde_json::json!({
+            "kind": "folder",
+            "name": d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        }),
+        None => {
+            let store = st.ctx.store.clone();
+            let uploads = blocking(move || Ok(store.recent(usize::MAX).len())).await?;
+            serde_json::json!({ "kind": "store", "examples": st.examples.len(), "uploads": uploads })
+        }
+    })
+    .into_response())
+}
+
+/// `POST /api/dataset/random`: store a random image of the `--dataset`
+/// folder as an upload, to open it in the image view.
+pub async fn random(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let dir = st
+        .ctx
+        .indexer()?
+        .given()
+        .ok_or_else(|| ApiError::not_found("no dataset: start the server with --dataset DIR"))?
+        .to_path_buf();
+    let store = st.ctx.store.clone();
+    let r = blocking(move || {
+        use rand::seq::IndexedRandom;
+        let files = zfvis_core::data::list_images(&dir).map_err(|e| ApiError::internal(e.to_string()))?;
+        // A few tries: a dataset may hold files that do not decode.
+        for _ in 0..5 {
+            let Some(p) = files.choose(&mut rand::rng()) else { break };
+            if let Ok(s) = std::fs::read(p).map_err(|_| ()).and_then(|b| store.put(&b).map_err(|_| ())) {
+                let rel = p.strip_prefix(&dir).unwrap_or(p).to_string_lossy().into_owned();
+                return Ok(serde_json::json!({ "id": s.id, "width": s.width, "height": s.height, "path": rel }));
+            }
+        }
+        Err(ApiError::not_found("the dataset has no readable images"))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(r)).into_response())
+}

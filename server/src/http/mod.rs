@@ -37,6 +37,7 @@ use zfvis_core::params::ModelName;
 use zfvis_core::predict::Crop;
 use zfvis_core::predict::Predictions;
 use zfvis_core::progress::{Jobs, Progress};
+use zfvis_core::figures::Figures;
 use zfvis_core::store::ImageStore;
 use zfvis_core::timeline::{self, DatasetTop9, Evolution, SnapshotRequest, Timeline};
 
@@ -59,12 +60,16 @@ const RESULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 pub fn app(cfg: Config) -> anyhow::Result<Router> {
     let jobs = Jobs::default();
-    let indexer = cfg.dataset.clone().map(|d| {
-        zfvis_core::index::Indexer::spawn(cfg.models.clone(), d, cfg.device, jobs.clone())
+    let store = ImageStore::open(&cfg.data)?.with_limit(cfg.max_store);
+    // Without --dataset the dataset views run over the image store: the
+    // examples and every upload, indexed as they arrive.
+    let indexer = Some(match cfg.dataset.clone() {
+        Some(d) => zfvis_core::index::Indexer::spawn(cfg.models.clone(), d, cfg.device, jobs.clone()),
+        None => zfvis_core::index::Indexer::spawn_store(cfg.models.clone(), store.clone(), cfg.device, jobs.clone()),
     });
     let ctx = Context {
         models: cfg.models.clone(),
-        store: ImageStore::open(&cfg.data)?.with_limit(cfg.max_store),
+        store,
         device: cfg.device,
         indexer,
         jobs,
@@ -155,7 +160,11 @@ fn api() -> Router<AppState> {
         .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9.png"), get(alt::<DatasetTop9>))
         .route("/api/models/{model}/dataset/timeline", get(json::<Timeline>))
         .route("/api/models/{model}/dataset/timeline.png", get(alt::<Timeline>))
+        .route("/api/dataset", get(images::dataset))
         .route("/api/dataset/images", post(images::import))
+        .route("/api/dataset/random", post(images::random))
+        .route(&at(snap, "/figure"), get(json::<Figures>))
+        .route(&at(snap, "/figure.png"), get(alt::<Figures>))
         .route(&at(img, "/layers/{layer}/maps/{map}/evolution.png"), get(alt::<Evolution>))
         .route("/api/{*rest}", get(not_found).post(not_found))
         .layer(axum::extract::DefaultBodyLimit::max(images::MAX_UPLOAD + 64 * 1024))

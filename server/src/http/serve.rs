@@ -110,6 +110,8 @@ pub struct Cached {
     pub body: Bytes,
     pub content_type: &'static str,
     pub etag: String,
+    /// False for answers over a dataset that changes (browsers revalidate).
+    pub immutable: bool,
 }
 
 /// The representations of one computed result.
@@ -125,7 +127,13 @@ impl Cached {
             etag: format!("\"{}\"", zfvis_core::store::hex(&h[..16])),
             body: Bytes::from(body),
             content_type,
+            immutable: true,
         }
+    }
+
+    fn changing(mut self, changing: bool) -> Cached {
+        self.immutable = !changing;
+        self
     }
 
     /// Deterministic per URL: strong ETag, long cache lifetime, 304 on match.
@@ -153,7 +161,11 @@ impl Cached {
         );
         h.insert(
             header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=31536000, immutable"),
+            HeaderValue::from_static(if self.immutable {
+                "public, max-age=31536000, immutable"
+            } else {
+                "no-cache"
+            }),
         );
         res
     }
@@ -186,16 +198,22 @@ async fn outputs<A: Analysis>(
     req: A::Request,
 ) -> Result<Result<Arc<Outputs>, Response>, ApiError> {
     let ctx = st.ctx.clone();
-    let (wait, req) = blocking(move || Ok((A::pending(&ctx, &req)?, req))).await?;
+    let (wait, version, req) = blocking(move || {
+        let wait = A::pending(&ctx, &req)?;
+        Ok((wait, A::version(&ctx, &req), req))
+    })
+    .await?;
     if let Some(p) = wait {
         return Ok(Err((StatusCode::ACCEPTED, Json(p)).into_response()));
     }
     let worker = st.worker.clone();
-    let o = cached(st, analysis::key::<A, _>(&req), async move {
+    let key = analysis::key::<A, _>(&req) + &version.map_or(String::new(), |v| format!("@{v}"));
+    let changing = version.is_some();
+    let o = cached(st, key, async move {
         let out = worker.run(move |e| analysis::output::<A>(e, &req)).await?;
         Ok(Outputs {
-            json: Cached::new(out.json, "application/json"),
-            alt: out.alt.map(|b| Cached::new(b, A::ALT_TYPE)),
+            json: Cached::new(out.json, "application/json").changing(changing),
+            alt: out.alt.map(|b| Cached::new(b, A::ALT_TYPE).changing(changing)),
         })
     })
     .await?;
