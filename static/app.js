@@ -223,6 +223,7 @@ function showPane(id, withLayers) {
   for (const p of PANES) $(p).hidden = p !== id;
   $("layers").hidden = !withLayers;
   $("sort-label").hidden = id !== "grid";
+  $("top9-frames").hidden = id !== "top9";
 }
 
 let dataset = null;
@@ -268,7 +269,7 @@ async function renderMaps() {
     const col = mi.map % mapsInfo.cols, row = Math.floor(mi.map / mapsInfo.cols);
     const pic = document.createElement("span");
     pic.className = "pic";
-    pic.style.backgroundImage = `url(${url}.png)`;
+    pic.style.backgroundImage = `url(${url}.png${q})`;
     pic.style.backgroundSize = `${mapsInfo.cols * TILE}px ${rows * TILE}px`;
     pic.style.backgroundPosition = `-${col * TILE}px -${row * TILE}px`;
     if (mapsInfo.size < TILE) pic.classList.add("pixelated");
@@ -360,9 +361,11 @@ async function showFrame(r) {
 
 async function renderTop9() {
   showPane("top9", true);
+  setSeg($("top9-frames"), "frame", state.frame === "full" ? "full" : "field");
   const box = $("top9");
+  const q = `?frame=${state.frame === "full" ? "full" : "field"}`;
   const url = `${base()}/layers/${state.layer}/top9`;
-  const r = await api(url);
+  const r = await api(url + q);
   box.innerHTML = "";
   r.items.forEach((it, i) => {
     const f = document.createElement("figure");
@@ -371,7 +374,8 @@ async function renderTop9() {
     pic.style.backgroundImage = `url(${url}.png)`;
     pic.style.backgroundPosition = `${(i % 3) * 50}% ${Math.floor(i / 3) * 50}%`;
     const cap = document.createElement("figcaption");
-    cap.textContent = `map ${it.map} · ${it.value.toFixed(2)}`;
+    const f0 = it.field;
+    cap.textContent = `map ${it.map} · ${it.value.toFixed(2)}` + (q.includes("field") ? ` · field ${f0.x1 - f0.x0 + 1} px` : "");
     f.append(pic, cap);
     f.title = "open this map";
     f.onclick = () => { state.view = "maps"; selectMap(it.map, true); };
@@ -422,6 +426,10 @@ function wire() {
   $("frames").onclick = (e) => {
     const b = e.target.closest("button");
     if (b) { state.frame = b.dataset.frame; writeURL(); showFrame(); }
+  };
+  $("top9-frames").onclick = (e) => {
+    const b = e.target.closest("button");
+    if (b) { state.frame = b.dataset.frame; writeURL(); renderTop9().catch((x) => showError(x.message)); }
   };
   wireUploads(upload);
   document.addEventListener("keydown", (e) => {

@@ -64,6 +64,31 @@ fn newcomer_opens_an_example_in_chromium() {
     assert!(!legend.is_empty() && distinct.len() == legend.len(), "{v}");
     assert_eq!(v["scaleFixed"], "0.000 1.000", "{v}");
     assert_ne!(v["scaleFitted"], v["scaleFixed"], "{v}");
+    // Each view's "download figure" link answers its PNG, named after the figure.
+    for (f, stem) in [
+        ("fig7", "fig7-occlusion"),
+        ("fig3", "fig3-architecture"),
+        ("fig2", "fig2-top9"),
+        ("fig4", "fig4-timeline"),
+    ] {
+        let d = &v["figures"][f];
+        assert_eq!(d["status"], 200, "{f}: {v}");
+        assert_eq!(d["type"], "image/png", "{f}: {v}");
+        assert!(d["download"].as_str().unwrap().starts_with(stem), "{f}: {v}");
+        assert!(d["href"].as_str().unwrap().contains(&format!("figure={f}")), "{f}: {v}");
+    }
+    // The dataset views over the image store, said so; the timeline never
+    // shows the top-9 rows of the view before it.
+    assert_eq!(v["randomHidden"], true, "no --dataset, no random image: {v}");
+    assert!(v["source"].as_str().unwrap().contains("--dataset"), "{v}");
+    assert!(v["top9Rows"].as_i64().unwrap() >= 1, "{v}");
+    assert_eq!(v["staleRows"], 0, "{v}");
+    assert_eq!(v["timeline"]["rows"], 0, "{v}");
+    assert_eq!(v["timeline"]["epochs"], 2, "{v}");
+    assert!(v["timeline"]["title"].as_str().unwrap().contains("Fig. 4"), "{v}");
+    // Top 9 of the image: full frames on request, receptive-field cuts otherwise.
+    assert!(v["top9Frame"]["full"].as_str().unwrap().contains("frame=full"), "{v}");
+    assert!(v["top9Frame"]["field"].as_str().unwrap().contains("frame=field"), "{v}");
 }
 
 #[test]

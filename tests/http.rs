@@ -156,9 +156,13 @@ fn endpoints_answer() {
     assert!(items
         .windows(2)
         .all(|w| w[0]["value"].as_f64() >= w[1]["value"].as_f64()));
+    // By default each projection cut to its receptive field (112 px tiles), or the full frame.
     let t9png = image::load_from_memory(&e.get(&format!("{b}/layers/5/top9.png")).bytes().unwrap())
         .unwrap();
-    assert_eq!((t9png.width(), t9png.height()), (672, 672));
+    assert_eq!((t9png.width(), t9png.height()), (336, 336));
+    let full = e.get(&format!("{b}/layers/5/top9.png?frame=full")).bytes().unwrap();
+    let full = image::load_from_memory(&full).unwrap();
+    assert_eq!((full.width(), full.height()), (672, 672));
 
     // Strong ETags and revalidation.
     let r = e.get(&format!("{b}/layers/2/maps/1/projection.png"));
@@ -995,6 +999,7 @@ fn every_route_names_a_bad_parameter() {
             "image" => id.clone(),
             "set" => set.clone(),
             "mode" => "all".into(),
+            "frame" => "field".into(),
             "kind" => "top_label".into(),
             "method" => "batched".into(),
             "norm" => "filter".into(),
@@ -1010,7 +1015,7 @@ fn every_route_names_a_bad_parameter() {
         match name {
             "model" | "a" | "b" | "compare" => "..nope",
             "image" | "set" => "xyz",
-            "mode" | "kind" | "method" | "norm" => "odd",
+            "mode" | "kind" | "method" | "norm" | "frame" => "odd",
             "maps" => "1-",
             _ => "x",
         }
@@ -1034,8 +1039,8 @@ fn every_route_names_a_bad_parameter() {
             format!("{m}/layers/{{layer}}/maps/{{map}}/projection.png"),
             &["mode"],
         ),
-        (format!("{m}/layers/{{layer}}/top9"), &[]),
-        (format!("{m}/layers/{{layer}}/top9.png"), &[]),
+        (format!("{m}/layers/{{layer}}/top9"), &["frame"]),
+        (format!("{m}/layers/{{layer}}/top9.png"), &["frame"]),
         (
             format!("{m}/occlusion"),
             &["size", "stride", "class", "kind", "method", "batch"],

@@ -273,7 +273,7 @@ pub fn to_rgb8_scaled(pixels: &Tensor, max_abs: f64) -> (u32, u32, Vec<u8>) {
 
 use crate::analysis::Analysis;
 use crate::engine::{bad_input, png, Engine};
-use crate::maps::{check_layer, LayerRequest};
+use crate::maps::check_layer;
 use crate::params::{ContentId, ModelName};
 use serde::{Deserialize, Serialize};
 
@@ -385,6 +385,30 @@ impl Analysis for Project {
     }
 }
 
+/// How a projection is drawn (`?frame=`): cut to the receptive field with
+/// its own contrast, as the paper's figures, or the whole input frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Frame {
+    #[default]
+    Field,
+    Full,
+}
+
+/// One conv layer of one stored image (`?frame=field|full`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Top9Request {
+    pub model: crate::params::ModelName,
+    pub epoch: u32,
+    pub image: crate::params::ContentId,
+    pub layer: usize,
+    #[serde(default)]
+    pub frame: Frame,
+}
+
+/// Edge of a receptive-field tile of the top-9 sprite, px.
+const FIELD_TILE: i64 = 112;
+
 /// The 9 maps of a layer with the highest peaks, projected; sprite 3x3.
 #[derive(Serialize)]
 pub struct Top9Result {
@@ -399,10 +423,10 @@ pub struct Top9Result {
 pub struct Top9;
 
 impl Analysis for Top9 {
-    type Request = LayerRequest;
+    type Request = Top9Request;
     type Result = Top9Result;
 
-    fn run(e: &mut Engine, r: &LayerRequest) -> crate::engine::Result<Top9Result> {
+    fn run(e: &mut Engine, r: &Top9Request) -> crate::engine::Result<Top9Result> {
         check_layer(&*e.net(&r.model, r.epoch)?, r.layer)?;
         let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
         let reqs: Vec<ProjectRequest> = top_maps(&t.trace, r.layer, 9)
@@ -414,7 +438,10 @@ impl Analysis for Top9 {
             })
             .collect();
         let ps = project(&net, &t.trace, &reqs).map_err(bad_input)?;
-        let tile = net.spec.input_size;
+        let tile = match r.frame {
+            Frame::Full => net.spec.input_size,
+            Frame::Field => FIELD_TILE,
+        };
         let rows = ps.len().div_ceil(3) as i64;
         let mut sprite =
             image::RgbImage::from_pixel((3 * tile) as u32, (rows * tile) as u32, [128; 3].into());
@@ -423,7 +450,11 @@ impl Analysis for Top9 {
             .enumerate()
             .map(|(i, p)| {
                 let (y, x) = ((i as i64 / 3) * tile, (i as i64 % 3) * tile);
-                image::imageops::replace(&mut sprite, &to_image(&p.pixels), x, y);
+                let pic = match r.frame {
+                    Frame::Full => to_image(&p.pixels),
+                    Frame::Field => field_image(p, tile as u32),
+                };
+                image::imageops::replace(&mut sprite, &pic, x, y);
                 ProjectionResult::describe(p, Mode::Strongest)
             })
             .collect();
@@ -435,7 +466,7 @@ impl Analysis for Top9 {
         })
     }
 
-    fn alt(_: &LayerRequest, r: &mut Top9Result) -> Option<Vec<u8>> {
+    fn alt(_: &Top9Request, r: &mut Top9Result) -> Option<Vec<u8>> {
         Some(std::mem::take(&mut r.sprite_png))
     }
 }

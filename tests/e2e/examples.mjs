@@ -65,8 +65,44 @@ try {
   await page.check("#occ-fixed");
   const scaleFixed = (await page.textContent("#scale-d")).replace(/\s+/g, " ").trim();
   await page.screenshot({ path: `${outDir}/example-occlusion.png`, fullPage: true });
+  // "Download figure" links answer the figure's PNG.
+  const fetchFigure = async (sel) => {
+    await page.waitForSelector(`${sel}:not([hidden])`, { timeout: 120000 });
+    const href = await page.getAttribute(sel, "href");
+    const r = await page.request.get(new URL(href, base).href);
+    return { href, status: r.status(), type: r.headers()["content-type"], download: await page.getAttribute(sel, "download") };
+  };
+  const figures = { fig7: await fetchFigure("#dl-fig7"), fig3: await fetchFigure("#arch-dl") };
+  // Without --dataset the dataset views run over the examples and uploads.
+  const randomHidden = await page.evaluate(() => document.getElementById("random-image").hidden);
+  await page.click('#views button[data-view="dataset"]');
+  await page.waitForSelector("#ds-body .ds-row", { timeout: 120000 });
+  await page.waitForFunction(() => /example photos/.test(document.getElementById("ds-source").textContent));
+  const source = await page.textContent("#ds-source");
+  const top9Rows = await page.$$eval("#ds-body .ds-row", (r) => r.length);
+  figures.fig2 = await fetchFigure("#ds-dl");
+  await page.screenshot({ path: `${outDir}/dataset-top9.png`, fullPage: true });
+  await page.click('#views button[data-view="timeline"]');
+  const staleRows = await page.$$eval("#ds-body .ds-row", (r) => r.length);
+  await page.waitForSelector("#ds-body table.timeline", { timeout: 120000 });
+  const timeline = await page.evaluate(() => ({
+    title: document.getElementById("ds-title").textContent,
+    rows: document.querySelectorAll("#ds-body .ds-row").length,
+    epochs: document.querySelectorAll("#ds-body table.timeline thead th[data-c]").length,
+  }));
+  figures.fig4 = await fetchFigure("#ds-dl");
+  await page.screenshot({ path: `${outDir}/dataset-timeline.png`, fullPage: true });
+  // Top 9 of this layer: receptive-field cuts by default.
+  await page.click('#views button[data-view="top9"]');
+  await page.waitForSelector("#top9 figure .pic9");
+  const top9Full = await page.$eval("#top9 figure .pic9", (p) => p.style.backgroundImage); // "Full frame" was chosen above
+  await page.click('#top9-frames button[data-frame="field"]');
+  await page.waitForFunction(() => document.querySelector("#top9 figure .pic9").style.backgroundImage.includes("frame=field"));
+  const top9Frame = { full: top9Full, field: await page.$eval("#top9 figure .pic9", (p) => p.style.backgroundImage) };
+  await page.screenshot({ path: `${outDir}/image-top9.png`, fullPage: true });
   const csp = await page.evaluate(() => window.__csp);
-  console.log(JSON.stringify({ offered, title, url, top5, patches, legend, scaleFitted, scaleFixed, errors, csp }));
+  console.log(JSON.stringify({ offered, title, url, top5, patches, legend, scaleFitted, scaleFixed, figures, randomHidden,
+    source, top9Rows, staleRows, timeline, top9Frame, errors, csp }));
 } finally {
   await browser.close();
 }
