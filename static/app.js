@@ -269,7 +269,7 @@ async function renderMaps() {
     const col = mi.map % mapsInfo.cols, row = Math.floor(mi.map / mapsInfo.cols);
     const pic = document.createElement("span");
     pic.className = "pic";
-    pic.style.backgroundImage = `url(${url}.png${q})`;
+    pic.style.backgroundImage = `url(${url}.png)`;
     pic.style.backgroundSize = `${mapsInfo.cols * TILE}px ${rows * TILE}px`;
     pic.style.backgroundPosition = `-${col * TILE}px -${row * TILE}px`;
     if (mapsInfo.size < TILE) pic.classList.add("pixelated");
@@ -371,7 +371,7 @@ async function renderTop9() {
     const f = document.createElement("figure");
     const pic = document.createElement("span");
     pic.className = "pic9";
-    pic.style.backgroundImage = `url(${url}.png)`;
+    pic.style.backgroundImage = `url(${url}.png${q})`;
     pic.style.backgroundPosition = `${(i % 3) * 50}% ${Math.floor(i / 3) * 50}%`;
     const cap = document.createElement("figcaption");
     const f0 = it.field;
