@@ -328,14 +328,31 @@ pub struct Series<'a> {
 
 /// Tick label: few digits, no trailing noise.
 pub fn num(v: f64) -> String {
-    if v == 0.0 || (v.abs() >= 0.01 && v.abs() < 1e5) {
-        // Three significant digits.
-        let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 3) as usize;
+    if v == 0.0 {
+        return "0".into();
+    }
+    if v.abs() >= 0.01 && v.abs() < 1e5 {
+        // Three significant digits, trailing zeros of the fraction dropped.
+        let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 4) as usize;
         let s = format!("{v:.digits$}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        if s == "-0" { "0".into() } else { s.to_string() }
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
     } else {
         format!("{v:.1e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tick_labels() {
+        let cases = [(0.0, "0"), (360.0, "360"), (1.8, "1.8"), (-60.0, "-60"), (687.076, "687"), (0.0594, "0.0594"), (4.42, "4.42"), (1e6, "1.0e6"), (0.001, "1.0e-3")];
+        for (v, want) in cases {
+            assert_eq!(super::num(v), want, "{v}");
+        }
     }
 }
 

@@ -460,7 +460,7 @@ fn fig5(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
     let mut d = Drawing::new(3 * pw as u32 + 20, 3 * ph as u32 + 50);
     title(&mut d, r);
     let cols = [
-        ("translation", "shift (px, along the diagonal)", &res.translate),
+        ("translation", "vertical shift (px)", &res.translate),
         ("scale", "scale factor", &res.scale),
         ("rotation", "rotation (degrees)", &res.rotate),
     ];
