@@ -92,6 +92,22 @@ fn newcomer_opens_an_example_in_chromium() {
 }
 
 #[test]
+fn live_occluder_follows_a_touch_drag() {
+    let dir = tempdir("browser-touch");
+    random_model(&dir.join("models/tiny"), Arch::Zfnet);
+    let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+    let v = run_node("touch.mjs", &srv.base, std::path::Path::new("-"), &dir, &[]);
+    assert_eq!(v["errors"].as_array().unwrap().len(), 0, "{v}");
+    // The drag moved the square (in input pixels, 224 across) by about half
+    // the stage, and the page did not scroll instead.
+    let (ox, oy) = (v["after"]["ox"].as_f64().unwrap(), v["after"]["oy"].as_f64().unwrap());
+    assert!(ox > 60.0 && oy > 60.0, "{v}");
+    assert_ne!(v["after"]["left"], v["before"]["left"], "{v}");
+    assert!(v["after"]["prob"].as_str().unwrap().chars().any(|c| c.is_ascii_digit()), "{v}");
+    assert_eq!(v["after"]["scrolled"], 0, "{v}");
+}
+
+#[test]
 fn upload_click_share_in_chromium() {
     let Some(beagle) = shared("dog-faces/n02088364_beagle.JPEG") else {
         return;

@@ -25,6 +25,9 @@ pub struct ImageStore {
     /// Counts the changes of the stored files (new images, evictions): the
     /// version of the store as a dataset.
     generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Ids of the images stored sets refer to (never evicted); read from
+    /// the sets folder once at open, kept up to date by `put_set`.
+    set_refs: Arc<Mutex<HashSet<String>>>,
 }
 
 /// Sizes and last use of the stored images, and the evicted ids.
@@ -147,11 +150,17 @@ impl ImageStore {
                 .collect();
         }
         let sets = dir.with_file_name("sets");
+        let mut set_refs = HashSet::new();
         if let Ok(rd) = std::fs::read_dir(&sets) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if name.starts_with('.') && name.ends_with(".tmp") {
                     let _ = std::fs::remove_file(e.path());
+                } else if let Some(set) = std::fs::read_to_string(e.path())
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<CorrSet>(&t).ok())
+                {
+                    set_refs.extend(set.images.into_iter().map(|i| i.id));
                 }
             }
         }
@@ -161,6 +170,7 @@ impl ImageStore {
             usage: Arc::new(Mutex::new(usage)),
             pinned: Arc::default(),
             generation: Arc::default(),
+            set_refs: Arc::new(Mutex::new(set_refs)),
         })
     }
 
@@ -288,18 +298,10 @@ impl ImageStore {
 
     /// Ids of the images that stored sets refer to.
     fn set_images(&self) -> HashSet<String> {
-        let mut out = HashSet::new();
-        if let Ok(rd) = std::fs::read_dir(self.sets_dir()) {
-            for e in rd.flatten() {
-                if let Some(set) = std::fs::read_to_string(e.path())
-                    .ok()
-                    .and_then(|t| serde_json::from_str::<CorrSet>(&t).ok())
-                {
-                    out.extend(set.images.into_iter().map(|i| i.id));
-                }
-            }
-        }
-        out
+        self.set_refs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Where an image is (and a use of it, for the eviction order).
@@ -421,6 +423,15 @@ impl ImageStore {
                     ));
                 }
             }
+        }
+        // Protect the (stored) images from eviction, then check that none
+        // went in between.
+        self.set_refs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(set.images.iter().map(|i| i.id.clone()));
+        if let Some(im) = set.images.iter().find(|im| !matches!(self.lookup(&im.id), Lookup::Stored(_))) {
+            return bad(format!("image {:?} expired: upload it again", im.id));
         }
         let text = serde_json::to_string(set).map_err(|e| SetError::Invalid(e.to_string()))?;
         let id = hex(&Sha256::digest(text.as_bytes()));
