@@ -21,6 +21,8 @@ try {
   await page.waitForFunction(() => /\d/.test(document.getElementById("live-prob").textContent), null, { timeout: 60000 });
   const before = await page.evaluate(() => ({ url: location.href, prob: document.getElementById("live-prob").textContent,
     left: document.getElementById("occ-square").style.left }));
+  await page.locator("#occ-stage").scrollIntoViewIfNeeded();
+  const scrollY = await page.evaluate(() => window.scrollY);
   const box = await page.locator("#occ-stage").boundingBox();
   const cdp = await ctx.newCDPSession(page);
   const touch = (type, x, y) => cdp.send("Input.dispatchTouchEvent", { type, touchPoints: type === "touchEnd" ? [] : [{ x, y }] });
@@ -34,8 +36,9 @@ try {
   const after = await page.evaluate(() => {
     const q = new URL(location.href).searchParams;
     return { ox: Number(q.get("ox")), oy: Number(q.get("oy")), prob: document.getElementById("live-prob").textContent,
-      left: document.getElementById("occ-square").style.left, scrolled: window.scrollY };
+      left: document.getElementById("occ-square").style.left, scrollY: window.scrollY };
   });
+  after.scrolled = after.scrollY - scrollY;
   await page.screenshot({ path: `${outDir}/touch-occluder.png` });
   console.log(JSON.stringify({ before, after, width: box.width, errors }));
 } finally {
