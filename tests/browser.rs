@@ -74,21 +74,45 @@ fn newcomer_opens_an_example_in_chromium() {
         let d = &v["figures"][f];
         assert_eq!(d["status"], 200, "{f}: {v}");
         assert_eq!(d["type"], "image/png", "{f}: {v}");
-        assert!(d["download"].as_str().unwrap().starts_with(stem), "{f}: {v}");
-        assert!(d["href"].as_str().unwrap().contains(&format!("figure={f}")), "{f}: {v}");
+        assert!(
+            d["download"].as_str().unwrap().starts_with(stem),
+            "{f}: {v}"
+        );
+        assert!(
+            d["href"].as_str().unwrap().contains(&format!("figure={f}")),
+            "{f}: {v}"
+        );
     }
     // The dataset views over the image store, said so; the timeline never
     // shows the top-9 rows of the view before it.
-    assert_eq!(v["randomHidden"], true, "no --dataset, no random image: {v}");
+    assert_eq!(
+        v["randomHidden"], true,
+        "no --dataset, no random image: {v}"
+    );
     assert!(v["source"].as_str().unwrap().contains("--dataset"), "{v}");
     assert!(v["top9Rows"].as_i64().unwrap() >= 1, "{v}");
     assert_eq!(v["staleRows"], 0, "{v}");
     assert_eq!(v["timeline"]["rows"], 0, "{v}");
     assert_eq!(v["timeline"]["epochs"], 2, "{v}");
-    assert!(v["timeline"]["title"].as_str().unwrap().contains("Fig. 4"), "{v}");
+    assert!(
+        v["timeline"]["title"].as_str().unwrap().contains("Fig. 4"),
+        "{v}"
+    );
     // Top 9 of the image: full frames on request, receptive-field cuts otherwise.
-    assert!(v["top9Frame"]["full"].as_str().unwrap().contains("frame=full"), "{v}");
-    assert!(v["top9Frame"]["field"].as_str().unwrap().contains("frame=field"), "{v}");
+    assert!(
+        v["top9Frame"]["full"]
+            .as_str()
+            .unwrap()
+            .contains("frame=full"),
+        "{v}"
+    );
+    assert!(
+        v["top9Frame"]["field"]
+            .as_str()
+            .unwrap()
+            .contains("frame=field"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -100,10 +124,20 @@ fn live_occluder_follows_a_touch_drag() {
     assert_eq!(v["errors"].as_array().unwrap().len(), 0, "{v}");
     // The drag moved the square (in input pixels, 224 across) by about half
     // the stage, and the page did not scroll instead.
-    let (ox, oy) = (v["after"]["ox"].as_f64().unwrap(), v["after"]["oy"].as_f64().unwrap());
+    let (ox, oy) = (
+        v["after"]["ox"].as_f64().unwrap(),
+        v["after"]["oy"].as_f64().unwrap(),
+    );
     assert!(ox > 60.0 && oy > 60.0, "{v}");
     assert_ne!(v["after"]["left"], v["before"]["left"], "{v}");
-    assert!(v["after"]["prob"].as_str().unwrap().chars().any(|c| c.is_ascii_digit()), "{v}");
+    assert!(
+        v["after"]["prob"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .any(|c| c.is_ascii_digit()),
+        "{v}"
+    );
     assert_eq!(v["after"]["scrolled"], 0, "{v}");
 }
 

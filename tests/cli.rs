@@ -420,15 +420,23 @@ fn compare_two_models() {
 
 /// Non-blank: distinct colours (plots and tables are lines and text: few) and dark pixels.
 fn assert_picture(png: &[u8], what: &str) -> image::RgbImage {
-    let table = ["fig3", "fig5", "table1"].iter().any(|t| what.starts_with(t));
+    let table = ["fig3", "fig5", "table1"]
+        .iter()
+        .any(|t| what.starts_with(t));
     let img = image::load_from_memory(png)
         .unwrap_or_else(|e| panic!("{what}: {e}"))
         .to_rgb8();
     let colours: std::collections::HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
     let least = if table { 3 } else { 40 };
     assert!(colours.len() >= least, "{what}: {} colours", colours.len());
-    let dark = img.pixels().filter(|p| p.0.iter().all(|&c| c < 100)).count();
-    assert!(dark > 200, "{what}: {dark} dark pixels (no text or pictures)");
+    let dark = img
+        .pixels()
+        .filter(|p| p.0.iter().all(|&c| c < 100))
+        .count();
+    assert!(
+        dark > 200,
+        "{what}: {dark} dark pixels (no text or pictures)"
+    );
     img
 }
 
@@ -479,16 +487,32 @@ fn figures_of_the_bundled_model() {
         assert_picture(&png, stem);
         // The report holds the same picture, inline.
         let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
-        assert!(report.contains(&format!("<figure id=\"{stem}\">")), "{stem}");
-        assert!(report.contains(&b64), "{stem}: the report's picture differs");
+        assert!(
+            report.contains(&format!("<figure id=\"{stem}\">")),
+            "{stem}"
+        );
+        assert!(
+            report.contains(&b64),
+            "{stem}: the report's picture differs"
+        );
         let j: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.json"))).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.json"))).unwrap())
+                .unwrap();
         assert!(j["caption"].as_str().unwrap().len() > 80, "{stem}: {j}");
         assert!(!j["data"].is_null(), "{stem}");
         let svg = out.join(format!("{stem}.svg"));
-        if ["fig3-architecture", "fig5-invariance", "table1-correspondence"].contains(stem) {
+        if [
+            "fig3-architecture",
+            "fig5-invariance",
+            "table1-correspondence",
+        ]
+        .contains(stem)
+        {
             let s = std::fs::read_to_string(&svg).unwrap();
-            assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"), "{stem}");
+            assert!(
+                s.starts_with("<svg") && s.trim_end().ends_with("</svg>"),
+                "{stem}"
+            );
             assert!(s.matches("<text").count() > 10, "{stem}: text stays text");
         } else {
             assert!(!svg.exists(), "{stem}: pictures have no SVG");
@@ -506,8 +530,15 @@ fn figures_of_the_bundled_model() {
         .arg(model.join("epoch-024.safetensors"))
         .output()
         .unwrap();
-    assert!(count.status.success(), "{}", String::from_utf8_lossy(&count.stderr));
-    let n: i64 = String::from_utf8_lossy(&count.stdout).trim().parse().unwrap();
+    assert!(
+        count.status.success(),
+        "{}",
+        String::from_utf8_lossy(&count.stderr)
+    );
+    let n: i64 = String::from_utf8_lossy(&count.stdout)
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(json("fig3-architecture")["data"]["weights"], n);
     // Fig. 5's numbers are `zfvis invariance`'s for the same image.
     let inv = zfvis(&[
@@ -536,7 +567,11 @@ fn figures_of_the_bundled_model() {
     let fig2 = json("fig2-top9")["data"].clone();
     let n = 4 + if landmarks.is_some() { 5 } else { 0 };
     assert_eq!(fig2["images"], n, "{}", fig2["images"]);
-    assert_eq!(fig2["maps"].as_array().unwrap().len(), 15, "5 layers x 3 maps");
+    assert_eq!(
+        fig2["maps"].as_array().unwrap().len(),
+        15,
+        "5 layers x 3 maps"
+    );
     let fig4 = json("fig4-timeline")["data"].clone();
     assert_eq!(
         fig4["layers"][0]["epochs"].as_array().unwrap().len(),
@@ -575,8 +610,14 @@ fn figures_one_failure_keeps_the_others() {
         "cpu",
     ]);
     one_line_error(&r, "1 of 3 figures failed: fig6-compare");
-    assert_picture(&std::fs::read(out.join("fig3-architecture.png")).unwrap(), "fig3");
-    assert_picture(&std::fs::read(out.join("fig7-occlusion.png")).unwrap(), "fig7");
+    assert_picture(
+        &std::fs::read(out.join("fig3-architecture.png")).unwrap(),
+        "fig3",
+    );
+    assert_picture(
+        &std::fs::read(out.join("fig7-occlusion.png")).unwrap(),
+        "fig7",
+    );
     assert!(!out.join("fig6-compare.png").exists());
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("<figure id=\"fig6-compare\"><h2>Fig. 6"));
@@ -632,8 +673,15 @@ fn figure_downloads_equal_the_cli_files() {
         .json()
         .unwrap();
     let id = up["id"].as_str().unwrap();
-    for (f, stem) in [("fig3", "fig3-architecture"), ("fig5", "fig5-invariance"), ("fig7", "fig7-occlusion")] {
-        let url = format!("{}/api/models/tiny/snapshots/3/figure.png?figure={f}&image={id}", srv.base);
+    for (f, stem) in [
+        ("fig3", "fig3-architecture"),
+        ("fig5", "fig5-invariance"),
+        ("fig7", "fig7-occlusion"),
+    ] {
+        let url = format!(
+            "{}/api/models/tiny/snapshots/3/figure.png?figure={f}&image={id}",
+            srv.base
+        );
         let got = c.get(url).send().unwrap().bytes().unwrap();
         let file = std::fs::read(out.join(format!("{stem}.png"))).unwrap();
         assert!(got == file, "{f}: the download differs from {stem}.png");

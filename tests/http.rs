@@ -160,7 +160,10 @@ fn endpoints_answer() {
     let t9png = image::load_from_memory(&e.get(&format!("{b}/layers/5/top9.png")).bytes().unwrap())
         .unwrap();
     assert_eq!((t9png.width(), t9png.height()), (336, 336));
-    let full = e.get(&format!("{b}/layers/5/top9.png?frame=full")).bytes().unwrap();
+    let full = e
+        .get(&format!("{b}/layers/5/top9.png?frame=full"))
+        .bytes()
+        .unwrap();
     let full = image::load_from_memory(&full).unwrap();
     assert_eq!((full.width(), full.height()), (672, 672));
 
@@ -800,7 +803,10 @@ fn dataset_index_top9_and_timeline() {
     let d: Value = get("/api/dataset").json().unwrap();
     assert_eq!(d["kind"], "folder", "{d}");
     assert_eq!(d["name"], "ds");
-    let r = c.post(format!("{}/api/dataset/random", srv.base)).send().unwrap();
+    let r = c
+        .post(format!("{}/api/dataset/random", srv.base))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let v: Value = r.json().unwrap();
     let path = v["path"].as_str().unwrap();
@@ -853,13 +859,18 @@ fn without_a_dataset_the_views_run_over_the_image_store() {
     assert!(tl["cells"][0][0]["image"].is_string(), "{tl}");
     // Features and the random image need a real dataset.
     error(
-        e.c.post(format!("{}/api/dataset/random", e.base)).send().unwrap(),
+        e.c.post(format!("{}/api/dataset/random", e.base))
+            .send()
+            .unwrap(),
         StatusCode::NOT_FOUND,
         "--dataset",
     );
     // The views' figures: Fig. 2 and Fig. 4 over the store, Table 1 needs a set.
     for f in ["fig2", "fig3", "fig4"] {
-        let r = when_built(&e, &format!("/api/models/tiny/snapshots/1/figure.png?figure={f}"));
+        let r = when_built(
+            &e,
+            &format!("/api/models/tiny/snapshots/1/figure.png?figure={f}"),
+        );
         assert_eq!(r.status(), StatusCode::OK, "{f}");
         assert_eq!(r.headers()["content-type"], "image/png");
         let png = image::load_from_memory(&r.bytes().unwrap()).unwrap();
@@ -1080,7 +1091,18 @@ fn every_route_names_a_bad_parameter() {
         ),
         (
             format!("{s}/figure"),
-            &["figure", "image", "compare", "compare_epoch", "set", "size", "stride", "class", "steps", "seed"],
+            &[
+                "figure",
+                "image",
+                "compare",
+                "compare_epoch",
+                "set",
+                "size",
+                "stride",
+                "class",
+                "steps",
+                "seed",
+            ],
         ),
         ("/api/compare".into(), &["a", "ea", "b", "eb", "images"]),
         (

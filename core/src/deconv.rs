@@ -237,10 +237,17 @@ pub fn to_image(pixels: &Tensor) -> image::RgbImage {
 /// pattern of a deep layer shows), resized to `side` px.
 pub fn field_image(p: &Projection, side: u32) -> image::RgbImage {
     let (y0, x0, y1, x1) = p.field;
-    let cut = p.pixels.narrow(1, y0, y1 - y0 + 1).narrow(2, x0, x1 - x0 + 1);
-    let mut v: Vec<f32> = Vec::try_from(&cut.abs().reshape([-1]).to_kind(Kind::Float)).unwrap_or_default();
+    let cut = p
+        .pixels
+        .narrow(1, y0, y1 - y0 + 1)
+        .narrow(2, x0, x1 - x0 + 1);
+    let mut v: Vec<f32> =
+        Vec::try_from(&cut.abs().reshape([-1]).to_kind(Kind::Float)).unwrap_or_default();
     v.sort_by(f32::total_cmp);
-    let q = v.get(v.len().saturating_sub(1) * 995 / 1000).copied().unwrap_or(0.0) as f64;
+    let q = v
+        .get(v.len().saturating_sub(1) * 995 / 1000)
+        .copied()
+        .unwrap_or(0.0) as f64;
     let (w, h, rgb) = to_rgb8_scaled(&cut, q);
     let img = image::RgbImage::from_raw(w, h, rgb).expect("buffer matches its size");
     image::imageops::resize(&img, side, side, image::imageops::FilterType::Triangle)

@@ -101,7 +101,15 @@ impl Drawing {
         }
     }
 
-    pub fn rect(&mut self, x: i32, y: i32, w: u32, h: u32, fill: Option<Colour>, stroke: Option<Colour>) {
+    pub fn rect(
+        &mut self,
+        x: i32,
+        y: i32,
+        w: u32,
+        h: u32,
+        fill: Option<Colour>,
+        stroke: Option<Colour>,
+    ) {
         self.items.push(Item::Rect {
             x,
             y,
@@ -134,7 +142,13 @@ impl Drawing {
         let text: String = text
             .into()
             .chars()
-            .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' })
+            .map(|c| {
+                if c.is_ascii() && !c.is_ascii_control() {
+                    c
+                } else {
+                    '?'
+                }
+            })
             .collect();
         self.items.push(Item::Text {
             x,
@@ -307,11 +321,15 @@ impl DrawTarget for Pixels {
     type Color = Rgb888;
     type Error = std::convert::Infallible;
 
-    fn draw_iter<I: IntoIterator<Item = Pixel<Rgb888>>>(&mut self, pixels: I) -> Result<(), Self::Error> {
+    fn draw_iter<I: IntoIterator<Item = Pixel<Rgb888>>>(
+        &mut self,
+        pixels: I,
+    ) -> Result<(), Self::Error> {
         let (w, h) = self.0.dimensions();
         for Pixel(p, c) in pixels {
             if p.x >= 0 && p.y >= 0 && (p.x as u32) < w && (p.y as u32) < h {
-                self.0.put_pixel(p.x as u32, p.y as u32, [c.r(), c.g(), c.b()].into());
+                self.0
+                    .put_pixel(p.x as u32, p.y as u32, [c.r(), c.g(), c.b()].into());
             }
         }
         Ok(())
@@ -345,17 +363,6 @@ pub fn num(v: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tick_labels() {
-        let cases = [(0.0, "0"), (360.0, "360"), (1.8, "1.8"), (-60.0, "-60"), (687.076, "687"), (0.0594, "0.0594"), (4.42, "4.42"), (1e6, "1.0e6"), (0.001, "1.0e-3")];
-        for (v, want) in cases {
-            assert_eq!(super::num(v), want, "{v}");
-        }
-    }
-}
-
 /// A line plot in the box (x, y, w, h): title above, axes with their end
 /// values, one polyline per series (legend at the top right when several).
 #[allow(clippy::too_many_arguments)]
@@ -373,8 +380,14 @@ pub fn plot(
     d.rect(l, t, (r - l) as u32, (b - t) as u32, None, Some(GREY));
     let finite = |v: &&f64| v.is_finite();
     let (x0, x1) = (
-        xs.iter().filter(finite).cloned().fold(f64::INFINITY, f64::min),
-        xs.iter().filter(finite).cloned().fold(f64::NEG_INFINITY, f64::max),
+        xs.iter()
+            .filter(finite)
+            .cloned()
+            .fold(f64::INFINITY, f64::min),
+        xs.iter()
+            .filter(finite)
+            .cloned()
+            .fold(f64::NEG_INFINITY, f64::max),
     );
     let (y0, y1) = y_range.unwrap_or_else(|| {
         let all = series.iter().flat_map(|s| s.ys.iter()).filter(finite);
@@ -433,7 +446,13 @@ pub fn table(d: &mut Drawing, x: i32, y: i32, header: &[&str], rows: &[Vec<Strin
         d.text(cx + 6, y + 3, *head, Size::Small, Anchor::Start);
         for (r, row) in rows.iter().enumerate() {
             if let Some(s) = row.get(c) {
-                d.text(cx + 6, y + 3 + lh * (r as i32 + 1), s.clone(), Size::Small, Anchor::Start);
+                d.text(
+                    cx + 6,
+                    y + 3 + lh * (r as i32 + 1),
+                    s.clone(),
+                    Size::Small,
+                    Anchor::Start,
+                );
             }
         }
         cx += widths[c];
@@ -446,4 +465,25 @@ pub fn table(d: &mut Drawing, x: i32, y: i32, header: &[&str], rows: &[Vec<Strin
 /// Measure: width in px of `s` in `size`.
 pub fn text_w(s: &str, size: Size) -> i32 {
     s.len() as i32 * size.char_w()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tick_labels() {
+        let cases = [
+            (0.0, "0"),
+            (360.0, "360"),
+            (1.8, "1.8"),
+            (-60.0, "-60"),
+            (687.076, "687"),
+            (0.0594, "0.0594"),
+            (4.42, "4.42"),
+            (1e6, "1.0e6"),
+            (0.001, "1.0e-3"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(super::num(v), want, "{v}");
+        }
+    }
 }

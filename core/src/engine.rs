@@ -60,7 +60,9 @@ impl Context {
         self.indexer
             .as_ref()
             .and_then(|i| i.given())
-            .ok_or_else(|| Error::NotFound("no dataset: start the server with --dataset DIR".into()))
+            .ok_or_else(|| {
+                Error::NotFound("no dataset: start the server with --dataset DIR".into())
+            })
     }
 
     pub fn image_bytes(&self, image: &ContentId) -> Result<Vec<u8>> {

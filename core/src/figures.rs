@@ -268,7 +268,13 @@ fn fig2(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
     let mut data = vec![];
     for (li, &layer) in layers.iter().enumerate() {
         let y = 36 + li as i32 * row_h;
-        d.text(10, y + 70, format!("layer {layer}"), Size::Title, Anchor::Start);
+        d.text(
+            10,
+            y + 70,
+            format!("layer {layer}"),
+            Size::Title,
+            Anchor::Start,
+        );
         for (k, map) in strongest_maps(&idx, layer, MAPS).into_iter().enumerate() {
             let res = DatasetTop9::run(e, &top9_request(r, layer, map))?;
             let sprite = decode_png(&res.sprite_png)?;
@@ -320,7 +326,11 @@ fn fig3(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
                 format!("conv {name}"),
                 format!(
                     "{out} filters {k}x{k}, stride {stride}, pad {pad}{}",
-                    if *groups > 1 { format!(", {groups} groups") } else { String::new() }
+                    if *groups > 1 {
+                        format!(", {groups} groups")
+                    } else {
+                        String::new()
+                    }
                 ),
                 out * in_c / groups * k * k + out,
             ),
@@ -330,7 +340,11 @@ fn fig3(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
                     Some(Shape::Flat(n)) => *n,
                     None => 3 * spec.input_size * spec.input_size,
                 };
-                (format!("fc {name}"), format!("{out} units"), n_in * out + out)
+                (
+                    format!("fc {name}"),
+                    format!("{out} units"),
+                    n_in * out + out,
+                )
             }
             other => {
                 let s = serde_json::to_value(other).unwrap_or(Value::Null);
@@ -351,7 +365,11 @@ fn fig3(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
             kind,
             what,
             shape,
-            if params > 0 { params.to_string() } else { String::new() },
+            if params > 0 {
+                params.to_string()
+            } else {
+                String::new()
+            },
         ]);
     }
     let header = ["#", "layer", "parameters", "output", "weights"];
@@ -380,7 +398,11 @@ fn fig3(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         .iter()
         .map(|r| json!({ "index": r[0], "layer": r[1], "parameters": r[2], "output": r[3], "weights": r[4] }))
         .collect();
-    Ok((caption, json!({ "input_size": spec.input_size, "weights": total, "layers": data }), d))
+    Ok((
+        caption,
+        json!({ "input_size": spec.input_size, "weights": total, "layers": data }),
+        d,
+    ))
 }
 
 // ---- Fig. 4 ---------------------------------------------------------------------
@@ -390,7 +412,9 @@ fn fig4(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
     const T: u32 = 48;
     let m = e.model(&r.model)?;
     let epochs: Vec<u32> = m.manifest.snapshots.iter().map(|s| s.epoch).collect();
-    let last = *epochs.last().ok_or_else(|| bad("the model has no snapshots"))?;
+    let last = *epochs
+        .last()
+        .ok_or_else(|| bad("the model has no snapshots"))?;
     let idx = dataset_index(e, r, last)?;
     let layers = shown_layers(idx.layers.len());
     let block_h = (MAPS as u32 * T + 26) as i32;
@@ -415,9 +439,21 @@ fn fig4(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         let list: Vec<String> = maps.iter().map(|m| m.to_string()).collect();
         let t = Timeline::run(e, &timeline_request(r, layer, &list.join(","))?)?;
         let y = 54 + li as i32 * block_h;
-        d.text(10, y + 4, format!("layer {layer}"), Size::Title, Anchor::Start);
+        d.text(
+            10,
+            y + 4,
+            format!("layer {layer}"),
+            Size::Title,
+            Anchor::Start,
+        );
         for (row, map) in t.maps.iter().enumerate() {
-            d.text(10, y + 22 + row as i32 * T as i32 + 16, format!("map {map}"), Size::Small, Anchor::Start);
+            d.text(
+                10,
+                y + 22 + row as i32 * T as i32 + 16,
+                format!("map {map}"),
+                Size::Small,
+                Anchor::Start,
+            );
             for c in 0..t.epochs.len() as u32 {
                 d.image(
                     90 + (c * (T + 2)) as i32,
@@ -465,9 +501,18 @@ fn fig5(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         ("rotation", "rotation (degrees)", &res.rotate),
     ];
     for (c, (name, xlabel, curve)) in cols.iter().enumerate() {
-        let rows: [(String, &Vec<f64>, Option<(f64, f64)>); 3] = [
-            (format!("{name}: distance, {}", res.layer_names.layer1), &curve.dist_layer1, None),
-            (format!("{name}: distance, {}", res.layer_names.layer7), &curve.dist_layer7, None),
+        type Row<'a> = (String, &'a Vec<f64>, Option<(f64, f64)>);
+        let rows: [Row; 3] = [
+            (
+                format!("{name}: distance, {}", res.layer_names.layer1),
+                &curve.dist_layer1,
+                None,
+            ),
+            (
+                format!("{name}: distance, {}", res.layer_names.layer7),
+                &curve.dist_layer7,
+                None,
+            ),
             (format!("{name}: P({class})"), &curve.prob, Some((0.0, 1.0))),
         ];
         for (k, (t, ys, range)) in rows.iter().enumerate() {
@@ -491,7 +536,11 @@ fn fig5(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         res.layer_names.layer1,
         res.layer_names.layer7
     );
-    Ok((caption, serde_json::to_value(&res).unwrap_or(Value::Null), d))
+    Ok((
+        caption,
+        serde_json::to_value(&res).unwrap_or(Value::Null),
+        d,
+    ))
 }
 
 // ---- Fig. 6 ---------------------------------------------------------------------
@@ -506,7 +555,9 @@ fn other_model(e: &Engine, r: &FigureRequest) -> Result<(ModelName, u32)> {
             let other = crate::models::list_models(&e.ctx.models)
                 .into_iter()
                 .find(|m| m.architecture != mine && m.name != r.model.as_str())
-                .ok_or_else(|| bad("no model of another architecture to compare with (?compare=M)"))?;
+                .ok_or_else(|| {
+                    bad("no model of another architecture to compare with (?compare=M)")
+                })?;
             ModelName::try_from(other.name).map_err(|x| bad(x.to_string()))?
         }
     };
@@ -548,8 +599,15 @@ fn fig6(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
                         keep: Keep::Strongest,
                     })
                     .collect();
-                let projs = deconv::project(&net, &t.trace, &reqs).map_err(crate::engine::bad_input)?;
-                (top, projs.iter().map(|p| deconv::field_image(p, T)).collect::<Vec<RgbImage>>())
+                let projs =
+                    deconv::project(&net, &t.trace, &reqs).map_err(crate::engine::bad_input)?;
+                (
+                    top,
+                    projs
+                        .iter()
+                        .map(|p| deconv::field_image(p, T))
+                        .collect::<Vec<RgbImage>>(),
+                )
             }
             None => (vec![], vec![]),
         };
@@ -561,7 +619,12 @@ fn fig6(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         }));
         panels.push((format!("{model} ({arch}) epoch {epoch}"), f, filters, tiles));
     }
-    let fw = panels.iter().map(|p| p.2.width()).max().unwrap_or(0).max(4 * (T + 4));
+    let fw = panels
+        .iter()
+        .map(|p| p.2.width())
+        .max()
+        .unwrap_or(0)
+        .max(4 * (T + 4));
     let fh = panels.iter().map(|p| p.2.height()).max().unwrap_or(0);
     let mut d = Drawing::new(2 * (fw + 30) + 10, 60 + fh + 40 + 2 * (T + 4) + 30);
     title(&mut d, r);
@@ -578,10 +641,20 @@ fn fig6(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         d.image(x, 64, filters);
         let y = 64 + fh as i32 + 12;
         if !tiles.is_empty() {
-            d.text(x, y, format!("layer-2 projections, {MAPS} strongest maps"), Size::Small, Anchor::Start);
+            d.text(
+                x,
+                y,
+                format!("layer-2 projections, {MAPS} strongest maps"),
+                Size::Small,
+                Anchor::Start,
+            );
         }
         for (k, t) in tiles.into_iter().enumerate() {
-            d.image(x + (k as u32 % 4 * (T + 4)) as i32, y + 18 + (k as u32 / 4 * (T + 4)) as i32, t);
+            d.image(
+                x + (k as u32 % 4 * (T + 4)) as i32,
+                y + 18 + (k as u32 / 4 * (T + 4)) as i32,
+                t,
+            );
         }
     }
     let caption = format!(
@@ -626,8 +699,19 @@ fn fig7(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
     )
     .map_err(crate::engine::bad_input)?
     .remove(0);
-    let names: Vec<String> = e.model(&r.model)?.manifest.classes.iter().map(|c| c.name.clone()).collect();
-    let name = |l: i64| names.get(l as usize).cloned().unwrap_or_else(|| l.to_string());
+    let names: Vec<String> = e
+        .model(&r.model)?
+        .manifest
+        .classes
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let name = |l: i64| {
+        names
+            .get(l as usize)
+            .cloned()
+            .unwrap_or_else(|| l.to_string())
+    };
     let [(_, b), (_, dd), (_, ee)] = occlusion::heatmaps(&t.crop, &grid);
     let fit = |g: &Vec<Vec<f64>>| {
         let v: Vec<f64> = g.iter().flatten().copied().collect();
@@ -642,8 +726,18 @@ fn fig7(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
     let fitted = |im: RgbImage| imageops::resize(&im, P, P, FilterType::Triangle);
     let panels: [(String, RgbImage); 5] = [
         ("(a) input".into(), fitted(t.crop.clone())),
-        (format!("(b) {} map {}", net.convs[last - 1].name, grid.strongest_map), fitted(b)),
-        ("(c) its projection".into(), fitted(deconv::to_image(&proj.pixels))),
+        (
+            format!(
+                "(b) {} map {}",
+                net.convs[last - 1].name,
+                grid.strongest_map
+            ),
+            fitted(b),
+        ),
+        (
+            "(c) its projection".into(),
+            fitted(deconv::to_image(&proj.pixels)),
+        ),
         (format!("(d) P({})", name(grid.class)), fitted(dd)),
         ("(e) top label".into(), fitted(ee)),
     ];
@@ -662,15 +756,31 @@ fn fig7(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
             d.rect(x + k, y, 1, 8, Some(c), None);
         }
         d.text(x, y + 10, draw::num(lo), Size::Small, Anchor::Start);
-        d.text(x + P as i32, y + 10, draw::num(hi), Size::Small, Anchor::End);
+        d.text(
+            x + P as i32,
+            y + 10,
+            draw::num(hi),
+            Size::Small,
+            Anchor::End,
+        );
     };
     bar(&mut d, 10 + (P + 10) as i32, blo, bhi);
     bar(&mut d, 10 + 3 * (P + 10) as i32, dlo, dhi);
     let ly = 50 + P as i32 + 32;
     for (k, &l) in order.iter().enumerate() {
         let col = (2 * P as i32 + 10) / 3;
-        let (x, y) = (10 + 3 * (P + 10) as i32 + (k as i32 % 3) * col, ly + (k as i32 / 3) * 16);
-        d.rect(x, y + 2, 10, 10, Some(occlusion::rank_colour(k)), Some(draw::GREY));
+        let (x, y) = (
+            10 + 3 * (P + 10) as i32 + (k as i32 % 3) * col,
+            ly + (k as i32 / 3) * 16,
+        );
+        d.rect(
+            x,
+            y + 2,
+            10,
+            10,
+            Some(occlusion::rank_colour(k)),
+            Some(draw::GREY),
+        );
         d.text(x + 14, y, name(l), Size::Small, Anchor::Start);
     }
     let caption = format!(
@@ -690,19 +800,25 @@ fn fig7(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         up = grid.unoccluded.class_prob,
         k = order.len(),
     );
-    Ok((caption, serde_json::to_value(&grid).unwrap_or(Value::Null), d))
+    Ok((
+        caption,
+        serde_json::to_value(&grid).unwrap_or(Value::Null),
+        d,
+    ))
 }
 
 // ---- Table 1 ----------------------------------------------------------------------
 
 fn table1(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
-    let set = r
-        .set
-        .clone()
-        .ok_or_else(|| bad("table1 needs a landmark set (?set=ID; zfvis figures --landmarks FILE)"))?;
+    let set = r.set.clone().ok_or_else(|| {
+        bad("table1 needs a landmark set (?set=ID; zfvis figures --landmarks FILE)")
+    })?;
     let req: SetRequest = serde_json::from_value(with_options(
         json!({ "model": r.model, "epoch": r.epoch, "set": set }),
-        &[("size", r.size.map(Value::from)), ("seed", r.seed.map(Value::from))],
+        &[
+            ("size", r.size.map(Value::from)),
+            ("seed", r.seed.map(Value::from)),
+        ],
     ))
     .map_err(|x| bad(x.to_string()))?;
     let res = Correspondence::run(e, &req)?;
@@ -722,7 +838,13 @@ fn table1(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         .collect();
     let h5 = format!("layer 5 ({})", res.layer_names.layer5);
     let h7 = format!("layer 7 ({})", res.layer_names.layer7);
-    let header = ["occluded part", h5.as_str(), h7.as_str(), "paper layer 5", "paper layer 7"];
+    let header = [
+        "occluded part",
+        h5.as_str(),
+        h7.as_str(),
+        "paper layer 5",
+        "paper layer 7",
+    ];
     let mut probe = Drawing::new(1, 1);
     let (w, h) = draw::table(&mut probe, 0, 0, &header, &rows);
     let mut d = Drawing::new((w + 20).max(title_w(r)) as u32, (h + 70) as u32);
@@ -730,7 +852,13 @@ fn table1(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
     d.text(
         10,
         30,
-        format!("{} images, {} pairs, square {} px, seed {}", res.images.len(), res.pairs, res.size, res.seed),
+        format!(
+            "{} images, {} pairs, square {} px, seed {}",
+            res.images.len(),
+            res.pairs,
+            res.size,
+            res.seed
+        ),
         Size::Small,
         Anchor::Start,
     );
@@ -744,7 +872,11 @@ fn table1(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         n = res.images.len(),
         p = res.pairs
     );
-    Ok((caption, serde_json::to_value(&res).unwrap_or(Value::Null), d))
+    Ok((
+        caption,
+        serde_json::to_value(&res).unwrap_or(Value::Null),
+        d,
+    ))
 }
 
 // ---- the report -------------------------------------------------------------------

@@ -556,6 +556,11 @@ impl Indexer {
     pub fn version(&self, model: &str, epochs: &[u32]) -> Option<u64> {
         let l = self.live.as_ref()?;
         let built = l.built.lock().unwrap_or_else(|x| x.into_inner());
-        Some(epochs.iter().map(|&e| built.get(&job_key(model, e)).copied().unwrap_or(0)).sum())
+        Some(
+            epochs
+                .iter()
+                .map(|&e| built.get(&job_key(model, e)).copied().unwrap_or(0))
+                .sum(),
+        )
     }
 }

@@ -213,7 +213,8 @@ impl ImageStore {
     }
 
     fn changed(&self) {
-        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Bytes stored now.
@@ -430,7 +431,11 @@ impl ImageStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(set.images.iter().map(|i| i.id.clone()));
-        if let Some(im) = set.images.iter().find(|im| !matches!(self.lookup(&im.id), Lookup::Stored(_))) {
+        if let Some(im) = set
+            .images
+            .iter()
+            .find(|im| !matches!(self.lookup(&im.id), Lookup::Stored(_)))
+        {
             return bad(format!("image {:?} expired: upload it again", im.id));
         }
         let text = serde_json::to_string(set).map_err(|e| SetError::Invalid(e.to_string()))?;

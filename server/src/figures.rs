@@ -63,7 +63,8 @@ impl Drop for Scratch {
 /// itself (its dataset indexes are kept beside it, as `zfvis index` does),
 /// or file by file (indexes stay in the scratch folder).
 fn link_model(src: &Path, dst: &Path, whole: bool) -> Result<()> {
-    let src = std::fs::canonicalize(src).with_context(|| format!("model folder {} not found", src.display()))?;
+    let src = std::fs::canonicalize(src)
+        .with_context(|| format!("model folder {} not found", src.display()))?;
     if whole {
         std::os::unix::fs::symlink(&src, dst)?;
         return Ok(());
@@ -92,7 +93,11 @@ fn wanted(only: &[String]) -> Result<Vec<Name>> {
             Name::ALL
                 .into_iter()
                 .find(|n| n.stem().split('-').next() == Some(s.trim()) || n.stem() == s.trim())
-                .ok_or_else(|| anyhow::anyhow!("--only {s:?}: expected fig2, fig3, fig4, fig5, fig6, fig7 or table1"))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--only {s:?}: expected fig2, fig3, fig4, fig5, fig6, fig7 or table1"
+                    )
+                })
         })
         .collect()
 }
@@ -102,8 +107,10 @@ pub fn run(a: &FiguresArgs) -> Result<()> {
     let dir = ModelDir::open(&a.model)?;
     let epoch = dir.manifest.snapshot(a.snapshot)?.epoch;
     let device = parse_device(&a.device)?;
-    let photo = std::fs::read(&a.image).with_context(|| format!("cannot read {}", a.image.display()))?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let photo =
+        std::fs::read(&a.image).with_context(|| format!("cannot read {}", a.image.display()))?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
     let tmp = Scratch(std::env::temp_dir().join(format!("zfvis-figures-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&tmp.0);
     let models = tmp.0.join("models");
@@ -113,7 +120,11 @@ pub fn run(a: &FiguresArgs) -> Result<()> {
     let compare = match &a.compare {
         Some(p) => {
             let c = name_of(&ModelDir::open(p)?, "compare");
-            let c = if c == model { ModelName::try_from("compare".to_string())? } else { c };
+            let c = if c == model {
+                ModelName::try_from("compare".to_string())?
+            } else {
+                c
+            };
             link_model(p, &models.join(c.as_str()), false)?;
             Some(c)
         }
@@ -121,7 +132,10 @@ pub fn run(a: &FiguresArgs) -> Result<()> {
             // Every model beside, for Fig. 6's default pick.
             for e in std::fs::read_dir(&a.models).into_iter().flatten().flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if n != model.as_str() && ModelName::try_from(n.clone()).is_ok() && e.path().join("manifest.json").is_file() {
+                if n != model.as_str()
+                    && ModelName::try_from(n.clone()).is_ok()
+                    && e.path().join("manifest.json").is_file()
+                {
                     link_model(&e.path(), &models.join(&n), false)?;
                 }
             }
@@ -155,14 +169,21 @@ pub fn run(a: &FiguresArgs) -> Result<()> {
         Some(l) => {
             let mut images = vec![];
             for (path, parts) in correspondence::read_landmarks(l)? {
-                let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                let s = store.put(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let s = store
+                    .put(&bytes)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 images.push(CorrSetImage {
                     id: s.id,
                     parts: parts.into_iter().map(|(k, p)| (k, [p.0, p.1])).collect(),
                 });
             }
-            Some(ContentId::try_from(store.put_set(&CorrSet { images }).map_err(|e| anyhow::anyhow!(e))?)?)
+            Some(ContentId::try_from(
+                store
+                    .put_set(&CorrSet { images })
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            )?)
         }
         None => None,
     };
@@ -171,7 +192,12 @@ pub fn run(a: &FiguresArgs) -> Result<()> {
         models: models.clone(),
         store,
         device,
-        indexer: Some(index::Indexer::spawn(models.clone(), dataset.clone(), device, jobs.clone())),
+        indexer: Some(index::Indexer::spawn(
+            models.clone(),
+            dataset.clone(),
+            device,
+            jobs.clone(),
+        )),
         jobs,
     };
     let mut engine = Engine::new(ctx, 4);
@@ -210,7 +236,9 @@ pub fn run(a: &FiguresArgs) -> Result<()> {
     for &name in &names {
         pb.set_message(name.stem());
         let missing = match name {
-            Name::Table1 if set.is_none() => Some("needs --landmarks FILE (image files with named points)".to_string()),
+            Name::Table1 if set.is_none() => {
+                Some("needs --landmarks FILE (image files with named points)".to_string())
+            }
             n if n.needs_dataset() => index_failed.clone(),
             _ => None,
         };
@@ -233,30 +261,44 @@ pub fn run(a: &FiguresArgs) -> Result<()> {
             steps: None,
             seed: None,
         };
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Figures::run(&mut engine, &req)));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Figures::run(&mut engine, &req)
+        }));
         match r {
             Ok(Ok(mut f)) => match write(&a.out, name, &mut f) {
                 Ok(()) => entries.push(Entry::Drawn(f)),
                 Err(e) => {
                     failed.push(format!("{}: {e:#}", name.stem()));
-                    entries.push(Entry::Missing { figure: name, why: format!("{e:#}") });
+                    entries.push(Entry::Missing {
+                        figure: name,
+                        why: format!("{e:#}"),
+                    });
                 }
             },
             Ok(Err(e)) => {
                 failed.push(format!("{}: {e}", name.stem()));
-                entries.push(Entry::Missing { figure: name, why: e.to_string() });
+                entries.push(Entry::Missing {
+                    figure: name,
+                    why: e.to_string(),
+                });
             }
             Err(_) => {
                 failed.push(format!("{}: internal error", name.stem()));
-                entries.push(Entry::Missing { figure: name, why: "internal error".into() });
+                entries.push(Entry::Missing {
+                    figure: name,
+                    why: "internal error".into(),
+                });
             }
         }
         pb.inc(1);
     }
     pb.finish_and_clear();
     let report = a.out.join("report.html");
-    std::fs::write(&report, figures::report(model.as_str(), epoch, &what, &entries))
-        .with_context(|| format!("cannot write {}", report.display()))?;
+    std::fs::write(
+        &report,
+        figures::report(model.as_str(), epoch, &what, &entries),
+    )
+    .with_context(|| format!("cannot write {}", report.display()))?;
     for en in &entries {
         match en {
             Entry::Drawn(f) => println!("{}", a.out.join(format!("{}.png", f.file)).display()),
@@ -265,7 +307,12 @@ pub fn run(a: &FiguresArgs) -> Result<()> {
     }
     println!("{}", report.display());
     if !failed.is_empty() {
-        bail!("{} of {} figures failed: {}", failed.len(), names.len(), failed.join("; "));
+        bail!(
+            "{} of {} figures failed: {}",
+            failed.len(),
+            names.len(),
+            failed.join("; ")
+        );
     }
     Ok(())
 }
@@ -274,7 +321,8 @@ pub fn run(a: &FiguresArgs) -> Result<()> {
 fn write(out: &Path, name: Name, f: &mut figures::Figure) -> Result<()> {
     f.file = name.stem().to_string();
     let p = |ext: &str| out.join(format!("{}.{ext}", f.file));
-    std::fs::write(p("png"), &f.png).with_context(|| format!("cannot write {}", p("png").display()))?;
+    std::fs::write(p("png"), &f.png)
+        .with_context(|| format!("cannot write {}", p("png").display()))?;
     if let Some(svg) = &f.svg {
         std::fs::write(p("svg"), svg)?;
     }

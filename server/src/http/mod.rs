@@ -30,6 +30,7 @@ use zfvis_core::correspondence::Correspondence;
 use zfvis_core::deconv::{Project, Top9};
 use zfvis_core::engine::{self, Context, Engine};
 use zfvis_core::features::FeatureAnalysis;
+use zfvis_core::figures::Figures;
 use zfvis_core::invariance::Invariance;
 use zfvis_core::maps::Maps;
 use zfvis_core::occlusion::{Live, OccludedProjection, Occlusion};
@@ -37,7 +38,6 @@ use zfvis_core::params::ModelName;
 use zfvis_core::predict::Crop;
 use zfvis_core::predict::Predictions;
 use zfvis_core::progress::{Jobs, Progress};
-use zfvis_core::figures::Figures;
 use zfvis_core::store::ImageStore;
 use zfvis_core::timeline::{self, DatasetTop9, Evolution, SnapshotRequest, Timeline};
 
@@ -64,8 +64,15 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
     // Without --dataset the dataset views run over the image store: the
     // examples and every upload, indexed as they arrive.
     let indexer = Some(match cfg.dataset.clone() {
-        Some(d) => zfvis_core::index::Indexer::spawn(cfg.models.clone(), d, cfg.device, jobs.clone()),
-        None => zfvis_core::index::Indexer::spawn_store(cfg.models.clone(), store.clone(), cfg.device, jobs.clone()),
+        Some(d) => {
+            zfvis_core::index::Indexer::spawn(cfg.models.clone(), d, cfg.device, jobs.clone())
+        }
+        None => zfvis_core::index::Indexer::spawn_store(
+            cfg.models.clone(),
+            store.clone(),
+            cfg.device,
+            jobs.clone(),
+        ),
     });
     let ctx = Context {
         models: cfg.models.clone(),

@@ -213,7 +213,9 @@ async fn outputs<A: Analysis>(
         let out = worker.run(move |e| analysis::output::<A>(e, &req)).await?;
         Ok(Outputs {
             json: Cached::new(out.json, "application/json").changing(changing),
-            alt: out.alt.map(|b| Cached::new(b, A::ALT_TYPE).changing(changing)),
+            alt: out
+                .alt
+                .map(|b| Cached::new(b, A::ALT_TYPE).changing(changing)),
         })
     })
     .await?;
