@@ -1,7 +1,7 @@
 // Dataset views: top 9 of each map over the dataset (paper Fig. 2) and the
 // training timeline (Fig. 4), with the background index build's progress.
 
-import { $, esc, layerLabel, figureLink } from "./ui.js";
+import { $, esc, layerLabel, figureLink, setSeg } from "./ui.js";
 
 export function createDataset({ state, model, render, writeURL, showError }) {
   let timer = null, playing = null, timeline = null;
@@ -10,6 +10,8 @@ export function createDataset({ state, model, render, writeURL, showError }) {
   let gen = 0;
   class Stale extends Error {}
   const m = () => encodeURIComponent(state.model);
+  // Projections and patches cut to the receptive field (the paper's way) or whole frames.
+  const frame = () => (state.frame === "full" ? "full" : "field");
 
   async function getOrWait(url, g) {
     // 202 = the index is being built: show progress and poll.
@@ -37,10 +39,11 @@ export function createDataset({ state, model, render, writeURL, showError }) {
   async function showTop9(g) {
     const body = $("ds-body");
     body.innerHTML = "";
-    const list = await getOrWait(`/api/models/${m()}/snapshots/${state.snapshot}/dataset/layers/${state.layer}/maps/0/top9`, g).then(() => expand(maps()));
+    const fq = `?frame=${frame()}`;
+    const list = await getOrWait(`/api/models/${m()}/snapshots/${state.snapshot}/dataset/layers/${state.layer}/maps/0/top9${fq}`, g).then(() => expand(maps()));
     for (const k of list) {
       const url = `/api/models/${m()}/snapshots/${state.snapshot}/dataset/layers/${state.layer}/maps/${k}/top9`;
-      const r = await getOrWait(url, g);
+      const r = await getOrWait(url + fq, g);
       const row = document.createElement("div");
       row.className = "ds-row";
       row.innerHTML = `<div class="ds-label">${esc(layerLabel(model(), state.layer))}<br>map ${k}</div>`;
@@ -50,7 +53,7 @@ export function createDataset({ state, model, render, writeURL, showError }) {
         for (const part of [0, 1]) {
           const cell = document.createElement("span");
           cell.className = "ds-cell";
-          cell.style.backgroundImage = `url(${url}.png)`;
+          cell.style.backgroundImage = `url(${url}.png${fq})`;
           cell.style.backgroundPosition = `${(i / 8) * 100}% ${part * 100}%`;
           cell.style.gridColumn = String(i + 1);
           cell.style.gridRow = String(part + 1);
@@ -86,7 +89,7 @@ export function createDataset({ state, model, render, writeURL, showError }) {
   }
 
   async function showTimeline(g) {
-    const q = `layer=${state.layer}&maps=${encodeURIComponent(maps())}`;
+    const q = `layer=${state.layer}&maps=${encodeURIComponent(maps())}&frame=${frame()}`;
     const url = `/api/models/${m()}/dataset/timeline`;
     timeline = await getOrWait(`${url}?${q}`, g);
     const t = timeline;
@@ -124,6 +127,14 @@ export function createDataset({ state, model, render, writeURL, showError }) {
     }, 900);
   });
   $("ds-run").addEventListener("click", () => { state.maps_sel = maps(); writeURL(); go(); });
+  $("ds-frames").addEventListener("click", (e) => {
+    const b = e.target.closest("button");
+    if (!b) return;
+    state.frame = b.dataset.frame;
+    setSeg($("ds-frames"), "frame", frame());
+    writeURL();
+    go();
+  });
 
   async function go() {
     clearTimeout(timer);
@@ -159,6 +170,7 @@ export function createDataset({ state, model, render, writeURL, showError }) {
         ? "Training timeline <small>(paper Fig. 4): rows are maps, columns are snapshot epochs</small>"
         : "Top 9 over the dataset <small>(paper Fig. 2): projections beside the image patches; click a patch to open its image</small>";
       if (state.maps_sel) $("ds-maps").value = state.maps_sel;
+      setSeg($("ds-frames"), "frame", frame());
       describeSource();
       $("ds-scrub").hidden = true;
       await go();

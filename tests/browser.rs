@@ -91,6 +91,20 @@ fn newcomer_opens_an_example_in_chromium() {
     );
     assert!(v["source"].as_str().unwrap().contains("--dataset"), "{v}");
     assert!(v["top9Rows"].as_i64().unwrap() >= 1, "{v}");
+    assert!(
+        v["dsFrame"]["full"]
+            .as_str()
+            .unwrap()
+            .contains("frame=full"),
+        "{v}"
+    );
+    assert!(
+        v["dsFrame"]["field"]
+            .as_str()
+            .unwrap()
+            .contains("frame=field"),
+        "{v}"
+    );
     assert_eq!(v["staleRows"], 0, "{v}");
     assert_eq!(v["timeline"]["rows"], 0, "{v}");
     assert_eq!(v["timeline"]["epochs"], 2, "{v}");

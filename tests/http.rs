@@ -750,6 +750,22 @@ fn dataset_index_top9_and_timeline() {
     )
     .unwrap();
     assert_eq!(sprite.height(), 2 * t["tile"].as_u64().unwrap() as u32);
+    // Whole frames on request: the same entries, other pictures.
+    let full: Value = get("/api/models/tiny/snapshots/1/dataset/layers/2/maps/3/top9?frame=full")
+        .json()
+        .unwrap();
+    assert_eq!(full["items"], t["items"]);
+    let full_png = image::load_from_memory(
+        &get("/api/models/tiny/snapshots/1/dataset/layers/2/maps/3/top9.png?frame=full")
+            .bytes()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (full_png.width(), full_png.height()),
+        (sprite.width(), sprite.height())
+    );
+    assert_ne!(full_png.to_rgb8().into_raw(), sprite.to_rgb8().into_raw());
 
     // Timeline: 202 while columns build, then the grid with epoch 3 in error.
     let mut tl = Value::Null;
@@ -1071,19 +1087,19 @@ fn every_route_names_a_bad_parameter() {
         (format!("{s}/dataset/index"), &[]),
         (
             format!("{s}/dataset/layers/{{layer}}/maps/{{map}}/top9"),
-            &[],
+            &["frame"],
         ),
         (
             format!("{s}/dataset/layers/{{layer}}/maps/{{map}}/top9.png"),
-            &[],
+            &["frame"],
         ),
         (
             "/api/models/{model}/dataset/timeline".into(),
-            &["layer", "maps", "kind"],
+            &["layer", "maps", "frame", "kind"],
         ),
         (
             "/api/models/{model}/dataset/timeline.png".into(),
-            &["layer", "maps", "kind"],
+            &["layer", "maps", "frame", "kind"],
         ),
         (
             "/api/models/{model}/images/{image}/layers/{layer}/maps/{map}/evolution.png".into(),

@@ -193,6 +193,7 @@ fn top9_request(r: &FigureRequest, layer: usize, map: i64) -> DatasetMapRequest 
         epoch: r.epoch,
         layer,
         map,
+        frame: Default::default(),
     }
 }
 
@@ -787,7 +788,7 @@ fn fig7(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         "A grey square of {s}x{s} px slid over the input with stride {st} ({n} positions). (b) the \
          total activation of {layer} map {map} (the strongest map of the unoccluded image: {ua:.3}) for \
          each position of the square; (c) that map's deconvnet projection on the unoccluded image; \
-         (d) the probability of the correct class {cls} (unoccluded {up:.3}), colour scale fitted to \
+         (d) the probability of the class {cls} (the top class unless one was chosen; unoccluded {up:.3}), colour scale fitted to \
          {dlo:.3}-{dhi:.3}; (e) the most probable class for each position, {k} labels, coloured by \
          how many positions each wins. Each value is drawn at the centre of the square.",
         s = grid.size,

@@ -5,7 +5,7 @@
 
 use crate::analysis::Analysis;
 use crate::checkpoint::ModelDir;
-use crate::deconv::{self, check_layer_map, Field, Keep, ProjectRequest};
+use crate::deconv::{self, check_layer_map, Field, Frame, Keep, ProjectRequest};
 use crate::engine::{bad, bad_input, png, Context, Engine, Error, Picture, Result};
 use crate::index::{self, Entry, SnapshotIndex};
 use crate::net::Net;
@@ -39,14 +39,16 @@ fn paste(dst: &mut RgbImage, src: &RgbImage, col: usize, row: usize) {
     );
 }
 
-/// Projection and image patch of one index entry, `TILE` px each.
+/// Projection and image patch of one index entry, `TILE` px each: cut to
+/// the receptive field (the projection with its own contrast), or the
+/// whole frame.
 fn entry_patches(
     net: &Net,
     model: &ModelDir,
     dataset: &Path,
-    layer: usize,
-    map: i64,
+    (layer, map): (usize, i64),
     e: &Entry,
+    frame: Frame,
 ) -> Result<(Patch, RgbImage, RgbImage)> {
     let path = index::resolve(dataset, &e.image).map_err(bad_input)?;
     let bytes = std::fs::read(&path).map_err(|x| Error::NotFound(format!("{}: {x}", e.image)))?;
@@ -66,7 +68,10 @@ fn entry_patches(
     let (y0, x0, y1, x1) = p.field;
     let cut = |im: &RgbImage| {
         let (w, h) = ((x1 - x0 + 1) as u32, (y1 - y0 + 1) as u32);
-        let c = imageops::crop_imm(im, x0 as u32, y0 as u32, w, h).to_image();
+        let c = match frame {
+            Frame::Field => imageops::crop_imm(im, x0 as u32, y0 as u32, w, h).to_image(),
+            Frame::Full => im.clone(),
+        };
         imageops::resize(&c, TILE, TILE, FilterType::Triangle)
     };
     let patch = Patch {
@@ -76,7 +81,16 @@ fn entry_patches(
         value: e.value,
         field: Field { y0, x0, y1, x1 },
     };
-    Ok((patch, deconv::field_image(&p, TILE), cut(&crop)))
+    let proj = match frame {
+        Frame::Field => deconv::field_image(&p, TILE),
+        Frame::Full => imageops::resize(
+            &deconv::to_image(&p.pixels),
+            TILE,
+            TILE,
+            FilterType::Triangle,
+        ),
+    };
+    Ok((patch, proj, cut(&crop)))
 }
 
 pub fn snapshot_index(model: &ModelDir, dataset: &Path, epoch: u32) -> Result<SnapshotIndex> {
@@ -109,6 +123,8 @@ pub struct DatasetMapRequest {
     pub epoch: u32,
     pub layer: usize,
     pub map: i64,
+    #[serde(default)]
+    pub frame: Frame,
 }
 
 /// Fig. 2 for one map: 9 projections (row 0 of the sprite) beside their
@@ -170,10 +186,11 @@ impl Analysis for DatasetTop9 {
         let mut items = vec![];
         for en in entries {
             // An image removed since it was indexed (an evicted upload) is left out.
-            let (patch, proj, img) = match entry_patches(&net, &m, &dataset, r.layer, r.map, en) {
-                Err(Error::NotFound(_)) => continue,
-                x => x?,
-            };
+            let (patch, proj, img) =
+                match entry_patches(&net, &m, &dataset, (r.layer, r.map), en, r.frame) {
+                    Err(Error::NotFound(_)) => continue,
+                    x => x?,
+                };
             paste(&mut sprite, &proj, items.len(), 0);
             paste(&mut sprite, &img, items.len(), 1);
             items.push(patch);
@@ -206,7 +223,7 @@ fn first_layer() -> usize {
     1
 }
 
-/// Maps of one layer over every snapshot (`?layer=1&maps=0-7&kind=projections`).
+/// Maps of one layer over every snapshot (`?layer=1&maps=0-7&kind=projections&frame=field`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TimelineRequest {
     pub model: ModelName,
@@ -216,6 +233,8 @@ pub struct TimelineRequest {
     pub maps: MapList,
     #[serde(default)]
     pub kind: TimelineKind,
+    #[serde(default)]
+    pub frame: Frame,
 }
 
 /// Fig. 4: rows = maps, columns = snapshots; each cell the projection of the
@@ -263,7 +282,8 @@ impl Timeline {
                 for (row, &map) in maps.iter().enumerate() {
                     let top = index::top9(&idx, r.layer, map).map_err(bad_input)?;
                     let Some(en) = top.first() else { continue };
-                    let (patch, proj, img) = entry_patches(&net, &m, &dataset, r.layer, map, en)?;
+                    let (patch, proj, img) =
+                        entry_patches(&net, &m, &dataset, (r.layer, map), en, r.frame)?;
                     paste(&mut projs, &proj, c, row);
                     paste(&mut pats, &img, c, row);
                     cells[row][c] = Some(patch);

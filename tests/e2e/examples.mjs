@@ -79,6 +79,12 @@ try {
   await page.waitForSelector("#ds-body .ds-row", { timeout: 120000 });
   await page.waitForFunction(() => /example photos/.test(document.getElementById("ds-source").textContent));
   const source = await page.textContent("#ds-source");
+  // "Full frame" was chosen in the image view: the dataset view follows;
+  // its own toggle goes back to receptive-field cuts.
+  const dsFrame = { full: await page.$eval("#ds-body .ds-cell", (c) => c.style.backgroundImage) };
+  await page.click('#ds-frames button[data-frame="field"]');
+  await page.waitForFunction(() => (document.querySelector("#ds-body .ds-cell") || { style: {} }).style.backgroundImage?.includes("frame=field"), null, { timeout: 60000 });
+  dsFrame.field = await page.$eval("#ds-body .ds-cell", (c) => c.style.backgroundImage);
   const top9Rows = await page.$$eval("#ds-body .ds-row", (r) => r.length);
   figures.fig2 = await fetchFigure("#ds-dl");
   await page.screenshot({ path: `${outDir}/dataset-top9.png`, fullPage: true });
@@ -95,14 +101,16 @@ try {
   // Top 9 of this layer: receptive-field cuts by default.
   await page.click('#views button[data-view="top9"]');
   await page.waitForSelector("#top9 figure .pic9");
-  const top9Full = await page.$eval("#top9 figure .pic9", (p) => p.style.backgroundImage); // "Full frame" was chosen above
+  await page.click('#top9-frames button[data-frame="full"]');
+  await page.waitForFunction(() => document.querySelector("#top9 figure .pic9").style.backgroundImage.includes("frame=full"));
+  const top9Full = await page.$eval("#top9 figure .pic9", (p) => p.style.backgroundImage);
   await page.click('#top9-frames button[data-frame="field"]');
   await page.waitForFunction(() => document.querySelector("#top9 figure .pic9").style.backgroundImage.includes("frame=field"));
   const top9Frame = { full: top9Full, field: await page.$eval("#top9 figure .pic9", (p) => p.style.backgroundImage) };
   await page.screenshot({ path: `${outDir}/image-top9.png`, fullPage: true });
   const csp = await page.evaluate(() => window.__csp);
   console.log(JSON.stringify({ offered, title, url, top5, patches, legend, scaleFitted, scaleFixed, figures, randomHidden,
-    source, top9Rows, staleRows, timeline, top9Frame, errors, csp }));
+    source, top9Rows, dsFrame, staleRows, timeline, top9Frame, errors, csp }));
 } finally {
   await browser.close();
 }
