@@ -248,7 +248,10 @@ pub fn bench_http(models: &Path, model: &str, image: &Path, n: usize) -> Result<
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let base = format!("http://{}", listener.local_addr()?);
     let app = rt.block_on(async { crate::http::app(cfg) })?;
-    rt.spawn(async move { axum::serve(listener, app).await });
+    // The server's own accept loop (header timeout, connection cap), as `zfvis serve`.
+    rt.spawn(async move {
+        crate::http::net::serve(listener, app, Default::default(), std::future::pending()).await
+    });
 
     let c = reqwest::blocking::Client::new();
     let info: serde_json::Value = c
