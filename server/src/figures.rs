@@ -294,6 +294,8 @@ pub fn run(a: &FiguresArgs) -> Result<()> {
     }
     pb.finish_and_clear();
     let report = a.out.join("report.html");
+    let command: Vec<String> = std::env::args().collect();
+    let what = format!("{what} Made with: {}", command.join(" "));
     std::fs::write(
         &report,
         figures::report(model.as_str(), epoch, &what, &entries),
