@@ -578,21 +578,27 @@ fn figures_of_the_bundled_model() {
         9,
         "every snapshot"
     );
-    // Fig. 7's (e) legend: labels by cell count.
+    // Fig. 7's numbers: the grid of class probabilities.
     let fig7 = json("fig7-occlusion")["data"].clone();
     assert!(fig7["class_prob"].as_array().unwrap().len() > 10);
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// A temp folder with a random ZFNet `models/tiny` and a test image `a.png`.
+fn tiny_and_image(tag: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempdir(tag);
+    let model = random_model(&dir.join("models/tiny"), Arch::Zfnet);
+    let img = dir.join("a.png");
+    std::fs::write(&img, test_png()).unwrap();
+    (dir, model, img)
+}
+
 #[test]
 fn figures_one_failure_keeps_the_others() {
-    let dir = tempdir("cli-figures-fail");
-    let model = random_model(&dir.join("models/tiny"), Arch::Zfnet);
+    let (dir, model, img) = tiny_and_image("cli-figures-fail");
     // The compared model's snapshot is corrupt: Fig. 6 fails, Fig. 3 is written.
     let broken = random_model(&dir.join("broken"), Arch::Alexnet);
     std::fs::write(broken.join("epoch-003.safetensors"), b"corrupt").unwrap();
-    let img = dir.join("a.png");
-    std::fs::write(&img, test_png()).unwrap();
     let out = dir.join("out");
     let r = zfvis(&[
         "figures",
@@ -640,10 +646,7 @@ fn figures_one_failure_keeps_the_others() {
 /// The web views' "download figure" links give the file `zfvis figures` writes.
 #[test]
 fn figure_downloads_equal_the_cli_files() {
-    let dir = tempdir("cli-figures-http");
-    let model = random_model(&dir.join("models/tiny"), Arch::Zfnet);
-    let img = dir.join("a.png");
-    std::fs::write(&img, test_png()).unwrap();
+    let (dir, model, img) = tiny_and_image("cli-figures-http");
     let out = dir.join("out");
     let r = zfvis(&[
         "figures",
@@ -661,17 +664,7 @@ fn figure_downloads_equal_the_cli_files() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
     let c = reqwest::blocking::Client::new();
-    let form = reqwest::blocking::multipart::Form::new().part(
-        "image",
-        reqwest::blocking::multipart::Part::bytes(test_png()).file_name("a.png"),
-    );
-    let up: serde_json::Value = c
-        .post(format!("{}/api/images", srv.base))
-        .multipart(form)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let up: serde_json::Value = upload(&srv.base, test_png()).json().unwrap();
     let id = up["id"].as_str().unwrap();
     for (f, stem) in [
         ("fig3", "fig3-architecture"),

@@ -34,13 +34,7 @@ impl Env {
         self.c.get(format!("{}{path}", self.base)).send().unwrap()
     }
     fn upload(&self, bytes: Vec<u8>) -> reqwest::blocking::Response {
-        let form =
-            multipart::Form::new().part("image", multipart::Part::bytes(bytes).file_name("x.png"));
-        self.c
-            .post(format!("{}/api/images", self.base))
-            .multipart(form)
-            .send()
-            .unwrap()
+        upload(&self.base, bytes)
     }
     fn raw(&self, bytes: Vec<u8>) -> reqwest::blocking::Response {
         self.c

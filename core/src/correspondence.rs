@@ -283,6 +283,34 @@ pub fn read_landmarks(path: &Path) -> Result<Vec<(PathBuf, BTreeMap<String, (f64
     Ok(out)
 }
 
+/// Store a landmarks file's images and the set of their parts (what the
+/// web view's "Load images + landmarks.json" does); returns the set id and
+/// each image's (id, file).
+pub fn store_landmarks(
+    store: &crate::store::ImageStore,
+    path: &Path,
+) -> Result<(String, Vec<(String, PathBuf)>)> {
+    use crate::store::{CorrSet, CorrSetImage};
+    let mut images = vec![];
+    let mut files = vec![];
+    for (file, parts) in read_landmarks(path)? {
+        let bytes =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let s = store
+            .put(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        files.push((s.id.clone(), file));
+        images.push(CorrSetImage {
+            id: s.id,
+            parts: parts.into_iter().map(|(k, p)| (k, [p.0, p.1])).collect(),
+        });
+    }
+    let set = store
+        .put_set(&CorrSet { images })
+        .map_err(|e| anyhow::anyhow!(e))?;
+    Ok((set, files))
+}
+
 // ---- the analysis: a stored set of images and points ---------------------------
 
 use crate::analysis::Analysis;

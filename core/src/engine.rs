@@ -154,13 +154,39 @@ impl Engine {
         epoch: u32,
         image: &ContentId,
     ) -> Result<(Rc<Net>, Rc<Traced>)> {
+        self.traced_by(model, epoch, image.to_string(), |e| e.crop(model, image))
+    }
+
+    /// The forward trace of an image file of the dataset (cached by its
+    /// path: dataset files do not change under the index); `name` for errors.
+    pub fn traced_file(
+        &mut self,
+        model: &ModelName,
+        epoch: u32,
+        path: &std::path::Path,
+        name: &str,
+    ) -> Result<(Rc<Net>, Rc<Traced>)> {
+        self.traced_by(model, epoch, format!("file:{}", path.display()), |e| {
+            let bytes = std::fs::read(path).map_err(|x| Error::NotFound(format!("{name}: {x}")))?;
+            let img = preprocess::decode(&bytes).map_err(|x| bad(format!("{name}: {x}")))?;
+            Ok(e.model(model)?.manifest.preprocess().crop(&img))
+        })
+    }
+
+    fn traced_by(
+        &mut self,
+        model: &ModelName,
+        epoch: u32,
+        image: String,
+        crop: impl FnOnce(&Engine) -> Result<RgbImage>,
+    ) -> Result<(Rc<Net>, Rc<Traced>)> {
         let net = self.net(model, epoch)?;
-        let key = (model.to_string(), epoch, image.to_string());
+        let key = (model.to_string(), epoch, image);
         if let Some(t) = self.traces.get(&key) {
             return Ok((net, t.clone()));
         }
         let pre = self.model(model)?.manifest.preprocess();
-        let crop = self.crop(model, image)?;
+        let crop = crop(self)?;
         let x = pre.tensor(&crop).unsqueeze(0);
         let trace = net.trace(&x);
         self.forwards += 1;

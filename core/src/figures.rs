@@ -252,6 +252,24 @@ fn title(d: &mut Drawing, r: &FigureRequest) {
     d.text(10, 8, title_text(r), Size::Title, Anchor::Start);
 }
 
+/// A figure that is a table: title, one line under it, the table; the
+/// picture sized to fit them (`below`: px besides the table's height).
+fn table_figure(
+    r: &FigureRequest,
+    line: String,
+    header: &[&str],
+    rows: &[Vec<String>],
+    below: i32,
+) -> Drawing {
+    let mut d = Drawing::new(0, 0);
+    title(&mut d, r);
+    d.text(10, 30, line, Size::Small, Anchor::Start);
+    let (w, h) = draw::table(&mut d, 10, 50, header, rows);
+    d.w = (w + 20).max(title_w(r)) as u32;
+    d.h = (h + below) as u32;
+    d
+}
+
 // ---- Fig. 2 ---------------------------------------------------------------------
 
 fn fig2(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
@@ -374,21 +392,16 @@ fn fig3(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         ]);
     }
     let header = ["#", "layer", "parameters", "output", "weights"];
-    let mut probe = Drawing::new(1, 1);
-    let (w, h) = draw::table(&mut probe, 0, 0, &header, &rows);
-    let mut d = Drawing::new((w + 20).max(title_w(r)) as u32, (h + 80) as u32);
-    title(&mut d, r);
-    d.text(
-        10,
-        30,
+    let d = table_figure(
+        r,
         format!(
             "input 3 x {s} x {s}; {total} weights in all",
             s = spec.input_size
         ),
-        Size::Small,
-        Anchor::Start,
+        &header,
+        &rows,
+        80,
     );
-    draw::table(&mut d, 10, 50, &header, &rows);
     let caption = format!(
         "The network as this model's manifest defines it: every layer in order with its output \
          shape (channels x height x width, computed from the {s}x{s} input) and its number of \
@@ -846,13 +859,8 @@ fn table1(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         "paper layer 5",
         "paper layer 7",
     ];
-    let mut probe = Drawing::new(1, 1);
-    let (w, h) = draw::table(&mut probe, 0, 0, &header, &rows);
-    let mut d = Drawing::new((w + 20).max(title_w(r)) as u32, (h + 70) as u32);
-    title(&mut d, r);
-    d.text(
-        10,
-        30,
+    let d = table_figure(
+        r,
         format!(
             "{} images, {} pairs, square {} px, seed {}",
             res.images.len(),
@@ -860,10 +868,10 @@ fn table1(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
             res.size,
             res.seed
         ),
-        Size::Small,
-        Anchor::Start,
+        &header,
+        &rows,
+        70,
     );
-    draw::table(&mut d, 10, 50, &header, &rows);
     let caption = format!(
         "For each part, a {s}x{s} px square occludes it in each of the {n} images; the sign of the \
          change of the features (original minus occluded) is compared over all {p} image pairs by \

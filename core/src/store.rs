@@ -334,6 +334,13 @@ impl ImageStore {
     }
 
     /// The most recently stored ids, newest first.
+    /// How many uploads are stored (the examples not counted); from memory.
+    pub fn uploads(&self) -> usize {
+        // The usage lock is taken before the pinned one everywhere (evict).
+        let u = self.usage();
+        u.items.keys().filter(|id| !self.is_pinned(id)).count()
+    }
+
     pub fn recent(&self, n: usize) -> Vec<String> {
         let mut items: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&self.dir)
             .map(|rd| {

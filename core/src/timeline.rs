@@ -8,9 +8,7 @@ use crate::checkpoint::ModelDir;
 use crate::deconv::{self, check_layer_map, Field, Frame, Keep, ProjectRequest};
 use crate::engine::{bad, bad_input, png, Context, Engine, Error, Picture, Result};
 use crate::index::{self, Entry, SnapshotIndex};
-use crate::net::Net;
 use crate::params::{ContentId, MapList, ModelName};
-use crate::preprocess;
 use crate::progress::{Progress, State};
 use image::imageops::{self, FilterType};
 use image::RgbImage;
@@ -43,26 +41,23 @@ fn paste(dst: &mut RgbImage, src: &RgbImage, col: usize, row: usize) {
 /// the receptive field (the projection with its own contrast), or the
 /// whole frame.
 fn entry_patches(
-    net: &Net,
-    model: &ModelDir,
+    eng: &mut Engine,
+    (model, epoch): (&ModelName, u32),
     dataset: &Path,
     (layer, map): (usize, i64),
     e: &Entry,
     frame: Frame,
 ) -> Result<(Patch, RgbImage, RgbImage)> {
     let path = index::resolve(dataset, &e.image).map_err(bad_input)?;
-    let bytes = std::fs::read(&path).map_err(|x| Error::NotFound(format!("{}: {x}", e.image)))?;
-    let img = preprocess::decode(&bytes).map_err(|x| bad(format!("{}: {x}", e.image)))?;
-    let pre = model.manifest.preprocess();
-    let crop = pre.crop(&img);
-    let x = pre.tensor(&crop).unsqueeze(0);
-    let trace = net.trace(&x);
+    // One forward pass per image and snapshot, whichever maps ask for it.
+    let (net, t) = eng.traced_file(model, epoch, &path, &e.image)?;
+    let crop = &t.crop;
     let req = ProjectRequest {
         layer,
         map,
         keep: Keep::At(e.y, e.x),
     };
-    let p = deconv::project(net, &trace, &[req])
+    let p = deconv::project(&net, &t.trace, &[req])
         .map_err(bad_input)?
         .remove(0);
     let (y0, x0, y1, x1) = p.field;
@@ -90,7 +85,7 @@ fn entry_patches(
             FilterType::Triangle,
         ),
     };
-    Ok((patch, proj, cut(&crop)))
+    Ok((patch, proj, cut(crop)))
 }
 
 pub fn snapshot_index(model: &ModelDir, dataset: &Path, epoch: u32) -> Result<SnapshotIndex> {
@@ -186,11 +181,17 @@ impl Analysis for DatasetTop9 {
         let mut items = vec![];
         for en in entries {
             // An image removed since it was indexed (an evicted upload) is left out.
-            let (patch, proj, img) =
-                match entry_patches(&net, &m, &dataset, (r.layer, r.map), en, r.frame) {
-                    Err(Error::NotFound(_)) => continue,
-                    x => x?,
-                };
+            let (patch, proj, img) = match entry_patches(
+                e,
+                (&r.model, r.epoch),
+                &dataset,
+                (r.layer, r.map),
+                en,
+                r.frame,
+            ) {
+                Err(Error::NotFound(_)) => continue,
+                x => x?,
+            };
             paste(&mut sprite, &proj, items.len(), 0);
             paste(&mut sprite, &img, items.len(), 1);
             items.push(patch);
@@ -277,13 +278,13 @@ impl Timeline {
         let mut errors = vec![None; epochs.len()];
         for (c, &epoch) in epochs.iter().enumerate() {
             let mut column = || -> Result<()> {
-                let net = e.net(&r.model, epoch)?;
+                e.net(&r.model, epoch)?;
                 let idx = snapshot_index(&m, &dataset, epoch)?;
                 for (row, &map) in maps.iter().enumerate() {
                     let top = index::top9(&idx, r.layer, map).map_err(bad_input)?;
                     let Some(en) = top.first() else { continue };
                     let (patch, proj, img) =
-                        entry_patches(&net, &m, &dataset, (r.layer, map), en, r.frame)?;
+                        entry_patches(e, (&r.model, epoch), &dataset, (r.layer, map), en, r.frame)?;
                     paste(&mut projs, &proj, c, row);
                     paste(&mut pats, &img, c, row);
                     cells[row][c] = Some(patch);

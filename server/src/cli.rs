@@ -15,7 +15,7 @@ use zfvis_core::net::Arch;
 use zfvis_core::occlusion::{self, GridRequest, Occlusion};
 use zfvis_core::params::{ContentId, ModelName};
 use zfvis_core::predict::{ImageRequest, Predictions};
-use zfvis_core::store::{CorrSet, CorrSetImage, ImageStore};
+use zfvis_core::store::ImageStore;
 use zfvis_core::tch::{self, Kind, Tensor};
 use zfvis_core::train::{self, Schedule, TrainConfig};
 use zfvis_core::{index, parse_device};
@@ -534,6 +534,31 @@ fn print_compare(r: &zfvis_core::compare::CompareResult) {
     }
 }
 
+/// A scratch folder (`models/` inside it) for a command's engine: model
+/// links and a temporary image store; removed on drop.
+pub(crate) struct Scratch(pub(crate) PathBuf);
+
+impl Scratch {
+    pub(crate) fn new(tag: &str) -> Result<Scratch> {
+        let tmp = std::env::temp_dir().join(format!(
+            "zfvis-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(tmp.join("models"))
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        Ok(Scratch(tmp))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The engine over one model folder, with the images named on the command
 /// line in a temporary store: the CLI runs the same analyses, with the same
 /// request types, as the server.
@@ -542,7 +567,7 @@ struct Local {
     model: ModelName,
     epoch: u32,
     dir: ModelDir,
-    tmp: PathBuf,
+    _tmp: Scratch,
     /// Stored id -> the file name it came from.
     labels: std::collections::HashMap<String, String>,
 }
@@ -551,15 +576,8 @@ impl Local {
     fn open(m: &ModelArgs) -> Result<Local> {
         let dir = ModelDir::open(&m.model)?;
         let epoch = dir.manifest.snapshot(m.snapshot)?.epoch;
-        let tmp = std::env::temp_dir().join(format!(
-            "zfvis-cli-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
-        std::fs::create_dir_all(tmp.join("models"))
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let scratch = Scratch::new("cli")?;
+        let tmp = scratch.0.clone();
         // The folder, whatever its name, is the model "model" of the engine.
         let target = std::fs::canonicalize(&m.model)?;
         std::os::unix::fs::symlink(&target, tmp.join("models/model"))?;
@@ -575,7 +593,7 @@ impl Local {
             model: ModelName::try_from("model".to_string())?,
             epoch,
             dir,
-            tmp,
+            _tmp: scratch,
             labels: Default::default(),
         })
     }
@@ -604,12 +622,6 @@ impl Local {
             .put(&bytes)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(ContentId::try_from(s.id)?)
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.tmp);
     }
 }
 
@@ -789,21 +801,10 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let mut l = Local::open(&m)?;
-            let mut images = vec![];
-            for (path, parts) in correspondence::read_landmarks(&landmarks)? {
-                let id = l.image(&path)?;
-                l.labels.insert(id.to_string(), file_name(&path));
-                images.push(CorrSetImage {
-                    id: id.to_string(),
-                    parts: parts.into_iter().map(|(k, p)| (k, [p.0, p.1])).collect(),
-                });
+            let (set, files) = correspondence::store_landmarks(&l.engine.ctx.store, &landmarks)?;
+            for (id, path) in &files {
+                l.labels.insert(id.clone(), file_name(path));
             }
-            let set = l
-                .engine
-                .ctx
-                .store
-                .put_set(&CorrSet { images })
-                .map_err(|e| anyhow::anyhow!(e))?;
             let req = SetRequest {
                 model: l.model.clone(),
                 epoch: l.epoch,

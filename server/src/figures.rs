@@ -11,7 +11,7 @@ use zfvis_core::checkpoint::ModelDir;
 use zfvis_core::engine::{self, Engine};
 use zfvis_core::figures::{self, Entry, FigureRequest, Figures, Name};
 use zfvis_core::params::{ContentId, ModelName};
-use zfvis_core::store::{CorrSet, CorrSetImage, ImageStore};
+use zfvis_core::store::ImageStore;
 use zfvis_core::{correspondence, index, parse_device};
 
 #[derive(clap::Args)]
@@ -48,15 +48,6 @@ pub struct FiguresArgs {
     /// auto | cpu | cuda | cuda:N
     #[arg(long, default_value = "auto")]
     device: String,
-}
-
-/// A scratch folder removed on drop: the engine's models (links) and store.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Link a model folder into the engine's models as `name`: the folder
@@ -111,10 +102,8 @@ pub fn run(a: &FiguresArgs) -> Result<()> {
         std::fs::read(&a.image).with_context(|| format!("cannot read {}", a.image.display()))?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
-    let tmp = Scratch(std::env::temp_dir().join(format!("zfvis-figures-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&tmp.0);
+    let tmp = crate::cli::Scratch::new("figures")?;
     let models = tmp.0.join("models");
-    std::fs::create_dir_all(&models)?;
     let model = name_of(&dir, "model");
     link_model(&a.model, &models.join(model.as_str()), a.dataset.is_some())?;
     let compare = match &a.compare {
@@ -166,25 +155,9 @@ pub fn run(a: &FiguresArgs) -> Result<()> {
         }
     };
     let set = match &a.landmarks {
-        Some(l) => {
-            let mut images = vec![];
-            for (path, parts) in correspondence::read_landmarks(l)? {
-                let bytes = std::fs::read(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                let s = store
-                    .put(&bytes)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                images.push(CorrSetImage {
-                    id: s.id,
-                    parts: parts.into_iter().map(|(k, p)| (k, [p.0, p.1])).collect(),
-                });
-            }
-            Some(ContentId::try_from(
-                store
-                    .put_set(&CorrSet { images })
-                    .map_err(|e| anyhow::anyhow!(e))?,
-            )?)
-        }
+        Some(l) => Some(ContentId::try_from(
+            correspondence::store_landmarks(&store, l)?.0,
+        )?),
         None => None,
     };
     let jobs = zfvis_core::progress::Jobs::default();

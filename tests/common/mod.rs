@@ -58,6 +58,19 @@ pub fn test_png() -> Vec<u8> {
     out.into_inner()
 }
 
+/// Upload image bytes to a server (multipart, as the page does); the 201 answer.
+pub fn upload(base: &str, bytes: Vec<u8>) -> reqwest::blocking::Response {
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "image",
+        reqwest::blocking::multipart::Part::bytes(bytes).file_name("x.png"),
+    );
+    reqwest::blocking::Client::new()
+        .post(format!("{base}/api/images"))
+        .multipart(form)
+        .send()
+        .unwrap()
+}
+
 /// A running `zfvis serve` on a free port; killed on drop.
 pub struct Server {
     pub child: std::process::Child,

@@ -2,13 +2,10 @@
 // wait for its reconstruction, then open the page URL in a fresh browser
 // context and find the same reconstruction.
 // usage: node browser.mjs BASE_URL IMAGE OUT_DIR [LAYER]
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [base, imagePath, outDir, layerArg] = process.argv.slice(2);
 const layer = layerArg || "5";
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-  "--no-first-run", "--disable-quic", "--disable-component-update", "--disable-sync"];
 
 async function projectionLoaded(page) {
   await page.waitForFunction(() => {
@@ -25,7 +22,7 @@ async function projectionLoaded(page) {
   });
 }
 
-const browser = await chromium.launch({ executablePath, args, headless: true });
+const browser = await launch();
 try {
   const ctx1 = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await ctx1.newPage();

@@ -2,12 +2,9 @@
 // link with an uploaded image, wait for the numbers, the filters and the
 // layer-2 patches, switch the filter contrast, and reopen the URL elsewhere.
 // usage: node compare.mjs BASE_URL IMAGE OUT_DIR
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [base, imagePath, outDir] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-  "--no-first-run", "--disable-quic", "--disable-component-update", "--disable-sync"];
 
 async function loaded(page) {
   await page.waitForSelector("#cmp-table table", { timeout: 90000 });
@@ -24,7 +21,7 @@ async function loaded(page) {
   }));
 }
 
-const browser = await chromium.launch({ executablePath, args, headless: true });
+const browser = await launch();
 try {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await ctx.newPage();

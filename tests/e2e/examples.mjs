@@ -2,14 +2,11 @@
 // click one, open conv5, click a map, reach its projection. Every
 // Content-Security-Policy violation on the way is reported.
 // usage: node examples.mjs BASE_URL _ OUT_DIR
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [base, _unused, outDir] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-  "--no-first-run", "--disable-quic", "--disable-component-update", "--disable-sync"];
 
-const browser = await chromium.launch({ executablePath, args, headless: true });
+const browser = await launch();
 try {
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
   const errors = [];

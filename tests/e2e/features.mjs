@@ -2,12 +2,9 @@
 // a small run, wait for the per-layer bars and the transfer curve, then open
 // the shared URL on a phone-sized page and find the same numbers.
 // usage: node features.mjs BASE_URL IMAGE OUT_DIR
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [base, , outDir] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-  "--no-first-run", "--disable-quic", "--disable-component-update", "--disable-sync"];
 
 async function loaded(page) {
   await page.waitForSelector("#fa-layers svg rect", { timeout: 240000 });
@@ -21,7 +18,7 @@ async function loaded(page) {
   }));
 }
 
-const browser = await chromium.launch({ executablePath, args, headless: true });
+const browser = await launch();
 try {
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
   const errors = [];

@@ -1,8 +1,7 @@
 // Manual look: node shot.mjs URL OUT.png [clickSelector] [waitMs] [width]
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 const [url, out, click, wait, width] = process.argv.slice(2);
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"] });
+const browser = await launch();
 const page = await browser.newPage({ viewport: { width: Number(width || 1280), height: 900 } });
 page.on("pageerror", (e) => console.log("pageerror", String(e)));
 page.on("console", (m) => console.log("console", m.text()));

@@ -2,14 +2,11 @@
 // the DevTools protocol, so the browser makes the pointer events) moves
 // the square and updates the readout.
 // usage: node touch.mjs BASE_URL _ OUT_DIR
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [base, _unused, outDir] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-  "--no-first-run", "--disable-quic", "--disable-component-update", "--disable-sync"];
 
-const browser = await chromium.launch({ executablePath, args, headless: true });
+const browser = await launch();
 try {
   const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 });
   const page = await ctx.newPage();

@@ -192,11 +192,11 @@ pub async fn dataset(State(st): State<AppState>) -> Result<Response, ApiError> {
             "kind": "folder",
             "name": d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         }),
-        None => {
-            let store = st.ctx.store.clone();
-            let uploads = blocking(move || Ok(store.recent(usize::MAX).len())).await?;
-            serde_json::json!({ "kind": "store", "examples": st.examples.len(), "uploads": uploads })
-        }
+        None => serde_json::json!({
+            "kind": "store",
+            "examples": st.examples.len(),
+            "uploads": st.ctx.store.uploads(),
+        }),
     })
     .into_response())
 }
