@@ -610,5 +610,31 @@ def main(argv=None):
         dist.destroy_process_group()
 
 
+def run():
+    """main(), leaving a distributed process with os._exit: freeing the DDP
+    model at interpreter exit can deadlock (seen 1 run in 21 on 2 cores, and
+    once in CI): the Reducer's destructor holds the GIL while it joins gloo's
+    worker thread, which waits for the GIL to free a finished barrier's
+    tensors. Everything the run writes is closed by then."""
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+            code = 1
+        else:
+            code = e.code or 0
+    except BaseException:  # noqa: BLE001 - printed, then the process ends
+        import traceback
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "WORLD_SIZE" in os.environ:
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    run()

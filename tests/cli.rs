@@ -563,9 +563,14 @@ fn figures_of_the_bundled_model() {
     assert_eq!(fig6["models"][0]["kernel"], 7);
     assert_eq!(fig6["models"][1]["kernel"], 11);
     // Fig. 2 and Fig. 4 ran over the images given and the examples (no
-    // --dataset): 4 examples (the cat among them) and 5 landmarked dogs.
+    // --dataset): the bundled examples (the cat among them) and 5
+    // landmarked dogs.
     let fig2 = json("fig2-top9")["data"].clone();
-    let n = 4 + if landmarks.is_some() { 5 } else { 0 };
+    let examples: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("examples/examples.json")).unwrap(),
+    )
+    .unwrap();
+    let n = examples.as_array().unwrap().len() + if landmarks.is_some() { 5 } else { 0 };
     assert_eq!(fig2["images"], n, "{}", fig2["images"]);
     assert_eq!(
         fig2["maps"].as_array().unwrap().len(),
