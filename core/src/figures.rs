@@ -223,10 +223,13 @@ fn strongest_maps(idx: &crate::index::SnapshotIndex, layer: usize, n: usize) -> 
     maps.into_iter().take(n).map(|m| m.0).collect()
 }
 
-fn dataset_index(e: &Engine, r: &FigureRequest, epoch: u32) -> Result<crate::index::SnapshotIndex> {
+fn dataset_index(
+    e: &Engine,
+    r: &FigureRequest,
+    epoch: u32,
+) -> Result<std::sync::Arc<crate::index::SnapshotIndex>> {
     let m = e.model(&r.model)?;
-    let dataset = e.ctx.indexer()?.dataset.clone();
-    timeline::snapshot_index(&m, &dataset, epoch)
+    timeline::snapshot_index(e.ctx.indexer()?, &m, epoch)
 }
 
 fn decode_png(bytes: &[u8]) -> Result<RgbImage> {

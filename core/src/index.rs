@@ -441,7 +441,18 @@ pub struct Indexer {
     /// Set when the dataset is the image store (no `--dataset`): its images
     /// change as they are uploaded, and each index is brought up to date.
     live: Option<Live>,
+    /// Index files read so far, by path, with the modification time and
+    /// length they were read at (a rebuild replaces the file).
+    loaded: std::sync::Arc<std::sync::Mutex<Loaded>>,
+    /// The given dataset's image files, listed on first use.
+    files: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<Vec<PathBuf>>>>,
 }
+
+type Loaded =
+    std::collections::HashMap<PathBuf, (std::time::SystemTime, u64, std::sync::Arc<SnapshotIndex>)>;
+
+/// Index files kept parsed in memory (a few snapshots of a few models).
+const LOADED: usize = 64;
 
 #[derive(Clone)]
 struct Live {
@@ -492,7 +503,49 @@ impl Indexer {
             jobs,
             tx,
             live: None,
+            loaded: Default::default(),
+            files: Default::default(),
         }
+    }
+
+    /// The image files of the dataset, listed once (a given dataset does
+    /// not change while the server runs; the image store's do).
+    pub fn files(&self) -> Result<std::sync::Arc<Vec<PathBuf>>> {
+        if self.live.is_some() {
+            return Ok(std::sync::Arc::new(data::list_images(&self.dataset)?));
+        }
+        if let Some(f) = self.files.get() {
+            return Ok(f.clone());
+        }
+        let listed = std::sync::Arc::new(data::list_images(&self.dataset)?);
+        Ok(self.files.get_or_init(|| listed).clone())
+    }
+
+    /// The built index of one snapshot, parsed once and kept while its file
+    /// is unchanged; None when it is not built yet.
+    pub fn load(
+        &self,
+        model: &ModelDir,
+        epoch: u32,
+    ) -> Result<Option<std::sync::Arc<SnapshotIndex>>> {
+        let path = index_path(model, &self.dataset, epoch)?;
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return Ok(None);
+        };
+        let stamp = (meta.modified()?, meta.len());
+        let lock = || self.loaded.lock().unwrap_or_else(|x| x.into_inner());
+        if let Some((t, n, idx)) = lock().get(&path) {
+            if (*t, *n) == stamp {
+                return Ok(Some(idx.clone()));
+            }
+        }
+        let idx = std::sync::Arc::new(load(&path)?);
+        let mut memo = lock();
+        if memo.len() >= LOADED {
+            memo.clear();
+        }
+        memo.insert(path, (stamp.0, stamp.1, idx.clone()));
+        Ok(Some(idx))
     }
 
     /// Index the image store itself (the examples and every upload), each

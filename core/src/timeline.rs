@@ -14,6 +14,7 @@ use image::imageops::{self, FilterType};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Edge of one cell of the sprites, px.
 pub const TILE: u32 = 96;
@@ -88,14 +89,18 @@ fn entry_patches(
     Ok((patch, proj, cut(crop)))
 }
 
-pub fn snapshot_index(model: &ModelDir, dataset: &Path, epoch: u32) -> Result<SnapshotIndex> {
-    let path = index::index_path(model, dataset, epoch)?;
-    if !path.exists() {
-        return Err(Error::NotFound(format!(
+/// The built index of one snapshot over the indexer's dataset (read once
+/// per file version); NotFound while it is not built.
+pub fn snapshot_index(
+    ix: &index::Indexer,
+    model: &ModelDir,
+    epoch: u32,
+) -> Result<Arc<SnapshotIndex>> {
+    ix.load(model, epoch)?.ok_or_else(|| {
+        Error::NotFound(format!(
             "the dataset index of epoch {epoch} is not built yet"
-        )));
-    }
-    Ok(index::load(&path)?)
+        ))
+    })
 }
 
 /// One snapshot of a model (the dataset index's address).
@@ -174,8 +179,9 @@ impl Analysis for DatasetTop9 {
         let net = e.net(&r.model, r.epoch)?;
         check_layer_map(&net.spec, r.layer, r.map).map_err(bad_input)?;
         let m = e.model(&r.model)?;
-        let dataset = e.ctx.indexer()?.dataset.clone();
-        let idx = snapshot_index(&m, &dataset, r.epoch)?;
+        let ix = e.ctx.indexer()?.clone();
+        let dataset = ix.dataset.clone();
+        let idx = snapshot_index(&ix, &m, r.epoch)?;
         let entries = index::top9(&idx, r.layer, r.map).map_err(bad_input)?;
         let mut sprite = RgbImage::from_pixel(TILE * 9, TILE * 2, [128; 3].into());
         let mut items = vec![];
@@ -269,7 +275,8 @@ impl Timeline {
         for &k in maps {
             check_layer_map(&spec, r.layer, k).map_err(bad_input)?;
         }
-        let dataset = e.ctx.indexer()?.dataset.clone();
+        let ix = e.ctx.indexer()?.clone();
+        let dataset = ix.dataset.clone();
         let epochs: Vec<u32> = m.manifest.snapshots.iter().map(|s| s.epoch).collect();
         let (rows, cols) = (maps.len() as u32, epochs.len() as u32);
         let mut projs = RgbImage::from_pixel(TILE * cols.max(1), TILE * rows, [235; 3].into());
@@ -279,7 +286,7 @@ impl Timeline {
         for (c, &epoch) in epochs.iter().enumerate() {
             let mut column = || -> Result<()> {
                 e.net(&r.model, epoch)?;
-                let idx = snapshot_index(&m, &dataset, epoch)?;
+                let idx = snapshot_index(&ix, &m, epoch)?;
                 for (row, &map) in maps.iter().enumerate() {
                     let top = index::top9(&idx, r.layer, map).map_err(bad_input)?;
                     let Some(en) = top.first() else { continue };

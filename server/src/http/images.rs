@@ -204,16 +204,15 @@ pub async fn dataset(State(st): State<AppState>) -> Result<Response, ApiError> {
 /// `POST /api/dataset/random`: store a random image of the `--dataset`
 /// folder as an upload, to open it in the image view.
 pub async fn random(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let dir = st
-        .ctx
-        .indexer()?
+    let ix = st.ctx.indexer()?.clone();
+    let dir = ix
         .given()
         .ok_or_else(|| ApiError::not_found("no dataset: start the server with --dataset DIR"))?
         .to_path_buf();
     let store = st.ctx.store.clone();
     let r = blocking(move || {
         use rand::seq::IndexedRandom;
-        let files = zfvis_core::data::list_images(&dir).map_err(|e| ApiError::internal(e.to_string()))?;
+        let files = ix.files().map_err(|e| ApiError::internal(e.to_string()))?;
         // A few tries: a dataset may hold files that do not decode.
         for _ in 0..5 {
             let Some(p) = files.choose(&mut rand::rng()) else { break };
