@@ -53,6 +53,7 @@ fn objective(loss: Loss, x: &Tensor, y: &Tensor, w: &Tensor, b: &Tensor, lambda:
 /// Minimise a smooth function of one flat parameter vector with L-BFGS
 /// (history 10, backtracking Armijo line search); stops when the gradient's
 /// largest entry is below `tol` or after `max_iter` iterations.
+#[allow(clippy::assign_op_pattern)] // tensors that may be views: out of place
 pub fn lbfgs(f: impl Fn(&Tensor) -> Tensor, x0: Tensor, tol: f64, max_iter: usize) -> Tensor {
     let eval = |x: &Tensor| -> (f64, Tensor) {
         let x = x.detach().set_requires_grad(true);
@@ -67,7 +68,8 @@ pub fn lbfgs(f: impl Fn(&Tensor) -> Tensor, x0: Tensor, tol: f64, max_iter: usiz
         if g.abs().max().double_value(&[]) < tol {
             break;
         }
-        // Two-loop recursion: d = -H g.
+        // Two-loop recursion: d = -H g. Out of place (`q = q - ..`, not
+        // `q -= ..`): q starts as a view of g.
         let mut q = g.shallow_clone();
         let mut alphas = vec![];
         for (s, y, rho) in hist.iter().rev() {

@@ -256,7 +256,10 @@ pub fn correspondence(
 
 /// A landmarks file: `{"file.jpg": {"eye_left": [x, y], …}, …}`, file names
 /// relative to the landmarks file, points in original image pixels.
-pub fn read_landmarks(path: &Path) -> Result<Vec<(PathBuf, BTreeMap<String, (f64, f64)>)>> {
+/// Named points of one image, in its pixels.
+pub type Points = BTreeMap<String, (f64, f64)>;
+
+pub fn read_landmarks(path: &Path) -> Result<Vec<(PathBuf, Points)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let v: BTreeMap<String, BTreeMap<String, [f64; 2]>> = serde_json::from_str(&text)

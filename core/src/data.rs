@@ -131,10 +131,9 @@ pub fn select_classes(all: Vec<ClassInfo>, wanted: &[String]) -> Result<Vec<Clas
 
 /// (path, class index) of every image in `split_dir/<class id>/`, for the
 /// given classes. Folders of unknown classes are returned separately.
-pub fn labelled(
-    split_dir: &Path,
-    classes: &[ClassInfo],
-) -> Result<(Vec<(PathBuf, i64)>, Vec<String>)> {
+pub type Labelled = (Vec<(PathBuf, i64)>, Vec<String>);
+
+pub fn labelled(split_dir: &Path, classes: &[ClassInfo]) -> Result<Labelled> {
     let mut items = vec![];
     let mut unknown = vec![];
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(split_dir)

@@ -86,13 +86,24 @@ pub struct Traced {
     pub trace: Trace,
 }
 
+/// Traces by (model, epoch, image).
+type TraceCache = LruCache<(String, u32, String), Rc<Traced>>;
+
 /// Weights of the loaded snapshots kept in memory.
 const NET_BYTES: u64 = 1 << 30;
 
+/// Traces of dataset files kept (a top-9 row's images).
+const FILE_TRACES: usize = 16;
+
 pub struct Engine {
     pub ctx: Context,
-    nets: LruCache<(String, u32), Rc<Net>>,
-    traces: LruCache<(String, u32, String), Rc<Traced>>,
+    /// Loaded snapshots with their weights' size in bytes.
+    nets: LruCache<(String, u32), (Rc<Net>, u64)>,
+    /// Traces of stored images (uploads, examples) ...
+    traces: TraceCache,
+    /// ... and of dataset files, apart: browsing the dataset views does not
+    /// push the image being looked at out of the cache.
+    file_traces: TraceCache,
     /// Results that several requests share (an occlusion grid behind its
     /// three heatmaps), by the key their analysis gives them.
     memo: LruCache<String, Rc<dyn Any>>,
@@ -113,6 +124,7 @@ impl Engine {
             ctx,
             nets: LruCache::unbounded(),
             traces: LruCache::new(NonZeroUsize::new(traces.max(1)).unwrap()),
+            file_traces: LruCache::new(NonZeroUsize::new(FILE_TRACES).unwrap()),
             memo: LruCache::new(NonZeroUsize::new(16).unwrap()),
             forwards: 0,
         }
@@ -125,23 +137,20 @@ impl Engine {
     /// A snapshot's network (cached).
     pub fn net(&mut self, model: &ModelName, epoch: u32) -> Result<Rc<Net>> {
         let key = (model.to_string(), epoch);
-        if let Some(n) = self.nets.get(&key) {
+        if let Some((n, _)) = self.nets.get(&key) {
             return Ok(n.clone());
         }
         let m = self.ctx.snapshot(model, Some(epoch))?;
         let net = Rc::new(m.load(Some(epoch), self.ctx.device)?);
-        self.nets.put(key, net.clone());
+        let bytes = net
+            .named_tensors()
+            .iter()
+            .map(|(_, t)| t.numel() as u64 * 4)
+            .sum();
+        self.nets.put(key, (net.clone(), bytes));
         // Keep loaded snapshots up to NET_BYTES of weights (at least one):
         // a small model's whole timeline stays loaded, a VGG's a few snapshots.
-        let bytes = |n: &Net| -> u64 {
-            n.named_tensors()
-                .iter()
-                .map(|(_, t)| t.numel() as u64 * 4)
-                .sum()
-        };
-        while self.nets.len() > 1
-            && self.nets.iter().map(|(_, n)| bytes(n)).sum::<u64>() > NET_BYTES
-        {
+        while self.nets.len() > 1 && self.nets.iter().map(|(_, n)| n.1).sum::<u64>() > NET_BYTES {
             self.nets.pop_lru();
         }
         Ok(net)
@@ -154,7 +163,9 @@ impl Engine {
         epoch: u32,
         image: &ContentId,
     ) -> Result<(Rc<Net>, Rc<Traced>)> {
-        self.traced_by(model, epoch, image.to_string(), |e| e.crop(model, image))
+        self.traced_by(model, epoch, image.to_string(), false, |e| {
+            e.crop(model, image)
+        })
     }
 
     /// The forward trace of an image file of the dataset (cached by its
@@ -166,7 +177,8 @@ impl Engine {
         path: &std::path::Path,
         name: &str,
     ) -> Result<(Rc<Net>, Rc<Traced>)> {
-        self.traced_by(model, epoch, format!("file:{}", path.display()), |e| {
+        let key = path.display().to_string();
+        self.traced_by(model, epoch, key, true, |e| {
             let bytes = std::fs::read(path).map_err(|x| Error::NotFound(format!("{name}: {x}")))?;
             let img = preprocess::decode(&bytes).map_err(|x| bad(format!("{name}: {x}")))?;
             Ok(e.model(model)?.manifest.preprocess().crop(&img))
@@ -178,11 +190,19 @@ impl Engine {
         model: &ModelName,
         epoch: u32,
         image: String,
+        file: bool,
         crop: impl FnOnce(&Engine) -> Result<RgbImage>,
     ) -> Result<(Rc<Net>, Rc<Traced>)> {
         let net = self.net(model, epoch)?;
         let key = (model.to_string(), epoch, image);
-        if let Some(t) = self.traces.get(&key) {
+        fn cache(e: &mut Engine, file: bool) -> &mut TraceCache {
+            if file {
+                &mut e.file_traces
+            } else {
+                &mut e.traces
+            }
+        }
+        if let Some(t) = cache(self, file).get(&key) {
             return Ok((net, t.clone()));
         }
         let pre = self.model(model)?.manifest.preprocess();
@@ -195,7 +215,7 @@ impl Engine {
             input: x,
             trace,
         });
-        self.traces.put(key, t.clone());
+        cache(self, file).put(key, t.clone());
         Ok((net, t))
     }
 

@@ -441,15 +441,16 @@ pub struct Indexer {
     /// Set when the dataset is the image store (no `--dataset`): its images
     /// change as they are uploaded, and each index is brought up to date.
     live: Option<Live>,
-    /// Index files read so far, by path, with the modification time and
-    /// length they were read at (a rebuild replaces the file).
+    /// Index files read so far, by path, with the modification time, length
+    /// and inode they were read at.
     loaded: std::sync::Arc<std::sync::Mutex<Loaded>>,
     /// The given dataset's image files, listed on first use.
     files: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<Vec<PathBuf>>>>,
 }
 
-type Loaded =
-    std::collections::HashMap<PathBuf, (std::time::SystemTime, u64, std::sync::Arc<SnapshotIndex>)>;
+/// Path -> ((modified, length, inode), parsed index).
+type Loaded = std::collections::HashMap<PathBuf, (FileStamp, std::sync::Arc<SnapshotIndex>)>;
+type FileStamp = (std::time::SystemTime, u64, u64);
 
 /// Index files kept parsed in memory (a few snapshots of a few models).
 const LOADED: usize = 64;
@@ -532,10 +533,15 @@ impl Indexer {
         let Ok(meta) = std::fs::metadata(&path) else {
             return Ok(None);
         };
-        let stamp = (meta.modified()?, meta.len());
+        // A build writes a new file and renames it over the old one.
+        let stamp = (
+            meta.modified()?,
+            meta.len(),
+            std::os::unix::fs::MetadataExt::ino(&meta),
+        );
         let lock = || self.loaded.lock().unwrap_or_else(|x| x.into_inner());
-        if let Some((t, n, idx)) = lock().get(&path) {
-            if (*t, *n) == stamp {
+        if let Some((s, idx)) = lock().get(&path) {
+            if *s == stamp {
                 return Ok(Some(idx.clone()));
             }
         }
@@ -544,7 +550,7 @@ impl Indexer {
         if memo.len() >= LOADED {
             memo.clear();
         }
-        memo.insert(path, (stamp.0, stamp.1, idx.clone()));
+        memo.insert(path, (stamp, idx.clone()));
         Ok(Some(idx))
     }
 

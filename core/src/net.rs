@@ -405,13 +405,14 @@ impl NetSpec {
     }
 
     pub fn num_classes(&self) -> i64 {
-        match self.layers.iter().rev().find_map(|l| match l {
-            Layer::Linear { out, .. } => Some(*out),
-            _ => None,
-        }) {
-            Some(n) => n,
-            None => 0,
-        }
+        self.layers
+            .iter()
+            .rev()
+            .find_map(|l| match l {
+                Layer::Linear { out, .. } => Some(*out),
+                _ => None,
+            })
+            .unwrap_or(0)
     }
 
     /// A short name: the preset's architecture or "custom".

@@ -539,8 +539,8 @@ pub fn heatmap(
             for yy in (y + half).max(0)..(y + half + r.stride).min(h as i64) {
                 for xx in (x + half).max(0)..(x + half + r.stride).min(w as i64) {
                     let p = out.get_pixel_mut(xx as u32, yy as u32);
-                    for k in 0..3 {
-                        p.0[k] = ((p.0[k] as u32 + 3 * c[k] as u32) / 4) as u8;
+                    for (v, c) in p.0.iter_mut().zip(c) {
+                        *v = ((*v as u32 + 3 * c as u32) / 4) as u8;
                     }
                 }
             }

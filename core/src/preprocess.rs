@@ -400,6 +400,11 @@ pub fn to_tensor(img: &RgbImage, mean: &[f64; 3], std: &[f64; 3]) -> Tensor {
     (t - m) / s
 }
 
+/// ImageNet's channel mean and standard deviation (RGB, 0..1): the
+/// normalisation of the networks trained here.
+pub const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+pub const STD: [f64; 3] = [0.229, 0.224, 0.225];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,8 +448,3 @@ mod tests {
         assert_eq!(flatten_alpha(img).get_pixel(0, 0).0, [255, 255, 255]);
     }
 }
-
-/// ImageNet's channel mean and standard deviation (RGB, 0..1): the
-/// normalisation of the networks trained here.
-pub const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
-pub const STD: [f64; 3] = [0.229, 0.224, 0.225];

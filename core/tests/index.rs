@@ -24,10 +24,7 @@ fn write_images(dir: &Path, from: usize, to: usize) {
 fn index_equals_brute_force_and_is_incremental() {
     let root = std::env::temp_dir().join(format!("zfvis-index-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let spec = {
-        let s = NetSpec::preset(Arch::Zfnet, 0.1, 0.02, 3);
-        s
-    };
+    let spec = NetSpec::preset(Arch::Zfnet, 0.1, 0.02, 3);
     let classes = (0..3)
         .map(|i| ClassInfo {
             index: i,
@@ -41,12 +38,25 @@ fn index_equals_brute_force_and_is_incremental() {
     let ds = root.join("ds");
     write_images(&ds, 0, 7);
     std::fs::write(ds.join("a/broken.jpg"), b"nope").unwrap();
+    // The server's reader: nothing before the first build, then each file
+    // version parsed once.
+    let ix = index::Indexer::spawn(root.clone(), ds.clone(), Device::Cpu, Default::default());
+    assert!(ix.load(&model, 2).unwrap().is_none());
     let (_, n) = index::build(&net, &model, 2, &ds, 3, &|_, _| {}).unwrap();
     assert_eq!(n, 8);
+    let first = ix.load(&model, 2).unwrap().unwrap();
+    assert_eq!(first.images.len(), 7);
+    assert!(std::sync::Arc::ptr_eq(
+        &first,
+        &ix.load(&model, 2).unwrap().unwrap()
+    ));
     write_images(&ds, 7, 13);
     let (idx, n) = index::build(&net, &model, 2, &ds, 4, &|_, _| {}).unwrap();
     assert_eq!(n, 6, "only the new images are read");
     assert_eq!(idx.images.len(), 13);
+    let second = ix.load(&model, 2).unwrap().unwrap();
+    assert_eq!(second.images, idx.images, "the rebuilt file is read again");
+    assert_eq!(second.layers, idx.layers);
     assert!(idx.skipped.contains("a/broken.jpg"));
     let (_, n) = index::build(&net, &model, 2, &ds, 4, &|_, _| {}).unwrap();
     assert_eq!(n, 0);

@@ -95,12 +95,11 @@ impl Drop for ServerProcess {
     }
 }
 
-/// The model's last epoch, its epochs and (layer, maps) list.
-fn model_info(
-    c: &reqwest::blocking::Client,
-    base: &str,
-    model: &str,
-) -> Result<(Vec<u64>, Vec<(u64, u64)>)> {
+/// A model's epochs and its (layer, maps) list.
+type ModelInfo = (Vec<u64>, Vec<(u64, u64)>);
+
+/// The model's epochs and (layer, maps) list.
+fn model_info(c: &reqwest::blocking::Client, base: &str, model: &str) -> Result<ModelInfo> {
     let info: Value = c
         .get(format!("{base}/api/models/{model}"))
         .send()?

@@ -294,7 +294,7 @@ pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
         if matches!(
             n.op_type.as_str(),
             "Shape" | "Gather" | "Unsqueeze" | "Concat"
-        ) && !n.input.iter().any(|x| *x == current)
+        ) && !n.input.contains(&current)
         {
             continue;
         }
@@ -407,7 +407,10 @@ pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
                         bail!("{}: transA is not supported", at());
                     }
                     w = if attr_i(n, "transB", 0) == 1 { w0 } else { w0.tr() };
-                    w = w * attr_f(n, "alpha", 1.0);
+                    #[allow(clippy::assign_op_pattern)] // w may be a constant's view
+                    {
+                        w = w * attr_f(n, "alpha", 1.0);
+                    }
                     b = match n.input.get(2).filter(|s| !s.is_empty()) {
                         Some(s) => get(&consts, s, n)? * attr_f(n, "beta", 1.0),
                         None => Tensor::zeros([w.size()[0]], (Kind::Float, tch::Device::Cpu)),
