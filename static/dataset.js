@@ -62,6 +62,7 @@ export function createDataset({ state, model, render, writeURL, showError }) {
           grid.append(cell);
         }
       });
+      if (!r.items.length) grid.textContent = "This map is silent (activation 0) on every image of the dataset.";
       row.append(grid);
       body.append(row);
     }

@@ -410,6 +410,14 @@ fn merge(top: &mut [Vec<Entry>], maps: &Tensor, names: &[String]) -> Result<()> 
 }
 
 /// The top-9 of one map, building the index if needed.
+/// The entries of a top 9 where the map responds at all (value > 0): a map
+/// silent on an image has nothing to project there (small datasets, such as
+/// the image store, have such entries).
+pub fn responding(entries: &[Entry]) -> &[Entry] {
+    let n = entries.iter().take_while(|e| e.value > 0.0).count();
+    &entries[..n]
+}
+
 pub fn top9(index: &SnapshotIndex, layer: usize, map: i64) -> Result<&[Entry]> {
     let n = index.layers.len();
     if !(1..=n).contains(&layer) {

@@ -182,7 +182,7 @@ impl Analysis for DatasetTop9 {
         let ix = e.ctx.indexer()?.clone();
         let dataset = ix.dataset.clone();
         let idx = snapshot_index(&ix, &m, r.epoch)?;
-        let entries = index::top9(&idx, r.layer, r.map).map_err(bad_input)?;
+        let entries = index::responding(index::top9(&idx, r.layer, r.map).map_err(bad_input)?);
         let mut sprite = RgbImage::from_pixel(TILE * 9, TILE * 2, [128; 3].into());
         let mut items = vec![];
         for en in entries {
@@ -288,7 +288,8 @@ impl Timeline {
                 e.net(&r.model, epoch)?;
                 let idx = snapshot_index(&ix, &m, epoch)?;
                 for (row, &map) in maps.iter().enumerate() {
-                    let top = index::top9(&idx, r.layer, map).map_err(bad_input)?;
+                    let top =
+                        index::responding(index::top9(&idx, r.layer, map).map_err(bad_input)?);
                     let Some(en) = top.first() else { continue };
                     let (patch, proj, img) =
                         entry_patches(e, (&r.model, epoch), &dataset, (r.layer, map), en, r.frame)?;

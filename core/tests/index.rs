@@ -121,3 +121,20 @@ fn index_equals_brute_force_and_is_incremental() {
     assert!(index::resolve(&ds, "../etc/passwd").is_err());
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A top 9 over a small dataset may end in images the map is silent on
+/// (activation 0): the views leave them out.
+#[test]
+fn silent_entries_are_left_out() {
+    let e = |value: f64| index::Entry {
+        image: format!("{value}.jpg"),
+        value,
+        y: 0,
+        x: 0,
+    };
+    let top = [e(2.5), e(0.25), e(0.0), e(0.0)];
+    let r = index::responding(&top);
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[1].image, "0.25.jpg");
+    assert!(index::responding(&[e(0.0)]).is_empty());
+}
