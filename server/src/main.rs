@@ -1,6 +1,7 @@
 //! `zfvis`: the command line and the web server over zfvis-core.
 
 mod bench;
+mod child;
 mod cli;
 mod error;
 mod figures;

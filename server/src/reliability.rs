@@ -3,21 +3,20 @@
 //! prints its figures and fails (exit 1) when a promise is broken: no 5xx,
 //! no crash, 503 only with Retry-After, bounded memory.
 
+use crate::child::Server;
 use anyhow::{bail, Context, Result};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zfvis_core::fuzz::{mutate, seeds};
 
 /// `zfvis serve` as a child process on a free loopback port, with its own
-/// upload folder; killed on drop.
+/// upload folder; killed on drop, its folder removed.
 pub struct ServerProcess {
-    pub child: Child,
+    server: Server,
     pub base: String,
     pub data: PathBuf,
 }
@@ -26,49 +25,26 @@ impl ServerProcess {
     pub fn start(models: &Path, extra: &[&str]) -> Result<ServerProcess> {
         let data = std::env::temp_dir().join(format!("zfvis-rel-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
-        let mut child = Command::new(std::env::current_exe()?)
-            .args([
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--device",
-                "cpu",
-                "--models",
-            ])
-            .arg(models)
-            .arg("--data")
-            .arg(&data)
-            .args(extra)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start zfvis serve")?;
-        let stderr = child.stderr.take().context("no stderr")?;
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        let base = loop {
-            match lines.next() {
-                Some(Ok(l)) => {
-                    if let Some(i) = l.find("http://") {
-                        break l[i..].trim().to_string();
-                    }
-                }
-                _ => bail!("zfvis serve exited before listening"),
-            }
-        };
-        std::thread::spawn(move || {
-            for l in lines.map_while(|l| l.ok()) {
+        let server = Server::start(
+            &std::env::current_exe()?,
+            models,
+            &data,
+            extra,
+            "error",
+            |l| {
                 if l.contains("panicked") || l.contains("error") {
                     eprintln!("server: {l}");
                 }
-            }
-        });
-        Ok(ServerProcess { child, base, data })
+            },
+        )
+        .context("cannot start zfvis serve")?;
+        let base = server.base.clone();
+        Ok(ServerProcess { server, base, data })
     }
 
     /// Resident memory of the server, MB.
     pub fn rss_mb(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        std::fs::read_to_string(format!("/proc/{}/status", self.server.child.id()))
             .ok()
             .and_then(|s| {
                 s.lines()
@@ -80,7 +56,7 @@ impl ServerProcess {
 
     /// Still running? (An exit is a crash.)
     pub fn alive(&mut self) -> Result<()> {
-        if let Some(st) = self.child.try_wait()? {
+        if let Some(st) = self.server.child.try_wait()? {
             bail!("the server died: {st}");
         }
         Ok(())
@@ -89,8 +65,8 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.server.child.kill();
+        let _ = self.server.child.wait();
         let _ = std::fs::remove_dir_all(&self.data);
     }
 }

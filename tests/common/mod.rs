@@ -71,47 +71,12 @@ pub fn upload(base: &str, bytes: Vec<u8>) -> reqwest::blocking::Response {
         .unwrap()
 }
 
+#[path = "../../server/src/child.rs"]
+mod child;
+pub use child::Server;
+
 /// A running `zfvis serve` on a free port; killed on drop.
-pub struct Server {
-    pub child: std::process::Child,
-    pub base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 pub fn serve(models: &Path, data: &Path, extra: &[&str]) -> Server {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zfvis"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--device",
-            "cpu",
-            "--models",
-        ])
-        .arg(models)
-        .arg("--data")
-        .arg(data)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    let base = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if let Some(i) = line.find("http://") {
-            break line[i..].trim().to_string();
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
+    let exe = Path::new(env!("CARGO_BIN_EXE_zfvis"));
+    Server::start(exe, models, data, extra, "warn", |_| {}).unwrap()
 }
