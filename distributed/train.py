@@ -391,6 +391,22 @@ def log(rank, *a):
         print(*a, file=sys.stderr, flush=True)
 
 
+def die_with_agent():
+    """Under torchrun on Linux: end when the agent ends. torchrun starts its
+    workers in sessions of their own, so `kill -9` of torchrun (or of its
+    process group) would leave them training on, orphaned, still writing
+    into --out."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+    agent = os.getppid()
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != agent:  # the agent was gone before prctl took effect
+        os._exit(1)
+
+
 def main(argv=None):
     args = parse_args(argv)
     distributed = "WORLD_SIZE" in os.environ
@@ -409,6 +425,7 @@ def main(argv=None):
     else:
         torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local_world))
     if distributed:
+        die_with_agent()
         dist.init_process_group("nccl" if cuda else "gloo")
 
     train_dir, classes = read_classes(args.data, [c for c in args.classes.split(",") if c.strip()])
@@ -474,6 +491,7 @@ def main(argv=None):
     if cuda:
         net.to(memory_format=torch.channels_last)
     model = DDP(net, device_ids=[local_rank] if cuda else None) if distributed else net
+    KEEP.append(model)  # never freed before os._exit: see run()
     nesterov = args.schedule == "modern"
     opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum,
                           weight_decay=args.weight_decay, nesterov=nesterov)
@@ -610,12 +628,17 @@ def main(argv=None):
         dist.destroy_process_group()
 
 
+# Objects a distributed process must not free: freeing the DDP model can
+# deadlock (seen 1 run in 21 on 2 cores, and in CI, when main() returned or
+# raised): the Reducer's destructor holds the GIL while it joins gloo's worker
+# thread, which waits for the GIL to free a finished barrier's tensors. They
+# stay referenced here until run() ends the process with os._exit.
+KEEP = []
+
+
 def run():
-    """main(), leaving a distributed process with os._exit: freeing the DDP
-    model at interpreter exit can deadlock (seen 1 run in 21 on 2 cores, and
-    once in CI): the Reducer's destructor holds the GIL while it joins gloo's
-    worker thread, which waits for the GIL to free a finished barrier's
-    tensors. Everything the run writes is closed by then."""
+    """main(), leaving a distributed process with os._exit (see KEEP); every
+    file the run writes is closed by then."""
     code = 0
     try:
         main()

@@ -350,7 +350,23 @@ fn killed_run_resumes_to_the_same_weights() {
         !part.join("epoch-006.safetensors").exists(),
         "killed too late"
     );
-    std::thread::sleep(std::time::Duration::from_millis(300)); // workers gone
+    // The workers end with torchrun: they run in sessions of their own, out of
+    // the group's reach, and train.py has the kernel kill them with their
+    // agent (their data loader processes notice within 5 s). Orphans would
+    // train on and write epoch 6.
+    let t = std::time::Instant::now();
+    while !processes_naming(&part).is_empty() {
+        let left = processes_naming(&part);
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "workers outlived torchrun: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        !part.join("epoch-006.safetensors").exists(),
+        "the workers trained on after torchrun was killed"
+    );
 
     let o = torchrun(2, &data, &part, &[&args[..], &["--resume"]].concat());
     assert!(String::from_utf8_lossy(&o.stderr).contains("resuming"));
@@ -369,6 +385,23 @@ fn killed_run_resumes_to_the_same_weights() {
     let o = torchrun_cmd(1, &data, &part, &args).output().unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("pass --resume"));
+}
+
+/// Live processes whose command line names `path`.
+fn processes_naming(path: &Path) -> Vec<u32> {
+    let needle = path.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmd)
+                .replace('\0', " ")
+                .contains(&needle)
+                .then_some(pid)
+        })
+        .collect()
 }
 
 fn zfvis(args: &[&str]) -> Output {
