@@ -624,8 +624,8 @@ def main(argv=None):
         if rank == 0 and os.path.exists(state_path):
             os.remove(state_path)
     del loader, val_loader
-    if distributed:
-        dist.destroy_process_group()
+    # No destroy_process_group(): shutting gloo down joins its worker thread
+    # too (see KEEP). The last barrier is passed; run() ends the process.
 
 
 # Objects a distributed process must not free: freeing the DDP model can
