@@ -426,7 +426,6 @@ def main(argv=None):
         torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local_world))
     if distributed:
         die_with_agent()
-        dist.init_process_group("nccl" if cuda else "gloo")
 
     train_dir, classes = read_classes(args.data, [c for c in args.classes.split(",") if c.strip()])
     ids = [c["id"] for c in classes]
@@ -487,18 +486,6 @@ def main(argv=None):
             log(rank, f"no {STATE}: resuming from snapshot {s['epoch']} with fresh momentum buffers")
         log(rank, f"resuming {args.out} at epoch {start_epoch}")
 
-    net.to(device)
-    if cuda:
-        net.to(memory_format=torch.channels_last)
-    model = DDP(net, device_ids=[local_rank] if cuda else None) if distributed else net
-    KEEP.append(model)  # never freed before os._exit: see run()
-    nesterov = args.schedule == "modern"
-    opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum,
-                          weight_decay=args.weight_decay, nesterov=nesterov)
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
-    smoothing = 0.1 if args.schedule == "modern" else 0.0
-
     # Data: ImageFolder, a DistributedSampler, DataLoader workers.
     train_set = Folder(train_dir, ids)
     if args.limit and len(train_set.samples) > args.limit:
@@ -511,9 +498,17 @@ def main(argv=None):
     inner = DistributedSampler(aug, num_replicas=world, rank=rank, shuffle=True, seed=args.seed) \
         if distributed else Shuffled(len(aug), args.seed)
     sampler = Keyed(inner)
-    # Workers are started per epoch and stopped at its end: persistent
-    # workers could hang the process at exit (seen once in 20 test runs).
-    loader_kw = dict(num_workers=args.workers, pin_memory=cuda)
+    # Loader workers are persistent: forked once, below, before gloo's threads
+    # exist (a fork of a process running them can inherit a held lock: a val
+    # worker forked per epoch hung at its start 1 run in ~150 here). Each
+    # loader draws its workers' seed from a generator of its own, not from the
+    # global one behind the dropout masks: a persistent loader draws it once,
+    # in the first epoch the process runs, which differs on --resume.
+    def workers(n):
+        return dict(num_workers=n, persistent_workers=n > 0,
+                    generator=torch.Generator().manual_seed(args.seed))
+
+    loader_kw = dict(pin_memory=cuda, **workers(args.workers))
     loader = DataLoader(aug, batch_size=args.batch, sampler=sampler, **loader_kw)
     val_dir = os.path.join(args.data, "val")
     val_set = Folder(val_dir, ids) if os.path.isdir(val_dir) else None
@@ -522,7 +517,25 @@ def main(argv=None):
         val_set.transform = transforms.Compose([transforms.Resize(INPUT), transforms.CenterCrop(INPUT),
                                                 transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
         part = torch.utils.data.Subset(val_set, list(range(rank, len(val_set), world)))
-        val_loader = DataLoader(part, batch_size=100, num_workers=min(args.workers, 2))
+        val_loader = DataLoader(part, batch_size=100, **workers(min(args.workers, 2)))
+    for lo in (loader, val_loader):
+        if lo is not None and lo.num_workers > 0:
+            iter(lo)  # starts the workers; this prefetch is dropped at the first epoch
+    if distributed:
+        dist.init_process_group("nccl" if cuda else "gloo")
+
+    net.to(device)
+    if cuda:
+        net.to(memory_format=torch.channels_last)
+    model = DDP(net, device_ids=[local_rank] if cuda else None) if distributed else net
+    KEEP.append(model)  # never freed before os._exit: see run()
+    nesterov = args.schedule == "modern"
+    opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum,
+                          weight_decay=args.weight_decay, nesterov=nesterov)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    smoothing = 0.1 if args.schedule == "modern" else 0.0
+
     log(rank, f"training {manifest['architecture']} width {manifest['width']} on {len(aug)} images "
               f"({len(classes)} classes), {len(val_set.samples) if val_set else 0} val images, "
               f"{world} process(es) x batch {args.batch} on {args.device}")
@@ -628,17 +641,17 @@ def main(argv=None):
     # too (see KEEP). The last barrier is passed; run() ends the process.
 
 
-# Objects a distributed process must not free: freeing the DDP model can
-# deadlock (seen 1 run in 21 on 2 cores, and in CI, when main() returned or
-# raised): the Reducer's destructor holds the GIL while it joins gloo's worker
-# thread, which waits for the GIL to free a finished barrier's tensors. They
-# stay referenced here until run() ends the process with os._exit.
+# Objects the process must not free: freeing the DDP model can deadlock
+# (seen 1 run in 21 on 2 cores, and in CI, when main() returned or raised):
+# the Reducer's destructor holds the GIL while it joins gloo's worker thread,
+# which waits for the GIL to free a finished barrier's tensors. They stay
+# referenced here until run() ends the process with os._exit.
 KEEP = []
 
 
 def run():
-    """main(), leaving a distributed process with os._exit (see KEEP); every
-    file the run writes is closed by then."""
+    """main(), then os._exit (see KEEP; and no interpreter teardown waiting
+    on loader workers); every file the run writes is closed by then."""
     code = 0
     try:
         main()
@@ -654,9 +667,7 @@ def run():
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()
-    if "WORLD_SIZE" in os.environ:
-        os._exit(code)
-    sys.exit(code)
+    os._exit(code)
 
 
 if __name__ == "__main__":
