@@ -637,8 +637,8 @@ def main(argv=None):
         if rank == 0 and os.path.exists(state_path):
             os.remove(state_path)
     del loader, val_loader
-    # No destroy_process_group(): shutting gloo down joins its worker thread
-    # too (see KEEP). The last barrier is passed; run() ends the process.
+    # No destroy_process_group(): the last barrier is passed and run() ends
+    # the process; tearing gloo down is what deadlocked (see KEEP).
 
 
 # Objects the process must not free: freeing the DDP model can deadlock
