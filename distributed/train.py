@@ -499,8 +499,9 @@ def main(argv=None):
         if distributed else Shuffled(len(aug), args.seed)
     sampler = Keyed(inner)
     # Loader workers are persistent: forked once, below, before gloo's threads
-    # exist (a fork of a process running them can inherit a held lock: a val
-    # worker forked per epoch hung at its start 1 run in ~150 here). Each
+    # exist (a fork of a process running them can inherit a held lock: forked
+    # per epoch, 2 runs in 166 hung here, one seen to be a val worker hanging
+    # at its start). Each
     # loader draws its workers' seed from a generator of its own, not from the
     # global one behind the dropout masks: a persistent loader draws it once,
     # in the first epoch the process runs, which differs on --resume.

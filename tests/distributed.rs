@@ -355,8 +355,11 @@ fn killed_run_resumes_to_the_same_weights() {
     // agent (their data loader processes notice within 5 s). Orphans would
     // train on and write epoch 6.
     let t = std::time::Instant::now();
-    while !processes_naming(&part).is_empty() {
+    loop {
         let left = processes_naming(&part);
+        if left.is_empty() {
+            break;
+        }
         assert!(
             t.elapsed().as_secs() < 10,
             "workers outlived torchrun: {left:?}"

@@ -409,7 +409,6 @@ fn merge(top: &mut [Vec<Entry>], maps: &Tensor, names: &[String]) -> Result<()> 
     Ok(())
 }
 
-/// The top-9 of one map, building the index if needed.
 /// The entries of a top 9 where the map responds at all (value > 0): a map
 /// silent on an image has nothing to project there (small datasets, such as
 /// the image store, have such entries).
@@ -418,6 +417,7 @@ pub fn responding(entries: &[Entry]) -> &[Entry] {
     &entries[..n]
 }
 
+/// The top 9 of one map in an index (strongest first).
 pub fn top9(index: &SnapshotIndex, layer: usize, map: i64) -> Result<&[Entry]> {
     let n = index.layers.len();
     if !(1..=n).contains(&layer) {

@@ -333,14 +333,15 @@ impl ImageStore {
         std::fs::read(self.path(id)?).ok()
     }
 
-    /// The most recently stored ids, newest first.
     /// How many uploads are stored (the examples not counted); from memory.
     pub fn uploads(&self) -> usize {
         // The usage lock is taken before the pinned one everywhere (evict).
         let u = self.usage();
-        u.items.keys().filter(|id| !self.is_pinned(id)).count()
+        let pinned = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        u.items.keys().filter(|id| !pinned.contains(*id)).count()
     }
 
+    /// The most recently stored ids, newest first.
     pub fn recent(&self, n: usize) -> Vec<String> {
         let mut items: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&self.dir)
             .map(|rd| {

@@ -68,11 +68,16 @@ impl Server {
         });
         Ok(Server { child, base })
     }
+
+    /// Kill the server and wait for its end (again on drop: a no-op).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }

@@ -17,8 +17,7 @@ use zfvis_core::fuzz::{mutate, seeds};
 /// upload folder; killed on drop, its folder removed.
 pub struct ServerProcess {
     server: Server,
-    pub base: String,
-    pub data: PathBuf,
+    data: PathBuf,
 }
 
 impl ServerProcess {
@@ -38,8 +37,12 @@ impl ServerProcess {
             },
         )
         .context("cannot start zfvis serve")?;
-        let base = server.base.clone();
-        Ok(ServerProcess { server, base, data })
+        Ok(ServerProcess { server, data })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base(&self) -> &str {
+        &self.server.base
     }
 
     /// Resident memory of the server, MB.
@@ -65,8 +68,7 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.server.child.kill();
-        let _ = self.server.child.wait();
+        self.server.stop(); // before its folder goes
         let _ = std::fs::remove_dir_all(&self.data);
     }
 }
@@ -116,7 +118,7 @@ fn bar(n: u64, template: &str) -> indicatif::ProgressBar {
 /// occluder.
 pub fn fuzz(models: &Path, model: &str, cases: usize, seed: u64) -> Result<()> {
     let mut server = ServerProcess::start(models, &["--per-client", "0"])?;
-    let base = server.base.clone();
+    let base = server.base().to_string();
     let c = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()?;
@@ -201,8 +203,8 @@ pub fn fuzz(models: &Path, model: &str, cases: usize, seed: u64) -> Result<()> {
             rss_peak = rss_peak.max(rss);
             // Warm = half way: the result cache (64 MB of answers) and the
             // malloc heaps fill over the first thousands of cases (10,000
-            // cases: 623 MB at 10%, 740 MB half way, ~815 MB end); a leak
-            // still shows as growth over the second half.
+            // cases, 5 runs: ~620 MB at 10%, 740-850 MB half way, 810-1,004
+            // MB at the end); a leak still shows as growth over the second half.
             if case <= cases / 2 {
                 rss_warm = rss;
             }
@@ -329,7 +331,7 @@ pub fn soak(a: &SoakArgs) -> Result<()> {
     }
     let extra: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
     let mut server = ServerProcess::start(a.models, &extra)?;
-    let base = server.base.clone();
+    let base = server.base().to_string();
     let (epochs, layers) = model_info(&reqwest::blocking::Client::new(), &base, a.model)?;
     eprintln!("making {} distinct images", a.images);
     let images = Arc::new(soak_images(a.photo, a.images)?);
