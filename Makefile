@@ -6,9 +6,10 @@ PY    := $(VENV)/bin/python
 TORCH := 2.13.0
 TORCHVISION := 0.28.0
 BIN   := target/release/zfvis
+DEV   := target/release/zfvis-dev
 ADDR  ?= 127.0.0.1:8080
 
-.PHONY: run build test venv prereqs native-deps test-deps bench fuzz soak clean
+.PHONY: run build build-dev test venv prereqs native-deps test-deps bench fuzz soak clean
 
 prereqs:
 	@command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found; install Rust: https://rustup.rs"; exit 1; }
@@ -42,7 +43,11 @@ native-deps:
 	  { echo "error: cmake and nasm are needed; install them: apt-get install -y cmake nasm"; exit 1; }; }
 
 build: $(VENV)/.ok native-deps
-	cargo build --release
+	cargo build --release -p zfvis
+
+# The development harnesses (fuzz, soak, bench-http): target/release/zfvis-dev.
+build-dev: build
+	cargo build --release -p zfvis-dev
 
 DATASET ?=
 run: build
@@ -58,28 +63,30 @@ test-deps: $(VENV)/.ok $(VENV)/.refs
 	@command -v npm >/dev/null 2>&1 || { echo "error: npm not found (needed for the browser test); install it: apt-get install -y nodejs npm"; exit 1; }
 	@test -d tests/e2e/node_modules/playwright-core || (cd tests/e2e && npm ci --no-audit --no-fund --silent)
 
+# zfvis-dev (the fuzz/soak/bench-http harnesses) is built first: tests run it.
 test: test-deps native-deps
+	cargo build --release --workspace --bins
 	cargo test --release --workspace
 
 # Speed, each figure beside a peer measured in the same run (see README).
 BEAGLE := ../shared/datasets/dog-faces/n02088364_beagle.JPEG
-bench: build $(VENV)/.refs
+bench: build-dev $(VENV)/.refs
 	$(VENV)/bin/pip install -q captum
 	$(BIN) bench --python $(PY)
 	$(BIN) bench --python $(PY) --arch vgg16 --iters 5
 	$(BIN) bench --python $(PY) --decode ../shared/datasets/woofnette/val/n02088364 ../shared/datasets/dog-faces
 	$(BIN) bench --features ../shared/datasets/woofnette/val --iters 3
-	$(BIN) bench-http --image $(BEAGLE)
+	$(DEV) bench-http --image $(BEAGLE)
 	$(PY) tests/bench_occlusion.py models/zfnet-woofnette $(BEAGLE) $(BIN)
 	$(PY) distributed/bench.py --zfvis $(BIN)
 
 # Reliability (see README): 10,000 mutated uploads over HTTP and 100,000
 # through the decoders; 64 clients on loopback, 60 s measured after 60 s of warm-up.
-fuzz: build
-	$(BIN) fuzz --cases 10000
+fuzz: build-dev
+	$(DEV) fuzz --cases 10000
 	ZFVIS_FUZZ_CASES=100000 cargo test --release -p zfvis-core --test fuzz -- --nocapture
-soak: build
-	$(BIN) soak --clients 64 --warmup 60 --seconds 60 --images 200 --image $(BEAGLE) \
+soak: build-dev
+	$(DEV) soak --clients 64 --warmup 60 --seconds 60 --images 200 --image $(BEAGLE) \
 	  $(if $(wildcard ../shared/datasets/woofnette/val/n02088364),--dataset ../shared/datasets/woofnette/val/n02088364)
 
 clean:

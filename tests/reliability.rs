@@ -66,7 +66,7 @@ fn kill(pid: u32, sig: &str) {
 fn http_fuzz_slice_no_5xx_no_crash() {
     // 1,000 mutated uploads of six formats against the bundled model; `make
     // fuzz` runs 10,000. Fails on any 5xx, a crash or growing memory.
-    let o = zfvis()
+    let o = Command::new(workspace_bin("zfvis-dev"))
         .current_dir(root())
         .args(["fuzz", "--cases", "1000", "--seed", "7"])
         .output()

@@ -24,7 +24,6 @@ pub mod error;
 pub mod examples;
 pub mod features;
 pub mod figures;
-pub mod fuzz;
 pub mod import;
 pub mod index;
 pub mod invariance;

@@ -219,13 +219,15 @@ pub struct TrainReport {
     pub skipped: usize,
 }
 
-pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
-    if cfg.epochs == 0 {
-        bail!("--epochs must be at least 1");
-    }
-    if cfg.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
+/// The training and validation images of the chosen classes.
+struct Images {
+    classes: Vec<ClassInfo>,
+    train_dir: PathBuf,
+    items: Vec<(PathBuf, i64)>,
+    val_items: Vec<(PathBuf, i64)>,
+}
+
+fn images(cfg: &TrainConfig) -> Result<Images> {
     let classes: Vec<ClassInfo> = data::select_classes(data::classes(&cfg.data)?, &cfg.classes)?;
     let train_dir = if cfg.data.join("train").is_dir() {
         cfg.data.join("train")
@@ -247,123 +249,146 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
     } else {
         vec![]
     };
+    Ok(Images {
+        classes,
+        train_dir,
+        items,
+        val_items,
+    })
+}
 
-    let spec = NetSpec::preset(
+/// Where a run starts: the model folder (new, or the one resumed), the
+/// first epoch to train and the wall time already spent.
+struct Start {
+    model: ModelDir,
+    epoch: u32,
+    wall_before: f64,
+}
+
+/// Open `--out`: a new model folder, or (with `--resume`) the one there,
+/// with the weights of its last completed epoch loaded into `net`.
+fn start(cfg: &TrainConfig, spec: &NetSpec, classes: &[ClassInfo], net: &mut Net) -> Result<Start> {
+    std::fs::create_dir_all(&cfg.out)
+        .with_context(|| format!("cannot create {}", cfg.out.display()))?;
+    if !cfg.out.join("manifest.json").exists() {
+        let mut manifest = Manifest::for_spec(spec, classes.to_vec());
+        manifest.fc_width = cfg.fc_width;
+        let model = ModelDir {
+            dir: cfg.out.clone(),
+            manifest,
+        };
+        return Ok(Start {
+            model,
+            epoch: 1,
+            wall_before: 0.0,
+        });
+    }
+    if !cfg.resume {
+        bail!(
+            "{} already holds a model: pass --resume to continue it, or choose another --out",
+            cfg.out.display()
+        );
+    }
+    let m = ModelDir::open(&cfg.out)?;
+    if &m.manifest.spec()? != spec {
+        bail!(
+            "{}: the existing model's architecture/width/classes differ from this command's",
+            cfg.out.display()
+        );
+    }
+    let (mut epoch, mut wall_before) = (1, 0.0);
+    if let Ok(text) = std::fs::read_to_string(cfg.out.join(STATE_FILE)) {
+        let st: TrainState = serde_json::from_str(&text).context("train-state.json")?;
+        checkpoint::load_weights(net, &cfg.out.join(LAST_FILE))?;
+        epoch = st.epoch + 1;
+        wall_before = st.wall_seconds;
+    } else if let Some(e) = m.manifest.last_epoch() {
+        checkpoint::load_weights(net, &m.snapshot_path(Some(e))?)?;
+        epoch = e + 1;
+        wall_before = m
+            .manifest
+            .snapshot(Some(e))?
+            .metrics
+            .wall_seconds
+            .unwrap_or(0.0);
+    }
+    eprintln!("resuming {} at epoch {epoch}", cfg.out.display());
+    Ok(Start {
+        model: m,
+        epoch,
+        wall_before,
+    })
+}
+
+/// The training images decoded once (cached when they fit the budget),
+/// else streamed from disk every epoch.
+fn source(cfg: &TrainConfig, items: &[(PathBuf, i64)]) -> Source {
+    let per_image = (RESIZE as usize).pow(2) * 3;
+    if items.len() * per_image > cfg.cache_bytes {
+        return Source::Stream(items.to_vec());
+    }
+    let pb = bar(
+        items.len() as u64,
+        "decoding {bar:40} {pos}/{len} {per_sec} ETA {eta}",
+    );
+    if pb.is_hidden() {
+        eprintln!("decoding {} training images", items.len());
+    }
+    let d = data::decode_all(items, RESIZE, RESIZE, &pb);
+    pb.finish_and_clear();
+    Source::Cached(d)
+}
+
+/// The recipe a run follows, in one line, said before it starts.
+fn recipe(cfg: &TrainConfig) -> String {
+    format!(
+        "recipe: {} width {} (fc {}), {} epochs, batch {}, lr {} ({} schedule{}), momentum {}, weight decay {}, feature-scale clipping {}, snapshots at {:?}",
         cfg.arch,
         cfg.width,
         cfg.fc_width.unwrap_or(cfg.width),
-        classes.len() as i64,
-    );
-    spec.validate()?;
+        cfg.epochs,
+        cfg.batch,
+        cfg.lr,
+        match cfg.schedule {
+            Schedule::Paper => "paper: /10 at 50% and 75%",
+            Schedule::Modern => "modern: warm-up + cosine",
+        },
+        if cfg.schedule == Schedule::Modern {
+            ", Nesterov, label smoothing 0.1"
+        } else {
+            ""
+        },
+        cfg.momentum,
+        cfg.weight_decay,
+        if cfg.clip { "on" } else { "off" },
+        cfg.snapshots
+            .iter()
+            .copied()
+            .filter(|&e| e <= cfg.epochs)
+            .chain([cfg.epochs])
+            .collect::<std::collections::BTreeSet<_>>()
+    )
+}
 
-    // The model folder: new, or resumed.
-    std::fs::create_dir_all(&cfg.out)
-        .with_context(|| format!("cannot create {}", cfg.out.display()))?;
-    let manifest_path = cfg.out.join("manifest.json");
-    let state_path = cfg.out.join("train-state.json");
-    let last_path = cfg.out.join("last.safetensors");
-    let init = match cfg.schedule {
-        Schedule::Paper => Init::Paper,
-        Schedule::Modern => Init::Kaiming,
-    };
-    tch::manual_seed(cfg.seed as i64);
-    let mut net = Net::new(spec.clone(), cfg.device)?;
-    net.init(init);
-    let mut start_epoch = 1;
-    let mut wall_before = 0.0;
-    let mut model = if manifest_path.exists() {
-        if !cfg.resume {
-            bail!(
-                "{} already holds a model: pass --resume to continue it, or choose another --out",
-                cfg.out.display()
-            );
-        }
-        let m = ModelDir::open(&cfg.out)?;
-        if m.manifest.spec()? != spec {
-            bail!(
-                "{}: the existing model's architecture/width/classes differ from this command's",
-                cfg.out.display()
-            );
-        }
-        if let Ok(text) = std::fs::read_to_string(&state_path) {
-            let st: TrainState = serde_json::from_str(&text).context("train-state.json")?;
-            checkpoint::load_weights(&mut net, &last_path)?;
-            start_epoch = st.epoch + 1;
-            wall_before = st.wall_seconds;
-        } else if let Some(e) = m.manifest.last_epoch() {
-            checkpoint::load_weights(&mut net, &m.snapshot_path(Some(e))?)?;
-            start_epoch = e + 1;
-            wall_before = m
-                .manifest
-                .snapshot(Some(e))?
-                .metrics
-                .wall_seconds
-                .unwrap_or(0.0);
-        }
-        eprintln!("resuming {} at epoch {start_epoch}", cfg.out.display());
-        m
-    } else {
-        let mut manifest = Manifest::for_spec(&spec, classes.clone());
-        manifest.fc_width = cfg.fc_width;
-        ModelDir {
-            dir: cfg.out.clone(),
-            manifest,
-        }
-    };
+/// What one training step needs besides the batch.
+struct Trainer<'a> {
+    cfg: &'a TrainConfig,
+    net: &'a mut Net,
+    opt: nn::Optimizer,
+    smoothing: f64,
+    steps: usize,
+    /// Images a run trains on in all (for the duration estimate).
+    images_left: usize,
+    /// The estimate has been said.
+    estimated: bool,
+}
 
-    // Decode (cached when it fits, else streamed), in parallel.
-    let crop = spec.input_size as usize;
-    let per_image = (RESIZE as usize).pow(2) * 3;
-    let source = if items.len() * per_image <= cfg.cache_bytes {
-        let pb = bar(
-            items.len() as u64,
-            "decoding {bar:40} {pos}/{len} {per_sec} ETA {eta}",
-        );
-        if pb.is_hidden() {
-            eprintln!("decoding {} training images", items.len());
-        }
-        let d = data::decode_all(&items, RESIZE, RESIZE, &pb);
-        pb.finish_and_clear();
-        Source::Cached(d)
-    } else {
-        Source::Stream(items.clone())
-    };
-    let skipped_train = match &source {
-        Source::Cached(d) => d.skipped,
-        _ => 0,
-    };
-    let val = data::decode_all(&val_items, crop as u32, crop as u32, &ProgressBar::hidden());
-    let source = Arc::new(source);
-    let n = source.len();
-    if n == 0 {
-        bail!("no readable training images");
-    }
-    eprintln!(
-        "training {} width {} on {} images ({} classes), {} val images, {} skipped",
-        cfg.arch,
-        cfg.width,
-        n,
-        classes.len(),
-        val.len(),
-        skipped_train + val.skipped
-    );
-
-    let mut opt = nn::Sgd {
-        momentum: cfg.momentum,
-        dampening: 0.0,
-        wd: cfg.weight_decay,
-        nesterov: cfg.schedule == Schedule::Modern,
-    }
-    .build(&net.vs, cfg.lr)?;
-    let smoothing = if cfg.schedule == Schedule::Modern {
-        0.1
-    } else {
-        0.0
-    };
-    let steps = n.div_ceil(cfg.batch);
-    let t0 = Instant::now();
-    let mut last_metrics = Metrics::default();
-    for epoch in start_epoch..=cfg.epochs {
+impl Trainer<'_> {
+    /// One epoch over `source` in the order (seed, epoch) gives:
+    /// (summed loss, images seen).
+    fn epoch(&mut self, source: &Arc<Source>, epoch: u32, crop: usize) -> Result<(f64, usize)> {
+        let cfg = self.cfg;
+        let n = source.len();
         // Every epoch's randomness derives from (seed, epoch): resumable.
         tch::manual_seed((cfg.seed * 1000 + epoch as u64) as i64);
         let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed * 1000 + epoch as u64);
@@ -371,52 +396,228 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
         order.shuffle(&mut rng);
         let rx = batches(source.clone(), order, cfg.batch, crop, rng.random());
         let pb = bar(
-            steps as u64,
+            self.steps as u64,
             "epoch {prefix} {bar:30} {pos}/{len} {msg} ETA {eta}",
         );
         pb.set_prefix(format!("{epoch}/{}", cfg.epochs));
         let te = Instant::now();
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for (step, (x, y)) in rx.into_iter().enumerate() {
-            opt.set_lr(lr_at(cfg, epoch, step, steps));
-            let x = x.to_device(cfg.device);
-            let y = y.to_device(cfg.device);
-            let logits = net.forward_t(&x, true);
-            let loss = logits.cross_entropy_loss::<Tensor>(
-                &y,
-                None,
-                tch::Reduction::Mean,
-                -100,
-                smoothing,
-            );
-            opt.backward_step(&loss);
-            if cfg.clip {
-                net.clip_filters(0.1);
-            }
-            let l = loss.double_value(&[]);
-            if !l.is_finite() {
-                bail!("loss became {l} at epoch {epoch} step {step}: lower --lr");
-            }
+            let l = self.step(epoch, step, &x, &y)?;
             loss_sum += l * y.size()[0] as f64;
             seen += y.size()[0] as usize;
             let ips = seen as f64 / te.elapsed().as_secs_f64();
+            self.estimate(step, te.elapsed().as_secs_f64(), seen);
             pb.set_message(format!(
                 "loss {:.3} {:.0} img/s",
                 loss_sum / seen as f64,
                 ips
             ));
             pb.inc(1);
-            if pb.is_hidden() && (step + 1) % (steps / 5).max(1) == 0 {
+            if pb.is_hidden() && (step + 1) % (self.steps / 5).max(1) == 0 {
                 eprintln!(
-                    "epoch {epoch} step {}/{steps} loss {:.4} {:.0} img/s",
+                    "epoch {epoch} step {}/{} loss {:.4} {:.0} img/s",
                     step + 1,
+                    self.steps,
                     loss_sum / seen as f64,
                     ips
                 );
             }
         }
         pb.finish_and_clear();
-        let (top1, top5) = evaluate(&net, &val);
+        self.images_left = self.images_left.saturating_sub(seen);
+        Ok((loss_sum, seen))
+    }
+
+    /// One SGD step (and the paper's filter clipping); the batch's loss.
+    fn step(&mut self, epoch: u32, step: usize, x: &Tensor, y: &Tensor) -> Result<f64> {
+        let cfg = self.cfg;
+        self.opt.set_lr(lr_at(cfg, epoch, step, self.steps));
+        let x = x.to_device(cfg.device);
+        let y = y.to_device(cfg.device);
+        let logits = self.net.forward_t(&x, true);
+        let loss = logits.cross_entropy_loss::<Tensor>(
+            &y,
+            None,
+            tch::Reduction::Mean,
+            -100,
+            self.smoothing,
+        );
+        self.opt.backward_step(&loss);
+        if cfg.clip {
+            self.net.clip_filters(0.1);
+        }
+        let l = loss.double_value(&[]);
+        if !l.is_finite() {
+            bail!("loss became {l} at epoch {epoch} step {step}: lower --lr");
+        }
+        Ok(l)
+    }
+
+    /// Once the first steps have been timed (10 steps or 20 s, past the
+    /// first), say how long the whole run will take at that speed.
+    fn estimate(&mut self, step: usize, secs: f64, seen: usize) {
+        if self.estimated || step == 0 || (step < 10 && secs < 20.0) {
+            return;
+        }
+        self.estimated = true;
+        let ips = seen as f64 / secs.max(1e-9);
+        let left = self.images_left as f64 / ips.max(1e-9);
+        eprintln!(
+            "estimate: {:.0} images/s, about {} for the {} images of the epochs left (validation not counted)",
+            ips,
+            human(left),
+            self.images_left
+        );
+    }
+}
+
+/// Seconds as "45 s", "12 min", "3.4 h" or "2.1 days".
+fn human(s: f64) -> String {
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 5400.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 172_800.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else {
+        format!("{:.1} days", s / 86400.0)
+    }
+}
+
+/// After an epoch: its snapshot (when one is due), the manifest with the
+/// run's provenance, and the state `--resume` continues from.
+fn record(
+    cfg: &TrainConfig,
+    model: &mut ModelDir,
+    net: &Net,
+    epoch: u32,
+    metrics: &Metrics,
+    train_images: usize,
+) -> Result<()> {
+    if cfg.snapshots.contains(&epoch) || epoch == cfg.epochs {
+        let file = checkpoint::snapshot_file_name(epoch);
+        checkpoint::save_weights(net, &cfg.out.join(&file), cfg.half)?;
+        model.manifest.snapshots.retain(|s| s.epoch != epoch);
+        model.manifest.snapshots.push(Snapshot {
+            epoch,
+            file,
+            metrics: metrics.clone(),
+        });
+        model.manifest.snapshots.sort_by_key(|s| s.epoch);
+    }
+    let wall = metrics.wall_seconds.unwrap_or(0.0);
+    let mut prov = cfg.provenance.clone();
+    if let Some(o) = prov.as_object_mut() {
+        o.insert("wall_seconds".into(), wall.into());
+        o.insert("epochs_done".into(), epoch.into());
+        o.insert("schedule".into(), serde_json::to_value(cfg.schedule)?);
+        o.insert("clip".into(), cfg.clip.into());
+        o.insert("seed".into(), cfg.seed.into());
+        o.insert("train_images".into(), train_images.into());
+    }
+    model.manifest.training = Some(prov);
+    model.save_manifest()?;
+    if epoch < cfg.epochs {
+        checkpoint::save_weights(net, &cfg.out.join(LAST_FILE), false)?;
+        checkpoint::write_atomic(
+            &cfg.out.join(STATE_FILE),
+            serde_json::to_string(&TrainState {
+                epoch,
+                wall_seconds: wall,
+            })?
+            .as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+/// The resume state beside the snapshots while a run is unfinished.
+const STATE_FILE: &str = "train-state.json";
+const LAST_FILE: &str = "last.safetensors";
+
+pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
+    if cfg.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    if cfg.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let im = images(cfg)?;
+    let spec = NetSpec::preset(
+        cfg.arch,
+        cfg.width,
+        cfg.fc_width.unwrap_or(cfg.width),
+        im.classes.len() as i64,
+    );
+    spec.validate()?;
+    let init = match cfg.schedule {
+        Schedule::Paper => Init::Paper,
+        Schedule::Modern => Init::Kaiming,
+    };
+    tch::manual_seed(cfg.seed as i64);
+    let mut net = Net::new(spec.clone(), cfg.device)?;
+    net.init(init);
+    let Start {
+        mut model,
+        epoch: start_epoch,
+        wall_before,
+    } = start(cfg, &spec, &im.classes, &mut net)?;
+    let crop = spec.input_size as usize;
+    let source = source(cfg, &im.items);
+    let skipped_train = match &source {
+        Source::Cached(d) => d.skipped,
+        _ => 0,
+    };
+    let val = data::decode_all(
+        &im.val_items,
+        crop as u32,
+        crop as u32,
+        &ProgressBar::hidden(),
+    );
+    let skipped = skipped_train + val.skipped;
+    let source = Arc::new(source);
+    let n = source.len();
+    if n == 0 {
+        bail!("{}: no readable training images", im.train_dir.display());
+    }
+    eprintln!(
+        "training {} width {} on {} images ({} classes), {} val images, {} skipped",
+        cfg.arch,
+        cfg.width,
+        n,
+        im.classes.len(),
+        val.len(),
+        skipped
+    );
+    eprintln!("{}", recipe(cfg));
+    let opt = nn::Sgd {
+        momentum: cfg.momentum,
+        dampening: 0.0,
+        wd: cfg.weight_decay,
+        nesterov: cfg.schedule == Schedule::Modern,
+    }
+    .build(&net.vs, cfg.lr)?;
+    let epochs_left = (cfg.epochs + 1).saturating_sub(start_epoch) as usize;
+    let mut trainer = Trainer {
+        cfg,
+        net: &mut net,
+        opt,
+        smoothing: if cfg.schedule == Schedule::Modern {
+            0.1
+        } else {
+            0.0
+        },
+        steps: n.div_ceil(cfg.batch),
+        images_left: n * epochs_left,
+        estimated: false,
+    };
+    let t0 = Instant::now();
+    let mut last_metrics = Metrics::default();
+    for epoch in start_epoch..=cfg.epochs {
+        let te = Instant::now();
+        let (loss_sum, seen) = trainer.epoch(&source, epoch, crop)?;
+        let (top1, top5) = evaluate(trainer.net, &val);
         let wall = wall_before + t0.elapsed().as_secs_f64();
         last_metrics = Metrics {
             train_loss: Some(loss_sum / seen.max(1) as f64),
@@ -426,60 +627,28 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
         };
         eprintln!(
             "epoch {epoch}: train loss {:.4}, val top-1 {:.3}, top-5 {:.3}, {:.0} s ({:.0} img/s)",
-            last_metrics.train_loss.unwrap(),
+            loss_sum / seen.max(1) as f64,
             top1,
             top5,
             wall,
             seen as f64 / te.elapsed().as_secs_f64()
         );
-        if cfg.snapshots.contains(&epoch) || epoch == cfg.epochs {
-            let file = checkpoint::snapshot_file_name(epoch);
-            checkpoint::save_weights(&net, &cfg.out.join(&file), cfg.half)?;
-            model.manifest.snapshots.retain(|s| s.epoch != epoch);
-            model.manifest.snapshots.push(Snapshot {
-                epoch,
-                file,
-                metrics: last_metrics.clone(),
+        record(cfg, &mut model, trainer.net, epoch, &last_metrics, n)?;
+        if epoch < cfg.epochs && cfg.stop_after == Some(epoch) {
+            eprintln!("stopping after epoch {epoch}; continue with --resume");
+            return Ok(TrainReport {
+                final_epoch: epoch,
+                metrics: last_metrics,
+                skipped,
             });
-            model.manifest.snapshots.sort_by_key(|s| s.epoch);
-        }
-        let mut prov = cfg.provenance.clone();
-        if let Some(o) = prov.as_object_mut() {
-            o.insert("wall_seconds".into(), wall.into());
-            o.insert("epochs_done".into(), epoch.into());
-            o.insert("schedule".into(), serde_json::to_value(cfg.schedule)?);
-            o.insert("clip".into(), cfg.clip.into());
-            o.insert("seed".into(), cfg.seed.into());
-            o.insert("train_images".into(), n.into());
-        }
-        model.manifest.training = Some(prov);
-        model.save_manifest()?;
-        if epoch < cfg.epochs {
-            checkpoint::save_weights(&net, &last_path, false)?;
-            checkpoint::write_atomic(
-                &state_path,
-                serde_json::to_string(&TrainState {
-                    epoch,
-                    wall_seconds: wall,
-                })?
-                .as_bytes(),
-            )?;
-            if cfg.stop_after == Some(epoch) {
-                eprintln!("stopping after epoch {epoch}; continue with --resume");
-                return Ok(TrainReport {
-                    final_epoch: epoch,
-                    metrics: last_metrics,
-                    skipped: skipped_train + val.skipped,
-                });
-            }
         }
     }
-    let _ = std::fs::remove_file(&last_path);
-    let _ = std::fs::remove_file(&state_path);
+    let _ = std::fs::remove_file(cfg.out.join(LAST_FILE));
+    let _ = std::fs::remove_file(cfg.out.join(STATE_FILE));
     Ok(TrainReport {
         final_epoch: cfg.epochs,
         metrics: last_metrics,
-        skipped: skipped_train + val.skipped,
+        skipped,
     })
 }
 

@@ -5,8 +5,8 @@
 
 use rand::{rngs::StdRng, SeedableRng};
 use std::collections::BTreeMap;
-use zfvis_core::fuzz::{mutate, seeds};
 use zfvis_core::preprocess::{self, Preprocess};
+use zfvis_dev::mutations::{mutate, seeds};
 
 fn cases() -> usize {
     std::env::var("ZFVIS_FUZZ_CASES")

@@ -1,12 +1,9 @@
-//! `zfvis`: the command line and the web server over zfvis-core.
+//! `zfvis`: the command line (`commands/`, one module per command) and the
+//! web server (`http/`) over zfvis-core.
 
-mod bench;
-mod child;
-mod cli;
+mod commands;
 mod error;
-mod figures;
 mod http;
-mod reliability;
 mod worker;
 
 use clap::Parser;
@@ -25,8 +22,8 @@ fn main() -> ExitCode {
         let line = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or(msg);
         eprintln!("error: internal: {line}");
     }));
-    let args = cli::Cli::parse();
-    match std::panic::catch_unwind(|| cli::run(args)) {
+    let cli = commands::Cli::parse();
+    match std::panic::catch_unwind(|| commands::exec(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));

@@ -71,9 +71,19 @@ pub fn upload(base: &str, bytes: Vec<u8>) -> reqwest::blocking::Response {
         .unwrap()
 }
 
-#[path = "../../server/src/child.rs"]
-mod child;
-pub use child::Server;
+pub use zfvis_dev::child::Server;
+
+/// A binary of the workspace beside `zfvis` (e.g. `zfvis-dev`), built by
+/// `make test` (`cargo build --release --workspace` first).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_zfvis")).with_file_name(name);
+    assert!(
+        p.is_file(),
+        "{} not found: build the workspace first (cargo build --release --workspace)",
+        p.display()
+    );
+    p
+}
 
 /// A running `zfvis serve` on a free port; killed on drop.
 pub fn serve(models: &Path, data: &Path, extra: &[&str]) -> Server {

@@ -225,6 +225,24 @@ fn layer_name(n: &NodeProto, fallback: &str) -> String {
     }
 }
 
+/// The input's side when the graph declares a square N×C×S×S input.
+fn input_side(input: &onnx_protobuf::ValueInfoProto) -> Option<i64> {
+    use onnx_protobuf::tensor_shape_proto::dimension::Value as Dim;
+    let dims = input.type_.as_ref()?.value.as_ref().and_then(|v| match v {
+        onnx_protobuf::type_proto::Value::TensorType(tt) => tt.shape.as_ref().map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match d.value {
+                    Some(Dim::DimValue(v)) => v,
+                    _ => 0,
+                })
+                .collect::<Vec<i64>>()
+        }),
+        _ => None,
+    })?;
+    (dims.len() == 4 && dims[2] > 0 && dims[2] == dims[3]).then_some(dims[2])
+}
+
 /// Parse an ONNX file into a layer list and its weights.
 pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
     let model = ModelProto::parse_from_bytes(bytes).context("not an ONNX model file")?;
@@ -241,217 +259,292 @@ pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
         .iter()
         .find(|i| !consts.contains_key(&i.name))
         .ok_or_else(|| anyhow!("the graph has no input"))?;
-    let input_size = input
-        .type_
-        .as_ref()
-        .and_then(|t| t.value.as_ref())
-        .and_then(|v| match v {
-            onnx_protobuf::type_proto::Value::TensorType(tt) => tt.shape.as_ref().map(|s| {
-                s.dim
-                    .iter()
-                    .map(|d| match d.value {
-                        Some(onnx_protobuf::tensor_shape_proto::dimension::Value::DimValue(v)) => v,
-                        _ => 0,
-                    })
-                    .collect::<Vec<i64>>()
-            }),
-            _ => None,
-        })
-        .and_then(|d| (d.len() == 4 && d[2] > 0 && d[2] == d[3]).then_some(d[2]));
-
-    let mut layers: Vec<Layer> = vec![];
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    let mut current = input.name.clone();
-    // Running shape: channels and side (spatial), or features (flat).
-    let (mut c, mut side, mut flat) = (3i64, input_size.unwrap_or(224), None::<i64>);
+    let input_size = input_side(input);
+    let mut chain = Chain {
+        dir,
+        nodes: &g.node,
+        consts,
+        layers: vec![],
+        tensors: HashMap::new(),
+        current: input.name.clone(),
+        c: 3,
+        side: input_size.unwrap_or(224),
+        flat: None,
+        next: 0,
+        n_conv: 0,
+        n_fc: 0,
+    };
     let nodes = &g.node;
-    let mut i = 0;
-    let mut n_conv = 0;
-    let mut n_fc = 0;
-    let get = |consts: &HashMap<String, Tensor>, name: &str, n: &NodeProto| -> Result<Tensor> {
-        consts.get(name).map(|t| t.shallow_clone()).ok_or_else(|| {
+    while chain.next < nodes.len() {
+        let n = &nodes[chain.next];
+        chain.next += 1;
+        chain.node(n)?;
+    }
+    Ok(Graph {
+        layers: chain.layers,
+        tensors: chain.tensors,
+        input_name: input.name.clone(),
+        input_size,
+    })
+}
+
+/// The layer list being read off a plain chain of nodes, and the running
+/// shape: channels and side (spatial), or features (flat).
+struct Chain<'a> {
+    dir: &'a Path,
+    nodes: &'a [NodeProto],
+    consts: HashMap<String, Tensor>,
+    layers: Vec<Layer>,
+    tensors: HashMap<String, Tensor>,
+    /// The output of the last node read: the next node's input.
+    current: String,
+    c: i64,
+    side: i64,
+    flat: Option<i64>,
+    /// The next node to read.
+    next: usize,
+    n_conv: usize,
+    n_fc: usize,
+}
+
+fn at(n: &NodeProto) -> String {
+    format!("node {:?} ({})", n.name, n.op_type)
+}
+
+impl<'a> Chain<'a> {
+    /// A constant input of node `n`.
+    fn get(&self, name: &str, n: &NodeProto) -> Result<Tensor> {
+        self.consts.get(name).map(|t| t.shallow_clone()).ok_or_else(|| {
             anyhow!(
                 "node {:?} ({}): input {name:?} is not a constant (only weights from initializers or Constant nodes are read)",
                 n.name,
                 n.op_type
             )
         })
-    };
-    while i < nodes.len() {
-        let n = &nodes[i];
-        i += 1;
-        let at = || format!("node {:?} ({})", n.name, n.op_type);
+    }
+
+    /// The node after the current one, if it is a `op` reading the current output.
+    fn peek(&self, op: &str) -> Option<&'a NodeProto> {
+        let nodes = self.nodes;
+        nodes
+            .get(self.next)
+            .filter(|m| m.op_type == op && m.input.contains(&self.current))
+    }
+
+    fn node(&mut self, n: &NodeProto) -> Result<()> {
         if n.op_type == "Constant" {
             if let (Some(out), Some(a)) = (n.output.first(), attr(n, "value")) {
                 if let Some(t) = a.t.as_ref() {
-                    consts.insert(out.clone(), tensor(t, dir)?);
-                    continue;
+                    self.consts.insert(out.clone(), tensor(t, self.dir)?);
+                    return Ok(());
                 }
             }
-            bail!("{}: only tensor-valued constants are supported", at());
+            bail!("{}: only tensor-valued constants are supported", at(n));
         }
         // Shape arithmetic feeding a Reshape (torch.onnx.export of flatten).
         if matches!(
             n.op_type.as_str(),
             "Shape" | "Gather" | "Unsqueeze" | "Concat"
-        ) && !n.input.contains(&current)
+        ) && !n.input.contains(&self.current)
         {
-            continue;
+            return Ok(());
         }
-        if n.input.first() != Some(&current) {
+        if n.input.first() != Some(&self.current) {
             bail!(
                 "{}: the graph is not a plain chain (its input {:?} is not the previous layer's output)",
-                at(),
+                at(n),
                 n.input.first().cloned().unwrap_or_default()
             );
         }
         let out = n.output.first().cloned().unwrap_or_default();
         match n.op_type.as_str() {
-            "Conv" => {
-                let w = get(&consts, &n.input[1], n)?;
-                let (win, _) = window(n, side, "conv")?;
-                let groups = attr_i(n, "group", 1);
-                let sz = w.size();
-                if sz.len() != 4 || sz[2] != win.k || sz[3] != win.k || sz[1] * groups != c {
-                    bail!("{}: weight shape {sz:?} does not fit {c} input channels, kernel {}, {groups} groups", at(), win.k);
-                }
-                let mut b = match n.input.get(2).filter(|s| !s.is_empty()) {
-                    Some(name) => get(&consts, name, n)?,
-                    None => Tensor::zeros([sz[0]], (Kind::Float, tch::Device::Cpu)),
-                };
-                let mut w = w;
-                // A BatchNormalization right after folds into this conv.
-                if let Some(bn) = nodes.get(i).filter(|m| m.op_type == "BatchNormalization") {
-                    let g = |k: usize| get(&consts, &bn.input[k], bn);
-                    (w, b) = fold_bn(&w, &b, &g(1)?, &g(2)?, &g(3)?, &g(4)?, attr_f(bn, "epsilon", 1e-5));
-                    i += 1;
-                    current = bn.output[0].clone();
-                } else {
-                    current = out;
-                }
-                n_conv += 1;
-                let name = layer_name(n, &format!("conv{n_conv}"));
-                tensors.insert(format!("{name}.weight"), w);
-                tensors.insert(format!("{name}.bias"), b);
-                let mut l = Layer::conv(&name, c, sz[0], win);
-                if let Layer::Conv { groups: g, .. } = &mut l {
-                    *g = groups;
-                }
-                layers.push(l);
-                c = sz[0];
-                side = win.out_size(side, false);
-                continue;
-            }
-            "Relu" => layers.push(Layer::Relu),
-            "Clip" => {
-                let (lo, hi) = if n.input.len() > 1 {
-                    let v = |k: usize| -> Result<Option<f64>> {
-                        match n.input.get(k).filter(|s| !s.is_empty()) {
-                            Some(s) => Ok(Some(get(&consts, s, n)?.double_value(&[]))),
-                            None => Ok(None),
-                        }
-                    };
-                    (v(1)?, v(2)?)
-                } else {
-                    (attr(n, "min").map(|a| a.f as f64), attr(n, "max").map(|a| a.f as f64))
-                };
-                if lo != Some(0.0) || hi.is_some_and(|h| h < 3.0e38) {
-                    bail!("{}: only Clip with min 0 and no max (a ReLU) is supported", at());
-                }
-                layers.push(Layer::Relu);
-            }
-            "LRN" => layers.push(Layer::Lrn {
+            "Conv" => return self.conv(n),
+            "Gemm" | "MatMul" => return self.linear(n),
+            "Relu" => self.layers.push(Layer::Relu),
+            "Clip" => self.clip(n)?,
+            "LRN" => self.layers.push(Layer::Lrn {
                 size: attr_i(n, "size", 0),
                 alpha: attr_f(n, "alpha", 1e-4),
                 beta: attr_f(n, "beta", 0.75),
                 k: attr_f(n, "bias", 1.0),
             }),
-            "MaxPool" => {
-                if n.output.len() > 1 && !n.output[1].is_empty() {
-                    bail!("{}: MaxPool's indices output is not supported", at());
-                }
-                let (w, ceil) = window(n, side, "pool")?;
-                layers.push(Layer::max_pool(w, ceil));
-                side = w.out_size(side, ceil);
-            }
-            "AveragePool" => {
-                let (w, ceil) = window(n, side, "pool")?;
-                layers.push(Layer::AvgPool {
-                    k: w.k,
-                    stride: w.stride,
-                    pad: w.pad,
-                    ceil_mode: ceil,
-                    count_include_pad: attr_i(n, "count_include_pad", 0) == 1,
-                });
-                side = w.out_size(side, ceil);
-            }
+            "MaxPool" | "AveragePool" => self.pool(n)?,
             "GlobalAveragePool" => {
-                layers.push(Layer::AdaptiveAvgPool { out: 1 });
-                side = 1;
+                self.layers.push(Layer::AdaptiveAvgPool { out: 1 });
+                self.side = 1;
             }
             "Flatten" | "Reshape" => {
                 if n.op_type == "Flatten" && attr_i(n, "axis", 1) != 1 {
-                    bail!("{}: only Flatten with axis 1 is supported", at());
+                    bail!("{}: only Flatten with axis 1 is supported", at(n));
                 }
-                if flat.is_none() {
-                    layers.push(Layer::Flatten);
-                    flat = Some(c * side * side);
+                if self.flat.is_none() {
+                    self.layers.push(Layer::Flatten);
+                    self.flat = Some(self.c * self.side * self.side);
                 }
             }
-            "Gemm" | "MatMul" => {
-                let f = flat.ok_or_else(|| anyhow!("{}: a fully connected layer before any Flatten", at()))?;
-                let w0 = get(&consts, &n.input[1], n)?;
-                let (mut w, mut b): (Tensor, Tensor);
-                if n.op_type == "Gemm" {
-                    if attr_i(n, "transA", 0) != 0 {
-                        bail!("{}: transA is not supported", at());
-                    }
-                    w = if attr_i(n, "transB", 0) == 1 { w0 } else { w0.tr() };
-                    #[allow(clippy::assign_op_pattern)] // w may be a constant's view
-                    {
-                        w = w * attr_f(n, "alpha", 1.0);
-                    }
-                    b = match n.input.get(2).filter(|s| !s.is_empty()) {
-                        Some(s) => get(&consts, s, n)? * attr_f(n, "beta", 1.0),
-                        None => Tensor::zeros([w.size()[0]], (Kind::Float, tch::Device::Cpu)),
-                    };
-                    current = out;
-                } else {
-                    w = w0.tr();
-                    b = Tensor::zeros([w.size()[0]], (Kind::Float, tch::Device::Cpu));
-                    current = out;
-                    if let Some(add) = nodes.get(i).filter(|m| m.op_type == "Add" && m.input.contains(&current)) {
-                        let other = add.input.iter().find(|x| **x != current).cloned().unwrap_or_default();
-                        b = get(&consts, &other, add)?.reshape([-1]);
-                        current = add.output[0].clone();
-                        i += 1;
-                    }
-                }
-                let (o, inp) = (w.size()[0], w.size()[1]);
-                if inp != f || b.size() != [o] {
-                    bail!("{}: weight {:?} / bias {:?} do not fit {f} inputs", at(), w.size(), b.size());
-                }
-                n_fc += 1;
-                let name = layer_name(n, &format!("fc{n_fc}"));
-                tensors.insert(format!("{name}.weight"), w.contiguous());
-                tensors.insert(format!("{name}.bias"), b.contiguous());
-                layers.push(Layer::linear(&name, f, o));
-                flat = Some(o);
-                continue;
-            }
-            "Dropout" => layers.push(Layer::Dropout {
+            "Dropout" => self.layers.push(Layer::Dropout {
                 p: attr_f(n, "ratio", 0.5),
             }),
             "Identity" => {}
-            "Softmax" | "LogSoftmax" if i == nodes.len() => {}
-            op => bail!("{}: op {op} is not supported (zfvis reads plain CNNs: Conv, Relu, LRN, pools, Gemm…)", at()),
+            "Softmax" | "LogSoftmax" if self.next == self.nodes.len() => {}
+            op => bail!("{}: op {op} is not supported (zfvis reads plain CNNs: Conv, Relu, LRN, pools, Gemm…)", at(n)),
         }
-        current = out;
+        self.current = out;
+        Ok(())
     }
-    Ok(Graph {
-        layers,
-        tensors,
-        input_name: input.name.clone(),
-        input_size,
-    })
+
+    /// A Conv, with a BatchNormalization right after it folded in.
+    fn conv(&mut self, n: &NodeProto) -> Result<()> {
+        let c = self.c;
+        let w = self.get(&n.input[1], n)?;
+        let (win, _) = window(n, self.side, "conv")?;
+        let groups = attr_i(n, "group", 1);
+        let sz = w.size();
+        if sz.len() != 4 || sz[2] != win.k || sz[3] != win.k || sz[1] * groups != c {
+            bail!("{}: weight shape {sz:?} does not fit {c} input channels, kernel {}, {groups} groups", at(n), win.k);
+        }
+        let mut b = match n.input.get(2).filter(|s| !s.is_empty()) {
+            Some(name) => self.get(name, n)?,
+            None => Tensor::zeros([sz[0]], (Kind::Float, tch::Device::Cpu)),
+        };
+        let mut w = w;
+        let nodes = self.nodes;
+        match nodes
+            .get(self.next)
+            .filter(|m| m.op_type == "BatchNormalization")
+        {
+            Some(bn) => {
+                let g = |k: usize| self.get(&bn.input[k], bn);
+                (w, b) = fold_bn(
+                    &w,
+                    &b,
+                    &g(1)?,
+                    &g(2)?,
+                    &g(3)?,
+                    &g(4)?,
+                    attr_f(bn, "epsilon", 1e-5),
+                );
+                self.next += 1;
+                self.current = bn.output[0].clone();
+            }
+            None => self.current = n.output.first().cloned().unwrap_or_default(),
+        }
+        self.n_conv += 1;
+        let name = layer_name(n, &format!("conv{}", self.n_conv));
+        self.tensors.insert(format!("{name}.weight"), w);
+        self.tensors.insert(format!("{name}.bias"), b);
+        let mut l = Layer::conv(&name, c, sz[0], win);
+        if let Layer::Conv { groups: g, .. } = &mut l {
+            *g = groups;
+        }
+        self.layers.push(l);
+        self.c = sz[0];
+        self.side = win.out_size(self.side, false);
+        Ok(())
+    }
+
+    /// Clip(0, no max) is a ReLU.
+    fn clip(&mut self, n: &NodeProto) -> Result<()> {
+        let (lo, hi) = if n.input.len() > 1 {
+            let v = |k: usize| -> Result<Option<f64>> {
+                match n.input.get(k).filter(|s| !s.is_empty()) {
+                    Some(s) => Ok(Some(self.get(s, n)?.double_value(&[]))),
+                    None => Ok(None),
+                }
+            };
+            (v(1)?, v(2)?)
+        } else {
+            (
+                attr(n, "min").map(|a| a.f as f64),
+                attr(n, "max").map(|a| a.f as f64),
+            )
+        };
+        if lo != Some(0.0) || hi.is_some_and(|h| h < 3.0e38) {
+            bail!(
+                "{}: only Clip with min 0 and no max (a ReLU) is supported",
+                at(n)
+            );
+        }
+        self.layers.push(Layer::Relu);
+        Ok(())
+    }
+
+    fn pool(&mut self, n: &NodeProto) -> Result<()> {
+        let (w, ceil) = window(n, self.side, "pool")?;
+        if n.op_type == "MaxPool" {
+            if n.output.len() > 1 && !n.output[1].is_empty() {
+                bail!("{}: MaxPool's indices output is not supported", at(n));
+            }
+            self.layers.push(Layer::max_pool(w, ceil));
+        } else {
+            self.layers.push(Layer::AvgPool {
+                k: w.k,
+                stride: w.stride,
+                pad: w.pad,
+                ceil_mode: ceil,
+                count_include_pad: attr_i(n, "count_include_pad", 0) == 1,
+            });
+        }
+        self.side = w.out_size(self.side, ceil);
+        Ok(())
+    }
+
+    /// Gemm, or MatMul with the Add of its bias after it.
+    fn linear(&mut self, n: &NodeProto) -> Result<()> {
+        let f = self
+            .flat
+            .ok_or_else(|| anyhow!("{}: a fully connected layer before any Flatten", at(n)))?;
+        let w0 = self.get(&n.input[1], n)?;
+        let (mut w, mut b): (Tensor, Tensor);
+        self.current = n.output.first().cloned().unwrap_or_default();
+        if n.op_type == "Gemm" {
+            if attr_i(n, "transA", 0) != 0 {
+                bail!("{}: transA is not supported", at(n));
+            }
+            w = if attr_i(n, "transB", 0) == 1 {
+                w0
+            } else {
+                w0.tr()
+            };
+            #[allow(clippy::assign_op_pattern)] // w may be a constant's view
+            {
+                w = w * attr_f(n, "alpha", 1.0);
+            }
+            b = match n.input.get(2).filter(|s| !s.is_empty()) {
+                Some(s) => self.get(s, n)? * attr_f(n, "beta", 1.0),
+                None => Tensor::zeros([w.size()[0]], (Kind::Float, tch::Device::Cpu)),
+            };
+        } else {
+            w = w0.tr();
+            b = Tensor::zeros([w.size()[0]], (Kind::Float, tch::Device::Cpu));
+            if let Some(add) = self.peek("Add") {
+                let other = add
+                    .input
+                    .iter()
+                    .find(|x| **x != self.current)
+                    .cloned()
+                    .unwrap_or_default();
+                b = self.get(&other, add)?.reshape([-1]);
+                self.current = add.output[0].clone();
+                self.next += 1;
+            }
+        }
+        let (o, inp) = (w.size()[0], w.size()[1]);
+        if inp != f || b.size() != [o] {
+            bail!(
+                "{}: weight {:?} / bias {:?} do not fit {f} inputs",
+                at(n),
+                w.size(),
+                b.size()
+            );
+        }
+        self.n_fc += 1;
+        let name = layer_name(n, &format!("fc{}", self.n_fc));
+        self.tensors
+            .insert(format!("{name}.weight"), w.contiguous());
+        self.tensors.insert(format!("{name}.bias"), b.contiguous());
+        self.layers.push(Layer::linear(&name, f, o));
+        self.flat = Some(o);
+        Ok(())
+    }
 }

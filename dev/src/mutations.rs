@@ -1,5 +1,5 @@
 //! Mutated images for fuzzing the decode -> preprocess path (core/tests/fuzz.rs)
-//! and the HTTP API (`zfvis fuzz`): small valid seed files of every accepted
+//! and the HTTP API (`zfvis-dev fuzz`): small valid seed files of every accepted
 //! format, and mutations a careless or hostile client produces (bit flips,
 //! truncations, insertions, deletions, header bytes, chunk and segment
 //! lengths, spliced spans). Deterministic from a seed.

@@ -1,10 +1,12 @@
-//! `zfvis bench`: forward and projection speed of a full-width ZFNet, with
-//! the same forward in PyTorch-Python measured in the same run as a peer.
-//! `zfvis bench --arch vgg16`: an imported torchvision network (random
-//! weights) against PyTorch on the same file: forward, last-conv projection,
-//! and the full occlusion map against Captum's `Occlusion`.
-//! `zfvis bench-http`: "click a map" and "new image" latency over loopback.
+//! `zfvis bench`: speed on this machine, each figure beside a peer measured
+//! in the same run. Default: forward and projection of a full-width ZFNet
+//! against the same forward in PyTorch-Python. `--arch vgg16`: an imported
+//! torchvision network (random weights) against PyTorch on the same file:
+//! forward, last-conv projection, and the full occlusion map against
+//! Captum's `Occlusion`. `--decode DIR…`: JPEG decoding and preprocessing.
+//! `--features DIR`: `zfvis probe`'s feature extraction.
 
+use super::args::DeviceArg;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,15 +14,54 @@ use zfvis_core::deconv::{self, Keep, ProjectRequest};
 use zfvis_core::net::{Arch, Init, Net, NetSpec};
 use zfvis_core::tch::{self, Device, Kind, Tensor};
 
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Python with torch, for the PyTorch peer (skipped if missing)
+    #[arg(long, default_value = ".venv/bin/python")]
+    python: PathBuf,
+    /// Timed repetitions (the median is reported; at least 3)
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+    #[command(flatten)]
+    device: DeviceArg,
+    /// Instead: a torchvision network (vgg16, alexnet, vgg11…) imported from
+    /// the PyTorch peer's file, against PyTorch and Captum on it (CPU)
+    #[arg(long)]
+    arch: Option<String>,
+    /// With --arch: skip the full occlusion map (Captum takes minutes)
+    #[arg(long)]
+    no_occlusion: bool,
+    /// Instead: JPEG decoding and preprocessing images/s against the
+    /// image crate's decoder and PIL + torchvision, on these folders
+    #[arg(long, num_args = 1.., value_name = "DIR")]
+    decode: Option<Vec<PathBuf>>,
+    /// Instead: `zfvis probe`'s feature extraction against raw forward
+    /// passes, on the images of this folder (at most 320)
+    #[arg(long, value_name = "DIR")]
+    features: Option<PathBuf>,
+    /// The model of --features
+    #[arg(long, default_value = "models/zfnet-woofnette")]
+    model: PathBuf,
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let iters = a.iters.max(3);
+    if let Some(images) = &a.features {
+        return bench_features(&a.model, images, iters);
+    }
+    if let Some(sets) = &a.decode {
+        tch::set_num_threads(1);
+        return bench_decode(Some(&a.python), sets, iters);
+    }
+    if let Some(arch) = &a.arch {
+        return bench_arch(&a.python, arch, iters, !a.no_occlusion);
+    }
+    bench(Some(&a.python), iters, a.device.get()?)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
-}
-
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn time_ms(iters: usize, mut f: impl FnMut()) -> f64 {
@@ -121,9 +162,7 @@ pub fn bench(python: Option<&Path>, iters: usize, device: Device) -> Result<()> 
 
 /// Run a PyTorch peer script of tests/ and read the JSON it prints.
 fn peer(python: &Path, script: &str, args: &[String]) -> Result<serde_json::Value> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests")
-        .join(script);
+    let script = super::local::resource(&format!("tests/{script}"));
     let out = std::process::Command::new(python)
         .arg(&script)
         .args(args)
@@ -231,140 +270,6 @@ pub fn bench_arch(python: &Path, arch: &str, iters: usize, occlusion: bool) -> R
 }
 
 /// Start a server in-process on a free port and time real HTTP requests.
-pub fn bench_http(models: &Path, model: &str, image: &Path, n: usize) -> Result<()> {
-    let data = std::env::temp_dir().join(format!("zfvis-bench-{}", std::process::id()));
-    let cfg = crate::http::Config {
-        models: models.to_path_buf(),
-        data: data.clone(),
-        static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
-        device: Device::cuda_if_available(),
-        queue: 256,
-        dataset: None,
-        max_store: None,
-        limits: Default::default(),
-        examples: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples"),
-    };
-    let rt = tokio::runtime::Runtime::new()?;
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let app = rt.block_on(async { crate::http::app(cfg) })?;
-    // The server's own accept loop (header timeout, connection cap), as `zfvis serve`.
-    rt.spawn(async move {
-        crate::http::net::serve(listener, app, Default::default(), std::future::pending()).await
-    });
-
-    let c = reqwest::blocking::Client::new();
-    let info: serde_json::Value = c
-        .get(format!("{base}/api/models/{model}"))
-        .send()?
-        .error_for_status()?
-        .json()?;
-    let epoch = info["snapshots"]
-        .as_array()
-        .and_then(|s| s.last())
-        .map(|s| s["epoch"].as_u64().unwrap_or(0))
-        .context("model has no snapshots")?;
-    let bytes = std::fs::read(image).with_context(|| format!("cannot read {}", image.display()))?;
-    let decoded = image::load_from_memory(&bytes)?.to_rgb8();
-
-    // "New image": upload (distinct bytes each time), predictions, conv1 grid.
-    let mut new_image = vec![];
-    let mut last_id = String::new();
-    for i in 0..n.min(40) {
-        let mut img = decoded.clone();
-        img.get_pixel_mut(0, 0).0 = [(i % 256) as u8, (i / 256) as u8, 7];
-        let mut png = std::io::Cursor::new(Vec::new());
-        img.write_to(&mut png, image::ImageFormat::Png)?;
-        let png = png.into_inner();
-        let t = Instant::now();
-        let v: serde_json::Value = c
-            .post(format!("{base}/api/images"))
-            .body(png)
-            .send()?
-            .error_for_status()?
-            .json()?;
-        let id = v["id"].as_str().unwrap_or_default().to_string();
-        let b = format!("{base}/api/models/{model}/snapshots/{epoch}/images/{id}");
-        c.get(format!("{b}/predictions"))
-            .send()?
-            .error_for_status()?
-            .bytes()?;
-        c.get(format!("{b}/layers/1/maps"))
-            .send()?
-            .error_for_status()?
-            .bytes()?;
-        c.get(format!("{b}/layers/1/maps.png"))
-            .send()?
-            .error_for_status()?
-            .bytes()?;
-        new_image.push(t.elapsed().as_secs_f64() * 1000.0);
-        last_id = id;
-    }
-    // "Click a map": projection JSON + PNG of a map not asked before.
-    let b = format!("{base}/api/models/{model}/snapshots/{epoch}/images/{last_id}");
-    let layers = info["layers"].as_array().cloned().unwrap_or_default();
-    let mut clicks = vec![];
-    'outer: for mode in ["strongest", "all"] {
-        for l in &layers {
-            let (layer, maps) = (
-                l["layer"].as_u64().unwrap_or(1),
-                l["maps"].as_u64().unwrap_or(1),
-            );
-            for map in 0..maps {
-                if clicks.len() >= n {
-                    break 'outer;
-                }
-                let t = Instant::now();
-                c.get(format!(
-                    "{b}/layers/{layer}/maps/{map}/projection?mode={mode}"
-                ))
-                .send()?
-                .error_for_status()?
-                .bytes()?;
-                c.get(format!(
-                    "{b}/layers/{layer}/maps/{map}/projection.png?mode={mode}"
-                ))
-                .send()?
-                .error_for_status()?
-                .bytes()?;
-                clicks.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-        }
-    }
-    // Live occluder: one new position per request (forward of the crop cached).
-    let mut live = vec![];
-    for i in 0..n {
-        let (x, y) = ((i * 7) % 177, (i * 13) % 177);
-        let t = Instant::now();
-        c.get(format!("{b}/occlusion/live?x={x}&y={y}&size=48"))
-            .send()?
-            .error_for_status()?
-            .bytes()?;
-        live.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    let _ = std::fs::remove_dir_all(&data);
-    println!(
-        "HTTP on loopback, model {model} epoch {epoch}, image {}",
-        image.display()
-    );
-    println!("| action | n | p50 | p99 |");
-    println!("|---|---|---|---|");
-    println!(
-        "| click a map (projection JSON + PNG, forward cached) | {} | {:.1} ms | {:.1} ms |",
-        clicks.len(),
-        percentile(&clicks, 0.5),
-        percentile(&clicks, 0.99)
-    );
-    println!("| live occluder, one position (top-5, class p, map activation) | {} | {:.1} ms | {:.1} ms |", live.len(), percentile(&live, 0.5), percentile(&live, 0.99));
-    println!(
-        "| new image (upload, forward, top-5, conv1 grid JSON + PNG) | {} | {:.1} ms | {:.1} ms |",
-        new_image.len(),
-        percentile(&new_image, 0.5),
-        percentile(&new_image, 0.99)
-    );
-    Ok(())
-}
-
 /// `zfvis bench --decode`: images/s of zfvis's decoding (libjpeg-turbo) and
 /// preprocessing (Pillow's resize, torchvision's crop) on each set of JPEGs,
 /// against the decoder zfvis used before (the image crate's, with its

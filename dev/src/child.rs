@@ -1,6 +1,6 @@
-//! `zfvis serve` as a child process on a free loopback port. `zfvis fuzz`
-//! and `zfvis soak` start the server this way, and so do the integration
-//! tests (`tests/common` includes this file).
+//! `zfvis serve` as a child process on a free loopback port. `zfvis-dev fuzz`
+//! and `soak` start the server this way, and so do the integration
+//! tests (through `tests/common`).
 
 use std::io::BufRead;
 use std::path::Path;

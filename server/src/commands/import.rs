@@ -1,0 +1,78 @@
+//! `zfvis import`: a network someone else trained (PyTorch state dict,
+//! safetensors or ONNX) as a model folder zfvis serves.
+
+use anyhow::Result;
+use std::path::PathBuf;
+use zfvis_core::import::{self, ImportOptions};
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// The file: .pth/.pt (torch.save, zip format), .safetensors, or .onnx
+    #[arg(long)]
+    from: PathBuf,
+    /// The model folder to write (under the server's --models to serve it)
+    #[arg(long)]
+    out: PathBuf,
+    /// A state dict's layout: torchvision:alexnet, torchvision:vgg11|13|16|19[_bn],
+    /// pytorchcv:zfnet|zfnetb|alexnet, zfnet, alexnet (ONNX files need none)
+    #[arg(long)]
+    arch: Option<String>,
+    /// zfvis | torchvision | caffe (default: what the layout was trained with;
+    /// caffe for ONNX graphs whose input is Caffe's data_0)
+    #[arg(long)]
+    preprocess: Option<String>,
+    /// Channel mean, RGB, 0..1 pixels: r,g,b
+    #[arg(long, value_parser = parse_rgb)]
+    mean: Option<[f64; 3]>,
+    /// Channel std, RGB, 0..1 pixels: r,g,b
+    #[arg(long, value_parser = parse_rgb)]
+    std: Option<[f64; 3]>,
+    /// Input side in pixels (default: the graph's, else 224)
+    #[arg(long)]
+    input_size: Option<i64>,
+    /// Shorter side before the centre crop (default: 256/224 of the input for torchvision and caffe)
+    #[arg(long)]
+    resize: Option<i64>,
+    /// Class names: one a line, or JSON (default for 1000 outputs: ImageNet-1k's)
+    #[arg(long)]
+    classes: Option<PathBuf>,
+}
+
+/// "r,g,b" -> three numbers.
+fn parse_rgb(s: &str) -> std::result::Result<[f64; 3], String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("expected r,g,b numbers: {e}"))?;
+    v.try_into()
+        .map_err(|v: Vec<f64>| format!("expected three numbers r,g,b, got {}", v.len()))
+}
+
+pub fn run(a: ImportArgs) -> Result<()> {
+    let opts = ImportOptions {
+        from: a.from,
+        out: a.out,
+        arch: a.arch,
+        preprocess: a.preprocess.map(|p| p.parse()).transpose()?,
+        mean: a.mean,
+        std: a.std,
+        input_size: a.input_size,
+        resize: a.resize,
+        classes: a.classes,
+    };
+    let m = import::import(&opts)?;
+    let spec = m.manifest.spec()?;
+    let convs = spec.convs();
+    let convs: Vec<&str> = convs.iter().map(|c| c.name.as_str()).collect();
+    println!(
+        "{}: {} ({} conv layers: {}; {} classes; preprocessing {})",
+        m.dir.display(),
+        m.manifest.architecture,
+        convs.len(),
+        convs.join(", "),
+        m.manifest.classes.len(),
+        m.manifest.preprocess_name(),
+    );
+    Ok(())
+}
