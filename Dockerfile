@@ -15,5 +15,7 @@ COPY --from=build /src/models /src/models
 COPY --from=build /src/frontend /src/frontend
 COPY --from=build /src/static /src/static
 COPY --from=build /src/examples /src/examples
+# Uploads, stored sets and results: keep them on a volume (docker run -v zfvis-data:/data).
+VOLUME /data
 EXPOSE 8080
 CMD ["/src/zfvis", "serve", "--addr", "0.0.0.0:8080", "--models", "/src/models", "--data", "/data"]

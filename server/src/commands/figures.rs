@@ -5,7 +5,7 @@
 //! others are still written.
 
 use super::args::ModelArgs;
-use super::local::{advance, resource, stage_bar, Scratch};
+use super::local::{advance, resource_dir, stage_bar, Scratch};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use zfvis_core::analysis::Analysis;
@@ -215,7 +215,10 @@ fn dataset_of(a: &FiguresArgs, store: &ImageStore) -> Result<(PathBuf, String)> 
         }
         return Ok((d.clone(), format!("Dataset: {}.", d.display())));
     }
-    let examples = a.examples.clone().unwrap_or_else(|| resource("examples"));
+    let examples = a
+        .examples
+        .clone()
+        .unwrap_or_else(|| resource_dir("examples/examples.json"));
     let ex = zfvis_core::examples::load(&examples, store).unwrap_or_default();
     Ok((
         store.dir().to_path_buf(),

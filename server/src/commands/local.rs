@@ -126,29 +126,45 @@ pub fn stage_bar() -> indicatif::ProgressBar {
     bar("{msg:>22} {bar:40} {pos}/{len} ETA {eta}")
 }
 
+/// A stage bar's progress callback: (stage, done, total).
+pub fn staged(pb: &indicatif::ProgressBar) -> impl Fn(&str, usize, usize) + '_ {
+    move |stage, done, total| {
+        pb.set_message(stage.to_string());
+        advance(pb, done, total);
+    }
+}
+
 /// Report `done` of `total` on a bar.
 pub fn advance(pb: &indicatif::ProgressBar, done: usize, total: usize) {
     pb.set_length(total as u64);
     pb.set_position(done as u64);
 }
 
-/// A folder or file that ships with zfvis (`static`, `examples`, `tests/…`),
-/// found at run time: in the working directory, beside the binary, or in the
-/// checkout the binary was built in (`target/release/..`, `../share/zfvis`);
-/// the working directory's path when none has it (the error then names it).
+/// A file that ships with zfvis (`examples/examples.json`, `static/app.js`,
+/// `tests/bench_torch.py`), found at run time: in the working directory,
+/// beside the binary, in the checkout the binary was built in
+/// (`target/release/../..`) or in `../share/zfvis`; the working directory's
+/// path when none has it (the error then names it).
 pub fn resource(rel: &str) -> PathBuf {
-    let mut places = vec![PathBuf::from(rel)];
+    let mut places = vec![PathBuf::new()];
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf))
     {
-        places.push(dir.join(rel));
-        places.push(dir.join("../..").join(rel));
-        places.push(dir.join("../share/zfvis").join(rel));
+        places.push(dir.clone());
+        places.push(dir.join("../.."));
+        places.push(dir.join("../share/zfvis"));
     }
     places
         .iter()
+        .map(|p| p.join(rel))
         .find(|p| p.exists())
-        .cloned()
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
         .unwrap_or_else(|| PathBuf::from(rel))
+}
+
+/// The folder of a file that ships with zfvis (see `resource`).
+pub fn resource_dir(rel: &str) -> PathBuf {
+    let file = resource(rel);
+    file.parent().map_or(file.clone(), Path::to_path_buf)
 }

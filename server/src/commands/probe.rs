@@ -3,7 +3,7 @@
 //! §5 Fig. 9): how general each layer's features are.
 
 use super::args::{LabelledData, ModelArgs, Output};
-use super::local::{advance, stage_bar};
+use super::local::{stage_bar, staged};
 use anyhow::{bail, Result};
 use zfvis_core::classify::Loss;
 use zfvis_core::probe::{self, ProbeRequest, ProbeResult};
@@ -54,10 +54,7 @@ pub fn probe(a: ProbeArgs) -> Result<()> {
         classifiers: classifiers(&a.classifier)?,
     };
     let pb = stage_bar();
-    let r = probe::probe(&req, a.model.device.get()?, &|stage, d, t| {
-        pb.set_message(stage.to_string());
-        advance(&pb, d, t);
-    })?;
+    let r = probe::probe(&req, a.model.device.get()?, &staged(&pb))?;
     pb.finish_and_clear();
     print_pretty(a.output, &r, || print_probe(&r))
 }
@@ -118,10 +115,7 @@ pub fn transfer(a: TransferArgs) -> Result<()> {
         scratch_epochs: a.scratch_epochs,
     };
     let pb = stage_bar();
-    let r = transfer::transfer(&req, a.model.device.get()?, &|stage, d, t| {
-        pb.set_message(stage.to_string());
-        advance(&pb, d, t);
-    })?;
+    let r = transfer::transfer(&req, a.model.device.get()?, &staged(&pb))?;
     pb.finish_and_clear();
     print_pretty(a.output, &r, || print_transfer(&r))
 }

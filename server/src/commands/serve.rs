@@ -1,7 +1,7 @@
 //! `zfvis serve`: the web app and the JSON API (`crate::http`).
 
 use super::args::DeviceArg;
-use super::local::resource;
+use super::local::resource_dir;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
@@ -54,12 +54,16 @@ impl ServeArgs {
         Ok(crate::http::Config {
             models: self.models,
             data: self.data,
-            static_dir: self.static_dir.unwrap_or_else(|| resource("static")),
+            static_dir: self
+                .static_dir
+                .unwrap_or_else(|| resource_dir("static/app.js")),
             device: self.device.get()?,
             queue: self.queue.max(1),
             dataset: self.dataset,
             max_store: self.max_store_mb.map(|mb| mb.saturating_mul(1024 * 1024)),
-            examples: self.examples.unwrap_or_else(|| resource("examples")),
+            examples: self
+                .examples
+                .unwrap_or_else(|| resource_dir("examples/examples.json")),
             limits: crate::http::net::Limits {
                 header_timeout: std::time::Duration::from_secs(self.header_timeout.max(1)),
                 per_client: self.per_client,

@@ -3,7 +3,7 @@
 //! and the live occluder. Fails (exit 1) on any 5xx answer, a crash, or
 //! memory that keeps growing over the second half of the run.
 
-use crate::server::{bar, model_info, ServerProcess};
+use crate::server::{bar, model_info, Rss, ServerProcess};
 use crate::Served;
 use anyhow::{bail, Context, Result};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -31,14 +31,6 @@ struct Tally {
     uploads: BTreeMap<(&'static str, u16), usize>,
     follow: BTreeMap<(&'static str, u16), usize>,
     server_errors: Vec<String>,
-}
-
-/// Server memory, MB: at the start, half way, the peak, at the end.
-struct Rss {
-    start: f64,
-    warm: f64,
-    peak: f64,
-    end: f64,
 }
 
 /// The server and the model's first facts, shared by every case.
@@ -69,13 +61,7 @@ pub fn run(a: &FuzzArgs) -> Result<()> {
     let seeds = seeds();
     let mut rng = StdRng::seed_from_u64(a.seed);
     let mut tally = Tally::default();
-    let start = server.rss_mb()?;
-    let mut rss = Rss {
-        start,
-        warm: start,
-        peak: start,
-        end: start,
-    };
+    let mut rss = Rss::at(server.rss_mb()?);
     let pb = bar(
         a.cases as u64,
         "fuzz {bar:40} {pos}/{len} {per_sec} ETA {eta} {msg}",

@@ -100,3 +100,24 @@ pub fn bar(n: u64, template: &str) -> indicatif::ProgressBar {
     );
     pb
 }
+
+/// Server memory, MB: at the start, after the warm-up (or half way), the
+/// peak after it, at the end.
+pub struct Rss {
+    pub start: f64,
+    pub warm: f64,
+    pub peak: f64,
+    pub end: f64,
+}
+
+impl Rss {
+    /// Every reading at `start` until there are others.
+    pub fn at(start: f64) -> Rss {
+        Rss {
+            start,
+            warm: start,
+            peak: start,
+            end: start,
+        }
+    }
+}

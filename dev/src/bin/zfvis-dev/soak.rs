@@ -5,7 +5,7 @@
 //! Fails on a 5xx or missing answer, a 503 without Retry-After, too few
 //! distinct images, or memory growth after the warm-up.
 
-use crate::server::{bar, model_info, ServerProcess};
+use crate::server::{bar, model_info, Rss, ServerProcess};
 use crate::Served;
 use anyhow::{bail, Result};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -62,15 +62,6 @@ struct Shared {
     failures: Mutex<Vec<String>>,
 }
 
-/// Server memory, MB.
-struct Rss {
-    start: f64,
-    warm: f64,
-    peak: f64,
-    end: f64,
-    trail: Vec<String>,
-}
-
 pub fn run(a: &SoakArgs) -> Result<()> {
     let (clients, seconds, warmup, n_images) = (
         a.clients.max(1),
@@ -104,7 +95,7 @@ pub fn run(a: &SoakArgs) -> Result<()> {
     let handles: Vec<_> = (0..clients)
         .map(|k| rt.spawn(client(k, shared.clone(), deadline)))
         .collect();
-    let mut rss = watch(&mut server, &shared, warmup, seconds)?;
+    let (mut rss, trail) = watch(&mut server, &shared, warmup, seconds)?;
     for h in handles {
         rt.block_on(h)?;
     }
@@ -125,7 +116,7 @@ pub fn run(a: &SoakArgs) -> Result<()> {
     );
     let (five, no_retry) = table(&mut shared.tallies.lock().unwrap());
     let growth = (rss.end - rss.warm) / rss.warm.max(1.0) * 100.0;
-    println!("server RSS over time (MB): {}", rss.trail.join(", "));
+    println!("server RSS over time (MB): {}", trail.join(", "));
     println!(
         "server RSS: start {:.0} MB, after warm-up ({warmup} s) {:.0} MB, peak after it {:.0} MB, end {:.0} MB (growth after warm-up {growth:+.1}%)",
         rss.start, rss.warm, rss.peak, rss.end
@@ -319,16 +310,16 @@ async fn answered(
 /// Watch the server once a second through the warm-up (the same load until
 /// the caches of results, traces and snapshots have filled; then the tallies
 /// start afresh) and the measured period.
-fn watch(server: &mut ServerProcess, s: &Shared, warmup: u64, seconds: u64) -> Result<Rss> {
+/// Returns the memory readings and a trail of them over time.
+fn watch(
+    server: &mut ServerProcess,
+    s: &Shared,
+    warmup: u64,
+    seconds: u64,
+) -> Result<(Rss, Vec<String>)> {
     let total = warmup + seconds;
-    let start = server.rss_mb()?;
-    let mut rss = Rss {
-        start,
-        warm: start,
-        peak: start,
-        end: start,
-        trail: vec![],
-    };
+    let mut rss = Rss::at(server.rss_mb()?);
+    let mut trail = vec![];
     let pb = bar(total, "soak {bar:40} {pos}/{len} s {msg}");
     for sec in 1..=total {
         std::thread::sleep(Duration::from_secs(1));
@@ -343,14 +334,14 @@ fn watch(server: &mut ServerProcess, s: &Shared, warmup: u64, seconds: u64) -> R
             rss.peak = rss.peak.max(now);
         }
         if sec % (total / 8).max(1) == 0 {
-            rss.trail.push(format!("{sec} s {now:.0}"));
+            trail.push(format!("{sec} s {now:.0}"));
         }
         let n: usize = s.tallies.lock().unwrap().values().map(|t| t.ms.len()).sum();
         pb.set_message(format!("{n} requests, RSS {now:.0} MB"));
         pb.inc(1);
     }
     pb.finish_and_clear();
-    Ok(rss)
+    Ok((rss, trail))
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
