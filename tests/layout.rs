@@ -253,9 +253,8 @@ fn help_lists_user_commands_and_no_build_paths() {
             for l in h.lines().filter(|l| l.trim_start().starts_with("--")) {
                 let described = l
                     .trim_start()
-                    .splitn(2, "  ")
-                    .nth(1)
-                    .is_some_and(|d| !d.trim().is_empty());
+                    .split_once("  ")
+                    .is_some_and(|(_, d)| !d.trim().is_empty());
                 let next_is_text = h.lines().skip_while(|x| *x != l).nth(1).is_some_and(|n| {
                     n.starts_with("          ") && !n.trim_start().starts_with('-')
                 });
