@@ -69,16 +69,21 @@ test: test-deps native-deps
 	cargo test --release --workspace
 
 # Speed, each figure beside a peer measured in the same run (see README).
-BEAGLE := ../shared/datasets/dog-faces/n02088364_beagle.JPEG
+# IMAGE: a photo; DATA: a folder of JPEGs (decoding, features, the soak's
+# dataset); TRAIN_DATA: an ImageFolder (train/<class>/, val/<class>/) for
+# distributed/bench.py, skipped when unset. Defaults: files in this repository.
+IMAGE ?= examples/dog.jpg
+DATA ?= examples
+TRAIN_DATA ?=
 bench: build-dev $(VENV)/.refs
 	$(VENV)/bin/pip install -q captum
 	$(BIN) bench --python $(PY)
 	$(BIN) bench --python $(PY) --arch vgg16 --iters 5
-	$(BIN) bench --python $(PY) --decode ../shared/datasets/woofnette/val/n02088364 ../shared/datasets/dog-faces
-	$(BIN) bench --features ../shared/datasets/woofnette/val --iters 3
-	$(DEV) bench-http --image $(BEAGLE)
-	$(PY) tests/bench_occlusion.py models/zfnet-woofnette $(BEAGLE) $(BIN)
-	$(PY) distributed/bench.py --zfvis $(BIN)
+	$(BIN) bench --python $(PY) --decode $(DATA)
+	$(BIN) bench --features $(DATA) --iters 3
+	$(DEV) bench-http --image $(IMAGE)
+	$(PY) tests/bench_occlusion.py models/zfnet-woofnette $(IMAGE) $(BIN)
+	$(if $(TRAIN_DATA),$(PY) distributed/bench.py --zfvis $(BIN) --data $(TRAIN_DATA),@echo "distributed/bench.py skipped: set TRAIN_DATA=DIR (train/<class>/, val/<class>/)")
 
 # Reliability (see README): 10,000 mutated uploads over HTTP and 100,000
 # through the decoders; 64 clients on loopback, 60 s measured after 60 s of warm-up.
@@ -86,8 +91,7 @@ fuzz: build-dev
 	$(DEV) fuzz --cases 10000
 	ZFVIS_FUZZ_CASES=100000 cargo test --release -p zfvis-core --test fuzz -- --nocapture
 soak: build-dev
-	$(DEV) soak --clients 64 --warmup 60 --seconds 60 --images 200 --image $(BEAGLE) \
-	  $(if $(wildcard ../shared/datasets/woofnette/val/n02088364),--dataset ../shared/datasets/woofnette/val/n02088364)
+	$(DEV) soak --clients 64 --warmup 60 --seconds 60 --images 200 --image $(IMAGE) --dataset $(DATA)
 
 clean:
 	cargo clean
