@@ -342,7 +342,7 @@ fn source(cfg: &TrainConfig, items: &[(PathBuf, i64)]) -> Source {
 /// The recipe a run follows, in one line, said before it starts.
 fn recipe(cfg: &TrainConfig) -> String {
     format!(
-        "recipe: {} width {} (fc {}), {} epochs, batch {}, lr {} ({} schedule{}), momentum {}, weight decay {}, feature-scale clipping {}, snapshots at {:?}",
+        "recipe: {} width {} (fc {}), {} epochs, batch {}, lr {}, {}{}, momentum {}, weight decay {}, feature-scale clipping {}, snapshots at epochs {:?}",
         cfg.arch,
         cfg.width,
         cfg.fc_width.unwrap_or(cfg.width),
@@ -350,8 +350,8 @@ fn recipe(cfg: &TrainConfig) -> String {
         cfg.batch,
         cfg.lr,
         match cfg.schedule {
-            Schedule::Paper => "paper: /10 at 50% and 75%",
-            Schedule::Modern => "modern: warm-up + cosine",
+            Schedule::Paper => "paper schedule (lr / 10 at 50% and 75% of the epochs)",
+            Schedule::Modern => "modern schedule (1 epoch warm-up, then cosine)",
         },
         if cfg.schedule == Schedule::Modern {
             ", Nesterov, label smoothing 0.1"
@@ -425,6 +425,10 @@ impl Trainer<'_> {
             }
         }
         pb.finish_and_clear();
+        if !self.estimated {
+            // A short epoch: the estimate from all of it.
+            self.say_estimate(te.elapsed().as_secs_f64(), seen);
+        }
         self.images_left = self.images_left.saturating_sub(seen);
         Ok((loss_sum, seen))
     }
@@ -460,14 +464,16 @@ impl Trainer<'_> {
         if self.estimated || step == 0 || (step < 10 && secs < 20.0) {
             return;
         }
+        self.say_estimate(secs, seen);
+    }
+
+    fn say_estimate(&mut self, secs: f64, seen: usize) {
         self.estimated = true;
         let ips = seen as f64 / secs.max(1e-9);
-        let left = self.images_left as f64 / ips.max(1e-9);
+        let rest = self.images_left.saturating_sub(seen);
         eprintln!(
-            "estimate: {:.0} images/s, about {} for the {} images of the epochs left (validation not counted)",
-            ips,
-            human(left),
-            self.images_left
+            "estimate: {ips:.0} images/s, about {} for the {rest} images still to train on (validation not counted)",
+            human(rest as f64 / ips.max(1e-9)),
         );
     }
 }
