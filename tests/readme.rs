@@ -1,0 +1,235 @@
+//! The README works for a stranger: the shell blocks of its quick start and
+//! of "Your own model" run as pasted in a fresh clone, and every flag its
+//! command table names exists in that command's `--help`.
+
+mod common;
+
+use common::{root, tempdir};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn readme() -> String {
+    std::fs::read_to_string(root().join("README.md")).unwrap()
+}
+
+/// The text of the README's section `## title`.
+fn section(readme: &str, title: &str) -> String {
+    let start = readme
+        .find(&format!("\n## {title}\n"))
+        .unwrap_or_else(|| panic!("README has no section {title:?}"));
+    let rest = &readme[start + 1..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |k| k + 3);
+    rest[..end].to_string()
+}
+
+/// The fenced blocks of `lang` in `text`.
+fn blocks(text: &str, lang: &str) -> Vec<String> {
+    let fence = format!("```{lang}\n");
+    let mut out = vec![];
+    let mut rest = text;
+    while let Some(i) = rest.find(&fence) {
+        let body = &rest[i + fence.len()..];
+        let end = body.find("```").expect("a closed block");
+        out.push(body[..end].to_string());
+        rest = &body[end + 3..];
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `make run` as the quick start says, in the clone: it must serve the
+/// bundled model. The build step is taken as done (`make -o build`): the
+/// clone shares this checkout's build, which `make test` itself made from a
+/// clean clone in CI.
+fn make_run_serves(clone: &Path) {
+    let port = free_port();
+    let mut child = Command::new("make")
+        .args(["-o", "build", "run", &format!("ADDR=127.0.0.1:{port}")])
+        .current_dir(clone)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let t0 = Instant::now();
+    let served = loop {
+        if let Ok(r) = reqwest::blocking::get(format!("{base}/api/models")) {
+            break r.text().unwrap_or_default();
+        }
+        if t0.elapsed() > Duration::from_secs(60) || child.try_wait().unwrap().is_some() {
+            break String::new();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let page = reqwest::blocking::get(&base).map(|r| r.status().as_u16());
+    // Stop make and the server it started (their process group).
+    let _ = Command::new("kill")
+        .args(["-TERM", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
+    assert!(
+        served.contains("zfnet-woofnette"),
+        "make run did not serve the bundled model: {served:?}"
+    );
+    assert_eq!(page.ok(), Some(200), "the page at {base}");
+}
+
+#[test]
+fn quick_start_and_own_model_run_as_pasted_in_a_fresh_clone() {
+    let text = readme();
+    let quick = blocks(&section(&text, "Quick start"), "sh");
+    let own = blocks(&section(&text, "Your own model"), "sh");
+    assert!(quick.len() >= 2 && own.len() >= 2, "{quick:?} {own:?}");
+    assert_eq!(
+        quick[0].trim(),
+        "make run",
+        "the quick start begins with make run"
+    );
+
+    // A fresh clone of this checkout's HEAD, sharing its venv and build.
+    let dir = tempdir("readme");
+    let clone = dir.join("zfvis");
+    let st = Command::new("git")
+        .args(["clone", "--quiet"])
+        .arg(root())
+        .arg(&clone)
+        .status()
+        .unwrap();
+    assert!(st.success(), "git clone");
+    for shared in [".venv", "target"] {
+        let from = root().join(shared).canonicalize().unwrap();
+        std::os::unix::fs::symlink(from, clone.join(shared)).unwrap();
+    }
+    make_run_serves(&clone);
+
+    // Every other block, in order, in one shell (the PATH export carries over).
+    let script: Vec<String> = quick[1..].iter().chain(&own).cloned().collect();
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script.join("\n")])
+        .current_dir(&clone)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // What each block promises is there.
+    for f in [
+        "proj.png",
+        "figures/report.html",
+        "figures/table1-correspondence.png",
+        "vgg11.pth",
+        "models/vgg11/manifest.json",
+        "mynet.onnx",
+        "models/mynet/manifest.json",
+        "mynet-proj.png",
+    ] {
+        assert!(
+            clone.join(f).is_file(),
+            "{f} was not written\n{stdout}\n{stderr}"
+        );
+    }
+    let png = image::open(clone.join("mynet-proj.png")).unwrap();
+    assert!(png.width() >= 100, "{}", png.width());
+    // predict printed five classes for the bundled model and for VGG11.
+    let top5 = stdout.lines().filter(|l| l.contains('%')).count();
+    assert!(top5 >= 10, "{stdout}");
+    let manifest = std::fs::read_to_string(clone.join("models/mynet/manifest.json")).unwrap();
+    for c in ["\"cat\"", "\"dog\"", "\"rocket\""] {
+        assert!(manifest.contains(c), "{manifest}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `zfvis <cmd>` lines of the README's command table, with the flags each names.
+fn table(text: &str) -> Vec<(String, Vec<String>)> {
+    let block = blocks(&section(text, "Command line"), "text").remove(0);
+    let mut rows: Vec<(String, Vec<String>)> = vec![];
+    for line in block.lines() {
+        let mut words = line.split_whitespace();
+        if line.starts_with("zfvis ") {
+            words.next();
+            rows.push((words.next().unwrap().to_string(), vec![]));
+        }
+        let row = rows.last_mut().expect("the table starts with a command");
+        for w in line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
+            if w.starts_with("--") && w.len() > 2 {
+                row.1.push(w.to_string());
+            }
+        }
+    }
+    rows
+}
+
+#[test]
+fn every_flag_of_the_command_table_is_in_help() {
+    let rows = table(&readme());
+    assert!(rows.len() >= 15, "{rows:?}");
+    let zfvis = env!("CARGO_BIN_EXE_zfvis");
+    let top = Command::new(zfvis).arg("--help").output().unwrap();
+    let top = String::from_utf8_lossy(&top.stdout).to_string();
+    for (cmd, flags) in &rows {
+        assert!(
+            top.lines()
+                .any(|l| l.split_whitespace().next() == Some(cmd)),
+            "README names `zfvis {cmd}`, which --help does not list"
+        );
+        let o = Command::new(zfvis).args([cmd, "--help"]).output().unwrap();
+        assert!(o.status.success(), "zfvis {cmd} --help");
+        let help = String::from_utf8_lossy(&o.stdout);
+        for f in flags {
+            assert!(
+                help.split(|c: char| c.is_whitespace() || c == ',')
+                    .any(|w| w == f),
+                "README's `zfvis {cmd}` names {f}, which `zfvis {cmd} --help` does not have"
+            );
+        }
+    }
+    // And every command --help lists is in the table.
+    let listed: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    for c in listed {
+        assert!(
+            rows.iter().any(|(r, _)| r == c),
+            "README's table lacks `zfvis {c}`"
+        );
+    }
+}
+
+#[test]
+fn nothing_a_user_runs_points_outside_the_repository() {
+    let text = readme();
+    for (name, body) in [
+        ("README.md", text.clone()),
+        (
+            "Makefile",
+            std::fs::read_to_string(root().join("Makefile")).unwrap(),
+        ),
+    ] {
+        assert!(!body.contains("../shared"), "{name} names ../shared");
+    }
+    // The quick start's and Your own model's shell blocks hold commands, not synopses.
+    for title in ["Quick start", "Your own model"] {
+        for b in blocks(&section(&text, title), "sh") {
+            assert!(!b.contains('[') || b.contains("python"), "{title}: {b}");
+            assert!(!b.contains('…'), "{title}: {b}");
+        }
+    }
+}
