@@ -210,6 +210,17 @@ async function render() {
 async function renderTop5() {
   const r = await api(`${base()}/predictions`);
   fillTop($("top5"), r.top);
+  renderKnows();
+}
+
+// What the model can answer: every image is read as one of its classes (a
+// cat, for a model of dog breeds, is some dog breed).
+function renderKnows() {
+  const el = $("knows"), names = (model() && model().class_names) || [];
+  el.hidden = names.length === 0;
+  const list = names.length <= 30 ? `: ${names.join(", ")}` : " (hover to list them)";
+  el.textContent = `This model knows ${names.length} classes${list}. It reads every image as one of them.`;
+  el.title = names.join(", ");
 }
 
 function orderedMaps() {

@@ -37,6 +37,12 @@ fn newcomer_opens_an_example_in_chromium() {
     assert!(v["url"].as_str().unwrap().contains(first), "{v}");
     assert!(v["url"].as_str().unwrap().contains("map="), "{v}");
     assert_eq!(v["top5"], 4, "{v}");
+    // The page says what the model can answer.
+    let knows = v["knows"].as_str().unwrap();
+    assert!(
+        knows.contains("knows 4 classes: class 0, class 1, class 2, class 3"),
+        "{knows}"
+    );
     assert_eq!(v["errors"].as_array().unwrap().len(), 0, "{v}");
     assert_eq!(v["csp"].as_array().unwrap().len(), 0, "{v}");
     assert!(dir.join("example-projection.png").exists());

@@ -33,6 +33,7 @@ try {
   }, null, { timeout: 60000 });
   const url = page.url();
   const top5 = await page.$$eval("#top5 li", (li) => li.length);
+  const knows = await page.textContent("#knows");
   // By default the pair as the paper draws it: receptive field, own contrast.
   await page.waitForFunction(() => /own contrast ×/.test(document.getElementById("patch-proj-cap").textContent));
   const patches = await page.evaluate(() => {
@@ -106,7 +107,7 @@ try {
   const top9Frame = { full: top9Full, field: await page.$eval("#top9 figure .pic9", (p) => p.style.backgroundImage) };
   await page.screenshot({ path: `${outDir}/image-top9.png`, fullPage: true });
   const csp = await page.evaluate(() => window.__csp);
-  console.log(JSON.stringify({ offered, title, url, top5, patches, legend, scaleFitted, scaleFixed, figures, randomHidden,
+  console.log(JSON.stringify({ offered, title, url, top5, knows, patches, legend, scaleFitted, scaleFixed, figures, randomHidden,
     source, top9Rows, dsFrame, staleRows, timeline, top9Frame, errors, csp }));
 } finally {
   await browser.close();
