@@ -2,7 +2,7 @@
 """Images/s of distributed/train.py (torchrun, 1 and N processes) against
 `zfvis train`, same recipe, same images, same run.
 
-usage: bench.py [--data ../shared/datasets/woofnette] [--per-class 32] [--epochs 2]
+usage: bench.py --data DIR [--per-class 32] [--epochs 2]
                 [--procs 2] [--zfvis target/release/zfvis]
 
 The recipe is the bundled model's (ZFNet width 0.25, fc 0.125, modern
@@ -50,7 +50,8 @@ def run(cmd, env=None):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "datasets", "woofnette"))
+    p.add_argument("--data", required=True,
+                   help="an ImageFolder: train/<class>/*, val/<class>/* (e.g. woofnette, see the README)")
     p.add_argument("--per-class", type=int, default=32)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--procs", type=int, default=2)

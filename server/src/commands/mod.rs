@@ -57,7 +57,8 @@ enum Command {
     Compare(compare::CompareArgs),
     /// The paper's figures for a model as PNG/SVG/JSON files and report.html
     Figures(figures::FiguresArgs),
-    /// Train a ZFNet or AlexNet with snapshots (paper §2)
+    /// Train a ZFNet or AlexNet with snapshots (paper §2); without flags, the
+    /// paper's full-width 70-epoch run (it says its recipe and duration first)
     Train(train::TrainArgs),
     /// Top-1/top-5 over a folder of class folders
     Eval(train::EvalArgs),
