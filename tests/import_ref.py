@@ -24,6 +24,11 @@ usage:
       A state dict with a __reduce__ payload that would create MARKER if run.
   import_ref.py unsupported OUT.onnx
       A graph with a Sigmoid node.
+  import_ref.py malformed DIR
+      Valid ONNX files (onnx.checker passes where it can) that no network
+      can be read from: a Conv with one input, a Conv with zero strides, a
+      BatchNormalization without its tensors, a Gemm with a 1-D weight, an
+      LRN of size 0.
   import_ref.py ops OUT.onnx
       A small graph using the importer's other ops (BatchNormalization,
       Clip, asymmetric MaxPool pads, a grouped conv without bias,
@@ -235,6 +240,32 @@ def unsupported_main(out):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)]), out)
 
 
+def malformed_main(outdir):
+    import onnx
+    from onnx import helper, numpy_helper, TensorProto
+    rs = np.random.RandomState(0)
+    w = numpy_helper.from_array(rs.randn(4, 3, 3, 3).astype(np.float32), "w")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])
+
+    def save(name, nodes, inits, out="y"):
+        g = helper.make_graph(nodes, name, [x], [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+                              initializer=inits)
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)]),
+                  os.path.join(outdir, name + ".onnx"))
+
+    save("conv_one_input", [helper.make_node("Conv", ["x"], ["y"], name="c1", kernel_shape=[3, 3])], [])
+    save("zero_strides", [helper.make_node("Conv", ["x", "w"], ["y"], name="c1", kernel_shape=[3, 3],
+                                           strides=[0, 0])], [w])
+    save("bn_no_tensors", [helper.make_node("Conv", ["x", "w"], ["c"], name="c1", kernel_shape=[3, 3]),
+                           helper.make_node("BatchNormalization", ["c"], ["y"], name="bn1")], [w])
+    fc = numpy_helper.from_array(rs.randn(10).astype(np.float32), "fc")
+    save("gemm_1d", [helper.make_node("Conv", ["x", "w"], ["c"], name="c1", kernel_shape=[3, 3]),
+                     helper.make_node("Flatten", ["c"], ["f"], name="flat"),
+                     helper.make_node("Gemm", ["f", "fc"], ["y"], name="fc1")], [w, fc])
+    save("lrn_size_0", [helper.make_node("Conv", ["x", "w"], ["c"], name="c1", kernel_shape=[3, 3]),
+                        helper.make_node("LRN", ["c"], ["y"], name="norm1", size=0)], [w])
+
+
 def ops_main(out):
     import onnx
     import onnxruntime as ort
@@ -278,4 +309,4 @@ def ops_main(out):
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
     {"torchvision": torchvision_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
-     "evil": evil_main, "unsupported": unsupported_main, "ops": ops_main}[cmd](*args)
+     "evil": evil_main, "unsupported": unsupported_main, "malformed": malformed_main, "ops": ops_main}[cmd](*args)

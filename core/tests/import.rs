@@ -286,6 +286,39 @@ fn bad_files_are_refused_by_name() {
     );
     assert!(e.contains("\"gate\"") && e.contains("Sigmoid"), "{e}");
 
+    // Valid ONNX files no network can be read from: refused naming the node
+    // and what is wrong, never a panic.
+    let mal = dir.join("malformed");
+    std::fs::create_dir_all(&mal).unwrap();
+    reference(&["malformed", mal.to_str().unwrap()]);
+    for (file, want) in [
+        (
+            "conv_one_input",
+            "node \"c1\" (Conv): its weight input is missing",
+        ),
+        (
+            "zero_strides",
+            "node \"c1\" (Conv): kernel [3, 3] and strides [0, 0] must be at least 1",
+        ),
+        (
+            "bn_no_tensors",
+            "node \"bn1\" (BatchNormalization): its scale input is missing",
+        ),
+        ("gemm_1d", "node \"fc1\" (Gemm): its weight has shape [10]"),
+        ("lrn_size_0", "layer 1 (lrn): size must be at least 1"),
+    ] {
+        let from = mal.join(format!("{file}.onnx"));
+        let out = mal.join(file);
+        let r = std::panic::catch_unwind(|| import(&opts(&from, &out, None)));
+        let e = format!(
+            "{:#}",
+            r.unwrap_or_else(|_| panic!("{file}: import panicked"))
+                .unwrap_err()
+        );
+        assert!(e.contains(want), "{file}: {e}");
+        assert!(!out.join("manifest.json").exists(), "{file}");
+    }
+
     // The wrong --arch: the first tensor that does not fit, expected vs found.
     let sd = dir.join("alex");
     std::fs::create_dir_all(&sd).unwrap();

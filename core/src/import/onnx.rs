@@ -183,6 +183,18 @@ fn window(n: &NodeProto, side: i64, what: &str) -> Result<(Window, bool)> {
     if p[0] != p[1] || p[2] != p[3] {
         bail!("{}: pads {p:?} differ between height and width", at());
     }
+    if k[0] < 1 || s[0] < 1 || p.iter().any(|&v| v < 0) {
+        bail!(
+            "{}: kernel {k:?} and strides {s:?} must be at least 1 and pads {p:?} at least 0",
+            at()
+        );
+    }
+    if side + p[0] + p[2] < k[0] {
+        bail!(
+            "{}: its {k:?} window is larger than its padded {side}x{side} input",
+            at()
+        );
+    }
     let w = Window::new(k[0], s[0], p[0]);
     let ceil = attr_i(n, "ceil_mode", 0) == 1;
     if p[2] == p[0] {
@@ -312,6 +324,15 @@ fn at(n: &NodeProto) -> String {
 }
 
 impl<'a> Chain<'a> {
+    /// Input `k` of node `n`, which must be there: `what` names it.
+    fn input<'n>(n: &'n NodeProto, k: usize, what: &str) -> Result<&'n str> {
+        n.input
+            .get(k)
+            .filter(|s| !s.is_empty())
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("{}: its {what} input is missing", at(n)))
+    }
+
     /// A constant input of node `n`.
     fn get(&self, name: &str, n: &NodeProto) -> Result<Tensor> {
         self.consts.get(name).map(|t| t.shallow_clone()).ok_or_else(|| {
@@ -396,7 +417,7 @@ impl<'a> Chain<'a> {
     /// A Conv, with a BatchNormalization right after it folded in.
     fn conv(&mut self, n: &NodeProto) -> Result<()> {
         let c = self.c;
-        let w = self.get(&n.input[1], n)?;
+        let w = self.get(Self::input(n, 1, "weight")?, n)?;
         let (win, _) = window(n, self.side, "conv")?;
         let groups = attr_i(n, "group", 1);
         let sz = w.size();
@@ -407,6 +428,14 @@ impl<'a> Chain<'a> {
             Some(name) => self.get(name, n)?,
             None => Tensor::zeros([sz[0]], (Kind::Float, tch::Device::Cpu)),
         };
+        if b.size() != [sz[0]] {
+            bail!(
+                "{}: bias shape {:?} does not fit {} filters",
+                at(n),
+                b.size(),
+                sz[0]
+            );
+        }
         let mut w = w;
         let nodes = self.nodes;
         match nodes
@@ -414,7 +443,20 @@ impl<'a> Chain<'a> {
             .filter(|m| m.op_type == "BatchNormalization")
         {
             Some(bn) => {
-                let g = |k: usize| self.get(&bn.input[k], bn);
+                let what = ["input", "scale", "bias", "mean", "variance"];
+                let g = |k: usize| -> Result<Tensor> {
+                    let t = self.get(Self::input(bn, k, what[k])?, bn)?.reshape([-1]);
+                    if t.size() != [sz[0]] {
+                        bail!(
+                            "{}: its {} has {} values for {} channels",
+                            at(bn),
+                            what[k],
+                            t.size()[0],
+                            sz[0]
+                        );
+                    }
+                    Ok(t)
+                };
                 (w, b) = fold_bn(
                     &w,
                     &b,
@@ -494,7 +536,14 @@ impl<'a> Chain<'a> {
         let f = self
             .flat
             .ok_or_else(|| anyhow!("{}: a fully connected layer before any Flatten", at(n)))?;
-        let w0 = self.get(&n.input[1], n)?;
+        let w0 = self.get(Self::input(n, 1, "weight")?, n)?;
+        if w0.dim() != 2 {
+            bail!(
+                "{}: its weight has shape {:?}; a fully connected layer's is 2-d",
+                at(n),
+                w0.size()
+            );
+        }
         let (mut w, mut b): (Tensor, Tensor);
         self.current = n.output.first().cloned().unwrap_or_default();
         if n.op_type == "Gemm" {
