@@ -7,6 +7,7 @@ use common::*;
 use reqwest::blocking::{multipart, Client};
 use reqwest::StatusCode;
 use serde_json::Value;
+use std::path::Path;
 use zfvis_core::net::Arch;
 
 struct Env {
@@ -365,17 +366,19 @@ fn bad_input_is_a_clear_4xx() {
     );
     assert_eq!(e.get("/no-such-page").status(), StatusCode::NOT_FOUND);
     e.alive();
-    // A corrupt snapshot is an error for that snapshot only.
+    // A corrupt snapshot is an error for that snapshot only; the answer
+    // says nothing internal (see server_errors_... for the log).
     std::fs::write(e._dir.join("models/tiny/epoch-003.safetensors"), b"garbage").unwrap();
     let r = e.get(&format!(
         "/api/models/tiny/snapshots/3/images/{id}/predictions"
     ));
-    assert!(r.status().is_server_error() || r.status().is_client_error());
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let v: Value = r.json().unwrap();
-    assert!(v["error"]
-        .as_str()
-        .unwrap()
-        .contains("epoch-003.safetensors"));
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains(v["request_id"].as_str().unwrap()) && !msg.contains("safetensors"),
+        "{v}"
+    );
     e.alive();
     assert_eq!(e.get(&format!("{b}/predictions")).status(), StatusCode::OK);
 }
@@ -1188,4 +1191,76 @@ fn examples_are_stored_and_open_like_uploads() {
     // They are not listed as uploads.
     let recent: Value = e.get("/api/images").json().unwrap();
     assert_eq!(recent["images"].as_array().unwrap().len(), 0, "{recent}");
+}
+
+#[test]
+fn server_errors_answer_a_request_id_and_log_the_detail() {
+    // A 5xx answers a short message and a request id; the full error (here:
+    // which snapshot file is corrupt) is in the server's log under that id.
+    let dir = tempdir("http-5xx");
+    random_model(&dir.join("models/tiny"), Arch::Zfnet);
+    std::fs::write(dir.join("models/tiny/epoch-003.safetensors"), b"garbage").unwrap();
+    let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let lines = log.clone();
+    let srv = Server::start(
+        Path::new(env!("CARGO_BIN_EXE_zfvis")),
+        &dir.join("models"),
+        &dir.join("data"),
+        &[],
+        "error",
+        move |l| lines.lock().unwrap().push(l.to_string()),
+    )
+    .unwrap();
+    let id = upload(&srv.base, test_png()).json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = Client::new()
+        .get(format!(
+            "{}/api/models/tiny/snapshots/3/images/{id}/predictions",
+            srv.base
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let v: Value = r.json().unwrap();
+    let rid = v["request_id"].as_str().unwrap().to_string();
+    assert_eq!(rid.len(), 8, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.contains(&rid), "{v}");
+    for internal in ["safetensors", "epoch-003", "/tmp", "zfvis-http"] {
+        assert!(!msg.contains(internal), "{msg} names {internal}");
+    }
+    // The log line with that id names the file.
+    let t0 = std::time::Instant::now();
+    loop {
+        let found = log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(&rid) && l.contains("epoch-003.safetensors"));
+        if found {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "no log line under {rid}: {:?}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A 4xx still names the parameter and its value.
+    let r = Client::new()
+        .get(format!(
+            "{}/api/models/tiny/snapshots/1/images/{id}/layers/99/maps",
+            srv.base
+        ))
+        .send()
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let v: Value = r.json().unwrap();
+    assert!(
+        v["request_id"].is_null() && v["error"].as_str().unwrap().contains("99"),
+        "{v}"
+    );
 }

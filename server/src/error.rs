@@ -40,10 +40,7 @@ impl From<engine::Error> for ApiError {
         match e {
             engine::Error::NotFound(m) => Self::not_found(m),
             engine::Error::BadInput(m) => Self::bad(m),
-            engine::Error::Internal(e) => {
-                tracing::error!("internal error: {e:#}");
-                Self::internal(format!("{e:#}"))
-            }
+            engine::Error::Internal(e) => Self::internal(format!("{e:#}")),
         }
     }
 }
@@ -83,12 +80,26 @@ impl From<zfvis_core::store::SetError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// A 4xx names what was wrong with the request (the client's own input).
+    /// A server error (but 503 busy and 507 full, which say what to do)
+    /// answers a short message and a request id; the full error goes to the
+    /// log under that id, so nothing internal (paths, library messages)
+    /// reaches a client.
     fn into_response(self) -> Response {
-        let mut res = (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response();
+        let plain = self.status.is_server_error()
+            && self.status != StatusCode::SERVICE_UNAVAILABLE
+            && self.status != StatusCode::INSUFFICIENT_STORAGE;
+        let body = if plain {
+            let id = format!("{:08x}", rand::random::<u32>());
+            tracing::error!(request_id = %id, status = self.status.as_u16(), "{}", self.message);
+            serde_json::json!({
+                "error": format!("internal error; the server's log has the details under request id {id}"),
+                "request_id": id,
+            })
+        } else {
+            serde_json::json!({ "error": self.message })
+        };
+        let mut res = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
