@@ -51,10 +51,8 @@ impl From<zfvis_core::preprocess::ImageError> for ApiError {
         let status = match &e {
             E::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
             E::StoreFull => StatusCode::INSUFFICIENT_STORAGE,
-            E::Store(m) => {
-                tracing::error!("cannot store an upload: {m}");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            // Logged with a request id by `into_response`.
+            E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             E::Empty => StatusCode::BAD_REQUEST,
             // Corrupt, truncated or unknown: refused before anything is stored.
             E::Format | E::Decode(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -72,8 +70,7 @@ impl From<zfvis_core::store::SetError> for ApiError {
                 Self::new(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
             }
             SetError::Store(StoreError::Io(io)) => {
-                tracing::error!("cannot store a set: {io}");
-                Self::internal("cannot store the set")
+                Self::internal(format!("cannot store the set: {io}"))
             }
         }
     }

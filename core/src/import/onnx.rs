@@ -14,6 +14,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
+/// How errors name a node: `node "conv1" (Conv)`.
+fn at(n: &NodeProto) -> String {
+    format!("node {:?} ({})", n.name, n.op_type)
+}
+
 pub struct Graph {
     pub layers: Vec<Layer>,
     pub tensors: HashMap<String, Tensor>,
@@ -156,13 +161,12 @@ fn tensor(t: &TensorProto, dir: &Path) -> Result<Tensor> {
 /// A square window from kernel_shape/strides/pads; asymmetric pads that add
 /// one row/column at the end become ceil mode when that gives the same size.
 fn window(n: &NodeProto, side: i64, what: &str) -> Result<(Window, bool)> {
-    let at = || format!("node {:?} ({})", n.name, n.op_type);
-    let k = attr_ints(n, "kernel_shape").ok_or_else(|| anyhow!("{}: no kernel_shape", at()))?;
+    let k = attr_ints(n, "kernel_shape").ok_or_else(|| anyhow!("{}: no kernel_shape", at(n)))?;
     let s = attr_ints(n, "strides").unwrap_or(vec![1, 1]);
     let p = attr_ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]);
     if let Some(d) = attr_ints(n, "dilations") {
         if d.iter().any(|&v| v != 1) {
-            bail!("{}: dilated {what}s are not supported", at());
+            bail!("{}: dilated {what}s are not supported", at(n));
         }
     }
     if let Some(a) = attr(n, "auto_pad") {
@@ -170,29 +174,29 @@ fn window(n: &NodeProto, side: i64, what: &str) -> Result<(Window, bool)> {
         if v != "NOTSET" && v != "VALID" && !v.is_empty() {
             bail!(
                 "{}: auto_pad {v} is not supported; export with explicit pads",
-                at()
+                at(n)
             );
         }
     }
     if k.len() != 2 || k[0] != k[1] || s.len() != 2 || s[0] != s[1] || p.len() != 4 {
         bail!(
             "{}: only square 2-d {what}s are supported (kernel {k:?}, strides {s:?})",
-            at()
+            at(n)
         );
     }
     if p[0] != p[1] || p[2] != p[3] {
-        bail!("{}: pads {p:?} differ between height and width", at());
+        bail!("{}: pads {p:?} differ between height and width", at(n));
     }
     if k[0] < 1 || s[0] < 1 || p.iter().any(|&v| v < 0) {
         bail!(
             "{}: kernel {k:?} and strides {s:?} must be at least 1 and pads {p:?} at least 0",
-            at()
+            at(n)
         );
     }
     if side + p[0] + p[2] < k[0] {
         bail!(
             "{}: its {k:?} window is larger than its padded {side}x{side} input",
-            at()
+            at(n)
         );
     }
     let w = Window::new(k[0], s[0], p[0]);
@@ -212,7 +216,7 @@ fn window(n: &NodeProto, side: i64, what: &str) -> Result<(Window, bool)> {
     if p[2] > p[0] && w.out_size(side, true) == onnx(ceil) {
         return Ok((w, true));
     }
-    bail!("{}: asymmetric pads {p:?} are not supported", at())
+    bail!("{}: asymmetric pads {p:?} are not supported", at(n))
 }
 
 /// A layer's name: its weight's (`features.0.weight` -> `features.0`, the
@@ -319,27 +323,22 @@ struct Chain<'a> {
     n_fc: usize,
 }
 
-fn at(n: &NodeProto) -> String {
-    format!("node {:?} ({})", n.name, n.op_type)
+/// Input `k` of node `n`, which must be there: `what` names it.
+fn required<'n>(n: &'n NodeProto, k: usize, what: &str) -> Result<&'n str> {
+    n.input
+        .get(k)
+        .filter(|s| !s.is_empty())
+        .map(String::as_str)
+        .ok_or_else(|| anyhow!("{}: its {what} input is missing", at(n)))
 }
 
 impl<'a> Chain<'a> {
-    /// Input `k` of node `n`, which must be there: `what` names it.
-    fn input<'n>(n: &'n NodeProto, k: usize, what: &str) -> Result<&'n str> {
-        n.input
-            .get(k)
-            .filter(|s| !s.is_empty())
-            .map(String::as_str)
-            .ok_or_else(|| anyhow!("{}: its {what} input is missing", at(n)))
-    }
-
     /// A constant input of node `n`.
     fn get(&self, name: &str, n: &NodeProto) -> Result<Tensor> {
         self.consts.get(name).map(|t| t.shallow_clone()).ok_or_else(|| {
             anyhow!(
-                "node {:?} ({}): input {name:?} is not a constant (only weights from initializers or Constant nodes are read)",
-                n.name,
-                n.op_type
+                "{}: input {name:?} is not a constant (only weights from initializers or Constant nodes are read)",
+                at(n)
             )
         })
     }
@@ -417,7 +416,7 @@ impl<'a> Chain<'a> {
     /// A Conv, with a BatchNormalization right after it folded in.
     fn conv(&mut self, n: &NodeProto) -> Result<()> {
         let c = self.c;
-        let w = self.get(Self::input(n, 1, "weight")?, n)?;
+        let w = self.get(required(n, 1, "weight")?, n)?;
         let (win, _) = window(n, self.side, "conv")?;
         let groups = attr_i(n, "group", 1);
         let sz = w.size();
@@ -445,7 +444,7 @@ impl<'a> Chain<'a> {
             Some(bn) => {
                 let what = ["input", "scale", "bias", "mean", "variance"];
                 let g = |k: usize| -> Result<Tensor> {
-                    let t = self.get(Self::input(bn, k, what[k])?, bn)?.reshape([-1]);
+                    let t = self.get(required(bn, k, what[k])?, bn)?.reshape([-1]);
                     if t.size() != [sz[0]] {
                         bail!(
                             "{}: its {} has {} values for {} channels",
@@ -536,7 +535,7 @@ impl<'a> Chain<'a> {
         let f = self
             .flat
             .ok_or_else(|| anyhow!("{}: a fully connected layer before any Flatten", at(n)))?;
-        let w0 = self.get(Self::input(n, 1, "weight")?, n)?;
+        let w0 = self.get(required(n, 1, "weight")?, n)?;
         if w0.dim() != 2 {
             bail!(
                 "{}: its weight has shape {:?}; a fully connected layer's is 2-d",

@@ -65,11 +65,21 @@ pub struct Output {
 impl Output {
     /// Print `value` as one line of JSON, or run `text`.
     pub fn print<T: serde::Serialize>(&self, value: &T, text: impl FnOnce()) -> Result<()> {
+        self.print_as(serde_json::to_string(value)?, text);
+        Ok(())
+    }
+
+    /// Print `value` as indented JSON, or run `text`.
+    pub fn print_pretty<T: serde::Serialize>(&self, value: &T, text: impl FnOnce()) -> Result<()> {
+        self.print_as(serde_json::to_string_pretty(value)?, text);
+        Ok(())
+    }
+
+    fn print_as(&self, json: String, text: impl FnOnce()) {
         if self.json {
-            println!("{}", serde_json::to_string(value)?);
+            println!("{json}");
         } else {
             text();
         }
-        Ok(())
     }
 }

@@ -144,7 +144,7 @@ pub fn run(a: FiguresArgs) -> Result<()> {
         steps: None,
         seed: None,
     };
-    let (entries, failed) = draw_all(&mut engine, &template, &names, index_failed, &a.out)?;
+    let (entries, failed) = draw_all(&mut engine, &template, &names, index_failed, &a.out);
     let report = a.out.join("report.html");
     let command: Vec<String> = std::env::args().collect();
     let what = format!("{what} Made with: {}", command.join(" "));
@@ -272,7 +272,7 @@ fn draw_all(
     names: &[Name],
     index_failed: Option<String>,
     out: &Path,
-) -> Result<(Vec<Entry>, Vec<String>)> {
+) -> (Vec<Entry>, Vec<String>) {
     let pb = stage_bar();
     pb.set_length(names.len() as u64);
     let mut entries = vec![];
@@ -303,19 +303,19 @@ fn draw_all(
                     entries.push(Entry::Drawn(f));
                     None
                 }
-                Err(e) => Some((format!("{e:#}"), format!("{e:#}"))),
+                Err(e) => Some(format!("{e:#}")),
             },
-            Ok(Err(e)) => Some((e.to_string(), e.to_string())),
-            Err(_) => Some(("internal error".into(), "internal error".into())),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("internal error".to_string()),
         };
-        if let Some((said, why)) = why {
-            failed.push(format!("{}: {said}", name.stem()));
+        if let Some(why) = why {
+            failed.push(format!("{}: {why}", name.stem()));
             entries.push(Entry::Missing { figure: name, why });
         }
         pb.inc(1);
     }
     pb.finish_and_clear();
-    Ok((entries, failed))
+    (entries, failed)
 }
 
 /// `<stem>.png`, `.svg` for plots and tables, `.json` (title, caption, numbers).

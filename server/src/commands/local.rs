@@ -166,5 +166,5 @@ pub fn resource(rel: &str) -> PathBuf {
 /// The folder of a file that ships with zfvis (see `resource`).
 pub fn resource_dir(rel: &str) -> PathBuf {
     let file = resource(rel);
-    file.parent().map_or(file.clone(), Path::to_path_buf)
+    file.parent().map(Path::to_path_buf).unwrap_or(file)
 }

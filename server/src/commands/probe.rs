@@ -34,16 +34,6 @@ fn classifiers(name: &str) -> Result<Vec<Loss>> {
     })
 }
 
-/// Print a result as indented JSON, or as a table for people.
-fn print_pretty<T: serde::Serialize>(output: Output, r: &T, text: impl FnOnce()) -> Result<()> {
-    if output.json {
-        println!("{}", serde_json::to_string_pretty(r)?);
-    } else {
-        text();
-    }
-    Ok(())
-}
-
 pub fn probe(a: ProbeArgs) -> Result<()> {
     let req = ProbeRequest {
         model: a.model.model,
@@ -56,7 +46,7 @@ pub fn probe(a: ProbeArgs) -> Result<()> {
     let pb = stage_bar();
     let r = probe::probe(&req, a.model.device.get()?, &staged(&pb))?;
     pb.finish_and_clear();
-    print_pretty(a.output, &r, || print_probe(&r))
+    a.output.print_pretty(&r, || print_probe(&r))
 }
 
 fn print_probe(r: &ProbeResult) {
@@ -117,7 +107,7 @@ pub fn transfer(a: TransferArgs) -> Result<()> {
     let pb = stage_bar();
     let r = transfer::transfer(&req, a.model.device.get()?, &staged(&pb))?;
     pb.finish_and_clear();
-    print_pretty(a.output, &r, || print_transfer(&r))
+    a.output.print_pretty(&r, || print_transfer(&r))
 }
 
 fn print_transfer(r: &TransferResult) {
