@@ -2,7 +2,7 @@
 //! snapshot (the file name contains its epoch). Tensors use PyTorch names and
 //! layouts, so `safetensors.torch.save_file(model.state_dict(), …)` loads here.
 
-use crate::net::{Arch, Layer, Net, NetSpec};
+use crate::net::{Arch, Net, NetSpec, Node};
 use crate::preprocess::Preprocess;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,12 @@ pub struct Snapshot {
 fn one() -> f64 {
     1.0
 }
+fn three() -> i64 {
+    3
+}
+fn is_three(v: &i64) -> bool {
+    *v == 3
+}
 fn is_false(v: &bool) -> bool {
     !*v
 }
@@ -55,7 +61,10 @@ pub struct Manifest {
     pub fc_width: Option<f64>,
     /// The network as an explicit layer list (imported networks); presets leave it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub layers: Option<Vec<Layer>>,
+    pub layers: Option<Vec<Node>>,
+    /// Channels of the network's input: 3 (RGB, BGR) or 1 (grey).
+    #[serde(default = "three", skip_serializing_if = "is_three")]
+    pub in_channels: i64,
     pub input_size: i64,
     /// Shorter side before the centre crop (torchvision: 256); default: input_size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,11 +88,7 @@ pub struct Manifest {
 impl Manifest {
     pub fn spec(&self) -> Result<NetSpec> {
         let spec = match &self.layers {
-            Some(layers) => NetSpec {
-                layers: layers.clone(),
-                input_size: self.input_size,
-                preset: None,
-            },
+            Some(nodes) => NetSpec::from_nodes(nodes, self.in_channels, self.input_size),
             None => {
                 let arch: Arch = self
                     .architecture
@@ -129,13 +134,14 @@ impl Manifest {
     pub fn for_spec(spec: &NetSpec, classes: Vec<ClassInfo>) -> Manifest {
         let (architecture, width, fc_width, layers) = match spec.preset {
             Some(p) => (p.arch.to_string(), p.width, Some(p.fc_width), None),
-            None => ("custom".to_string(), 1.0, None, Some(spec.layers.clone())),
+            None => ("custom".to_string(), 1.0, None, Some(spec.nodes())),
         };
         Manifest {
             architecture,
             width,
             fc_width,
             layers,
+            in_channels: spec.in_channels,
             input_size: spec.input_size,
             resize: None,
             mean: crate::preprocess::MEAN,

@@ -197,7 +197,7 @@ pub fn correspondence(
         let f5 = Tensor::cat(
             &traces
                 .iter()
-                .map(|t| t.maps.last().expect("a conv layer").flatten(1, -1))
+                .map(|t| t.last_maps.flatten(1, -1))
                 .collect::<Vec<_>>(),
             0,
         );

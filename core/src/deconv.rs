@@ -22,14 +22,16 @@ pub fn unpool(x: &Tensor, indices: &Tensor, out_hw: (i64, i64)) -> Tensor {
 /// Transposed conv of layer index `i` (a conv) back to input side `target`.
 pub fn deconv_step(net: &Net, i: usize, x: &Tensor, target: i64) -> Tensor {
     let l = &net.spec.layers[i];
-    let (w, groups) = match l {
-        Layer::Conv { groups, .. } => (l.window(), *groups),
+    let (w, groups, dilation) = match l {
+        Layer::Conv {
+            groups, dilation, ..
+        } => (l.window(), *groups, *dilation),
         _ => unreachable!("deconv_step on a conv layer"),
     };
     let n = x.size()[2];
     let natural = (n - 1) * w.stride - 2 * w.pad + w.k;
     let op = target - natural;
-    debug_assert!(op >= 0 && op < w.stride.max(1));
+    debug_assert!(op >= 0 && op < w.stride.max(dilation));
     x.conv_transpose2d(
         &net.params(i).weight,
         None::<Tensor>,
@@ -37,60 +39,118 @@ pub fn deconv_step(net: &Net, i: usize, x: &Tensor, target: i64) -> Tensor {
         [w.pad, w.pad],
         [op, op],
         groups,
-        [1, 1],
+        [dilation, dilation],
     )
 }
 
-/// Project a signal living in layer `layer`'s feature maps (1-based,
-/// [B, C, H, W]) down to pixels ([B, 3, S, S]): walking the layers back,
-/// ReLU -> ReLU of the signal, conv -> transposed conv, max-pool -> unpool
-/// through the switches, average pool -> its adjoint, LRN and dropout skipped.
-/// The trace must be of a single image; its switches are shared across the batch.
-pub fn project_signal(net: &Net, trace: &Trace, layer: usize, signal: &Tensor) -> Tensor {
-    let shapes = net.spec.shapes().expect("validated network");
-    let side_before = |i: usize| match i {
-        0 => net.spec.input_size,
-        _ => match shapes[i - 1] {
-            Shape::Maps { side, .. } => side,
-            Shape::Flat(_) => unreachable!("convs come before the flatten"),
-        },
+/// The deconvnet's step back through node `i` for a signal `s` at its
+/// output, to its input of shape `input` (one input; see [`project_from`]).
+fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape) -> Tensor {
+    let b = s.size()[0];
+    let full: Vec<i64> = match input {
+        Shape::Maps { c, side } => vec![b, c, side, side],
+        Shape::Flat(n) => vec![b, n],
     };
-    tch::no_grad(|| {
-        let mut s = signal.to_device(net.device());
-        for i in (0..=net.convs[layer - 1].map_at).rev() {
-            let l = &net.spec.layers[i];
-            let target = side_before(i);
-            s = match l {
-                Layer::Relu => s.relu(),
-                Layer::Conv { .. } => deconv_step(net, i, &s, target),
-                Layer::MaxPool { .. } => match &trace.switches[i] {
-                    Some(idx) => unpool(&s, idx, (target, target)),
-                    None => unreachable!("the trace keeps every max-pool's switches"),
-                },
-                Layer::AvgPool {
-                    k,
-                    stride,
-                    pad,
-                    ceil_mode,
-                    count_include_pad,
-                } => {
-                    let (b, c) = (s.size()[0], s.size()[1]);
-                    let like = Tensor::zeros([b, c, target, target], (s.kind(), s.device()));
-                    s.avg_pool2d_backward(
-                        &like,
-                        [*k, *k],
-                        [*stride, *stride],
-                        [*pad, *pad],
-                        *ceil_mode,
-                        *count_include_pad,
-                        None::<i64>,
-                    )
-                }
-                _ => s,
-            };
+    let side = full.get(2).copied().unwrap_or(1);
+    match &net.spec.layers[i] {
+        Layer::Relu | Layer::Clip { .. } => s.relu(),
+        Layer::Conv { .. } => deconv_step(net, i, s, side),
+        Layer::MaxPool { .. } => match &trace.switches[i] {
+            Some(idx) => unpool(s, idx, (side, side)),
+            None => unreachable!("the trace keeps every max-pool's switches"),
+        },
+        Layer::AvgPool {
+            k,
+            stride,
+            pad,
+            ceil_mode,
+            count_include_pad,
+        } => {
+            let like = Tensor::zeros(full.as_slice(), (s.kind(), s.device()));
+            s.avg_pool2d_backward(
+                &like,
+                [*k, *k],
+                [*stride, *stride],
+                [*pad, *pad],
+                *ceil_mode,
+                *count_include_pad,
+                None::<i64>,
+            )
         }
-        s
+        Layer::AdaptiveAvgPool { .. } => {
+            let like = Tensor::zeros(full.as_slice(), (s.kind(), s.device()));
+            Tensor::internal_adaptive_avg_pool2d_backward(s, &like)
+        }
+        Layer::Flatten => s.reshape(full.as_slice()),
+        Layer::Linear { .. } => s.matmul(&net.params(i).weight),
+        Layer::Affine { .. } => {
+            let view: &[i64] = if full.len() == 4 { &[1, -1, 1, 1] } else { &[1, -1] };
+            s * net.params(i).weight.view(view)
+        }
+        Layer::Lrn { .. } | Layer::Dropout { .. } | Layer::Add | Layer::Concat => {
+            s.shallow_clone()
+        }
+    }
+}
+
+/// Project a signal living in node `node`'s output ([B, C, H, W]) down to
+/// pixels ([B, C_in, S, S]), walking the graph back in reverse node order:
+/// ReLU-family -> ReLU of the signal, conv -> transposed conv, max-pool ->
+/// unpool through the switches, average pools, flatten, linear and affine
+/// nodes -> their adjoints, add -> the signal to every input, concat -> split
+/// by channel; LRN and dropout skipped. The trace must be of a single image;
+/// its switches are shared across the batch.
+pub fn project_from(net: &Net, trace: &Trace, node: usize, signal: &Tensor) -> Tensor {
+    tch::no_grad(|| {
+        let mut sig: Vec<Option<Tensor>> = (0..=node).map(|_| None).collect();
+        sig[node] = Some(signal.to_device(net.device()));
+        let mut image: Option<Tensor> = None;
+        let mut add = |to: Option<usize>, t: Tensor, sig: &mut Vec<Option<Tensor>>| {
+            let slot = match to {
+                Some(j) => &mut sig[j],
+                None => &mut image,
+            };
+            *slot = Some(match slot.take() {
+                Some(a) => a + t,
+                None => t,
+            });
+        };
+        for i in (0..=node).rev() {
+            let Some(s) = sig[i].take() else {
+                continue;
+            };
+            let srcs = net.sources(i).to_vec();
+            let shape = |src: Option<usize>| match src {
+                Some(j) => net.shapes[j],
+                None => Shape::Maps {
+                    c: net.spec.in_channels,
+                    side: net.spec.input_size,
+                },
+            };
+            match &net.spec.layers[i] {
+                Layer::Add => srcs.iter().for_each(|&j| add(j, s.shallow_clone(), &mut sig)),
+                Layer::Concat => {
+                    let mut at = 0;
+                    for &j in &srcs {
+                        let Shape::Maps { c, .. } = shape(j) else {
+                            unreachable!("concat of maps")
+                        };
+                        add(j, s.narrow(1, at, c), &mut sig);
+                        at += c;
+                    }
+                }
+                _ => add(srcs[0], step_back(net, trace, i, &s, shape(srcs[0])), &mut sig),
+            }
+        }
+        image.unwrap_or_else(|| signal.zeros_like())
     })
+}
+
+/// Project a signal living in unit `layer`'s maps (1-based, see
+/// [`crate::net::Unit`]; [B, C, H, W]) down to pixels ([B, C_in, S, S]);
+/// see [`project_from`].
+pub fn project_signal(net: &Net, trace: &Trace, layer: usize, signal: &Tensor) -> Tensor {
+    project_from(net, trace, net.units[layer - 1].node, signal)
 }
 
 /// Which activations of the chosen map are kept before projecting.
@@ -124,14 +184,16 @@ pub struct Projection {
     pub pixels: Tensor,
 }
 
-/// A conv layer (1-based) and map (0-based) the network has, or the error naming the range.
+/// A unit (1-based: conv layers, then named units) and map (0-based) the
+/// network has, or the error naming the range.
 pub fn check_layer_map(spec: &crate::net::NetSpec, layer: usize, map: i64) -> Result<()> {
-    let convs = spec.convs();
-    let n = convs.len();
+    let units = spec.unit_list();
+    let n = units.len();
     if !(1..=n).contains(&layer) {
-        bail!("layer {layer} is out of range: expected 1..={n}");
+        let convs = units.iter().filter(|u| u.layer.is_some()).count();
+        bail!("layer {layer} is out of range: expected 1..={convs}");
     }
-    let c = convs[layer - 1].out_c;
+    let c = units[layer - 1].c;
     if map < 0 || map >= c {
         bail!(
             "map {map} is out of range: layer {layer} has maps 0..{}",

@@ -7,6 +7,7 @@
 //! `features.0.weight` …) and PyTorch layouts.
 
 use anyhow::{bail, Result};
+use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -95,6 +96,8 @@ pub enum Layer {
         pad: i64,
         #[serde(default = "one", skip_serializing_if = "is_one")]
         groups: i64,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        dilation: i64,
         /// Tensor names; default `{name}.weight` / `{name}.bias`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         weight: Option<String>,
@@ -102,6 +105,10 @@ pub enum Layer {
         bias: Option<String>,
     },
     Relu,
+    /// ReLU6 and ONNX `Clip(0, max)`: a ReLU-family activation.
+    Clip {
+        max: f64,
+    },
     Lrn {
         size: i64,
         alpha: f64,
@@ -144,6 +151,17 @@ pub enum Layer {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bias: Option<String>,
     },
+    /// Per-channel `x·scale + shift` (a batch norm that could not be folded
+    /// into a conv, ONNX `Mul`+`Add` by constants); tensors `{name}.scale`,
+    /// `{name}.shift`.
+    Affine {
+        name: String,
+        c: i64,
+    },
+    /// The sum of its inputs (residual connections).
+    Add,
+    /// Its inputs concatenated along the channel axis.
+    Concat,
 }
 
 impl Layer {
@@ -156,6 +174,7 @@ impl Layer {
             stride: w.stride,
             pad: w.pad,
             groups: 1,
+            dilation: 1,
             weight: None,
             bias: None,
         }
@@ -187,11 +206,18 @@ impl Layer {
         }
     }
 
-    /// The spatial window of a conv or pooling layer; pointwise layers have 1x1.
+    /// The spatial window of a conv or pooling layer (a dilated conv's
+    /// effective kernel); pointwise layers have 1x1.
     pub fn window(&self) -> Window {
         match *self {
-            Layer::Conv { k, stride, pad, .. }
-            | Layer::MaxPool { k, stride, pad, .. }
+            Layer::Conv {
+                k,
+                stride,
+                pad,
+                dilation,
+                ..
+            } => Window::new(dilation * (k - 1) + 1, stride, pad),
+            Layer::MaxPool { k, stride, pad, .. }
             | Layer::AvgPool { k, stride, pad, .. } => Window::new(k, stride, pad),
             _ => Window::new(1, 1, 0),
         }
@@ -222,6 +248,7 @@ impl Layer {
                 weight.clone().unwrap_or_else(|| format!("{name}.weight")),
                 bias.clone().unwrap_or_else(|| format!("{name}.bias")),
             )),
+            Layer::Affine { name, .. } => Some((format!("{name}.scale"), format!("{name}.shift"))),
             _ => None,
         }
     }
@@ -237,13 +264,16 @@ impl Layer {
                 ..
             } => Some((vec![out, in_c / groups, k, k], out)),
             Layer::Linear { in_f, out, .. } => Some((vec![out, in_f], out)),
+            Layer::Affine { c, .. } => Some((vec![c], c)),
             _ => None,
         }
     }
 
     pub fn name(&self) -> Option<&str> {
         match self {
-            Layer::Conv { name, .. } | Layer::Linear { name, .. } => Some(name),
+            Layer::Conv { name, .. } | Layer::Linear { name, .. } | Layer::Affine { name, .. } => {
+                Some(name)
+            }
             _ => None,
         }
     }
@@ -259,7 +289,16 @@ impl Layer {
             Layer::Flatten => "flatten",
             Layer::Dropout { .. } => "dropout",
             Layer::Linear { .. } => "linear",
+            Layer::Clip { .. } => "clip",
+            Layer::Affine { .. } => "affine",
+            Layer::Add => "add",
+            Layer::Concat => "concat",
         }
+    }
+
+    /// A ReLU-family activation (the deconvnet reverses it by a ReLU).
+    pub fn is_relu(&self) -> bool {
+        matches!(self, Layer::Relu | Layer::Clip { .. })
     }
 }
 
@@ -288,6 +327,22 @@ pub struct ConvInfo {
     pub side: i64,
 }
 
+/// A unit a user can pick: conv layers first (numbered 1..N in node order,
+/// maps after their batch norm and ReLU), then every named node that is not
+/// a conv's maps (a block's output), in node order. Views index units 1-based.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unit {
+    /// The module path or ONNX output name (a conv's own name for a conv).
+    pub name: String,
+    /// The node whose output the unit is.
+    #[serde(skip)]
+    pub node: usize,
+    /// The conv number (1-based), for conv units.
+    pub layer: Option<usize>,
+    pub c: i64,
+    pub side: i64,
+}
+
 /// Where the preset came from, for manifests and training.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Preset {
@@ -298,9 +353,29 @@ pub struct Preset {
     pub fc_width: f64,
 }
 
+/// A node as a manifest stores it: the layer, the nodes it reads when not
+/// the one before it, and its unit name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    #[serde(flatten)]
+    pub layer: Layer,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<usize>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetSpec {
+    /// The nodes in topological order.
     pub layers: Vec<Layer>,
+    /// The nodes node `i` reads where that is not node `i - 1` (node 0
+    /// reads the image): graph networks (residual, dense, inception).
+    pub inputs: BTreeMap<usize, Vec<usize>>,
+    /// Named units: node -> name (a PyTorch module path, an ONNX output name).
+    pub units: BTreeMap<usize, String>,
+    /// Channels of the input image: 3 (RGB/BGR) or 1 (grey).
+    pub in_channels: i64,
     pub input_size: i64,
     pub preset: Option<Preset>,
 }
@@ -310,6 +385,45 @@ fn scaled(n: i64, w: f64) -> i64 {
 }
 
 impl NetSpec {
+    /// A plain chain of layers on 3-channel images.
+    pub fn chain(layers: Vec<Layer>, input_size: i64) -> Self {
+        NetSpec {
+            layers,
+            inputs: BTreeMap::new(),
+            units: BTreeMap::new(),
+            in_channels: 3,
+            input_size,
+            preset: None,
+        }
+    }
+
+    /// The network of a manifest's nodes.
+    pub fn from_nodes(nodes: &[Node], in_channels: i64, input_size: i64) -> Self {
+        let mut spec = NetSpec::chain(nodes.iter().map(|n| n.layer.clone()).collect(), input_size);
+        spec.in_channels = in_channels;
+        for (i, n) in nodes.iter().enumerate() {
+            if let Some(v) = &n.inputs {
+                spec.inputs.insert(i, v.clone());
+            }
+            if let Some(u) = &n.unit {
+                spec.units.insert(i, u.clone());
+            }
+        }
+        spec
+    }
+
+    /// The nodes as a manifest stores them.
+    pub fn nodes(&self) -> Vec<Node> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Node {
+                layer: l.clone(),
+                inputs: self.inputs.get(&i).cloned(),
+                unit: self.units.get(&i).cloned(),
+            })
+            .collect()
+    }
     /// ZFNet or AlexNet at width multiplier `width` (fc layers too).
     pub fn new(arch: Arch, width: f64, num_classes: i64) -> Self {
         NetSpec::preset(arch, width, width, num_classes)
@@ -355,6 +469,9 @@ impl NetSpec {
         }
         let mut spec = NetSpec {
             layers,
+            inputs: BTreeMap::new(),
+            units: BTreeMap::new(),
+            in_channels: 3,
             input_size: 224,
             preset: Some(Preset {
                 arch,
@@ -422,61 +539,62 @@ impl NetSpec {
             .unwrap_or_else(|| "custom".into())
     }
 
-    /// Each layer's output shape, checking that every layer fits its input.
+
+    /// The nodes node `i` reads; `None` is the image.
+    pub fn sources(&self, i: usize) -> Vec<Option<usize>> {
+        match self.inputs.get(&i) {
+            Some(v) => v.iter().map(|&j| Some(j)).collect(),
+            None => vec![i.checked_sub(1)],
+        }
+    }
+
+    /// A plain chain: every node reads the one before it.
+    pub fn is_chain(&self) -> bool {
+        self.inputs.is_empty()
+    }
+
+    /// The nodes that read each node.
+    pub fn consumers(&self) -> Vec<Vec<usize>> {
+        let mut out = vec![vec![]; self.layers.len()];
+        for i in 0..self.layers.len() {
+            for j in self.sources(i).into_iter().flatten() {
+                if j < out.len() {
+                    out[j].push(i);
+                }
+            }
+        }
+        out
+    }
+
+    /// Each node's output shape, checking that every node fits its inputs.
     pub fn shapes(&self) -> Result<Vec<Shape>> {
-        let mut s = Shape::Maps {
-            c: 3,
+        let image = Shape::Maps {
+            c: self.in_channels,
             side: self.input_size,
         };
-        let mut out = Vec::with_capacity(self.layers.len());
+        let mut out: Vec<Shape> = Vec::with_capacity(self.layers.len());
         for (i, l) in self.layers.iter().enumerate() {
             let at = || format!("layer {i} ({})", l.op());
-            s = match (l, s) {
-                (
-                    Layer::Conv {
-                        in_c, out, groups, ..
-                    },
-                    Shape::Maps { c, side },
-                ) => {
-                    if *in_c != c {
-                        bail!("{}: expects {in_c} input channels, gets {c}", at());
+            let mut ins = vec![];
+            for s in self.sources(i) {
+                ins.push(match s {
+                    None => image,
+                    Some(j) if j < i => out[j],
+                    Some(j) => bail!("{}: reads layer {j}, which does not come before it", at()),
+                });
+            }
+            let s = match (l, ins.as_slice()) {
+                (Layer::Add, [first, ..]) => {
+                    if ins.iter().any(|s| s != first) {
+                        bail!("{}: adds inputs of different shapes {ins:?}", at());
                     }
-                    if *groups < 1 || c % groups != 0 || out % groups != 0 {
-                        bail!("{}: {groups} groups do not divide {c} -> {out}", at());
-                    }
-                    Shape::Maps {
-                        c: *out,
-                        side: l.window().out_size(side, false),
-                    }
+                    *first
                 }
-                (Layer::MaxPool { .. } | Layer::AvgPool { .. }, Shape::Maps { c, side }) => {
-                    let w = l.window();
-                    if w.pad * 2 > w.k {
-                        bail!(
-                            "{}: padding {} exceeds half the kernel {}",
-                            at(),
-                            w.pad,
-                            w.k
-                        );
-                    }
-                    Shape::Maps {
-                        c,
-                        side: w.out_size(side, l.ceil_mode()),
-                    }
-                }
-                (Layer::AdaptiveAvgPool { out }, Shape::Maps { c, .. }) => {
-                    Shape::Maps { c, side: *out }
-                }
-                (Layer::Flatten, Shape::Maps { c, side }) => Shape::Flat(c * side * side),
-                (Layer::Flatten, f) => f,
-                (Layer::Linear { in_f, out, .. }, Shape::Flat(n)) => {
-                    if *in_f != n {
-                        bail!("{}: expects {in_f} inputs, gets {n}", at());
-                    }
-                    Shape::Flat(*out)
-                }
-                (Layer::Relu | Layer::Lrn { .. } | Layer::Dropout { .. }, s) => s,
-                (_, s) => bail!("{}: cannot take an input of shape {s:?}", at()),
+                (Layer::Concat, [_, ..]) => concat_shape(&ins).ok_or_else(|| {
+                    anyhow::anyhow!("{}: cannot concatenate shapes {ins:?} by channel", at())
+                })?,
+                (_, [one]) => node_shape(l, *one).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
+                _ => bail!("{}: takes one input, given {}", at(), ins.len()),
             };
             if let Shape::Maps { side, c } = s {
                 if side < 1 || c < 1 {
@@ -487,28 +605,38 @@ impl NetSpec {
                     );
                 }
             }
-            if matches!(l, Layer::Lrn { size, .. } if *size < 1) {
-                bail!("{}: size must be at least 1", at());
-            }
-            if let Layer::Conv { k, stride, pad, .. }
-            | Layer::MaxPool { k, stride, pad, .. }
-            | Layer::AvgPool { k, stride, pad, .. } = l
-            {
-                if *k < 1 || *stride < 1 || *pad < 0 {
-                    bail!("{}: kernel, stride must be >= 1, padding >= 0", at());
-                }
-            }
             out.push(s);
         }
         Ok(out)
     }
 
-    /// The conv layers in forward order (conv 1 is index 0).
+    /// Where conv `i`'s feature maps are: after the batch-norm node and the
+    /// ReLU-family activation that directly follow it, if any.
+    fn map_at(&self, i: usize, consumers: &[Vec<usize>]) -> usize {
+        let next = |j: usize| match consumers[j].as_slice() {
+            [k] => Some(*k),
+            _ => None,
+        };
+        let mut at = i;
+        if let Some(k) = next(at).filter(|&k| matches!(self.layers[k], Layer::Affine { .. })) {
+            at = k;
+        }
+        if let Some(k) = next(at).filter(|&k| self.layers[k].is_relu()) {
+            at = k;
+        }
+        at
+    }
+
+    /// The conv layers in node order (conv 1 is index 0).
     pub fn convs(&self) -> Vec<ConvInfo> {
         let shapes = self.shapes().unwrap_or_default();
-        let side = |i: usize| match shapes.get(i) {
-            Some(Shape::Maps { side, .. }) => *side,
-            _ => 0,
+        let consumers = self.consumers();
+        let side = |s: Option<usize>| match s {
+            None => self.input_size,
+            Some(j) => match shapes.get(j) {
+                Some(Shape::Maps { side, .. }) => *side,
+                _ => 0,
+            },
         };
         self.layers
             .iter()
@@ -520,31 +648,88 @@ impl NetSpec {
                     out,
                     groups,
                     ..
-                } => {
-                    let map_at = if self.layers.get(i + 1) == Some(&Layer::Relu) {
-                        i + 1
-                    } else {
-                        i
-                    };
-                    Some(ConvInfo {
-                        name: name.clone(),
-                        index: i,
-                        map_at,
-                        in_c: *in_c,
-                        out_c: *out,
-                        window: l.window(),
-                        groups: *groups,
-                        in_side: if i == 0 { self.input_size } else { side(i - 1) },
-                        side: side(i),
-                    })
-                }
+                } => Some(ConvInfo {
+                    name: name.clone(),
+                    index: i,
+                    map_at: self.map_at(i, &consumers),
+                    in_c: *in_c,
+                    out_c: *out,
+                    window: l.window(),
+                    groups: *groups,
+                    in_side: side(self.sources(i)[0]),
+                    side: side(Some(i)),
+                }),
                 _ => None,
             })
             .collect()
     }
 
+    /// The units (see [`Unit`]): convs, then named nodes with maps.
+    pub fn unit_list(&self) -> Vec<Unit> {
+        let shapes = self.shapes().unwrap_or_default();
+        let convs = self.convs();
+        let mut out: Vec<Unit> = convs
+            .iter()
+            .enumerate()
+            .map(|(k, c)| Unit {
+                name: self.units.get(&c.map_at).cloned().unwrap_or_else(|| c.name.clone()),
+                node: c.map_at,
+                layer: Some(k + 1),
+                c: c.out_c,
+                side: c.side,
+            })
+            .collect();
+        for (&node, name) in &self.units {
+            if let (false, Some(Shape::Maps { c, side })) = (
+                convs.iter().any(|c| c.map_at == node),
+                shapes.get(node).copied(),
+            ) {
+                out.push(Unit {
+                    name: name.clone(),
+                    node,
+                    layer: None,
+                    c,
+                    side,
+                });
+            }
+        }
+        out
+    }
+
+    /// The unit (1-based index into [`NetSpec::unit_list`]) a user means by
+    /// `key`: a conv number, a unit or conv name, or `u:NAME` (always a name).
+    pub fn find_unit(&self, key: &str) -> Result<usize> {
+        let units = self.unit_list();
+        let n_convs = units.iter().filter(|u| u.layer.is_some()).count();
+        let (name, named) = match key.strip_prefix("u:") {
+            Some(n) => (n, true),
+            None => (key, false),
+        };
+        if !named {
+            if let Ok(l) = name.parse::<usize>() {
+                if (1..=n_convs).contains(&l) {
+                    return Ok(l);
+                }
+                bail!("layer {l} is out of range: expected 1..={n_convs} or a unit name");
+            }
+        }
+        if let Some(k) = units.iter().position(|u| u.name == name) {
+            return Ok(k + 1);
+        }
+        if let Some(k) = self.convs().iter().position(|c| c.name == name) {
+            return Ok(k + 1);
+        }
+        let some: Vec<&str> = units.iter().take(8).map(|u| u.name.as_str()).collect();
+        bail!(
+            "no unit {name:?} in this network; units: {}{}",
+            some.join(", "),
+            if units.len() > 8 { ", ..." } else { "" }
+        )
+    }
+
     /// Index of the output of every hidden linear layer (after its ReLU), and its name.
     pub fn hidden_fcs(&self) -> Vec<(usize, String)> {
+        let consumers = self.consumers();
         let lin: Vec<usize> = self
             .layers
             .iter()
@@ -555,14 +740,25 @@ impl NetSpec {
         lin.iter()
             .take(lin.len().saturating_sub(1))
             .map(|&i| {
-                let at = if self.layers.get(i + 1) == Some(&Layer::Relu) {
-                    i + 1
-                } else {
-                    i
-                };
+                let at = self.map_at(i, &consumers);
                 (at, self.layers[i].name().unwrap_or("fc").to_string())
             })
             .collect()
+    }
+
+    /// The node whose maps stand for "the last conv layer" in the views:
+    /// the last conv's maps in a chain; in a graph, the last node with maps
+    /// larger than 1x1 (the input of the global pooling).
+    pub fn last_maps_node(&self) -> usize {
+        let chain = self.convs().last().map_or(0, |c| c.map_at);
+        if self.is_chain() {
+            return chain;
+        }
+        let shapes = self.shapes().unwrap_or_default();
+        shapes
+            .iter()
+            .rposition(|s| matches!(s, Shape::Maps { side, .. } if *side > 1))
+            .unwrap_or(chain)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -577,8 +773,17 @@ impl NetSpec {
                 );
             }
         }
-        if self.input_size < 32 || self.input_size > 1024 {
-            bail!("input_size: expected 32..=1024, found {}", self.input_size);
+        if self.input_size < 28 || self.input_size > 1024 {
+            bail!("input_size: expected 28..=1024, found {}", self.input_size);
+        }
+        if self.in_channels != 1 && self.in_channels != 3 {
+            bail!("in_channels: expected 1 or 3, found {}", self.in_channels);
+        }
+        if let Some((&i, _)) = self.inputs.iter().find(|(_, v)| v.is_empty()) {
+            bail!("layer {i}: an empty list of inputs");
+        }
+        if let Some((&i, _)) = self.units.iter().find(|(&i, _)| i >= self.layers.len()) {
+            bail!("unit of layer {i}: the network has {} layers", self.layers.len());
         }
         let shapes = self.shapes()?;
         if self.convs().is_empty() {
@@ -588,40 +793,133 @@ impl NetSpec {
             (Some(Layer::Linear { .. }), Some(Shape::Flat(n))) if *n >= 1 => {}
             _ => bail!("layers: the last layer must be a linear layer giving the class scores"),
         }
-        let first_flat = shapes
-            .iter()
-            .position(|s| matches!(s, Shape::Flat(_)))
-            .unwrap_or(0);
-        if self.convs().iter().any(|c| c.index > first_flat) {
-            bail!("layers: every conv layer must come before the flatten");
-        }
         Ok(())
     }
 
-    /// Receptive field of unit (y, x) of conv layer `layer` (1-based) in input
-    /// pixels: (y0, x0, y1, x1), inclusive, not clipped to the image.
-    pub fn receptive_field(&self, layer: usize, y: i64, x: i64) -> (i64, i64, i64, i64) {
-        let convs = self.convs();
-        let (mut y0, mut x0, mut y1, mut x1) = (y, x, y, x);
-        let back =
-            |w: &Window, a: i64, b: i64| (a * w.stride - w.pad, b * w.stride - w.pad + w.k - 1);
-        for l in self.layers[..=convs[layer - 1].map_at].iter().rev() {
-            let w = l.window();
-            (y0, y1) = back(&w, y0, y1);
-            (x0, x1) = back(&w, x0, x1);
+    /// Receptive field of position (y, x) of node `node`'s output in input
+    /// pixels: (y0, x0, y1, x1), inclusive, not clipped to the image; the
+    /// union over every path back to the image.
+    pub fn field_of_node(&self, node: usize, y: i64, x: i64) -> (i64, i64, i64, i64) {
+        type Field = (i64, i64, i64, i64);
+        let union = |a: Option<Field>, b: Field| match a {
+            None => b,
+            Some(a) => (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2), a.3.max(b.3)),
+        };
+        let mut fields: Vec<Option<Field>> = vec![None; node + 1];
+        fields[node] = Some((y, x, y, x));
+        let mut image = None;
+        for i in (0..=node).rev() {
+            let Some((y0, x0, y1, x1)) = fields[i] else {
+                continue;
+            };
+            let w = self.layers[i].window();
+            let back = |a: i64, b: i64| (a * w.stride - w.pad, b * w.stride - w.pad + w.k - 1);
+            let ((y0, y1), (x0, x1)) = (back(y0, y1), back(x0, x1));
+            for s in self.sources(i) {
+                match s {
+                    None => image = Some(union(image, (y0, x0, y1, x1))),
+                    Some(j) => fields[j] = Some(union(fields[j], (y0, x0, y1, x1))),
+                }
+            }
         }
-        (y0, x0, y1, x1)
+        image.unwrap_or((y, x, y, x))
+    }
+
+    /// Receptive field of position (y, x) of unit `layer` (1-based, see [`Unit`]).
+    pub fn receptive_field(&self, layer: usize, y: i64, x: i64) -> (i64, i64, i64, i64) {
+        self.field_of_node(self.unit_list()[layer - 1].node, y, x)
     }
 
     /// Whether the window-wise occlusion evaluator is exact for this network
-    /// (no padded or ceil-mode average pooling before the last conv).
+    /// (a chain without dilated convs, padded or ceil-mode average pooling
+    /// before the last conv).
     pub fn incremental_exact(&self) -> bool {
         let last = self.convs().last().map_or(0, |c| c.map_at);
-        !self.layers[..=last].iter().any(|l| {
-            matches!(l, Layer::AvgPool { pad, ceil_mode, count_include_pad, .. }
+        self.is_chain()
+            && !self.layers[..=last].iter().any(|l| {
+                matches!(l, Layer::AvgPool { pad, ceil_mode, count_include_pad, .. }
                 if *pad > 0 && !*count_include_pad || *ceil_mode)
-        })
+                    || matches!(l, Layer::Conv { dilation, .. } if *dilation != 1)
+            })
     }
+}
+
+/// The channel concatenation of maps of one side.
+fn concat_shape(ins: &[Shape]) -> Option<Shape> {
+    let mut total = 0;
+    let mut side0 = None;
+    for s in ins {
+        let Shape::Maps { c, side } = *s else {
+            return None;
+        };
+        if side0.is_some_and(|s0| s0 != side) {
+            return None;
+        }
+        side0 = Some(side);
+        total += c;
+    }
+    Some(Shape::Maps {
+        c: total,
+        side: side0?,
+    })
+}
+
+/// The output shape of a one-input node.
+fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
+    if let Layer::Conv { k, stride, pad, .. }
+    | Layer::MaxPool { k, stride, pad, .. }
+    | Layer::AvgPool { k, stride, pad, .. } = l
+    {
+        let dilation = match l {
+            Layer::Conv { dilation, .. } => *dilation,
+            _ => 1,
+        };
+        if *k < 1 || *stride < 1 || *pad < 0 || dilation < 1 {
+            bail!("kernel, stride and dilation must be >= 1, padding >= 0");
+        }
+    }
+    Ok(match (l, s) {
+        (Layer::Conv { in_c, out, groups, .. }, Shape::Maps { c, side }) => {
+            if *in_c != c {
+                bail!("expects {in_c} input channels, gets {c}");
+            }
+            if *groups < 1 || c % groups != 0 || out % groups != 0 {
+                bail!("{groups} groups do not divide {c} -> {out}");
+            }
+            Shape::Maps {
+                c: *out,
+                side: l.window().out_size(side, false),
+            }
+        }
+        (Layer::MaxPool { .. } | Layer::AvgPool { .. }, Shape::Maps { c, side }) => {
+            let w = l.window();
+            if w.pad * 2 > w.k {
+                bail!("padding {} exceeds half the kernel {}", w.pad, w.k);
+            }
+            Shape::Maps {
+                c,
+                side: w.out_size(side, l.ceil_mode()),
+            }
+        }
+        (Layer::AdaptiveAvgPool { out }, Shape::Maps { c, .. }) => Shape::Maps { c, side: *out },
+        (Layer::Flatten, Shape::Maps { c, side }) => Shape::Flat(c * side * side),
+        (Layer::Flatten, f) => f,
+        (Layer::Linear { in_f, out, .. }, Shape::Flat(n)) => {
+            if *in_f != n {
+                bail!("expects {in_f} inputs, gets {n}");
+            }
+            Shape::Flat(*out)
+        }
+        (Layer::Affine { c, .. }, s @ (Shape::Maps { c: n, .. } | Shape::Flat(n))) => {
+            if *c != n {
+                bail!("expects {c} channels, gets {n}");
+            }
+            s
+        }
+        (Layer::Lrn { size, .. }, _) if *size < 1 => bail!("size must be at least 1"),
+        (Layer::Relu | Layer::Clip { .. } | Layer::Lrn { .. } | Layer::Dropout { .. }, s) => s,
+        (_, s) => bail!("cannot take an input of shape {s:?}"),
+    })
 }
 
 /// How a fresh network's weights are drawn.
@@ -644,12 +942,19 @@ pub struct Net {
     pub vs: nn::VarStore,
     /// The conv layers (cached from the spec).
     pub convs: Vec<ConvInfo>,
+    /// The units a user can pick (convs first; cached from the spec).
+    pub units: Vec<Unit>,
     /// params[i] for layer i if it is a conv or linear layer.
     params: Vec<Option<Params>>,
     /// Conv weights in channels-last layout for inference (see
     /// [`Net::for_inference`]); empty while the net may be trained.
     fast: Vec<Option<Tensor>>,
     hidden: Vec<(usize, String)>,
+    /// Each node's inputs (`None`: the image) and output shape, and the last
+    /// node that reads each node (cached from the spec).
+    sources: Vec<Vec<Option<usize>>>,
+    pub shapes: Vec<Shape>,
+    last_use: Vec<usize>,
 }
 
 /// The same values laid out channels-last (NHWC strides), which oneDNN's
@@ -685,16 +990,20 @@ pub fn lrn(x: &Tensor) -> Tensor {
     lrn_with(x, 5, 1e-4, 0.75, 2.0)
 }
 
-/// Every conv layer's feature maps (after ReLU), every max-pool's switches
-/// and every hidden fc layer's output, kept from one forward pass so that
-/// many projections can share it.
+/// Every conv layer's feature maps (after ReLU), every max-pool's switches,
+/// every hidden fc layer's output and every named unit's output, kept from
+/// one forward pass so that many projections can share it.
 pub struct Trace {
-    /// maps[l] = conv{l+1}'s feature maps, [N, C, H, W].
+    /// maps[l] = unit l+1's maps, [N, C, H, W] (conv{l+1}'s for l < #convs).
     pub maps: Vec<Tensor>,
-    /// switches[i] = flat argmax indices of max-pool layer i (None for other layers).
+    /// switches[i] = flat argmax indices of max-pool node i (None for other nodes).
     pub switches: Vec<Option<Tensor>>,
     /// Hidden fc layers' outputs after ReLU, [N, F], in order (fc6, fc7 for ZFNet).
     pub hidden: Vec<Tensor>,
+    /// Outputs of the named units (node -> [N, C, H, W] or [N, F]).
+    pub units: BTreeMap<usize, Tensor>,
+    /// The maps that stand for "the last conv layer" ([`NetSpec::last_maps_node`]).
+    pub last_maps: Tensor,
     pub logits: Tensor,
 }
 
@@ -728,9 +1037,21 @@ impl Net {
                 })
             })
             .collect();
+        let sources: Vec<Vec<Option<usize>>> =
+            (0..spec.layers.len()).map(|i| spec.sources(i)).collect();
+        let mut last_use: Vec<usize> = (0..spec.layers.len()).collect();
+        for (i, s) in sources.iter().enumerate() {
+            for &j in s.iter().flatten() {
+                last_use[j] = last_use[j].max(i);
+            }
+        }
         Ok(Net {
             convs: spec.convs(),
+            units: spec.unit_list(),
             hidden: spec.hidden_fcs(),
+            shapes: spec.shapes()?,
+            sources,
+            last_use,
             fast: vec![],
             spec,
             vs,
@@ -843,42 +1164,44 @@ impl Net {
             .unwrap_or_else(|| "logits".into())
     }
 
-    /// Apply layer `i` to `h`; `switches` receives a max-pool's indices.
+    /// The nodes node `i` reads (`None`: the image).
+    pub fn sources(&self, i: usize) -> &[Option<usize>] {
+        &self.sources[i]
+    }
+
+    /// Apply node `i` to its inputs `ins`; `switches` receives a max-pool's indices.
     fn apply(
         &self,
         i: usize,
-        h: &Tensor,
+        ins: &[Tensor],
         train: bool,
         switches: Option<&mut Option<Tensor>>,
     ) -> Tensor {
+        let h = &ins[0];
         match &self.spec.layers[i] {
             Layer::Conv {
                 stride,
                 pad,
                 groups,
+                dilation,
                 ..
             } => {
                 let p = self.params(i);
-                match self.fast.get(i) {
-                    Some(Some(w)) if !train => channels_last(h).conv2d(
-                        w,
-                        Some(&p.bias),
-                        [*stride, *stride],
-                        [*pad, *pad],
-                        [1, 1],
-                        *groups,
-                    ),
-                    _ => h.conv2d(
-                        &p.weight,
-                        Some(&p.bias),
-                        [*stride, *stride],
-                        [*pad, *pad],
-                        [1, 1],
-                        *groups,
-                    ),
-                }
+                let (w, h) = match self.fast.get(i) {
+                    Some(Some(w)) if !train => (w, channels_last(h)),
+                    _ => (&p.weight, h.shallow_clone()),
+                };
+                h.conv2d(
+                    w,
+                    Some(&p.bias),
+                    [*stride, *stride],
+                    [*pad, *pad],
+                    [*dilation, *dilation],
+                    *groups,
+                )
             }
             Layer::Relu => h.relu(),
+            Layer::Clip { max } => h.clamp(0.0, *max),
             Layer::Lrn {
                 size,
                 alpha,
@@ -931,78 +1254,121 @@ impl Net {
                 let p = self.params(i);
                 h.linear(&p.weight, Some(&p.bias))
             }
+            Layer::Affine { .. } => {
+                let p = self.params(i);
+                let view: &[i64] = if h.dim() == 4 { &[1, -1, 1, 1] } else { &[1, -1] };
+                h * p.weight.view(view) + p.bias.view(view)
+            }
+            Layer::Add => ins[1..].iter().fold(h.shallow_clone(), |a, b| a + b),
+            Layer::Concat => Tensor::cat(ins, 1),
         }
+    }
+
+    /// Run nodes `from..=to` on `h`, the output of node `from - 1` (the image
+    /// when `from` is 0), calling `keep` with every node's output; returns
+    /// node `to`'s. In a graph, no node from `from` on may read a node before
+    /// `from - 1` ([`NetSpec::is_chain`] networks can start anywhere).
+    fn run(
+        &self,
+        from: usize,
+        to: usize,
+        h: &Tensor,
+        train: bool,
+        mut switches: Option<&mut Vec<Option<Tensor>>>,
+        mut keep: impl FnMut(usize, &Tensor),
+    ) -> Tensor {
+        let n = self.spec.layers.len();
+        let to = to.min(n - 1);
+        let mut vals: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
+        let mut last = h.shallow_clone();
+        for i in from..=to {
+            let ins: Vec<Tensor> = self.sources[i]
+                .iter()
+                .map(|s| match *s {
+                    None => h.shallow_clone(),
+                    Some(j) if j + 1 == from => h.shallow_clone(),
+                    Some(j) => vals[j]
+                        .as_ref()
+                        .unwrap_or_else(|| panic!("node {i} reads node {j}, not computed"))
+                        .shallow_clone(),
+                })
+                .collect();
+            let sw = switches.as_deref_mut().map(|s| &mut s[i]);
+            last = self.apply(i, &ins, train, sw);
+            keep(i, &last);
+            for &j in self.sources[i].iter().flatten() {
+                if self.last_use[j] <= i {
+                    vals[j] = None;
+                }
+            }
+            if self.last_use[i] > i {
+                vals[i] = Some(last.shallow_clone());
+            }
+        }
+        last
     }
 
     /// Layers `from..` applied to `h` (eval: no dropout), to logits.
     pub fn forward_from(&self, from: usize, h: &Tensor) -> Tensor {
-        let mut h = h.shallow_clone();
-        for i in from..self.spec.layers.len() {
-            h = self.apply(i, &h, false, None);
-        }
-        h
+        self.run(from, usize::MAX, h, false, None, |_, _| {})
     }
 
     /// Layers `from..=to` applied to `h` (eval).
     pub fn forward_range(&self, from: usize, to: usize, h: &Tensor) -> Tensor {
-        let mut h = h.shallow_clone();
-        for i in from..=to {
-            h = self.apply(i, &h, false, None);
-        }
-        h
+        self.run(from, to, h, false, None, |_, _| {})
     }
 
     /// Outputs of the layers at indices `at` (ascending) for input `x`, from
     /// one inference pass that stops at the last of them.
     pub fn outputs_at(&self, x: &Tensor, at: &[usize]) -> Vec<Tensor> {
         tch::no_grad(|| {
-            let mut h = x.to_device(self.device());
-            let mut out = Vec::with_capacity(at.len());
+            let h = x.to_device(self.device());
             let last = at.iter().copied().max().unwrap_or(0);
-            for i in 0..=last.min(self.spec.layers.len() - 1) {
-                h = self.apply(i, &h, false, None);
-                out.extend(at.iter().filter(|&&a| a == i).map(|_| h.shallow_clone()));
-            }
-            out
+            let mut kept: BTreeMap<usize, Tensor> = BTreeMap::new();
+            let _ = self.run(0, last, &h, false, None, |i, t| {
+                if at.contains(&i) {
+                    kept.insert(i, t.shallow_clone());
+                }
+            });
+            at.iter().map(|i| kept[i].shallow_clone()).collect()
         })
     }
 
     /// Training/inference forward to logits; dropout layers act when `train`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut h = x.shallow_clone();
-        for i in 0..self.spec.layers.len() {
-            h = self.apply(i, &h, train, None);
-        }
-        h
+        self.run(0, usize::MAX, x, train, None, |_, _| {})
     }
 
-    /// Inference forward (no grad) keeping maps, switches and hidden fc outputs.
+    /// Inference forward (no grad) keeping maps, switches, hidden fc outputs
+    /// and the named units' outputs.
     pub fn trace(&self, x: &Tensor) -> Trace {
         tch::no_grad(|| {
-            let mut h = x.to_device(self.device());
+            let h = x.to_device(self.device());
             let n = self.spec.layers.len();
-            let mut outs: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
             let mut switches: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
+            let last_node = self.spec.last_maps_node();
             let keep: std::collections::HashSet<usize> = self
-                .convs
+                .units
                 .iter()
-                .map(|c| c.map_at)
+                .map(|u| u.node)
                 .chain(self.hidden.iter().map(|h| h.0))
+                .chain(self.spec.units.keys().copied())
+                .chain([last_node])
                 .collect();
-            for i in 0..n {
-                h = self.apply(i, &h, false, Some(&mut switches[i]));
+            let mut outs: BTreeMap<usize, Tensor> = BTreeMap::new();
+            let logits = self.run(0, n - 1, &h, false, Some(&mut switches), |i, t| {
                 if keep.contains(&i) {
-                    outs[i] = Some(h.shallow_clone());
+                    outs.insert(i, t.shallow_clone());
                 }
-            }
-            let mut take = |i: usize| outs[i].take().unwrap_or_else(|| h.shallow_clone());
-            let maps = self.convs.iter().map(|c| take(c.map_at)).collect();
-            let hidden = self.hidden.iter().map(|f| take(f.0)).collect();
+            });
+            let take = |i: usize| outs[&i].shallow_clone();
             Trace {
-                maps,
+                maps: self.units.iter().map(|u| take(u.node)).collect(),
                 switches,
-                hidden,
-                logits: h,
+                hidden: self.hidden.iter().map(|f| take(f.0)).collect(),
+                units: self.spec.units.keys().map(|&i| (i, take(i))).collect(),
+                last_maps: take(last_node),
+                logits,
             }
         })
     }

@@ -115,7 +115,7 @@ struct Outputs {
 
 /// The last conv layer's feature maps.
 fn last_maps(trace: &crate::net::Trace) -> &Tensor {
-    trace.maps.last().expect("a network has a conv layer")
+    &trace.last_maps
 }
 
 /// From the last conv layer's maps to logits (pool5 -> fc6 -> fc7 -> fc8 for

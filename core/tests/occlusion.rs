@@ -53,11 +53,7 @@ fn custom(kind: &str) -> NetSpec {
         Layer::Dropout { p: 0.5 },
         Layer::linear("fc2", 24, 6),
     ]);
-    NetSpec {
-        layers,
-        input_size: 224,
-        preset: None,
-    }
+    NetSpec::chain(layers, 224)
 }
 
 fn from_spec(spec: NetSpec) -> Net {

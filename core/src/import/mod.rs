@@ -261,11 +261,7 @@ pub fn import(o: &ImportOptions) -> Result<ModelDir> {
     let r = read_file(o).with_context(|| format!("{}", o.from.display()))?;
     let kind = o.preprocess.unwrap_or(r.preprocess);
     let input_size = o.input_size.or(r.input_size).unwrap_or(224);
-    let spec = NetSpec {
-        layers: r.layers,
-        input_size,
-        preset: None,
-    };
+    let spec = NetSpec::chain(r.layers, input_size);
     spec.validate()
         .with_context(|| format!("{}: the network as read", o.from.display()))?;
     let (mean, std, bgr, name) = match kind {
