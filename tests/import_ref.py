@@ -16,6 +16,12 @@ usage:
       gpu_0/data_0, Conv/Relu/MaxPool/LRN/Flatten/Gemm/Dropout, final Softmax)
       from a zfvis ZFNet/AlexNet snapshot; onnxruntime's softmax output on a
       random input in OUT.onnx.x.npy / OUT.onnx.probs.npy.
+  import_ref.py graph ARCH OUT_DIR UNIT,UNIT...   (resnet18, densenet121, ...)
+      As torchvision, for graph networks: OUT_DIR/model.pth, x.npy, logits.npy
+      and for each named unit (a module path) OUT_DIR/unit-{UNIT}.npy: the
+      projection of the strongest activation of its map with the highest
+      peak (unit-{UNIT}.json: map, y, x), the gradient with every ReLU and
+      ReLU6 (modules and F.relu) reversed as ReLU of the incoming gradient.
   import_ref.py pytorchcv ARCH OUT_DIR      (zfnet, zfnetb, alexnet)
       As torchvision, from pytorchcv's model.
   import_ref.py save ARCH OUT.pth
@@ -51,7 +57,8 @@ def randomise(model, seed):
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            nn.init.normal_(m.bias, 0.0, 0.05)
+            if m.bias is not None:
+                nn.init.normal_(m.bias, 0.0, 0.05)
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.normal_(0.0, 0.2)
             m.running_var.uniform_(0.5, 2.0)
@@ -138,6 +145,52 @@ def torchvision_main(arch, out):
         torch.onnx.export(model, (torch.randn(1, 3, 224, 224),), f"{out}/model_dynamo.onnx",
                           input_names=["input"], dynamo=True, verbose=False)
     references(model, model.features, out)
+
+
+class DeconvReLU6(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp(0, 6)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.clamp(min=0)
+
+
+def graph_main(arch, out, units):
+    import torchvision
+    import torch.nn.functional as F
+    model = randomise(getattr(torchvision.models, arch)(weights=None), 0)
+    torch.save(model.state_dict(), f"{out}/model.pth")
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 224, 224)
+    np.save(f"{out}/x.npy", x.numpy())
+    with torch.no_grad():
+        np.save(f"{out}/logits.npy", model(x).numpy())
+    relu, relu6 = F.relu, F.relu6
+    nn.ReLU.forward = lambda self, t: DeconvReLU.apply(t)
+    nn.ReLU6.forward = lambda self, t: DeconvReLU6.apply(t)
+    F.relu = lambda t, inplace=False: DeconvReLU.apply(t)
+    F.relu6 = lambda t, inplace=False: DeconvReLU6.apply(t)
+    try:
+        for unit in units.split(","):
+            captured = {}
+            hook = model.get_submodule(unit).register_forward_hook(
+                lambda m, i, o: captured.setdefault("h", o))
+            xg = x[:1].clone().requires_grad_(True)
+            model(xg)
+            hook.remove()
+            h = captured["h"]
+            peaks = h[0].detach().flatten(1).max(1).values
+            fmap = int(torch.argmax(peaks))
+            m = h[0, fmap]
+            k = int(torch.argmax(m.detach().flatten()))
+            m.flatten()[k].backward()
+            np.save(f"{out}/unit-{unit}.npy", xg.grad[0].numpy())
+            with open(f"{out}/unit-{unit}.json", "w") as f:
+                json.dump({"map": fmap, "y": k // m.shape[1], "x": k % m.shape[1]}, f)
+    finally:
+        F.relu, F.relu6 = relu, relu6
 
 
 def save_main(arch, out):
@@ -308,5 +361,5 @@ def ops_main(out):
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"torchvision": torchvision_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
+    {"torchvision": torchvision_main, "graph": graph_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
      "evil": evil_main, "unsupported": unsupported_main, "malformed": malformed_main, "ops": ops_main}[cmd](*args)

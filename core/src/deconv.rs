@@ -66,9 +66,10 @@ fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape) -> Te
             ceil_mode,
             count_include_pad,
         } => {
+            // tch: the receiver is the pool's input, the argument the gradient.
             let like = Tensor::zeros(full.as_slice(), (s.kind(), s.device()));
-            s.avg_pool2d_backward(
-                &like,
+            like.avg_pool2d_backward(
+                s,
                 [*k, *k],
                 [*stride, *stride],
                 [*pad, *pad],

@@ -353,3 +353,68 @@ fn bad_files_are_refused_by_name() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Logits within 1e-4 of torchvision's and, for each named unit, the
+/// projection of the strongest activation of the reference's map at the same
+/// position with cosine >= 0.999.
+fn check_units(net: &Net, dir: &Path, units: &[&str], what: &str) {
+    let x = Tensor::read_npy(dir.join("x.npy")).unwrap();
+    let logits = Tensor::read_npy(dir.join("logits.npy")).unwrap();
+    let trace = net.trace(&x);
+    let dp = (trace.probs() - logits.softmax(-1, Kind::Float))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(dp < 1e-4, "{what}: probabilities differ by {dp}");
+    let d = (&trace.logits - &logits).abs().max().double_value(&[]);
+    let scale = logits.abs().max().double_value(&[]);
+    assert!(d < 1e-4 * scale.max(1.0), "{what}: logits differ by {d}");
+    let trace1 = net.trace(&x.narrow(0, 0, 1));
+    for unit in units {
+        let meta: HashMap<String, i64> = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("unit-{unit}.json"))).unwrap(),
+        )
+        .unwrap();
+        let layer = net.spec.find_unit(unit).unwrap();
+        assert_eq!(net.units[layer - 1].name, *unit);
+        let p = deconv::project(
+            net,
+            &trace1,
+            &[ProjectRequest {
+                layer,
+                map: meta["map"],
+                keep: Keep::Strongest,
+            }],
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!((p.y, p.x), (meta["y"], meta["x"]), "{what}: {unit} position");
+        let r = Tensor::read_npy(dir.join(format!("unit-{unit}.npy"))).unwrap();
+        let c = cosine(&p.pixels, &r);
+        assert!(c >= 0.999, "{what}: {unit} projection cosine {c}");
+    }
+}
+
+#[test]
+fn torchvision_graph_networks_match_pytorch() {
+    let cases: [(&str, &[&str], usize); 4] = [
+        ("resnet18", &["layer1.0", "layer3.1", "layer4.1"], 20),
+        ("mobilenet_v2", &["features.3", "features.14"], 52),
+        ("densenet121", &["features.transition1", "features.denseblock3"], 120),
+        ("googlenet", &["inception3a", "inception4c"], 57),
+    ];
+    for (arch, units, convs) in cases {
+        let dir = tempdir(arch);
+        reference(&["graph", arch, dir.to_str().unwrap(), &units.join(",")]);
+        let out = dir.join("m");
+        let a = format!("torchvision:{arch}");
+        import(&opts(&dir.join("model.pth"), &out, Some(&a))).unwrap();
+        let net = ModelDir::open(&out)
+            .unwrap()
+            .load(None, Device::Cpu)
+            .unwrap();
+        assert_eq!(net.convs.len(), convs, "{arch}: conv count");
+        check_units(&net, &dir, units, arch);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -6,19 +6,51 @@
 
 use crate::net::{Arch, Layer, NetSpec, Window};
 use anyhow::{bail, Result};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A layout: the layers, and for batch-norm variants which conv each BN
 /// (by its tensor prefix) follows.
 pub struct Layout {
     pub layers: Vec<Layer>,
-    /// conv name -> batch-norm prefix (`features.1`).
+    /// Graph networks: the nodes each node reads, and the units' names.
+    pub inputs: BTreeMap<usize, Vec<usize>>,
+    pub units: BTreeMap<usize, String>,
+    /// conv name -> batch-norm prefix (`features.1`); affine nodes are
+    /// batch norms named by their prefix.
     pub bn: HashMap<String, String>,
+    pub bn_eps: f64,
+    /// Convs hold no bias in the file (`bias=False`): zero unless a batch norm is folded in.
+    pub convs_without_bias: bool,
     /// Preprocessing the networks of this layout were trained with.
     pub preprocess: &'static str,
 }
 
+impl Layout {
+    fn chain(layers: Vec<Layer>, bn: HashMap<String, String>, preprocess: &'static str) -> Self {
+        Layout {
+            layers,
+            inputs: BTreeMap::new(),
+            units: BTreeMap::new(),
+            bn,
+            bn_eps: 1e-5,
+            convs_without_bias: false,
+            preprocess,
+        }
+    }
+}
+
 pub const ARCHS: &[&str] = &[
+    "torchvision:resnet18",
+    "torchvision:resnet34",
+    "torchvision:resnet50",
+    "torchvision:resnet101",
+    "torchvision:resnet152",
+    "torchvision:densenet121",
+    "torchvision:densenet161",
+    "torchvision:densenet169",
+    "torchvision:densenet201",
+    "torchvision:googlenet",
+    "torchvision:mobilenet_v2",
     "torchvision:alexnet",
     "torchvision:vgg11",
     "torchvision:vgg11_bn",
@@ -47,6 +79,14 @@ pub fn layout(arch: &str, shapes: &HashMap<String, Vec<i64>>) -> Result<Layout> 
     };
     Ok(match arch {
         "torchvision:alexnet" => torchvision_alexnet(classes("classifier.6.weight")?),
+        a if a.starts_with("torchvision:resnet") => {
+            super::graphs::resnet(&a["torchvision:resnet".len()..], classes("fc.weight")?)?
+        }
+        a if a.starts_with("torchvision:densenet") => {
+            super::graphs::densenet(&a["torchvision:densenet".len()..], classes("classifier.weight")?)?
+        }
+        "torchvision:googlenet" => super::graphs::googlenet(classes("fc.weight")?),
+        "torchvision:mobilenet_v2" => super::graphs::mobilenet_v2(classes("classifier.1.weight")?),
         a if a.starts_with("torchvision:vgg") => {
             let rest = &a["torchvision:vgg".len()..];
             let (depth, bn) = match rest.strip_suffix("_bn") {
@@ -70,11 +110,7 @@ pub fn layout(arch: &str, shapes: &HashMap<String, Vec<i64>>) -> Result<Layout> 
                 f6 as f64 / 4096.0,
                 classes("fc8.weight")?,
             );
-            Layout {
-                layers: spec.layers,
-                bn: HashMap::new(),
-                preprocess: "zfvis",
-            }
+            Layout::chain(spec.layers, HashMap::new(), "zfvis")
         }
         other => bail!(
             "unknown --arch {other:?}: expected one of {}",
@@ -132,11 +168,7 @@ fn torchvision_alexnet(classes: i64) -> Layout {
         Layer::Flatten,
     ];
     layers.extend(head("classifier", 256 * 36, classes, true));
-    Layout {
-        layers,
-        bn: HashMap::new(),
-        preprocess: "torchvision",
-    }
+    Layout::chain(layers, HashMap::new(), "torchvision")
 }
 
 /// torchvision's `cfgs` (0 = max-pool).
@@ -184,11 +216,7 @@ fn vgg(depth: &str, bn: bool, classes: i64) -> Result<Layout> {
     layers.push(Layer::AdaptiveAvgPool { out: 7 });
     layers.push(Layer::Flatten);
     layers.extend(head("classifier", 512 * 49, classes, false));
-    Ok(Layout {
-        layers,
-        bn: bns,
-        preprocess: "torchvision",
-    })
+    Ok(Layout::chain(layers, bns, "torchvision"))
 }
 
 fn pytorchcv(arch: &str, classes: i64) -> Layout {
@@ -237,9 +265,5 @@ fn pytorchcv(arch: &str, classes: i64) -> Layout {
         d,
         Layer::linear("output.fc3", 4096, classes),
     ]);
-    Layout {
-        layers,
-        bn: HashMap::new(),
-        preprocess: "torchvision",
-    }
+    Layout::chain(layers, HashMap::new(), "torchvision")
 }

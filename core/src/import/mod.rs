@@ -3,6 +3,7 @@
 //! layer list and preprocessing, one safetensors snapshot). Batch norm is
 //! folded into the conv before it (eval statistics, paper.md §6).
 
+mod graphs;
 mod layouts;
 mod onnx;
 mod pth;
@@ -12,7 +13,7 @@ pub use layouts::ARCHS;
 use crate::checkpoint::{self, ClassInfo, Manifest, Metrics, ModelDir, Snapshot};
 use crate::net::{Layer, Net, NetSpec};
 use anyhow::{anyhow, bail, Context, Result};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -71,11 +72,21 @@ pub fn fold_bn(
     (w2.to_kind(Kind::Float), b2.to_kind(Kind::Float))
 }
 
+/// A batch norm as a per-channel affine map: scale = γ/σ, shift = β − μ·γ/σ.
+pub fn bn_affine(gamma: &Tensor, beta: &Tensor, mean: &Tensor, var: &Tensor, eps: f64) -> (Tensor, Tensor) {
+    let k = |t: &Tensor| t.to_kind(Kind::Double);
+    let scale = k(gamma) / (k(var) + eps).sqrt();
+    let shift = k(beta) - k(mean) * &scale;
+    (scale.to_kind(Kind::Float), shift.to_kind(Kind::Float))
+}
+
 /// What a file holds once read: layers (from the graph or the layout) and
 /// tensors under the layers' names.
 struct Read {
     architecture: String,
     layers: Vec<Layer>,
+    inputs: BTreeMap<usize, Vec<usize>>,
+    units: BTreeMap<usize, String>,
     tensors: HashMap<String, Tensor>,
     preprocess: PreprocessKind,
     input_size: Option<i64>,
@@ -83,6 +94,21 @@ struct Read {
 
 fn shape_str(s: &[i64]) -> String {
     format!("{s:?}")
+}
+
+/// A batch norm's weight, bias, running mean and variance under `prefix`.
+fn bn_tensors(
+    take: &mut impl FnMut(&str, &[i64]) -> Result<Tensor>,
+    prefix: &str,
+    n: i64,
+) -> Result<[Tensor; 4]> {
+    let mut p = |s: &str| take(&format!("{prefix}.{s}"), &[n]);
+    Ok([
+        p("weight")?,
+        p("bias")?,
+        p("running_mean")?,
+        p("running_var")?,
+    ])
 }
 
 /// Check every conv/linear (and batch-norm) tensor of the layout against the
@@ -112,18 +138,25 @@ fn take_layout(arch: &str, mut found: HashMap<String, Tensor>) -> Result<Read> {
         let Some((w_shape, n_out)) = l.param_shapes() else {
             continue;
         };
-        let (wn, bn) = l.tensor_names().expect("conv or linear");
+        let (wn, bn) = l.tensor_names().expect("conv, linear or affine");
+        if let Layer::Affine { name, .. } = l {
+            let [g, be, m, v] = bn_tensors(&mut take, name, n_out)?;
+            let (scale, shift) = bn_affine(&g, &be, &m, &v, lay.bn_eps);
+            tensors.insert(wn, scale);
+            tensors.insert(bn, shift);
+            continue;
+        }
+        let folded = l.name().and_then(|n| lay.bn.get(n)).cloned();
+        let no_bias = lay.convs_without_bias && matches!(l, Layer::Conv { .. });
         let mut w = take(&wn, &w_shape)?;
-        let mut b = take(&bn, &[n_out])?;
-        if let Some(prefix) = l.name().and_then(|n| lay.bn.get(n)) {
-            let mut p = |s: &str| take(&format!("{prefix}.{s}"), &[n_out]);
-            let (g, be, m, v) = (
-                p("weight")?,
-                p("bias")?,
-                p("running_mean")?,
-                p("running_var")?,
-            );
-            (w, b) = fold_bn(&w, &b, &g, &be, &m, &v, 1e-5);
+        let mut b = if no_bias {
+            Tensor::zeros([n_out], (Kind::Float, Device::Cpu))
+        } else {
+            take(&bn, &[n_out])?
+        };
+        if let Some(prefix) = folded {
+            let [g, be, m, v] = bn_tensors(&mut take, &prefix, n_out)?;
+            (w, b) = fold_bn(&w, &b, &g, &be, &m, &v, lay.bn_eps);
         }
         tensors.insert(wn, w);
         tensors.insert(bn, b);
@@ -131,6 +164,8 @@ fn take_layout(arch: &str, mut found: HashMap<String, Tensor>) -> Result<Read> {
     Ok(Read {
         architecture: arch.to_string(),
         layers: lay.layers,
+        inputs: lay.inputs,
+        units: lay.units,
         tensors,
         preprocess: match lay.preprocess {
             "zfvis" => PreprocessKind::Zfvis,
@@ -164,6 +199,8 @@ fn read_file(o: &ImportOptions) -> Result<Read> {
         return Ok(Read {
             architecture: format!("onnx:{stem}"),
             layers: g.layers,
+            inputs: BTreeMap::new(),
+            units: BTreeMap::new(),
             tensors: g.tensors,
             preprocess: if caffe {
                 PreprocessKind::Caffe
@@ -261,7 +298,9 @@ pub fn import(o: &ImportOptions) -> Result<ModelDir> {
     let r = read_file(o).with_context(|| format!("{}", o.from.display()))?;
     let kind = o.preprocess.unwrap_or(r.preprocess);
     let input_size = o.input_size.or(r.input_size).unwrap_or(224);
-    let spec = NetSpec::chain(r.layers, input_size);
+    let mut spec = NetSpec::chain(r.layers, input_size);
+    spec.inputs = r.inputs;
+    spec.units = r.units;
     spec.validate()
         .with_context(|| format!("{}: the network as read", o.from.display()))?;
     let (mean, std, bgr, name) = match kind {
