@@ -89,20 +89,45 @@ function fillSnapshots() {
   sel.value = state.snapshot;
   const layers = $("layers");
   layers.innerHTML = "";
-  for (const l of m.layers) {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.dataset.layer = l.layer;
-    b.textContent = `conv${l.layer}`;
-    if (l.name && l.name !== `conv${l.layer}`) {
-      const n = document.createElement("small");
-      n.textContent = l.name;
-      b.append(n);
+  if (m.layers.length > 16) {
+    // A graph network's many units: one list, grouped by block.
+    const sel = document.createElement("select");
+    sel.id = "layer-select";
+    sel.setAttribute("aria-label", "unit");
+    const groups = new Map();
+    for (const l of m.layers) {
+      const g = l.block || (l.conv ? "conv layers" : "units");
+      if (!groups.has(g)) groups.set(g, []);
+      groups.get(g).push(l);
     }
-    b.title = `${l.name || `conv${l.layer}`}: ${l.maps} maps, ${l.size}×${l.size}`;
-    layers.append(b);
+    for (const [g, ls] of groups) {
+      const og = document.createElement("optgroup");
+      og.label = g;
+      for (const l of ls) {
+        const o = document.createElement("option");
+        o.value = l.layer;
+        o.textContent = `${layerLabel(m, l.layer)} · ${l.maps} maps ${l.size}×${l.size}`;
+        og.append(o);
+      }
+      sel.append(og);
+    }
+    layers.append(sel);
+  } else {
+    for (const l of m.layers) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.layer = l.layer;
+      b.textContent = l.conv ? `conv${l.conv}` : l.name;
+      if (l.conv && l.name && l.name !== `conv${l.conv}`) {
+        const n = document.createElement("small");
+        n.textContent = l.name;
+        b.append(n);
+      }
+      b.title = `${l.name || `conv${l.layer}`}: ${l.maps} maps, ${l.size}×${l.size}, receptive field ${l.field} px`;
+      layers.append(b);
+    }
   }
-  if (!m.layers.some((l) => l.layer === state.layer)) state.layer = Math.min(5, m.layers.length);
+  if (!m.layers.some((l) => l.layer === state.layer)) state.layer = Math.min(5, m.layers.filter((l) => l.conv).length);
   for (const el of document.querySelectorAll(".last-conv")) el.textContent = lastConv(m);
 }
 
@@ -194,6 +219,7 @@ async function render() {
   $("crop").src = crop;
   $("crop2").src = crop;
   setSeg($("layers"), "layer", state.layer);
+  if ($("layer-select")) $("layer-select").value = state.layer;
   setSeg($("views"), "view", state.view);
   setSeg($("modes"), "mode", state.mode);
   $("sort").value = state.sort;
@@ -418,6 +444,12 @@ function moveSelection(key) {
 function wire() {
   $("model").onchange = (e) => { state.model = e.target.value; state.map = null; fillSnapshots(); render(); };
   $("snapshot").onchange = (e) => { state.snapshot = Number(e.target.value); render(); };
+  $("layers").onchange = (e) => {
+    if (e.target.id !== "layer-select") return;
+    state.layer = Number(e.target.value);
+    state.map = null;
+    render();
+  };
   $("layers").onclick = (e) => {
     const b = e.target.closest("button");
     if (!b) return;

@@ -11,11 +11,12 @@ export const models = JSON.parse(($("models-data") || {}).textContent || "[]");
 /// checkpoint's own name for it.
 export function layerLabel(m, n) {
   const l = m && m.layers ? m.layers.find((x) => x.layer === n) : null;
+  if (l && !l.conv) return l.name;
   return l && l.name && l.name !== `conv${n}` ? `conv${n} (${l.name})` : `conv${n}`;
 }
 
 /// The label of a model's last conv layer (the paper's conv5).
-export const lastConv = (m) => layerLabel(m, m && m.layers ? m.layers.length : 5);
+export const lastConv = (m) => layerLabel(m, m && m.layers ? m.layers.filter((l) => l.conv).length : 5);
 
 export const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 

@@ -5,14 +5,21 @@ use crate::error::{bad, Error, Result};
 use serde::Serialize;
 use std::path::Path;
 
+/// One unit (see [`crate::net::Unit`]): conv layers 1..N, then named units.
 #[derive(Serialize, Clone)]
 pub struct LayerInfo {
-    /// 1..N, the number URLs and CLI flags use.
+    /// 1..U, the number URLs and CLI flags use (1..N: the conv layers).
     pub layer: usize,
-    /// The checkpoint's name (`conv1`, `features.0`).
+    /// The conv number, or null for a named unit that is not a conv's maps.
+    pub conv: Option<usize>,
+    /// The checkpoint's name (`conv1`, `features.0`, `layer3.1`).
     pub name: String,
+    /// The block it belongs to (the longest named unit its name starts with), or "".
+    pub block: String,
     pub maps: i64,
     pub size: i64,
+    /// Side of the receptive field of its central position, in input pixels.
+    pub field: i64,
 }
 
 #[derive(Serialize, Clone)]
@@ -90,18 +97,35 @@ fn info(m: &ModelDir) -> Result<ModelInfo> {
                 metrics: s.metrics.clone(),
             })
             .collect(),
-        layers: spec
-            .convs()
-            .iter()
-            .enumerate()
-            .map(|(i, c)| LayerInfo {
-                layer: i + 1,
-                name: c.name.clone(),
-                maps: c.out_c,
-                size: c.side,
-            })
-            .collect(),
+        layers: layer_infos(&spec),
         hidden: spec.hidden_fcs().into_iter().map(|h| h.1).collect(),
         preprocess: m.manifest.preprocess_name().to_string(),
     })
+}
+
+/// The units of `spec` as the pages list them.
+pub fn layer_infos(spec: &crate::net::NetSpec) -> Vec<LayerInfo> {
+    let units = spec.unit_list();
+    let blocks: Vec<&str> = spec.units.values().map(|s| s.as_str()).collect();
+    units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let block = blocks
+                .iter()
+                .filter(|b| u.name == **b || u.name.starts_with(&format!("{b}.")))
+                .max_by_key(|b| b.len())
+                .map_or(String::new(), |b| b.to_string());
+            let (y0, _, y1, _) = spec.field_of_node(u.node, u.side / 2, u.side / 2);
+            LayerInfo {
+                layer: i + 1,
+                conv: u.layer,
+                name: u.name.clone(),
+                block,
+                maps: u.c,
+                size: u.side,
+                field: y1 - y0 + 1,
+            }
+        })
+        .collect()
 }

@@ -122,9 +122,9 @@ pub struct Top9Args {
     /// Folder of images (indexed first if it has no index for the snapshot)
     #[arg(long)]
     dataset: PathBuf,
-    /// Layer, 1..N: the model's conv layers in order
+    /// Layer: a conv number 1..N or a unit's name (layer3.1; u:NAME is always a name)
     #[arg(long)]
-    layer: usize,
+    layer: String,
     /// Feature map of the layer, 0-based
     #[arg(long)]
     map: i64,
@@ -147,7 +147,8 @@ pub fn top9(a: Top9Args) -> Result<()> {
             index::build(&net, &model, epoch, &a.dataset, 32, &|_, _| {})?.0
         }
     };
-    let top = index::top9(&idx, a.layer, a.map)?;
+    let layer = model.manifest.spec()?.find_unit(&a.layer)?;
+    let top = index::top9(&idx, layer, a.map)?;
     a.output.print(&top, || {
         for e in top {
             println!("{:>10.4}  ({:>3}, {:>3})  {}", e.value, e.y, e.x, e.image);

@@ -40,9 +40,9 @@ pub fn predict(a: PredictArgs) -> Result<()> {
 pub struct ProjectArgs {
     #[command(flatten)]
     input: ImageArgs,
-    /// Layer, 1..N: the model's conv layers in order (conv1-conv5 for ZFNet)
+    /// Layer: a conv number 1..N (conv1-conv5 for ZFNet) or a unit's name (layer3.1; u:NAME is always a name)
     #[arg(long)]
-    layer: usize,
+    layer: String,
     /// Feature map of the layer, 0-based
     #[arg(long)]
     map: i64,
@@ -62,9 +62,10 @@ pub struct ProjectArgs {
 pub fn project(a: ProjectArgs) -> Result<()> {
     let mut l = Local::open(&a.input.model)?;
     let mode = if a.all { Mode::All } else { Mode::Strongest };
+    let layer = l.dir.manifest.spec()?.find_unit(&a.layer)?;
     let req: MapRequest = l.request(
         &a.input.image,
-        json!({"layer": a.layer, "map": a.map, "mode": mode}),
+        json!({"layer": layer, "map": a.map, "mode": mode}),
     )?;
     let r = Project::run(&mut l.engine, &req)?;
     std::fs::write(&a.out, &r.png).with_context(|| format!("cannot write {}", a.out.display()))?;

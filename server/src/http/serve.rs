@@ -38,10 +38,10 @@ pub struct AppState {
 /// struct. A bad value is a 400 that names the parameter.
 pub struct Req<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Req<T> {
+impl<T: DeserializeOwned> FromRequestParts<AppState> for Req<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let mut pairs: Vec<(String, String)> =
             match RawPathParams::from_request_parts(parts, state).await {
                 Ok(p) => p.iter().map(|(k, v)| (k.into(), v.into())).collect(),
@@ -57,6 +57,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Req<T> {
                 pairs.push((k.into_owned(), v.into_owned()));
             }
         }
+        resolve_unit(state, &mut pairs).await?;
         let encoded = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&pairs)
             .finish();
@@ -65,6 +66,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Req<T> {
             .map(Req)
             .map_err(|e| ApiError::bad(describe(&e, &pairs)))
     }
+}
+
+/// A `layer` given by name (`layer3.1`, `u:123`) becomes the unit's number
+/// in the model's list (conv layers keep their numbers).
+async fn resolve_unit(st: &AppState, pairs: &mut [(String, String)]) -> Result<(), ApiError> {
+    let Some(i) = pairs
+        .iter()
+        .position(|(k, v)| k == "layer" && !v.bytes().all(|b| b.is_ascii_digit()))
+    else {
+        return Ok(());
+    };
+    let Some(model) = pairs.iter().find(|(k, _)| k == "model").map(|p| p.1.clone()) else {
+        return Ok(());
+    };
+    let key = pairs[i].1.clone();
+    let dir = st.ctx.models.clone();
+    let n = blocking(move || {
+        let m = zfvis_core::models::open_model(&dir, &model)?;
+        let spec = m.manifest.spec().map_err(zfvis_core::error::Error::from)?;
+        Ok(spec
+            .find_unit(&key)
+            .map_err(|e| zfvis_core::error::bad(e.to_string()))?)
+    })
+    .await?;
+    pairs[i].1 = n.to_string();
+    Ok(())
 }
 
 /// One sentence naming the parameter, what it must be and what it was.
