@@ -1264,3 +1264,93 @@ fn server_errors_answer_a_request_id_and_log_the_detail() {
         "{v}"
     );
 }
+
+/// A torchvision ResNet-18 (random weights) imported from its state dict:
+/// every view answers on it, its block units by name (`layer3.1`,
+/// `u:layer3.1`) as its convs by number.
+#[test]
+fn every_view_answers_on_an_imported_resnet18() {
+    let dir = tempdir("http-resnet");
+    let pth = dir.join("r18.pth");
+    let out = std::process::Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests/import_ref.py"))
+        .args(["save", "resnet18"])
+        .arg(&pth)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zfvis"))
+        .args(["import", "--arch", "torchvision:resnet18", "--from"])
+        .arg(&pth)
+        .arg("--out")
+        .arg(dir.join("models/r18"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+    let e = Env {
+        base: srv.base.clone(),
+        _srv: srv,
+        c: Client::new(),
+        _dir: dir,
+    };
+    let m: Value = e.get("/api/models/r18").json().unwrap();
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.iter().filter(|l| l["conv"].is_u64()).count(), 20);
+    let unit = layers.iter().find(|l| l["name"] == "layer3.1").unwrap();
+    assert!(unit["conv"].is_null(), "{unit}");
+    assert_eq!((unit["maps"].as_i64(), unit["size"].as_i64()), (Some(256), Some(14)));
+    assert_eq!(unit["block"], "layer3.1");
+    let conv = layers.iter().find(|l| l["name"] == "layer3.1.conv1").unwrap();
+    assert_eq!(conv["block"], "layer3.1");
+
+    let id = e.upload(test_png()).json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = format!("/api/models/r18/snapshots/0/images/{id}");
+    let p: Value = e.get(&format!("{b}/predictions")).json().unwrap();
+    assert_eq!(p["top"].as_array().unwrap().len(), 5);
+    let maps: Value = e.get(&format!("{b}/layers/layer3.1/maps")).json().unwrap();
+    assert_eq!(maps["maps"].as_array().unwrap().len(), 256, "{maps}");
+    let by_u: Value = e.get(&format!("{b}/layers/u:layer3.1/maps")).json().unwrap();
+    assert_eq!(by_u["maps"], maps["maps"]);
+    let peak = maps["maps"][7]["peak"].as_f64().unwrap();
+    let j: Value = e
+        .get(&format!("{b}/layers/layer3.1/maps/7/projection"))
+        .json()
+        .unwrap();
+    assert!((j["value"].as_f64().unwrap() - peak).abs() < 1e-5, "{j}");
+    let ok = |path: String| {
+        let r = e.get(&path);
+        assert_eq!(r.status(), StatusCode::OK, "{path}: {}", r.text().unwrap_or_default());
+        r
+    };
+    // The 4th conv by number and by its module path are the same unit.
+    let by_n: Value = ok(format!("{b}/layers/4/maps")).json().unwrap();
+    let by_name: Value = ok(format!("{b}/layers/layer1.0.conv2/maps")).json().unwrap();
+    assert_eq!(by_n["maps"], by_name["maps"]);
+    for path in [
+        format!("{b}/layers/layer3.1/maps.png"),
+        format!("{b}/layers/layer3.1/maps/7/projection.png?mode=all"),
+        format!("{b}/layers/layer4.1/top9.png"),
+        format!("{b}/occlusion.png?size=48&stride=32"),
+        format!("{b}/occlusion/live?x=32&y=16&size=48"),
+        format!("{b}/occlusion/projection.png?x=32&y=16&size=48"),
+        format!("{b}/invariance?steps=3"),
+        format!("/api/models/r18/images/{id}/layers/layer2.0/maps/3/evolution.png"),
+        "/api/models/r18/snapshots/0/filters.png".to_string(),
+        "/api/models/r18/snapshots/0/figure.png?figure=fig3".to_string(),
+    ] {
+        ok(path);
+    }
+    let occ: Value = ok(format!("{b}/occlusion?size=48&stride=32")).json().unwrap();
+    assert_eq!(occ["class_prob"].as_array().unwrap().len(), 6, "{occ}");
+    // Names the network does not have: a 400 naming the layer.
+    error(
+        e.get(&format!("{b}/layers/layer9.9/maps")),
+        StatusCode::BAD_REQUEST,
+        "no unit \"layer9.9\"",
+    );
+    e.alive();
+}

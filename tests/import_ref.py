@@ -22,6 +22,19 @@ usage:
       projection of the strongest activation of its map with the highest
       peak (unit-{UNIT}.json: map, y, x), the gradient with every ReLU and
       ReLU6 (modules and F.relu) reversed as ReLU of the incoming gradient.
+      With a fourth argument "onnx", also model.onnx (torch.onnx.export,
+      dynamo=False) and model_dynamo.onnx (the default exporter) and
+      onnx-units.json: each file's last Relu output name on maps. VGG classifiers
+      keep torchvision's zero biases.
+  import_ref.py tf2onnx OUT.onnx
+      A graph shaped as tf2onnx converts a small Keras classifier (NHWC
+      input, Shape/Cast/Slice/Concat/Reshape flatten with int32 tensors,
+      MatMul+Add, Mul+Add batch norm after a ReLU, Softmax); onnxruntime's
+      output in OUT.onnx.x.npy (NCHW) / .probs.npy.
+  import_ref.py grey OUT_DIR
+      A 1-channel 28x28 digit classifier (random weights, its own key names)
+      as model.pth + layers.json and model.onnx, an image digit.png and the
+      probabilities of the MNIST pipeline on it (probs.npy).
   import_ref.py pytorchcv ARCH OUT_DIR      (zfnet, zfnetb, alexnet)
       As torchvision, from pytorchcv's model.
   import_ref.py save ARCH OUT.pth
@@ -157,11 +170,39 @@ class DeconvReLU6(torch.autograd.Function):
         return g.clamp(min=0)
 
 
-def graph_main(arch, out, units):
+def last_relu(path):
+    """The output name of the last Relu node on maps (before any
+    Flatten/Reshape/Gemm) of an ONNX file."""
+    import onnx
+    g = onnx.load(path, load_external_data=False).graph
+    relus = []
+    for n in g.node:
+        if n.op_type in ("Flatten", "Reshape", "Gemm", "MatMul"):
+            break
+        if n.op_type == "Relu":
+            relus.append(n.output[0])
+    return relus[-1]
+
+
+def graph_main(arch, out, units, onnx_too="no"):
     import torchvision
     import torch.nn.functional as F
     model = randomise(getattr(torchvision.models, arch)(weights=None), 0)
+    if arch.startswith("vgg"):
+        # torchvision's own initialisation of the classifier: every bias
+        # zero, which the TorchScript exporter stores once (Identity nodes).
+        for m in model.classifier.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
     torch.save(model.state_dict(), f"{out}/model.pth")
+    if onnx_too == "onnx":
+        x1 = torch.randn(1, 3, 224, 224)
+        torch.onnx.export(model, (x1,), f"{out}/model.onnx", input_names=["input"],
+                          output_names=["logits"], opset_version=17, dynamo=False)
+        torch.onnx.export(model, (x1,), f"{out}/model_dynamo.onnx", input_names=["input"],
+                          dynamo=True, verbose=False)
+        with open(f"{out}/onnx-units.json", "w") as f:
+            json.dump({k: last_relu(f"{out}/{k}") for k in ["model.onnx", "model_dynamo.onnx"]}, f)
     torch.manual_seed(1)
     x = torch.randn(2, 3, 224, 224)
     np.save(f"{out}/x.npy", x.numpy())
@@ -191,6 +232,104 @@ def graph_main(arch, out, units):
                 json.dump({"map": fmap, "y": k // m.shape[1], "x": k % m.shape[1]}, f)
     finally:
         F.relu, F.relu6 = relu, relu6
+
+
+def tf2onnx_main(out):
+    """A graph shaped as tf2onnx writes a small Keras classifier: NHWC input
+    and a Transpose, Conv+Relu, batch norm as Mul+Add after the ReLU, a
+    channels-last flatten computed by Shape/Cast/Slice/Concat/Cast/Reshape
+    with int32 tensors, Dense layers as MatMul+Add, a final Softmax."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper, TensorProto
+    rng = np.random.default_rng(3)
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(f(8, 3, 3, 3) * 0.3, "conv1/kernel"), numpy_helper.from_array(f(8) * 0.1, "conv1/bias"),
+        numpy_helper.from_array(1 + 0.2 * f(1, 8, 1, 1), "bn/mul"), numpy_helper.from_array(0.1 * f(1, 8, 1, 1), "bn/add"),
+        numpy_helper.from_array(f(16, 8, 3, 3) * 0.2, "conv2/kernel"), numpy_helper.from_array(f(16) * 0.1, "conv2/bias"),
+        numpy_helper.from_array(np.array([0], np.int32), "zero"), numpy_helper.from_array(np.array([1], np.int32), "one"),
+        numpy_helper.from_array(np.array([-1], np.int32), "minus_one"),
+        numpy_helper.from_array(f(16 * 8 * 8, 32) * 0.05, "dense/kernel"), numpy_helper.from_array(f(32) * 0.1, "dense/bias"),
+        numpy_helper.from_array(f(32, 10) * 0.2, "logits/kernel"), numpy_helper.from_array(f(10) * 0.1, "logits/bias"),
+    ]
+    N = helper.make_node
+    nodes = [
+        N("Transpose", ["input_1"], ["nchw"], name="transpose_in", perm=[0, 3, 1, 2]),
+        N("Conv", ["nchw", "conv1/kernel", "conv1/bias"], ["c1"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        N("Relu", ["c1"], ["r1"], name="conv1/Relu"),
+        N("Mul", ["r1", "bn/mul"], ["m1"], name="bn/mul_1"),
+        N("Add", ["m1", "bn/add"], ["b1"], name="bn/add_1"),
+        N("MaxPool", ["b1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        N("Conv", ["p1", "conv2/kernel", "conv2/bias"], ["c2"], name="conv2", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        N("Relu", ["c2"], ["r2"], name="conv2/Relu"),
+        N("MaxPool", ["r2"], ["p2"], name="pool2", kernel_shape=[2, 2], strides=[2, 2]),
+        N("Transpose", ["p2"], ["nhwc"], name="transpose_out", perm=[0, 2, 3, 1]),
+        N("Shape", ["nhwc"], ["shape"], name="flatten/Shape"),
+        N("Cast", ["shape"], ["shape32"], name="flatten/Cast", to=TensorProto.INT32),
+        N("Slice", ["shape32", "zero", "one", "zero"], ["batch"], name="flatten/strided_slice"),
+        N("Concat", ["batch", "minus_one"], ["newshape32"], name="flatten/concat", axis=0),
+        N("Cast", ["newshape32"], ["newshape"], name="flatten/Cast_1", to=TensorProto.INT64),
+        N("Reshape", ["nhwc", "newshape"], ["flat"], name="flatten/Reshape"),
+        N("MatMul", ["flat", "dense/kernel"], ["d1"], name="dense/MatMul"),
+        N("Add", ["d1", "dense/bias"], ["d1b"], name="dense/BiasAdd"),
+        N("Relu", ["d1b"], ["d1r"], name="dense/Relu"),
+        N("MatMul", ["d1r", "logits/kernel"], ["d2"], name="logits/MatMul"),
+        N("Add", ["d2", "logits/bias"], ["d2b"], name="logits/BiasAdd"),
+        N("Softmax", ["d2b"], ["probs"], name="logits/Softmax", axis=-1),
+    ]
+    g = helper.make_graph(nodes, "tf2onnx", [helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["unk__1", 32, 32, 3])],
+                          [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["unk__2", 10])], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], producer_name="tf2onnx")
+    onnx.checker.check_model(m)
+    onnx.save(m, out)
+    x = rng.random((1, 32, 32, 3)).astype(np.float32)
+    sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    np.save(out + ".x.npy", x.transpose(0, 3, 1, 2).copy())
+    np.save(out + ".probs.npy", sess.run(None, {"input_1": x})[0])
+
+
+class Digits(nn.Module):
+    """A small 1-channel 28x28 classifier with its own key names."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.head = nn.Linear(16 * 7 * 7, 10)
+
+    def forward(self, x):
+        import torch.nn.functional as F
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)
+        x = F.max_pool2d(F.relu(self.c2(x)), 2)
+        return self.head(torch.flatten(x, 1))
+
+
+def grey_main(out):
+    """Digits with random weights: model.pth, model.onnx, layers.json (its
+    layout in the manifest's format), a 60x60 RGB PNG and the probabilities
+    of the MNIST pipeline on it: convert("L"), Resize((28, 28)) (bilinear),
+    ToTensor, Normalize((0.1307,), (0.3081,))."""
+    from PIL import Image
+    import torchvision.transforms as T
+    torch.manual_seed(5)
+    model = Digits().eval()
+    torch.save(model.state_dict(), f"{out}/model.pth")
+    torch.onnx.export(model, (torch.randn(1, 1, 28, 28),), f"{out}/model.onnx", input_names=["image"],
+                      opset_version=17, dynamo=False)
+    conv = lambda n, i, o: {"op": "conv", "name": n, "in": i, "out": o, "k": 3, "stride": 1, "pad": 1}
+    pool = {"op": "max_pool", "k": 2, "stride": 2, "pad": 0}
+    layers = [conv("c1", 1, 8), {"op": "relu"}, pool, conv("c2", 8, 16), {"op": "relu"}, pool,
+              {"op": "flatten"}, {"op": "linear", "name": "head", "in": 784, "out": 10}]
+    with open(f"{out}/layers.json", "w") as f:
+        json.dump(layers, f)
+    rng = np.random.default_rng(7)
+    img = Image.fromarray(rng.integers(0, 256, (60, 60, 3), dtype=np.uint8))
+    img.save(f"{out}/digit.png")
+    tf = T.Compose([T.Resize((28, 28)), T.ToTensor(), T.Normalize((0.1307,), (0.3081,))])
+    x = tf(Image.open(f"{out}/digit.png").convert("L")).unsqueeze(0)
+    with torch.no_grad():
+        np.save(f"{out}/probs.npy", model(x).softmax(-1).numpy())
 
 
 def save_main(arch, out):
@@ -361,5 +500,5 @@ def ops_main(out):
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"torchvision": torchvision_main, "graph": graph_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
+    {"torchvision": torchvision_main, "graph": graph_main, "grey": grey_main, "tf2onnx": tf2onnx_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
      "evil": evil_main, "unsupported": unsupported_main, "malformed": malformed_main, "ops": ops_main}[cmd](*args)

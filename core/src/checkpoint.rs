@@ -127,6 +127,7 @@ impl Manifest {
             mean: self.mean,
             std: self.std,
             bgr: self.bgr,
+            grey: self.in_channels == 1,
         }
     }
 

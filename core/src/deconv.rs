@@ -326,7 +326,11 @@ pub fn to_rgb8(pixels: &Tensor) -> (u32, u32, Vec<u8>) {
 
 /// As [`to_rgb8`], with `max_abs` (not the input's own) mapped to black/white.
 pub fn to_rgb8_scaled(pixels: &Tensor, max_abs: f64) -> (u32, u32, Vec<u8>) {
-    let p = pixels.to_device(tch::Device::Cpu).to_kind(Kind::Float);
+    let mut p = pixels.to_device(tch::Device::Cpu).to_kind(Kind::Float);
+    if p.size()[0] == 1 {
+        // A grey network's projection, shown in grey.
+        p = p.expand([3, -1, -1], false);
+    }
     let m = max_abs.max(1e-12);
     let img = ((p / m) * 127.5 + 127.5)
         .clamp(0.0, 255.0)

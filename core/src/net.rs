@@ -721,7 +721,7 @@ impl NetSpec {
         }
         let some: Vec<&str> = units.iter().take(8).map(|u| u.name.as_str()).collect();
         bail!(
-            "no unit {name:?} in this network; units: {}{}",
+            "layer must be a conv number 1..={n_convs} or a unit's name; the network has no unit {name:?} (units: {}{})",
             some.join(", "),
             if units.len() > 8 { ", ..." } else { "" }
         )
@@ -845,7 +845,7 @@ impl NetSpec {
 }
 
 /// The channel concatenation of maps of one side.
-fn concat_shape(ins: &[Shape]) -> Option<Shape> {
+pub fn concat_shape(ins: &[Shape]) -> Option<Shape> {
     let mut total = 0;
     let mut side0 = None;
     for s in ins {

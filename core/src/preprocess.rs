@@ -365,17 +365,37 @@ pub struct Preprocess {
     pub mean: [f64; 3],
     pub std: [f64; 3],
     pub bgr: bool,
+    /// 1-channel networks: the image converted as PIL's `convert("L")`
+    /// before resizing.
+    pub grey: bool,
+}
+
+/// PIL's `convert("L")`: ITU-R 601-2 luma with Pillow's integer rounding
+/// (`(r·19595 + g·38470 + b·7471 + 0x8000) >> 16`), kept in all three channels.
+pub fn grey(img: &RgbImage) -> RgbImage {
+    let mut out = img.clone();
+    for p in out.pixels_mut() {
+        let [r, g, b] = p.0.map(|v| v as u32);
+        let l = ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16) as u8;
+        p.0 = [l, l, l];
+    }
+    out
 }
 
 impl Preprocess {
-    /// The crop the model sees (shown to people as is).
+    /// The crop the model sees (shown to people as is; grey when grey).
     pub fn crop(&self, img: &RgbImage) -> RgbImage {
+        if self.grey {
+            return resize_crop(&grey(img), self.resize, self.input_size);
+        }
         resize_crop(img, self.resize, self.input_size)
     }
-    /// The crop as the network's [3, S, S] input.
+    /// The crop as the network's [3, S, S] input ([1, S, S] when grey).
     pub fn tensor(&self, crop: &RgbImage) -> Tensor {
         let t = to_tensor(crop, &self.mean, &self.std);
-        if self.bgr {
+        if self.grey {
+            t.narrow(0, 0, 1)
+        } else if self.bgr {
             t.flip([0])
         } else {
             t

@@ -354,10 +354,10 @@ fn bad_files_are_refused_by_name() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Logits within 1e-4 of torchvision's and, for each named unit, the
-/// projection of the strongest activation of the reference's map at the same
-/// position with cosine >= 0.999.
-fn check_units(net: &Net, dir: &Path, units: &[&str], what: &str) {
+/// Logits within 1e-4 of torchvision's and, for each (unit, reference
+/// module) pair, the projection of the strongest activation of the
+/// reference's map at the same position with cosine >= 0.999.
+fn check_units(net: &Net, dir: &Path, units: &[(&str, &str)], what: &str) {
     let x = Tensor::read_npy(dir.join("x.npy")).unwrap();
     let logits = Tensor::read_npy(dir.join("logits.npy")).unwrap();
     let trace = net.trace(&x);
@@ -370,9 +370,9 @@ fn check_units(net: &Net, dir: &Path, units: &[&str], what: &str) {
     let scale = logits.abs().max().double_value(&[]);
     assert!(d < 1e-4 * scale.max(1.0), "{what}: logits differ by {d}");
     let trace1 = net.trace(&x.narrow(0, 0, 1));
-    for unit in units {
+    for &(unit, module) in units {
         let meta: HashMap<String, i64> = serde_json::from_str(
-            &std::fs::read_to_string(dir.join(format!("unit-{unit}.json"))).unwrap(),
+            &std::fs::read_to_string(dir.join(format!("unit-{module}.json"))).unwrap(),
         )
         .unwrap();
         let layer = net.spec.find_unit(unit).unwrap();
@@ -389,7 +389,7 @@ fn check_units(net: &Net, dir: &Path, units: &[&str], what: &str) {
         .unwrap()
         .remove(0);
         assert_eq!((p.y, p.x), (meta["y"], meta["x"]), "{what}: {unit} position");
-        let r = Tensor::read_npy(dir.join(format!("unit-{unit}.npy"))).unwrap();
+        let r = Tensor::read_npy(dir.join(format!("unit-{module}.npy"))).unwrap();
         let c = cosine(&p.pixels, &r);
         assert!(c >= 0.999, "{what}: {unit} projection cosine {c}");
     }
@@ -414,7 +414,100 @@ fn torchvision_graph_networks_match_pytorch() {
             .load(None, Device::Cpu)
             .unwrap();
         assert_eq!(net.convs.len(), convs, "{arch}: conv count");
-        check_units(&net, &dir, units, arch);
+        let pairs: Vec<(&str, &str)> = units.iter().map(|u| (*u, *u)).collect();
+        check_units(&net, &dir, &pairs, arch);
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// resnet18 and vgg11_bn (torchvision's zero classifier biases) through both
+/// `torch.onnx.export` exporters: the graph as read equals PyTorch, and the
+/// last Relu's output, named by its ONNX name, projects as PyTorch's.
+#[test]
+fn graphs_from_both_onnx_exporters_match_pytorch() {
+    for (arch, module) in [("resnet18", "layer4.1"), ("vgg11_bn", "features.27")] {
+        let dir = tempdir(&format!("onnx-{arch}"));
+        reference(&["graph", arch, dir.to_str().unwrap(), module, "onnx"]);
+        let names: HashMap<String, String> = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("onnx-units.json")).unwrap(),
+        )
+        .unwrap();
+        for file in ["model.onnx", "model_dynamo.onnx"] {
+            let out = dir.join(format!("m-{file}"));
+            import(&opts(&dir.join(file), &out, None))
+                .unwrap_or_else(|e| panic!("{arch} {file}: {e:#}"));
+            let net = ModelDir::open(&out)
+                .unwrap()
+                .load(None, Device::Cpu)
+                .unwrap();
+            let unit = names[file].as_str();
+            check_units(&net, &dir, &[(unit, module)], &format!("{arch} {file}"));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A tf2onnx-style graph of a Keras classifier equals onnxruntime on it.
+#[test]
+fn a_tf2onnx_style_graph_matches_onnxruntime() {
+    let dir = tempdir("tf2onnx");
+    let onnx = dir.join("keras.onnx");
+    reference(&["tf2onnx", onnx.to_str().unwrap()]);
+    let out = dir.join("m");
+    let m = import(&opts(&onnx, &out, None)).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(m.manifest.input_size, 32);
+    let net = m.load(None, Device::Cpu).unwrap();
+    assert_eq!(net.convs.len(), 2);
+    let x = Tensor::read_npy(format!("{}.x.npy", onnx.display())).unwrap();
+    let p = Tensor::read_npy(format!("{}.probs.npy", onnx.display())).unwrap();
+    let d = (net.trace(&x).probs() - &p).abs().max().double_value(&[]);
+    assert!(d < 1e-5, "probabilities differ from onnxruntime's by {d}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A 1-channel digit classifier imported from its state dict with
+/// `--layers` and from ONNX gives the MNIST pipeline's probabilities
+/// (PIL's convert("L"), bilinear resize to 28, one-value normalisation).
+#[test]
+fn a_grey_network_matches_the_mnist_pipeline() {
+    let dir = tempdir("grey");
+    reference(&["grey", dir.to_str().unwrap()]);
+    let want = Tensor::read_npy(dir.join("probs.npy")).unwrap();
+    let bytes = std::fs::read(dir.join("digit.png")).unwrap();
+    for (file, layers) in [("model.pth", true), ("model.onnx", false)] {
+        let out = dir.join(format!("m-{file}"));
+        let mut o = opts(&dir.join(file), &out, None);
+        if layers {
+            o.layers = Some(dir.join("layers.json"));
+        }
+        o.input_size = Some(28);
+        o.resize = Some(28);
+        o.mean = Some([0.1307; 3]);
+        o.std = Some([0.3081; 3]);
+        o.preprocess = Some("zfvis".parse().unwrap());
+        let m = import(&o).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+        assert_eq!(m.manifest.in_channels, 1, "{file}");
+        let net = m.load(None, Device::Cpu).unwrap();
+        let pre = m.manifest.preprocess();
+        let crop = pre.crop(&zfvis_core::preprocess::decode(&bytes).unwrap());
+        let x = pre.tensor(&crop).unsqueeze(0);
+        assert_eq!(x.size(), [1, 1, 28, 28]);
+        let d = (net.trace(&x).probs() - &want).abs().max().double_value(&[]);
+        assert!(d < 1e-4, "{file}: probabilities differ by {d}");
+        // Its projections are 1-channel.
+        let t = net.trace(&x);
+        let p = deconv::project(
+            &net,
+            &t,
+            &[ProjectRequest {
+                layer: 2,
+                map: deconv::top_maps(&t, 2, 1)[0].0,
+                keep: Keep::Strongest,
+            }],
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(p.pixels.size(), [1, 28, 28]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,7 +19,7 @@ pub struct Layout {
     /// batch norms named by their prefix.
     pub bn: HashMap<String, String>,
     pub bn_eps: f64,
-    /// Convs hold no bias in the file (`bias=False`): zero unless a batch norm is folded in.
+    /// Convs may hold no bias in the file (`bias=False`): zero then.
     pub convs_without_bias: bool,
     /// Preprocessing the networks of this layout were trained with.
     pub preprocess: &'static str,
@@ -37,6 +37,31 @@ impl Layout {
             preprocess,
         }
     }
+}
+
+/// A layout from a user's `--layers` file: a JSON list of nodes in the
+/// manifest's format (`{"op": "conv", "name": "conv1", "in": 1, …}`),
+/// tensors named by the state dict's keys; the first conv gives the
+/// input's channels.
+pub fn from_file(path: &std::path::Path) -> Result<(Layout, i64)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read --layers {}: {e}", path.display()))?;
+    let nodes: Vec<crate::net::Node> = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("--layers {}: {e}", path.display()))?;
+    let spec = crate::net::NetSpec::from_nodes(&nodes, 3, 224);
+    let in_c = spec
+        .layers
+        .iter()
+        .find_map(|l| match l {
+            Layer::Conv { in_c, groups, .. } if *groups == 1 => Some(*in_c),
+            _ => None,
+        })
+        .unwrap_or(3);
+    let mut l = Layout::chain(spec.layers, HashMap::new(), "torchvision");
+    l.inputs = spec.inputs;
+    l.units = spec.units;
+    l.convs_without_bias = true;
+    Ok((l, in_c))
 }
 
 pub const ARCHS: &[&str] = &[

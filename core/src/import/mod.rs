@@ -46,6 +46,8 @@ pub struct ImportOptions {
     pub out: PathBuf,
     /// The state dict's layout (see [`ARCHS`]); ONNX files need none.
     pub arch: Option<String>,
+    /// Or a layout of the user's: a JSON list of nodes (see [`layouts::from_file`]).
+    pub layers: Option<PathBuf>,
     pub preprocess: Option<PreprocessKind>,
     pub mean: Option<[f64; 3]>,
     pub std: Option<[f64; 3]>,
@@ -87,6 +89,7 @@ struct Read {
     layers: Vec<Layer>,
     inputs: BTreeMap<usize, Vec<usize>>,
     units: BTreeMap<usize, String>,
+    in_channels: i64,
     tensors: HashMap<String, Tensor>,
     preprocess: PreprocessKind,
     input_size: Option<i64>,
@@ -113,10 +116,17 @@ fn bn_tensors(
 
 /// Check every conv/linear (and batch-norm) tensor of the layout against the
 /// file, naming the first that is missing or does not fit.
-fn take_layout(arch: &str, mut found: HashMap<String, Tensor>) -> Result<Read> {
+fn take_layout(
+    arch: &str,
+    custom: Option<(layouts::Layout, i64)>,
+    mut found: HashMap<String, Tensor>,
+) -> Result<Read> {
     let shapes: HashMap<String, Vec<i64>> =
         found.iter().map(|(k, v)| (k.clone(), v.size())).collect();
-    let lay = layouts::layout(arch, &shapes)?;
+    let (lay, in_channels) = match custom {
+        Some(c) => c,
+        None => (layouts::layout(arch, &shapes)?, 3),
+    };
     let mut tensors = HashMap::new();
     let mut take = |name: &str, expected: &[i64]| -> Result<Tensor> {
         let t = found.remove(name).ok_or_else(|| {
@@ -147,7 +157,9 @@ fn take_layout(arch: &str, mut found: HashMap<String, Tensor>) -> Result<Read> {
             continue;
         }
         let folded = l.name().and_then(|n| lay.bn.get(n)).cloned();
-        let no_bias = lay.convs_without_bias && matches!(l, Layer::Conv { .. });
+        let no_bias = lay.convs_without_bias
+            && matches!(l, Layer::Conv { .. })
+            && !shapes.contains_key(&bn);
         let mut w = take(&wn, &w_shape)?;
         let mut b = if no_bias {
             Tensor::zeros([n_out], (Kind::Float, Device::Cpu))
@@ -166,6 +178,7 @@ fn take_layout(arch: &str, mut found: HashMap<String, Tensor>) -> Result<Read> {
         layers: lay.layers,
         inputs: lay.inputs,
         units: lay.units,
+        in_channels,
         tensors,
         preprocess: match lay.preprocess {
             "zfvis" => PreprocessKind::Zfvis,
@@ -199,8 +212,9 @@ fn read_file(o: &ImportOptions) -> Result<Read> {
         return Ok(Read {
             architecture: format!("onnx:{stem}"),
             layers: g.layers,
-            inputs: BTreeMap::new(),
-            units: BTreeMap::new(),
+            inputs: g.inputs,
+            units: g.units,
+            in_channels: g.in_channels,
             tensors: g.tensors,
             preprocess: if caffe {
                 PreprocessKind::Caffe
@@ -210,12 +224,16 @@ fn read_file(o: &ImportOptions) -> Result<Read> {
             input_size: g.input_size,
         });
     }
-    let arch = o.arch.as_deref().ok_or_else(|| {
-        anyhow!(
-            "--arch is needed for a state dict: one of {}",
+    let custom = o.layers.as_deref().map(layouts::from_file).transpose()?;
+    let arch = match (&o.arch, &custom) {
+        (Some(_), Some(_)) => bail!("give --arch or --layers, not both"),
+        (Some(a), None) => a.as_str(),
+        (None, Some(_)) => "custom",
+        (None, None) => bail!(
+            "--arch (or --layers) is needed for a state dict: one of {}",
             ARCHS.join(", ")
-        )
-    })?;
+        ),
+    };
     let found: HashMap<String, Tensor> = if ext == "safetensors" {
         Tensor::read_safetensors(path)
             .map_err(|e| anyhow!("not a readable safetensors file ({e})"))?
@@ -225,7 +243,7 @@ fn read_file(o: &ImportOptions) -> Result<Read> {
     } else {
         pth::read(path)?
     };
-    take_layout(arch, found)
+    take_layout(arch, custom, found)
 }
 
 /// Class names from `--classes`, or ImageNet-1k's for a 1000-output network.
@@ -301,6 +319,7 @@ pub fn import(o: &ImportOptions) -> Result<ModelDir> {
     let mut spec = NetSpec::chain(r.layers, input_size);
     spec.inputs = r.inputs;
     spec.units = r.units;
+    spec.in_channels = r.in_channels;
     spec.validate()
         .with_context(|| format!("{}: the network as read", o.from.display()))?;
     let (mean, std, bgr, name) = match kind {

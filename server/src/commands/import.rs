@@ -14,19 +14,25 @@ pub struct ImportArgs {
     #[arg(long)]
     out: PathBuf,
     /// A state dict's layout: torchvision:alexnet, torchvision:vgg11|13|16|19[_bn],
-    /// pytorchcv:zfnet|zfnetb|alexnet, zfnet, alexnet (ONNX files need none)
+    /// torchvision:resnet18|34|50|101|152, torchvision:densenet121|161|169|201,
+    /// torchvision:googlenet, torchvision:mobilenet_v2, pytorchcv:zfnet|zfnetb|alexnet,
+    /// zfnet, alexnet (ONNX files need none)
     #[arg(long)]
     arch: Option<String>,
     /// zfvis | torchvision | caffe (default: what the layout was trained with;
     /// caffe for ONNX graphs whose input is Caffe's data_0)
     #[arg(long)]
     preprocess: Option<String>,
-    /// Channel mean, RGB, 0..1 pixels: r,g,b
+    /// Channel mean, 0..1 pixels: r,g,b (RGB order), or one value (grey networks)
     #[arg(long, value_parser = parse_rgb)]
     mean: Option<[f64; 3]>,
-    /// Channel std, RGB, 0..1 pixels: r,g,b
+    /// Channel std, 0..1 pixels: r,g,b (RGB order), or one value (grey networks)
     #[arg(long, value_parser = parse_rgb)]
     std: Option<[f64; 3]>,
+    /// A state dict in a layout zfvis does not know: a JSON list of layers in
+    /// the manifest's format, naming tensors by the state dict's keys (docs/import.md)
+    #[arg(long, conflicts_with = "arch")]
+    layers: Option<PathBuf>,
     /// Input side in pixels (default: the graph's, else 224)
     #[arg(long)]
     input_size: Option<i64>,
@@ -45,6 +51,9 @@ fn parse_rgb(s: &str) -> std::result::Result<[f64; 3], String> {
         .map(|x| x.trim().parse::<f64>())
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| format!("expected r,g,b numbers: {e}"))?;
+    if let [one] = v.as_slice() {
+        return Ok([*one; 3]);
+    }
     v.try_into()
         .map_err(|v: Vec<f64>| format!("expected three numbers r,g,b, got {}", v.len()))
 }
@@ -54,6 +63,7 @@ pub fn run(a: ImportArgs) -> Result<()> {
         from: a.from,
         out: a.out,
         arch: a.arch,
+        layers: a.layers,
         preprocess: a.preprocess.map(|p| p.parse()).transpose()?,
         mean: a.mean,
         std: a.std,
