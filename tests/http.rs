@@ -1312,7 +1312,7 @@ fn every_view_answers_on_an_imported_resnet18() {
     let p: Value = e.get(&format!("{b}/predictions")).json().unwrap();
     assert_eq!(p["top"].as_array().unwrap().len(), 5);
     let maps: Value = e.get(&format!("{b}/layers/layer3.1/maps")).json().unwrap();
-    assert_eq!(maps["maps"].as_array().unwrap().len(), 256, "{maps}");
+    assert_eq!(maps["maps"].as_array().map_or(0, |a| a.len()), 256, "{maps}");
     let by_u: Value = e.get(&format!("{b}/layers/u:layer3.1/maps")).json().unwrap();
     assert_eq!(by_u["maps"], maps["maps"]);
     let peak = maps["maps"][7]["peak"].as_f64().unwrap();
@@ -1326,8 +1326,8 @@ fn every_view_answers_on_an_imported_resnet18() {
         assert_eq!(r.status(), StatusCode::OK, "{path}: {}", r.text().unwrap_or_default());
         r
     };
-    // The 4th conv by number and by its module path are the same unit.
-    let by_n: Value = ok(format!("{b}/layers/4/maps")).json().unwrap();
+    // The 3rd conv (conv1, layer1.0.conv1, layer1.0.conv2) by number and by its module path.
+    let by_n: Value = ok(format!("{b}/layers/3/maps")).json().unwrap();
     let by_name: Value = ok(format!("{b}/layers/layer1.0.conv2/maps")).json().unwrap();
     assert_eq!(by_n["maps"], by_name["maps"]);
     for path in [

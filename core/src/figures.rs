@@ -704,7 +704,7 @@ fn fig7(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
     .map_err(|x| bad(x.to_string()))?;
     let grid = Occlusion::run(e, &req)?.grid;
     let (net, t) = e.traced(&r.model, r.epoch, &image)?;
-    let last = net.convs.len();
+    let last = net.last_unit();
     let proj = deconv::project(
         &net,
         &t.trace,

@@ -180,16 +180,16 @@ pub fn build_shard(
     };
     let canon = dataset.canonicalize()?;
     let mut index = match load(&path) {
-        Ok(i) if i.epoch == epoch && i.layers.len() == net.convs.len() => i,
+        Ok(i) if i.epoch == epoch && i.layers.len() == net.units.len() => i,
         _ => SnapshotIndex {
             epoch,
             dataset: canon.to_string_lossy().into_owned(),
             images: BTreeSet::new(),
             skipped: BTreeSet::new(),
             layers: net
-                .convs
+                .units
                 .iter()
-                .map(|b| vec![vec![]; b.out_c as usize])
+                .map(|u| vec![vec![]; u.c as usize])
                 .collect(),
             shard: shard.map(|s| s.to_string()),
         },

@@ -40,7 +40,7 @@ pub struct MapsResult {
 
 /// A layer number the network has, or the error naming the range.
 pub fn check_layer(net: &crate::net::Net, layer: usize) -> Result<()> {
-    let n = net.convs.len();
+    let n = net.units.len();
     if !(1..=n).contains(&layer) {
         return Err(bad(format!(
             "layer {layer} is out of range: expected 1..={n}"

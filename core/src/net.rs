@@ -1156,6 +1156,16 @@ impl Net {
         &self.params(self.convs[c].index).bias
     }
 
+    /// The unit (1-based) that stands for "the last conv layer" in the views:
+    /// the last conv in a chain, the input of the global pooling in a graph.
+    pub fn last_unit(&self) -> usize {
+        let node = self.spec.last_maps_node();
+        self.units
+            .iter()
+            .position(|u| u.node == node)
+            .map_or(self.convs.len(), |k| k + 1)
+    }
+
     /// Name of the last hidden fc layer (fc7 for ZFNet).
     pub fn last_hidden_name(&self) -> String {
         self.hidden

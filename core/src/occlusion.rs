@@ -796,7 +796,7 @@ impl Analysis for OccludedProjection {
         let (net, t, map) = at_position(e, r)?;
         let trace = net.trace(&occluded(&t.input, r.y, r.x, r.size));
         let req = ProjectRequest {
-            layer: net.convs.len(),
+            layer: net.last_unit(),
             map,
             keep: deconv::Keep::Strongest,
         };

@@ -83,7 +83,16 @@ pub fn run(a: OccludeArgs) -> Result<()> {
     if let Some(o) = v.as_object_mut() {
         o.remove("unoccluded");
     }
-    let convs = l.dir.manifest.spec()?.convs().len();
+    let spec = l.dir.manifest.spec()?;
+    let node = spec.last_maps_node();
+    let last = spec
+        .unit_list()
+        .into_iter()
+        .find(|u| u.node == node)
+        .map_or("the last conv layer".to_string(), |u| match u.layer {
+            Some(n) => format!("conv{n}"),
+            None => u.name,
+        });
     a.output.print(&v, || {
         let lo = r
             .class_prob
@@ -92,7 +101,7 @@ pub fn run(a: OccludeArgs) -> Result<()> {
             .copied()
             .fold(f64::INFINITY, f64::min);
         println!(
-            "class {} ({}): p = {:.3} unoccluded, lowest {lo:.3} over {}x{} positions; strongest map {} of conv{convs} (the last conv layer)",
+            "class {} ({}): p = {:.3} unoccluded, lowest {lo:.3} over {}x{} positions; strongest map {} of {last} (the last conv layer's maps)",
             r.class,
             l.class_name(r.class),
             r.unoccluded.class_prob,
