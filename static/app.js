@@ -63,7 +63,7 @@ function fillModels() {
     o.value = m.name;
     o.textContent = m.architecture === "zfnet" || m.architecture === "alexnet"
       ? `${m.name} (${m.architecture} ×${m.width})`
-      : `${m.name} (${m.architecture}, ${m.layers.length} conv layers)`;
+      : `${m.name} (${m.architecture}, ${m.layers.filter((l) => l.conv).length} conv layers${m.layers.some((l) => !l.conv) ? `, ${m.layers.length} units` : ""})`;
     sel.append(o);
   }
   // Default: the paper's network (a ZFNet), the first listed otherwise.

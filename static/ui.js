@@ -16,7 +16,7 @@ export function layerLabel(m, n) {
 }
 
 /// The label of a model's last conv layer (the paper's conv5).
-export const lastConv = (m) => layerLabel(m, m && m.layers ? m.layers.filter((l) => l.conv).length : 5);
+export const lastConv = (m) => layerLabel(m, m && m.last_unit ? m.last_unit : 5);
 
 export const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 

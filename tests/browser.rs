@@ -325,3 +325,38 @@ fn run_node(
     );
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
+
+/// A torchvision ResNet-18 (random weights) imported with `zfvis import`:
+/// the unit layer3.1 is picked from the grouped list and one of its maps
+/// projected; the occlusion maps computed; the last conv layer's maps are
+/// layer4.1's (the input of the global pooling).
+#[test]
+fn imported_resnet18_unit_and_occlusion_in_chromium() {
+    let dir = tempdir("browser-resnet");
+    let pth = dir.join("r18.pth");
+    let out = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests/import_ref.py"))
+        .args(["save", "resnet18"])
+        .arg(&pth)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_zfvis"))
+        .args(["import", "--arch", "torchvision:resnet18", "--from"])
+        .arg(&pth)
+        .arg("--out")
+        .arg(dir.join("models/r18"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+    let dog = root().join("examples/dog.jpg");
+    let v = run_node("graph.mjs", &srv.base, &dog, &dir, &[]);
+    // 20 convs and the stem pool and 8 blocks.
+    assert_eq!(v["options"], 29, "{v}");
+    let caption = v["caption"].as_str().unwrap();
+    assert!(caption.starts_with("layer3.1 map"), "{v}");
+    assert!(v["src"].as_str().unwrap().contains(&format!("/layers/{}/maps/", v["value"].as_str().unwrap())), "{v}");
+    assert_eq!(v["lastConv"], "layer4.1", "{v}");
+    eprintln!("screenshots in {}", dir.display());
+}

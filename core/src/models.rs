@@ -40,6 +40,9 @@ pub struct ModelInfo {
     pub snapshots: Vec<SnapshotInfo>,
     /// Conv layers 1..N.
     pub layers: Vec<LayerInfo>,
+    /// The unit standing for "the last conv layer" in the views (conv5 for
+    /// ZFNet; a graph's last maps before its global pooling).
+    pub last_unit: usize,
     /// Hidden fc layers' names (fc6, fc7 for ZFNet).
     pub hidden: Vec<String>,
     /// zfvis, torchvision, caffe or custom.
@@ -98,6 +101,11 @@ fn info(m: &ModelDir) -> Result<ModelInfo> {
             })
             .collect(),
         layers: layer_infos(&spec),
+        last_unit: spec
+            .unit_list()
+            .iter()
+            .position(|u| u.node == spec.last_maps_node())
+            .map_or(spec.convs().len(), |k| k + 1),
         hidden: spec.hidden_fcs().into_iter().map(|h| h.1).collect(),
         preprocess: m.manifest.preprocess_name().to_string(),
     })
