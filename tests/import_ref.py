@@ -217,7 +217,7 @@ def graph_main(arch, out, units, onnx_too="no"):
         for unit in units.split(","):
             captured = {}
             hook = model.get_submodule(unit).register_forward_hook(
-                lambda m, i, o: captured.setdefault("h", o))
+                lambda m, i, o: captured.update(h=o))
             xg = x[:1].clone().requires_grad_(True)
             model(xg)
             hook.remove()

@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// With --arch: skip the full occlusion map (Captum takes minutes)
     #[arg(long)]
     no_occlusion: bool,
+    /// With --arch: the unit to project (a module path: layer4.2 for resnet50;
+    /// default: the last conv layer)
+    #[arg(long)]
+    unit: Option<String>,
     /// Instead: JPEG decoding and preprocessing images/s against the
     /// image crate's decoder and PIL + torchvision, on these folders
     #[arg(long, num_args = 1.., value_name = "DIR")]
@@ -54,7 +58,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         return bench_decode(Some(&a.python), sets, iters);
     }
     if let Some(arch) = &a.arch {
-        return bench_arch(&a.python, arch, iters, !a.no_occlusion);
+        return bench_arch(&a.python, arch, a.unit.as_deref(), iters, !a.no_occlusion);
     }
     bench(Some(&a.python), iters, a.device.get()?)
 }
@@ -179,7 +183,13 @@ fn peer(python: &Path, script: &str, args: &[String]) -> Result<serde_json::Valu
 
 /// `zfvis bench --arch A`: A (a torchvision layout) saved by the PyTorch
 /// peer, imported with `zfvis import`, and timed beside PyTorch.
-pub fn bench_arch(python: &Path, arch: &str, iters: usize, occlusion: bool) -> Result<()> {
+pub fn bench_arch(
+    python: &Path,
+    arch: &str,
+    unit: Option<&str>,
+    iters: usize,
+    occlusion: bool,
+) -> Result<()> {
     let threads = tch::get_num_threads();
     let dir = std::env::temp_dir().join(format!("zfvis-bench-{arch}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -202,6 +212,7 @@ pub fn bench_arch(python: &Path, arch: &str, iters: usize, occlusion: bool) -> R
             threads.to_string(),
             iters.to_string(),
             (occlusion as u8).to_string(),
+            unit.unwrap_or("").to_string(),
         ],
     )?;
     let m = zfvis_core::import::import(&zfvis_core::import::ImportOptions {
@@ -211,10 +222,21 @@ pub fn bench_arch(python: &Path, arch: &str, iters: usize, occlusion: bool) -> R
         ..Default::default()
     })?;
     let net = m.load(None, Device::Cpu)?;
-    let last = net.convs.len();
+    let last = match unit {
+        Some(u) => net.spec.find_unit(u)?,
+        None => net.convs.len(),
+    };
+    let name = net.units[last - 1].name.clone();
     tch::manual_seed(0);
     let x = Tensor::randn([1, 3, 224, 224], (Kind::Float, Device::Cpu));
+    let x32 = Tensor::randn([32, 3, 224, 224], (Kind::Float, Device::Cpu));
     let fwd = time_ms(iters, || {
+        let _ = tch::no_grad(|| net.forward_t(&x, false));
+    });
+    let fwd32 = time_ms(iters.div_ceil(4).max(3), || {
+        let _ = tch::no_grad(|| net.forward_t(&x32, false));
+    });
+    let traced = time_ms(iters, || {
         let _ = net.trace(&x);
     });
     let trace = net.trace(&x);
@@ -252,18 +274,34 @@ pub fn bench_arch(python: &Path, arch: &str, iters: usize, occlusion: bool) -> R
     println!("| measurement | zfvis (tch) | PyTorch (Python) | ratio zfvis/PyTorch |");
     println!("|---|---|---|---|");
     println!(
-        "| forward, batch 1 (zfvis keeps maps + switches) | {fwd:.1} ms | {} | {} |",
+        "| forward, batch 1 | {fwd:.1} ms | {} | {} |",
         show(p("forward_ms"), "ms"),
         ratio(fwd, p("forward_ms"))
     );
-    println!("| conv{last} projection (zfvis: forward cached; PyTorch: forward + modified backward) | {proj:.1} ms | {} | {} |", show(p("projection_ms"), "ms"), ratio(proj, p("projection_ms")));
     println!(
-        "| conv{last} projection / zfvis forward | {:.2} | | |",
+        "| forward, batch 32 | {fwd32:.1} ms | {} | {} |",
+        show(p("forward32_ms"), "ms"),
+        ratio(fwd32, p("forward32_ms"))
+    );
+    println!(
+        "| forward, batch 1, keeping maps + switches (zfvis's trace) | {traced:.1} ms | | |"
+    );
+    println!("| {name} projection (zfvis: forward cached; PyTorch: forward + modified backward) | {proj:.1} ms | {} | {} |", show(p("projection_ms"), "ms"), ratio(proj, p("projection_ms")));
+    println!(
+        "| {name} projection / zfvis forward | {:.2} | | |",
         proj / fwd
     );
     if let Some(o) = occ {
         let c = p("occlusion_s");
-        println!("| full occlusion map, 48 px square, stride 8 (23x23), incremental vs Captum Occlusion | {o:.1} s | {} | {} (speed-up {}) |",
+        let how = if net.spec.incremental_exact() {
+            "incremental"
+        } else {
+            "batched full passes"
+        };
+        let ppe = py["occlusion_ppe"]
+            .as_i64()
+            .map_or(String::new(), |v| format!(", perturbations_per_eval {v}"));
+        println!("| full occlusion map, 48 px square, stride 8 (23x23), zfvis {how} vs Captum Occlusion{ppe} | {o:.1} s | {} | {} (speed-up {}) |",
             show(c, "s"), ratio(o, c), c.map_or("n/a".into(), |c| format!("{:.1}x", c / o)));
     }
     Ok(())
