@@ -174,6 +174,8 @@ pub struct ProjectRequest {
 
 pub struct Projection {
     pub layer: usize,
+    /// The unit's name (`conv3`, `features.6`, `layer3.1`).
+    pub unit: String,
     pub map: i64,
     /// Value and position of the kept activation (the strongest for `All`).
     pub value: f64,
@@ -266,6 +268,7 @@ pub fn project(net: &Net, trace: &Trace, reqs: &[ProjectRequest]) -> Result<Vec<
         .enumerate()
         .map(|(b, (r, (value, y, x)))| Projection {
             layer,
+            unit: net.units[layer - 1].name.clone(),
             map: r.map,
             value,
             y,
@@ -391,7 +394,10 @@ pub struct Field {
 
 #[derive(Serialize)]
 pub struct ProjectionResult {
+    /// The unit's number (1..N: the conv layers, then the named units).
     pub layer: usize,
+    /// The unit's name.
+    pub unit: String,
     pub map: i64,
     pub mode: Mode,
     pub value: f64,
@@ -420,6 +426,7 @@ impl ProjectionResult {
         let (y0, x0, y1, x1) = p.field;
         ProjectionResult {
             layer: p.layer,
+            unit: p.unit.clone(),
             map: p.map,
             mode,
             value: p.value,

@@ -31,6 +31,8 @@ pub struct MapInfo {
 #[derive(Serialize)]
 pub struct MapsResult {
     pub layer: usize,
+    /// The unit's name.
+    pub unit: String,
     pub size: i64,
     pub cols: i64,
     pub maps: Vec<MapInfo>,
@@ -57,7 +59,7 @@ impl Analysis for Maps {
 
     fn run(e: &mut Engine, r: &LayerRequest) -> Result<MapsResult> {
         check_layer(&*e.net(&r.model, r.epoch)?, r.layer)?;
-        let (_, t) = e.traced(&r.model, r.epoch, &r.image)?;
+        let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
         let internal = |e: tch::TchError| Error::Internal(e.into());
         let maps = t.trace.maps[r.layer - 1].get(0).to_device(Device::Cpu);
         let (c, s) = (maps.size()[0], maps.size()[1]);
@@ -91,6 +93,7 @@ impl Analysis for Maps {
             .collect();
         Ok(MapsResult {
             layer: r.layer,
+            unit: net.units[r.layer - 1].name.clone(),
             size: s,
             cols,
             maps,

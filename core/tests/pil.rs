@@ -131,6 +131,7 @@ fn resize_and_centre_crop_equal_torchvision() {
             mean: preprocess::MEAN,
             std: preprocess::STD,
             bgr: false,
+            grey: false,
         };
         let (mut worst, mut off, mut total) = (0u8, 0usize, 0usize);
         for (name, path) in named(&dir, "png") {
