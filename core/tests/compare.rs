@@ -414,5 +414,6 @@ fn pre() -> zfvis_core::preprocess::Preprocess {
         mean: MEAN,
         std: MEAN,
         bgr: false,
+        grey: false,
     }
 }

@@ -28,6 +28,7 @@ fn mutated_images_decode_or_fail_cleanly() {
         mean: preprocess::MEAN,
         std: preprocess::STD,
         bgr: false,
+        grey: false,
     };
     let dump = std::env::var("ZFVIS_FUZZ_DUMP")
         .ok()
