@@ -129,8 +129,9 @@ fn quick_start_and_own_model_run_as_pasted_in_a_fresh_clone() {
         "proj.png",
         "figures/report.html",
         "figures/table1-correspondence.png",
-        "vgg11.pth",
-        "models/vgg11/manifest.json",
+        "resnet18.pth",
+        "models/resnet18/manifest.json",
+        "resnet18-layer3.1.png",
         "mynet.onnx",
         "models/mynet/manifest.json",
         "mynet-proj.png",
@@ -142,7 +143,9 @@ fn quick_start_and_own_model_run_as_pasted_in_a_fresh_clone() {
     }
     let png = image::open(clone.join("mynet-proj.png")).unwrap();
     assert!(png.width() >= 100, "{}", png.width());
-    // predict printed five classes for the bundled model and for VGG11.
+    // predict printed five classes for the bundled model and for ResNet-18,
+    // and project named the block.
+    assert!(stdout.contains("\nlayer3.1 map 0: activation"), "{stdout}");
     let top5 = stdout.lines().filter(|l| l.contains('%')).count();
     assert!(top5 >= 10, "{stdout}");
     let manifest = std::fs::read_to_string(clone.join("models/mynet/manifest.json")).unwrap();

@@ -4,7 +4,7 @@
 //! Paper figure -> module: Fig. 1 deconvnet -> `deconv`; Fig. 2 top 9 and
 //! Fig. 4 timeline -> `index` (building) and `timeline` (views); Fig. 3
 //! network -> `net`; Fig. 5 -> `invariance`; Fig. 6 -> `compare`; Fig. 7 ->
-//! `occlusion`; Table 1 -> `correspondence`; §2 training -> `train`; model
+//! `occlusion` (its exact incremental evaluator: `incremental`); Table 1 -> `correspondence`; §2 training -> `train`; model
 //! folders -> `checkpoint`.
 //!
 //! Each analysis is a type implementing `analysis::Analysis` in its
@@ -25,6 +25,7 @@ pub mod examples;
 pub mod features;
 pub mod figures;
 pub mod import;
+pub mod incremental;
 pub mod index;
 pub mod invariance;
 pub mod maps;

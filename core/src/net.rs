@@ -830,18 +830,6 @@ impl NetSpec {
         self.field_of_node(self.unit_list()[layer - 1].node, y, x)
     }
 
-    /// Whether the window-wise occlusion evaluator is exact for this network
-    /// (a chain without dilated convs, padded or ceil-mode average pooling
-    /// before the last conv).
-    pub fn incremental_exact(&self) -> bool {
-        let last = self.convs().last().map_or(0, |c| c.map_at);
-        self.is_chain()
-            && !self.layers[..=last].iter().any(|l| {
-                matches!(l, Layer::AvgPool { pad, ceil_mode, count_include_pad, .. }
-                if *pad > 0 && !*count_include_pad || *ceil_mode)
-                    || matches!(l, Layer::Conv { dilation, .. } if *dilation != 1)
-            })
-    }
 }
 
 /// The channel concatenation of maps of one side.
@@ -1177,6 +1165,11 @@ impl Net {
     /// The nodes node `i` reads (`None`: the image).
     pub fn sources(&self, i: usize) -> &[Option<usize>] {
         &self.sources[i]
+    }
+
+    /// Node `i` applied to its inputs (inference: no dropout, no switches kept).
+    pub fn apply_node(&self, i: usize, ins: &[Tensor]) -> Tensor {
+        self.apply(i, ins, false, None)
     }
 
     /// Apply node `i` to its inputs `ins`; `switches` receives a max-pool's indices.

@@ -9,7 +9,7 @@
 //! recomputed; the rest comes from the unoccluded pass, as in Krypton,
 //! Nakandala et al., SIGMOD 2019).
 
-use crate::net::{Layer, Net, Window};
+use crate::net::Net;
 use anyhow::{bail, Result};
 use serde::Serialize;
 use tch::{Kind, Tensor};
@@ -121,7 +121,7 @@ fn last_maps(trace: &crate::net::Trace) -> &Tensor {
 /// From the last conv layer's maps to logits (pool5 -> fc6 -> fc7 -> fc8 for
 /// ZFNet; eval: no dropout).
 fn head(net: &Net, a5: &Tensor) -> Tensor {
-    net.forward_from(net.convs.last().expect("a conv layer").map_at + 1, a5)
+    net.forward_from(net.spec.last_maps_node() + 1, a5)
 }
 
 /// Run occlusion over every position of the grid.
@@ -156,7 +156,7 @@ pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<Occlusio
     let mut probs = Vec::with_capacity(grid.len().div_ceil(batch));
     // Padded or ceil-mode average pooling is not windowed exactly: batch it.
     let method = match req.method {
-        Method::Incremental if !net.spec.incremental_exact() => Method::Batched,
+        Method::Incremental if !crate::incremental::applies(net) => Method::Batched,
         m => m,
     };
     tch::no_grad(|| match method {
@@ -187,12 +187,17 @@ pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<Occlusio
                 let (y, x) = grid[i];
                 (y.min(last - y), x.min(last - x), y, x)
             });
-            let base = Base::new(net, &x);
+            let base = crate::incremental::Base::new(net, &x);
+            let c_in = net.spec.in_channels;
             let mut sums = vec![0.0; grid.len()];
             let mut rows: Vec<i64> = vec![0; grid.len()];
             for (k, chunk) in order.chunks(batch).enumerate() {
                 let pos: Vec<(i64, i64)> = chunk.iter().map(|&i| grid[i]).collect();
-                let o = base.forward(net, &pos, req.size, strongest_map);
+                let full = base.forward(net, &pos, req.size, c_in);
+                let o = Outputs {
+                    map_sum: map_sums(&full, strongest_map),
+                    probs: head(net, &full).softmax(-1, Kind::Float),
+                };
                 for (j, &i) in chunk.iter().enumerate() {
                     sums[i] = o.map_sum[j];
                     rows[i] = (k * batch + j) as i64;
@@ -239,216 +244,6 @@ fn forward_full(net: &Net, xs: &Tensor, map: i64) -> Outputs {
     Outputs {
         map_sum: map_sums(last_maps(&t), map),
         probs: t.logits.softmax(-1, Kind::Float),
-    }
-}
-
-/// One spatial op of the stack, for window-wise recomputation: layer
-/// `index`, fused with the ReLU after it when `relu`.
-#[derive(Clone, Copy)]
-struct Op {
-    index: usize,
-    relu: bool,
-}
-
-impl Op {
-    fn layer<'a>(&self, net: &'a Net) -> &'a Layer {
-        &net.spec.layers[self.index]
-    }
-    fn window(&self, net: &Net) -> Window {
-        self.layer(net).window()
-    }
-    /// Apply to an input that is already padded (so with padding 0).
-    fn apply_padded(&self, net: &Net, x: &Tensor) -> Tensor {
-        let l = self.layer(net);
-        let w = l.window();
-        let y = match l {
-            Layer::Conv { groups, .. } => {
-                let p = net.params(self.index);
-                crate::net::channels_last(x).conv2d(
-                    net.inference_weight(self.index),
-                    Some(&p.bias),
-                    [w.stride, w.stride],
-                    [0, 0],
-                    [1, 1],
-                    *groups,
-                )
-            }
-            Layer::MaxPool { .. } => {
-                x.max_pool2d([w.k, w.k], [w.stride, w.stride], [0, 0], [1, 1], false)
-            }
-            Layer::AvgPool { .. } => x.avg_pool2d(
-                [w.k, w.k],
-                [w.stride, w.stride],
-                [0, 0],
-                false,
-                true,
-                None::<i64>,
-            ),
-            _ => net.forward_range(self.index, self.index, x),
-        };
-        if self.relu {
-            y.relu()
-        } else {
-            y
-        }
-    }
-}
-
-/// The unoccluded pass, layer by layer: every op's input, padded as the op
-/// pads it (zeros for convs, -inf for pools).
-struct Base {
-    ops: Vec<Op>,
-    /// padded[i] = padded input of ops[i], [C, H, W] (no batch dimension).
-    padded: Vec<Tensor>,
-    /// Output side of every op.
-    sides: Vec<i64>,
-    /// The last conv layer's maps of the unoccluded image, [C, H, W].
-    last: Tensor,
-}
-
-/// Pad by `p` before and `p + extra` after along both spatial axes.
-fn pad_with(x: &Tensor, p: i64, extra: i64, value: f64) -> Tensor {
-    if p == 0 && extra == 0 {
-        return x.shallow_clone();
-    }
-    let (n, c, h, w) = x.size4().expect("4d");
-    let out = Tensor::full(
-        [n, c, h + 2 * p + extra, w + 2 * p + extra],
-        value,
-        (x.kind(), x.device()),
-    );
-    out.narrow(2, p, h).narrow(3, p, w).copy_(x);
-    out
-}
-
-impl Base {
-    fn new(net: &Net, x: &Tensor) -> Base {
-        let last = net.convs.last().expect("a conv layer").map_at;
-        let layers = &net.spec.layers;
-        let mut ops: Vec<Op> = vec![];
-        let mut i = 0;
-        while i <= last {
-            let relu = i < last && layers[i + 1] == Layer::Relu && layers[i] != Layer::Relu;
-            ops.push(Op { index: i, relu });
-            i += if relu { 2 } else { 1 };
-        }
-        let mut h = x.shallow_clone();
-        let mut padded_inputs = vec![];
-        let mut sides = vec![];
-        for op in &ops {
-            let p = padded(net, op, &h);
-            h = op.apply_padded(net, &p);
-            padded_inputs.push(p.get(0));
-            sides.push(h.size()[2]);
-        }
-        Base {
-            ops,
-            padded: padded_inputs,
-            sides,
-            last: h.get(0),
-        }
-    }
-
-    /// Outputs for a batch of square positions. Each position carries only
-    /// the window of the current layer that differs from the unoccluded
-    /// pass; every op is applied to that window's receptive field alone.
-    fn forward(&self, net: &Net, pos: &[(i64, i64)], size: i64, map: i64) -> Outputs {
-        let b = pos.len() as i64;
-        let dev = self.last.device();
-        // The changed window of the input: the square itself, all zeros.
-        // Windows are (height, width): near a border they are cut short.
-        let mut region: Vec<(i64, i64)> = pos.to_vec();
-        let mut len = (size, size);
-        let mut state = Tensor::zeros([b, 3, size, size], (Kind::Float, dev));
-        for (k, op) in self.ops.iter().enumerate() {
-            let w = op.window(net);
-            let n_out = self.sides[k];
-            // Exact range of outputs that can see the changed run [a, a+len).
-            let range = |a: i64, len: i64| {
-                let lo = (a + w.pad - w.k + 1).max(0);
-                let lo = (lo + w.stride - 1) / w.stride;
-                let hi = ((a + len - 1 + w.pad) / w.stride).min(n_out - 1);
-                (lo, hi)
-            };
-            let extent = |axis: usize| {
-                region
-                    .iter()
-                    .map(|&rc| {
-                        let a = if axis == 0 { rc.0 } else { rc.1 };
-                        let (lo, hi) = range(a, if axis == 0 { len.0 } else { len.1 });
-                        hi - lo + 1
-                    })
-                    .max()
-                    .unwrap_or(1)
-                    .clamp(1, n_out)
-            };
-            let out = (extent(0), extent(1));
-            let w_in = ((out.0 - 1) * w.stride + w.k, (out.1 - 1) * w.stride + w.k);
-            let base = &self.padded[k];
-            let mut starts = Vec::with_capacity(region.len());
-            // The batch of windows, laid out channels-last for the convolutions.
-            let c_in = base.size()[0];
-            let batch = crate::net::channels_last(&Tensor::empty(
-                [region.len() as i64, c_in, w_in.0, w_in.1],
-                (base.kind(), base.device()),
-            ));
-            for (i, &(r, c)) in region.iter().enumerate() {
-                let oy = range(r, len.0).0.min(n_out - out.0);
-                let ox = range(c, len.1).0.min(n_out - out.1);
-                starts.push((oy, ox));
-                let (wy, wx) = (oy * w.stride, ox * w.stride);
-                let mut win = batch.get(i as i64);
-                win.copy_(&base.narrow(1, wy, w_in.0).narrow(2, wx, w_in.1));
-                // Paste the changed window where it overlaps (padded coords).
-                let (ry, rx) = (r + w.pad, c + w.pad);
-                let (y0, y1) = (ry.max(wy), (ry + len.0).min(wy + w_in.0));
-                let (x0, x1) = (rx.max(wx), (rx + len.1).min(wx + w_in.1));
-                if y1 > y0 && x1 > x0 {
-                    win.narrow(1, y0 - wy, y1 - y0)
-                        .narrow(2, x0 - wx, x1 - x0)
-                        .copy_(&state.get(i as i64).narrow(1, y0 - ry, y1 - y0).narrow(
-                            2,
-                            x0 - rx,
-                            x1 - x0,
-                        ));
-                }
-            }
-            state = op.apply_padded(net, &batch);
-            region = starts;
-            len = out;
-        }
-        // Back to full conv5 maps.
-        let n = *self.sides.last().unwrap();
-        let full = if len == (n, n) {
-            state
-        } else {
-            let full = self.last.unsqueeze(0).expand([b, -1, -1, -1], false).copy();
-            for (i, &(r, c)) in region.iter().enumerate() {
-                full.get(i as i64)
-                    .narrow(1, r, len.0)
-                    .narrow(2, c, len.1)
-                    .copy_(&state.get(i as i64));
-            }
-            full
-        };
-        Outputs {
-            map_sum: map_sums(&full, map),
-            probs: head(net, &full).softmax(-1, Kind::Float),
-        }
-    }
-}
-
-/// The op's input padded as the op pads it (zeros; -inf for max-pools),
-/// plus what a ceil-mode pool's last window reaches past the edge.
-fn padded(net: &Net, op: &Op, x: &Tensor) -> Tensor {
-    let l = op.layer(net);
-    let w = l.window();
-    let n = x.size()[2];
-    let out = w.out_size(n, l.ceil_mode());
-    let extra = ((out - 1) * w.stride + w.k - (n + 2 * w.pad)).max(0);
-    match l {
-        Layer::MaxPool { .. } => pad_with(x, w.pad, extra, f64::NEG_INFINITY),
-        _ => pad_with(x, w.pad, extra, 0.0),
     }
 }
 

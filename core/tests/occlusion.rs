@@ -56,6 +56,58 @@ fn custom(kind: &str) -> NetSpec {
     NetSpec::chain(layers, 224)
 }
 
+/// A small graph network: a residual block with an identity shortcut (an
+/// affine node, ReLU6 after the add), a downsampling block with a dilated
+/// conv and a 1x1 shortcut, an inception-like concat with a max-pool branch.
+fn graph() -> NetSpec {
+    let conv = |name: &str, i, o, k, s, p| Layer::conv(name, i, o, Window::new(k, s, p));
+    let mut dilated = conv("b2", 16, 16, 3, 1, 2);
+    if let Layer::Conv { dilation, .. } = &mut dilated {
+        *dilation = 2;
+    }
+    let layers = vec![
+        conv("c0", 3, 8, 7, 2, 3),
+        Layer::Relu,
+        Layer::max_pool(Window::new(3, 2, 1), false),
+        conv("a1", 8, 8, 3, 1, 1),
+        Layer::Affine { name: "n1".into(), c: 8 },
+        Layer::Relu,
+        conv("a2", 8, 8, 3, 1, 1),
+        Layer::Add,
+        Layer::Clip { max: 6.0 },
+        conv("b1", 8, 16, 3, 2, 1),
+        Layer::Relu,
+        dilated,
+        conv("bs", 8, 16, 1, 2, 0),
+        Layer::Add,
+        Layer::Relu,
+        conv("i1", 16, 8, 1, 1, 0),
+        conv("i2", 16, 8, 5, 1, 2),
+        Layer::max_pool(Window::new(3, 1, 1), true),
+        conv("i3", 16, 8, 1, 1, 0),
+        Layer::Concat,
+        Layer::Relu,
+        Layer::AdaptiveAvgPool { out: 1 },
+        Layer::Flatten,
+        Layer::linear("fc", 24, 6),
+    ];
+    let mut spec = NetSpec::chain(layers, 224);
+    for (i, v) in [
+        (7, vec![6, 2]),
+        (12, vec![8]),
+        (13, vec![11, 12]),
+        (15, vec![14]),
+        (16, vec![14]),
+        (17, vec![14]),
+        (19, vec![15, 16, 18]),
+    ] {
+        spec.inputs.insert(i, v);
+    }
+    spec.units.insert(7, "block1".into());
+    spec.units.insert(19, "mixed".into());
+    spec
+}
+
 fn from_spec(spec: NetSpec) -> Net {
     tch::manual_seed(11);
     let mut n = Net::new(spec, Device::Cpu).unwrap();
@@ -89,12 +141,16 @@ fn batched_and_incremental_equal_naive() {
         ("vgg", 37, 13),
         ("pytorchcv", 48, 16),
         ("pytorchcv", 29, 11),
+        ("graph", 48, 16),
+        ("graph", 37, 13),
     ] {
         let n = match arch {
             "zfnet" => net(Arch::Zfnet),
             "alexnet" => net(Arch::Alexnet),
+            "graph" => from_spec(graph()),
             other => from_spec(custom(other)),
         };
+        assert!(zfvis_core::incremental::applies(&n), "{arch}");
         let x = Tensor::randn([3, 224, 224], (Kind::Float, Device::Cpu));
         let run = |method, batch| {
             occlusion::occlude(

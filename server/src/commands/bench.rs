@@ -293,7 +293,7 @@ pub fn bench_arch(
     );
     if let Some(o) = occ {
         let c = p("occlusion_s");
-        let how = if net.spec.incremental_exact() {
+        let how = if zfvis_core::incremental::applies(&net) {
             "incremental"
         } else {
             "batched full passes"

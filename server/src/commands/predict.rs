@@ -75,10 +75,13 @@ pub fn project(a: ProjectArgs) -> Result<()> {
             .write_npy(raw)
             .with_context(|| format!("cannot write {}", raw.display()))?;
     }
+    let unit = match a.layer.parse::<usize>() {
+        Ok(n) => format!("layer {n}"),
+        Err(_) => r.unit.clone(),
+    };
     a.output.print(&r, || {
         println!(
-            "layer {} map {}: activation {:.4} at (y {}, x {}); wrote {}",
-            a.layer,
+            "{unit} map {}: activation {:.4} at (y {}, x {}); wrote {}",
             a.map,
             r.value,
             r.y,
