@@ -240,6 +240,7 @@ impl ModelDir {
         let path = self.snapshot_path(epoch)?;
         load_weights(&mut net, &path)?;
         net.for_inference();
+        net.bgr = self.manifest.bgr;
         Ok(net)
     }
 

@@ -183,7 +183,7 @@ pub struct Projection {
     pub x: i64,
     /// Receptive field (y0, x0, y1, x1) inclusive, clipped to the input.
     pub field: (i64, i64, i64, i64),
-    /// [3, S, S] float projection.
+    /// [C, S, S] float projection (RGB order; 1 channel for a grey network).
     pub pixels: Tensor,
 }
 
@@ -261,7 +261,11 @@ pub fn project(net: &Net, trace: &Trace, reqs: &[ProjectRequest]) -> Result<Vec<
         }
         Ok(())
     })?;
-    let pixels = project_signal(net, trace, layer, &signal);
+    let mut pixels = project_signal(net, trace, layer, &signal);
+    if net.bgr && pixels.size()[1] == 3 {
+        // Shown and written in RGB order.
+        pixels = pixels.flip([1]);
+    }
     Ok(reqs
         .iter()
         .zip(meta)

@@ -77,6 +77,22 @@ fn padded(l: &Layer, x: &Tensor) -> Tensor {
     }
 }
 
+/// [`padded`] for a batch [B, C, H, W].
+fn padded_batch(l: &Layer, x: &Tensor) -> Tensor {
+    let w = l.window();
+    let n = x.size()[2];
+    let out = w.out_size(n, l.ceil_mode());
+    let extra = ((out - 1) * w.stride + w.k - (n + 2 * w.pad)).max(0);
+    let value = match l {
+        Layer::MaxPool { .. } => f64::NEG_INFINITY,
+        _ => 0.0,
+    };
+    if w.pad == 0 && extra == 0 {
+        return x.shallow_clone();
+    }
+    x.pad([w.pad, w.pad + extra, w.pad, w.pad + extra], "constant", Some(value))
+}
+
 fn is_spatial(l: &Layer) -> bool {
     matches!(
         l,
@@ -174,7 +190,28 @@ impl Base {
                 .collect();
             let l = &net.spec.layers[i];
             let n_out = self.out[i].size()[1];
-            let next = if is_spatial(l) {
+            // An input that differs from the unoccluded pass everywhere.
+            let whole = |k: usize| match srcs[k] {
+                Some(j) => {
+                    let n = self.out[j].size()[1];
+                    ins[k].len == (n, n)
+                }
+                None => false,
+            };
+            let next = if (0..ins.len()).all(whole) {
+                // Every input differs everywhere: the node runs whole.
+                let states: Vec<Tensor> = ins.iter().map(|c| c.state.shallow_clone()).collect();
+                let state = if is_spatial(l) {
+                    apply_padded(net, i, &padded_batch(l, &states[0]))
+                } else {
+                    net.apply_node(i, &states)
+                };
+                Changed {
+                    start: vec![(0, 0); pos.len()],
+                    len: (n_out, n_out),
+                    state,
+                }
+            } else if is_spatial(l) {
                 let p = self.padded[i].as_ref().expect("a spatial node's padded input");
                 window(net, i, p, l.window(), n_out, ins[0])
             } else if matches!(l, Layer::Add | Layer::Concat) {

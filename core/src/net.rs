@@ -932,6 +932,8 @@ pub struct Net {
     pub convs: Vec<ConvInfo>,
     /// The units a user can pick (convs first; cached from the spec).
     pub units: Vec<Unit>,
+    /// Fed BGR images (Caffe-trained): projections are flipped back to RGB.
+    pub bgr: bool,
     /// params[i] for layer i if it is a conv or linear layer.
     params: Vec<Option<Params>>,
     /// Conv weights in channels-last layout for inference (see
@@ -1036,6 +1038,7 @@ impl Net {
         Ok(Net {
             convs: spec.convs(),
             units: spec.unit_list(),
+            bgr: false,
             hidden: spec.hidden_fcs(),
             shapes: spec.shapes()?,
             sources,

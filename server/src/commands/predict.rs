@@ -52,7 +52,7 @@ pub struct ProjectArgs {
     /// PNG for people (contrast-stretched symmetric around grey)
     #[arg(long)]
     out: PathBuf,
-    /// Raw float32 3xHxW projection as .npy
+    /// Raw float32 CxHxW projection as .npy (RGB order; 1xHxW for a grey network)
     #[arg(long)]
     out_raw: Option<PathBuf>,
     #[command(flatten)]
