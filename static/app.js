@@ -218,6 +218,7 @@ async function render() {
   const crop = `/api/models/${encodeURIComponent(state.model)}/images/${state.image}/crop.png`;
   $("crop").src = crop;
   $("crop2").src = crop;
+  $("crop-caption").textContent = `As the model sees it: ${m.pipeline || "centre crop"}`;
   setSeg($("layers"), "layer", state.layer);
   if ($("layer-select")) $("layer-select").value = state.layer;
   setSeg($("views"), "view", state.view);
@@ -342,7 +343,7 @@ async function renderDetail() {
   placeField($("field2"), $("crop2"), r.field);
   placeField($("field"), $("crop"), r.field);
   $("proj-caption").textContent =
-    `${layerLabel(model(), r.layer)} map ${r.map}: ${r.mode === "all" ? "all activations" : "strongest activation"} ` +
+    `${layerLabel(model(), state.layer)} map ${r.map}: ${r.mode === "all" ? "all activations" : "strongest activation"} ` +
     `${r.value.toFixed(3)} at (${r.y}, ${r.x})`;
   showFrame(r);
   writeURL();

@@ -1321,6 +1321,9 @@ fn every_view_answers_on_an_imported_resnet18() {
         .json()
         .unwrap();
     assert!((j["value"].as_f64().unwrap() - peak).abs() < 1e-5, "{j}");
+    // "layer" is the conv number (null for a block's output), "unit" its name.
+    assert!(j["layer"].is_null() && maps["layer"].is_null(), "{j}");
+    assert_eq!((j["unit"].as_str(), maps["unit"].as_str()), (Some("layer3.1"), Some("layer3.1")));
     let ok = |path: String| {
         let r = e.get(&path);
         assert_eq!(r.status(), StatusCode::OK, "{path}: {}", r.text().unwrap_or_default());
@@ -1330,6 +1333,7 @@ fn every_view_answers_on_an_imported_resnet18() {
     let by_n: Value = ok(format!("{b}/layers/3/maps")).json().unwrap();
     let by_name: Value = ok(format!("{b}/layers/layer1.0.conv2/maps")).json().unwrap();
     assert_eq!(by_n["maps"], by_name["maps"]);
+    assert_eq!((by_name["layer"].as_u64(), by_name["unit"].as_str()), (Some(3), Some("layer1.0.conv2")));
     for path in [
         format!("{b}/layers/layer3.1/maps.png"),
         format!("{b}/layers/layer3.1/maps/7/projection.png?mode=all"),

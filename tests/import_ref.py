@@ -307,7 +307,7 @@ class Digits(nn.Module):
 
 def grey_main(out):
     """Digits with random weights: model.pth, model.onnx, layers.json (its
-    layout in the manifest's format), a 60x60 RGB PNG and the probabilities
+    layout in the manifest's format), a 60x44 RGB PNG and the probabilities
     of the MNIST pipeline on it: convert("L"), Resize((28, 28)) (bilinear),
     ToTensor, Normalize((0.1307,), (0.3081,))."""
     from PIL import Image
@@ -324,7 +324,7 @@ def grey_main(out):
     with open(f"{out}/layers.json", "w") as f:
         json.dump(layers, f)
     rng = np.random.default_rng(7)
-    img = Image.fromarray(rng.integers(0, 256, (60, 60, 3), dtype=np.uint8))
+    img = Image.fromarray(rng.integers(0, 256, (44, 60, 3), dtype=np.uint8))
     img.save(f"{out}/digit.png")
     tf = T.Compose([T.Resize((28, 28)), T.ToTensor(), T.Normalize((0.1307,), (0.3081,))])
     x = tf(Image.open(f"{out}/digit.png").convert("L")).unsqueeze(0)

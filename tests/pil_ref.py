@@ -11,6 +11,20 @@ usage:
       PNGs of several sizes and aspect ratios made from SRC (OUT_DIR/NAME.png)
       and torchvision's Resize(RESIZE) + CenterCrop(CROP) of each, on the PIL
       image, as OUT_DIR/NAME.npy (HWC uint8).
+  pil_ref.py filters SRC OUT_DIR
+      PNGs of several sizes and aspect ratios made from SRC (OUT_DIR/NAME.png)
+      and, for each of PIL's six filters, CenterCrop(224) of: torchvision's
+      Resize(256, interpolation=FILTER) (NAME__FILTER__crop256.npy), PIL's
+      img.resize((256, 256), FILTER) (..__squash256.npy) and
+      img.resize((224, 224), FILTER) (..__squash224.npy); and
+      img.convert("L") (NAME__L.npy), all uint8.
+  pil_ref.py pipelines WEIGHTS.pth LIST.txt OUT_DIR
+      Softmax of torchvision's AlexNet with WEIGHTS.pth on each file of
+      LIST.txt through the pipelines people ship (OUT_DIR/PIPELINE.npy):
+      squash_bicubic (img.resize((224, 224)), ToTensor, ImageNet Normalize),
+      crop_lanczos (Resize(256, LANCZOS), CenterCrop(224), ...), keras_nearest
+      (img.resize((224, 224), NEAREST) / 255) and caffe (img.resize((256,
+      256)) bilinear, CenterCrop(224), BGR 0..255 minus (104, 117, 123)).
   pil_ref.py predict MODEL_DIR LIST.txt OUT.npy
       Softmax of the zfvis ZFNet/AlexNet in MODEL_DIR (last snapshot), run
       in PyTorch on each file of LIST.txt opened with PIL and transformed by
@@ -82,6 +96,58 @@ def resize_main(src, out, resize, crop):
         np.save(os.path.join(out, name + ".npy"), np.asarray(t(img)))
 
 
+FILTERS = {"nearest": Image.NEAREST, "box": Image.BOX, "bilinear": Image.BILINEAR,
+           "hamming": Image.HAMMING, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
+
+
+def filters_main(src, out):
+    from torchvision import transforms
+    from torchvision.transforms import InterpolationMode
+
+    os.makedirs(out, exist_ok=True)
+    photo = Image.open(src).convert("RGB")
+    crop = transforms.CenterCrop(224)
+    sizes = [(640, 480), (480, 640), (257, 256), (1000, 300), (300, 1000), (333, 251),
+             (224, 224), (120, 90), (901, 677)]
+    for w, h in sizes:
+        name = f"{w}x{h}"
+        img = photo.resize((w, h), Image.LANCZOS)
+        img.save(os.path.join(out, name + ".png"))
+        np.save(os.path.join(out, f"{name}__L.npy"), np.asarray(img.convert("L")))
+        for f, pf in FILTERS.items():
+            mode = InterpolationMode[f.upper()]
+            outs = {"crop256": crop(transforms.Resize(256, interpolation=mode)(img)),
+                    "squash256": crop(img.resize((256, 256), pf)),
+                    "squash224": crop(img.resize((224, 224), pf))}
+            for fit, o in outs.items():
+                np.save(os.path.join(out, f"{name}__{f}__{fit}.npy"), np.asarray(o))
+
+
+def pipelines_main(weights, list_path, out):
+    import torchvision
+    from torchvision import transforms as T
+
+    model = torchvision.models.alexnet()
+    model.load_state_dict(torch.load(weights))
+    model.eval()
+    norm = T.Compose([T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    caffe_mean = torch.tensor([104.0, 117.0, 123.0]).view(3, 1, 1)
+    pipelines = {
+        "squash_bicubic": lambda im: norm(im.resize((224, 224))),
+        "crop_lanczos": lambda im: norm(T.CenterCrop(224)(T.Resize(256, T.InterpolationMode.LANCZOS)(im))),
+        "keras_nearest": lambda im: torch.from_numpy(
+            np.asarray(im.resize((224, 224), Image.NEAREST), dtype=np.float32) / 255.0).permute(2, 0, 1),
+        "caffe": lambda im: torch.from_numpy(
+            np.asarray(T.CenterCrop(224)(im.resize((256, 256), Image.BILINEAR)), dtype=np.float32)
+        ).permute(2, 0, 1).flip(0) - caffe_mean,
+    }
+    os.makedirs(out, exist_ok=True)
+    with torch.no_grad():
+        for name, f in pipelines.items():
+            x = torch.stack([f(Image.open(p).convert("RGB")) for p in files(list_path)])
+            np.save(os.path.join(out, name + ".npy"), model(x).softmax(-1).numpy())
+
+
 def files(list_path):
     with open(list_path) as f:
         return [l.strip() for l in f if l.strip()]
@@ -128,6 +194,10 @@ if __name__ == "__main__":
         jpegs_main(args[0], args[1], args[2:])
     elif cmd == "resize":
         resize_main(args[0], args[1], int(args[2]), int(args[3]))
+    elif cmd == "filters":
+        filters_main(*args)
+    elif cmd == "pipelines":
+        pipelines_main(*args)
     elif cmd == "predict":
         predict_main(*args)
     elif cmd == "alexnet":

@@ -3,7 +3,7 @@
 //! layouts, so `safetensors.torch.save_file(model.state_dict(), …)` loads here.
 
 use crate::net::{Arch, Net, NetSpec, Node};
-use crate::preprocess::Preprocess;
+use crate::preprocess::{Filter, Fit, Preprocess};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -49,6 +49,9 @@ fn is_three(v: &i64) -> bool {
 fn is_false(v: &bool) -> bool {
     !*v
 }
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -69,6 +72,13 @@ pub struct Manifest {
     /// Shorter side before the centre crop (torchvision: 256); default: input_size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resize: Option<i64>,
+    /// How the image is brought to `resize` (crop: shorter side; squash:
+    /// both sides, aspect ignored); manifests before this field: crop.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub fit: Fit,
+    /// PIL's resampling filter; manifests before this field: bilinear.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub filter: Filter,
     /// Normalisation (RGB, 0..1 pixels): (p - mean) / std.
     pub mean: [f64; 3],
     pub std: [f64; 3],
@@ -124,6 +134,8 @@ impl Manifest {
         Preprocess {
             input_size: self.input_size as u32,
             resize: self.resize.unwrap_or(self.input_size).max(self.input_size) as u32,
+            fit: self.fit,
+            filter: self.filter,
             mean: self.mean,
             std: self.std,
             bgr: self.bgr,
@@ -145,6 +157,8 @@ impl Manifest {
             in_channels: spec.in_channels,
             input_size: spec.input_size,
             resize: None,
+            fit: Fit::Crop,
+            filter: Filter::Bilinear,
             mean: crate::preprocess::MEAN,
             std: crate::preprocess::STD,
             bgr: false,

@@ -262,10 +262,12 @@ fn conv1_peaks(net: &Net, x: &Tensor) -> Tensor {
     })
 }
 
+fn load_image(p: &Path) -> Option<RgbImage> {
+    preprocess::decode(&std::fs::read(p).ok()?).ok()
+}
+
 fn load_crop(p: &Path, size: u32) -> Option<RgbImage> {
-    let bytes = std::fs::read(p).ok()?;
-    let img = preprocess::decode(&bytes).ok()?;
-    Some(preprocess::model_crop(&img, size))
+    Some(preprocess::model_crop(&load_image(p)?, size))
 }
 
 fn observe(net: &Net, x: &Tensor, run: &mut Running) -> Result<()> {
@@ -321,8 +323,7 @@ pub fn side(
     set: &ImageSet,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Side> {
-    let size = net.spec.input_size as u32;
-    let extra = file_peaks(&[(net, pre)], &set.files, size, &mut |i| progress(i))
+    let extra = file_peaks(&[(net, pre)], &set.files, &mut |i| progress(i))
         .pop()
         .flatten();
     let n = set.files.len();
@@ -334,22 +335,20 @@ pub fn side(
 fn file_peaks(
     nets: &[(&Net, &Preprocess)],
     files: &[std::path::PathBuf],
-    size: u32,
     progress: &mut dyn FnMut(usize),
 ) -> Vec<Option<Tensor>> {
     let mut peaks: Vec<Option<Tensor>> = nets.iter().map(|_| None).collect();
     let mut done = 0;
     for chunk in files.chunks(32) {
-        let crops: Vec<RgbImage> = {
+        // Decoded once, cropped by each network's own pipeline.
+        let images: Vec<RgbImage> = {
             use rayon::prelude::*;
-            chunk
-                .par_iter()
-                .filter_map(|p| load_crop(p, size))
-                .collect()
+            chunk.par_iter().filter_map(|p| load_image(p)).collect()
         };
-        if !crops.is_empty() {
+        if !images.is_empty() {
             for ((net, pre), peak) in nets.iter().zip(peaks.iter_mut()) {
-                let x = Tensor::stack(&crops.iter().map(|c| pre.tensor(c)).collect::<Vec<_>>(), 0);
+                let x: Vec<Tensor> = images.iter().map(|i| pre.tensor(&pre.crop(i))).collect();
+                let x = Tensor::stack(&x, 0);
                 let p = conv1_peaks(net, &x);
                 *peak = Some(match peak.take() {
                     Some(q) => q.maximum(&p),
@@ -463,7 +462,6 @@ pub fn compare(
     let mut peaks = file_peaks(
         &[(a.net, &a.pre), (b.net, &b.pre)],
         &images.files,
-        size,
         &mut |i| progress(i, total),
     );
     let (pb, pa) = (peaks.pop().flatten(), peaks.pop().flatten());

@@ -248,7 +248,7 @@ pub fn correspondence(
             })
             .collect(),
         layer_names: LayerNames {
-            layer5: net.convs.last().map(|c| c.name.clone()).unwrap_or_default(),
+            layer5: net.units[net.last_unit() - 1].name.clone(),
             layer7: net.last_hidden_name(),
         },
     })

@@ -168,7 +168,7 @@ pub struct Decoded {
 /// Decode in parallel; unreadable images are skipped with a warning and counted.
 pub fn decode_all(
     items: &[(PathBuf, i64)],
-    resize: u32,
+    crop: &Crop<'_>,
     side: u32,
     progress: &indicatif::ProgressBar,
 ) -> Decoded {
@@ -177,7 +177,7 @@ pub fn decode_all(
     let out: Vec<Option<(Vec<u8>, i64)>> = items
         .par_iter()
         .map(|(p, y)| {
-            let r = decode_one(p, resize, side);
+            let r = decode_one(p, crop);
             progress.inc(1);
             match r {
                 Ok(img) => Some((img, *y)),
@@ -203,10 +203,18 @@ pub fn decode_all(
     }
 }
 
-pub fn decode_one(p: &Path, resize: u32, side: u32) -> Result<Vec<u8>> {
+/// How a decoded image becomes the `side`x`side` crop kept.
+pub type Crop<'a> = dyn Fn(&image::RgbImage) -> image::RgbImage + Sync + 'a;
+
+/// The shorter side to `side`, centre crop (the training pipeline).
+pub fn square(side: u32) -> impl Fn(&image::RgbImage) -> image::RgbImage + Sync {
+    move |img| preprocess::model_crop(img, side)
+}
+
+pub fn decode_one(p: &Path, crop: &Crop<'_>) -> Result<Vec<u8>> {
     let bytes = std::fs::read(p)?;
     let img = preprocess::decode(&bytes)?;
-    Ok(preprocess::resize_crop(&img, resize, side).into_raw())
+    Ok(crop(&img).into_raw())
 }
 
 impl Decoded {

@@ -173,7 +173,10 @@ pub struct ProjectRequest {
 }
 
 pub struct Projection {
+    /// The unit's number (1..N: the conv layers, then the named units).
     pub layer: usize,
+    /// The conv number, or None for a named unit that is not a conv's maps.
+    pub conv: Option<usize>,
     /// The unit's name (`conv3`, `features.6`, `layer3.1`).
     pub unit: String,
     pub map: i64,
@@ -272,6 +275,7 @@ pub fn project(net: &Net, trace: &Trace, reqs: &[ProjectRequest]) -> Result<Vec<
         .enumerate()
         .map(|(b, (r, (value, y, x)))| Projection {
             layer,
+            conv: net.units[layer - 1].layer,
             unit: net.units[layer - 1].name.clone(),
             map: r.map,
             value,
@@ -398,8 +402,8 @@ pub struct Field {
 
 #[derive(Serialize)]
 pub struct ProjectionResult {
-    /// The unit's number (1..N: the conv layers, then the named units).
-    pub layer: usize,
+    /// The conv number, or null for a named unit that is not a conv's maps.
+    pub layer: Option<usize>,
     /// The unit's name.
     pub unit: String,
     pub map: i64,
@@ -429,7 +433,7 @@ impl ProjectionResult {
     pub fn describe(p: &Projection, mode: Mode) -> ProjectionResult {
         let (y0, x0, y1, x1) = p.field;
         ProjectionResult {
-            layer: p.layer,
+            layer: p.conv,
             unit: p.unit.clone(),
             map: p.map,
             mode,
@@ -497,7 +501,10 @@ const FIELD_TILE: i64 = 112;
 /// The 9 maps of a layer with the highest peaks, projected; sprite 3x3.
 #[derive(Serialize)]
 pub struct Top9Result {
-    pub layer: usize,
+    /// The conv number, or null for a named unit that is not a conv's maps.
+    pub layer: Option<usize>,
+    /// The unit's name.
+    pub unit: String,
     pub tile: i64,
     pub items: Vec<ProjectionResult>,
     #[serde(skip)]
@@ -544,7 +551,8 @@ impl Analysis for Top9 {
             })
             .collect();
         Ok(Top9Result {
-            layer: r.layer,
+            layer: net.units[r.layer - 1].layer,
+            unit: net.units[r.layer - 1].name.clone(),
             tile,
             items,
             sprite_png: png(&sprite),

@@ -382,6 +382,17 @@ fn fig3(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
             }
         };
         total += params;
+        // A graph's wiring: the rows a node reads, and its unit's name.
+        let mut what = what;
+        if let Some(v) = spec.inputs.get(&i) {
+            let from: Vec<String> = v.iter().map(|j| (j + 1).to_string()).collect();
+            let sep = if what.is_empty() { "" } else { "; " };
+            what = format!("{what}{sep}reads {}", from.join(", "));
+        }
+        let kind = match spec.units.get(&i) {
+            Some(u) if !kind.contains(u.as_str()) => format!("{kind} = {u}"),
+            _ => kind,
+        };
         rows.push(vec![
             format!("{}", i + 1),
             kind,
@@ -746,7 +757,7 @@ fn fig7(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         (
             format!(
                 "(b) {} map {}",
-                net.convs[last - 1].name,
+                net.units[last - 1].name,
                 grid.strongest_map
             ),
             fitted(b),
@@ -810,7 +821,7 @@ fn fig7(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         s = grid.size,
         st = grid.stride,
         n = grid.positions.x.len() * grid.positions.y.len(),
-        layer = net.convs[last - 1].name,
+        layer = net.units[last - 1].name,
         map = grid.strongest_map,
         ua = grid.unoccluded.map_activation,
         cls = name(grid.class),

@@ -30,7 +30,8 @@ pub struct MapInfo {
 /// All feature maps of one layer: peaks and a sprite of tiles, `cols` per row.
 #[derive(Serialize)]
 pub struct MapsResult {
-    pub layer: usize,
+    /// The conv number, or null for a named unit that is not a conv's maps.
+    pub layer: Option<usize>,
     /// The unit's name.
     pub unit: String,
     pub size: i64,
@@ -92,7 +93,7 @@ impl Analysis for Maps {
             })
             .collect();
         Ok(MapsResult {
-            layer: r.layer,
+            layer: net.units[r.layer - 1].layer,
             unit: net.units[r.layer - 1].name.clone(),
             size: s,
             cols,

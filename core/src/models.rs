@@ -47,6 +47,8 @@ pub struct ModelInfo {
     pub hidden: Vec<String>,
     /// zfvis, torchvision, caffe or custom.
     pub preprocess: String,
+    /// The pipeline in words ("squashed to 224×224 (bicubic), RGB").
+    pub pipeline: String,
 }
 
 /// Open the model folder `name` directly under `models_dir`.
@@ -108,6 +110,7 @@ fn info(m: &ModelDir) -> Result<ModelInfo> {
             .map_or(spec.convs().len(), |k| k + 1),
         hidden: spec.hidden_fcs().into_iter().map(|h| h.1).collect(),
         preprocess: m.manifest.preprocess_name().to_string(),
+        pipeline: m.manifest.preprocess().describe(),
     })
 }
 

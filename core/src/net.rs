@@ -727,7 +727,8 @@ impl NetSpec {
         )
     }
 
-    /// Index of the output of every hidden linear layer (after its ReLU), and its name.
+    /// Index of the output of every hidden linear layer (after its ReLU), and
+    /// its name; without one, the flat features the classifier reads.
     pub fn hidden_fcs(&self) -> Vec<(usize, String)> {
         let consumers = self.consumers();
         let lin: Vec<usize> = self
@@ -737,6 +738,21 @@ impl NetSpec {
             .filter(|(_, l)| matches!(l, Layer::Linear { .. }))
             .map(|(i, _)| i)
             .collect();
+        if let [last] = lin.as_slice() {
+            // No hidden fc layer (ResNet, DenseNet…): the pooled features
+            // the classifier reads stand for the last hidden layer.
+            let mut j = self.sources(*last)[0];
+            while let Some(k) = j.filter(|&k| matches!(self.layers[k], Layer::Dropout { .. })) {
+                j = self.sources(k)[0];
+            }
+            let shapes = self.shapes().unwrap_or_default();
+            return match j {
+                Some(k) if matches!(shapes.get(k), Some(Shape::Flat(_))) => {
+                    vec![(k, "pooled features".to_string())]
+                }
+                _ => vec![],
+            };
+        }
         lin.iter()
             .take(lin.len().saturating_sub(1))
             .map(|&i| {

@@ -9,6 +9,8 @@
 //! [`Preprocess::crop`].
 
 use crate::resample;
+pub use crate::resample::Filter;
+use serde::{Deserialize, Serialize};
 use anyhow::Result;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use std::io::Cursor;
@@ -338,8 +340,14 @@ pub fn centre_offset(size: u32, crop: u32) -> u32 {
 /// Resize the shorter side to `resize`, then centre-crop `crop`x`crop`
 /// (torchvision's `Resize(resize)` + `CenterCrop(crop)` on a PIL image).
 pub fn resize_crop(img: &RgbImage, resize: u32, crop: u32) -> RgbImage {
-    let (nw, nh) = resized_size(img.dimensions(), resize);
-    let resized = resample::bilinear(img, nw, nh);
+    fit_crop(img, Fit::Crop, Filter::Bilinear, resize, crop)
+}
+
+/// `fit` the image to `resize` with PIL's `filter`, then centre-crop
+/// `crop`x`crop` (torchvision's `CenterCrop`).
+pub fn fit_crop(img: &RgbImage, fit: Fit, filter: Filter, resize: u32, crop: u32) -> RgbImage {
+    let (nw, nh) = fit.size(img.dimensions(), resize);
+    let resized = resample::resize(img, nw, nh, filter);
     let (x, y) = (centre_offset(nw, crop), centre_offset(nh, crop));
     image::imageops::crop_imm(&resized, x, y, crop, crop).to_image()
 }
@@ -347,7 +355,11 @@ pub fn resize_crop(img: &RgbImage, resize: u32, crop: u32) -> RgbImage {
 /// Map a point of the original image to the model crop's pixel coordinates
 /// (shorter side resized to `resize`, centre `size`x`size` crop).
 pub fn map_point(orig: (u32, u32), resize: u32, size: u32, p: (f64, f64)) -> (f64, f64) {
-    let (nw, nh) = resized_size(orig, resize);
+    fit_point(orig, Fit::Crop, resize, size, p)
+}
+
+fn fit_point(orig: (u32, u32), fit: Fit, resize: u32, size: u32, p: (f64, f64)) -> (f64, f64) {
+    let (nw, nh) = fit.size(orig, resize);
     let (sx, sy) = (nw as f64 / orig.0 as f64, nh as f64 / orig.1 as f64);
     (
         p.0 * sx - centre_offset(nw, size) as f64,
@@ -355,13 +367,57 @@ pub fn map_point(orig: (u32, u32), resize: u32, size: u32, p: (f64, f64)) -> (f6
     )
 }
 
+/// How the image is brought to `resize` before the centre crop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fit {
+    /// The shorter side to `resize` (torchvision's `Resize(n)`), aspect kept.
+    #[default]
+    Crop,
+    /// The whole image to `resize`x`resize`, aspect ignored (PIL's
+    /// `img.resize((n, n))`, torchvision's `Resize((n, n))`).
+    Squash,
+}
+
+impl Fit {
+    /// The resized image's size.
+    pub fn size(self, orig: (u32, u32), resize: u32) -> (u32, u32) {
+        match self {
+            Fit::Crop => resized_size(orig, resize),
+            Fit::Squash => (resize, resize),
+        }
+    }
+}
+
+impl std::str::FromStr for Fit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Fit, String> {
+        match s {
+            "crop" => Ok(Fit::Crop),
+            "squash" => Ok(Fit::Squash),
+            _ => Err(format!("unknown fit {s:?}; choose crop or squash")),
+        }
+    }
+}
+
+impl std::fmt::Display for Fit {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            Fit::Crop => "crop",
+            Fit::Squash => "squash",
+        })
+    }
+}
+
 /// How an image becomes a network's input (from the model's manifest):
-/// shorter side to `resize`, centre crop `input_size`, (p - mean) / std,
-/// channels reversed for BGR networks.
+/// `fit` to `resize` with PIL's `filter`, centre crop `input_size`,
+/// (p - mean) / std, channels reversed for BGR networks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preprocess {
     pub input_size: u32,
     pub resize: u32,
+    pub fit: Fit,
+    pub filter: Filter,
     pub mean: [f64; 3],
     pub std: [f64; 3],
     pub bgr: bool,
@@ -383,12 +439,28 @@ pub fn grey(img: &RgbImage) -> RgbImage {
 }
 
 impl Preprocess {
+    /// The networks trained here: shorter side to `side`, centre crop,
+    /// bilinear, RGB, ImageNet's mean and std.
+    pub fn imagenet(side: u32) -> Preprocess {
+        Preprocess {
+            input_size: side,
+            resize: side,
+            fit: Fit::Crop,
+            filter: Filter::Bilinear,
+            mean: MEAN,
+            std: STD,
+            bgr: false,
+            grey: false,
+        }
+    }
+
     /// The crop the model sees (shown to people as is; grey when grey).
     pub fn crop(&self, img: &RgbImage) -> RgbImage {
+        let fit = |img: &RgbImage| fit_crop(img, self.fit, self.filter, self.resize, self.input_size);
         if self.grey {
-            return resize_crop(&grey(img), self.resize, self.input_size);
+            return fit(&grey(img));
         }
-        resize_crop(img, self.resize, self.input_size)
+        fit(img)
     }
     /// The crop as the network's [3, S, S] input ([1, S, S] when grey).
     pub fn tensor(&self, crop: &RgbImage) -> Tensor {
@@ -401,9 +473,30 @@ impl Preprocess {
             t
         }
     }
+    /// For people: "shorter side to 256 (bilinear), centre crop 224, RGB".
+    pub fn describe(&self) -> String {
+        let fit = match self.fit {
+            Fit::Crop => format!("shorter side to {}", self.resize),
+            Fit::Squash => format!("squashed to {0}×{0}", self.resize),
+        };
+        let crop = if self.resize == self.input_size && self.fit == Fit::Squash {
+            String::new()
+        } else {
+            format!(", centre crop {}", self.input_size)
+        };
+        let channels = if self.grey {
+            "grey"
+        } else if self.bgr {
+            "BGR"
+        } else {
+            "RGB"
+        };
+        format!("{fit} ({}){crop}, {channels}", self.filter)
+    }
+
     /// A point of the original image in crop pixels.
     pub fn map_point(&self, orig: (u32, u32), p: (f64, f64)) -> (f64, f64) {
-        map_point(orig, self.resize, self.input_size, p)
+        fit_point(orig, self.fit, self.resize, self.input_size, p)
     }
 }
 

@@ -131,7 +131,10 @@ pub struct DatasetMapRequest {
 /// image patches (row 1), `tile` px each.
 #[derive(Serialize)]
 pub struct DatasetTop9Result {
-    pub layer: usize,
+    /// The conv number, or null for a named unit that is not a conv's maps.
+    pub layer: Option<usize>,
+    /// The unit's name.
+    pub unit: String,
     pub map: i64,
     pub epoch: u32,
     pub tile: u32,
@@ -202,8 +205,10 @@ impl Analysis for DatasetTop9 {
             paste(&mut sprite, &img, items.len(), 1);
             items.push(patch);
         }
+        let unit = &net.units[r.layer - 1];
         Ok(DatasetTop9Result {
-            layer: r.layer,
+            layer: unit.layer,
+            unit: unit.name.clone(),
             map: r.map,
             epoch: r.epoch,
             tile: TILE,
@@ -248,7 +253,10 @@ pub struct TimelineRequest {
 /// map's strongest activation over the dataset at that epoch.
 #[derive(Serialize, Clone)]
 pub struct TimelineResult {
-    pub layer: usize,
+    /// The conv number, or null for a named unit that is not a conv's maps.
+    pub layer: Option<usize>,
+    /// The unit's name.
+    pub unit: String,
     pub maps: Vec<i64>,
     pub epochs: Vec<u32>,
     pub tile: u32,
@@ -303,8 +311,10 @@ impl Timeline {
                 errors[c] = Some(x.to_string());
             }
         }
+        let unit = &spec.unit_list()[r.layer - 1];
         Ok(TimelineResult {
-            layer: r.layer,
+            layer: unit.layer,
+            unit: unit.name.clone(),
             maps: maps.to_vec(),
             epochs,
             tile: TILE,

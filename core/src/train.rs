@@ -24,7 +24,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
-use crate::preprocess::{MEAN, STD};
+use crate::preprocess::{Preprocess, MEAN, STD};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -145,7 +145,7 @@ fn batches(
                     use rayon::prelude::*;
                     let imgs: Vec<Option<Vec<u8>>> = chunk
                         .par_iter()
-                        .map(|&i| match data::decode_one(&items[i].0, RESIZE, RESIZE) {
+                        .map(|&i| match data::decode_one(&items[i].0, &data::square(RESIZE)) {
                             Ok(v) => Some(v),
                             Err(e) => {
                                 eprintln!("warning: skipping {}: {e}", items[i].0.display());
@@ -174,7 +174,7 @@ fn batches(
 
 /// Top-1 / top-5 (fractions) of `net` over decoded crops, in batches.
 pub fn evaluate(net: &Net, d: &Decoded) -> (f64, f64) {
-    evaluate_with(net, d, &MEAN, &STD)
+    evaluate_with(net, d, &Preprocess::imagenet(d.side as u32))
 }
 
 /// Number of rows whose label is the arg-max, and among the top 5 (ties
@@ -334,7 +334,7 @@ fn source(cfg: &TrainConfig, items: &[(PathBuf, i64)]) -> Source {
     if pb.is_hidden() {
         eprintln!("decoding {} training images", items.len());
     }
-    let d = data::decode_all(items, RESIZE, RESIZE, &pb);
+    let d = data::decode_all(items, &data::square(RESIZE), RESIZE, &pb);
     pb.finish_and_clear();
     Source::Cached(d)
 }
@@ -577,7 +577,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainReport> {
     };
     let val = data::decode_all(
         &im.val_items,
-        crop as u32,
+        &data::square(crop as u32),
         crop as u32,
         &ProgressBar::hidden(),
     );
@@ -692,9 +692,10 @@ pub fn eval(
         items.len() as u64,
         "decoding {bar:40} {pos}/{len} ETA {eta}",
     );
-    let d = data::decode_all(&items, size, size, &pb);
+    let pre = model.manifest.preprocess();
+    let d = data::decode_all(&items, &|img| pre.crop(img), size, &pb);
     pb.finish_and_clear();
-    let (top1, top5) = evaluate_with(&net, &d, &model.manifest.mean, &model.manifest.std);
+    let (top1, top5) = evaluate_with(&net, &d, &pre);
     Ok(EvalReport {
         top1,
         top5,
@@ -704,7 +705,10 @@ pub fn eval(
     })
 }
 
-fn evaluate_with(net: &Net, d: &Decoded, mean: &[f64; 3], std: &[f64; 3]) -> (f64, f64) {
+/// Top-1 and top-5 of `net` on decoded crops normalised as `pre` says
+/// (channels reversed for BGR networks, one channel for grey ones).
+fn evaluate_with(net: &Net, d: &Decoded, pre: &Preprocess) -> (f64, f64) {
+    let (mean, std) = (&pre.mean, &pre.std);
     if d.is_empty() {
         return (0.0, 0.0);
     }
@@ -727,9 +731,13 @@ fn evaluate_with(net: &Net, d: &Decoded, mean: &[f64; 3], std: &[f64; 3]) -> (f6
                 &mut buf[j * plane..(j + 1) * plane],
             );
         }
-        let x = Tensor::from_slice(&buf)
-            .view([chunk.len() as i64, 3, side as i64, side as i64])
-            .to_device(net.device());
+        let mut x = Tensor::from_slice(&buf).view([chunk.len() as i64, 3, side as i64, side as i64]);
+        if pre.grey {
+            x = x.narrow(1, 0, 1);
+        } else if pre.bgr {
+            x = x.flip([1]);
+        }
+        let x = x.to_device(net.device());
         let y = Tensor::from_slice(&chunk.iter().map(|&i| d.labels[i]).collect::<Vec<_>>())
             .to_device(net.device());
         let logits = tch::no_grad(|| net.forward_t(&x, false));

@@ -411,6 +411,8 @@ fn pre() -> zfvis_core::preprocess::Preprocess {
     zfvis_core::preprocess::Preprocess {
         input_size: 224,
         resize: 224,
+        fit: Default::default(),
+        filter: Default::default(),
         mean: MEAN,
         std: MEAN,
         bgr: false,

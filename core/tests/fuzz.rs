@@ -25,6 +25,8 @@ fn mutated_images_decode_or_fail_cleanly() {
     let pre = Preprocess {
         input_size: 224,
         resize: 256,
+        fit: Default::default(),
+        filter: Default::default(),
         mean: preprocess::MEAN,
         std: preprocess::STD,
         bgr: false,

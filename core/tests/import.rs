@@ -488,6 +488,8 @@ fn a_grey_network_matches_the_mnist_pipeline() {
         o.mean = Some([0.1307; 3]);
         o.std = Some([0.3081; 3]);
         o.preprocess = Some("zfvis".parse().unwrap());
+        // Resize((28, 28)) of a 60x44 image: squashed, not cropped.
+        o.fit = Some(zfvis_core::preprocess::Fit::Squash);
         let m = import(&o).unwrap_or_else(|e| panic!("{file}: {e:#}"));
         assert_eq!(m.manifest.in_channels, 1, "{file}");
         let net = m.load(None, Device::Cpu).unwrap();

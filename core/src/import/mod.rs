@@ -12,6 +12,7 @@ pub use layouts::ARCHS;
 
 use crate::checkpoint::{self, ClassInfo, Manifest, Metrics, ModelDir, Snapshot};
 use crate::net::{Layer, Net, NetSpec};
+use crate::preprocess::{Filter, Fit};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -53,8 +54,35 @@ pub struct ImportOptions {
     pub std: Option<[f64; 3]>,
     pub input_size: Option<i64>,
     pub resize: Option<i64>,
+    /// Crop (shorter side) or squash (both sides) to `resize`.
+    pub fit: Option<Fit>,
+    /// PIL's resampling filter.
+    pub filter: Option<Filter>,
+    /// The order of the input's channels, or grey for 1-channel networks.
+    pub channels: Option<Channels>,
     /// One class name a line, or zfvis's JSON (a list of names or of {index, id, name}).
     pub classes: Option<PathBuf>,
+}
+
+/// What a network's input channels hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channels {
+    Rgb,
+    Bgr,
+    /// PIL's `convert("L")`: 1-channel networks.
+    Grey,
+}
+
+impl std::str::FromStr for Channels {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Channels, String> {
+        match s {
+            "rgb" => Ok(Channels::Rgb),
+            "bgr" => Ok(Channels::Bgr),
+            "grey" | "gray" => Ok(Channels::Grey),
+            _ => Err(format!("unknown channels {s:?}; choose rgb, bgr or grey")),
+        }
+    }
 }
 
 /// w' = w·γ/σ, b' = (b−μ)·γ/σ + β with σ = sqrt(var + eps).
@@ -349,7 +377,23 @@ pub fn import(o: &ImportOptions) -> Result<ModelDir> {
     if resize < input_size {
         bail!("--resize {resize} is smaller than the input size {input_size}");
     }
-    let custom = o.mean.is_some() || o.std.is_some();
+    let bgr = match (o.channels, spec.in_channels) {
+        (None, _) => bgr && spec.in_channels == 3,
+        (Some(Channels::Grey), 1) => false,
+        (Some(Channels::Grey), c) => bail!(
+            "--channels grey is for 1-channel networks; this one reads {c} channels (rgb or bgr)"
+        ),
+        (Some(c), 1) => bail!(
+            "--channels {}: this network reads 1 channel; use --channels grey",
+            if c == Channels::Bgr { "bgr" } else { "rgb" }
+        ),
+        (Some(c), _) => c == Channels::Bgr,
+    };
+    let custom = o.mean.is_some()
+        || o.std.is_some()
+        || o.fit.is_some()
+        || o.filter.is_some()
+        || o.channels.is_some_and(|c| c != Channels::Grey && (c == Channels::Bgr) != (kind == PreprocessKind::Caffe));
     if o.std.is_some_and(|s| s.iter().any(|v| *v <= 0.0)) {
         bail!("--std: every value must be positive");
     }
@@ -357,6 +401,8 @@ pub fn import(o: &ImportOptions) -> Result<ModelDir> {
     let mut manifest = Manifest::for_spec(&spec, classes);
     manifest.architecture = r.architecture;
     manifest.resize = Some(resize);
+    manifest.fit = o.fit.unwrap_or_default();
+    manifest.filter = o.filter.unwrap_or_default();
     manifest.mean = o.mean.unwrap_or(mean);
     manifest.std = o.std.unwrap_or(std);
     manifest.bgr = bgr;

@@ -392,6 +392,52 @@ pub fn bench_decode(python: Option<&Path>, sets: &[PathBuf], iters: usize) -> Re
             );
         }
     }
+    bench_filters(python, &sets[0], iters)
+}
+
+/// Decode + resize (each of PIL's six filters) + crop + normalise of one
+/// 12-Mpixel JPEG (4000x3000, made from the set's first photo), against PIL
+/// + torchvision doing the same, one thread, same run.
+fn bench_filters(python: Option<&Path>, set: &Path, iters: usize) -> Result<()> {
+    use zfvis_core::preprocess::{self, Filter, Preprocess};
+    let first = zfvis_core::data::list_images(set)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{}: no images", set.display()))?;
+    let photo = preprocess::decode(&std::fs::read(&first)?)?;
+    let big = image::imageops::resize(&photo, 4000, 3000, image::imageops::FilterType::Triangle);
+    let mut blob = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut blob, 90).encode_image(&big)?;
+    let path = std::env::temp_dir().join(format!("zfvis-bench-12mp-{}.jpg", std::process::id()));
+    std::fs::write(&path, &blob)?;
+    let pil = python.and_then(|py| {
+        peer(py, "bench_decode.py", &["filters".into(), iters.to_string(), path.display().to_string()])
+            .map_err(|e| eprintln!("PIL peer skipped: {e}"))
+            .ok()
+    });
+    let _ = std::fs::remove_file(&path);
+    println!();
+    println!("One 12-Mpixel JPEG (4000x3000, {} KB): decode + Resize(256, filter) + CenterCrop(224) + normalise, 1 thread, median of {iters}", blob.len() / 1024);
+    println!();
+    println!("| filter | zfvis | PIL + torchvision | zfvis / PIL |");
+    println!("|---|---|---|---|");
+    for filter in Filter::ALL {
+        let pre = Preprocess {
+            filter,
+            resize: 256,
+            ..Preprocess::imagenet(224)
+        };
+        let ms = time_ms(iters, || {
+            let img = preprocess::decode(&blob).unwrap();
+            let _ = std::hint::black_box(pre.tensor(&pre.crop(&img)));
+        });
+        let p = pil.as_ref().and_then(|v| v[filter.name()].as_f64());
+        println!(
+            "| {filter} | {ms:.1} ms | {} | {} |",
+            p.map_or("-".into(), |p| format!("{p:.1} ms")),
+            p.map_or("-".into(), |p| format!("{:.2}", ms / p)),
+        );
+    }
     Ok(())
 }
 

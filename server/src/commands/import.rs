@@ -36,9 +36,23 @@ pub struct ImportArgs {
     /// Input side in pixels (default: the graph's, else 224)
     #[arg(long)]
     input_size: Option<i64>,
-    /// Shorter side before the centre crop (default: 256/224 of the input for torchvision and caffe)
+    /// Side the image is brought to before the centre crop (default: 256/224
+    /// of the input for torchvision and caffe, the input size for zfvis)
     #[arg(long)]
     resize: Option<i64>,
+    /// crop: the shorter side to --resize (aspect kept), as torchvision's
+    /// Resize(n); squash: the whole image to --resize x --resize (aspect
+    /// ignored), as PIL's img.resize((n, n)); then the centre crop [default: crop]
+    #[arg(long)]
+    fit: Option<zfvis_core::preprocess::Fit>,
+    /// PIL's resampling filter: nearest, box, bilinear, hamming, bicubic,
+    /// lanczos [default: bilinear; PIL's img.resize() without one: bicubic]
+    #[arg(long)]
+    filter: Option<zfvis_core::preprocess::Filter>,
+    /// rgb, bgr, or grey (PIL's convert("L"), for 1-channel networks)
+    /// [default: the preset's; grey for a 1-channel network]
+    #[arg(long)]
+    channels: Option<zfvis_core::import::Channels>,
     /// Class names: one a line, or JSON (default for 1000 outputs: ImageNet-1k's)
     #[arg(long)]
     classes: Option<PathBuf>,
@@ -69,6 +83,9 @@ pub fn run(a: ImportArgs) -> Result<()> {
         std: a.std,
         input_size: a.input_size,
         resize: a.resize,
+        fit: a.fit,
+        filter: a.filter,
+        channels: a.channels,
         classes: a.classes,
     };
     let m = import::import(&opts)?;
