@@ -200,39 +200,42 @@ fn horizontal(src: &[u8], sw: usize, rows: std::ops::Range<usize>, c: &Coeffs) -
     let mut out = vec![0u8; rows.len() * w * 3];
     for (ty, y) in rows.enumerate() {
         let row = &src[y * sw * 3..(y + 1) * sw * 3];
-        for (xx, &(xmin, n)) in c.bounds.iter().enumerate() {
+        let line = &mut out[ty * w * 3..(ty + 1) * w * 3];
+        for ((xx, &(xmin, n)), o) in c.bounds.iter().enumerate().zip(line.chunks_exact_mut(3)) {
             let k = &c.weights[xx * c.ksize..xx * c.ksize + n];
-            let mut ss = [half; 3];
-            for (i, &kx) in k.iter().enumerate() {
-                let p = &row[(xmin + i) * 3..(xmin + i) * 3 + 3];
-                for ch in 0..3 {
-                    ss[ch] += p[ch] as i32 * kx;
-                }
+            let (mut r, mut g, mut b) = (half, half, half);
+            for (p, &kx) in row[xmin * 3..(xmin + n) * 3].chunks_exact(3).zip(k) {
+                r += p[0] as i32 * kx;
+                g += p[1] as i32 * kx;
+                b += p[2] as i32 * kx;
             }
-            let o = (ty * w + xx) * 3;
-            for ch in 0..3 {
-                out[o + ch] = clip8(ss[ch]);
-            }
+            o[0] = clip8(r);
+            o[1] = clip8(g);
+            o[2] = clip8(b);
         }
     }
     out
 }
 
 /// One vertical pass over an RGB buffer `sw` pixels wide whose first row
-/// is input row `row0`.
+/// is input row `row0` (the same sums as Pillow's, accumulated a row at a
+/// time so that they vectorise).
 fn vertical(src: &[u8], sw: usize, row0: usize, c: &Coeffs) -> Vec<u8> {
     let half = 1i32 << (PRECISION_BITS - 1);
     let stride = sw * 3;
     let mut out = vec![0u8; c.bounds.len() * stride];
+    let mut acc = vec![0i32; stride];
     for (yy, &(ymin, n)) in c.bounds.iter().enumerate() {
         let k = &c.weights[yy * c.ksize..yy * c.ksize + n];
-        let base = (ymin - row0) * stride;
-        for (x, o) in out[yy * stride..(yy + 1) * stride].iter_mut().enumerate() {
-            let mut ss = half;
-            for (i, &ky) in k.iter().enumerate() {
-                ss += src[base + i * stride + x] as i32 * ky;
+        acc.fill(half);
+        for (i, &ky) in k.iter().enumerate() {
+            let line = &src[(ymin - row0 + i) * stride..(ymin - row0 + i + 1) * stride];
+            for (a, &p) in acc.iter_mut().zip(line) {
+                *a += p as i32 * ky;
             }
-            *o = clip8(ss);
+        }
+        for (o, &a) in out[yy * stride..(yy + 1) * stride].iter_mut().zip(&acc) {
+            *o = clip8(a);
         }
     }
     out
