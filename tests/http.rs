@@ -1287,6 +1287,16 @@ fn every_view_answers_on_an_imported_resnet18() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The same weights fed as a Keras pipeline would (squash, nearest) in BGR.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zfvis"))
+        .args(["import", "--arch", "torchvision:resnet18", "--fit", "squash", "--filter"])
+        .args(["nearest", "--resize", "224", "--channels", "bgr", "--from"])
+        .arg(&pth)
+        .arg("--out")
+        .arg(dir.join("models/r18sq"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
     let e = Env {
         base: srv.base.clone(),
@@ -1294,7 +1304,11 @@ fn every_view_answers_on_an_imported_resnet18() {
         c: Client::new(),
         _dir: dir,
     };
+    let sq: Value = e.get("/api/models/r18sq").json().unwrap();
+    assert_eq!(sq["pipeline"], "squashed to 224×224 (nearest), BGR", "{sq}");
+    assert_eq!(sq["preprocess"], "custom");
     let m: Value = e.get("/api/models/r18").json().unwrap();
+    assert_eq!(m["pipeline"], "shorter side to 256 (bilinear), centre crop 224, RGB");
     let layers = m["layers"].as_array().unwrap();
     assert_eq!(layers.iter().filter(|l| l["conv"].is_u64()).count(), 20);
     let unit = layers.iter().find(|l| l["name"] == "layer3.1").unwrap();
@@ -1308,6 +1322,18 @@ fn every_view_answers_on_an_imported_resnet18() {
         .as_str()
         .unwrap()
         .to_string();
+    // The crop shown is the one the network saw: squashed, nearest.
+    let shown = e.get(&format!("/api/models/r18sq/images/{id}/crop.png")).bytes().unwrap();
+    let shown = zfvis_core::preprocess::decode(&shown).unwrap();
+    let pre = zfvis_core::preprocess::Preprocess {
+        fit: zfvis_core::preprocess::Fit::Squash,
+        filter: zfvis_core::preprocess::Filter::Nearest,
+        bgr: true,
+        ..zfvis_core::preprocess::Preprocess::imagenet(224)
+    };
+    let png = zfvis_core::preprocess::decode(&test_png()).unwrap();
+    assert_eq!(shown, pre.crop(&png), "crop.png of the squashed model");
+    assert_ne!(shown, zfvis_core::preprocess::Preprocess::imagenet(224).crop(&png));
     let b = format!("/api/models/r18/snapshots/0/images/{id}");
     let p: Value = e.get(&format!("{b}/predictions")).json().unwrap();
     assert_eq!(p["top"].as_array().unwrap().len(), 5);

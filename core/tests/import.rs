@@ -490,7 +490,12 @@ fn a_grey_network_matches_the_mnist_pipeline() {
         o.preprocess = Some("zfvis".parse().unwrap());
         // Resize((28, 28)) of a 60x44 image: squashed, not cropped.
         o.fit = Some(zfvis_core::preprocess::Fit::Squash);
+        // A 1-channel network is fed grey, not RGB.
+        let rgb = ImportOptions { channels: Some(zfvis_core::import::Channels::Rgb), ..o.clone() };
+        let e = import(&rgb).unwrap_err().to_string();
+        assert!(e.contains("use --channels grey"), "{e}");
         let m = import(&o).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+        assert_eq!(m.manifest.fit, zfvis_core::preprocess::Fit::Squash);
         assert_eq!(m.manifest.in_channels, 1, "{file}");
         let net = m.load(None, Device::Cpu).unwrap();
         let pre = m.manifest.preprocess();
