@@ -1,7 +1,7 @@
 // zfvis compare view (paper Fig. 6): two models or snapshots side by side.
 // State in the URL: a, ea, b, eb (models, epochs), norm, image (ids, comma-separated).
 
-import { $, models, api, esc, showError, uploadFile, wireUploads, figureLink, loadRecent as recentList } from "./ui.js";
+import { $, models, api, esc, showError, uploadFile, wireUploads, figureLink, jobResult, jobStatus, loadRecent as recentList } from "./ui.js";
 
 const state = { a: null, ea: null, b: null, eb: null, norm: "layer", image: [] };
 let generation = 0;
@@ -148,6 +148,11 @@ function table(r) {
   return h + "</tbody></table>";
 }
 
+let cancelUrl = null;
+$("cmp-cancel").addEventListener("click", () => {
+  if (cancelUrl) fetch(cancelUrl, { method: "DELETE" });
+});
+
 async function renderNumbers(gen) {
   const q = `a=${enc(state.a)}&ea=${state.ea}&b=${enc(state.b)}&eb=${state.eb}`;
   $("cmp-table").innerHTML = "";
@@ -155,26 +160,37 @@ async function renderNumbers(gen) {
   $("cmp-progress").hidden = false;
   $("cmp-bar").removeAttribute("value");
   $("cmp-count").textContent = "";
-  const timer = setInterval(async () => {
-    try {
-      const p = await fetch(`/api/compare/progress?${q}`).then((r) => r.json());
-      if (gen !== generation || p.state !== "running") return;
+  $("cmp-eta").textContent = "";
+  const show = (p, url) => {
+    if (gen !== generation) return;
+    cancelUrl = url;
+    if (p.state === "running" && p.total) {
       $("cmp-bar").max = p.total;
       $("cmp-bar").value = p.done;
       $("cmp-count").textContent = `${p.done} / ${p.total} image passes`;
-    } catch (_) { /* progress is a courtesy */ }
-  }, 500);
+    }
+    $("cmp-eta").textContent = jobStatus(p);
+  };
   try {
-    const r = await api(`/api/compare?${q}`);
+    const r = await jobResult(`/api/compare?${q}`, show, () => gen === generation);
     if (gen !== generation) return;
     $("cmp-table").innerHTML = table(r);
     $("cmp-source").textContent = `Measured on ${r.method.image_source}.`;
     for (const side of ["a", "b"]) {
       if (filterInfo[side]) overlay(side, filterInfo[side], new Set(r[side].dead_filters));
     }
+  } catch (e) {
+    if (e.superseded) return;
+    if (e.cancelled) {
+      $("cmp-source").textContent = "Cancelled.";
+      return;
+    }
+    throw e;
   } finally {
-    clearInterval(timer);
-    if (gen === generation) $("cmp-progress").hidden = true;
+    if (gen === generation) {
+      $("cmp-progress").hidden = true;
+      cancelUrl = null;
+    }
   }
 }
 

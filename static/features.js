@@ -2,7 +2,7 @@
 // (Table 7) and the few-shot transfer curve (Fig. 9), beside the paper's.
 // State in the URL: model, epoch, train_per_class, shots, seeds, scratch_epochs, classes.
 
-import { $, models, api, esc, showError } from "./ui.js";
+import { $, models, esc, showError, jobResult, jobStatus } from "./ui.js";
 
 const FIELDS = { tpc: "train_per_class", shots: "shots", seeds: "seeds", scratch: "scratch_epochs", classes: "classes" };
 const state = { model: null, epoch: null, train_per_class: "30", shots: "1,5,10,20", seeds: "2", scratch_epochs: "10", classes: "" };
@@ -141,27 +141,36 @@ async function run() {
   $("fa-idle").hidden = true;
   $("fa-progress").hidden = false;
   $("fa-bar").value = 0;
-  const q = query();
-  const timer = setInterval(async () => {
-    try {
-      const p = await fetch(`/api/features/progress?${q}`).then((r) => r.json());
-      if (gen !== generation) return;
-      if (p.state === "running") {
-        $("fa-bar").value = p.done;
-        $("fa-stage").textContent = p.done < 50 ? "features" : p.done < 100 ? "classifiers" : "transfer";
-      } else $("fa-stage").textContent = p.state;
-    } catch (_) { /* progress is a courtesy */ }
-  }, 700);
+  $("fa-stage").textContent = "";
+  $("fa-eta").textContent = "";
+  showError("");
+  // The job runs on the server whatever this page does: a reload joins it.
+  const show = (p, url) => {
+    if (gen !== generation) return;
+    cancelUrl = url;
+    if (p.state === "running") {
+      $("fa-bar").value = p.done;
+      $("fa-stage").textContent = p.done < 50 ? "features" : p.done < 100 ? "classifiers" : "transfer";
+    } else $("fa-stage").textContent = "";
+    $("fa-eta").textContent = jobStatus(p);
+  };
   try {
-    const r = await api(`/api/features?${q}`);
+    const r = await jobResult(`/api/features?${query()}`, show, () => gen === generation);
     if (gen === generation) render(r);
   } catch (e) {
-    if (gen === generation) showError(e.message);
+    if (gen === generation && !e.superseded) showError(e.cancelled ? "Cancelled." : e.message);
   } finally {
-    clearInterval(timer);
-    if (gen === generation) $("fa-progress").hidden = true;
+    if (gen === generation) {
+      $("fa-progress").hidden = true;
+      cancelUrl = null;
+    }
   }
 }
+
+let cancelUrl = null;
+$("fa-cancel").addEventListener("click", () => {
+  if (cancelUrl) fetch(cancelUrl, { method: "DELETE" });
+});
 
 function readInputs() {
   state.model = $("model").value;

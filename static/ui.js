@@ -61,6 +61,44 @@ export async function api(url, opts) {
   }
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/// A background job's result. GET `url`: 200 is the result; 202 means the
+/// job runs (or waits its turn) on the server, detached from this page: its
+/// progress URL is polled (`onProgress(p, progressUrl)` each time) until it
+/// ends, then `url` is asked again. `alive()` false stops polling (the page
+/// moved on; the job goes on). A cancelled job rejects with `cancelled` set.
+export async function jobResult(url, onProgress, alive = () => true) {
+  busy(1);
+  try {
+    for (;;) {
+      const r = await fetch(url);
+      const body = await r.json().catch(() => ({}));
+      if (r.status === 200) return body;
+      if (r.status !== 202) throw new Error(body.error || `${r.status} ${r.statusText}`);
+      for (;;) {
+        if (!alive()) throw Object.assign(new Error("superseded"), { superseded: true });
+        const p = await fetch(body.progress).then((x) => x.json()).catch(() => ({ state: "running" }));
+        onProgress(p, body.progress);
+        if (p.state === "cancelled") throw Object.assign(new Error("cancelled"), { cancelled: true });
+        if (p.state !== "queued" && p.state !== "running") break;
+        await sleep(700);
+      }
+    }
+  } finally {
+    busy(-1);
+  }
+}
+
+/// "2nd in the queue" / "about 1 min 20 s left" for a job's progress.
+export function jobStatus(p) {
+  if (p.state === "queued") return p.position ? `waiting: ${p.position} job${p.position > 1 ? "s" : ""} ahead` : "waiting its turn";
+  if (p.state !== "running") return p.state;
+  if (p.eta_s == null) return "running";
+  const s = Math.round(p.eta_s);
+  return `about ${s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`} left`;
+}
+
 /// Upload a file to the image store; resolves to its id, or null (error shown).
 export async function uploadFile(file) {
   if (!file) return null;

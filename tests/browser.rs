@@ -248,14 +248,18 @@ fn compare_view_in_chromium() {
 }
 
 /// Feature analysis (paper §5) on a tiny labelled dataset: per-layer bars,
-/// the transfer curve, the paper's tables, the shared URL.
+/// the transfer curve, the paper's tables, the shared URL; as a background
+/// job that outlives a 1 s request timeout, a reload, and a restart of the
+/// server; a second run cancelled.
 #[test]
 fn feature_analysis_view_in_chromium() {
     let dir = tempdir("browser-features");
-    random_model(&dir.join("models/zf"), Arch::Zfnet);
-    // Two classes told apart by colour, 4 training and 3 test images each.
+    // The bundled ZFNet: full width, so that the job runs for seconds.
+    std::fs::create_dir_all(dir.join("models")).unwrap();
+    std::os::unix::fs::symlink(root().join("models/zfnet-woofnette"), dir.join("models/zf")).unwrap();
+    // Two classes told apart by colour, 6 training and 3 test images each.
     let ds = dir.join("ds");
-    for (split, n) in [("train", 4), ("val", 3)] {
+    for (split, n) in [("train", 6), ("val", 3)] {
         for (c, id) in ["n001", "n002"].iter().enumerate() {
             let d = ds.join(split).join(id);
             std::fs::create_dir_all(&d).unwrap();
@@ -272,13 +276,25 @@ fn feature_analysis_view_in_chromium() {
             }
         }
     }
-    let srv = serve(
-        &dir.join("models"),
-        &dir.join("data"),
-        &["--dataset", ds.to_str().unwrap()],
-    );
+    let args = ["--dataset", ds.to_str().unwrap(), "--request-timeout", "1"];
+    let srv = serve(&dir.join("models"), &dir.join("data"), &args);
     let v = run_node("features.mjs", &srv.base, &ds, &dir, &[]);
     assert_eq!(v["same"], true);
+    // The job outlived the request timeout, and the reload joined it.
+    assert!(v["elapsed"].as_f64().unwrap() > 2.0, "{v}");
+    let (before, after) = (v["beforeReload"].as_f64().unwrap(), v["afterReload"].as_f64().unwrap());
+    assert!(before >= 100.0 && after >= before, "progress {before} before the reload, {after} after");
+    assert_eq!(v["cancelText"], "Cancelled.");
+    assert_eq!(v["cancelled"]["state"], "cancelled", "{v}");
+    // A restarted server answers the stored result at once.
+    drop(srv);
+    let srv = serve(&dir.join("models"), &dir.join("data"), &args);
+    let url = v["url"].as_str().unwrap();
+    let query = url.split_once('?').unwrap().1;
+    let r = reqwest::blocking::get(format!("{}/api/features?{query}", srv.base)).unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let j: serde_json::Value = r.json().unwrap();
+    assert_eq!(j["probe"]["layers"].as_array().map(|a| a.len()), Some(7), "{j}");
     let url = v["url"].as_str().unwrap();
     assert!(
         url.contains("train_per_class=2") && url.contains("shots=1%2C2"),

@@ -902,12 +902,35 @@ fn without_a_dataset_the_views_run_over_the_image_store() {
     e.alive();
 }
 
+/// A background job's result: GET; while 202, poll the progress URL it
+/// names until the job ends (60 s at most); then GET again for the 200.
+fn job_result(e: &Env, url: &str) -> Value {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = e.get(url);
+        if r.status() == StatusCode::OK {
+            return r.json().unwrap();
+        }
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{url}: {}", r.text().unwrap_or_default());
+        let p = r.json::<Value>().unwrap()["progress"].as_str().unwrap().to_string();
+        loop {
+            let s: Value = e.get(&p).json().unwrap();
+            assert!(s["done"].as_u64() <= s["total"].as_u64().filter(|&t| t > 0).or(Some(u64::MAX)), "{s}");
+            if s["state"] != "queued" && s["state"] != "running" {
+                break;
+            }
+            assert!(std::time::Instant::now() < end, "{url}: still {s} after 60 s");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
 #[test]
 fn compare_view_and_numbers() {
     let dir = tempdir("http-compare");
     random_model(&dir.join("models/zf"), Arch::Zfnet);
     random_model(&dir.join("models/alex"), Arch::Alexnet);
-    let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+    let srv = serve(&dir.join("models"), &dir.join("data"), &["--request-timeout", "2"]);
     let e = Env {
         base: srv.base.clone(),
         _srv: srv,
@@ -941,7 +964,7 @@ fn compare_view_and_numbers() {
     assert_eq!(img.width(), cols * (tile + 1) + 1);
     // The numbers, measured on 1/f noise without --dataset.
     let q = "a=alex&ea=1&b=zf&images=2";
-    let v: Value = e.get(&format!("/api/compare?{q}")).json().unwrap();
+    let v = job_result(&e, &format!("/api/compare?{q}"));
     assert_eq!(v["a"]["architecture"], "alexnet");
     assert_eq!(v["a"]["epoch"], 1);
     assert_eq!(v["b"]["epoch"], 3, "the last snapshot by default");
@@ -958,6 +981,26 @@ fn compare_view_and_numbers() {
         .json()
         .unwrap();
     assert_eq!(p["state"], "idle");
+    // A longer job answers 202 with its progress URL (body and Location);
+    // DELETE on it cancels, and the next GET starts it again.
+    let q2 = "/api/compare?a=alex&b=zf&images=24";
+    let r = e.get(q2);
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["progress"], loc.as_str());
+    assert_eq!(loc, "/api/compare/progress?a=alex&b=zf&images=24");
+    let d = e.c.delete(format!("{}{loc}", e.base)).send().unwrap();
+    assert_eq!(d.status(), StatusCode::OK);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while e.get(&loc).json::<Value>().unwrap()["state"] != "cancelled" {
+        assert!(std::time::Instant::now() < end, "not cancelled within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let d = e.c.delete(format!("{}{loc}", e.base)).send().unwrap();
+    assert_eq!(d.status(), StatusCode::NOT_FOUND, "nothing left to cancel");
+    let v2 = job_result(&e, q2);
+    assert_eq!(v2["method"]["images"], 24);
     // Bad input.
     error(
         e.get("/api/compare?a=alex"),

@@ -64,13 +64,21 @@ pub fn key<A: ?Sized, T: Serialize>(req: &T) -> String {
 }
 
 /// A long analysis that runs beside the engine (its own copies of the
-/// networks), one at a time, reporting progress as (done, total).
+/// networks), one at a time, reporting progress as (done, total) and
+/// stopping with the report's error once cancelled.
 pub trait Job: 'static {
     type Request: DeserializeOwned + Serialize + Send + 'static;
     type Result: Serialize;
+
+    /// Cheap checks of the request (models, snapshots, ranges), before the
+    /// job is queued: bad input is answered at once, not after a wait.
+    fn check(_ctx: &Context, _req: &Self::Request) -> Result<()> {
+        Ok(())
+    }
+
     fn run(
         ctx: &Context,
         req: &Self::Request,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &mut crate::progress::Report<'_>,
     ) -> Result<Self::Result>;
 }

@@ -321,9 +321,9 @@ pub fn side(
     epoch: u32,
     pre: &Preprocess,
     set: &ImageSet,
-    progress: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(usize) -> Result<()>,
 ) -> Result<Side> {
-    let extra = file_peaks(&[(net, pre)], &set.files, &mut |i| progress(i))
+    let extra = file_peaks(&[(net, pre)], &set.files, &mut |i| progress(i))?
         .pop()
         .flatten();
     let n = set.files.len();
@@ -335,8 +335,8 @@ pub fn side(
 fn file_peaks(
     nets: &[(&Net, &Preprocess)],
     files: &[std::path::PathBuf],
-    progress: &mut dyn FnMut(usize),
-) -> Vec<Option<Tensor>> {
+    progress: &mut dyn FnMut(usize) -> Result<()>,
+) -> Result<Vec<Option<Tensor>>> {
     let mut peaks: Vec<Option<Tensor>> = nets.iter().map(|_| None).collect();
     let mut done = 0;
     for chunk in files.chunks(32) {
@@ -357,9 +357,9 @@ fn file_peaks(
             }
         }
         done += chunk.len();
-        progress(done);
+        progress(done)?;
     }
-    peaks
+    Ok(peaks)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -370,7 +370,7 @@ fn side_with(
     pre: &Preprocess,
     set: &ImageSet,
     extra: Option<Tensor>,
-    progress: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(usize) -> Result<()>,
 ) -> Result<Side> {
     let s = net.spec.input_size as u32;
     let w = net.conv_weight(0);
@@ -391,7 +391,7 @@ fn side_with(
         }
         let x = pre.tensor(img);
         observe(net, &x, &mut run)?;
-        progress(i + 1);
+        progress(i + 1)?;
     }
     if let Some(p) = extra {
         run.peak = Some(match run.peak.take() {
@@ -451,7 +451,7 @@ pub fn compare(
     a: &Subject,
     b: &Subject,
     images: &ImageSet,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut crate::progress::Report<'_>,
 ) -> Result<CompareResult> {
     let (f, n) = (images.files.len(), images.crops.len());
     let total = f + 2 * n;
@@ -463,7 +463,7 @@ pub fn compare(
         &[(a.net, &a.pre), (b.net, &b.pre)],
         &images.files,
         &mut |i| progress(i, total),
-    );
+    )?;
     let (pb, pa) = (peaks.pop().flatten(), peaks.pop().flatten());
     let mut one = |k: usize, s: &Subject, extra| {
         side_with(s.net, s.model, s.epoch, &s.pre, images, extra, &mut |i| {
@@ -485,7 +485,7 @@ pub fn compare_dirs(
     dataset: Option<&Path>,
     n: usize,
     device: tch::Device,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut crate::progress::Report<'_>,
 ) -> Result<CompareResult> {
     if n == 0 || n > MAX_IMAGES {
         bail!("the number of images must be 1..={MAX_IMAGES}, got {n}");
@@ -754,10 +754,21 @@ impl Job for Numbers {
     type Request = PairRequest;
     type Result = CompareResult;
 
+    fn check(ctx: &Context, r: &PairRequest) -> crate::engine::Result<()> {
+        let (a, b) = (ctx.snapshot(&r.a, r.ea)?, ctx.snapshot(&r.b, r.eb)?);
+        let (sa, sb) = (a.manifest.input_size, b.manifest.input_size);
+        if sa != sb {
+            return Err(crate::engine::bad(format!(
+                "the models take different input sizes ({sa} and {sb} px)"
+            )));
+        }
+        Ok(())
+    }
+
     fn run(
         ctx: &Context,
         r: &PairRequest,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &mut crate::progress::Report<'_>,
     ) -> crate::engine::Result<CompareResult> {
         let ma = ctx.snapshot(&r.a, r.ea)?;
         let mb = ctx.snapshot(&r.b, r.eb)?;

@@ -5,6 +5,7 @@
 
 use crate::analysis::Job;
 use crate::classify::Loss;
+use crate::checkpoint::ModelDir;
 use crate::engine::Context;
 use crate::error::{bad, bad_input, Error, Result};
 use crate::params::ModelName;
@@ -67,15 +68,8 @@ pub fn labelled_root(dataset: &std::path::Path) -> Option<PathBuf> {
 
 pub struct FeatureAnalysis;
 
-impl Job for FeatureAnalysis {
-    type Request = FeaturesRequest;
-    type Result = FeaturesResult;
-
-    fn run(
-        ctx: &Context,
-        r: &FeaturesRequest,
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<FeaturesResult> {
+/// The request's counts, the labelled dataset's root and the model, or why not.
+fn checked(ctx: &Context, r: &FeaturesRequest) -> Result<(Vec<usize>, PathBuf, ModelDir)> {
         if !(1..=500).contains(&r.train_per_class) {
             return Err(bad("train_per_class must be 1..=500"));
         }
@@ -99,6 +93,23 @@ impl Job for FeatureAnalysis {
             ))
         })?;
         let m = ctx.snapshot(&r.model, r.epoch)?;
+    Ok((shots, root, m))
+}
+
+impl Job for FeatureAnalysis {
+    type Request = FeaturesRequest;
+    type Result = FeaturesResult;
+
+    fn check(ctx: &Context, r: &FeaturesRequest) -> Result<()> {
+        checked(ctx, r).map(|_| ())
+    }
+
+    fn run(
+        ctx: &Context,
+        r: &FeaturesRequest,
+        progress: &mut crate::progress::Report<'_>,
+    ) -> Result<FeaturesResult> {
+        let (shots, root, m) = checked(ctx, r)?;
         let classes: Vec<String> = r
             .classes
             .split(',')
@@ -118,8 +129,9 @@ impl Job for FeatureAnalysis {
                     (0, _) => 50 + part,
                     _ => base + 2 * part,
                 };
-                if let Ok(mut f) = p.lock() {
-                    (*f)(at, 200)
+                match p.lock() {
+                    Ok(mut f) => (*f)(at, 200),
+                    Err(_) => Ok(()),
                 }
             }
         };

@@ -91,7 +91,7 @@ pub fn features_of(net: &Net, x: &Tensor, layers: &[FeatureLayer]) -> Vec<Tensor
 pub fn for_each_batch(
     pre: &Preprocess,
     files: &[PathBuf],
-    mut f: impl FnMut(Tensor),
+    mut f: impl FnMut(Tensor) -> Result<()>,
 ) -> Result<()> {
     use rayon::prelude::*;
     std::thread::scope(|scope| -> Result<()> {
@@ -113,20 +113,22 @@ pub fn for_each_batch(
                 }
             }
         });
+        // An error of `f` (a cancelled job) drops `rx`: the decoder stops.
         for batch in rx {
-            f(Tensor::stack(&batch?, 0));
+            f(Tensor::stack(&batch?, 0))?;
         }
         Ok(())
     })
 }
 
-/// Features of `layers` for every file; `progress(n)` after each batch of n.
+/// Features of `layers` for every file; `progress(n)` after each batch of n
+/// (an error from it, a cancelled job, stops the extraction).
 pub fn extract(
     net: &Net,
     pre: &Preprocess,
     files: &[PathBuf],
     layers: &[FeatureLayer],
-    progress: &dyn Fn(usize),
+    progress: &dyn Fn(usize) -> Result<()>,
 ) -> Result<Vec<Tensor>> {
     if files.is_empty() {
         bail!("no images to extract features from");
@@ -136,7 +138,7 @@ pub fn extract(
         for (i, f) in features_of(net, &x, layers).into_iter().enumerate() {
             parts[i].push(f);
         }
-        progress(x.size()[0] as usize);
+        progress(x.size()[0] as usize)
     })?;
     Ok(parts.iter().map(|p| Tensor::cat(p, 0)).collect())
 }
@@ -256,7 +258,7 @@ pub struct ProbeResult {
 pub fn probe(
     req: &ProbeRequest,
     device: Device,
-    progress: &dyn Fn(&str, usize, usize),
+    progress: &dyn Fn(&str, usize, usize) -> Result<()>,
 ) -> Result<ProbeResult> {
     if req.classifiers.is_empty() {
         bail!("no classifier chosen (softmax, svm or both)");
@@ -276,7 +278,7 @@ pub fn probe(
     let done = std::sync::atomic::AtomicUsize::new(0);
     let step = |n: usize| {
         let d = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
-        progress("features", d, total);
+        progress("features", d, total)
     };
     let xtr = extract(&net, &pre, &train.files, &layers, &step)?;
     let xte = extract(&net, &pre, &val.files, &layers, &step)?;
@@ -284,7 +286,7 @@ pub fn probe(
     let k = classes.len() as i64;
     let mut out = vec![];
     for (i, l) in layers.iter().enumerate() {
-        progress("classifiers", i, layers.len());
+        progress("classifiers", i, layers.len())?;
         let mut row = LayerAccuracy {
             layer: l.name.clone(),
             dims: xtr[i].size()[1],
@@ -309,7 +311,7 @@ pub fn probe(
         }
         out.push(row);
     }
-    progress("classifiers", layers.len(), layers.len());
+    progress("classifiers", layers.len(), layers.len())?;
     Ok(ProbeResult {
         model: model.name(),
         snapshot,

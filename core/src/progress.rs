@@ -16,6 +16,8 @@ pub enum State {
     Running,
     Done,
     Failed,
+    /// Stopped on request (DELETE on its progress URL, or the server stopping).
+    Cancelled,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -23,9 +25,25 @@ pub struct Progress {
     pub state: State,
     pub done: usize,
     pub total: usize,
+    /// Jobs ahead of this one (0 once it runs); background jobs only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+    /// Seconds left, estimated from the rate so far; background jobs only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// A job's progress report, (done, total): answers `Err(Cancelled)` once the
+/// job has been cancelled, which the job passes up with `?`.
+pub type Report<'a> = dyn FnMut(usize, usize) -> anyhow::Result<()> + 'a;
+
+/// What a job's progress callback answers when the job was cancelled: the
+/// job returns it as its error at its next check (between batches).
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
 
 impl Progress {
     pub fn new(state: State, done: usize, total: usize) -> Progress {
@@ -33,6 +51,8 @@ impl Progress {
             state,
             done,
             total,
+            position: None,
+            eta_s: None,
             error: None,
         }
     }

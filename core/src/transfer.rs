@@ -84,7 +84,7 @@ fn draw(per: &[Vec<PathBuf>], seed: u64) -> Vec<Vec<PathBuf>> {
 pub fn transfer(
     req: &TransferRequest,
     device: Device,
-    progress: &dyn Fn(&str, usize, usize),
+    progress: &dyn Fn(&str, usize, usize) -> Result<()>,
 ) -> Result<TransferResult> {
     if req.per_class.is_empty() || req.per_class.contains(&0) {
         bail!("--per-class: give one or more counts of at least 1, e.g. 1,5,10");
@@ -111,8 +111,9 @@ pub fn transfer(
     let with_scratch = req.scratch_epochs > 0;
     let steps = runs * (1 + with_scratch as usize) + 1;
     let mut step = 0;
-    progress("features", step, steps);
-    let xte = extract(&net, &pre, &val.files, &layers, &|_| {})?.remove(0);
+    progress("features", step, steps)?;
+    // Each batch re-reports the step: the check of a cancelled job.
+    let xte = extract(&net, &pre, &val.files, &layers, &|_| progress("features", 0, steps))?.remove(0);
     let yte = val.labels();
     step += 1;
 
@@ -122,7 +123,10 @@ pub fn transfer(
         let order = draw(&per, seed as u64);
         // Features of the largest draw once; smaller draws are its prefixes.
         let pool: Vec<PathBuf> = order.iter().flat_map(|f| f[..most].to_vec()).collect();
-        let xpool = extract(&net, &pre, &pool, &layers, &|_| {})?.remove(0);
+        let xpool = extract(&net, &pre, &pool, &layers, &|_| {
+            progress("pretrained softmax", step, steps)
+        })?
+        .remove(0);
         for (i, &n) in req.per_class.iter().enumerate() {
             let rows: Vec<i64> = (0..classes.len())
                 .flat_map(|c| (0..n).map(move |j| (c * most + j) as i64))
@@ -136,7 +140,7 @@ pub fn transfer(
             let m = Linear::fit(Loss::Softmax, &xpool.index_select(0, &rows), &ytr, k)?;
             pre_acc[i].push(m.accuracy(&xte, &yte));
             step += 1;
-            progress("pretrained softmax", step, steps);
+            progress("pretrained softmax", step, steps)?;
             if with_scratch {
                 let files: Vec<Vec<PathBuf>> = order.iter().map(|f| f[..n].to_vec()).collect();
                 let acc = scratch(
@@ -150,7 +154,7 @@ pub fn transfer(
                 )?;
                 scratch_acc[i].push(acc);
                 step += 1;
-                progress("training from scratch", step, steps);
+                progress("training from scratch", step, steps)?;
             }
         }
     }
@@ -232,6 +236,7 @@ fn scratch(
                 .argmax(-1, false)
                 .to_device(Device::Cpu),
         );
+        Ok(())
     })?;
     let right = Tensor::cat(&pred, 0)
         .eq_tensor(&val.labels())

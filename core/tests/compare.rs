@@ -264,7 +264,7 @@ fn dead_filters_by_rms_and_by_activity() {
         },
         |o| if o == 1 { -1000.0 } else { 0.0 },
     );
-    let side = |s: &ImageSet| compare::side(&net, "t", 1, &pre(), s, &mut |_| {}).unwrap();
+    let side = |s: &ImageSet| compare::side(&net, "t", 1, &pre(), s, &mut |_| Ok(())).unwrap();
     let with = side(&set(3, true));
     assert_eq!(with.low_rms, vec![0]);
     let na = with.never_active.clone().unwrap();
@@ -309,7 +309,10 @@ fn dead_filters_by_rms_and_by_activity() {
             dataset: true,
             files,
         },
-        &mut |i| calls.push(i),
+        &mut |i| {
+            calls.push(i);
+            Ok(())
+        },
     )
     .unwrap();
     assert_eq!(from_files.never_active.as_ref().unwrap(), &na);
@@ -334,7 +337,7 @@ fn smooth_filters_alias_less_than_impulses() {
     let c = (k - 1) as f64 / 2.0;
     let images = set(2, false);
     let measure = |net: &Net| {
-        compare::side(net, "t", 1, &pre(), &images, &mut |_| {})
+        compare::side(net, "t", 1, &pre(), &images, &mut |_| Ok(()))
             .unwrap()
             .aliasing
             .unwrap()

@@ -225,7 +225,7 @@ fn first_n_by_file_name_and_probe_result_shape() {
         train_per_class: Some(3),
         classifiers: vec![Loss::Softmax, Loss::Svm],
     };
-    let r = probe::probe(&req, Device::Cpu, &|_, _, _| {}).unwrap();
+    let r = probe::probe(&req, Device::Cpu, &|_, _, _| Ok(())).unwrap();
     let v = serde_json::to_value(&r).unwrap();
     let layers = v["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 7);
@@ -257,7 +257,7 @@ fn first_n_by_file_name_and_probe_result_shape() {
             scratch_epochs: 1,
         },
         Device::Cpu,
-        &|_, _, _| {},
+        &|_, _, _| Ok(()),
     )
     .unwrap();
     assert_eq!(t.layer, "fc7");
@@ -284,7 +284,7 @@ fn bad_requests_are_refused_with_a_reason() {
         classifiers: vec![Loss::Softmax],
     };
     let err = |r: ProbeRequest| {
-        probe::probe(&r, Device::Cpu, &|_, _, _| {})
+        probe::probe(&r, Device::Cpu, &|_, _, _| Ok(()))
             .unwrap_err()
             .to_string()
     };
@@ -304,7 +304,7 @@ fn bad_requests_are_refused_with_a_reason() {
             scratch_epochs: 0,
         },
         Device::Cpu,
-        &|_, _, _| {},
+        &|_, _, _| Ok(()),
     );
     assert!(t.unwrap_err().to_string().contains("at least 1"));
     let _ = std::fs::remove_dir_all(&root);

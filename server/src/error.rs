@@ -9,6 +9,8 @@ use zfvis_core::engine;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// The request id a server error was logged under, once it has been.
+    logged: Option<String>,
 }
 
 impl ApiError {
@@ -16,6 +18,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            logged: None,
         }
     }
     pub fn bad(message: impl Into<String>) -> Self {
@@ -76,6 +79,44 @@ impl From<zfvis_core::store::SetError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// A server error's full text goes to the log under a new request id;
+    /// None for errors whose message is for the client.
+    fn logged_id(&self) -> Option<String> {
+        if let Some(id) = &self.logged {
+            return Some(id.clone());
+        }
+        let plain = self.status.is_server_error()
+            && self.status != StatusCode::SERVICE_UNAVAILABLE
+            && self.status != StatusCode::INSUFFICIENT_STORAGE;
+        plain.then(|| {
+            let id = format!("{:08x}", rand::random::<u32>());
+            tracing::error!(request_id = %id, status = self.status.as_u16(), "{}", self.message);
+            id
+        })
+    }
+
+    fn internal_message(id: &str) -> String {
+        format!("internal error; the server's log has the details under request id {id}")
+    }
+
+    /// Log a server error now (once), keeping its request id for every
+    /// later answer of it (a failed job's progress and GET).
+    pub fn logged(mut self) -> ApiError {
+        self.logged = self.logged_id();
+        self
+    }
+
+    /// The message a client may see: its own for a 4xx, a short one and
+    /// the request id for a server error.
+    pub fn public_message(&self) -> String {
+        match self.logged_id() {
+            Some(id) => Self::internal_message(&id),
+            None => self.message.clone(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     /// A 4xx names what was wrong with the request (the client's own input).
     /// A server error (but 503 busy and 507 full, which say what to do)
@@ -83,18 +124,12 @@ impl IntoResponse for ApiError {
     /// log under that id, so nothing internal (paths, library messages)
     /// reaches a client.
     fn into_response(self) -> Response {
-        let plain = self.status.is_server_error()
-            && self.status != StatusCode::SERVICE_UNAVAILABLE
-            && self.status != StatusCode::INSUFFICIENT_STORAGE;
-        let body = if plain {
-            let id = format!("{:08x}", rand::random::<u32>());
-            tracing::error!(request_id = %id, status = self.status.as_u16(), "{}", self.message);
-            serde_json::json!({
-                "error": format!("internal error; the server's log has the details under request id {id}"),
+        let body = match self.logged_id() {
+            Some(id) => serde_json::json!({
+                "error": Self::internal_message(&id),
                 "request_id": id,
-            })
-        } else {
-            serde_json::json!({ "error": self.message })
+            }),
+            None => serde_json::json!({ "error": self.message }),
         };
         let mut res = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {

@@ -478,7 +478,7 @@ pub fn bench_features(model: &Path, images: &Path, iters: usize) -> Result<()> {
         .collect::<Result<_>>()?;
     let per_s = |ms: f64| files.len() as f64 * 1000.0 / ms;
     let extract = per_s(time_ms(iters, || {
-        std::hint::black_box(probe::extract(&net, &pre, &files, &layers, &|_| {}).unwrap());
+        std::hint::black_box(probe::extract(&net, &pre, &files, &layers, &|_| Ok(())).unwrap());
     }));
     let forward = per_s(time_ms(iters, || {
         tch::no_grad(|| {

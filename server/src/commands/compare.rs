@@ -44,7 +44,10 @@ pub fn run(a: CompareArgs) -> Result<()> {
         a.dataset.as_deref(),
         a.images,
         device,
-        &mut |done, total| advance(&pb, done, total),
+        &mut |done, total| {
+            advance(&pb, done, total);
+            Ok(())
+        },
     )?;
     pb.finish_and_clear();
     a.output.print(&r, || print_compare(&r))

@@ -127,10 +127,11 @@ pub fn stage_bar() -> indicatif::ProgressBar {
 }
 
 /// A stage bar's progress callback: (stage, done, total).
-pub fn staged(pb: &indicatif::ProgressBar) -> impl Fn(&str, usize, usize) + '_ {
+pub fn staged(pb: &indicatif::ProgressBar) -> impl Fn(&str, usize, usize) -> Result<()> + '_ {
     move |stage, done, total| {
         pb.set_message(stage.to_string());
         advance(pb, done, total);
+        Ok(())
     }
 }
 

@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// Seconds a connection may take to send a request's headers
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
+    /// Seconds a request may take (408 beyond); long analyses run as
+    /// background jobs that this does not bound
+    #[arg(long, default_value_t = 120)]
+    request_timeout: u64,
     /// Example photos offered on the empty page (examples.json + files)
     /// [default: examples/ in the working directory, else beside the binary]
     #[arg(long)]
@@ -66,6 +70,7 @@ impl ServeArgs {
                 .unwrap_or_else(|| resource_dir("examples/examples.json")),
             limits: crate::http::net::Limits {
                 header_timeout: std::time::Duration::from_secs(self.header_timeout.max(1)),
+                request_timeout: std::time::Duration::from_secs(self.request_timeout.max(1)),
                 per_client: self.per_client,
                 ..Default::default()
             },
@@ -97,7 +102,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     rt.block_on(async {
         let n = zfvis_core::engine::list_models(&cfg.models).len();
         let limits = cfg.limits;
-        let app = crate::http::app(cfg)?;
+        let (app, jobs) = crate::http::app(cfg)?;
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -105,8 +110,18 @@ pub fn run(a: ServeArgs) -> Result<()> {
             "zfvis: {n} model(s); serving on http://{}",
             listener.local_addr()?
         );
-        crate::http::net::serve(listener, app, limits, crate::http::net::shutdown_signal()).await?;
+        let stop = async {
+            crate::http::net::shutdown_signal().await;
+            // Jobs stop at their next check, between batches.
+            jobs.cancel_all();
+        };
+        crate::http::net::serve(listener, app, limits, stop).await?;
+        Ok::<_, anyhow::Error>(limits)
+    })
+    .map(|limits| {
+        // Whatever still runs off the runtime (a job between two checks) is
+        // not waited for beyond the grace period.
+        rt.shutdown_timeout(limits.grace.min(std::time::Duration::from_secs(10)));
         eprintln!("zfvis: stopped");
-        Ok(())
     })
 }

@@ -3,6 +3,7 @@
 //! `serve` (`json::<A>` and `alt::<A>` for its JSON and its PNG/CSV).
 
 mod images;
+mod jobs;
 pub mod net;
 mod pages;
 mod serve;
@@ -15,10 +16,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serve::{alt, blocking, job, json, progress, AppState, Req};
+pub use jobs::JobTable;
+use jobs::{cancel, job, progress};
+use serve::{alt, blocking, json, AppState, Req};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -58,7 +60,8 @@ pub struct Config {
 /// Bytes of computed answers kept for repeat requests.
 const RESULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
-pub fn app(cfg: Config) -> anyhow::Result<Router> {
+/// The router, and the job table to cancel when the server stops.
+pub fn app(cfg: Config) -> anyhow::Result<(Router, JobTable)> {
     let jobs = Jobs::default();
     let store = ImageStore::open(&cfg.data)?.with_limit(cfg.max_store);
     // Without --dataset the dataset views run over the image store: the
@@ -95,9 +98,11 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
             .max_capacity(RESULT_CACHE_BYTES)
             .build(),
         heavy: Arc::new(tokio::sync::Semaphore::new(1)),
+        jobs: JobTable::new(&cfg.data, cfg.limits.request_timeout),
         examples,
     };
-    Ok(Router::new()
+    let table = state.jobs.clone();
+    let router = Router::new()
         .route("/", get(pages::index))
         .route("/compare", get(pages::compare))
         .route("/features", get(pages::features))
@@ -111,7 +116,7 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
         .layer(CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(120),
+            cfg.limits.request_timeout,
         ))
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn_with_state(
@@ -120,7 +125,8 @@ pub fn app(cfg: Config) -> anyhow::Result<Router> {
         ))
         .layer(middleware::from_fn(net::security_headers))
         .layer(TraceLayer::new_for_http())
-        .with_state(state))
+        .with_state(state);
+    Ok((router, table))
 }
 
 /// The API's table of contents: one line per route. Analyses are served by
@@ -159,9 +165,9 @@ fn api() -> Router<AppState> {
         .route(&at(snap, "/filters"), get(json::<Filters>))
         .route(&at(snap, "/filters.png"), get(alt::<Filters>))
         .route("/api/compare", get(job::<Numbers>))
-        .route("/api/compare/progress", get(progress::<Numbers>))
+        .route("/api/compare/progress", get(progress::<Numbers>).delete(cancel::<Numbers>))
         .route("/api/features", get(job::<FeatureAnalysis>))
-        .route("/api/features/progress", get(progress::<FeatureAnalysis>))
+        .route("/api/features/progress", get(progress::<FeatureAnalysis>).delete(cancel::<FeatureAnalysis>))
         .route(&at(snap, "/dataset/index"), get(index_status))
         .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9"), get(json::<DatasetTop9>))
         .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9.png"), get(alt::<DatasetTop9>))

@@ -28,6 +28,8 @@ pub struct Limits {
     pub grace: Duration,
     /// Open connections at most; more wait in the listen backlog.
     pub connections: usize,
+    /// Every request's bound (408 beyond); background jobs are not bound by it.
+    pub request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -37,6 +39,7 @@ impl Default for Limits {
             per_client: 8,
             grace: Duration::from_secs(30),
             connections: 1024,
+            request_timeout: Duration::from_secs(120),
         }
     }
 }

@@ -16,9 +16,8 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use zfvis_core::analysis::{self, Analysis, Job};
+use zfvis_core::analysis::{self, Analysis};
 use zfvis_core::engine::Context;
-use zfvis_core::progress::{Progress, State as JobState};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,8 +27,11 @@ pub struct AppState {
     /// Results by canonical request key; concurrent identical requests are
     /// computed once (moka's `try_get_with` coalesces them).
     pub cache: moka::future::Cache<String, Arc<Outputs>>,
-    /// Background jobs (comparisons) run one at a time.
+    /// Background jobs (feature analysis, comparisons) run one at a time,
+    /// in order of arrival.
     pub heavy: Arc<tokio::sync::Semaphore>,
+    /// Their progress and cancel flags; their results are kept on disk.
+    pub jobs: super::jobs::JobTable,
     /// The bundled example photos, stored at start.
     pub examples: Arc<Vec<zfvis_core::examples::Example>>,
 }
@@ -274,56 +276,5 @@ pub async fn alt<A: Analysis>(
             .ok_or_else(|| ApiError::internal("this result has no picture"))?
             .respond(&h),
         Err(wait) => wait,
-    })
-}
-
-/// `GET …` a background job's result: runs it (one job at a time, beside
-/// the engine) on first request; progress at [`progress`] meanwhile.
-pub async fn job<J: Job>(
-    State(st): State<AppState>,
-    Req(req): Req<J::Request>,
-    h: HeaderMap,
-) -> Result<Response, ApiError> {
-    let key = analysis::key::<J, _>(&req);
-    let st2 = st.clone();
-    let o = cached(&st, key.clone(), async move {
-        let jobs = st2.ctx.jobs.clone();
-        jobs.set(&key, Progress::new(JobState::Queued, 0, 0));
-        let permit = st2.heavy.clone().acquire_owned().await;
-        let ctx = st2.ctx.clone();
-        let k = key.clone();
-        let r = blocking(move || {
-            let _permit = permit;
-            let report = ctx.jobs.clone();
-            let r = J::run(&ctx, &req, &mut |done, total| {
-                report.set(&k, Progress::new(JobState::Running, done, total))
-            })?;
-            serde_json::to_vec(&r).map_err(|e| ApiError::internal(e.to_string()))
-        })
-        .await;
-        jobs.remove(&key);
-        Ok(Outputs {
-            json: Cached::new(r?, "application/json"),
-            alt: None,
-        })
-    })
-    .await?;
-    Ok(o.json.respond(&h))
-}
-
-/// `GET …/progress` (same query as the job): `{state, done, total}`, state
-/// `idle` (not asked for), `queued`, `running` or `done`.
-pub async fn progress<J: Job>(
-    State(st): State<AppState>,
-    Req(req): Req<J::Request>,
-) -> Json<Progress> {
-    let key = analysis::key::<J, _>(&req);
-    Json(if st.cache.contains_key(&key) {
-        Progress::new(JobState::Done, 0, 0)
-    } else {
-        st.ctx
-            .jobs
-            .get(&key)
-            .unwrap_or(Progress::new(JobState::Idle, 0, 0))
     })
 }

@@ -1,0 +1,342 @@
+//! Long analyses ([`Job`]: the feature analysis, the compare numbers) run
+//! detached from the request that starts them. The first GET of a job's URL
+//! starts it (or joins the running job of the same parameters) and answers
+//! 202 with its progress URL; the progress URL answers state, counts, queue
+//! position and an estimate, and DELETE on it cancels. One job runs at a
+//! time, the others wait in order. A finished result is kept in the result
+//! cache and on disk (`DATA/jobs/`, beside the image store), so every later
+//! GET, after a restart too, answers it with 200.
+
+use super::serve::{blocking, AppState, Cached, Outputs, Req};
+use crate::error::ApiError;
+use axum::extract::{OriginalUri, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zfvis_core::analysis::{self, Job};
+use zfvis_core::progress::{Cancelled, Progress, State as JobState};
+
+/// How long the first GET waits for a job that ends at once (bad
+/// parameters, a small dataset) before answering 202: at most this, and
+/// well within the request timeout.
+const FIRST_WAIT: Duration = Duration::from_millis(1000);
+
+struct Entry {
+    /// Order of arrival (the queue's order).
+    seq: u64,
+    state: JobState,
+    done: usize,
+    total: usize,
+    started: Option<Instant>,
+    cancel: Arc<AtomicBool>,
+    /// Why it failed: the answer the next GET gives (then it may run again).
+    error: Option<ApiError>,
+}
+
+/// The jobs known since the server started, by request key.
+#[derive(Clone)]
+pub struct JobTable {
+    entries: Arc<Mutex<(HashMap<String, Entry>, u64)>>,
+    dir: PathBuf,
+    first_wait: Duration,
+}
+
+impl JobTable {
+    /// Results kept under `data/jobs/`; requests bounded by `request_timeout`.
+    pub fn new(data: &std::path::Path, request_timeout: Duration) -> JobTable {
+        JobTable {
+            entries: Arc::default(),
+            dir: data.join("jobs"),
+            first_wait: FIRST_WAIT.min(request_timeout / 4),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Entry>, &mut u64) -> T) -> T {
+        let mut g = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (m, seq) = &mut *g;
+        f(m, seq)
+    }
+
+    /// The stored result's file.
+    fn file(&self, key: &str) -> PathBuf {
+        let h = Sha256::digest(key.as_bytes());
+        let hex: String = h.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        self.dir.join(format!("{hex}.json"))
+    }
+
+    fn load(&self, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.file(key)).ok()
+    }
+
+    /// Write the result whole or not at all (temporary file, then rename).
+    fn save(&self, key: &str, body: &[u8]) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.file(key);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, body)?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// Join the queued or running job of `key`, or enqueue a new one (true).
+    /// A failed job's error is answered once, then forgotten.
+    fn start_or_join(&self, key: &str) -> Result<bool, ApiError> {
+        self.with(|m, seq| {
+            if let Some(e) = m.get(key) {
+                match e.state {
+                    JobState::Queued | JobState::Running => return Ok(false),
+                    JobState::Failed => {
+                        let err = e.error.clone();
+                        m.remove(key);
+                        return Err(err.unwrap_or_else(|| ApiError::internal("the job failed")));
+                    }
+                    _ => {}
+                }
+            }
+            *seq += 1;
+            m.insert(
+                key.to_string(),
+                Entry {
+                    seq: *seq,
+                    state: JobState::Queued,
+                    done: 0,
+                    total: 0,
+                    started: None,
+                    cancel: Arc::default(),
+                    error: None,
+                },
+            );
+            Ok(true)
+        })
+    }
+
+    fn cancel_flag(&self, key: &str) -> Arc<AtomicBool> {
+        self.with(|m, _| m.get(key).map(|e| e.cancel.clone()))
+            .unwrap_or_default()
+    }
+
+    fn update(&self, key: &str, f: impl FnOnce(&mut Entry)) {
+        self.with(|m, _| m.get_mut(key).map(f));
+    }
+
+    /// Where `key` stands, or None when nothing is known of it.
+    pub fn progress(&self, key: &str) -> Option<Progress> {
+        self.with(|m, _| {
+            let e = m.get(key)?;
+            let mut p = Progress::new(e.state.clone(), e.done, e.total);
+            p.error = e.error.as_ref().map(ApiError::public_message);
+            match e.state {
+                JobState::Queued => {
+                    p.position = Some(
+                        m.values()
+                            .filter(|o| {
+                                o.state == JobState::Running
+                                    || (o.state == JobState::Queued && o.seq < e.seq)
+                            })
+                            .count(),
+                    );
+                }
+                JobState::Running => {
+                    p.position = Some(0);
+                    if let Some(t) = e.started.filter(|_| e.done > 0 && e.total > e.done) {
+                        let s = t.elapsed().as_secs_f64();
+                        p.eta_s = Some((s * (e.total - e.done) as f64 / e.done as f64).round());
+                    }
+                }
+                _ => {}
+            }
+            Some(p)
+        })
+    }
+
+    /// Ask `key`'s job to stop; false when it is not queued or running.
+    pub fn cancel(&self, key: &str) -> bool {
+        self.with(|m, _| match m.get_mut(key) {
+            Some(e) if matches!(e.state, JobState::Queued | JobState::Running) => {
+                e.cancel.store(true, Ordering::SeqCst);
+                if e.state == JobState::Queued {
+                    e.state = JobState::Cancelled;
+                }
+                true
+            }
+            _ => false,
+        })
+    }
+
+    /// Ask every job to stop (the server is stopping).
+    pub fn cancel_all(&self) {
+        self.with(|m, _| {
+            for e in m.values() {
+                e.cancel.store(true, Ordering::SeqCst);
+            }
+        })
+    }
+}
+
+/// The stored result of `key`: the result cache, else the disk.
+async fn stored(st: &AppState, key: &str) -> Option<Arc<Outputs>> {
+    if let Some(o) = st.cache.get(key).await {
+        return Some(o);
+    }
+    let jobs = st.jobs.clone();
+    let k = key.to_string();
+    let body = blocking(move || Ok(jobs.load(&k))).await.ok().flatten()?;
+    let o = Arc::new(Outputs {
+        json: Cached::new(body, "application/json"),
+        alt: None,
+    });
+    st.cache.insert(key.to_string(), o.clone()).await;
+    Some(o)
+}
+
+/// Run `key`'s job when its turn comes; record how it ended.
+async fn run<J: Job>(st: AppState, key: String, req: J::Request) {
+    let permit = st.heavy.clone().acquire_owned().await;
+    let cancel = st.jobs.cancel_flag(&key);
+    if cancel.load(Ordering::SeqCst) {
+        st.jobs.update(&key, |e| e.state = JobState::Cancelled);
+        return;
+    }
+    st.jobs.update(&key, |e| {
+        e.state = JobState::Running;
+        e.started = Some(Instant::now());
+    });
+    let (ctx, jobs, k) = (st.ctx.clone(), st.jobs.clone(), key.clone());
+    let flag = cancel.clone();
+    let r = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+        let _permit = permit;
+        let r = J::run(&ctx, &req, &mut |done, total| {
+            jobs.update(&k, |e| (e.done, e.total) = (done, total));
+            if flag.load(Ordering::SeqCst) {
+                return Err(Cancelled.into());
+            }
+            Ok(())
+        })?;
+        let body = serde_json::to_vec(&r).map_err(|e| ApiError::internal(e.to_string()))?;
+        if let Err(e) = jobs.save(&k, &body) {
+            tracing::warn!("cannot keep the result of {k} on disk: {e}");
+        }
+        Ok(body)
+    })
+    .await
+    .unwrap_or_else(|e| Err(ApiError::internal(format!("the job stopped: {e}"))));
+    match r {
+        Ok(body) => {
+            let o = Arc::new(Outputs {
+                json: Cached::new(body, "application/json"),
+                alt: None,
+            });
+            st.cache.insert(key.clone(), o).await;
+            st.jobs.update(&key, |e| {
+                e.state = JobState::Done;
+                e.done = e.total;
+            });
+        }
+        Err(_) if cancel.load(Ordering::SeqCst) => {
+            st.jobs.update(&key, |e| e.state = JobState::Cancelled)
+        }
+        Err(err) => {
+            let err = err.logged();
+            st.jobs.update(&key, |e| {
+                e.state = JobState::Failed;
+                e.error = Some(err);
+            })
+        }
+    }
+}
+
+/// The progress URL of the job at `uri`: its path + `/progress`, same query.
+fn progress_url(uri: &axum::http::Uri) -> String {
+    match uri.query() {
+        Some(q) => format!("{}/progress?{q}", uri.path()),
+        None => format!("{}/progress", uri.path()),
+    }
+}
+
+/// `GET …` a job's result: 200 with it once stored; otherwise the job is
+/// started or joined and the answer is 202 with its progress URL.
+pub async fn job<J: Job>(
+    State(st): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    Req(req): Req<J::Request>,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = analysis::key::<J, _>(&req);
+    if let Some(o) = stored(&st, &key).await {
+        return Ok(o.json.respond(&h));
+    }
+    let ctx = st.ctx.clone();
+    let req = blocking(move || J::check(&ctx, &req).map(|_| req).map_err(ApiError::from)).await?;
+    if st.jobs.start_or_join(&key)? {
+        tokio::spawn(run::<J>(st.clone(), key.clone(), req));
+    }
+    // A job that ends at once answers at once (its result, or its 4xx).
+    let until = Instant::now() + st.jobs.first_wait;
+    let mut p = st.jobs.progress(&key);
+    while Instant::now() < until {
+        match p.as_ref().map(|p| &p.state) {
+            Some(JobState::Done) => break,
+            Some(JobState::Failed) => break,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        p = st.jobs.progress(&key);
+    }
+    if let Some(o) = stored(&st, &key).await {
+        return Ok(o.json.respond(&h));
+    }
+    if matches!(p.as_ref().map(|p| &p.state), Some(JobState::Failed)) {
+        st.jobs.start_or_join(&key)?;
+    }
+    let url = progress_url(&uri);
+    let state = p.map_or(JobState::Queued, |p| p.state);
+    let mut res = (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "state": state, "progress": url })),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+/// `GET …/progress` (same query as the job): `{state, done, total,
+/// position, eta_s, error}`; `idle` when nothing asked for it, `done` once
+/// its result is stored.
+pub async fn progress<J: Job>(
+    State(st): State<AppState>,
+    Req(req): Req<J::Request>,
+) -> Json<Progress> {
+    let key = analysis::key::<J, _>(&req);
+    if let Some(p) = st.jobs.progress(&key).filter(|p| p.state != JobState::Done) {
+        return Json(p);
+    }
+    Json(if stored(&st, &key).await.is_some() {
+        Progress::new(JobState::Done, 0, 0)
+    } else {
+        Progress::new(JobState::Idle, 0, 0)
+    })
+}
+
+/// `DELETE …/progress`: cancel the job (it stops at its next check, between
+/// batches); 404 when it is not queued or running.
+pub async fn cancel<J: Job>(
+    State(st): State<AppState>,
+    Req(req): Req<J::Request>,
+) -> Result<Json<Progress>, ApiError> {
+    let key = analysis::key::<J, _>(&req);
+    if !st.jobs.cancel(&key) {
+        return Err(ApiError::not_found("no such job is queued or running"));
+    }
+    Ok(Json(
+        st.jobs
+            .progress(&key)
+            .unwrap_or(Progress::new(JobState::Cancelled, 0, 0)),
+    ))
+}
