@@ -663,3 +663,42 @@ fn sigterm_lets_requests_in_flight_finish() {
         .send()
         .is_err());
 }
+
+/// SIGTERM during a background job: the job is cancelled at its next check
+/// and the process exits within seconds (not when the job would have ended).
+#[test]
+fn sigterm_stops_a_running_job() {
+    let dir = tempdir("rel-term-job");
+    random_model(&dir.join("models/zf"), Arch::Zfnet);
+    random_model(&dir.join("models/alex"), Arch::Alexnet);
+    let mut srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+    let c = Client::new();
+    // 512 images: minutes of work on two cores.
+    let q = "a=alex&b=zf&images=512";
+    let r = c.get(format!("{}/api/compare?{q}", srv.base)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let progress = format!("{}/api/compare/progress?{q}", srv.base);
+    let t = Instant::now();
+    loop {
+        let p: Value = c.get(&progress).send().unwrap().json().unwrap();
+        if p["state"] == "running" && p["done"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "the job did not start: {p}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill(srv.child.id(), "-TERM");
+    let t = Instant::now();
+    let code = loop {
+        if let Some(st) = srv.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the server did not stop within 10 s of SIGTERM with a job running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "{code}");
+    eprintln!("stopped {:?} after SIGTERM with a job running", t.elapsed());
+}
