@@ -96,11 +96,12 @@ bench: build-dev $(VENV)/.refs
 	$(PY) tests/bench_occlusion.py models/zfnet-woofnette $(IMAGE) $(BIN)
 	$(if $(TRAIN_DATA),$(PY) distributed/bench.py --zfvis $(BIN) --data $(TRAIN_DATA),@echo "distributed/bench.py skipped: set TRAIN_DATA=DIR (train/<class>/, val/<class>/)")
 
-# Reliability (see README): 10,000 mutated uploads over HTTP and 100,000
-# through the decoders; 64 clients on loopback, 60 s measured after 60 s of warm-up.
+# Reliability (see README): 10,000 mutated uploads over HTTP, 100,000
+# through the decoders and 10,000 mutated files through the importer; 64 clients on loopback, 60 s measured after 60 s of warm-up.
 fuzz: build-dev
 	$(DEV) fuzz --cases 10000
 	ZFVIS_FUZZ_CASES=100000 cargo test --release -p zfvis-core --test fuzz -- --nocapture
+	ZFVIS_FUZZ_CASES=10000 cargo test --release -p zfvis-core --test import_fuzz -- --nocapture
 soak: build-dev
 	$(DEV) soak --clients 64 --warmup 60 --seconds 60 --images 200 --image $(IMAGE) --dataset $(DATA)
 

@@ -24,6 +24,53 @@ fn one_line_error(out: &Output, needle: &str) {
     );
 }
 
+/// Structurally malformed files other tools could write (cycles, names
+/// nothing produces, zero, negative and huge sizes, wrong ranks and shapes,
+/// state dicts that do not fit their layout): `zfvis import` ends with exit
+/// 1 and one line naming what is wrong, never a panic, an internal error or
+/// a signal, and leaves no model folder (an integer tensor of the right
+/// shape is read as floats: that file imports and loads).
+#[test]
+fn malformed_imports_exit_1_in_one_line() {
+    let dir = tempdir("cli-malformed");
+    let out = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests/import_ref.py"))
+        .args(["malformed", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx" || e == "pth"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 35, "{} files", files.len());
+    for f in &files {
+        let name = f.file_stem().unwrap().to_string_lossy().into_owned();
+        let to = dir.join(format!("m-{name}"));
+        let mut args = vec!["import", "--from", f.to_str().unwrap(), "--out", to.to_str().unwrap()];
+        let layers = dir.join(format!("{name}.layers.json"));
+        if f.extension().is_some_and(|e| e == "pth") {
+            args.extend(["--layers", layers.to_str().unwrap(), "--input-size", "28"]);
+        }
+        let o = zfvis(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        if o.status.success() {
+            // Only what can be read as a network: then the folder loads.
+            assert_eq!(name, "sd_int_tensor", "{name} was imported");
+            let m = zfvis_core::checkpoint::ModelDir::open(&to).unwrap();
+            m.load(None, zfvis_core::tch::Device::Cpu).unwrap();
+            continue;
+        }
+        assert_eq!(o.status.code(), Some(1), "{name}: {:?} {err}", o.status);
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(err.starts_with("error: ") && !err.contains("internal"), "{name}: {err}");
+        assert!(!to.join("manifest.json").exists(), "{name}: a model folder was left");
+        eprintln!("{name}: {}", err.trim_end());
+    }
+}
+
 #[test]
 fn predict_and_project() {
     let dir = tempdir("cli-ok");

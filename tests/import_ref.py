@@ -456,6 +456,69 @@ def malformed_main(outdir):
                      helper.make_node("Gemm", ["f", "fc"], ["y"], name="fc1")], [w, fc])
     save("lrn_size_0", [helper.make_node("Conv", ["x", "w"], ["c"], name="c1", kernel_shape=[3, 3]),
                         helper.make_node("LRN", ["c"], ["y"], name="norm1", size=0)], [w])
+    N = helper.make_node
+    conv = lambda o="c": N("Conv", ["x", "w"], [o], name="c1", kernel_shape=[3, 3])
+    arr = lambda a, n: numpy_helper.from_array(np.asarray(a), n)
+    # Graph structure: a cycle, a name nothing produces, no nodes at all.
+    save("cycle", [N("Relu", ["b"], ["a"], name="r1"), N("Relu", ["a"], ["b"], name="r2"),
+                   N("Add", ["x", "a"], ["y"], name="add")], [])
+    save("undefined_input", [conv(), N("Add", ["c", "ghost"], ["y"], name="add")], [w])
+    save("no_nodes", [], [], out="x")
+    # Attributes: negative strides and pads, kernel larger than the input, dilation 0.
+    save("negative_strides", [N("Conv", ["x", "w"], ["y"], name="c1", kernel_shape=[3, 3], strides=[-1, -1])], [w])
+    save("negative_pads", [N("Conv", ["x", "w"], ["y"], name="c1", kernel_shape=[3, 3], pads=[-5, -5, -5, -5])], [w])
+    save("zero_dilation", [N("Conv", ["x", "w"], ["y"], name="c1", kernel_shape=[3, 3], dilations=[0, 0])], [w])
+    save("pool_too_big", [conv(), N("MaxPool", ["c"], ["y"], name="p1", kernel_shape=[99, 99])], [w])
+    save("pool_zero_kernel", [conv(), N("MaxPool", ["c"], ["y"], name="p1", kernel_shape=[0, 0])], [w])
+    # Tensors: wrong rank, empty kernel, channels that do not match, groups that do not divide.
+    save("conv_weight_3d", [N("Conv", ["x", "w3"], ["y"], name="c1", kernel_shape=[3, 3])],
+         [arr(rs.randn(4, 3, 3).astype(np.float32), "w3")])
+    save("conv_empty_kernel", [N("Conv", ["x", "w0"], ["y"], name="c1")],
+         [arr(np.zeros((4, 3, 0, 0), np.float32), "w0")])
+    save("conv_wrong_channels", [N("Conv", ["x", "w5"], ["y"], name="c1", kernel_shape=[3, 3])],
+         [arr(rs.randn(4, 5, 3, 3).astype(np.float32), "w5")])
+    save("conv_bad_groups", [N("Conv", ["x", "w"], ["y"], name="c1", kernel_shape=[3, 3], group=2)], [w])
+    save("conv_bias_length", [N("Conv", ["x", "w", "b7"], ["y"], name="c1", kernel_shape=[3, 3])],
+         [w, arr(np.zeros(7, np.float32), "b7")])
+    # A declared size far beyond the bytes: dims of 2^40 floats over 16 bytes.
+    huge = onnx.TensorProto(name="huge", data_type=TensorProto.FLOAT, dims=[1 << 20, 1 << 20],
+                            raw_data=b"\0" * 16)
+    save("huge_dims", [N("Conv", ["x", "huge"], ["y"], name="c1")], [huge])
+    save("reshape_huge", [conv(), N("Reshape", ["c", "shape"], ["y"], name="r")],
+         [w, arr(np.array([1 << 40, 1 << 40], np.int64), "shape")])
+    save("concat_mismatch", [conv("c"), N("MaxPool", ["c"], ["p"], name="p1", kernel_shape=[2, 2], strides=[2, 2]),
+                             N("Concat", ["c", "p"], ["y"], name="cat", axis=1)], [w])
+    save("add_mismatch", [conv("c"), N("Add", ["c", "x"], ["y"], name="add")], [w])
+    save("gemm_in_features", [conv("c"), N("Flatten", ["c"], ["f"], name="flat"), N("Gemm", ["f", "g"], ["y"], name="fc1")],
+         [w, arr(rs.randn(10, 17).astype(np.float32), "g")])
+    save("bn_short", [conv("c"), N("BatchNormalization", ["c", "s", "s", "s", "s"], ["y"], name="bn1")],
+         [w, arr(np.ones(2, np.float32), "s")])
+    xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 0, 0])
+    g = helper.make_graph([conv("y")], "zero_input", [xi], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          initializer=[w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)]), os.path.join(outdir, "zero_input.onnx"))
+    # State dicts read through --layers: missing and misshapen tensors, odd layouts.
+    sd = {"c1.weight": torch.randn(8, 1, 3, 3), "c1.bias": torch.randn(8)}
+    conv_l = {"op": "conv", "name": "c1", "in": 1, "out": 8, "k": 3, "stride": 1, "pad": 1}
+    head = [{"op": "flatten"}, {"op": "linear", "name": "h", "in": 8 * 28 * 28, "out": 10}]
+    sd_h = dict(sd, **{"h.weight": torch.randn(10, 8 * 28 * 28), "h.bias": torch.randn(10)})
+    def state(name, tensors, layers):
+        torch.save(tensors, os.path.join(outdir, name + ".pth"))
+        with open(os.path.join(outdir, name + ".layers.json"), "w") as f:
+            json.dump(layers, f)
+    state("sd_missing_tensor", sd, [conv_l, {"op": "relu"}] + head)
+    state("sd_wrong_shape", dict(sd_h, **{"c1.weight": torch.randn(8, 1, 5, 5)}), [conv_l, {"op": "relu"}] + head)
+    state("sd_conv_1d", dict(sd_h, **{"c1.weight": torch.randn(72)}), [conv_l, {"op": "relu"}] + head)
+    state("sd_int_tensor", dict(sd_h, **{"c1.weight": torch.ones(8, 1, 3, 3, dtype=torch.int64)}), [conv_l, {"op": "relu"}] + head)
+    state("sd_zero_stride", sd_h, [dict(conv_l, stride=0), {"op": "relu"}] + head)
+    state("sd_negative_kernel", sd_h, [dict(conv_l, k=-3), {"op": "relu"}] + head)
+    state("sd_huge_out", sd_h, [dict(conv_l, out=1 << 40), {"op": "relu"}] + head)
+    state("sd_unknown_op", sd_h, [conv_l, {"op": "swish"}] + head)
+    state("sd_bad_input_ref", sd_h, [conv_l, {"op": "add", "inputs": [0, 7]}] + head)
+    state("sd_not_a_list", sd_h, {"op": "conv"})
+    torch.save([1, 2, 3], os.path.join(outdir, "sd_list.pth"))
+    with open(os.path.join(outdir, "sd_list.layers.json"), "w") as f:
+        json.dump([conv_l] + head, f)
 
 
 def ops_main(out):
