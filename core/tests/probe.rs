@@ -266,6 +266,11 @@ fn first_n_by_file_name_and_probe_result_shape() {
     for m in t.pretrained.iter().chain(t.scratch.as_ref().unwrap()) {
         assert!((0.0..=1.0).contains(&m.mean) && m.std >= 0.0, "{m:?}");
     }
+    // An independent path to the same number: 3 a class is every training
+    // image, so each draw holds the same set (std 0) and the pretrained arm
+    // is the probe's fc7 softmax classifier on the same features.
+    assert_eq!(t.pretrained[1].std, 0.0, "{:?}", t.pretrained[1]);
+    assert_eq!(Some(t.pretrained[1].mean), r.layers[6].softmax, "transfer at 3 a class vs the probe's fc7");
     let _ = std::fs::remove_dir_all(&root);
 }
 
