@@ -75,7 +75,8 @@ fn endpoints_answer() {
     assert_eq!(m["name"], "tiny");
     assert_eq!(m["snapshots"].as_array().unwrap().len(), 2);
     assert_eq!(m["layers"][0]["size"], 110);
-    assert_eq!(e.get("/api/models/tiny").status(), StatusCode::OK);
+    let one: Value = e.get("/api/models/tiny").json().unwrap();
+    assert_eq!(&one, m, "one model's answer is its entry in the list");
 
     // Upload twice (multipart, then raw): one id, one stored file.
     let png = test_png();
@@ -138,6 +139,8 @@ fn endpoints_answer() {
         assert!((j["value"].as_f64().unwrap() - peak).abs() < 1e-6);
         let r = e.get(&format!("{b}/layers/2/maps/{map}/projection.png?mode=all"));
         assert_eq!(r.status(), StatusCode::OK);
+        let png = image::load_from_memory(&r.bytes().unwrap()).unwrap();
+        assert_eq!((png.width(), png.height()), (224, 224), "the reconstruction covers the input");
     }
     let stats: Value = e.get("/api/stats").json().unwrap();
     assert_eq!(
@@ -380,7 +383,9 @@ fn bad_input_is_a_clear_4xx() {
         "{v}"
     );
     e.alive();
-    assert_eq!(e.get(&format!("{b}/predictions")).status(), StatusCode::OK);
+    let p: Value = e.get(&format!("{b}/predictions")).json().unwrap();
+    let total: f64 = p["top"].as_array().unwrap().iter().map(|t| t["prob"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-4, "4 classes: the top list is all of them: {p}");
 }
 
 #[test]
@@ -1415,7 +1420,15 @@ fn every_view_answers_on_an_imported_resnet18() {
         "/api/models/r18/snapshots/0/filters.png".to_string(),
         "/api/models/r18/snapshots/0/figure.png?figure=fig3".to_string(),
     ] {
-        ok(path);
+        let r = ok(path.clone());
+        if path.contains(".png") {
+            let png = image::load_from_memory(&r.bytes().unwrap()).unwrap();
+            assert!(png.width() >= 28 && png.height() >= 28, "{path}: {}x{}", png.width(), png.height());
+        } else {
+            let j: Value = r.json().unwrap();
+            let p = j["class_prob"].as_f64().or(j["translate"]["prob"][0].as_f64());
+            assert!(p.is_some_and(|p| (0.0..=1.0).contains(&p)), "{path}: {j}");
+        }
     }
     let occ: Value = ok(format!("{b}/occlusion?size=48&stride=32")).json().unwrap();
     assert_eq!(occ["class_prob"].as_array().unwrap().len(), 6, "{occ}");
