@@ -464,6 +464,8 @@ fn occlusion_endpoints() {
     assert_eq!(l["top"].as_array().unwrap().len(), 4);
     let p = e.get(&format!("{b}/occlusion/projection.png?x=32&y=16&size=48"));
     assert_eq!(p.status(), StatusCode::OK);
+    let png = image::load_from_memory(&p.bytes().unwrap()).unwrap();
+    assert_eq!((png.width(), png.height()), (224, 224));
 
     error(
         e.get(&format!("{b}/occlusion?size=300")),
@@ -1227,7 +1229,8 @@ fn examples_are_stored_and_open_like_uploads() {
             assert!(!ex[k].as_str().unwrap().is_empty(), "{ex}");
         }
         assert!(ex.get("file").is_none());
-        assert_eq!(e.get(&format!("/api/images/{id}")).status(), StatusCode::OK);
+        let bytes = e.get(&format!("/api/images/{id}")).bytes().unwrap();
+        assert_eq!(zfvis_core::store::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)), id, "the stored bytes are the example's");
         let p: Value = e
             .get(&format!(
                 "/api/models/tiny/snapshots/1/images/{id}/predictions"
