@@ -477,6 +477,8 @@ def malformed_main(outdir):
          [arr(np.zeros((4, 3, 0, 0), np.float32), "w0")])
     save("conv_wrong_channels", [N("Conv", ["x", "w5"], ["y"], name="c1", kernel_shape=[3, 3])],
          [arr(rs.randn(4, 5, 3, 3).astype(np.float32), "w5")])
+    save("conv_same_stride2", [N("Conv", ["x", "w"], ["y"], name="c1", kernel_shape=[3, 3], strides=[2, 2],
+                                    pads=[0, 0, 1, 1])], [w])
     save("conv_bad_groups", [N("Conv", ["x", "w"], ["y"], name="c1", kernel_shape=[3, 3], group=2)], [w])
     save("conv_bias_length", [N("Conv", ["x", "w", "b7"], ["y"], name="c1", kernel_shape=[3, 3])],
          [w, arr(np.zeros(7, np.float32), "b7")])

@@ -569,7 +569,13 @@ impl<'a> Reader<'a> {
             bail!("{}: its input is not a map", at(n));
         };
         let w = self.get(required(n, 1, "weight")?, n)?;
-        let (win, _) = window(n, side, "conv")?;
+        let (win, ceil) = window(n, side, "conv")?;
+        if ceil {
+            // A conv has no ceil mode: its extra end row and column (as
+            // TensorFlow's SAME padding with stride 2 writes) would be lost.
+            let p = attr_ints(n, "pads").unwrap_or_default();
+            bail!("{}: asymmetric pads {p:?} are not supported for convs yet", at(n));
+        }
         let dilation = attr_ints(n, "dilations").map_or(1, |d| d[0]);
         let groups = attr_i(n, "group", 1);
         let sz = w.size();
