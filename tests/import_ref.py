@@ -31,6 +31,9 @@ usage:
       input, Shape/Cast/Slice/Concat/Reshape flatten with int32 tensors,
       MatMul+Add, Mul+Add batch norm after a ReLU, Softmax); onnxruntime's
       output in OUT.onnx.x.npy (NCHW) / .probs.npy.
+  import_ref.py pads OUT.onnx
+      A graph with a Pad node and a conv with TensorFlow's SAME padding at
+      stride 2; onnxruntime's output in OUT.onnx.x.npy / .probs.npy.
   import_ref.py grey OUT_DIR
       A 1-channel 28x28 digit classifier (random weights, its own key names)
       as model.pth + layers.json and model.onnx, an image digit.png and the
@@ -477,8 +480,11 @@ def malformed_main(outdir):
          [arr(np.zeros((4, 3, 0, 0), np.float32), "w0")])
     save("conv_wrong_channels", [N("Conv", ["x", "w5"], ["y"], name="c1", kernel_shape=[3, 3])],
          [arr(rs.randn(4, 5, 3, 3).astype(np.float32), "w5")])
-    save("conv_same_stride2", [N("Conv", ["x", "w"], ["y"], name="c1", kernel_shape=[3, 3], strides=[2, 2],
-                                    pads=[0, 0, 1, 1])], [w])
+    save("pad_reflect", [N("Pad", ["x", "pads"], ["y"], name="pad", mode="reflect")],
+         [arr(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")])
+    save("pad_not_square", [N("Pad", ["x", "pads"], ["y"], name="pad")],
+         [arr(np.array([0, 0, 2, 0, 0, 0, 0, 0], np.int64), "pads")])
+    save("conv_pads_not_square", [N("Conv", ["x", "w"], ["y"], name="c1", kernel_shape=[3, 3], pads=[0, 0, 2, 0])], [w])
     save("conv_bad_groups", [N("Conv", ["x", "w"], ["y"], name="c1", kernel_shape=[3, 3], group=2)], [w])
     save("conv_bias_length", [N("Conv", ["x", "w", "b7"], ["y"], name="c1", kernel_shape=[3, 3])],
          [w, arr(np.zeros(7, np.float32), "b7")])
@@ -521,6 +527,70 @@ def malformed_main(outdir):
     torch.save([1, 2, 3], os.path.join(outdir, "sd_list.pth"))
     with open(os.path.join(outdir, "sd_list.layers.json"), "w") as f:
         json.dump([conv_l] + head, f)
+
+
+def pads_main(out):
+    """A graph with an explicit Pad node (opset 13, pads as an input) and a
+    conv with TensorFlow's SAME padding at stride 2 (pads [0, 0, 1, 1]);
+    onnxruntime's softmax output on a random input in OUT.x.npy / .probs.npy."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper, TensorProto
+    r = np.random.RandomState(3)
+    f = lambda *s: r.randn(*s).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for n, a in [
+        ("w1", f(8, 3, 3, 3) * 0.3), ("b1", f(8) * 0.1),
+        ("pads", np.array([0, 0, 2, 1, 0, 0, 0, 1], dtype=np.int64)),
+        ("w2", f(16, 8, 3, 3) * 0.3), ("b2", f(16) * 0.1),
+        ("wf", f(10, 16) * 0.3), ("bf", f(10) * 0.1)]]
+    N = helper.make_node
+    nodes = [
+        N("Conv", ["x", "w1", "b1"], ["c1"], name="same2", kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1]),
+        N("Relu", ["c1"], ["r1"], name="relu1"),
+        N("Pad", ["r1", "pads"], ["p1"], name="pad", mode="constant"),
+        N("Conv", ["p1", "w2", "b2"], ["c2"], name="conv2", kernel_shape=[3, 3]),
+        N("Relu", ["c2"], ["r2"], name="relu2"),
+        N("GlobalAveragePool", ["r2"], ["g"], name="gap"),
+        N("Flatten", ["g"], ["flat"], name="flat"),
+        N("Gemm", ["flat", "wf", "bf"], ["logits"], name="fc", transB=1),
+        N("Softmax", ["logits"], ["prob"], name="softmax", axis=1),
+    ]
+    g = helper.make_graph(nodes, "pads", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
+                          [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 10])], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(m)
+    onnx.save(m, out)
+    x = f(1, 3, 64, 64)
+    sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    np.save(out + ".x.npy", x)
+    probs = sess.run(None, {"x": x})[0]
+    np.save(out + ".probs.npy", probs)
+    # The same network in PyTorch (checked against onnxruntime), and the
+    # deconvnet projection of r2's strongest activation of its strongest map:
+    # the gradient with each ReLU's backward replaced by ReLU of the signal.
+    import torch.nn.functional as F
+
+    class DeconvRelu(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return t.clamp(min=0)
+
+        @staticmethod
+        def backward(ctx, g):
+            return g.clamp(min=0)
+
+    W = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in inits}
+    xt = torch.from_numpy(x).requires_grad_()
+    h = DeconvRelu.apply(F.conv2d(F.pad(xt, (0, 1, 0, 1)), W["w1"], W["b1"], stride=2))
+    r2 = DeconvRelu.apply(F.conv2d(F.pad(h, (1, 1, 2, 0)), W["w2"], W["b2"]))
+    logits = F.linear(r2.mean((2, 3)), W["wf"], W["bf"])
+    assert np.abs(logits.softmax(-1).detach().numpy() - probs).max() < 1e-5
+    m = int(r2[0].amax((1, 2)).argmax())
+    k = int(r2[0, m].flatten().argmax())
+    r2[0, m].flatten()[k].backward()
+    np.save(out + ".proj.npy", xt.grad[0].numpy())
+    with open(out + ".proj.json", "w") as fh:
+        json.dump({"map": m, "y": k // r2.shape[3], "x": k % r2.shape[3]}, fh)
 
 
 def ops_main(out):
@@ -566,4 +636,5 @@ def ops_main(out):
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
     {"torchvision": torchvision_main, "graph": graph_main, "grey": grey_main, "tf2onnx": tf2onnx_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
-     "evil": evil_main, "unsupported": unsupported_main, "malformed": malformed_main, "ops": ops_main}[cmd](*args)
+     "evil": evil_main, "unsupported": unsupported_main, "malformed": malformed_main, "ops": ops_main,
+     "pads": pads_main}[cmd](*args)

@@ -88,6 +88,8 @@ fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape) -> Te
             let view: &[i64] = if full.len() == 4 { &[1, -1, 1, 1] } else { &[1, -1] };
             s * net.params(i).weight.view(view)
         }
+        // The adjoint of padding with zeros: the inner window.
+        Layer::Pad { pads } => s.narrow(2, pads[0], side).narrow(3, pads[1], side),
         Layer::Lrn { .. } | Layer::Dropout { .. } | Layer::Add | Layer::Concat => {
             s.shallow_clone()
         }

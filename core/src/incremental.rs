@@ -25,6 +25,8 @@ pub fn applies(net: &Net) -> bool {
             ..
         } => !(*pad > 0 && !*count_include_pad || *ceil_mode),
         Layer::AdaptiveAvgPool { .. } | Layer::Flatten | Layer::Linear { .. } => false,
+        // Padding shifts the region (not tracked yet): batched full passes.
+        Layer::Pad { .. } => false,
         _ => true,
     });
     let cut = (last + 1..spec.layers.len())

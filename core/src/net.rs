@@ -162,6 +162,10 @@ pub enum Layer {
     Add,
     /// Its inputs concatenated along the channel axis.
     Concat,
+    /// Zeros around the maps: `pads` = [top, left, bottom, right] (ONNX
+    /// `Pad`, and the end row/column of TensorFlow's SAME padding); the
+    /// maps stay square (top + bottom = left + right).
+    Pad { pads: [i64; 4] },
 }
 
 impl Layer {
@@ -293,6 +297,7 @@ impl Layer {
             Layer::Affine { .. } => "affine",
             Layer::Add => "add",
             Layer::Concat => "concat",
+            Layer::Pad { .. } => "pad",
         }
     }
 
@@ -829,8 +834,13 @@ impl NetSpec {
                 continue;
             };
             let w = self.layers[i].window();
-            let back = |a: i64, b: i64| (a * w.stride - w.pad, b * w.stride - w.pad + w.k - 1);
-            let ((y0, y1), (x0, x1)) = (back(y0, y1), back(x0, x1));
+            // A Pad node shifts rows by its top and columns by its left pad.
+            let (py, px) = match self.layers[i] {
+                Layer::Pad { pads } => (pads[0], pads[1]),
+                _ => (w.pad, w.pad),
+            };
+            let back = |a: i64, b: i64, p: i64| (a * w.stride - p, b * w.stride - p + w.k - 1);
+            let ((y0, y1), (x0, x1)) = (back(y0, y1, py), back(x0, x1, px));
             for s in self.sources(i) {
                 match s {
                     None => image = Some(union(image, (y0, x0, y1, x1))),
@@ -922,6 +932,12 @@ fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
         }
         (Layer::Lrn { size, .. }, _) if *size < 1 => bail!("size must be at least 1"),
         (Layer::Relu | Layer::Clip { .. } | Layer::Lrn { .. } | Layer::Dropout { .. }, s) => s,
+        (Layer::Pad { pads: [t, l, b, r] }, Shape::Maps { c, side }) => {
+            if [t, l, b, r].iter().any(|&v| *v < 0) || t + b != l + r {
+                bail!("pads {:?}: must be at least 0, with top + bottom = left + right", [t, l, b, r]);
+            }
+            Shape::Maps { c, side: side + t + b }
+        }
         (_, s) => bail!("cannot take an input of shape {s:?}"),
     })
 }
@@ -1283,6 +1299,7 @@ impl Net {
             }
             Layer::Add => ins[1..].iter().fold(h.shallow_clone(), |a, b| a + b),
             Layer::Concat => Tensor::cat(ins, 1),
+            Layer::Pad { pads: [t, l, b, r] } => h.constant_pad_nd([*l, *r, *t, *b]),
         }
     }
 

@@ -468,6 +468,48 @@ fn a_tf2onnx_style_graph_matches_onnxruntime() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An ONNX Pad node (top-heavy pads) and a conv with TensorFlow's SAME
+/// padding at stride 2 (pads [0, 0, 1, 1]): probabilities equal
+/// onnxruntime's, and the projection of the unit after them equals the
+/// PyTorch reference (the gradient with ReLU's backward as ReLU).
+#[test]
+fn pad_nodes_and_asymmetric_conv_pads_match_onnxruntime() {
+    let dir = tempdir("pads");
+    let onnx = dir.join("pads.onnx");
+    reference(&["pads", onnx.to_str().unwrap()]);
+    let m = import(&opts(&onnx, &dir.join("m"), None)).unwrap_or_else(|e| panic!("{e:#}"));
+    let net = m.load(None, Device::Cpu).unwrap();
+    let pads = net.spec.layers.iter().filter(|l| l.op() == "pad").count();
+    assert_eq!(pads, 2, "the conv's asymmetric pads and the Pad node");
+    let x = Tensor::read_npy(format!("{}.x.npy", onnx.display())).unwrap();
+    let p = Tensor::read_npy(format!("{}.probs.npy", onnx.display())).unwrap();
+    let t = net.trace(&x);
+    let d = (t.probs() - &p).abs().max().double_value(&[]);
+    assert!(d < 1e-5, "probabilities differ from onnxruntime's by {d}");
+    let want = Tensor::read_npy(format!("{}.proj.npy", onnx.display())).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.proj.json", onnx.display())).unwrap()).unwrap();
+    let layer = net.spec.find_unit("r2").unwrap();
+    let got = deconv::project(
+        &net,
+        &t,
+        &[ProjectRequest { layer, map: j["map"].as_i64().unwrap(), keep: Keep::Strongest }],
+    )
+    .unwrap()
+    .remove(0);
+    assert_eq!((got.y, got.x), (j["y"].as_i64().unwrap(), j["x"].as_i64().unwrap()));
+    let c = cosine(&got.pixels, &want);
+    assert!(c >= 0.999, "projection cosine {c}");
+    // Receptive field by hand: r2 (y, x) reads rows y-2..y and columns
+    // x-1..x+1 of r1 (the Pad's top 2 and left 1), each of which reads input
+    // rows 2a..2a+2 (the SAME pads are at the end); clipped to 0..63.
+    let (y, x) = (got.y, got.x);
+    let clip = |v: i64| v.clamp(0, 63);
+    let want_field = (clip(2 * (y - 2)), clip(2 * (x - 1)), clip(2 * y + 2), clip(2 * (x + 1) + 2));
+    assert_eq!(got.field, want_field, "receptive field of r2 ({y}, {x})");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A 1-channel digit classifier imported from its state dict with
 /// `--layers` and from ONNX gives the MNIST pipeline's probabilities
 /// (PIL's convert("L"), bilinear resize to 28, one-value normalisation).

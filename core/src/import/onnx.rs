@@ -176,9 +176,14 @@ fn tensor(t: &TensorProto, dir: &Path) -> Result<Tensor> {
 /// A square window from kernel_shape/strides/pads; asymmetric pads that add
 /// one row/column at the end become ceil mode when that gives the same size.
 fn window(n: &NodeProto, side: i64, what: &str) -> Result<(Window, bool)> {
+    window_with(n, side, what, attr_ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]))
+}
+
+/// [`window`] with the pads given (a conv whose asymmetric pads became a
+/// Pad node before it reads none).
+fn window_with(n: &NodeProto, side: i64, what: &str, p: Vec<i64>) -> Result<(Window, bool)> {
     let k = attr_ints(n, "kernel_shape").ok_or_else(|| anyhow!("{}: no kernel_shape", at(n)))?;
     let s = attr_ints(n, "strides").unwrap_or(vec![1, 1]);
-    let p = attr_ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]);
     let d = attr_ints(n, "dilations").unwrap_or(vec![1, 1]);
     if d.len() != 2 || d[0] != d[1] || d[0] < 1 || (d[0] != 1 && what != "conv") {
         bail!("{}: dilations {d:?}: only equal dilations of convs are supported", at(n));
@@ -531,6 +536,7 @@ impl<'a> Reader<'a> {
             "Flatten" | "Reshape" => self.flatten(n),
             "Transpose" => self.transpose(n),
             "Dropout" | "Identity" => self.alias(n),
+            "Pad" => self.pad(n),
             "Add" | "Sum" | "Mul" | "Sub" | "Div" => self.arithmetic(n),
             "Concat" => self.concat(n),
             "Softmax" | "LogSoftmax" if self.outputs.contains(&out) => self.alias(n),
@@ -564,18 +570,23 @@ impl<'a> Reader<'a> {
 
     /// A Conv (dilations and groups as given).
     fn conv(&mut self, n: &NodeProto) -> Result<()> {
-        let v = self.nchw(n, 0)?;
+        let mut v = self.nchw(n, 0)?;
         let Shape::Maps { c, side } = v.shape else {
             bail!("{}: its input is not a map", at(n));
         };
         let w = self.get(required(n, 1, "weight")?, n)?;
-        let (win, ceil) = window(n, side, "conv")?;
-        if ceil {
-            // A conv has no ceil mode: its extra end row and column (as
-            // TensorFlow's SAME padding with stride 2 writes) would be lost.
-            let p = attr_ints(n, "pads").unwrap_or_default();
-            bail!("{}: asymmetric pads {p:?} are not supported for convs yet", at(n));
-        }
+        // Asymmetric pads (TensorFlow's SAME with stride 2: [0, 0, 1, 1])
+        // become a Pad node before a conv that pads nothing.
+        let p = attr_ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]);
+        let (win, side) = if p.len() == 4 && (p[0] != p[2] || p[1] != p[3]) {
+            let pads = self.pads_of(n, &p)?;
+            let i = self.push(Layer::Pad { pads }, &[&v]);
+            let side = side + pads[0] + pads[2];
+            v = Value { node: Some(i), shape: Shape::Maps { c, side }, nhwc: false, hwc: None };
+            (window_with(n, side, "conv", vec![0, 0, 0, 0])?.0, side)
+        } else {
+            (window(n, side, "conv")?.0, side)
+        };
         let dilation = attr_ints(n, "dilations").map_or(1, |d| d[0]);
         let groups = attr_i(n, "group", 1);
         let sz = w.size();
@@ -601,6 +612,54 @@ impl<'a> Reader<'a> {
         }
         let i = self.push(l, &[&v]);
         self.set(&n.output[0], i, Shape::Maps { c: sz[0], side: win.out_size(side, false) });
+        Ok(())
+    }
+
+    /// ONNX's 2-d pads [top, left, bottom, right], checked: at least 0 and
+    /// keeping the maps square.
+    fn pads_of(&self, n: &NodeProto, p: &[i64]) -> Result<[i64; 4]> {
+        let pads = [p[0], p[1], p[2], p[3]];
+        if pads.iter().any(|&v| v < 0) || pads[0] + pads[2] != pads[1] + pads[3] {
+            bail!("{}: pads {p:?}: only pads of at least 0 that keep the maps square are supported", at(n));
+        }
+        Ok(pads)
+    }
+
+    /// A constant Pad with zeros on H and W: a Pad node (a zero-width one
+    /// is an alias).
+    fn pad(&mut self, n: &NodeProto) -> Result<()> {
+        let v = self.nchw(n, 0)?;
+        let Shape::Maps { c, side } = v.shape else {
+            bail!("{}: its input is not a map", at(n));
+        };
+        let mode = attr(n, "mode").map(|a| String::from_utf8_lossy(&a.s).to_string());
+        if mode.as_deref().is_some_and(|m| m != "constant") {
+            bail!("{}: mode {} is not supported (constant zeros only)", at(n), mode.unwrap_or_default());
+        }
+        let value = match n.input.get(2).filter(|s| !s.is_empty()) {
+            Some(name) => self.get(name, n)?.to_kind(Kind::Double).reshape([-1]),
+            None => Tensor::from_slice(&[attr_f(n, "value", 0.0) as f64]),
+        };
+        if value.numel() != 1 || value.double_value(&[0]) != 0.0 {
+            bail!("{}: only padding with zeros is supported", at(n));
+        }
+        if n.input.get(3).is_some_and(|s| !s.is_empty()) {
+            bail!("{}: Pad with axes is not supported", at(n));
+        }
+        let p: Vec<i64> = match n.input.get(1).filter(|s| !s.is_empty()) {
+            Some(name) => Vec::<i64>::try_from(&self.get(name, n)?.to_kind(Kind::Int64).reshape([-1]))?,
+            None => attr_ints(n, "pads").ok_or_else(|| anyhow!("{}: no pads", at(n)))?,
+        };
+        // [N, C, H, W] begins then ends; nothing on N and C.
+        if p.len() != 8 || p[0] != 0 || p[1] != 0 || p[4] != 0 || p[5] != 0 {
+            bail!("{}: pads {p:?}: only pads of H and W of a 4-d map are supported", at(n));
+        }
+        let pads = self.pads_of(n, &[p[2], p[3], p[6], p[7]])?;
+        if pads == [0; 4] {
+            return self.alias(n);
+        }
+        let i = self.push(Layer::Pad { pads }, &[&v]);
+        self.set(&n.output[0], i, Shape::Maps { c, side: side + pads[0] + pads[2] });
         Ok(())
     }
 
