@@ -1434,6 +1434,26 @@ fn every_view_answers_on_an_imported_resnet18() {
         }
     }
     let occ: Value = ok(format!("{b}/occlusion?size=48&stride=32")).json().unwrap();
+    // The dataset views (over the image store: the examples and the upload)
+    // and the compare numbers, by unit name.
+    let top9 = "/api/models/r18/snapshots/0/dataset/layers/layer3.1/maps/5/top9";
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let t: Value = loop {
+        let r = e.get(top9);
+        if r.status() == StatusCode::OK {
+            break r.json().unwrap();
+        }
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{}", r.text().unwrap_or_default());
+        assert!(std::time::Instant::now() < end, "the index of r18 was not built in 180 s");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert!(t["layer"].is_null() && t["unit"] == "layer3.1", "{t}");
+    assert!(!t["items"].as_array().unwrap().is_empty(), "{t}");
+    let tl: Value = ok("/api/models/r18/dataset/timeline?layer=layer4.1&maps=0-2".into()).json().unwrap();
+    assert_eq!((tl["unit"].as_str(), tl["maps"].as_array().map(|m| m.len())), (Some("layer4.1"), Some(3)), "{tl}");
+    let c = job_result(&e, "/api/compare?a=r18&b=r18&images=2");
+    assert_eq!(c["a"]["conv1"]["kernel"], 7, "{c}");
+    assert_eq!(c["a"]["band_energy"], c["b"]["band_energy"], "one network against itself");
     assert_eq!(occ["class_prob"].as_array().unwrap().len(), 6, "{occ}");
     // Names the network does not have: a 400 naming the layer.
     error(
