@@ -1453,6 +1453,7 @@ fn every_view_answers_on_an_imported_resnet18() {
     assert_eq!((tl["unit"].as_str(), tl["maps"].as_array().map(|m| m.len())), (Some("layer4.1"), Some(3)), "{tl}");
     let c = job_result(&e, "/api/compare?a=r18&b=r18&images=2");
     assert_eq!(c["a"]["conv1"]["kernel"], 7, "{c}");
+    assert_eq!(c["a"]["architecture"], "torchvision:resnet18");
     assert_eq!(c["a"]["band_energy"], c["b"]["band_energy"], "one network against itself");
     assert_eq!(occ["class_prob"].as_array().unwrap().len(), 6, "{occ}");
     // Names the network does not have: a 400 naming the layer.

@@ -510,12 +510,16 @@ pub fn compare_dirs(
         epoch,
         pre: m.manifest.preprocess(),
     };
-    compare(
+    let mut r = compare(
         &subject(&na, &name_a, ea, a.0),
         &subject(&nb, &name_b, eb, b.0),
         &set,
         progress,
-    )
+    )?;
+    // The manifest's name for an imported network (`torchvision:resnet18`).
+    r.a.architecture = a.0.manifest.architecture.clone();
+    r.b.architecture = b.0.manifest.architecture.clone();
+    Ok(r)
 }
 
 fn method(images: &ImageSet) -> Method {
