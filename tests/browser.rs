@@ -170,7 +170,8 @@ fn feature_analysis_view_in_chromium() {
     let dir = tempdir("browser-features");
     // The bundled ZFNet: full width, so that the job runs for seconds.
     std::fs::create_dir_all(dir.join("models")).unwrap();
-    std::os::unix::fs::symlink(root().join("models/zfnet-woofnette"), dir.join("models/zf")).unwrap();
+    std::os::unix::fs::symlink(root().join("models/zfnet-woofnette"), dir.join("models/zf"))
+        .unwrap();
     // Two classes told apart by colour, 6 training and 3 test images each.
     let ds = dir.join("ds");
     for (split, n) in [("train", 6), ("val", 3)] {
@@ -196,8 +197,14 @@ fn feature_analysis_view_in_chromium() {
     assert_eq!(v["same"], true);
     // The job outlived the request timeout, and the reload joined it.
     assert!(v["elapsed"].as_f64().unwrap() > 2.0, "{v}");
-    let (before, after) = (v["beforeReload"].as_f64().unwrap(), v["afterReload"].as_f64().unwrap());
-    assert!(before >= 100.0 && after >= before, "progress {before} before the reload, {after} after");
+    let (before, after) = (
+        v["beforeReload"].as_f64().unwrap(),
+        v["afterReload"].as_f64().unwrap(),
+    );
+    assert!(
+        before >= 100.0 && after >= before,
+        "progress {before} before the reload, {after} after"
+    );
     assert_eq!(v["cancelText"], "Cancelled.");
     assert_eq!(v["cancelled"]["state"], "cancelled", "{v}");
     // A restarted server answers the stored result at once.
@@ -208,7 +215,11 @@ fn feature_analysis_view_in_chromium() {
     let r = reqwest::blocking::get(format!("{}/api/features?{query}", srv.base)).unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::OK);
     let j: serde_json::Value = r.json().unwrap();
-    assert_eq!(j["probe"]["layers"].as_array().map(|a| a.len()), Some(7), "{j}");
+    assert_eq!(
+        j["probe"]["layers"].as_array().map(|a| a.len()),
+        Some(7),
+        "{j}"
+    );
     let url = v["url"].as_str().unwrap();
     assert!(
         url.contains("train_per_class=2") && url.contains("shots=1%2C2"),
@@ -270,7 +281,11 @@ fn imported_resnet18_unit_and_occlusion_in_chromium() {
         .arg(&pth)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_zfvis"))
         .args(["import", "--arch", "torchvision:resnet18", "--from"])
         .arg(&pth)
@@ -278,7 +293,11 @@ fn imported_resnet18_unit_and_occlusion_in_chromium() {
         .arg(dir.join("models/r18"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
     let dog = root().join("examples/dog.jpg");
     let v = run_node("graph.mjs", &srv.base, &dog, &dir, &[]);
@@ -286,7 +305,13 @@ fn imported_resnet18_unit_and_occlusion_in_chromium() {
     assert_eq!(v["options"], 29, "{v}");
     let caption = v["caption"].as_str().unwrap();
     assert!(caption.starts_with("layer3.1 map"), "{v}");
-    assert!(v["src"].as_str().unwrap().contains(&format!("/layers/{}/maps/", v["value"].as_str().unwrap())), "{v}");
+    assert!(
+        v["src"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/layers/{}/maps/", v["value"].as_str().unwrap())),
+        "{v}"
+    );
     assert_eq!(v["lastConv"], "layer4.1", "{v}");
     eprintln!("screenshots in {}", dir.display());
 }

@@ -38,7 +38,11 @@ fn malformed_imports_exit_1_in_one_line() {
         .args(["malformed", dir.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -49,7 +53,13 @@ fn malformed_imports_exit_1_in_one_line() {
     for f in &files {
         let name = f.file_stem().unwrap().to_string_lossy().into_owned();
         let to = dir.join(format!("m-{name}"));
-        let mut args = vec!["import", "--from", f.to_str().unwrap(), "--out", to.to_str().unwrap()];
+        let mut args = vec![
+            "import",
+            "--from",
+            f.to_str().unwrap(),
+            "--out",
+            to.to_str().unwrap(),
+        ];
         let layers = dir.join(format!("{name}.layers.json"));
         if f.extension().is_some_and(|e| e == "pth") {
             args.extend(["--layers", layers.to_str().unwrap(), "--input-size", "28"]);
@@ -65,8 +75,14 @@ fn malformed_imports_exit_1_in_one_line() {
         }
         assert_eq!(o.status.code(), Some(1), "{name}: {:?} {err}", o.status);
         assert_eq!(err.lines().count(), 1, "{name}: {err}");
-        assert!(err.starts_with("error: ") && !err.contains("internal"), "{name}: {err}");
-        assert!(!to.join("manifest.json").exists(), "{name}: a model folder was left");
+        assert!(
+            err.starts_with("error: ") && !err.contains("internal"),
+            "{name}: {err}"
+        );
+        assert!(
+            !to.join("manifest.json").exists(),
+            "{name}: a model folder was left"
+        );
         eprintln!("{name}: {}", err.trim_end());
     }
 }
@@ -377,14 +393,22 @@ fn compare_two_models() {
     let d = dir.join("photos");
     std::fs::create_dir_all(&d).unwrap();
     for i in 0..4u32 {
-        let img = image::RgbImage::from_fn(120, 90, |x, y| image::Rgb([(x * 2 + i * 40) as u8, (y * 3) as u8, (x ^ y) as u8]));
+        let img = image::RgbImage::from_fn(120, 90, |x, y| {
+            image::Rgb([(x * 2 + i * 40) as u8, (y * 3) as u8, (x ^ y) as u8])
+        });
         img.save(d.join(format!("{i}.png"))).unwrap();
     }
     let out = run(&["--dataset", d.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["method"]["images"], 3);
     assert!(v["a"]["never_active"].is_array());
-    assert!(!v["method"]["image_source"].as_str().unwrap().contains("1/f noise"), "{v}");
+    assert!(
+        !v["method"]["image_source"]
+            .as_str()
+            .unwrap()
+            .contains("1/f noise"),
+        "{v}"
+    );
     // Bad input: one line each.
     let err = |args: &[&str], needle: &str| one_line_error(&zfvis(args), needle);
     err(

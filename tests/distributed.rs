@@ -154,7 +154,7 @@ fn same_predictions(out: &Path, data: &Path, classes: usize) {
         images.len()
     );
     // docs/training.md: 6e-8 measured; checked within 10x.
-        assert!(worst < 6e-7, "zfvis vs PyTorch: max |dp| {worst}");
+    assert!(worst < 6e-7, "zfvis vs PyTorch: max |dp| {worst}");
 }
 
 /// Live processes whose command line names `path`.
@@ -405,7 +405,8 @@ mod needs_shared {
         assert_eq!(d, 0.0, "resumed vs uninterrupted: max |dw| {d}");
         let (a, b) = (manifest(&whole), manifest(&part));
         assert_eq!(a["snapshots"][0]["epoch"], b["snapshots"][0]["epoch"]);
-        let loss = |m: &serde_json::Value| m["snapshots"][0]["metrics"]["train_loss"].as_f64().unwrap();
+        let loss =
+            |m: &serde_json::Value| m["snapshots"][0]["metrics"]["train_loss"].as_f64().unwrap();
         assert!((loss(&a) - loss(&b)).abs() < 1e-6);
 
         // Without --resume the folder is not overwritten.

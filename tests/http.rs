@@ -140,7 +140,11 @@ fn endpoints_answer() {
         let r = e.get(&format!("{b}/layers/2/maps/{map}/projection.png?mode=all"));
         assert_eq!(r.status(), StatusCode::OK);
         let png = image::load_from_memory(&r.bytes().unwrap()).unwrap();
-        assert_eq!((png.width(), png.height()), (224, 224), "the reconstruction covers the input");
+        assert_eq!(
+            (png.width(), png.height()),
+            (224, 224),
+            "the reconstruction covers the input"
+        );
     }
     let stats: Value = e.get("/api/stats").json().unwrap();
     assert_eq!(
@@ -384,8 +388,16 @@ fn bad_input_is_a_clear_4xx() {
     );
     e.alive();
     let p: Value = e.get(&format!("{b}/predictions")).json().unwrap();
-    let total: f64 = p["top"].as_array().unwrap().iter().map(|t| t["prob"].as_f64().unwrap()).sum();
-    assert!((total - 1.0).abs() < 1e-4, "4 classes: the top list is all of them: {p}");
+    let total: f64 = p["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["prob"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (total - 1.0).abs() < 1e-4,
+        "4 classes: the top list is all of them: {p}"
+    );
 }
 
 #[test]
@@ -918,15 +930,29 @@ fn job_result(e: &Env, url: &str) -> Value {
         if r.status() == StatusCode::OK {
             return r.json().unwrap();
         }
-        assert_eq!(r.status(), StatusCode::ACCEPTED, "{url}: {}", r.text().unwrap_or_default());
-        let p = r.json::<Value>().unwrap()["progress"].as_str().unwrap().to_string();
+        assert_eq!(
+            r.status(),
+            StatusCode::ACCEPTED,
+            "{url}: {}",
+            r.text().unwrap_or_default()
+        );
+        let p = r.json::<Value>().unwrap()["progress"]
+            .as_str()
+            .unwrap()
+            .to_string();
         loop {
             let s: Value = e.get(&p).json().unwrap();
-            assert!(s["done"].as_u64() <= s["total"].as_u64().filter(|&t| t > 0).or(Some(u64::MAX)), "{s}");
+            assert!(
+                s["done"].as_u64() <= s["total"].as_u64().filter(|&t| t > 0).or(Some(u64::MAX)),
+                "{s}"
+            );
             if s["state"] != "queued" && s["state"] != "running" {
                 break;
             }
-            assert!(std::time::Instant::now() < end, "{url}: still {s} after 60 s");
+            assert!(
+                std::time::Instant::now() < end,
+                "{url}: still {s} after 60 s"
+            );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
@@ -937,7 +963,11 @@ fn compare_view_and_numbers() {
     let dir = tempdir("http-compare");
     random_model(&dir.join("models/zf"), Arch::Zfnet);
     random_model(&dir.join("models/alex"), Arch::Alexnet);
-    let srv = serve(&dir.join("models"), &dir.join("data"), &["--request-timeout", "2"]);
+    let srv = serve(
+        &dir.join("models"),
+        &dir.join("data"),
+        &["--request-timeout", "2"],
+    );
     let e = Env {
         base: srv.base.clone(),
         _srv: srv,
@@ -1230,7 +1260,11 @@ fn examples_are_stored_and_open_like_uploads() {
         }
         assert!(ex.get("file").is_none());
         let bytes = e.get(&format!("/api/images/{id}")).bytes().unwrap();
-        assert_eq!(zfvis_core::store::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)), id, "the stored bytes are the example's");
+        assert_eq!(
+            zfvis_core::store::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            id,
+            "the stored bytes are the example's"
+        );
         let p: Value = e
             .get(&format!(
                 "/api/models/tiny/snapshots/1/images/{id}/predictions"
@@ -1329,7 +1363,11 @@ fn every_view_answers_on_an_imported_resnet18() {
         .arg(&pth)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_zfvis"))
         .args(["import", "--arch", "torchvision:resnet18", "--from"])
         .arg(&pth)
@@ -1337,17 +1375,32 @@ fn every_view_answers_on_an_imported_resnet18() {
         .arg(dir.join("models/r18"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The same weights fed as a Keras pipeline would (squash, nearest) in BGR.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_zfvis"))
-        .args(["import", "--arch", "torchvision:resnet18", "--fit", "squash", "--filter"])
+        .args([
+            "import",
+            "--arch",
+            "torchvision:resnet18",
+            "--fit",
+            "squash",
+            "--filter",
+        ])
         .args(["nearest", "--resize", "224", "--channels", "bgr", "--from"])
         .arg(&pth)
         .arg("--out")
         .arg(dir.join("models/r18sq"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
     let e = Env {
         base: srv.base.clone(),
@@ -1359,14 +1412,23 @@ fn every_view_answers_on_an_imported_resnet18() {
     assert_eq!(sq["pipeline"], "squashed to 224×224 (nearest), BGR", "{sq}");
     assert_eq!(sq["preprocess"], "custom");
     let m: Value = e.get("/api/models/r18").json().unwrap();
-    assert_eq!(m["pipeline"], "shorter side to 256 (bilinear), centre crop 224, RGB");
+    assert_eq!(
+        m["pipeline"],
+        "shorter side to 256 (bilinear), centre crop 224, RGB"
+    );
     let layers = m["layers"].as_array().unwrap();
     assert_eq!(layers.iter().filter(|l| l["conv"].is_u64()).count(), 20);
     let unit = layers.iter().find(|l| l["name"] == "layer3.1").unwrap();
     assert!(unit["conv"].is_null(), "{unit}");
-    assert_eq!((unit["maps"].as_i64(), unit["size"].as_i64()), (Some(256), Some(14)));
+    assert_eq!(
+        (unit["maps"].as_i64(), unit["size"].as_i64()),
+        (Some(256), Some(14))
+    );
     assert_eq!(unit["block"], "layer3.1");
-    let conv = layers.iter().find(|l| l["name"] == "layer3.1.conv1").unwrap();
+    let conv = layers
+        .iter()
+        .find(|l| l["name"] == "layer3.1.conv1")
+        .unwrap();
     assert_eq!(conv["block"], "layer3.1");
 
     let id = e.upload(test_png()).json::<Value>().unwrap()["id"]
@@ -1374,7 +1436,10 @@ fn every_view_answers_on_an_imported_resnet18() {
         .unwrap()
         .to_string();
     // The crop shown is the one the network saw: squashed, nearest.
-    let shown = e.get(&format!("/api/models/r18sq/images/{id}/crop.png")).bytes().unwrap();
+    let shown = e
+        .get(&format!("/api/models/r18sq/images/{id}/crop.png"))
+        .bytes()
+        .unwrap();
     let shown = zfvis_core::preprocess::decode(&shown).unwrap();
     let pre = zfvis_core::preprocess::Preprocess {
         fit: zfvis_core::preprocess::Fit::Squash,
@@ -1384,13 +1449,23 @@ fn every_view_answers_on_an_imported_resnet18() {
     };
     let png = zfvis_core::preprocess::decode(&test_png()).unwrap();
     assert_eq!(shown, pre.crop(&png), "crop.png of the squashed model");
-    assert_ne!(shown, zfvis_core::preprocess::Preprocess::imagenet(224).crop(&png));
+    assert_ne!(
+        shown,
+        zfvis_core::preprocess::Preprocess::imagenet(224).crop(&png)
+    );
     let b = format!("/api/models/r18/snapshots/0/images/{id}");
     let p: Value = e.get(&format!("{b}/predictions")).json().unwrap();
     assert_eq!(p["top"].as_array().unwrap().len(), 5);
     let maps: Value = e.get(&format!("{b}/layers/layer3.1/maps")).json().unwrap();
-    assert_eq!(maps["maps"].as_array().map_or(0, |a| a.len()), 256, "{maps}");
-    let by_u: Value = e.get(&format!("{b}/layers/u:layer3.1/maps")).json().unwrap();
+    assert_eq!(
+        maps["maps"].as_array().map_or(0, |a| a.len()),
+        256,
+        "{maps}"
+    );
+    let by_u: Value = e
+        .get(&format!("{b}/layers/u:layer3.1/maps"))
+        .json()
+        .unwrap();
     assert_eq!(by_u["maps"], maps["maps"]);
     let peak = maps["maps"][7]["peak"].as_f64().unwrap();
     let j: Value = e
@@ -1400,17 +1475,30 @@ fn every_view_answers_on_an_imported_resnet18() {
     assert!((j["value"].as_f64().unwrap() - peak).abs() < 1e-5, "{j}");
     // "layer" is the conv number (null for a block's output), "unit" its name.
     assert!(j["layer"].is_null() && maps["layer"].is_null(), "{j}");
-    assert_eq!((j["unit"].as_str(), maps["unit"].as_str()), (Some("layer3.1"), Some("layer3.1")));
+    assert_eq!(
+        (j["unit"].as_str(), maps["unit"].as_str()),
+        (Some("layer3.1"), Some("layer3.1"))
+    );
     let ok = |path: String| {
         let r = e.get(&path);
-        assert_eq!(r.status(), StatusCode::OK, "{path}: {}", r.text().unwrap_or_default());
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "{path}: {}",
+            r.text().unwrap_or_default()
+        );
         r
     };
     // The 3rd conv (conv1, layer1.0.conv1, layer1.0.conv2) by number and by its module path.
     let by_n: Value = ok(format!("{b}/layers/3/maps")).json().unwrap();
-    let by_name: Value = ok(format!("{b}/layers/layer1.0.conv2/maps")).json().unwrap();
+    let by_name: Value = ok(format!("{b}/layers/layer1.0.conv2/maps"))
+        .json()
+        .unwrap();
     assert_eq!(by_n["maps"], by_name["maps"]);
-    assert_eq!((by_name["layer"].as_u64(), by_name["unit"].as_str()), (Some(3), Some("layer1.0.conv2")));
+    assert_eq!(
+        (by_name["layer"].as_u64(), by_name["unit"].as_str()),
+        (Some(3), Some("layer1.0.conv2"))
+    );
     for path in [
         format!("{b}/layers/layer3.1/maps.png"),
         format!("{b}/layers/layer3.1/maps/7/projection.png?mode=all"),
@@ -1426,14 +1514,23 @@ fn every_view_answers_on_an_imported_resnet18() {
         let r = ok(path.clone());
         if path.contains(".png") {
             let png = image::load_from_memory(&r.bytes().unwrap()).unwrap();
-            assert!(png.width() >= 28 && png.height() >= 28, "{path}: {}x{}", png.width(), png.height());
+            assert!(
+                png.width() >= 28 && png.height() >= 28,
+                "{path}: {}x{}",
+                png.width(),
+                png.height()
+            );
         } else {
             let j: Value = r.json().unwrap();
-            let p = j["class_prob"].as_f64().or(j["translate"]["prob"][0].as_f64());
+            let p = j["class_prob"]
+                .as_f64()
+                .or(j["translate"]["prob"][0].as_f64());
             assert!(p.is_some_and(|p| (0.0..=1.0).contains(&p)), "{path}: {j}");
         }
     }
-    let occ: Value = ok(format!("{b}/occlusion?size=48&stride=32")).json().unwrap();
+    let occ: Value = ok(format!("{b}/occlusion?size=48&stride=32"))
+        .json()
+        .unwrap();
     // The dataset views (over the image store: the examples and the upload)
     // and the compare numbers, by unit name.
     let top9 = "/api/models/r18/snapshots/0/dataset/layers/layer3.1/maps/5/top9";
@@ -1443,18 +1540,35 @@ fn every_view_answers_on_an_imported_resnet18() {
         if r.status() == StatusCode::OK {
             break r.json().unwrap();
         }
-        assert_eq!(r.status(), StatusCode::ACCEPTED, "{}", r.text().unwrap_or_default());
-        assert!(std::time::Instant::now() < end, "the index of r18 was not built in 180 s");
+        assert_eq!(
+            r.status(),
+            StatusCode::ACCEPTED,
+            "{}",
+            r.text().unwrap_or_default()
+        );
+        assert!(
+            std::time::Instant::now() < end,
+            "the index of r18 was not built in 180 s"
+        );
         std::thread::sleep(std::time::Duration::from_millis(250));
     };
     assert!(t["layer"].is_null() && t["unit"] == "layer3.1", "{t}");
     assert!(!t["items"].as_array().unwrap().is_empty(), "{t}");
-    let tl: Value = ok("/api/models/r18/dataset/timeline?layer=layer4.1&maps=0-2".into()).json().unwrap();
-    assert_eq!((tl["unit"].as_str(), tl["maps"].as_array().map(|m| m.len())), (Some("layer4.1"), Some(3)), "{tl}");
+    let tl: Value = ok("/api/models/r18/dataset/timeline?layer=layer4.1&maps=0-2".into())
+        .json()
+        .unwrap();
+    assert_eq!(
+        (tl["unit"].as_str(), tl["maps"].as_array().map(|m| m.len())),
+        (Some("layer4.1"), Some(3)),
+        "{tl}"
+    );
     let c = job_result(&e, "/api/compare?a=r18&b=r18&images=2");
     assert_eq!(c["a"]["conv1"]["kernel"], 7, "{c}");
     assert_eq!(c["a"]["architecture"], "torchvision:resnet18");
-    assert_eq!(c["a"]["band_energy"], c["b"]["band_energy"], "one network against itself");
+    assert_eq!(
+        c["a"]["band_energy"], c["b"]["band_energy"],
+        "one network against itself"
+    );
     assert_eq!(occ["class_prob"].as_array().unwrap().len(), 6, "{occ}");
     // Names the network does not have: a 400 naming the layer.
     error(

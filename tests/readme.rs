@@ -223,11 +223,17 @@ fn nothing_a_user_runs_points_outside_the_repository() {
     // blocks never; the Makefile only where `make test` looks for the test
     // datasets (and runs the tests that need them only where they are).
     for b in blocks(&text, "sh") {
-        assert!(!b.contains("../shared"), "README block names ../shared: {b}");
+        assert!(
+            !b.contains("../shared"),
+            "README block names ../shared: {b}"
+        );
     }
     let make = std::fs::read_to_string(root().join("Makefile")).unwrap();
     for l in make.lines().filter(|l| l.contains("../shared")) {
-        assert!(l.starts_with("SHARED := ") || l.starts_with('#'), "Makefile names ../shared: {l}");
+        assert!(
+            l.starts_with("SHARED := ") || l.starts_with('#'),
+            "Makefile names ../shared: {l}"
+        );
     }
     // The quick start's and Your own model's shell blocks hold commands, not synopses.
     for title in ["Quick start", "Your own model"] {

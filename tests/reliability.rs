@@ -506,7 +506,10 @@ fn sigterm_stops_a_running_job() {
     let c = Client::new();
     // 128 images of noise: tens of seconds of work on two cores.
     let q = "a=alex&b=zf&images=128";
-    let r = c.get(format!("{}/api/compare?{q}", srv.base)).send().unwrap();
+    let r = c
+        .get(format!("{}/api/compare?{q}", srv.base))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let progress = format!("{}/api/compare/progress?{q}", srv.base);
     let t = Instant::now();
@@ -515,7 +518,10 @@ fn sigterm_stops_a_running_job() {
         if p["state"] == "running" && p["done"].as_u64() > Some(0) {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(90), "the job did not start: {p}");
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "the job did not start: {p}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     kill(srv.child.id(), "-TERM");
@@ -624,9 +630,10 @@ mod needs_shared {
                 std::thread::sleep(Duration::from_millis(200));
             }
             let model = ModelDir::open(models.join("tiny")).unwrap();
-            let idx =
-                zfvis_core::index::load(&zfvis_core::index::index_path(&model, &dataset, e).unwrap())
-                    .unwrap();
+            let idx = zfvis_core::index::load(
+                &zfvis_core::index::index_path(&model, &dataset, e).unwrap(),
+            )
+            .unwrap();
             assert_eq!(idx.images.len() + idx.skipped.len(), 100);
         }
         assert_eq!(

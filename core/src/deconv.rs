@@ -85,14 +85,16 @@ fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape) -> Te
         Layer::Flatten => s.reshape(full.as_slice()),
         Layer::Linear { .. } => s.matmul(&net.params(i).weight),
         Layer::Affine { .. } => {
-            let view: &[i64] = if full.len() == 4 { &[1, -1, 1, 1] } else { &[1, -1] };
+            let view: &[i64] = if full.len() == 4 {
+                &[1, -1, 1, 1]
+            } else {
+                &[1, -1]
+            };
             s * net.params(i).weight.view(view)
         }
         // The adjoint of padding with zeros: the inner window.
         Layer::Pad { pads } => s.narrow(2, pads[0], side).narrow(3, pads[1], side),
-        Layer::Lrn { .. } | Layer::Dropout { .. } | Layer::Add | Layer::Concat => {
-            s.shallow_clone()
-        }
+        Layer::Lrn { .. } | Layer::Dropout { .. } | Layer::Add | Layer::Concat => s.shallow_clone(),
     }
 }
 
@@ -131,7 +133,9 @@ pub fn project_from(net: &Net, trace: &Trace, node: usize, signal: &Tensor) -> T
                 },
             };
             match &net.spec.layers[i] {
-                Layer::Add => srcs.iter().for_each(|&j| add(j, s.shallow_clone(), &mut sig)),
+                Layer::Add => srcs
+                    .iter()
+                    .for_each(|&j| add(j, s.shallow_clone(), &mut sig)),
                 Layer::Concat => {
                     let mut at = 0;
                     for &j in &srcs {
@@ -142,7 +146,11 @@ pub fn project_from(net: &Net, trace: &Trace, node: usize, signal: &Tensor) -> T
                         at += c;
                     }
                 }
-                _ => add(srcs[0], step_back(net, trace, i, &s, shape(srcs[0])), &mut sig),
+                _ => add(
+                    srcs[0],
+                    step_back(net, trace, i, &s, shape(srcs[0])),
+                    &mut sig,
+                ),
             }
         }
         image.unwrap_or_else(|| signal.zeros_like())

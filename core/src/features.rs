@@ -4,8 +4,8 @@
 //! paper's own numbers beside them).
 
 use crate::analysis::Job;
-use crate::classify::Loss;
 use crate::checkpoint::ModelDir;
+use crate::classify::Loss;
 use crate::engine::Context;
 use crate::error::{bad, bad_input, Error, Result};
 use crate::params::ModelName;
@@ -70,29 +70,29 @@ pub struct FeatureAnalysis;
 
 /// The request's counts, the labelled dataset's root and the model, or why not.
 fn checked(ctx: &Context, r: &FeaturesRequest) -> Result<(Vec<usize>, PathBuf, ModelDir)> {
-        if !(1..=500).contains(&r.train_per_class) {
-            return Err(bad("train_per_class must be 1..=500"));
-        }
-        if !(1..=5).contains(&r.seeds) || r.scratch_epochs > 50 {
-            return Err(bad("seeds must be 1..=5 and scratch_epochs 0..=50"));
-        }
-        let shots: Vec<usize> = r
-            .shots
-            .split(',')
-            .map(|s| s.trim().parse::<usize>())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|_| bad("shots: comma-separated counts, e.g. 1,5,10,20"))?;
-        if shots.is_empty() || shots.len() > 8 || shots.iter().any(|&n| n == 0 || n > 500) {
-            return Err(bad("shots: 1 to 8 counts of 1..=500"));
-        }
-        let dataset = ctx.given_dataset()?.to_path_buf();
-        let root = labelled_root(&dataset).ok_or_else(|| {
+    if !(1..=500).contains(&r.train_per_class) {
+        return Err(bad("train_per_class must be 1..=500"));
+    }
+    if !(1..=5).contains(&r.seeds) || r.scratch_epochs > 50 {
+        return Err(bad("seeds must be 1..=5 and scratch_epochs 0..=50"));
+    }
+    let shots: Vec<usize> = r
+        .shots
+        .split(',')
+        .map(|s| s.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| bad("shots: comma-separated counts, e.g. 1,5,10,20"))?;
+    if shots.is_empty() || shots.len() > 8 || shots.iter().any(|&n| n == 0 || n > 500) {
+        return Err(bad("shots: 1 to 8 counts of 1..=500"));
+    }
+    let dataset = ctx.given_dataset()?.to_path_buf();
+    let root = labelled_root(&dataset).ok_or_else(|| {
             Error::NotFound(format!(
                 "the dataset {} has no train/ and val/ folders (nor has its parent): feature analysis needs labelled images",
                 dataset.display()
             ))
         })?;
-        let m = ctx.snapshot(&r.model, r.epoch)?;
+    let m = ctx.snapshot(&r.model, r.epoch)?;
     Ok((shots, root, m))
 }
 

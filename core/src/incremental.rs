@@ -29,8 +29,11 @@ pub fn applies(net: &Net) -> bool {
         Layer::Pad { .. } => false,
         _ => true,
     });
-    let cut = (last + 1..spec.layers.len())
-        .all(|i| net.sources(i).iter().all(|s| matches!(s, Some(j) if *j >= last)));
+    let cut = (last + 1..spec.layers.len()).all(|i| {
+        net.sources(i)
+            .iter()
+            .all(|s| matches!(s, Some(j) if *j >= last))
+    });
     nodes_ok && cut
 }
 
@@ -92,7 +95,11 @@ fn padded_batch(l: &Layer, x: &Tensor) -> Tensor {
     if w.pad == 0 && extra == 0 {
         return x.shallow_clone();
     }
-    x.pad([w.pad, w.pad + extra, w.pad, w.pad + extra], "constant", Some(value))
+    x.pad(
+        [w.pad, w.pad + extra, w.pad, w.pad + extra],
+        "constant",
+        Some(value),
+    )
 }
 
 fn is_spatial(l: &Layer) -> bool {
@@ -108,7 +115,10 @@ fn apply_padded(net: &Net, i: usize, x: &Tensor) -> Tensor {
     let w = l.window();
     match l {
         Layer::Conv {
-            groups, dilation, k, ..
+            groups,
+            dilation,
+            k,
+            ..
         } => {
             let p = net.params(i);
             let _ = k;
@@ -124,9 +134,14 @@ fn apply_padded(net: &Net, i: usize, x: &Tensor) -> Tensor {
         Layer::MaxPool { k, .. } => {
             x.max_pool2d([*k, *k], [w.stride, w.stride], [0, 0], [1, 1], false)
         }
-        Layer::AvgPool { k, .. } => {
-            x.avg_pool2d([*k, *k], [w.stride, w.stride], [0, 0], false, true, None::<i64>)
-        }
+        Layer::AvgPool { k, .. } => x.avg_pool2d(
+            [*k, *k],
+            [w.stride, w.stride],
+            [0, 0],
+            false,
+            true,
+            None::<i64>,
+        ),
         _ => unreachable!("a spatial node"),
     }
 }
@@ -214,10 +229,13 @@ impl Base {
                     state,
                 }
             } else if is_spatial(l) {
-                let p = self.padded[i].as_ref().expect("a spatial node's padded input");
+                let p = self.padded[i]
+                    .as_ref()
+                    .expect("a spatial node's padded input");
                 window(net, i, p, l.window(), n_out, ins[0])
             } else if matches!(l, Layer::Add | Layer::Concat) {
-                let bases: Vec<&Tensor> = srcs.iter().map(|s| &self.out[s.expect("a node")]).collect();
+                let bases: Vec<&Tensor> =
+                    srcs.iter().map(|s| &self.out[s.expect("a node")]).collect();
                 merge(net, i, &ins, &bases, n_out)
             } else {
                 Changed {
@@ -269,7 +287,11 @@ fn window(net: &Net, i: usize, base: &Tensor, w: Window, n_out: i64, ch: &Change
         ch.start
             .iter()
             .map(|&rc| {
-                let (a, len) = if axis == 0 { (rc.0, ch.len.0) } else { (rc.1, ch.len.1) };
+                let (a, len) = if axis == 0 {
+                    (rc.0, ch.len.0)
+                } else {
+                    (rc.1, ch.len.1)
+                };
                 let (lo, hi) = range(a, len);
                 hi - lo + 1
             })
@@ -294,7 +316,12 @@ fn window(net: &Net, i: usize, base: &Tensor, w: Window, n_out: i64, ch: &Change
         let mut win = batch.get(k as i64);
         win.copy_(&base.narrow(1, wy, w_in.0).narrow(2, wx, w_in.1));
         // Paste the changed window where it overlaps (padded coordinates).
-        paste(&win, (wy, wx), &ch.state.get(k as i64), (r + w.pad, c + w.pad));
+        paste(
+            &win,
+            (wy, wx),
+            &ch.state.get(k as i64),
+            (r + w.pad, c + w.pad),
+        );
     }
     Changed {
         start: starts,
@@ -312,7 +339,10 @@ fn paste(dst: &Tensor, origin: (i64, i64), src: &Tensor, at: (i64, i64)) {
     if y1 > y0 && x1 > x0 {
         dst.narrow(1, y0 - origin.0, y1 - y0)
             .narrow(2, x0 - origin.1, x1 - x0)
-            .copy_(&src.narrow(1, y0 - at.0, y1 - y0).narrow(2, x0 - at.1, x1 - x0));
+            .copy_(
+                &src.narrow(1, y0 - at.0, y1 - y0)
+                    .narrow(2, x0 - at.1, x1 - x0),
+            );
     }
 }
 
@@ -320,10 +350,26 @@ fn paste(dst: &Tensor, origin: (i64, i64), src: &Tensor, at: (i64, i64)) {
 fn merge(net: &Net, i: usize, ins: &[&Changed], bases: &[&Tensor], n: i64) -> Changed {
     let b = ins[0].start.len();
     let span = |k: usize, axis: usize| -> (i64, i64) {
-        let lo = ins.iter().map(|c| if axis == 0 { c.start[k].0 } else { c.start[k].1 }).min().unwrap_or(0);
+        let lo = ins
+            .iter()
+            .map(|c| {
+                if axis == 0 {
+                    c.start[k].0
+                } else {
+                    c.start[k].1
+                }
+            })
+            .min()
+            .unwrap_or(0);
         let hi = ins
             .iter()
-            .map(|c| if axis == 0 { c.start[k].0 + c.len.0 } else { c.start[k].1 + c.len.1 })
+            .map(|c| {
+                if axis == 0 {
+                    c.start[k].0 + c.len.0
+                } else {
+                    c.start[k].1 + c.len.1
+                }
+            })
             .max()
             .unwrap_or(n);
         (lo, hi)
@@ -346,7 +392,10 @@ fn merge(net: &Net, i: usize, ins: &[&Changed], bases: &[&Tensor], n: i64) -> Ch
         .iter()
         .zip(bases)
         .map(|(c, base)| {
-            let m = Tensor::empty([b as i64, base.size()[0], l.0, l.1], (base.kind(), base.device()));
+            let m = Tensor::empty(
+                [b as i64, base.size()[0], l.0, l.1],
+                (base.kind(), base.device()),
+            );
             for (k, &(r, cc)) in start.iter().enumerate() {
                 let mut win = m.get(k as i64);
                 win.copy_(&base.narrow(1, r, l.0).narrow(2, cc, l.1));

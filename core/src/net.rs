@@ -7,8 +7,8 @@
 //! `features.0.weight` …) and PyTorch layouts.
 
 use anyhow::{bail, Result};
-use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use tch::{nn, Device, Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,7 +165,9 @@ pub enum Layer {
     /// Zeros around the maps: `pads` = [top, left, bottom, right] (ONNX
     /// `Pad`, and the end row/column of TensorFlow's SAME padding); the
     /// maps stay square (top + bottom = left + right).
-    Pad { pads: [i64; 4] },
+    Pad {
+        pads: [i64; 4],
+    },
 }
 
 impl Layer {
@@ -221,8 +223,9 @@ impl Layer {
                 dilation,
                 ..
             } => Window::new(dilation * (k - 1) + 1, stride, pad),
-            Layer::MaxPool { k, stride, pad, .. }
-            | Layer::AvgPool { k, stride, pad, .. } => Window::new(k, stride, pad),
+            Layer::MaxPool { k, stride, pad, .. } | Layer::AvgPool { k, stride, pad, .. } => {
+                Window::new(k, stride, pad)
+            }
             _ => Window::new(1, 1, 0),
         }
     }
@@ -544,7 +547,6 @@ impl NetSpec {
             .unwrap_or_else(|| "custom".into())
     }
 
-
     /// The nodes node `i` reads; `None` is the image.
     pub fn sources(&self, i: usize) -> Vec<Option<usize>> {
         match self.inputs.get(&i) {
@@ -677,7 +679,11 @@ impl NetSpec {
             .iter()
             .enumerate()
             .map(|(k, c)| Unit {
-                name: self.units.get(&c.map_at).cloned().unwrap_or_else(|| c.name.clone()),
+                name: self
+                    .units
+                    .get(&c.map_at)
+                    .cloned()
+                    .unwrap_or_else(|| c.name.clone()),
                 node: c.map_at,
                 layer: Some(k + 1),
                 c: c.out_c,
@@ -804,7 +810,10 @@ impl NetSpec {
             bail!("layer {i}: an empty list of inputs");
         }
         if let Some((&i, _)) = self.units.iter().find(|(&i, _)| i >= self.layers.len()) {
-            bail!("unit of layer {i}: the network has {} layers", self.layers.len());
+            bail!(
+                "unit of layer {i}: the network has {} layers",
+                self.layers.len()
+            );
         }
         let shapes = self.shapes()?;
         if self.convs().is_empty() {
@@ -855,7 +864,6 @@ impl NetSpec {
     pub fn receptive_field(&self, layer: usize, y: i64, x: i64) -> (i64, i64, i64, i64) {
         self.field_of_node(self.unit_list()[layer - 1].node, y, x)
     }
-
 }
 
 /// The channel concatenation of maps of one side.
@@ -893,7 +901,12 @@ fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
         }
     }
     Ok(match (l, s) {
-        (Layer::Conv { in_c, out, groups, .. }, Shape::Maps { c, side }) => {
+        (
+            Layer::Conv {
+                in_c, out, groups, ..
+            },
+            Shape::Maps { c, side },
+        ) => {
             if *in_c != c {
                 bail!("expects {in_c} input channels, gets {c}");
             }
@@ -934,9 +947,15 @@ fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
         (Layer::Relu | Layer::Clip { .. } | Layer::Lrn { .. } | Layer::Dropout { .. }, s) => s,
         (Layer::Pad { pads: [t, l, b, r] }, Shape::Maps { c, side }) => {
             if [t, l, b, r].iter().any(|&v| *v < 0) || t + b != l + r {
-                bail!("pads {:?}: must be at least 0, with top + bottom = left + right", [t, l, b, r]);
+                bail!(
+                    "pads {:?}: must be at least 0, with top + bottom = left + right",
+                    [t, l, b, r]
+                );
             }
-            Shape::Maps { c, side: side + t + b }
+            Shape::Maps {
+                c,
+                side: side + t + b,
+            }
         }
         (_, s) => bail!("cannot take an input of shape {s:?}"),
     })
@@ -1294,7 +1313,11 @@ impl Net {
             }
             Layer::Affine { .. } => {
                 let p = self.params(i);
-                let view: &[i64] = if h.dim() == 4 { &[1, -1, 1, 1] } else { &[1, -1] };
+                let view: &[i64] = if h.dim() == 4 {
+                    &[1, -1, 1, 1]
+                } else {
+                    &[1, -1]
+                };
                 h * p.weight.view(view) + p.bias.view(view)
             }
             Layer::Add => ins[1..].iter().fold(h.shallow_clone(), |a, b| a + b),

@@ -10,9 +10,9 @@
 
 use crate::resample;
 pub use crate::resample::Filter;
-use serde::{Deserialize, Serialize};
 use anyhow::Result;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use tch::{Kind, Tensor};
 
@@ -456,7 +456,8 @@ impl Preprocess {
 
     /// The crop the model sees (shown to people as is; grey when grey).
     pub fn crop(&self, img: &RgbImage) -> RgbImage {
-        let fit = |img: &RgbImage| fit_crop(img, self.fit, self.filter, self.resize, self.input_size);
+        let fit =
+            |img: &RgbImage| fit_crop(img, self.fit, self.filter, self.resize, self.input_size);
         if self.grey {
             return fit(&grey(img));
         }

@@ -287,7 +287,10 @@ pub fn resize(img: &RgbImage, w: u32, h: u32, filter: Filter) -> RgbImage {
         let first = vert.bounds[0].0;
         let last = vert.bounds[h - 1].0 + vert.bounds[h - 1].1;
         let (tmp, row0) = if need_h {
-            (horizontal(src, iw, first..last, &coeffs(iw, w, filter)), first)
+            (
+                horizontal(src, iw, first..last, &coeffs(iw, w, filter)),
+                first,
+            )
         } else {
             (src.clone(), 0)
         };

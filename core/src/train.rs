@@ -145,13 +145,15 @@ fn batches(
                     use rayon::prelude::*;
                     let imgs: Vec<Option<Vec<u8>>> = chunk
                         .par_iter()
-                        .map(|&i| match data::decode_one(&items[i].0, &data::square(RESIZE)) {
-                            Ok(v) => Some(v),
-                            Err(e) => {
-                                eprintln!("warning: skipping {}: {e}", items[i].0.display());
-                                None
-                            }
-                        })
+                        .map(
+                            |&i| match data::decode_one(&items[i].0, &data::square(RESIZE)) {
+                                Ok(v) => Some(v),
+                                Err(e) => {
+                                    eprintln!("warning: skipping {}: {e}", items[i].0.display());
+                                    None
+                                }
+                            },
+                        )
                         .collect();
                     for (j, (&i, img)) in chunk.iter().zip(imgs).enumerate() {
                         if let Some(img) = img {
@@ -731,7 +733,8 @@ fn evaluate_with(net: &Net, d: &Decoded, pre: &Preprocess) -> (f64, f64) {
                 &mut buf[j * plane..(j + 1) * plane],
             );
         }
-        let mut x = Tensor::from_slice(&buf).view([chunk.len() as i64, 3, side as i64, side as i64]);
+        let mut x =
+            Tensor::from_slice(&buf).view([chunk.len() as i64, 3, side as i64, side as i64]);
         if pre.grey {
             x = x.narrow(1, 0, 1);
         } else if pre.bgr {

@@ -113,7 +113,10 @@ pub fn transfer(
     let mut step = 0;
     progress("features", step, steps)?;
     // Each batch re-reports the step: the check of a cancelled job.
-    let xte = extract(&net, &pre, &val.files, &layers, &|_| progress("features", 0, steps))?.remove(0);
+    let xte = extract(&net, &pre, &val.files, &layers, &|_| {
+        progress("features", 0, steps)
+    })?
+    .remove(0);
     let yte = val.labels();
     step += 1;
 

@@ -211,7 +211,10 @@ fn a_zoo_like_onnx_graph_reproduces_the_bundled_model() {
         // The zoo-like graph is fed BGR: its projections come back in RGB
         // order, so its channels are the bundled model's reversed.
         assert!(b.bgr && !a.bgr);
-        let d = (&pa.pixels - &pb.pixels.flip([0])).abs().max().double_value(&[]);
+        let d = (&pa.pixels - &pb.pixels.flip([0]))
+            .abs()
+            .max()
+            .double_value(&[]);
         let s = pa.pixels.abs().max().double_value(&[]);
         assert!(
             d <= 1e-5 * s.max(1e-6),
@@ -391,7 +394,11 @@ fn check_units(net: &Net, dir: &Path, units: &[(&str, &str)], what: &str) {
         )
         .unwrap()
         .remove(0);
-        assert_eq!((p.y, p.x), (meta["y"], meta["x"]), "{what}: {unit} position");
+        assert_eq!(
+            (p.y, p.x),
+            (meta["y"], meta["x"]),
+            "{what}: {unit} position"
+        );
         let r = Tensor::read_npy(dir.join(format!("unit-{module}.npy"))).unwrap();
         let c = cosine(&p.pixels, &r);
         assert!(c >= 0.999, "{what}: {unit} projection cosine {c}");
@@ -403,7 +410,11 @@ fn torchvision_graph_networks_match_pytorch() {
     let cases: [(&str, &[&str], usize); 4] = [
         ("resnet18", &["layer1.0", "layer3.1", "layer4.1"], 20),
         ("mobilenet_v2", &["features.3", "features.14"], 52),
-        ("densenet121", &["features.transition1", "features.denseblock3"], 120),
+        (
+            "densenet121",
+            &["features.transition1", "features.denseblock3"],
+            120,
+        ),
         ("googlenet", &["inception3a", "inception4c"], 57),
     ];
     for (arch, units, convs) in cases {
@@ -431,10 +442,9 @@ fn graphs_from_both_onnx_exporters_match_pytorch() {
     for (arch, module) in [("resnet18", "layer4.1"), ("vgg11_bn", "features.27")] {
         let dir = tempdir(&format!("onnx-{arch}"));
         reference(&["graph", arch, dir.to_str().unwrap(), module, "onnx"]);
-        let names: HashMap<String, String> = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("onnx-units.json")).unwrap(),
-        )
-        .unwrap();
+        let names: HashMap<String, String> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("onnx-units.json")).unwrap())
+                .unwrap();
         for file in ["model.onnx", "model_dynamo.onnx"] {
             let out = dir.join(format!("m-{file}"));
             import(&opts(&dir.join(file), &out, None))
@@ -488,16 +498,24 @@ fn pad_nodes_and_asymmetric_conv_pads_match_onnxruntime() {
     assert!(d < 1e-5, "probabilities differ from onnxruntime's by {d}");
     let want = Tensor::read_npy(format!("{}.proj.npy", onnx.display())).unwrap();
     let j: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(format!("{}.proj.json", onnx.display())).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(format!("{}.proj.json", onnx.display())).unwrap())
+            .unwrap();
     let layer = net.spec.find_unit("r2").unwrap();
     let got = deconv::project(
         &net,
         &t,
-        &[ProjectRequest { layer, map: j["map"].as_i64().unwrap(), keep: Keep::Strongest }],
+        &[ProjectRequest {
+            layer,
+            map: j["map"].as_i64().unwrap(),
+            keep: Keep::Strongest,
+        }],
     )
     .unwrap()
     .remove(0);
-    assert_eq!((got.y, got.x), (j["y"].as_i64().unwrap(), j["x"].as_i64().unwrap()));
+    assert_eq!(
+        (got.y, got.x),
+        (j["y"].as_i64().unwrap(), j["x"].as_i64().unwrap())
+    );
     let c = cosine(&got.pixels, &want);
     assert!(c >= 0.999, "projection cosine {c}");
     // Receptive field by hand: r2 (y, x) reads rows y-2..y and columns
@@ -505,7 +523,12 @@ fn pad_nodes_and_asymmetric_conv_pads_match_onnxruntime() {
     // rows 2a..2a+2 (the SAME pads are at the end); clipped to 0..63.
     let (y, x) = (got.y, got.x);
     let clip = |v: i64| v.clamp(0, 63);
-    let want_field = (clip(2 * (y - 2)), clip(2 * (x - 1)), clip(2 * y + 2), clip(2 * (x + 1) + 2));
+    let want_field = (
+        clip(2 * (y - 2)),
+        clip(2 * (x - 1)),
+        clip(2 * y + 2),
+        clip(2 * (x + 1) + 2),
+    );
     assert_eq!(got.field, want_field, "receptive field of r2 ({y}, {x})");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -533,7 +556,10 @@ fn a_grey_network_matches_the_mnist_pipeline() {
         // Resize((28, 28)) of a 60x44 image: squashed, not cropped.
         o.fit = Some(zfvis_core::preprocess::Fit::Squash);
         // A 1-channel network is fed grey, not RGB.
-        let rgb = ImportOptions { channels: Some(zfvis_core::import::Channels::Rgb), ..o.clone() };
+        let rgb = ImportOptions {
+            channels: Some(zfvis_core::import::Channels::Rgb),
+            ..o.clone()
+        };
         let e = import(&rgb).unwrap_err().to_string();
         assert!(e.contains("use --channels grey"), "{e}");
         let m = import(&o).unwrap_or_else(|e| panic!("{file}: {e:#}"));
@@ -544,7 +570,10 @@ fn a_grey_network_matches_the_mnist_pipeline() {
         let crop = pre.crop(&zfvis_core::preprocess::decode(&bytes).unwrap());
         let x = pre.tensor(&crop).unsqueeze(0);
         assert_eq!(x.size(), [1, 1, 28, 28]);
-        let d = (net.trace(&x).probs() - &want).abs().max().double_value(&[]);
+        let d = (net.trace(&x).probs() - &want)
+            .abs()
+            .max()
+            .double_value(&[]);
         assert!(d < 1e-4, "{file}: probabilities differ by {d}");
         // Its projections are 1-channel.
         let t = net.trace(&x);

@@ -43,7 +43,11 @@ fn reference(args: &[&str]) {
         .args(args)
         .output()
         .expect("run the venv's python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A valid file to mutate and how to import it.
@@ -181,7 +185,11 @@ fn mutated_imports_load_or_are_refused_in_one_line() {
         if let Some(p) = problem {
             let keep = fails.join(format!("{case:05}-{kind}.{}", s.ext));
             std::fs::write(&keep, &bytes).unwrap();
-            bad.push(format!("case {case} ({} {kind}, {}): {p}", s.name, keep.display()));
+            bad.push(format!(
+                "case {case} ({} {kind}, {}): {p}",
+                s.name,
+                keep.display()
+            ));
         }
     }
     let grew = peak_mb() - base;
@@ -189,8 +197,16 @@ fn mutated_imports_load_or_are_refused_in_one_line() {
     for ((s, k), (a, r)) in &table {
         eprintln!("| {s} | {k} | {a} | {r} |");
     }
-    eprintln!("{n} cases, {} bad; peak memory grew {grew:.0} MB (largest seed {largest:.2} MB)", bad.len());
-    assert!(bad.is_empty(), "{} of {n} cases:\n{}", bad.len(), bad.iter().take(30).cloned().collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "{n} cases, {} bad; peak memory grew {grew:.0} MB (largest seed {largest:.2} MB)",
+        bad.len()
+    );
+    assert!(
+        bad.is_empty(),
+        "{} of {n} cases:\n{}",
+        bad.len(),
+        bad.iter().take(30).cloned().collect::<Vec<_>>().join("\n")
+    );
     // Nothing sized by a declared length: the peak stays within twice the
     // largest file above the baseline, plus what libtorch keeps (64 MB).
     assert!(grew < 2.0 * largest + 64.0, "peak memory grew {grew:.0} MB");

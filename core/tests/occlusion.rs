@@ -70,7 +70,10 @@ fn graph() -> NetSpec {
         Layer::Relu,
         Layer::max_pool(Window::new(3, 2, 1), false),
         conv("a1", 8, 8, 3, 1, 1),
-        Layer::Affine { name: "n1".into(), c: 8 },
+        Layer::Affine {
+            name: "n1".into(),
+            c: 8,
+        },
         Layer::Relu,
         conv("a2", 8, 8, 3, 1, 1),
         Layer::Add,

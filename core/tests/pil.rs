@@ -317,9 +317,23 @@ mod needs_shared {
                     };
                     let got = pre.crop(&img);
                     let (h, w, want) = read_u8(&dir.join(format!("{name}__{filter}__{tag}.npy")));
-                    assert_eq!((got.height() as i64, got.width() as i64), (h, w), "{name} {filter} {tag}");
-                    let differ = got.as_raw().iter().zip(&want).filter(|(a, b)| a != b).count();
-                    let worst = got.as_raw().iter().zip(&want).map(|(a, b)| a.abs_diff(*b)).max();
+                    assert_eq!(
+                        (got.height() as i64, got.width() as i64),
+                        (h, w),
+                        "{name} {filter} {tag}"
+                    );
+                    let differ = got
+                        .as_raw()
+                        .iter()
+                        .zip(&want)
+                        .filter(|(a, b)| a != b)
+                        .count();
+                    let worst = got
+                        .as_raw()
+                        .iter()
+                        .zip(&want)
+                        .map(|(a, b)| a.abs_diff(*b))
+                        .max();
                     assert_eq!(
                         differ, 0,
                         "{name} {filter} {tag}: {differ} values differ from Pillow's, by up to {worst:?}"
@@ -346,12 +360,57 @@ mod needs_shared {
         files.retain(|p| !p.to_string_lossy().contains("exif_orientation"));
         let list = write_list(&dir, &files);
         let refs = dir.join("refs");
-        reference(&["pipelines", pth.to_str().unwrap(), list.to_str().unwrap(), refs.to_str().unwrap()]);
-        let cases: [(&str, Option<&str>, Fit, Filter, i64, Option<[f64; 3]>, Option<[f64; 3]>); 4] = [
-            ("squash_bicubic", None, Fit::Squash, Filter::Bicubic, 224, None, None),
-            ("crop_lanczos", None, Fit::Crop, Filter::Lanczos, 256, None, None),
-            ("keras_nearest", None, Fit::Squash, Filter::Nearest, 224, Some([0.0; 3]), Some([1.0; 3])),
-            ("caffe", Some("caffe"), Fit::Squash, Filter::Bilinear, 256, None, None),
+        reference(&[
+            "pipelines",
+            pth.to_str().unwrap(),
+            list.to_str().unwrap(),
+            refs.to_str().unwrap(),
+        ]);
+        let cases: [(
+            &str,
+            Option<&str>,
+            Fit,
+            Filter,
+            i64,
+            Option<[f64; 3]>,
+            Option<[f64; 3]>,
+        ); 4] = [
+            (
+                "squash_bicubic",
+                None,
+                Fit::Squash,
+                Filter::Bicubic,
+                224,
+                None,
+                None,
+            ),
+            (
+                "crop_lanczos",
+                None,
+                Fit::Crop,
+                Filter::Lanczos,
+                256,
+                None,
+                None,
+            ),
+            (
+                "keras_nearest",
+                None,
+                Fit::Squash,
+                Filter::Nearest,
+                224,
+                Some([0.0; 3]),
+                Some([1.0; 3]),
+            ),
+            (
+                "caffe",
+                Some("caffe"),
+                Fit::Squash,
+                Filter::Bilinear,
+                256,
+                None,
+                None,
+            ),
         ];
         for (name, preset, fit, filter, resize, mean, std) in cases {
             let out = dir.join(format!("m-{name}"));
@@ -370,12 +429,19 @@ mod needs_shared {
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
             // What was recorded is what a reload uses.
             let pre = ModelDir::open(&out).unwrap().manifest.preprocess();
-            assert_eq!((pre.fit, pre.filter, pre.resize), (fit, filter, resize as u32), "{name}");
+            assert_eq!(
+                (pre.fit, pre.filter, pre.resize),
+                (fit, filter, resize as u32),
+                "{name}"
+            );
             let net = m.load(None, Device::Cpu).unwrap();
             let got = probs(&net, &pre, &files);
             let want = Tensor::read_npy(refs.join(format!("{name}.npy"))).unwrap();
             let d = (&got - &want).abs().max().double_value(&[]);
-            eprintln!("{name}: {} photos, max |p - p_torch| = {d:.2e}", files.len());
+            eprintln!(
+                "{name}: {} photos, max |p - p_torch| = {d:.2e}",
+                files.len()
+            );
             assert!(d < 1e-4, "{name}: probabilities differ by {d}");
         }
         let _ = std::fs::remove_dir_all(&dir);

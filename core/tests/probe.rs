@@ -270,7 +270,11 @@ fn first_n_by_file_name_and_probe_result_shape() {
     // image, so each draw holds the same set (std 0) and the pretrained arm
     // is the probe's fc7 softmax classifier on the same features.
     assert_eq!(t.pretrained[1].std, 0.0, "{:?}", t.pretrained[1]);
-    assert_eq!(Some(t.pretrained[1].mean), r.layers[6].softmax, "transfer at 3 a class vs the probe's fc7");
+    assert_eq!(
+        Some(t.pretrained[1].mean),
+        r.layers[6].softmax,
+        "transfer at 3 a class vs the probe's fc7"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 

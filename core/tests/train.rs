@@ -181,9 +181,17 @@ fn loss_falls_snapshots_resume_and_determinism() {
             right += (k == c as i64) as usize;
         }
     }
-    assert_eq!(r.top1, right as f64 / 12.0, "eval's top-1 against a recount");
+    assert_eq!(
+        r.top1,
+        right as f64 / 12.0,
+        "eval's top-1 against a recount"
+    );
     let recorded = m.manifest.snapshots.iter().find(|s| s.epoch == 4).unwrap();
-    assert_eq!(recorded.metrics.val_top1, Some(r.top1), "val_top1 of epoch 4");
+    assert_eq!(
+        recorded.metrics.val_top1,
+        Some(r.top1),
+        "val_top1 of epoch 4"
+    );
     // A corrupt snapshot fails with a clear message.
     std::fs::write(part.join("epoch-004.safetensors"), b"junk").unwrap();
     let e = train::eval(&m, Some(4), &data, Device::Cpu)

@@ -66,7 +66,15 @@ impl Builder {
     /// Conv `name` (no bias in the file) + batch norm `bn` folded into it,
     /// reading the last node; `relu`: then a ReLU (`Some(6.0)`: ReLU6).
     #[allow(clippy::too_many_arguments)]
-    fn conv_bn(&mut self, name: &str, bn: &str, out: i64, w: Window, groups: i64, relu: Option<f64>) {
+    fn conv_bn(
+        &mut self,
+        name: &str,
+        bn: &str,
+        out: i64,
+        w: Window,
+        groups: i64,
+        relu: Option<f64>,
+    ) {
         let mut l = Layer::conv(name, self.c, out, w);
         if let Layer::Conv { groups: g, .. } = &mut l {
             *g = groups;
@@ -133,19 +141,59 @@ pub fn resnet(depth: &str, classes: i64) -> Result<Layout> {
             let p = format!("layer{}.{b}", s + 1);
             let (input, in_c) = (g.at.expect("the stem"), g.c);
             if bottleneck {
-                g.conv_bn(&format!("{p}.conv1"), &format!("{p}.bn1"), planes, k(1, 1, 0), 1, RELU);
-                g.conv_bn(&format!("{p}.conv2"), &format!("{p}.bn2"), planes, k(3, stride, 1), 1, RELU);
-                g.conv_bn(&format!("{p}.conv3"), &format!("{p}.bn3"), planes * 4, k(1, 1, 0), 1, None);
+                g.conv_bn(
+                    &format!("{p}.conv1"),
+                    &format!("{p}.bn1"),
+                    planes,
+                    k(1, 1, 0),
+                    1,
+                    RELU,
+                );
+                g.conv_bn(
+                    &format!("{p}.conv2"),
+                    &format!("{p}.bn2"),
+                    planes,
+                    k(3, stride, 1),
+                    1,
+                    RELU,
+                );
+                g.conv_bn(
+                    &format!("{p}.conv3"),
+                    &format!("{p}.bn3"),
+                    planes * 4,
+                    k(1, 1, 0),
+                    1,
+                    None,
+                );
             } else {
-                g.conv_bn(&format!("{p}.conv1"), &format!("{p}.bn1"), planes, k(3, stride, 1), 1, RELU);
-                g.conv_bn(&format!("{p}.conv2"), &format!("{p}.bn2"), planes, k(3, 1, 1), 1, None);
+                g.conv_bn(
+                    &format!("{p}.conv1"),
+                    &format!("{p}.bn1"),
+                    planes,
+                    k(3, stride, 1),
+                    1,
+                    RELU,
+                );
+                g.conv_bn(
+                    &format!("{p}.conv2"),
+                    &format!("{p}.bn2"),
+                    planes,
+                    k(3, 1, 1),
+                    1,
+                    None,
+                );
             }
             let main = g.at.expect("the block");
             let shortcut = if stride != 1 || in_c != planes * expansion {
                 g.at = Some(input);
                 g.c = in_c;
                 g.node(
-                    Layer::conv(&format!("{p}.downsample.0"), in_c, planes * expansion, k(1, stride, 0)),
+                    Layer::conv(
+                        &format!("{p}.downsample.0"),
+                        in_c,
+                        planes * expansion,
+                        k(1, stride, 0),
+                    ),
                     &[input],
                 );
                 g.bn.insert(format!("{p}.downsample.0"), format!("{p}.downsample.1"));
@@ -185,11 +233,32 @@ pub fn mobilenet_v2(classes: i64) -> Layout {
             let p = format!("features.{f}.conv");
             let mut m = 0;
             if t != 1 {
-                g.conv_bn(&format!("{p}.0.0"), &format!("{p}.0.1"), hidden, k(1, 1, 0), 1, RELU6);
+                g.conv_bn(
+                    &format!("{p}.0.0"),
+                    &format!("{p}.0.1"),
+                    hidden,
+                    k(1, 1, 0),
+                    1,
+                    RELU6,
+                );
                 m = 1;
             }
-            g.conv_bn(&format!("{p}.{m}.0"), &format!("{p}.{m}.1"), hidden, k(3, stride, 1), hidden, RELU6);
-            g.conv_bn(&format!("{p}.{}", m + 1), &format!("{p}.{}", m + 2), c, k(1, 1, 0), 1, None);
+            g.conv_bn(
+                &format!("{p}.{m}.0"),
+                &format!("{p}.{m}.1"),
+                hidden,
+                k(3, stride, 1),
+                hidden,
+                RELU6,
+            );
+            g.conv_bn(
+                &format!("{p}.{}", m + 1),
+                &format!("{p}.{}", m + 2),
+                c,
+                k(1, 1, 0),
+                1,
+                None,
+            );
             if stride == 1 && inp == c {
                 let main = g.at.expect("the block");
                 g.node(Layer::Add, &[main, input]);
@@ -213,7 +282,14 @@ pub fn densenet(depth: &str, classes: i64) -> Result<Layout> {
         _ => bail!("unknown DenseNet depth {depth:?}: expected 121, 161, 169 or 201"),
     };
     let mut g = Builder::new();
-    g.conv_bn("features.conv0", "features.norm0", init, k(7, 2, 3), 1, RELU);
+    g.conv_bn(
+        "features.conv0",
+        "features.norm0",
+        init,
+        k(7, 2, 3),
+        1,
+        RELU,
+    );
     g.then(Layer::max_pool(k(3, 2, 1), false));
     g.unit("features.pool0");
     for (b, &n) in blocks.iter().enumerate() {
@@ -228,10 +304,25 @@ pub fn densenet(depth: &str, classes: i64) -> Result<Layout> {
                 g.at = Some(parts[0]);
             }
             g.c = part_c.iter().sum();
-            g.then(Layer::Affine { name: format!("{p}.norm1"), c: g.c });
+            g.then(Layer::Affine {
+                name: format!("{p}.norm1"),
+                c: g.c,
+            });
             g.then(Layer::Relu);
-            g.conv_bn(&format!("{p}.conv1"), &format!("{p}.norm2"), 4 * growth, k(1, 1, 0), 1, RELU);
-            parts.push(g.then(Layer::conv(&format!("{p}.conv2"), 4 * growth, growth, k(3, 1, 1))));
+            g.conv_bn(
+                &format!("{p}.conv1"),
+                &format!("{p}.norm2"),
+                4 * growth,
+                k(1, 1, 0),
+                1,
+                RELU,
+            );
+            parts.push(g.then(Layer::conv(
+                &format!("{p}.conv2"),
+                4 * growth,
+                growth,
+                k(3, 1, 1),
+            )));
             part_c.push(growth);
         }
         g.node(Layer::Concat, &parts);
@@ -239,7 +330,10 @@ pub fn densenet(depth: &str, classes: i64) -> Result<Layout> {
         g.unit(&block);
         if b < 3 {
             let t = format!("features.transition{}", b + 1);
-            g.then(Layer::Affine { name: format!("{t}.norm"), c: g.c });
+            g.then(Layer::Affine {
+                name: format!("{t}.norm"),
+                c: g.c,
+            });
             g.then(Layer::Relu);
             g.then(Layer::conv(&format!("{t}.conv"), g.c, g.c / 2, k(1, 1, 0)));
             g.c /= 2;
@@ -253,7 +347,10 @@ pub fn densenet(depth: &str, classes: i64) -> Result<Layout> {
             g.unit(&t);
         }
     }
-    g.then(Layer::Affine { name: "features.norm5".into(), c: g.c });
+    g.then(Layer::Affine {
+        name: "features.norm5".into(),
+        c: g.c,
+    });
     g.unit("features.norm5");
     g.then(Layer::Relu);
     let c = g.c;

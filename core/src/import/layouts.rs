@@ -107,9 +107,10 @@ pub fn layout(arch: &str, shapes: &HashMap<String, Vec<i64>>) -> Result<Layout> 
         a if a.starts_with("torchvision:resnet") => {
             super::graphs::resnet(&a["torchvision:resnet".len()..], classes("fc.weight")?)?
         }
-        a if a.starts_with("torchvision:densenet") => {
-            super::graphs::densenet(&a["torchvision:densenet".len()..], classes("classifier.weight")?)?
-        }
+        a if a.starts_with("torchvision:densenet") => super::graphs::densenet(
+            &a["torchvision:densenet".len()..],
+            classes("classifier.weight")?,
+        )?,
         "torchvision:googlenet" => super::graphs::googlenet(classes("fc.weight")?),
         "torchvision:mobilenet_v2" => super::graphs::mobilenet_v2(classes("classifier.1.weight")?),
         a if a.starts_with("torchvision:vgg") => {

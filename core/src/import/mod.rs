@@ -103,7 +103,13 @@ pub fn fold_bn(
 }
 
 /// A batch norm as a per-channel affine map: scale = γ/σ, shift = β − μ·γ/σ.
-pub fn bn_affine(gamma: &Tensor, beta: &Tensor, mean: &Tensor, var: &Tensor, eps: f64) -> (Tensor, Tensor) {
+pub fn bn_affine(
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    eps: f64,
+) -> (Tensor, Tensor) {
     let k = |t: &Tensor| t.to_kind(Kind::Double);
     let scale = k(gamma) / (k(var) + eps).sqrt();
     let shift = k(beta) - k(mean) * &scale;
@@ -185,9 +191,8 @@ fn take_layout(
             continue;
         }
         let folded = l.name().and_then(|n| lay.bn.get(n)).cloned();
-        let no_bias = lay.convs_without_bias
-            && matches!(l, Layer::Conv { .. })
-            && !shapes.contains_key(&bn);
+        let no_bias =
+            lay.convs_without_bias && matches!(l, Layer::Conv { .. }) && !shapes.contains_key(&bn);
         let mut w = take(&wn, &w_shape)?;
         let mut b = if no_bias {
             Tensor::zeros([n_out], (Kind::Float, Device::Cpu))
@@ -393,7 +398,9 @@ pub fn import(o: &ImportOptions) -> Result<ModelDir> {
         || o.std.is_some()
         || o.fit.is_some()
         || o.filter.is_some()
-        || o.channels.is_some_and(|c| c != Channels::Grey && (c == Channels::Bgr) != (kind == PreprocessKind::Caffe));
+        || o.channels.is_some_and(|c| {
+            c != Channels::Grey && (c == Channels::Bgr) != (kind == PreprocessKind::Caffe)
+        });
     if o.std.is_some_and(|s| s.iter().any(|v| *v <= 0.0)) {
         bail!("--std: every value must be positive");
     }

@@ -176,7 +176,12 @@ fn tensor(t: &TensorProto, dir: &Path) -> Result<Tensor> {
 /// A square window from kernel_shape/strides/pads; asymmetric pads that add
 /// one row/column at the end become ceil mode when that gives the same size.
 fn window(n: &NodeProto, side: i64, what: &str) -> Result<(Window, bool)> {
-    window_with(n, side, what, attr_ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]))
+    window_with(
+        n,
+        side,
+        what,
+        attr_ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]),
+    )
 }
 
 /// [`window`] with the pads given (a conv whose asymmetric pads became a
@@ -186,7 +191,10 @@ fn window_with(n: &NodeProto, side: i64, what: &str, p: Vec<i64>) -> Result<(Win
     let s = attr_ints(n, "strides").unwrap_or(vec![1, 1]);
     let d = attr_ints(n, "dilations").unwrap_or(vec![1, 1]);
     if d.len() != 2 || d[0] != d[1] || d[0] < 1 || (d[0] != 1 && what != "conv") {
-        bail!("{}: dilations {d:?}: only equal dilations of convs are supported", at(n));
+        bail!(
+            "{}: dilations {d:?}: only equal dilations of convs are supported",
+            at(n)
+        );
     }
     if let Some(a) = attr(n, "auto_pad") {
         let v = String::from_utf8_lossy(&a.s).to_string();
@@ -421,8 +429,20 @@ fn required<'n>(n: &'n NodeProto, k: usize, what: &str) -> Result<&'n str> {
 
 /// Ops whose outputs are constants when their inputs are (shape arithmetic).
 const FOLDED: &[&str] = &[
-    "Identity", "Cast", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Reshape", "Mul",
-    "Add", "Sub", "Div", "Flatten", "Transpose",
+    "Identity",
+    "Cast",
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "Concat",
+    "Slice",
+    "Reshape",
+    "Mul",
+    "Add",
+    "Sub",
+    "Div",
+    "Flatten",
+    "Transpose",
 ];
 
 impl<'a> Reader<'a> {
@@ -509,7 +529,12 @@ impl<'a> Reader<'a> {
             && !ins.is_empty()
             && ins.iter().all(|i| self.consts.contains_key(*i))
         {
-            let t = fold(n, &ins.iter().map(|i| self.consts[*i].shallow_clone()).collect::<Vec<_>>())?;
+            let t = fold(
+                n,
+                &ins.iter()
+                    .map(|i| self.consts[*i].shallow_clone())
+                    .collect::<Vec<_>>(),
+            )?;
             self.consts.insert(out, t);
             return Ok(());
         }
@@ -555,7 +580,10 @@ impl<'a> Reader<'a> {
     fn nchw(&self, n: &NodeProto, k: usize) -> Result<Value> {
         let v = self.value(n, k)?;
         if v.nhwc {
-            bail!("{}: reads channels-last maps; only Transpose and Flatten/Reshape may", at(n));
+            bail!(
+                "{}: reads channels-last maps; only Transpose and Flatten/Reshape may",
+                at(n)
+            );
         }
         Ok(v)
     }
@@ -582,7 +610,12 @@ impl<'a> Reader<'a> {
             let pads = self.pads_of(n, &p)?;
             let i = self.push(Layer::Pad { pads }, &[&v]);
             let side = side + pads[0] + pads[2];
-            v = Value { node: Some(i), shape: Shape::Maps { c, side }, nhwc: false, hwc: None };
+            v = Value {
+                node: Some(i),
+                shape: Shape::Maps { c, side },
+                nhwc: false,
+                hwc: None,
+            };
             (window_with(n, side, "conv", vec![0, 0, 0, 0])?.0, side)
         } else {
             (window(n, side, "conv")?.0, side)
@@ -591,7 +624,12 @@ impl<'a> Reader<'a> {
         let groups = attr_i(n, "group", 1);
         let sz = w.size();
         let k = if sz.len() == 4 { sz[2] } else { 0 };
-        if sz.len() != 4 || sz[3] != k || dilation * (k - 1) + 1 != win.k || groups < 1 || sz[1] * groups != c {
+        if sz.len() != 4
+            || sz[3] != k
+            || dilation * (k - 1) + 1 != win.k
+            || groups < 1
+            || sz[1] * groups != c
+        {
             bail!("{}: weight shape {sz:?} does not fit {c} input channels, kernel {}, {groups} groups", at(n), win.k);
         }
         let b = match n.input.get(2).filter(|s| !s.is_empty()) {
@@ -599,19 +637,36 @@ impl<'a> Reader<'a> {
             None => Tensor::zeros([sz[0]], (Kind::Float, tch::Device::Cpu)),
         };
         if b.size() != [sz[0]] {
-            bail!("{}: bias shape {:?} does not fit {} filters", at(n), b.size(), sz[0]);
+            bail!(
+                "{}: bias shape {:?} does not fit {} filters",
+                at(n),
+                b.size(),
+                sz[0]
+            );
         }
         self.n_conv += 1;
         let name = self.fresh(layer_name(n, &format!("conv{}", self.n_conv)));
         self.tensors.insert(format!("{name}.weight"), w);
         self.tensors.insert(format!("{name}.bias"), b);
         let mut l = Layer::conv(&name, c, sz[0], Window::new(k, win.stride, win.pad));
-        if let Layer::Conv { groups: g, dilation: d, .. } = &mut l {
+        if let Layer::Conv {
+            groups: g,
+            dilation: d,
+            ..
+        } = &mut l
+        {
             *g = groups;
             *d = dilation;
         }
         let i = self.push(l, &[&v]);
-        self.set(&n.output[0], i, Shape::Maps { c: sz[0], side: win.out_size(side, false) });
+        self.set(
+            &n.output[0],
+            i,
+            Shape::Maps {
+                c: sz[0],
+                side: win.out_size(side, false),
+            },
+        );
         Ok(())
     }
 
@@ -620,7 +675,10 @@ impl<'a> Reader<'a> {
     fn pads_of(&self, n: &NodeProto, p: &[i64]) -> Result<[i64; 4]> {
         let pads = [p[0], p[1], p[2], p[3]];
         if pads.iter().any(|&v| v < 0) || pads[0] + pads[2] != pads[1] + pads[3] {
-            bail!("{}: pads {p:?}: only pads of at least 0 that keep the maps square are supported", at(n));
+            bail!(
+                "{}: pads {p:?}: only pads of at least 0 that keep the maps square are supported",
+                at(n)
+            );
         }
         Ok(pads)
     }
@@ -634,7 +692,11 @@ impl<'a> Reader<'a> {
         };
         let mode = attr(n, "mode").map(|a| String::from_utf8_lossy(&a.s).to_string());
         if mode.as_deref().is_some_and(|m| m != "constant") {
-            bail!("{}: mode {} is not supported (constant zeros only)", at(n), mode.unwrap_or_default());
+            bail!(
+                "{}: mode {} is not supported (constant zeros only)",
+                at(n),
+                mode.unwrap_or_default()
+            );
         }
         let value = match n.input.get(2).filter(|s| !s.is_empty()) {
             Some(name) => self.get(name, n)?.to_kind(Kind::Double).reshape([-1]),
@@ -647,19 +709,31 @@ impl<'a> Reader<'a> {
             bail!("{}: Pad with axes is not supported", at(n));
         }
         let p: Vec<i64> = match n.input.get(1).filter(|s| !s.is_empty()) {
-            Some(name) => Vec::<i64>::try_from(&self.get(name, n)?.to_kind(Kind::Int64).reshape([-1]))?,
+            Some(name) => {
+                Vec::<i64>::try_from(&self.get(name, n)?.to_kind(Kind::Int64).reshape([-1]))?
+            }
             None => attr_ints(n, "pads").ok_or_else(|| anyhow!("{}: no pads", at(n)))?,
         };
         // [N, C, H, W] begins then ends; nothing on N and C.
         if p.len() != 8 || p[0] != 0 || p[1] != 0 || p[4] != 0 || p[5] != 0 {
-            bail!("{}: pads {p:?}: only pads of H and W of a 4-d map are supported", at(n));
+            bail!(
+                "{}: pads {p:?}: only pads of H and W of a 4-d map are supported",
+                at(n)
+            );
         }
         let pads = self.pads_of(n, &[p[2], p[3], p[6], p[7]])?;
         if pads == [0; 4] {
             return self.alias(n);
         }
         let i = self.push(Layer::Pad { pads }, &[&v]);
-        self.set(&n.output[0], i, Shape::Maps { c, side: side + pads[0] + pads[2] });
+        self.set(
+            &n.output[0],
+            i,
+            Shape::Maps {
+                c,
+                side: side + pads[0] + pads[2],
+            },
+        );
         Ok(())
     }
 
@@ -675,7 +749,12 @@ impl<'a> Reader<'a> {
         let g = |k: usize| -> Result<Tensor> {
             let t = self.get(required(n, k, what[k])?, n)?.reshape([-1]);
             if t.size() != [c] {
-                bail!("{}: its {} has {} values for {c} channels", at(n), what[k], t.size()[0]);
+                bail!(
+                    "{}: its {} has {} values for {c} channels",
+                    at(n),
+                    what[k],
+                    t.size()[0]
+                );
             }
             Ok(t)
         };
@@ -688,7 +767,15 @@ impl<'a> Reader<'a> {
         });
         if let Some(i) = conv {
             let (wn, bn) = self.layers[i].tensor_names().expect("a conv");
-            let (w, b) = fold_bn(&self.tensors[&wn], &self.tensors[&bn], &gamma, &beta, &mean, &var, eps);
+            let (w, b) = fold_bn(
+                &self.tensors[&wn],
+                &self.tensors[&bn],
+                &gamma,
+                &beta,
+                &mean,
+                &var,
+                eps,
+            );
             self.tensors.insert(wn, w);
             self.tensors.insert(bn, b);
             self.set(&n.output[0], i, v.shape);
@@ -716,12 +803,16 @@ impl<'a> Reader<'a> {
     /// per-channel constant (an affine node), or a linear layer's bias Add.
     fn arithmetic(&mut self, n: &NodeProto) -> Result<()> {
         let ins: Vec<String> = n.input.iter().filter(|i| !i.is_empty()).cloned().collect();
-        let consts: Vec<usize> = (0..ins.len()).filter(|&k| self.consts.contains_key(&ins[k])).collect();
+        let consts: Vec<usize> = (0..ins.len())
+            .filter(|&k| self.consts.contains_key(&ins[k]))
+            .collect();
         if consts.is_empty() {
             if !matches!(n.op_type.as_str(), "Add" | "Sum") || ins.len() < 2 {
                 bail!("{}: only Add/Sum of maps (a residual connection) is supported between two layers' outputs", at(n));
             }
-            let vs: Vec<Value> = (0..ins.len()).map(|k| self.nchw(n, k)).collect::<Result<_>>()?;
+            let vs: Vec<Value> = (0..ins.len())
+                .map(|k| self.nchw(n, k))
+                .collect::<Result<_>>()?;
             if vs.iter().any(|v| v.shape != vs[0].shape) {
                 bail!("{}: adds values of different shapes", at(n));
             }
@@ -729,8 +820,15 @@ impl<'a> Reader<'a> {
             self.set(&n.output[0], i, vs[0].shape);
             return Ok(());
         }
-        if ins.len() != 2 || consts.len() != 1 || (consts[0] == 0 && matches!(n.op_type.as_str(), "Sub" | "Div")) {
-            bail!("{}: only a map {} a per-channel constant is supported", at(n), n.op_type);
+        if ins.len() != 2
+            || consts.len() != 1
+            || (consts[0] == 0 && matches!(n.op_type.as_str(), "Sub" | "Div"))
+        {
+            bail!(
+                "{}: only a map {} a per-channel constant is supported",
+                at(n),
+                n.op_type
+            );
         }
         let v = self.nchw(n, 1 - consts[0])?;
         let c = match v.shape {
@@ -739,7 +837,11 @@ impl<'a> Reader<'a> {
         };
         let k = self.consts[&ins[consts[0]]].to_kind(Kind::Float);
         let k = per_channel(&k, &v, c).ok_or_else(|| {
-            anyhow!("{}: its constant of shape {:?} is not per channel of {c} channels", at(n), k.size())
+            anyhow!(
+                "{}: its constant of shape {:?} is not per channel of {c} channels",
+                at(n),
+                k.size()
+            )
         })?;
         // The bias of a MatMul read just before.
         if n.op_type == "Add" {
@@ -767,7 +869,9 @@ impl<'a> Reader<'a> {
 
     /// Channel concatenation of maps.
     fn concat(&mut self, n: &NodeProto) -> Result<()> {
-        let vs: Vec<Value> = (0..n.input.len()).map(|k| self.nchw(n, k)).collect::<Result<_>>()?;
+        let vs: Vec<Value> = (0..n.input.len())
+            .map(|k| self.nchw(n, k))
+            .collect::<Result<_>>()?;
         let axis = attr_i(n, "axis", 1);
         let shape = crate::net::concat_shape(&vs.iter().map(|v| v.shape).collect::<Vec<_>>());
         match (axis, shape) {
@@ -776,7 +880,10 @@ impl<'a> Reader<'a> {
                 self.set(&n.output[0], i, s);
                 Ok(())
             }
-            _ => bail!("{}: only a concatenation of maps of one size along channels is supported", at(n)),
+            _ => bail!(
+                "{}: only a concatenation of maps of one size along channels is supported",
+                at(n)
+            ),
         }
     }
 
@@ -791,13 +898,19 @@ impl<'a> Reader<'a> {
             };
             (v(1)?, v(2)?)
         } else {
-            (attr(n, "min").map(|a| a.f as f64), attr(n, "max").map(|a| a.f as f64))
+            (
+                attr(n, "min").map(|a| a.f as f64),
+                attr(n, "max").map(|a| a.f as f64),
+            )
         };
         match (lo, hi) {
             (Some(l), None) if l == 0.0 => Ok(Layer::Relu),
             (Some(l), Some(h)) if l == 0.0 && h >= 3.0e38 => Ok(Layer::Relu),
             (Some(l), Some(h)) if l == 0.0 && h > 0.0 => Ok(Layer::Clip { max: h }),
-            _ => bail!("{}: only Clip with min 0 (a ReLU, ReLU6) is supported", at(n)),
+            _ => bail!(
+                "{}: only Clip with min 0 (a ReLU, ReLU6) is supported",
+                at(n)
+            ),
         }
     }
 
@@ -822,7 +935,14 @@ impl<'a> Reader<'a> {
             }
         };
         let i = self.push(l, &[&v]);
-        self.set(&n.output[0], i, Shape::Maps { c, side: w.out_size(side, ceil) });
+        self.set(
+            &n.output[0],
+            i,
+            Shape::Maps {
+                c,
+                side: w.out_size(side, ceil),
+            },
+        );
         Ok(())
     }
 
@@ -838,17 +958,28 @@ impl<'a> Reader<'a> {
                 Some(a) => Vec::<i64>::try_from(&self.get(a, n)?.to_kind(Kind::Int64))?,
                 None => attr_ints(n, "axes").unwrap_or_default(),
             };
-            let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
+            let mut axes: Vec<i64> = axes
+                .iter()
+                .map(|&a| if a < 0 { a + 4 } else { a })
+                .collect();
             axes.sort();
             if axes != [2, 3] {
-                bail!("{}: only a mean over height and width is supported (axes {axes:?})", at(n));
+                bail!(
+                    "{}: only a mean over height and width is supported (axes {axes:?})",
+                    at(n)
+                );
             }
             keep = attr_i(n, "keepdims", 1) == 1;
         }
         let mut i = self.push(Layer::AdaptiveAvgPool { out: 1 }, &[&v]);
         let mut shape = Shape::Maps { c, side: 1 };
         if !keep {
-            let pooled = Value { node: Some(i), shape, nhwc: false, hwc: None };
+            let pooled = Value {
+                node: Some(i),
+                shape,
+                nhwc: false,
+                hwc: None,
+            };
             i = self.push(Layer::Flatten, &[&pooled]);
             shape = Shape::Flat(c);
         }
@@ -871,12 +1002,17 @@ impl<'a> Reader<'a> {
             }
         } else {
             let shape = match n.input.get(1).filter(|s| !s.is_empty()) {
-                Some(s) => Vec::<i64>::try_from(&self.get(s, n)?.to_kind(Kind::Int64).reshape([-1]))?,
+                Some(s) => {
+                    Vec::<i64>::try_from(&self.get(s, n)?.to_kind(Kind::Int64).reshape([-1]))?
+                }
                 None => attr_ints(n, "shape").ok_or_else(|| anyhow!("{}: no shape", at(n)))?,
             };
             let fits = matches!(shape.as_slice(), [b, g] if (*b == -1 || *b == 0 || *b == 1) && (*g == f || *g == -1));
             if !fits {
-                bail!("{}: only a reshape to [batch, {f}] (a flatten) is supported, not {shape:?}", at(n));
+                bail!(
+                    "{}: only a reshape to [batch, {f}] (a flatten) is supported, not {shape:?}",
+                    at(n)
+                );
             }
         }
         let i = self.push(Layer::Flatten, &[&v]);
@@ -899,7 +1035,10 @@ impl<'a> Reader<'a> {
         match (perm.as_slice(), v.nhwc, v.shape) {
             ([0, 3, 1, 2], true, Shape::Maps { .. }) => v.nhwc = false,
             ([0, 2, 3, 1], false, Shape::Maps { .. }) => v.nhwc = true,
-            _ => bail!("{}: only NHWC <-> NCHW transposes of maps are supported (perm {perm:?})", at(n)),
+            _ => bail!(
+                "{}: only NHWC <-> NCHW transposes of maps are supported (perm {perm:?})",
+                at(n)
+            ),
         }
         self.values.insert(n.output[0].clone(), v);
         Ok(())
@@ -913,14 +1052,22 @@ impl<'a> Reader<'a> {
         };
         let w0 = self.get(required(n, 1, "weight")?, n)?.to_kind(Kind::Float);
         if w0.dim() != 2 {
-            bail!("{}: its weight has shape {:?}; a fully connected layer's is 2-d", at(n), w0.size());
+            bail!(
+                "{}: its weight has shape {:?}; a fully connected layer's is 2-d",
+                at(n),
+                w0.size()
+            );
         }
         let (mut w, b): (Tensor, Tensor);
         if n.op_type == "Gemm" {
             if attr_i(n, "transA", 0) != 0 {
                 bail!("{}: transA is not supported", at(n));
             }
-            w = if attr_i(n, "transB", 0) == 1 { w0 } else { w0.tr() };
+            w = if attr_i(n, "transB", 0) == 1 {
+                w0
+            } else {
+                w0.tr()
+            };
             #[allow(clippy::assign_op_pattern)] // w may be a constant's view
             {
                 w = w * attr_f(n, "alpha", 1.0);
@@ -935,15 +1082,24 @@ impl<'a> Reader<'a> {
         }
         let (o, inp) = (w.size()[0], w.size()[1]);
         if inp != f || b.size() != [o] {
-            bail!("{}: weight {:?} / bias {:?} do not fit {f} inputs", at(n), w.size(), b.size());
+            bail!(
+                "{}: weight {:?} / bias {:?} do not fit {f} inputs",
+                at(n),
+                w.size(),
+                b.size()
+            );
         }
         if let Some((c, h, ww)) = v.hwc {
             // Columns in channels-last order -> channels-first.
-            w = w.reshape([o, h, ww, c]).permute([0, 3, 1, 2]).reshape([o, f]);
+            w = w
+                .reshape([o, h, ww, c])
+                .permute([0, 3, 1, 2])
+                .reshape([o, f]);
         }
         self.n_fc += 1;
         let name = self.fresh(layer_name(n, &format!("fc{}", self.n_fc)));
-        self.tensors.insert(format!("{name}.weight"), w.contiguous());
+        self.tensors
+            .insert(format!("{name}.weight"), w.contiguous());
         self.tensors.insert(format!("{name}.bias"), b.contiguous());
         let i = self.push(Layer::linear(&name, f, o), &[&v]);
         self.set(&n.output[0], i, Shape::Flat(o));
@@ -1024,13 +1180,19 @@ fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
             Some(axes) => {
                 let mut axes: Vec<i64> = axes.iter().map(|&a| axis(a, x.dim() as i64)).collect();
                 axes.sort();
-                axes.iter().rev().fold(x.shallow_clone(), |t, &a| t.squeeze_dim(a))
+                axes.iter()
+                    .rev()
+                    .fold(x.shallow_clone(), |t, &a| t.squeeze_dim(a))
             }
             None => x.squeeze(),
         },
         "Concat" => {
             let a = axis(attr_i(n, "axis", 0), x.dim() as i64);
-            let k = if ins.iter().any(|t| t.kind() == Kind::Float) { Kind::Float } else { Kind::Int64 };
+            let k = if ins.iter().any(|t| t.kind() == Kind::Float) {
+                Kind::Float
+            } else {
+                Kind::Int64
+            };
             Tensor::cat(&ins.iter().map(|t| t.to_kind(k)).collect::<Vec<_>>(), a)
         }
         "Slice" => {
@@ -1042,7 +1204,13 @@ fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
             for k in 0..starts.len() {
                 let a = axis(axes[k], x.dim() as i64);
                 let size = t.size()[a as usize];
-                let clamp = |v: i64| if v < 0 { (v + size).max(0) } else { v.min(size) };
+                let clamp = |v: i64| {
+                    if v < 0 {
+                        (v + size).max(0)
+                    } else {
+                        v.min(size)
+                    }
+                };
                 t = t.slice(a, clamp(starts[k]), clamp(ends[k]), steps[k].max(1));
             }
             t

@@ -283,9 +283,7 @@ pub fn bench_arch(
         show(p("forward32_ms"), "ms"),
         ratio(fwd32, p("forward32_ms"))
     );
-    println!(
-        "| forward, batch 1, keeping maps + switches (zfvis's trace) | {traced:.1} ms | | |"
-    );
+    println!("| forward, batch 1, keeping maps + switches (zfvis's trace) | {traced:.1} ms | | |");
     println!("| {name} projection (zfvis: forward cached; PyTorch: forward + modified backward) | {proj:.1} ms | {} | {} |", show(p("projection_ms"), "ms"), ratio(proj, p("projection_ms")));
     println!(
         "| {name} projection / zfvis forward | {:.2} | | |",
@@ -411,9 +409,17 @@ fn bench_filters(python: Option<&Path>, set: &Path, iters: usize) -> Result<()> 
     let path = std::env::temp_dir().join(format!("zfvis-bench-12mp-{}.jpg", std::process::id()));
     std::fs::write(&path, &blob)?;
     let pil = python.and_then(|py| {
-        peer(py, "bench_decode.py", &["filters".into(), iters.to_string(), path.display().to_string()])
-            .map_err(|e| eprintln!("PIL peer skipped: {e}"))
-            .ok()
+        peer(
+            py,
+            "bench_decode.py",
+            &[
+                "filters".into(),
+                iters.to_string(),
+                path.display().to_string(),
+            ],
+        )
+        .map_err(|e| eprintln!("PIL peer skipped: {e}"))
+        .ok()
     });
     let _ = std::fs::remove_file(&path);
     println!();

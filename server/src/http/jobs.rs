@@ -334,9 +334,9 @@ pub async fn cancel<J: Job>(
     if !st.jobs.cancel(&key) {
         return Err(ApiError::not_found("no such job is queued or running"));
     }
-    Ok(Json(
-        st.jobs
-            .progress(&key)
-            .unwrap_or(Progress::new(JobState::Cancelled, 0, 0)),
-    ))
+    Ok(Json(st.jobs.progress(&key).unwrap_or(Progress::new(
+        JobState::Cancelled,
+        0,
+        0,
+    ))))
 }

@@ -79,7 +79,11 @@ async fn resolve_unit(st: &AppState, pairs: &mut [(String, String)]) -> Result<(
     else {
         return Ok(());
     };
-    let Some(model) = pairs.iter().find(|(k, _)| k == "model").map(|p| p.1.clone()) else {
+    let Some(model) = pairs
+        .iter()
+        .find(|(k, _)| k == "model")
+        .map(|p| p.1.clone())
+    else {
         return Ok(());
     };
     let key = pairs[i].1.clone();
