@@ -31,7 +31,12 @@ $(VENV)/.refs: $(VENV)/.ok
 	$(VENV)/bin/pip install -q torch==$(TORCH) torchvision==$(TORCHVISION) pytorchcv onnx onnxruntime onnxscript
 	touch $@
 
-venv: $(VENV)/.ok $(VENV)/.refs
+# References of the attribution methods and their scores: Captum, scipy, scikit-image.
+$(VENV)/.attr: $(VENV)/.ok
+	$(VENV)/bin/pip install -q torch==$(TORCH) captum scipy scikit-image
+	touch $@
+
+venv: $(VENV)/.ok $(VENV)/.refs $(VENV)/.attr
 
 # JPEGs are decoded by libjpeg-turbo (as PIL, torchvision and browsers do),
 # which the turbojpeg crate builds from source: it needs cmake and nasm.
@@ -54,7 +59,7 @@ run: build
 	$(BIN) serve --addr $(ADDR) --models models --data data $(if $(DATASET),--dataset $(DATASET))
 
 # What the tests need beyond the venv: a real browser for the end-to-end test.
-test-deps: $(VENV)/.ok $(VENV)/.refs
+test-deps: $(VENV)/.ok $(VENV)/.refs $(VENV)/.attr
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium for the browser test"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
@@ -84,8 +89,7 @@ test: test-deps native-deps
 IMAGE ?= examples/dog.jpg
 DATA ?= examples
 TRAIN_DATA ?=
-bench: build-dev $(VENV)/.refs
-	$(VENV)/bin/pip install -q captum
+bench: build-dev $(VENV)/.refs $(VENV)/.attr
 	$(BIN) bench --python $(PY)
 	$(BIN) bench --python $(PY) --arch vgg16 --iters 5
 	$(BIN) bench --python $(PY) --arch resnet50 --unit layer4.2 --iters 10 --no-occlusion

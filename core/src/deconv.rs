@@ -43,9 +43,30 @@ pub fn deconv_step(net: &Net, i: usize, x: &Tensor, target: i64) -> Tensor {
     )
 }
 
-/// The deconvnet's step back through node `i` for a signal `s` at its
-/// output, to its input of shape `input` (one input; see [`project_from`]).
-fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape) -> Tensor {
+/// How a reversed network passes a signal back through a ReLU (Mahendran &
+/// Vedaldi, ECCV 2016; paper.md §8), and whether it takes LRN's gradient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The deconvnet: `relu(signal)`; LRN skipped.
+    Deconv,
+    /// The gradient: `signal · [x > 0]`; LRN's true gradient.
+    Gradient,
+    /// Guided backprop: `relu(signal) · [x > 0]`; LRN's true gradient.
+    Guided,
+}
+
+/// Where a ReLU-family node (`out`: its forward output) lets the gradient through.
+fn open(layer: &Layer, out: &Tensor) -> Tensor {
+    match layer {
+        Layer::Clip { max } => out.gt(0.0).logical_and(&out.lt(*max)),
+        _ => out.gt(0.0),
+    }
+    .to_kind(out.kind())
+}
+
+/// The step back through node `i` for a signal `s` at its output, to its
+/// input of shape `input` (one input; see [`walk`]), under `rule`.
+fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape, rule: Rule) -> Tensor {
     let b = s.size()[0];
     let full: Vec<i64> = match input {
         Shape::Maps { c, side } => vec![b, c, side, side],
@@ -53,7 +74,22 @@ fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape) -> Te
     };
     let side = full.get(2).copied().unwrap_or(1);
     match &net.spec.layers[i] {
-        Layer::Relu | Layer::Clip { .. } => s.relu(),
+        l @ (Layer::Relu | Layer::Clip { .. }) => match rule {
+            Rule::Deconv => s.relu(),
+            Rule::Gradient => s * open(l, saved(trace, i)),
+            Rule::Guided => s.relu() * open(l, saved(trace, i)),
+        },
+        Layer::Lrn {
+            size,
+            alpha,
+            beta,
+            k,
+        } if rule != Rule::Deconv => tch::with_grad(|| {
+            let x = saved(trace, i).detach().set_requires_grad(true);
+            let y = crate::net::lrn_with(&x, *size, *alpha, *beta, *k);
+            let g = Tensor::run_backward(&[(y * s).sum(Kind::Float)], &[&x], false, false);
+            g.into_iter().next().expect("one input").detach()
+        }),
         Layer::Conv { .. } => deconv_step(net, i, s, side),
         Layer::MaxPool { .. } => match &trace.switches[i] {
             Some(idx) => unpool(s, idx, (side, side)),
@@ -79,8 +115,9 @@ fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape) -> Te
             )
         }
         Layer::AdaptiveAvgPool { .. } => {
+            // tch: the receiver is the pool's input, the argument the gradient.
             let like = Tensor::zeros(full.as_slice(), (s.kind(), s.device()));
-            Tensor::internal_adaptive_avg_pool2d_backward(s, &like)
+            like.internal_adaptive_avg_pool2d_backward(s)
         }
         Layer::Flatten => s.reshape(full.as_slice()),
         Layer::Linear { .. } => s.matmul(&net.params(i).weight),
@@ -98,15 +135,40 @@ fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape) -> Te
     }
 }
 
+/// What the trace saved of node `i`'s forward pass for the gradient rules.
+fn saved(trace: &Trace, i: usize) -> &Tensor {
+    match trace.saved.get(i) {
+        Some(Some(t)) => t,
+        _ => panic!("node {i}: the gradient rules need a trace from Net::trace_saving"),
+    }
+}
+
 /// Project a signal living in node `node`'s output ([B, C, H, W]) down to
-/// pixels ([B, C_in, S, S]), walking the graph back in reverse node order:
+/// pixels ([B, C_in, S, S]) with the deconvnet; see [`walk`].
+pub fn project_from(net: &Net, trace: &Trace, node: usize, signal: &Tensor) -> Tensor {
+    walk(net, trace, node, signal, Rule::Deconv, None).0
+}
+
+/// Walk a signal living in node `node`'s output ([B, C, H, W] or [B, F])
+/// back to pixels ([B, C_in, S, S]) under `rule`, in reverse node order:
 /// ReLU-family -> ReLU of the signal, conv -> transposed conv, max-pool ->
 /// unpool through the switches, average pools, flatten, linear and affine
 /// nodes -> their adjoints, add -> the signal to every input, concat -> split
-/// by channel; LRN and dropout skipped. The trace must be of a single image;
-/// its switches are shared across the batch.
-pub fn project_from(net: &Net, trace: &Trace, node: usize, signal: &Tensor) -> Tensor {
+/// by channel; LRN (for the deconvnet) and dropout skipped. The trace is of
+/// one image (its switches and masks are shared across the batch) or of as
+/// many images as the signal has. With `capture`, also returns the signal
+/// that reached that node's output (the gradient there under
+/// [`Rule::Gradient`]); `pixels: false` stops the walk there.
+pub fn walk(
+    net: &Net,
+    trace: &Trace,
+    node: usize,
+    signal: &Tensor,
+    rule: Rule,
+    capture: Option<(usize, bool)>,
+) -> (Tensor, Option<Tensor>) {
     tch::no_grad(|| {
+        let mut captured = None;
         let mut sig: Vec<Option<Tensor>> = (0..=node).map(|_| None).collect();
         sig[node] = Some(signal.to_device(net.device()));
         let mut image: Option<Tensor> = None;
@@ -124,6 +186,14 @@ pub fn project_from(net: &Net, trace: &Trace, node: usize, signal: &Tensor) -> T
             let Some(s) = sig[i].take() else {
                 continue;
             };
+            if let Some((c, pixels)) = capture {
+                if c == i {
+                    captured = Some(s.shallow_clone());
+                    if !pixels {
+                        return (signal.zeros_like(), captured);
+                    }
+                }
+            }
             let srcs = net.sources(i).to_vec();
             let shape = |src: Option<usize>| match src {
                 Some(j) => net.shapes[j],
@@ -148,12 +218,12 @@ pub fn project_from(net: &Net, trace: &Trace, node: usize, signal: &Tensor) -> T
                 }
                 _ => add(
                     srcs[0],
-                    step_back(net, trace, i, &s, shape(srcs[0])),
+                    step_back(net, trace, i, &s, shape(srcs[0]), rule),
                     &mut sig,
                 ),
             }
         }
-        image.unwrap_or_else(|| signal.zeros_like())
+        (image.unwrap_or_else(|| signal.zeros_like()), captured)
     })
 }
 

@@ -1046,6 +1046,10 @@ pub struct Trace {
     /// The maps that stand for "the last conv layer" ([`NetSpec::last_maps_node`]).
     pub last_maps: Tensor,
     pub logits: Tensor,
+    /// What the gradient rules of [`crate::deconv::walk`] read, by node:
+    /// a ReLU's or clip's output, an LRN's input. Empty unless the trace
+    /// came from [`Net::trace_saving`].
+    pub saved: Vec<Option<Tensor>>,
 }
 
 impl Trace {
@@ -1404,6 +1408,16 @@ impl Net {
     /// Inference forward (no grad) keeping maps, switches, hidden fc outputs
     /// and the named units' outputs.
     pub fn trace(&self, x: &Tensor) -> Trace {
+        self.trace_with(x, false)
+    }
+
+    /// [`Net::trace`] that also saves what the gradient and guided backprop
+    /// rules need (every ReLU's output, every LRN's input).
+    pub fn trace_saving(&self, x: &Tensor) -> Trace {
+        self.trace_with(x, true)
+    }
+
+    fn trace_with(&self, x: &Tensor, save: bool) -> Trace {
         tch::no_grad(|| {
             let h = x.to_device(self.device());
             let n = self.spec.layers.len();
@@ -1418,9 +1432,30 @@ impl Net {
                 .chain([last_node])
                 .collect();
             let mut outs: BTreeMap<usize, Tensor> = BTreeMap::new();
+            let mut saved: Vec<Option<Tensor>> =
+                (0..if save { n } else { 0 }).map(|_| None).collect();
+            let layers = &self.spec.layers;
+            // LRN nodes by the node they read (None: the image).
+            let mut lrn_of: BTreeMap<Option<usize>, Vec<usize>> = BTreeMap::new();
+            for (i, l) in layers.iter().enumerate().filter(|_| save) {
+                if let (Layer::Lrn { .. }, [src]) = (l, self.sources[i].as_slice()) {
+                    lrn_of.entry(*src).or_default().push(i);
+                }
+            }
+            for &j in lrn_of.get(&None).into_iter().flatten() {
+                saved[j] = Some(h.shallow_clone());
+            }
             let logits = self.run(0, n - 1, &h, false, Some(&mut switches), |i, t| {
                 if keep.contains(&i) {
                     outs.insert(i, t.shallow_clone());
+                }
+                if save {
+                    if layers[i].is_relu() {
+                        saved[i] = Some(t.shallow_clone());
+                    }
+                    for &j in lrn_of.get(&Some(i)).into_iter().flatten() {
+                        saved[j] = Some(t.shallow_clone());
+                    }
                 }
             });
             let take = |i: usize| outs[&i].shallow_clone();
@@ -1431,6 +1466,7 @@ impl Net {
                 units: self.spec.units.keys().map(|&i| (i, take(i))).collect(),
                 last_maps: take(last_node),
                 logits,
+                saved,
             }
         })
     }

@@ -9,6 +9,7 @@ mod args;
 mod bench;
 mod compare;
 mod correspondence;
+mod explain;
 mod figures;
 mod import;
 mod index;
@@ -44,6 +45,12 @@ enum Command {
     Project(predict::ProjectArgs),
     /// Occlusion sensitivity maps (paper Fig. 7)
     Occlude(occlude::OccludeArgs),
+    /// Guided backprop, gradient, Grad-CAM, integrated gradients, occlusion
+    /// and the deconvnet, for a class or a map, with deletion/insertion scores
+    Explain(explain::ExplainArgs),
+    /// Sanity check of the methods: cascading randomisation of the layers
+    /// from the output down (Adebayo et al. 2018)
+    Sanity(explain::SanityArgs),
     /// Invariance curves: translation, scale, rotation (paper Fig. 5)
     Invariance(invariance::InvarianceArgs),
     /// The correspondence test over landmarked images (paper Table 1)
@@ -78,6 +85,8 @@ pub fn exec(cli: Cli) -> Result<()> {
         Command::Predict(a) => predict::predict(a),
         Command::Project(a) => predict::project(a),
         Command::Occlude(a) => occlude::run(a),
+        Command::Explain(a) => explain::explain(a),
+        Command::Sanity(a) => explain::sanity(a),
         Command::Invariance(a) => invariance::run(a),
         Command::Correspondence(a) => correspondence::run(a),
         Command::Index(a) => index::index(a),

@@ -1,0 +1,264 @@
+//! The deconvnet's successors against Captum (tests/explain_ref.py in the
+//! venv): guided backprop, gradient, Grad-CAM, guided Grad-CAM and
+//! integrated gradients on the bundled ZFNet and an imported torchvision
+//! VGG11 (random weights); deletion/insertion AUCs against a NumPy/PyTorch
+//! implementation of the formula; the sanity check's scores against scipy
+//! and scikit-image.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use zfvis_core::checkpoint::ModelDir;
+use zfvis_core::explain::{saliency, Explainer, Method, Options, Target};
+use zfvis_core::import::{import, ImportOptions};
+use zfvis_core::net::Net;
+use zfvis_core::sanity::{self, Scores};
+use zfvis_core::tch::{Device, Kind, Tensor};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("zfvis-explain-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run a script of tests/ in the venv; its stdout.
+fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests").join(script))
+        .args(args)
+        .output()
+        .expect("run the venv's python");
+    assert!(
+        out.status.success(),
+        "{script} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn cosine(a: &Tensor, b: &Tensor) -> f64 {
+    let (a, b) = (
+        a.to_kind(Kind::Double).reshape([-1]),
+        b.to_kind(Kind::Double).reshape([-1]),
+    );
+    (a.dot(&b) / (a.norm() * b.norm() + 1e-30)).double_value(&[])
+}
+
+/// The model's network and the dog photo through its pipeline, [1, 3, S, S].
+fn open(dir: &Path) -> (Net, Tensor) {
+    let m = ModelDir::open(dir).unwrap();
+    let net = m.load(None, Device::Cpu).unwrap();
+    let bytes = std::fs::read(root().join("examples/dog.jpg")).unwrap();
+    let img = zfvis_core::preprocess::decode(&bytes).unwrap();
+    let pre = m.manifest.preprocess();
+    (net, pre.tensor(&pre.crop(&img)).unsqueeze(0))
+}
+
+fn bundled_zfnet() -> (PathBuf, PathBuf) {
+    let dir = root().join("models/zfnet-woofnette");
+    let m = ModelDir::open(&dir).unwrap();
+    let snap = m.snapshot_path(None).unwrap();
+    (dir, snap)
+}
+
+/// A torchvision VGG11 with random weights, saved by PyTorch and imported.
+fn imported_vgg11() -> (PathBuf, PathBuf) {
+    let dir = tempdir("vgg11");
+    let pth = dir.join("model.pth");
+    python("import_ref.py", &["save", "vgg11", pth.to_str().unwrap()]);
+    let out = dir.join("imported");
+    import(&ImportOptions {
+        from: pth.clone(),
+        out: out.clone(),
+        arch: Some("torchvision:vgg11".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    (out, pth)
+}
+
+/// Every Captum method's map equals ours (cosine >= 0.999), Grad-CAM at the
+/// default unit (the last conv layer, `convs`); with `auc`, the
+/// deletion/insertion AUCs of two maps equal the reference's within 1e-4.
+fn family_matches_captum(
+    tag: &str,
+    model_dir: &Path,
+    reference: &[&str],
+    convs: usize,
+    ig_steps: i64,
+    auc: bool,
+) {
+    let (net, x) = open(model_dir);
+    let dir = tempdir(&format!("{tag}-maps"));
+    let xp = dir.join("x.npy");
+    x.write_npy(&xp).unwrap();
+    let mut args: Vec<&str> = vec!["maps"];
+    args.extend_from_slice(reference);
+    let convs_s = convs.to_string();
+    let steps_s = ig_steps.to_string();
+    args.extend([
+        xp.to_str().unwrap(),
+        dir.to_str().unwrap(),
+        &convs_s,
+        &steps_s,
+    ]);
+    python("explain_ref.py", &args);
+    let class: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("class.json")).unwrap()).unwrap();
+    let e = Explainer::new(&net, &x);
+    let cls = e.top_class();
+    assert_eq!(class["class"].as_i64(), Some(cls), "{tag}: top class");
+    let mut o = Options::new(&net);
+    assert_eq!(
+        o.gradcam_layer, convs,
+        "{tag}: Grad-CAM's default unit is the last conv"
+    );
+    o.ig_steps = ig_steps;
+    let mut sal = vec![];
+    for (m, file) in [
+        (Method::Guided, "guided"),
+        (Method::Gradient, "gradient"),
+        (Method::Gradcam, "gradcam"),
+        (Method::GuidedGradcam, "guided_gradcam"),
+        (Method::Ig, "ig"),
+    ] {
+        let ours = e.map(m, Target::Class(cls), &o).unwrap();
+        let theirs = Tensor::read_npy(dir.join(format!("{file}.npy"))).unwrap();
+        assert_eq!(ours.size(), theirs.size(), "{tag} {file}: shape");
+        let c = cosine(&ours, &theirs);
+        eprintln!("{tag} {file}: cosine {c:.7}");
+        assert!(c >= 0.999, "{tag} {file}: cosine {c} with Captum's");
+        if auc && matches!(m, Method::Gradient | Method::Gradcam) {
+            let p = dir.join(format!("sal-{file}.npy"));
+            saliency(&ours).write_npy(&p).unwrap();
+            sal.push((p, e.scores(cls, &saliency(&ours), 32)));
+        }
+    }
+    if !auc {
+        return;
+    }
+    let mut args: Vec<String> = vec!["auc".into()];
+    args.extend(reference.iter().map(|s| s.to_string()));
+    args.extend([xp.to_str().unwrap().to_string(), cls.to_string()]);
+    args.extend(sal.iter().map(|s| s.0.to_str().unwrap().to_string()));
+    let out = python(
+        "explain_ref.py",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    for (line, (p, ours)) in out.lines().zip(&sal) {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        for (k, v) in [
+            ("deletion_auc", ours.deletion_auc),
+            ("insertion_auc", ours.insertion_auc),
+        ] {
+            let want = r[k].as_f64().unwrap();
+            eprintln!("{tag} {}: {k} {v:.6} (reference {want:.6})", p.display());
+            assert!(
+                (v - want).abs() < 1e-4,
+                "{tag} {}: {k} {v} vs {want}",
+                p.display()
+            );
+        }
+        assert_eq!(ours.deletion.len(), 225);
+    }
+}
+
+#[test]
+fn bundled_zfnet_maps_match_captum() {
+    let (dir, snap) = bundled_zfnet();
+    family_matches_captum(
+        "zfnet",
+        &dir,
+        &["zfnet", dir.to_str().unwrap(), snap.to_str().unwrap()],
+        5,
+        50,
+        true,
+    );
+}
+
+#[test]
+fn imported_vgg11_maps_match_captum() {
+    let (dir, pth) = imported_vgg11();
+    family_matches_captum(
+        "vgg11",
+        &dir,
+        &["torchvision:vgg11", pth.to_str().unwrap()],
+        8,
+        10,
+        false,
+    );
+}
+
+fn close(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-4,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[test]
+fn sanity_scores_match_scipy_and_scikit_image_and_repeat_per_seed() {
+    let (dir, _) = bundled_zfnet();
+    let methods = [
+        Method::Deconv,
+        Method::Guided,
+        Method::Gradient,
+        Method::Gradcam,
+    ];
+    let run = |seed: u64| {
+        let (mut net, x) = open(&dir);
+        sanity::cascade(&mut net, &x, &methods, 3, seed, &mut |_, _| Ok(())).unwrap()
+    };
+    let (class, steps) = run(0);
+    assert_eq!(steps.len(), 4);
+    assert_eq!(steps[3].randomised, ["fc8", "fc7", "fc6"]);
+    for (m, s) in &steps[0].scores {
+        for v in [s.spearman_abs, s.spearman, s.ssim, s.hog] {
+            assert!(close(v, Some(1.0)), "step 0 {m:?}: {s:?}");
+        }
+    }
+    // The same seed, the same scores; another seed, other scores.
+    let (class2, again) = run(0);
+    assert_eq!(class, class2);
+    let scores = |st: &[sanity::Step]| -> Vec<Scores> {
+        st.iter()
+            .flat_map(|s| s.scores.iter().map(|x| x.1))
+            .collect()
+    };
+    assert_eq!(scores(&steps), scores(&again));
+    let (_, other) = run(1);
+    assert_ne!(scores(&steps)[4..], scores(&other)[4..]);
+    // Every score of steps 1..3 as scipy and scikit-image compute it.
+    let tmp = tempdir("sanity");
+    for s in &steps[1..] {
+        for (i, (m, ours)) in s.scores.iter().enumerate() {
+            let (a, b) = (tmp.join("base.npy"), tmp.join("map.npy"));
+            steps[0].maps[i].write_npy(&a).unwrap();
+            s.maps[i].write_npy(&b).unwrap();
+            let out = python(
+                "explain_ref.py",
+                &["scores", a.to_str().unwrap(), b.to_str().unwrap()],
+            );
+            let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+            for (k, v) in [
+                ("spearman_abs", ours.spearman_abs),
+                ("spearman", ours.spearman),
+                ("ssim", ours.ssim),
+                ("hog", ours.hog),
+            ] {
+                eprintln!("step {} {m:?} {k}: {v:?} (reference {})", s.step, r[k]);
+                assert!(
+                    close(v, r[k].as_f64()),
+                    "step {} {m:?} {k}: {v:?} vs {}",
+                    s.step,
+                    r[k]
+                );
+            }
+        }
+    }
+}

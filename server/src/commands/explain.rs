@@ -1,0 +1,178 @@
+//! `zfvis explain`: one method of the deconvnet's family for a class or a
+//! map (paper.md §8); `zfvis sanity`: the cascading randomisation check.
+
+use super::args::{ImageArgs, Output};
+use super::local::{advance, bar, Local};
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use zfvis_core::analysis::{Analysis, Job};
+use zfvis_core::explain::{Explain, ExplainRequest, Method};
+use zfvis_core::sanity::{Sanity, SanityRequest};
+use zfvis_core::tch::{self, Kind, Tensor};
+
+#[derive(clap::Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    input: ImageArgs,
+    /// deconv | guided | gradient | gradcam | guided-gradcam | ig | occlusion
+    #[arg(long)]
+    method: String,
+    /// Class of the class methods (default: the top class)
+    #[arg(long)]
+    class: Option<i64>,
+    /// The unit: Grad-CAM's (default the last conv layer), or the map's for
+    /// deconv, guided and gradient. A conv number or a unit's name
+    #[arg(long)]
+    layer: Option<String>,
+    /// Explain this map's strongest activation instead of a class (deconv,
+    /// guided, gradient; needs --layer)
+    #[arg(long)]
+    map: Option<i64>,
+    /// Occluder side, px at the input size (occlusion)
+    #[arg(long, default_value_t = 48)]
+    size: i64,
+    /// Step between occluder positions, px (occlusion)
+    #[arg(long, default_value_t = 8)]
+    stride: i64,
+    /// PNG for people (pixel methods signed around grey, per-pixel maps in viridis)
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The raw map as float32 .npy: CxHxW in RGB order (1xHxW for a grey
+    /// network), HxW for gradcam and occlusion
+    #[arg(long)]
+    out_raw: Option<PathBuf>,
+    /// Add the deletion and insertion AUCs (Petsiuk et al. 2018)
+    #[arg(long)]
+    score: bool,
+    #[command(flatten)]
+    output: Output,
+}
+
+fn write_npy(t: &Tensor, path: &Path) -> Result<()> {
+    t.to_kind(Kind::Float)
+        .to_device(tch::Device::Cpu)
+        .contiguous()
+        .write_npy(path)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn explain(a: ExplainArgs) -> Result<()> {
+    let method = Method::parse(&a.method)?;
+    let mut l = Local::open(&a.input.model)?;
+    let spec = l.dir.manifest.spec()?;
+    let layer = a.layer.as_deref().map(|s| spec.find_unit(s)).transpose()?;
+    let req: ExplainRequest = l.request(
+        &a.input.image,
+        json!({"method": method, "class": a.class, "layer": layer, "map": a.map,
+               "size": a.size, "stride": a.stride, "score": a.score}),
+    )?;
+    let r = Explain::run(&mut l.engine, &req)?;
+    if let Some(out) = &a.out {
+        std::fs::write(out, &r.png).with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    if let (Some(p), Some(raw)) = (&a.out_raw, &r.raw) {
+        write_npy(raw, p)?;
+    }
+    a.output.print(&r, || {
+        let what = match (r.target.class, &r.target.unit, r.target.map) {
+            (Some(c), _, _) => format!("class {c} ({})", l.class_name(c)),
+            (None, Some(u), Some(m)) => format!("{u} map {m}"),
+            _ => "?".into(),
+        };
+        println!("{} of {what} in {:.3} s", method.name(), r.seconds);
+        if let Some(c) = &r.curves {
+            println!(
+                "deletion AUC {:.4} (lower is better), insertion AUC {:.4} (higher is better)",
+                c.deletion_auc, c.insertion_auc
+            );
+        }
+        if let Some(out) = &a.out {
+            println!("wrote {}", out.display());
+        }
+    })
+}
+
+#[derive(clap::Args)]
+pub struct SanityArgs {
+    #[command(flatten)]
+    input: ImageArgs,
+    /// Comma-separated methods (default: every method but occlusion)
+    #[arg(long)]
+    methods: Option<String>,
+    /// Seed of the re-initialisations
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Layers re-initialised, from the output down (default: all the
+    /// parametrised layers)
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Write <step>-<method>.npy here (the maps in --out-raw's layout)
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    #[command(flatten)]
+    output: Output,
+}
+
+pub fn sanity(a: SanityArgs) -> Result<()> {
+    if let Some(m) = &a.methods {
+        Method::parse_list(m)?;
+    }
+    let mut l = Local::open(&a.input.model)?;
+    let req: SanityRequest = l.request(
+        &a.input.image,
+        json!({"methods": a.methods, "seed": a.seed, "steps": a.steps}),
+    )?;
+    let pb = bar("sanity check {bar:40} {pos}/{len} steps ETA {eta}");
+    let mut report = |done: usize, total: usize| {
+        advance(&pb, done, total);
+        Ok(())
+    };
+    let r = Sanity::run(&l.engine.ctx, &req, &mut report)?;
+    pb.finish_and_clear();
+    if let Some(dir) = &a.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for s in &r.steps {
+            for (m, t) in &s.maps {
+                write_npy(t, &dir.join(format!("{}-{}.npy", s.step, m.name())))?;
+            }
+        }
+    }
+    let mut v = serde_json::to_value(&r)?;
+    for s in v["steps"].as_array_mut().into_iter().flatten() {
+        if let Some(o) = s.as_object_mut() {
+            o.remove("png");
+        }
+    }
+    a.output.print(&v, || {
+        println!(
+            "class {} ({}); Spearman rank correlation of |map| with the trained model's, per step:",
+            r.class,
+            l.class_name(r.class)
+        );
+        let names: Vec<&str> = r.methods.iter().map(|m| m.name()).collect();
+        println!(
+            "{:>4} {:<12} {}",
+            "step",
+            "randomised",
+            names.iter().map(|n| format!("{n:>15}")).collect::<String>()
+        );
+        for s in &r.steps {
+            let cells: String = names
+                .iter()
+                .map(|n| match s.scores.get(n).and_then(|x| x.spearman_abs) {
+                    Some(v) => format!("{v:>15.3}"),
+                    None => format!("{:>15}", "-"),
+                })
+                .collect();
+            println!(
+                "{:>4} {:<12} {cells}",
+                s.step,
+                s.randomised.last().map_or("-", |x| x.as_str())
+            );
+        }
+        if let Some(dir) = &a.out_dir {
+            println!("wrote the maps to {}", dir.display());
+        }
+    })
+}

@@ -1,0 +1,160 @@
+"""Independent references for `zfvis explain` and `zfvis sanity`: Captum's
+attributions, NumPy deletion/insertion, scipy/scikit-image similarity scores.
+
+usage:
+  explain_ref.py maps zfnet MODEL_DIR SNAPSHOT.safetensors INPUT.npy OUT_DIR CONV IG_STEPS
+  explain_ref.py maps torchvision:ARCH MODEL.pth INPUT.npy OUT_DIR CONV IG_STEPS
+      -> OUT_DIR/{guided,gradient,gradcam,guided_gradcam,ig}.npy, class.json (top class)
+         Grad-CAM at the ReLU after conv CONV (1-based), bilinear to the input size.
+  explain_ref.py auc (zfnet MODEL_DIR SNAPSHOT | torchvision:ARCH MODEL.pth) INPUT.npy CLASS SAL.npy...
+      -> one JSON line per map: {"deletion_auc", "insertion_auc"} (Petsiuk et al.)
+  explain_ref.py scores BASE.npy MAP.npy
+      -> JSON: spearman_abs, spearman, ssim, hog (None where undefined)
+"""
+import json
+import os
+import sys
+import warnings
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(__file__))
+warnings.filterwarnings("ignore")
+
+
+def zfnet(model_dir, snapshot):
+    from pytorch_ref import spec
+    from safetensors.torch import load_file
+    m = json.load(open(os.path.join(model_dir, "manifest.json")))
+    blocks, f = spec(m["architecture"], m["width"], m["fc_width"], len(m["classes"]))
+    w = {k: v.float() for k, v in load_file(snapshot).items()}
+    layers, relus = [], []
+    for i, (cin, cout, (k, s, p), pool, norm) in enumerate(blocks):
+        conv = nn.Conv2d(cin, cout, k, s, p)
+        conv.weight.data, conv.bias.data = w[f"conv{i + 1}.weight"], w[f"conv{i + 1}.bias"]
+        relu = nn.ReLU()
+        layers += [conv, relu]
+        relus.append(relu)
+        if pool:
+            layers.append(nn.MaxPool2d(pool[0], pool[1], pool[2]))
+        if norm:
+            layers.append(nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0))
+    layers.append(nn.Flatten())
+    for i, n in enumerate(["fc6", "fc7", "fc8"]):
+        lin = nn.Linear(w[n + ".weight"].shape[1], w[n + ".weight"].shape[0])
+        lin.weight.data, lin.bias.data = w[n + ".weight"], w[n + ".bias"]
+        layers.append(lin)
+        if i < 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers).eval(), relus
+
+
+def torchvision_model(arch, path):
+    import torchvision
+    from import_ref import map_relus
+    model = getattr(torchvision.models, arch)(weights=None)
+    model.load_state_dict(torch.load(path, weights_only=True))
+    for mod in model.modules():
+        if isinstance(mod, nn.ReLU):
+            mod.inplace = False
+    return model.eval(), map_relus(model.features)
+
+
+def load(args):
+    """(model, relus, args left) from `zfnet DIR SNAPSHOT` or `torchvision:ARCH PTH`."""
+    if args[0] == "zfnet":
+        return (*zfnet(args[1], args[2]), args[3:])
+    return (*torchvision_model(args[0].split(":", 1)[1], args[1]), args[2:])
+
+
+def maps_main(args):
+    from captum.attr import (GuidedBackprop, IntegratedGradients, LayerAttribution,
+                             LayerGradCam, Saliency)
+    model, relus, rest = load(args)
+    inp, out, conv, steps = rest[0], rest[1], int(rest[2]), int(rest[3])
+    x = torch.from_numpy(np.load(inp)).float()
+    with torch.no_grad():
+        cls = int(model(x).argmax(1)[0])
+    xg = x.clone().requires_grad_(True)
+    res = {}
+    res["guided"] = GuidedBackprop(model).attribute(xg, target=cls)
+    res["gradient"] = Saliency(model).attribute(xg, target=cls, abs=False)
+    lgc = LayerGradCam(model, relus[conv - 1]).attribute(xg, target=cls, relu_attributions=True)
+    res["gradcam"] = LayerAttribution.interpolate(lgc, tuple(x.shape[2:]), "bilinear")[0, 0]
+    res["guided_gradcam"] = res["guided"] * res["gradcam"]
+    res["ig"] = IntegratedGradients(model).attribute(
+        xg, baselines=torch.zeros_like(x), target=cls, n_steps=steps, method="riemann_trapezoid",
+        internal_batch_size=10)
+    for k, v in res.items():
+        v = v.detach()
+        np.save(f"{out}/{k}.npy", (v[0] if v.dim() == 4 else v).numpy().astype(np.float32))
+    json.dump({"class": cls}, open(f"{out}/class.json", "w"))
+
+
+def blur(x):
+    """11x11 Gaussian, sigma 5, normalised, per channel, zero padding."""
+    g = np.exp(-np.arange(-5, 6) ** 2 / (2 * 5.0 ** 2))
+    g = g / g.sum()
+    k = torch.from_numpy(np.outer(g, g)).float()
+    c = x.shape[1]
+    return nn.functional.conv2d(x, k.expand(c, 1, 11, 11).contiguous(), padding=5, groups=c)
+
+
+def auc_main(args):
+    model, _, rest = load(args)
+    x = torch.from_numpy(np.load(rest[0])).float()
+    cls = int(rest[1])
+    _, c, h, w = x.shape
+    for path in rest[2:]:
+        s = np.load(path).astype(np.float64).reshape(-1)
+        order = np.argsort(-s, kind="stable")  # descending, ties by index
+        n = h * w // w
+        out = {}
+        for name, start, source in [("deletion", x, torch.zeros_like(x)), ("insertion", blur(x), x)]:
+            p = []
+            for k in range(n + 1):
+                img = start.clone().reshape(c, -1)
+                idx = torch.from_numpy(order[: k * w].copy())
+                img[:, idx] = source.reshape(c, -1)[:, idx]
+                with torch.no_grad():
+                    p.append(float(torch.softmax(model(img.reshape(1, c, h, w)).double(), 1)[0, cls]))
+            out[name + "_auc"] = (sum(p) - (p[0] + p[-1]) / 2) / n
+        print(json.dumps(out))
+
+
+def views(m):
+    m = m.astype(np.float64)
+    if m.ndim == 3:
+        return np.abs(m).max(0), m.sum(0)
+    return np.abs(m), m
+
+
+def scores_main(args):
+    from scipy.stats import spearmanr, pearsonr
+    from skimage.feature import hog
+    from skimage.metrics import structural_similarity
+    (ba, bs), (ma, ms) = views(np.load(args[0])), views(np.load(args[1]))
+
+    def defined(f):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            v = float(f())
+        return None if np.isnan(v) else v
+
+    out = {
+        "spearman_abs": defined(lambda: spearmanr(ba.ravel(), ma.ravel())[0]),
+        "spearman": defined(lambda: spearmanr(bs.ravel(), ms.ravel())[0]),
+    }
+    if ba.max() > 0 and ma.max() > 0:
+        a, b = ba / ba.max(), ma / ma.max()
+        out["ssim"] = defined(lambda: structural_similarity(a, b, data_range=1))
+        out["hog"] = defined(lambda: pearsonr(hog(a), hog(b))[0])
+    else:
+        out["ssim"] = out["hog"] = None
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    {"maps": maps_main, "auc": auc_main, "scores": scores_main}[sys.argv[1]](sys.argv[2:])
