@@ -3,9 +3,11 @@ attributions, NumPy deletion/insertion, scipy/scikit-image similarity scores.
 
 usage:
   explain_ref.py maps zfnet MODEL_DIR SNAPSHOT.safetensors INPUT.npy OUT_DIR CONV IG_STEPS
-  explain_ref.py maps torchvision:ARCH MODEL.pth INPUT.npy OUT_DIR CONV IG_STEPS
+  explain_ref.py maps torchvision:ARCH MODEL.pth INPUT.npy OUT_DIR CONV|MODULE IG_STEPS [METHODS]
       -> OUT_DIR/{guided,gradient,gradcam,guided_gradcam,ig}.npy, class.json (top class)
-         Grad-CAM at the ReLU after conv CONV (1-based), bilinear to the input size.
+         Grad-CAM at the ReLU after conv CONV (1-based) or at the module named
+         MODULE (a graph's `layer4`), bilinear to the input size; METHODS
+         comma-separated (default all five).
   explain_ref.py auc (zfnet MODEL_DIR SNAPSHOT | torchvision:ARCH MODEL.pth) INPUT.npy CLASS SAL.npy...
       -> one JSON line per map: {"deletion_auc", "insertion_auc"} (Petsiuk et al.)
   explain_ref.py scores BASE.npy MAP.npy
@@ -59,7 +61,7 @@ def torchvision_model(arch, path):
     for mod in model.modules():
         if isinstance(mod, nn.ReLU):
             mod.inplace = False
-    return model.eval(), map_relus(model.features)
+    return model.eval(), map_relus(model.features) if hasattr(model, "features") else []
 
 
 def load(args):
@@ -73,20 +75,27 @@ def maps_main(args):
     from captum.attr import (GuidedBackprop, IntegratedGradients, LayerAttribution,
                              LayerGradCam, Saliency)
     model, relus, rest = load(args)
-    inp, out, conv, steps = rest[0], rest[1], int(rest[2]), int(rest[3])
+    inp, out, at, steps = rest[0], rest[1], rest[2], int(rest[3])
+    want = rest[4].split(",") if len(rest) > 4 else ["guided", "gradient", "gradcam", "guided_gradcam", "ig"]
+    layer = relus[int(at) - 1] if at.isdigit() else model.get_submodule(at)
     x = torch.from_numpy(np.load(inp)).float()
     with torch.no_grad():
         cls = int(model(x).argmax(1)[0])
     xg = x.clone().requires_grad_(True)
     res = {}
-    res["guided"] = GuidedBackprop(model).attribute(xg, target=cls)
-    res["gradient"] = Saliency(model).attribute(xg, target=cls, abs=False)
-    lgc = LayerGradCam(model, relus[conv - 1]).attribute(xg, target=cls, relu_attributions=True)
-    res["gradcam"] = LayerAttribution.interpolate(lgc, tuple(x.shape[2:]), "bilinear")[0, 0]
-    res["guided_gradcam"] = res["guided"] * res["gradcam"]
-    res["ig"] = IntegratedGradients(model).attribute(
-        xg, baselines=torch.zeros_like(x), target=cls, n_steps=steps, method="riemann_trapezoid",
-        internal_batch_size=10)
+    if "guided" in want or "guided_gradcam" in want:
+        res["guided"] = GuidedBackprop(model).attribute(xg, target=cls)
+    if "gradient" in want:
+        res["gradient"] = Saliency(model).attribute(xg, target=cls, abs=False)
+    if "gradcam" in want or "guided_gradcam" in want:
+        lgc = LayerGradCam(model, layer).attribute(xg, target=cls, relu_attributions=True)
+        res["gradcam"] = LayerAttribution.interpolate(lgc, tuple(x.shape[2:]), "bilinear")[0, 0]
+    if "guided_gradcam" in want:
+        res["guided_gradcam"] = res["guided"] * res["gradcam"]
+    if "ig" in want:
+        res["ig"] = IntegratedGradients(model).attribute(
+            xg, baselines=torch.zeros_like(x), target=cls, n_steps=steps,
+            method="riemann_trapezoid", internal_batch_size=10)
     for k, v in res.items():
         v = v.detach()
         np.save(f"{out}/{k}.npy", (v[0] if v.dim() == 4 else v).numpy().astype(np.float32))

@@ -65,16 +65,16 @@ fn bundled_zfnet() -> (PathBuf, PathBuf) {
     (dir, snap)
 }
 
-/// A torchvision VGG11 with random weights, saved by PyTorch and imported.
-fn imported_vgg11() -> (PathBuf, PathBuf) {
-    let dir = tempdir("vgg11");
+/// A torchvision network with random weights, saved by PyTorch and imported.
+fn imported(arch: &str) -> (PathBuf, PathBuf) {
+    let dir = tempdir(arch);
     let pth = dir.join("model.pth");
-    python("import_ref.py", &["save", "vgg11", pth.to_str().unwrap()]);
+    python("import_ref.py", &["save", arch, pth.to_str().unwrap()]);
     let out = dir.join("imported");
     import(&ImportOptions {
         from: pth.clone(),
         out: out.clone(),
-        arch: Some("torchvision:vgg11".into()),
+        arch: Some(format!("torchvision:{arch}")),
         ..Default::default()
     })
     .unwrap();
@@ -82,15 +82,17 @@ fn imported_vgg11() -> (PathBuf, PathBuf) {
 }
 
 /// Every Captum method's map equals ours (cosine >= 0.999), Grad-CAM at the
-/// default unit (the last conv layer, `convs`); with `auc`, the
-/// deletion/insertion AUCs of two maps equal the reference's within 1e-4.
+/// default unit (the last conv layer: `last` is its number and Captum's
+/// name for it); with `auc`, the deletion/insertion AUCs of two maps equal
+/// the reference's within 1e-4.
 fn family_matches_captum(
     tag: &str,
     model_dir: &Path,
     reference: &[&str],
-    convs: usize,
+    last: (usize, &str),
     ig_steps: i64,
     auc: bool,
+    methods: &[Method],
 ) {
     let (net, x) = open(model_dir);
     let dir = tempdir(&format!("{tag}-maps"));
@@ -98,13 +100,16 @@ fn family_matches_captum(
     x.write_npy(&xp).unwrap();
     let mut args: Vec<&str> = vec!["maps"];
     args.extend_from_slice(reference);
-    let convs_s = convs.to_string();
+    let name = |m: Method| m.name().replace('-', "_");
+    let names: Vec<String> = methods.iter().map(|&m| name(m)).collect();
+    let names = names.join(",");
     let steps_s = ig_steps.to_string();
     args.extend([
         xp.to_str().unwrap(),
         dir.to_str().unwrap(),
-        &convs_s,
+        last.1,
         &steps_s,
+        &names,
     ]);
     python("explain_ref.py", &args);
     let class: serde_json::Value =
@@ -114,18 +119,12 @@ fn family_matches_captum(
     assert_eq!(class["class"].as_i64(), Some(cls), "{tag}: top class");
     let mut o = Options::new(&net);
     assert_eq!(
-        o.gradcam_layer, convs,
+        o.gradcam_layer, last.0,
         "{tag}: Grad-CAM's default unit is the last conv"
     );
     o.ig_steps = ig_steps;
     let mut sal = vec![];
-    for (m, file) in [
-        (Method::Guided, "guided"),
-        (Method::Gradient, "gradient"),
-        (Method::Gradcam, "gradcam"),
-        (Method::GuidedGradcam, "guided_gradcam"),
-        (Method::Ig, "ig"),
-    ] {
+    for (m, file) in methods.iter().map(|&m| (m, name(m))) {
         let ours = e.map(m, Target::Class(cls), &o).unwrap();
         let theirs = Tensor::read_npy(dir.join(format!("{file}.npy"))).unwrap();
         assert_eq!(ours.size(), theirs.size(), "{tag} {file}: shape");
@@ -167,6 +166,14 @@ fn family_matches_captum(
     }
 }
 
+const FIVE: [Method; 5] = [
+    Method::Guided,
+    Method::Gradient,
+    Method::Gradcam,
+    Method::GuidedGradcam,
+    Method::Ig,
+];
+
 #[test]
 fn bundled_zfnet_maps_match_captum() {
     let (dir, snap) = bundled_zfnet();
@@ -174,22 +181,45 @@ fn bundled_zfnet_maps_match_captum() {
         "zfnet",
         &dir,
         &["zfnet", dir.to_str().unwrap(), snap.to_str().unwrap()],
-        5,
+        (5, "5"),
         50,
         true,
+        &FIVE,
     );
 }
 
 #[test]
 fn imported_vgg11_maps_match_captum() {
-    let (dir, pth) = imported_vgg11();
+    let (dir, pth) = imported("vgg11");
     family_matches_captum(
         "vgg11",
         &dir,
         &["torchvision:vgg11", pth.to_str().unwrap()],
-        8,
+        (8, "8"),
         10,
         false,
+        &FIVE,
+    );
+}
+
+/// A graph network (residual adds, folded batch norm, global pooling):
+/// gradient, Grad-CAM at `layer4.1` and integrated gradients. (Captum's
+/// guided backprop cannot run torchvision's ResNet: it reuses its ReLU
+/// modules.)
+#[test]
+fn imported_resnet18_maps_match_captum() {
+    let (dir, pth) = imported("resnet18");
+    let (net, _) = open(&dir);
+    let last = net.last_unit();
+    assert_eq!(net.units[last - 1].name, "layer4.1");
+    family_matches_captum(
+        "resnet18",
+        &dir,
+        &["torchvision:resnet18", pth.to_str().unwrap()],
+        (last, "layer4.1"),
+        10,
+        false,
+        &[Method::Gradient, Method::Gradcam, Method::Ig],
     );
 }
 
