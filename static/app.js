@@ -50,6 +50,10 @@ function writeURL() {
   const c = new URLSearchParams({ b: state.model || "", eb: state.snapshot ?? "" });
   if (state.image) c.set("image", state.image);
   $("compare-link").href = `/compare?${c}`;
+  const mq = new URLSearchParams({ model: state.model || "", epoch: state.snapshot ?? "" });
+  if (state.image) mq.set("image", state.image);
+  if (state.map !== null && state.map !== undefined) { mq.set("layer", state.layer); mq.set("map", state.map); }
+  $("methods-link").href = `/methods?${mq}`;
 }
 
 const model = () => models.find((m) => m.name === state.model);

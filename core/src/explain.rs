@@ -176,7 +176,7 @@ impl<'a> Explainer<'a> {
                 self.num_classes() - 1
             ),
             Target::Map { .. } if method.class_only() => bail!(
-                "{} explains a class: --map applies to deconv, guided and gradient",
+                "{} explains a class; a map (--map, map=) applies to deconv, guided and gradient",
                 method.name()
             ),
             Target::Map { layer, map } => {
@@ -536,25 +536,12 @@ fn default_stride() -> i64 {
 }
 
 /// What to explain and how, shared by one method and the methods view.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Subject {
-    pub model: ModelName,
-    pub epoch: u32,
-    pub image: ContentId,
-    /// The class (default: the top class) of the class methods.
-    #[serde(default)]
     pub class: Option<i64>,
-    /// The unit (1-based): Grad-CAM's (default the last conv layer), or the
-    /// map's for deconv, guided and gradient.
-    #[serde(default)]
     pub layer: Option<usize>,
-    /// A map of `layer` (its strongest activation) instead of a class.
-    #[serde(default)]
     pub map: Option<i64>,
-    /// Occluder side and stride, px at the input size.
-    #[serde(default = "default_size")]
     pub size: i64,
-    #[serde(default = "default_stride")]
     pub stride: i64,
 }
 
@@ -625,12 +612,40 @@ pub struct Described {
 /// One method's map of one stored image (`/api/explain`, `zfvis explain`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExplainRequest {
-    #[serde(flatten)]
-    pub subject: Subject,
+    pub model: ModelName,
+    pub epoch: u32,
+    pub image: ContentId,
     pub method: Method,
+    /// The class (default: the top class) of the class methods.
+    #[serde(default)]
+    pub class: Option<i64>,
+    /// The unit (1-based): Grad-CAM's (default the last conv layer), or the
+    /// map's for deconv, guided and gradient.
+    #[serde(default)]
+    pub layer: Option<usize>,
+    /// A map of `layer` (its strongest activation) instead of a class.
+    #[serde(default)]
+    pub map: Option<i64>,
+    /// Occluder side and stride, px at the input size.
+    #[serde(default = "default_size")]
+    pub size: i64,
+    #[serde(default = "default_stride")]
+    pub stride: i64,
     /// Add the deletion and insertion curves (a class is needed).
     #[serde(default)]
     pub score: bool,
+}
+
+impl ExplainRequest {
+    pub fn subject(&self) -> Subject {
+        Subject {
+            class: self.class,
+            layer: self.layer,
+            map: self.map,
+            size: self.size,
+            stride: self.stride,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -716,8 +731,8 @@ impl Analysis for Explain {
     type Result = ExplainResult;
 
     fn run(e: &mut Engine, r: &ExplainRequest) -> crate::engine::Result<ExplainResult> {
-        let (net, t) = e.traced(&r.subject.model, r.subject.epoch, &r.subject.image)?;
-        explain_one(&net, &t.input, &r.subject, r.method, r.score).map_err(bad_input)
+        let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
+        explain_one(&net, &t.input, &r.subject(), r.method, r.score).map_err(bad_input)
     }
 
     fn alt(_: &ExplainRequest, r: &mut ExplainResult) -> Option<Vec<u8>> {
@@ -728,8 +743,19 @@ impl Analysis for Explain {
 /// Every method side by side (the methods view; a background job).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MethodsRequest {
-    #[serde(flatten)]
-    pub subject: Subject,
+    pub model: ModelName,
+    pub epoch: u32,
+    pub image: ContentId,
+    #[serde(default)]
+    pub class: Option<i64>,
+    #[serde(default)]
+    pub layer: Option<usize>,
+    #[serde(default)]
+    pub map: Option<i64>,
+    #[serde(default = "default_size")]
+    pub size: i64,
+    #[serde(default = "default_stride")]
+    pub stride: i64,
     /// Comma-separated (default: all seven).
     #[serde(default)]
     pub methods: Option<String>,
@@ -756,6 +782,16 @@ pub struct MethodsResult {
 pub struct Methods;
 
 impl MethodsRequest {
+    pub fn subject(&self) -> Subject {
+        Subject {
+            class: self.class,
+            layer: self.layer,
+            map: self.map,
+            size: self.size,
+            stride: self.stride,
+        }
+    }
+
     fn methods(&self) -> Result<Vec<Method>> {
         match &self.methods {
             None => Ok(Method::ALL.to_vec()),
@@ -769,29 +805,29 @@ impl Job for Methods {
     type Result = MethodsResult;
 
     fn check(ctx: &Context, r: &MethodsRequest) -> crate::engine::Result<()> {
-        ctx.snapshot(&r.subject.model, Some(r.subject.epoch))?;
-        ctx.image_bytes(&r.subject.image)?;
+        ctx.snapshot(&r.model, Some(r.epoch))?;
+        ctx.image_bytes(&r.image)?;
         let ms = r.methods().map_err(bad_input)?;
-        if r.subject.map.is_some() && ms.iter().all(|m| m.class_only()) {
+        if r.map.is_some() && ms.iter().all(|m| m.class_only()) {
             return Err(bad(
                 "a map is explained by deconv, guided or gradient; these methods explain a class",
             ));
         }
         let spec = ctx
-            .model(&r.subject.model)?
+            .model(&r.model)?
             .manifest
             .spec()
             .map_err(bad_input)?;
-        if let Some(l) = r.subject.layer {
+        if let Some(l) = r.layer {
             let n = spec.unit_list().len();
             if !(1..=n).contains(&l) {
                 return Err(bad(format!("layer {l} is out of range: expected 1..={n}")));
             }
-            if let Some(m) = r.subject.map {
+            if let Some(m) = r.map {
                 crate::deconv::check_layer_map(&spec, l, m).map_err(bad_input)?;
             }
         }
-        if let Some(c) = r.subject.class {
+        if let Some(c) = r.class {
             let n = spec.num_classes();
             if c < 0 || c >= n {
                 return Err(bad(format!(
@@ -800,7 +836,7 @@ impl Job for Methods {
                 )));
             }
         }
-        crate::occlusion::positions(spec.input_size, r.subject.size, r.subject.stride)
+        crate::occlusion::positions(spec.input_size, r.size, r.stride)
             .map_err(bad_input)?;
         Ok(())
     }
@@ -810,20 +846,21 @@ impl Job for Methods {
         r: &MethodsRequest,
         progress: &mut crate::progress::Report<'_>,
     ) -> crate::engine::Result<MethodsResult> {
-        let (m, x) = input_of(ctx, &r.subject.model, &r.subject.image)?;
-        let net = m.load(Some(r.subject.epoch), ctx.device)?;
+        let (m, x) = input_of(ctx, &r.model, &r.image)?;
+        let net = m.load(Some(r.epoch), ctx.device)?;
         let methods: Vec<Method> = r
             .methods()
             .map_err(bad_input)?
             .into_iter()
-            .filter(|m| r.subject.map.is_none() || !m.class_only())
+            .filter(|m| r.map.is_none() || !m.class_only())
             .collect();
+        let subject = r.subject();
         let total = methods.len();
         progress(0, total)?;
         let mut items = Vec::with_capacity(total);
         let mut target = None;
         for (i, &method) in methods.iter().enumerate() {
-            let res = explain_one(&net, &x, &r.subject, method, r.subject.map.is_none())
+            let res = explain_one(&net, &x, &subject, method, r.map.is_none())
                 .map_err(bad_input)?;
             let raw = res.raw.as_ref().expect("a map").shallow_clone();
             target.get_or_insert_with(|| Described {
@@ -831,7 +868,7 @@ impl Job for Methods {
                 unit: None,
                 ..res.target.clone()
             });
-            if r.subject.map.is_some() {
+            if r.map.is_some() {
                 target = Some(res.target.clone());
             }
             items.push(MethodMap {

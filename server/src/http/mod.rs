@@ -31,6 +31,7 @@ use zfvis_core::compare::{Filters, Numbers};
 use zfvis_core::correspondence::Correspondence;
 use zfvis_core::deconv::{Project, Top9};
 use zfvis_core::engine::{self, Context, Engine};
+use zfvis_core::explain::{Explain, Methods};
 use zfvis_core::features::FeatureAnalysis;
 use zfvis_core::figures::Figures;
 use zfvis_core::invariance::Invariance;
@@ -40,6 +41,7 @@ use zfvis_core::params::ModelName;
 use zfvis_core::predict::Crop;
 use zfvis_core::predict::Predictions;
 use zfvis_core::progress::{Jobs, Progress};
+use zfvis_core::sanity::Sanity;
 use zfvis_core::store::ImageStore;
 use zfvis_core::timeline::{self, DatasetTop9, Evolution, SnapshotRequest, Timeline};
 
@@ -106,6 +108,7 @@ pub fn app(cfg: Config) -> anyhow::Result<(Router, JobTable)> {
         .route("/", get(pages::index))
         .route("/compare", get(pages::compare))
         .route("/features", get(pages::features))
+        .route("/methods", get(pages::methods))
         .merge(api())
         .nest_service("/static", ServeDir::new(&cfg.static_dir))
         .fallback(pages::not_found)
@@ -159,6 +162,8 @@ fn api() -> Router<AppState> {
         .route(&at(m, "/occlusion/live"), get(json::<Live>))
         .route(&at(m, "/occlusion/projection"), get(json::<OccludedProjection>))
         .route(&at(m, "/occlusion/projection.png"), get(alt::<OccludedProjection>))
+        .route(&at(m, "/explain"), get(json::<Explain>))
+        .route(&at(m, "/explain.png"), get(alt::<Explain>))
         .route(&at(m, "/invariance"), get(json::<Invariance>))
         .route(&at(m, "/invariance.csv"), get(alt::<Invariance>))
         .route(&at(snap, "/correspondence"), get(json::<Correspondence>))
@@ -168,6 +173,10 @@ fn api() -> Router<AppState> {
         .route("/api/compare/progress", get(progress::<Numbers>).delete(cancel::<Numbers>))
         .route("/api/features", get(job::<FeatureAnalysis>))
         .route("/api/features/progress", get(progress::<FeatureAnalysis>).delete(cancel::<FeatureAnalysis>))
+        .route("/api/methods", get(job::<Methods>))
+        .route("/api/methods/progress", get(progress::<Methods>).delete(cancel::<Methods>))
+        .route("/api/sanity", get(job::<Sanity>))
+        .route("/api/sanity/progress", get(progress::<Sanity>).delete(cancel::<Sanity>))
         .route(&at(snap, "/dataset/index"), get(index_status))
         .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9"), get(json::<DatasetTop9>))
         .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9.png"), get(alt::<DatasetTop9>))

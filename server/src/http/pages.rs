@@ -29,6 +29,12 @@ struct Features {
 }
 
 #[derive(Template)]
+#[template(path = "methods.html")]
+struct MethodsPage {
+    models_json: String,
+}
+
+#[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage {
     status: u16,
@@ -69,6 +75,15 @@ pub async fn compare(State(st): State<AppState>) -> Response {
 /// scratch_epochs, classes), read by static/features.js.
 pub async fn features(State(st): State<AppState>) -> Response {
     render(Features {
+        models_json: models_json(&st).await.0,
+    })
+}
+
+/// The methods side by side, their deletion/insertion curves and the
+/// sanity check; state in the query string (model, epoch, image, class,
+/// layer, map, seed, steps), read by static/methods.js.
+pub async fn methods(State(st): State<AppState>) -> Response {
+    render(MethodsPage {
         models_json: models_json(&st).await.0,
     })
 }
