@@ -144,15 +144,19 @@ async function run() {
 // "Download figure": the saliency row with captions, as one PNG.
 async function downloadFigure() {
   if (!last) return;
-  const items = last.items, tile = 224, pad = 8, capH = 40;
+  const items = last.items, tile = 224, pad = 8, capH = 40, head = 24;
   const c = document.createElement("canvas");
   c.width = items.length * (tile + pad) + pad;
-  c.height = 2 * tile + capH + 3 * pad;
+  c.height = 2 * tile + capH + 3 * pad + head;
   const ctx = c.getContext("2d");
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, c.width, c.height);
   const load = (src) => new Promise((ok, err) => { const i = new Image(); i.onload = () => ok(i); i.onerror = err; i.src = src; });
   ctx.fillStyle = "#222";
+  ctx.font = "14px sans-serif";
+  const what = last.class != null ? `class ${last.class}${last.class_name ? ` (${last.class_name})` : ""}` : `${last.unit} map ${last.map}`;
+  ctx.fillText(`${state.model}, epoch ${state.epoch}: ${what}. Top: saliency (max |value| over channels, 99.5th percentile = top of the scale); bottom: signed map.`, pad, 17);
+  ctx.translate(0, head);
   ctx.font = "13px sans-serif";
   for (const [i, it] of items.entries()) {
     const x = pad + i * (tile + pad);

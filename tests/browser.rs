@@ -238,6 +238,30 @@ fn feature_analysis_view_in_chromium() {
 
 /// Run an end-to-end script (tests/e2e) against the server; its last line of
 /// output is JSON.
+/// The methods view on the bundled ZFNet: every method's map of the dog
+/// photo with its time and deletion/insertion AUCs, both curves, the shared
+/// URL reloaded, the figure downloaded, a two-step sanity check.
+#[test]
+fn methods_view_in_chromium() {
+    let dir = tempdir("browser-methods");
+    let srv = serve(&root().join("models"), &dir.join("data"), &[]);
+    let dog = root().join("examples/dog.jpg");
+    let v = run_node("methods.mjs", &srv.base, &dog, &dir, &[]);
+    assert_eq!(v["errors"], serde_json::json!([]), "{v}");
+    let methods: Vec<&str> = v["cards"].as_array().unwrap().iter().map(|c| c["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["deconv", "guided", "gradient", "gradcam", "guided-gradcam", "ig", "occlusion"]);
+    for c in v["cards"].as_array().unwrap() {
+        let t = c["text"].as_str().unwrap();
+        assert!(t.contains(" s") && t.contains("deletion AUC") && t.contains("insertion AUC"), "{t}");
+    }
+    assert_eq!(v["curves"], 14, "a deletion and an insertion curve per method");
+    assert!(v["url"].as_str().unwrap().contains("image="), "{v}");
+    assert_eq!(v["reloaded"], 7);
+    assert!(v["figure"].as_u64().unwrap() > 50_000, "{v}");
+    assert_eq!(v["rows"], serde_json::json!(["– (trained)", "fc8", "fc7"]));
+    eprintln!("screenshots in {}", dir.display());
+}
+
 fn run_node(
     script: &str,
     base: &str,

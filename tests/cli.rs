@@ -438,6 +438,115 @@ fn compare_two_models() {
 }
 
 /// Non-blank: distinct colours (plots and tables are lines and text: few) and dark pixels.
+/// `zfvis explain`: every method on the bundled ZFNet writes its picture
+/// and its raw map in the documented layout; deconv for a map equals
+/// `zfvis project`; `--score` adds the two AUCs; bad requests are one line.
+#[test]
+fn explain_every_method() {
+    use zfvis_core::tch::Tensor;
+    let dir = tempdir("cli-explain");
+    let model = root().join("models/zfnet-woofnette");
+    let (m, img) = (model.to_str().unwrap(), root().join("examples/dog.jpg"));
+    let img = img.to_str().unwrap();
+    for method in ["deconv", "guided", "gradient", "gradcam", "guided-gradcam", "ig", "occlusion"] {
+        let (png, raw) = (dir.join(format!("{method}.png")), dir.join(format!("{method}.npy")));
+        let out = zfvis(&[
+            "explain", "--model", m, "--image", img, "--method", method, "--out",
+            png.to_str().unwrap(), "--out-raw", raw.to_str().unwrap(), "--score", "--json",
+            "--stride", "16",
+        ]);
+        assert!(out.status.success(), "{method}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["method"], method);
+        assert_eq!(v["class"], 3, "{method}: the top class (beagle)");
+        for k in ["deletion_auc", "insertion_auc"] {
+            let a = v[k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&a), "{method} {k} {a}");
+        }
+        assert_eq!(v["deletion"].as_array().unwrap().len(), 225);
+        let t = Tensor::read_npy(&raw).unwrap();
+        let want: Vec<i64> = if ["gradcam", "occlusion"].contains(&method) {
+            vec![224, 224]
+        } else {
+            vec![3, 224, 224]
+        };
+        assert_eq!(t.size(), want, "{method}: raw map layout");
+        assert_eq!(v["shape"], serde_json::json!(want));
+        let pic = image::open(&png).unwrap();
+        assert_eq!((pic.width(), pic.height()), (224, 224));
+    }
+    // The deconvnet of a map is the projection.
+    let (a, b) = (dir.join("e.npy"), dir.join("p.npy"));
+    let out = zfvis(&[
+        "explain", "--model", m, "--image", img, "--method", "deconv", "--layer", "3", "--map",
+        "5", "--out-raw", a.to_str().unwrap(), "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["layer"].as_i64(), v["unit"].as_str(), v["map"].as_i64()), (Some(3), Some("conv3"), Some(5)));
+    assert!(v["class"].is_null());
+    let p = dir.join("p.png");
+    let out = zfvis(&[
+        "project", "--model", m, "--image", img, "--layer", "3", "--map", "5", "--out",
+        p.to_str().unwrap(), "--out-raw", b.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (a, b) = (Tensor::read_npy(&a).unwrap(), Tensor::read_npy(&b).unwrap());
+    assert!(a.equal(&b), "explain --method deconv --layer 3 --map 5 equals project");
+    let bad = |args: &[&str], needle: &str| {
+        let mut all = vec!["explain", "--model", m, "--image", img];
+        all.extend_from_slice(args);
+        one_line_error(&zfvis(&all), needle);
+    };
+    bad(&["--method", "saliency"], "unknown method \"saliency\"");
+    bad(&["--method", "gradcam", "--layer", "2", "--map", "1"], "gradcam explains a class");
+    bad(&["--method", "gradient", "--class", "20"], "class 20 is out of range");
+    bad(&["--method", "gradient", "--map", "3"], "a map needs its layer");
+    bad(&["--method", "deconv", "--layer", "5", "--map", "9999"], "map 9999 is out of range");
+    bad(&["--method", "occlusion", "--size", "500"], "occluder size");
+    bad(&["--method", "gradient", "--layer", "2", "--map", "1", "--score"], "need a class");
+}
+
+/// `zfvis sanity`: the documented JSON and files; the same seed, the same
+/// scores.
+#[test]
+fn sanity_json_and_maps() {
+    let dir = tempdir("cli-sanity");
+    let model = root().join("models/zfnet-woofnette");
+    let (m, img) = (model.to_str().unwrap(), root().join("examples/dog.jpg"));
+    let img = img.to_str().unwrap();
+    let run = |seed: &str, out: &std::path::Path| {
+        let o = zfvis(&[
+            "sanity", "--model", m, "--image", img, "--methods", "gradient,gradcam", "--steps",
+            "2", "--seed", seed, "--json", "--out-dir", out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let v = run("3", &dir.join("a"));
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    assert_eq!(steps[0]["step"], 0);
+    assert_eq!(steps[0]["randomised"], serde_json::json!([]));
+    assert_eq!(steps[2]["randomised"], serde_json::json!(["fc8", "fc7"]));
+    for method in ["gradient", "gradcam"] {
+        for k in ["spearman_abs", "spearman", "ssim", "hog"] {
+            let x = steps[0]["scores"][method][k].as_f64().unwrap();
+            assert!((x - 1.0).abs() < 1e-9, "step 0 {method} {k} = {x}");
+        }
+        for s in 0..3 {
+            assert!(dir.join(format!("a/{s}-{method}.npy")).exists());
+        }
+    }
+    assert!(steps[0].get("png").is_none(), "no pictures in the CLI's JSON");
+    assert_eq!(run("3", &dir.join("b")), v, "same seed, same scores");
+    assert_ne!(run("4", &dir.join("c"))["steps"][1], v["steps"][1], "another seed");
+    one_line_error(
+        &zfvis(&["sanity", "--model", m, "--image", img, "--methods", "gradient,saliency"]),
+        "unknown method",
+    );
+}
+
 fn assert_picture(png: &[u8], what: &str) -> image::RgbImage {
     let table = ["fig3", "fig5", "table1"]
         .iter()
