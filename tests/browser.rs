@@ -248,13 +248,35 @@ fn methods_view_in_chromium() {
     let dog = root().join("examples/dog.jpg");
     let v = run_node("methods.mjs", &srv.base, &dog, &dir, &[]);
     assert_eq!(v["errors"], serde_json::json!([]), "{v}");
-    let methods: Vec<&str> = v["cards"].as_array().unwrap().iter().map(|c| c["method"].as_str().unwrap()).collect();
-    assert_eq!(methods, ["deconv", "guided", "gradient", "gradcam", "guided-gradcam", "ig", "occlusion"]);
+    let methods: Vec<&str> = v["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "deconv",
+            "guided",
+            "gradient",
+            "gradcam",
+            "guided-gradcam",
+            "ig",
+            "occlusion"
+        ]
+    );
     for c in v["cards"].as_array().unwrap() {
         let t = c["text"].as_str().unwrap();
-        assert!(t.contains(" s") && t.contains("deletion AUC") && t.contains("insertion AUC"), "{t}");
+        assert!(
+            t.contains(" s") && t.contains("deletion AUC") && t.contains("insertion AUC"),
+            "{t}"
+        );
     }
-    assert_eq!(v["curves"], 14, "a deletion and an insertion curve per method");
+    assert_eq!(
+        v["curves"], 14,
+        "a deletion and an insertion curve per method"
+    );
     assert!(v["url"].as_str().unwrap().contains("image="), "{v}");
     assert_eq!(v["reloaded"], 7);
     assert!(v["figure"].as_u64().unwrap() > 50_000, "{v}");

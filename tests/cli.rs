@@ -448,14 +448,41 @@ fn explain_every_method() {
     let model = root().join("models/zfnet-woofnette");
     let (m, img) = (model.to_str().unwrap(), root().join("examples/dog.jpg"));
     let img = img.to_str().unwrap();
-    for method in ["deconv", "guided", "gradient", "gradcam", "guided-gradcam", "ig", "occlusion"] {
-        let (png, raw) = (dir.join(format!("{method}.png")), dir.join(format!("{method}.npy")));
+    for method in [
+        "deconv",
+        "guided",
+        "gradient",
+        "gradcam",
+        "guided-gradcam",
+        "ig",
+        "occlusion",
+    ] {
+        let (png, raw) = (
+            dir.join(format!("{method}.png")),
+            dir.join(format!("{method}.npy")),
+        );
         let out = zfvis(&[
-            "explain", "--model", m, "--image", img, "--method", method, "--out",
-            png.to_str().unwrap(), "--out-raw", raw.to_str().unwrap(), "--score", "--json",
-            "--stride", "16",
+            "explain",
+            "--model",
+            m,
+            "--image",
+            img,
+            "--method",
+            method,
+            "--out",
+            png.to_str().unwrap(),
+            "--out-raw",
+            raw.to_str().unwrap(),
+            "--score",
+            "--json",
+            "--stride",
+            "16",
         ]);
-        assert!(out.status.success(), "{method}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["method"], method);
         assert_eq!(v["class"], 3, "{method}: the top class (beagle)");
@@ -478,33 +505,87 @@ fn explain_every_method() {
     // The deconvnet of a map is the projection.
     let (a, b) = (dir.join("e.npy"), dir.join("p.npy"));
     let out = zfvis(&[
-        "explain", "--model", m, "--image", img, "--method", "deconv", "--layer", "3", "--map",
-        "5", "--out-raw", a.to_str().unwrap(), "--json",
+        "explain",
+        "--model",
+        m,
+        "--image",
+        img,
+        "--method",
+        "deconv",
+        "--layer",
+        "3",
+        "--map",
+        "5",
+        "--out-raw",
+        a.to_str().unwrap(),
+        "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["layer"].as_i64(), v["unit"].as_str(), v["map"].as_i64()), (Some(3), Some("conv3"), Some(5)));
+    assert_eq!(
+        (v["layer"].as_i64(), v["unit"].as_str(), v["map"].as_i64()),
+        (Some(3), Some("conv3"), Some(5))
+    );
     assert!(v["class"].is_null());
     let p = dir.join("p.png");
     let out = zfvis(&[
-        "project", "--model", m, "--image", img, "--layer", "3", "--map", "5", "--out",
-        p.to_str().unwrap(), "--out-raw", b.to_str().unwrap(),
+        "project",
+        "--model",
+        m,
+        "--image",
+        img,
+        "--layer",
+        "3",
+        "--map",
+        "5",
+        "--out",
+        p.to_str().unwrap(),
+        "--out-raw",
+        b.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (a, b) = (Tensor::read_npy(&a).unwrap(), Tensor::read_npy(&b).unwrap());
-    assert!(a.equal(&b), "explain --method deconv --layer 3 --map 5 equals project");
+    assert!(
+        a.equal(&b),
+        "explain --method deconv --layer 3 --map 5 equals project"
+    );
     let bad = |args: &[&str], needle: &str| {
         let mut all = vec!["explain", "--model", m, "--image", img];
         all.extend_from_slice(args);
         one_line_error(&zfvis(&all), needle);
     };
     bad(&["--method", "saliency"], "unknown method \"saliency\"");
-    bad(&["--method", "gradcam", "--layer", "2", "--map", "1"], "gradcam explains a class");
-    bad(&["--method", "gradient", "--class", "20"], "class 20 is out of range");
-    bad(&["--method", "gradient", "--map", "3"], "a map needs its layer");
-    bad(&["--method", "deconv", "--layer", "5", "--map", "9999"], "map 9999 is out of range");
+    bad(
+        &["--method", "gradcam", "--layer", "2", "--map", "1"],
+        "gradcam explains a class",
+    );
+    bad(
+        &["--method", "gradient", "--class", "20"],
+        "class 20 is out of range",
+    );
+    bad(
+        &["--method", "gradient", "--map", "3"],
+        "a map needs its layer",
+    );
+    bad(
+        &["--method", "deconv", "--layer", "5", "--map", "9999"],
+        "map 9999 is out of range",
+    );
     bad(&["--method", "occlusion", "--size", "500"], "occluder size");
-    bad(&["--method", "gradient", "--layer", "2", "--map", "1", "--score"], "need a class");
+    bad(
+        &[
+            "--method", "gradient", "--layer", "2", "--map", "1", "--score",
+        ],
+        "need a class",
+    );
 }
 
 /// `zfvis sanity`: the documented JSON and files; the same seed, the same
@@ -517,8 +598,20 @@ fn sanity_json_and_maps() {
     let img = img.to_str().unwrap();
     let run = |seed: &str, out: &std::path::Path| {
         let o = zfvis(&[
-            "sanity", "--model", m, "--image", img, "--methods", "gradient,gradcam", "--steps",
-            "2", "--seed", seed, "--json", "--out-dir", out.to_str().unwrap(),
+            "sanity",
+            "--model",
+            m,
+            "--image",
+            img,
+            "--methods",
+            "gradient,gradcam",
+            "--steps",
+            "2",
+            "--seed",
+            seed,
+            "--json",
+            "--out-dir",
+            out.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
@@ -538,11 +631,26 @@ fn sanity_json_and_maps() {
             assert!(dir.join(format!("a/{s}-{method}.npy")).exists());
         }
     }
-    assert!(steps[0].get("png").is_none(), "no pictures in the CLI's JSON");
+    assert!(
+        steps[0].get("png").is_none(),
+        "no pictures in the CLI's JSON"
+    );
     assert_eq!(run("3", &dir.join("b")), v, "same seed, same scores");
-    assert_ne!(run("4", &dir.join("c"))["steps"][1], v["steps"][1], "another seed");
+    assert_ne!(
+        run("4", &dir.join("c"))["steps"][1],
+        v["steps"][1],
+        "another seed"
+    );
     one_line_error(
-        &zfvis(&["sanity", "--model", m, "--image", img, "--methods", "gradient,saliency"]),
+        &zfvis(&[
+            "sanity",
+            "--model",
+            m,
+            "--image",
+            img,
+            "--methods",
+            "gradient,saliency",
+        ]),
         "unknown method",
     );
 }

@@ -976,7 +976,10 @@ fn explain_methods_and_sanity_endpoints() {
     assert_eq!(v["shape"], serde_json::json!([3, 224, 224]), "{v}");
     assert_eq!(v["deletion"].as_array().unwrap().len(), 225);
     let top: Value = e.get(&format!("{base}/predictions")).json().unwrap();
-    assert_eq!(v["class"], top["top"][0]["index"], "the top class by default");
+    assert_eq!(
+        v["class"], top["top"][0]["index"],
+        "the top class by default"
+    );
     let r = e.get(&format!("{base}/explain.png?method=gradcam"));
     assert_eq!(r.status(), StatusCode::OK);
     let img = image::load_from_memory(&r.bytes().unwrap()).unwrap();
@@ -985,42 +988,122 @@ fn explain_methods_and_sanity_endpoints() {
         .get(&format!("{base}/explain?method=deconv&layer=conv3&map=1"))
         .json()
         .unwrap();
-    assert_eq!((v["unit"].as_str(), v["layer"].as_i64(), v["map"].as_i64()), (Some("conv3"), Some(3), Some(1)));
+    assert_eq!(
+        (v["unit"].as_str(), v["layer"].as_i64(), v["map"].as_i64()),
+        (Some("conv3"), Some(3), Some(1))
+    );
     // The methods view: all seven with their pictures and scores.
     let q = format!("model=tiny&epoch=1&image={id}&stride=32");
     let v = job_result(&e, &format!("/api/methods?{q}"));
     let items = v["items"].as_array().unwrap();
-    let names: Vec<&str> = items.iter().map(|i| i["method"].as_str().unwrap()).collect();
-    assert_eq!(names, ["deconv", "guided", "gradient", "gradcam", "guided-gradcam", "ig", "occlusion"]);
+    let names: Vec<&str> = items
+        .iter()
+        .map(|i| i["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "deconv",
+            "guided",
+            "gradient",
+            "gradcam",
+            "guided-gradcam",
+            "ig",
+            "occlusion"
+        ]
+    );
     for it in items {
         for k in ["saliency_png", "signed_png"] {
-            assert!(it[k].as_str().unwrap().starts_with("data:image/png;base64,"));
+            assert!(it[k]
+                .as_str()
+                .unwrap()
+                .starts_with("data:image/png;base64,"));
         }
         let d = it["deletion_auc"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&d), "{d}");
         assert!(it["seconds"].as_f64().unwrap() >= 0.0);
     }
     let v = job_result(&e, &format!("/api/methods?{q}&layer=2&map=3"));
-    let names: Vec<&str> = v["items"].as_array().unwrap().iter().map(|i| i["method"].as_str().unwrap()).collect();
-    assert_eq!(names, ["deconv", "guided", "gradient"], "a map: the three reversed networks");
+    let names: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["deconv", "guided", "gradient"],
+        "a map: the three reversed networks"
+    );
     assert!(v["items"][0]["deletion_auc"].is_null());
     // The sanity check.
-    let v = job_result(&e, &format!("/api/sanity?model=tiny&epoch=1&image={id}&methods=gradient,gradcam&steps=2"));
+    let v = job_result(
+        &e,
+        &format!("/api/sanity?model=tiny&epoch=1&image={id}&methods=gradient,gradcam&steps=2"),
+    );
     let steps = v["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 3);
     assert_eq!(steps[1]["randomised"], serde_json::json!(["fc8"]));
-    assert!(steps[2]["png"]["gradcam"].as_str().unwrap().starts_with("data:image/png"));
-    assert!((steps[0]["scores"]["gradient"]["spearman_abs"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    assert!(steps[2]["png"]["gradcam"]
+        .as_str()
+        .unwrap()
+        .starts_with("data:image/png"));
+    assert!(
+        (steps[0]["scores"]["gradient"]["spearman_abs"]
+            .as_f64()
+            .unwrap()
+            - 1.0)
+            .abs()
+            < 1e-9
+    );
     // Bad input.
-    error(e.get(&format!("{base}/explain?method=nope")), StatusCode::BAD_REQUEST, "method must be one of");
-    error(e.get(&format!("{base}/explain")), StatusCode::BAD_REQUEST, "method");
-    error(e.get(&format!("{base}/explain?method=ig&class=99")), StatusCode::BAD_REQUEST, "class 99 is out of range");
-    error(e.get(&format!("{base}/explain?method=gradcam&layer=2&map=1")), StatusCode::BAD_REQUEST, "explains a class");
-    error(e.get(&format!("/api/methods?{q}&methods=gradient,nope")), StatusCode::BAD_REQUEST, "unknown method");
-    error(e.get(&format!("/api/methods?{q}&layer=2&map=999")), StatusCode::BAD_REQUEST, "map 999 is out of range");
-    error(e.get(&format!("/api/methods?{q}&size=999")), StatusCode::BAD_REQUEST, "occluder size");
-    error(e.get(&format!("/api/methods?{q}&methods=ig&layer=2&map=1")), StatusCode::BAD_REQUEST, "explain a class");
-    error(e.get(&format!("/api/sanity?model=tiny&epoch=1&image={id}&methods=x")), StatusCode::BAD_REQUEST, "unknown method");
+    error(
+        e.get(&format!("{base}/explain?method=nope")),
+        StatusCode::BAD_REQUEST,
+        "method must be one of",
+    );
+    error(
+        e.get(&format!("{base}/explain")),
+        StatusCode::BAD_REQUEST,
+        "method",
+    );
+    error(
+        e.get(&format!("{base}/explain?method=ig&class=99")),
+        StatusCode::BAD_REQUEST,
+        "class 99 is out of range",
+    );
+    error(
+        e.get(&format!("{base}/explain?method=gradcam&layer=2&map=1")),
+        StatusCode::BAD_REQUEST,
+        "explains a class",
+    );
+    error(
+        e.get(&format!("/api/methods?{q}&methods=gradient,nope")),
+        StatusCode::BAD_REQUEST,
+        "unknown method",
+    );
+    error(
+        e.get(&format!("/api/methods?{q}&layer=2&map=999")),
+        StatusCode::BAD_REQUEST,
+        "map 999 is out of range",
+    );
+    error(
+        e.get(&format!("/api/methods?{q}&size=999")),
+        StatusCode::BAD_REQUEST,
+        "occluder size",
+    );
+    error(
+        e.get(&format!("/api/methods?{q}&methods=ig&layer=2&map=1")),
+        StatusCode::BAD_REQUEST,
+        "explain a class",
+    );
+    error(
+        e.get(&format!(
+            "/api/sanity?model=tiny&epoch=1&image={id}&methods=x"
+        )),
+        StatusCode::BAD_REQUEST,
+        "unknown method",
+    );
     error(e.get("/api/sanity?model=tiny&epoch=1&image=0000000000000000000000000000000000000000000000000000000000000000"), StatusCode::NOT_FOUND, "unknown image");
     e.alive();
 }

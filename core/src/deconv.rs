@@ -33,7 +33,7 @@ pub fn deconv_step(net: &Net, i: usize, x: &Tensor, target: i64) -> Tensor {
     let op = target - natural;
     debug_assert!(op >= 0 && op < w.stride.max(dilation));
     x.conv_transpose2d(
-        &net.params(i).weight,
+        net.inference_weight(i),
         None::<Tensor>,
         [w.stride, w.stride],
         [w.pad, w.pad],
@@ -55,13 +55,14 @@ pub enum Rule {
     Guided,
 }
 
-/// Where a ReLU-family node (`out`: its forward output) lets the gradient through.
-fn open(layer: &Layer, out: &Tensor) -> Tensor {
+/// `s` where a ReLU-family node let its input through (`out`: its forward
+/// output), 0 elsewhere: PyTorch's own backward kernels.
+fn through(layer: &Layer, out: &Tensor, s: &Tensor) -> Tensor {
+    // tch: the receiver is the forward tensor, the argument the gradient.
     match layer {
-        Layer::Clip { max } => out.gt(0.0).logical_and(&out.lt(*max)),
-        _ => out.gt(0.0),
+        Layer::Clip { max } => out.hardtanh_backward(s, 0.0, *max),
+        _ => out.threshold_backward(s, 0.0),
     }
-    .to_kind(out.kind())
 }
 
 /// The step back through node `i` for a signal `s` at its output, to its
@@ -76,23 +77,42 @@ fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape, rule:
     match &net.spec.layers[i] {
         l @ (Layer::Relu | Layer::Clip { .. }) => match rule {
             Rule::Deconv => s.relu(),
-            Rule::Gradient => s * open(l, saved(trace, i)),
-            Rule::Guided => s.relu() * open(l, saved(trace, i)),
+            Rule::Gradient => through(l, saved(trace, i), s),
+            Rule::Guided => through(l, saved(trace, i), &s.relu()),
         },
         Layer::Lrn {
             size,
             alpha,
             beta,
             k,
-        } if rule != Rule::Deconv => tch::with_grad(|| {
-            let x = saved(trace, i).detach().set_requires_grad(true);
-            let y = crate::net::lrn_with(&x, *size, *alpha, *beta, *k);
-            let g = Tensor::run_backward(&[(y * s).sum(Kind::Float)], &[&x], false, false);
-            g.into_iter().next().expect("one input").detach()
-        }),
+        } if rule != Rule::Deconv => lrn_backward(saved(trace, i), s, *size, *alpha, *beta, *k),
         Layer::Conv { .. } => deconv_step(net, i, s, side),
-        Layer::MaxPool { .. } => match &trace.switches[i] {
-            Some(idx) => unpool(s, idx, (side, side)),
+        Layer::MaxPool {
+            k,
+            stride,
+            pad,
+            ceil_mode,
+        } => match &trace.switches[i] {
+            // Max-pool's own backward (sums coinciding switches, as unpool).
+            Some(idx) => {
+                let idx = if idx.size()[0] == b {
+                    idx.shallow_clone()
+                } else {
+                    idx.expand(s.size().as_slice(), false).contiguous()
+                };
+                // Shaped as the pool's input, laid out as the signal (NHWC
+                // when the forward pass ran channels-last): the output follows.
+                let like = empty_like_layout(&full, s);
+                like.max_pool2d_with_indices_backward(
+                    s,
+                    [*k, *k],
+                    [*stride, *stride],
+                    [*pad, *pad],
+                    [1, 1],
+                    *ceil_mode,
+                    &idx,
+                )
+            }
             None => unreachable!("the trace keeps every max-pool's switches"),
         },
         Layer::AvgPool {
@@ -133,6 +153,39 @@ fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape, rule:
         Layer::Pad { pads } => s.narrow(2, pads[0], side).narrow(3, pads[1], side),
         Layer::Lrn { .. } | Layer::Dropout { .. } | Layer::Add | Layer::Concat => s.shallow_clone(),
     }
+}
+
+/// An uninitialised tensor of shape `full` ([B, C, H, W]) laid out as `like`
+/// (channels-last or not).
+fn empty_like_layout(full: &[i64], like: &Tensor) -> Tensor {
+    let opts = (like.kind(), like.device());
+    let st = like.stride();
+    if full.len() == 4 && st.len() == 4 && st[1] == 1 && like.size()[1] > 1 {
+        Tensor::empty([full[0], full[2], full[3], full[1]], opts).permute([0, 3, 1, 2])
+    } else {
+        Tensor::empty(full, opts)
+    }
+}
+
+/// The true gradient of [`crate::net::lrn_with`] at input `x` for the
+/// signal `g` at its output, in closed form: with d = k + α/n Σ_window x²,
+/// y = x d^-β and dx = g d^-β - (2αβ/n) x Σ_{j: x in window(j)} g_j y_j / d_j.
+pub fn lrn_backward(x: &Tensor, g: &Tensor, size: i64, alpha: f64, beta: f64, k: f64) -> Tensor {
+    // The channel window mean over [c - before, c + after] (zeros outside),
+    // by differences of a cumulative sum along the channels.
+    let c = x.size()[1];
+    let window = |t: &Tensor, before: i64, after: i64| {
+        let p = t
+            .constant_pad_nd([0, 0, 0, 0, before + 1, after])
+            .cumsum(1, Kind::Float);
+        (p.narrow(1, size, c) - p.narrow(1, 0, c)) / size as f64
+    };
+    let d = window(&x.square(), size / 2, (size - 1) / 2) * alpha + k;
+    let dinv = d.pow_tensor_scalar(-beta);
+    let gy = g * x * &dinv / &d;
+    // The adjoint window: output channels j whose window holds channel c.
+    let back = window(&gy, (size - 1) / 2, size / 2);
+    g * dinv - x * back * (2.0 * alpha * beta)
 }
 
 /// What the trace saved of node `i`'s forward pass for the gradient rules.

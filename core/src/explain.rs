@@ -813,11 +813,7 @@ impl Job for Methods {
                 "a map is explained by deconv, guided or gradient; these methods explain a class",
             ));
         }
-        let spec = ctx
-            .model(&r.model)?
-            .manifest
-            .spec()
-            .map_err(bad_input)?;
+        let spec = ctx.model(&r.model)?.manifest.spec().map_err(bad_input)?;
         if let Some(l) = r.layer {
             let n = spec.unit_list().len();
             if !(1..=n).contains(&l) {
@@ -836,8 +832,7 @@ impl Job for Methods {
                 )));
             }
         }
-        crate::occlusion::positions(spec.input_size, r.size, r.stride)
-            .map_err(bad_input)?;
+        crate::occlusion::positions(spec.input_size, r.size, r.stride).map_err(bad_input)?;
         Ok(())
     }
 
@@ -860,8 +855,8 @@ impl Job for Methods {
         let mut items = Vec::with_capacity(total);
         let mut target = None;
         for (i, &method) in methods.iter().enumerate() {
-            let res = explain_one(&net, &x, &subject, method, r.map.is_none())
-                .map_err(bad_input)?;
+            let res =
+                explain_one(&net, &x, &subject, method, r.map.is_none()).map_err(bad_input)?;
             let raw = res.raw.as_ref().expect("a map").shallow_clone();
             target.get_or_insert_with(|| Described {
                 layer: None,

@@ -298,3 +298,28 @@ fn checkpoint_errors_name_the_tensor() {
     assert!(e.contains("not a readable safetensors file"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// LRN's closed-form gradient (the gradient rules' step through LRN) equals
+/// autograd's through the forward, for odd and even windows and a strong
+/// normalisation (where the cross-channel term matters).
+#[test]
+fn lrn_backward_equals_autograd() {
+    use zfvis_core::tch::{Device, Kind, Tensor};
+    zfvis_core::tch::manual_seed(1);
+    for size in [5, 4, 1] {
+        let x = Tensor::randn([2, 7, 5, 5], (Kind::Float, Device::Cpu)) * 2.0;
+        let g = Tensor::randn([2, 7, 5, 5], (Kind::Float, Device::Cpu));
+        let (alpha, beta, k) = (0.5, 0.75, 1.0);
+        let xg = x.detach().set_requires_grad(true);
+        let y = zfvis_core::net::lrn_with(&xg, size, alpha, beta, k);
+        let want =
+            Tensor::run_backward(&[(y * &g).sum(Kind::Float)], &[&xg], false, false).remove(0);
+        let got = zfvis_core::deconv::lrn_backward(&x, &g, size, alpha, beta, k);
+        let err = (got - &want).abs().max().double_value(&[]);
+        let scale = want.abs().max().double_value(&[]);
+        assert!(
+            err < 1e-5 * scale.max(1.0),
+            "size {size}: max |error| {err} (max |grad| {scale})"
+        );
+    }
+}

@@ -43,15 +43,33 @@ pub struct BenchArgs {
     /// passes, on the images of this folder (at most 320)
     #[arg(long, value_name = "DIR")]
     features: Option<PathBuf>,
-    /// The model of --features
+    /// The model of --features and --methods
     #[arg(long, default_value = "models/zfnet-woofnette")]
     model: PathBuf,
+    /// Instead: the maps of every method but occlusion (deconv, guided,
+    /// gradient, gradcam, guided-gradcam, ig) for one image and its top
+    /// class against Captum's, on --model or with --arch an imported
+    /// torchvision network; and a 5-step sanity check (on --model)
+    #[arg(long)]
+    methods: bool,
+    /// The image of --methods
+    #[arg(long, default_value = "examples/dog.jpg")]
+    image: PathBuf,
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let iters = a.iters.max(3);
     if let Some(images) = &a.features {
         return bench_features(&a.model, images, iters);
+    }
+    if a.methods {
+        return bench_methods(
+            &a.python,
+            &a.model,
+            a.arch.as_deref(),
+            &a.image,
+            a.iters.max(1),
+        );
     }
     if let Some(sets) = &a.decode {
         tch::set_num_threads(1);
@@ -302,6 +320,162 @@ pub fn bench_arch(
         println!("| full occlusion map, 48 px square, stride 8 (23x23), zfvis {how} vs Captum Occlusion{ppe} | {o:.1} s | {} | {} (speed-up {}) |",
             show(c, "s"), ratio(o, c), c.map_or("n/a".into(), |c| format!("{:.1}x", c / o)));
     }
+    Ok(())
+}
+
+/// `zfvis bench --methods`: the six maps of one image beside Captum's, and
+/// (on a bundled model) a 5-step sanity check with the default methods.
+fn bench_methods(
+    python: &Path,
+    model: &Path,
+    arch: Option<&str>,
+    image: &Path,
+    iters: usize,
+) -> Result<()> {
+    use zfvis_core::explain::{Explainer, Method, Options, Target};
+    let threads = tch::get_num_threads();
+    let dir = std::env::temp_dir().join(format!("zfvis-bench-methods-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let (model_dir, peer_args) = match arch {
+        Some(arch) => {
+            let pth = dir.join(format!("{arch}.pth"));
+            let script = super::local::resource("tests/import_ref.py");
+            let ok = std::process::Command::new(python)
+                .arg(&script)
+                .args(["save", arch])
+                .arg(&pth)
+                .status()
+                .context("running the PyTorch peer")?;
+            if !ok.success() {
+                bail!("PyTorch could not save torchvision {arch}");
+            }
+            zfvis_core::import::import(&zfvis_core::import::ImportOptions {
+                from: pth.clone(),
+                out: dir.join("model"),
+                arch: Some(format!("torchvision:{arch}")),
+                ..Default::default()
+            })?;
+            (
+                dir.join("model"),
+                vec![format!("torchvision:{arch}"), pth.display().to_string()],
+            )
+        }
+        None => {
+            let m = zfvis_core::checkpoint::ModelDir::open(model)?;
+            let snap = m.snapshot_path(None)?;
+            (
+                model.to_path_buf(),
+                vec![
+                    "zfnet".into(),
+                    model.display().to_string(),
+                    snap.display().to_string(),
+                ],
+            )
+        }
+    };
+    let m = zfvis_core::checkpoint::ModelDir::open(&model_dir)?;
+    let net = m.load(None, Device::Cpu)?;
+    let bytes = std::fs::read(image).with_context(|| format!("cannot read {}", image.display()))?;
+    let img = zfvis_core::preprocess::decode(&bytes)?;
+    let pre = m.manifest.preprocess();
+    let x = pre.tensor(&pre.crop(&img)).unsqueeze(0);
+    let xp = dir.join("x.npy");
+    x.write_npy(&xp)?;
+    let last = net.last_unit();
+    let captum_layer = match net.units[last - 1].layer {
+        Some(c) if net.spec.is_chain() => c.to_string(),
+        _ => net.units[last - 1].name.clone(),
+    };
+    eprintln!("Captum peer: {} methods, {iters} runs each", 6);
+    let mut args = peer_args;
+    args.extend([
+        xp.display().to_string(),
+        iters.to_string(),
+        threads.to_string(),
+        captum_layer,
+    ]);
+    let py = peer(python, "bench_methods.py", &args);
+    let methods = [
+        Method::Deconv,
+        Method::Guided,
+        Method::Gradient,
+        Method::Gradcam,
+        Method::GuidedGradcam,
+        Method::Ig,
+    ];
+    let o = Options::new(&net);
+    let mut ours = vec![];
+    for &method in &methods {
+        let run = || {
+            let e = Explainer::new(&net, &x);
+            let c = e.top_class();
+            let _ = e.map(method, Target::Class(c), &o).unwrap();
+        };
+        run();
+        ours.push(time_ms(iters, run) / 1000.0);
+    }
+    // All six from one forward trace, as the methods view computes them.
+    let shared = time_ms(iters, || {
+        let e = Explainer::new(&net, &x);
+        let c = e.top_class();
+        for &method in &methods {
+            let _ = e.map(method, Target::Class(c), &o).unwrap();
+        }
+    }) / 1000.0;
+    let name = arch.map_or_else(
+        || model.display().to_string(),
+        |a| format!("torchvision {a} (random weights, imported)"),
+    );
+    println!("{name}, CPU, {threads} threads, one image and its top class, median of {iters}");
+    println!("| method | zfvis | Captum | ratio zfvis/Captum |");
+    println!("|---|---|---|---|");
+    let py = match py {
+        Ok(v) => Some(v),
+        Err(e) => {
+            eprintln!("Captum peer skipped: {e}");
+            None
+        }
+    };
+    let theirs = |k: &str| py.as_ref().and_then(|v| v[k].as_f64());
+    let cell = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3} s"));
+    let ratio = |a: f64, b: Option<f64>| b.map_or("n/a".to_string(), |b| format!("{:.2}", a / b));
+    for (m, t) in methods.iter().zip(&ours) {
+        println!(
+            "| {} | {t:.3} s | {} | {} |",
+            m.name(),
+            cell(theirs(m.name())),
+            ratio(*t, theirs(m.name()))
+        );
+    }
+    let sum: f64 = ours.iter().sum();
+    println!(
+        "| all six, one request each | {sum:.3} s | {} | {} |",
+        cell(theirs("total")),
+        ratio(sum, theirs("total"))
+    );
+    println!(
+        "| all six from one forward trace (the methods view) | {shared:.3} s | {} | {} |",
+        cell(theirs("total")),
+        ratio(shared, theirs("total"))
+    );
+    if arch.is_none() {
+        let mut n = m.load(None, Device::Cpu)?;
+        let t = Instant::now();
+        zfvis_core::sanity::cascade(
+            &mut n,
+            &x,
+            &zfvis_core::sanity::DEFAULT_METHODS,
+            5,
+            0,
+            &mut |_, _| Ok(()),
+        )?;
+        println!(
+            "| sanity check, 5 steps, the six default methods | {:.2} s | | |",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
