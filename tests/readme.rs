@@ -89,7 +89,11 @@ fn quick_start_and_own_model_run_as_pasted_in_a_fresh_clone() {
     let text = readme();
     let quick = blocks(&section(&text, "Quick start"), "sh");
     let own = blocks(&section(&text, "Your own model"), "sh");
-    assert!(quick.len() >= 2 && own.len() >= 2, "{quick:?} {own:?}");
+    let methods = blocks(&section(&text, "The deconvnet beside its successors"), "sh");
+    assert!(
+        quick.len() >= 2 && own.len() >= 2 && !methods.is_empty(),
+        "{quick:?} {own:?}"
+    );
     assert_eq!(
         quick[0].trim(),
         "make run",
@@ -113,7 +117,12 @@ fn quick_start_and_own_model_run_as_pasted_in_a_fresh_clone() {
     make_run_serves(&clone);
 
     // Every other block, in order, in one shell (the PATH export carries over).
-    let script: Vec<String> = quick[1..].iter().chain(&own).cloned().collect();
+    let script: Vec<String> = quick[1..]
+        .iter()
+        .chain(&own)
+        .chain(&methods)
+        .cloned()
+        .collect();
     let out = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script.join("\n")])
         .current_dir(&clone)
@@ -135,6 +144,9 @@ fn quick_start_and_own_model_run_as_pasted_in_a_fresh_clone() {
         "mynet.onnx",
         "models/mynet/manifest.json",
         "mynet-proj.png",
+        "guided.png",
+        "cam.npy",
+        "sanity/5-ig.npy",
     ] {
         assert!(
             clone.join(f).is_file(),
@@ -236,7 +248,11 @@ fn nothing_a_user_runs_points_outside_the_repository() {
         );
     }
     // The quick start's and Your own model's shell blocks hold commands, not synopses.
-    for title in ["Quick start", "Your own model"] {
+    for title in [
+        "Quick start",
+        "Your own model",
+        "The deconvnet beside its successors",
+    ] {
         for b in blocks(&section(&text, title), "sh") {
             assert!(!b.contains('[') || b.contains("python"), "{title}: {b}");
             assert!(!b.contains('…'), "{title}: {b}");
