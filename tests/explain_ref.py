@@ -59,9 +59,10 @@ def torchvision_model(arch, path):
     model = getattr(torchvision.models, arch)(weights=None)
     model.load_state_dict(torch.load(path, weights_only=True))
     for mod in model.modules():
-        if isinstance(mod, nn.ReLU):
+        if isinstance(mod, (nn.ReLU, nn.ReLU6)):
             mod.inplace = False
-    return model.eval(), map_relus(model.features) if hasattr(model, "features") else []
+    chain = arch.startswith(("vgg", "alexnet"))
+    return model.eval(), map_relus(model.features) if chain else []
 
 
 def load(args):
@@ -69,6 +70,51 @@ def load(args):
     if args[0] == "zfnet":
         return (*zfnet(args[1], args[2]), args[3:])
     return (*torchvision_model(args[0].split(":", 1)[1], args[1]), args[2:])
+
+
+class GuidedReLU(torch.autograd.Function):
+    """ReLU (or ReLU6) whose backward is guided backprop's: relu(g) where 0 < x (< 6)."""
+
+    @staticmethod
+    def forward(ctx, x, top):
+        ctx.save_for_backward(x)
+        ctx.top = top
+        return x.clamp(0, top) if top else x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        open_ = (x > 0) & (x < ctx.top) if ctx.top else (x > 0)
+        return g.clamp(min=0) * open_, None
+
+
+def guided_patched(model, x, cls):
+    """Guided backprop with every ReLU/ReLU6 module's forward replaced (works
+    where a module is called more than once, which Captum's hooks refuse)."""
+    saved = {}
+    for m in model.modules():
+        if isinstance(m, (nn.ReLU, nn.ReLU6)):
+            top = 6.0 if isinstance(m, nn.ReLU6) else None
+            saved[m] = m.forward
+            m.forward = (lambda t, top=top: GuidedReLU.apply(t, top))
+    try:
+        xg = x.clone().requires_grad_(True)
+        model(xg)[0, cls].backward()
+        return xg.grad
+    finally:
+        for m, f in saved.items():
+            m.forward = f
+
+
+def reused_relus(model, x):
+    calls = {}
+    hooks = [m.register_forward_hook(lambda m, i, o: calls.__setitem__(m, calls.get(m, 0) + 1))
+             for m in model.modules() if isinstance(m, (nn.ReLU, nn.ReLU6))]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return any(v > 1 for v in calls.values())
 
 
 def maps_main(args):
@@ -84,7 +130,13 @@ def maps_main(args):
     xg = x.clone().requires_grad_(True)
     res = {}
     if "guided" in want or "guided_gradcam" in want:
-        res["guided"] = GuidedBackprop(model).attribute(xg, target=cls)
+        # Captum's hooks refuse a ReLU module called twice (torchvision's
+        # ResNet) and guide only nn.ReLU (ReLU6 gets the plain gradient).
+        relu6 = any(isinstance(m, nn.ReLU6) for m in model.modules())
+        if relu6 or reused_relus(model, x):
+            res["guided"] = guided_patched(model, x, cls)
+        else:
+            res["guided"] = GuidedBackprop(model).attribute(xg, target=cls)
     if "gradient" in want:
         res["gradient"] = Saliency(model).attribute(xg, target=cls, abs=False)
     if "gradcam" in want or "guided_gradcam" in want:

@@ -202,25 +202,29 @@ fn imported_vgg11_maps_match_captum() {
     );
 }
 
-/// A graph network (residual adds, folded batch norm, global pooling):
-/// gradient, Grad-CAM at `layer4.1` and integrated gradients. (Captum's
-/// guided backprop cannot run torchvision's ResNet: it reuses its ReLU
-/// modules.)
+/// Graph networks (residual adds, folded batch norm, global pooling;
+/// ReLU6 and depthwise convs): every method, Grad-CAM at the input of the
+/// global pooling. Guided backprop's reference replaces each ReLU module's
+/// backward (torchvision's ResNet calls its ReLU modules more than once,
+/// which Captum's hooks refuse; they guide nn.ReLU only, not ReLU6).
 #[test]
-fn imported_resnet18_maps_match_captum() {
-    let (dir, pth) = imported("resnet18");
-    let (net, _) = open(&dir);
-    let last = net.last_unit();
-    assert_eq!(net.units[last - 1].name, "layer4.1");
-    family_matches_captum(
-        "resnet18",
-        &dir,
-        &["torchvision:resnet18", pth.to_str().unwrap()],
-        (last, "layer4.1"),
-        10,
-        false,
-        &[Method::Gradient, Method::Gradcam, Method::Ig],
-    );
+fn imported_graph_networks_match_captum() {
+    for (arch, unit) in [("resnet18", "layer4.1"), ("mobilenet_v2", "features.18")] {
+        let (dir, pth) = imported(arch);
+        let (net, _) = open(&dir);
+        let last = net.last_unit();
+        assert_eq!(net.units[last - 1].name, unit, "{arch}");
+        let reference = format!("torchvision:{arch}");
+        family_matches_captum(
+            arch,
+            &dir,
+            &[&reference, pth.to_str().unwrap()],
+            (last, unit),
+            10,
+            false,
+            &FIVE,
+        );
+    }
 }
 
 fn close(a: Option<f64>, b: Option<f64>) -> bool {
