@@ -588,6 +588,102 @@ fn explain_every_method() {
     );
 }
 
+/// A greyscale network (an MNIST-style ONNX export, imported with
+/// `--channels grey --fit squash`): every method's raw map is 1xHxW (HxW
+/// for Grad-CAM and occlusion), and occlusion and invariance run on one
+/// channel (they assumed three before).
+#[test]
+fn grey_network_explains_occludes_and_turns() {
+    use zfvis_core::tch::Tensor;
+    let dir = tempdir("cli-grey");
+    let out = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests/import_ref.py"))
+        .args(["grey", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let model = dir.join("m");
+    let out = zfvis(&[
+        "import",
+        "--from",
+        dir.join("model.onnx").to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+        "--channels",
+        "grey",
+        "--fit",
+        "squash",
+        "--mean",
+        "0.1307",
+        "--std",
+        "0.3081",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (m, img) = (model.to_str().unwrap(), dir.join("digit.png"));
+    let img = img.to_str().unwrap();
+    for method in [
+        "deconv",
+        "guided",
+        "gradient",
+        "gradcam",
+        "guided-gradcam",
+        "ig",
+        "occlusion",
+    ] {
+        let raw = dir.join(format!("{method}.npy"));
+        let out = zfvis(&[
+            "explain",
+            "--model",
+            m,
+            "--image",
+            img,
+            "--method",
+            method,
+            "--size",
+            "8",
+            "--stride",
+            "4",
+            "--out-raw",
+            raw.to_str().unwrap(),
+            "--score",
+        ]);
+        assert!(
+            out.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want: Vec<i64> = if ["gradcam", "occlusion"].contains(&method) {
+            vec![28, 28]
+        } else {
+            vec![1, 28, 28]
+        };
+        assert_eq!(Tensor::read_npy(&raw).unwrap().size(), want, "{method}");
+    }
+    for args in [
+        vec![
+            "occlude", "--model", m, "--image", img, "--size", "8", "--stride", "4", "--json",
+        ],
+        vec!["invariance", "--model", m, "--image", img, "--json"],
+    ] {
+        let out = zfvis(&args);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            args[0],
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+    }
+}
+
 /// `zfvis sanity`: the documented JSON and files; the same seed, the same
 /// scores.
 #[test]

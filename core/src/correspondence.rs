@@ -185,7 +185,10 @@ pub fn correspondence(
             "random".into(),
             random_square(req.seed, i, &avoid, req.size, s)?,
         );
-        let x = im.input.to_device(net.device()).view([1, 3, s, s]);
+        let x = im
+            .input
+            .to_device(net.device())
+            .view([1, net.spec.in_channels, s, s]);
         let mut xs = vec![x.shallow_clone()];
         for p in &all {
             let (x0, y0) = sq[p];

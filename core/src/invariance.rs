@@ -130,7 +130,9 @@ pub fn invariance(net: &Net, x: &Tensor, req: &InvarianceRequest) -> Result<Inva
         bail!("steps must be 2..=361, got {}", req.steps);
     }
     let s = net.spec.input_size;
-    let x = x.to_device(net.device()).view([1, 3, s, s]);
+    let x = x
+        .to_device(net.device())
+        .view([1, net.spec.in_channels, s, s]);
     let base = net.trace(&x);
     let n_classes = base.logits.size()[1];
     let class = match req.class {

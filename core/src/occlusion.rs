@@ -128,7 +128,9 @@ fn head(net: &Net, a5: &Tensor) -> Tensor {
 pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<OcclusionResult> {
     let s = net.spec.input_size;
     let ps = positions(s, req.size, req.stride)?;
-    let x = x.to_device(net.device()).view([1, 3, s, s]);
+    let x = x
+        .to_device(net.device())
+        .view([1, net.spec.in_channels, s, s]);
     let trace = net.trace(&x);
     let probs0 = trace.probs().get(0);
     let n_classes = probs0.size()[0];
@@ -259,7 +261,9 @@ pub struct LiveResult {
 /// strongest conv5 map).
 pub fn live(net: &Net, x: &Tensor, y0: i64, x0: i64, size: i64, map: i64) -> LiveResult {
     let s = net.spec.input_size;
-    let x = x.to_device(net.device()).view([1, 3, s, s]);
+    let x = x
+        .to_device(net.device())
+        .view([1, net.spec.in_channels, s, s]);
     let o = tch::no_grad(|| forward_full(net, &occluded(&x, y0, x0, size), map));
     LiveResult {
         probs: o.probs.get(0),

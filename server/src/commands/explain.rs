@@ -67,7 +67,13 @@ pub fn explain(a: ExplainArgs) -> Result<()> {
         json!({"method": method, "class": a.class, "layer": layer, "map": a.map,
                "size": a.size, "stride": a.stride, "score": a.score}),
     )?;
-    let r = Explain::run(&mut l.engine, &req)?;
+    // Integrated gradients and occlusion take many passes: a spinner meanwhile.
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_message(format!("{} …", method.name()));
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    let r = Explain::run(&mut l.engine, &req);
+    pb.finish_and_clear();
+    let r = r?;
     if let Some(out) = &a.out {
         std::fs::write(out, &r.png).with_context(|| format!("cannot write {}", out.display()))?;
     }
