@@ -323,21 +323,16 @@ pub fn bench_arch(
     Ok(())
 }
 
-/// `zfvis bench --methods`: the six maps of one image beside Captum's, and
-/// (on a bundled model) a 5-step sanity check with the default methods.
-fn bench_methods(
+/// The model folder `zfvis bench --methods` times and how its Captum peer
+/// loads the same network: the bundled `model`, or torchvision `arch` saved
+/// by PyTorch into `dir` and imported.
+fn methods_model(
     python: &Path,
     model: &Path,
     arch: Option<&str>,
-    image: &Path,
-    iters: usize,
-) -> Result<()> {
-    use zfvis_core::explain::{Explainer, Method, Options, Target};
-    let threads = tch::get_num_threads();
-    let dir = std::env::temp_dir().join(format!("zfvis-bench-methods-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let (model_dir, peer_args) = match arch {
+    dir: &Path,
+) -> Result<(PathBuf, Vec<String>)> {
+    Ok(match arch {
         Some(arch) => {
             let pth = dir.join(format!("{arch}.pth"));
             let script = super::local::resource("tests/import_ref.py");
@@ -373,7 +368,24 @@ fn bench_methods(
                 ],
             )
         }
-    };
+    })
+}
+
+/// `zfvis bench --methods`: the six maps of one image beside Captum's, and
+/// (on a bundled model) a 5-step sanity check with the default methods.
+fn bench_methods(
+    python: &Path,
+    model: &Path,
+    arch: Option<&str>,
+    image: &Path,
+    iters: usize,
+) -> Result<()> {
+    use zfvis_core::explain::{Explainer, Method, Options, Target};
+    let threads = tch::get_num_threads();
+    let dir = std::env::temp_dir().join(format!("zfvis-bench-methods-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let (model_dir, peer_args) = methods_model(python, model, arch, &dir)?;
     let m = zfvis_core::checkpoint::ModelDir::open(&model_dir)?;
     let net = m.load(None, Device::Cpu)?;
     let bytes = std::fs::read(image).with_context(|| format!("cannot read {}", image.display()))?;
