@@ -125,9 +125,9 @@ async function run() {
   const url = `/api/methods?${query(["class", "layer", "map"])}`;
   try {
     const r = await jobResult(url, (p, purl) => {
-      $("mt-bar").max = p.total || 7;
+      $("mt-bar").max = p.total || 14;
       $("mt-bar").value = p.done || 0;
-      $("mt-stage").textContent = `${p.done || 0}/${p.total || "?"} methods, ${jobStatus(p)}`;
+      $("mt-stage").textContent = `${Math.floor((p.done || 0) / 2)}/${(p.total || 14) / 2} methods (maps, then scores), ${jobStatus(p)}`;
       $("mt-cancel").onclick = () => fetch(purl, { method: "DELETE" });
     }, () => g === generation);
     last = r;

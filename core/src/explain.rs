@@ -850,28 +850,39 @@ impl Job for Methods {
             .filter(|m| r.map.is_none() || !m.class_only())
             .collect();
         let subject = r.subject();
-        let total = methods.len();
+        // Two steps a method: its map, then (for a class) its scores.
+        let total = 2 * methods.len();
         progress(0, total)?;
-        let mut items = Vec::with_capacity(total);
+        let mut items = Vec::with_capacity(methods.len());
         let mut target = None;
         for (i, &method) in methods.iter().enumerate() {
-            let res =
-                explain_one(&net, &x, &subject, method, r.map.is_none()).map_err(bad_input)?;
+            let mut res = explain_one(&net, &x, &subject, method, false).map_err(bad_input)?;
+            progress(2 * i + 1, total)?;
             let raw = res.raw.as_ref().expect("a map").shallow_clone();
-            target.get_or_insert_with(|| Described {
-                layer: None,
-                unit: None,
-                ..res.target.clone()
-            });
-            if r.map.is_some() {
-                target = Some(res.target.clone());
+            if let Some(c) = res.target.class {
+                res.curves = Some(deletion_insertion(&net, &x, c, &saliency(&raw), 32));
+            }
+            progress(2 * i + 2, total)?;
+            if target.is_none() || r.map.is_some() {
+                target = Some(Described {
+                    layer: if r.map.is_some() {
+                        res.target.layer
+                    } else {
+                        None
+                    },
+                    unit: if r.map.is_some() {
+                        res.target.unit.clone()
+                    } else {
+                        None
+                    },
+                    ..res.target.clone()
+                });
             }
             items.push(MethodMap {
                 saliency_png: data_url(&heat_image(&raw)),
                 signed_png: data_url(&signed_image(&raw)),
                 result: res,
             });
-            progress(i + 1, total)?;
         }
         let target = target.ok_or_else(|| bad("no method to run"))?;
         let class_name = target
