@@ -662,13 +662,13 @@ pub struct ExplainResult {
     pub curves: Option<Curves>,
     /// The raw map (RGB order), for `--out-raw`.
     #[serde(skip)]
-    pub raw: Option<Tensor>,
+    pub raw: Tensor,
     #[serde(skip)]
     pub png: Vec<u8>,
 }
 
 /// The map in RGB order (a Caffe import's BGR flipped back).
-fn rgb(net: &Net, map: Tensor) -> Tensor {
+pub(crate) fn rgb(net: &Net, map: Tensor) -> Tensor {
     if net.bgr && map.dim() == 3 && map.size()[0] == 3 {
         map.flip([0])
     } else {
@@ -686,9 +686,23 @@ pub fn explain_one(
 ) -> Result<ExplainResult> {
     let t0 = std::time::Instant::now();
     let e = Explainer::new(net, x);
-    let (target, o) = s.resolve(&e)?;
+    explain_with(&e, t0.elapsed().as_secs_f64(), s, method, score)
+}
+
+/// One method's map from an image already traced (`traced`: the seconds
+/// the trace took, counted in the map's time: what it costs alone).
+pub fn explain_with(
+    e: &Explainer,
+    traced: f64,
+    s: &Subject,
+    method: Method,
+    score: bool,
+) -> Result<ExplainResult> {
+    let net = e.net;
+    let t0 = std::time::Instant::now();
+    let (target, o) = s.resolve(e)?;
     let map = e.map(method, target, &o)?;
-    let seconds = t0.elapsed().as_secs_f64();
+    let seconds = traced + t0.elapsed().as_secs_f64();
     let curves = match (score, target) {
         (false, _) => None,
         (true, Target::Class(c)) => Some(e.scores(c, &saliency(&map), 32)),
@@ -700,17 +714,17 @@ pub fn explain_one(
     Ok(ExplainResult {
         method,
         caption: method.caption(),
-        target: s.describe(&e, target, &o, method),
+        target: s.describe(e, target, &o, method),
         seconds,
         shape: map.size(),
         curves,
         png: crate::engine::png(&signed_image(&map)),
-        raw: Some(map),
+        raw: map,
     })
 }
 
 /// The normalised input of a stored image as the model's pipeline makes it.
-fn input_of(
+pub(crate) fn input_of(
     ctx: &Context,
     model: &ModelName,
     image: &ContentId,
@@ -731,8 +745,17 @@ impl Analysis for Explain {
     type Result = ExplainResult;
 
     fn run(e: &mut Engine, r: &ExplainRequest) -> crate::engine::Result<ExplainResult> {
-        let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
-        explain_one(&net, &t.input, &r.subject(), r.method, r.score).map_err(bad_input)
+        // The input only: the methods trace it themselves, keeping what
+        // their rules need (the engine's cached trace does not).
+        let net = e.net(&r.model, r.epoch)?;
+        let crop = e.crop(&r.model, &r.image)?;
+        let x = e
+            .model(&r.model)?
+            .manifest
+            .preprocess()
+            .tensor(&crop)
+            .unsqueeze(0);
+        explain_one(&net, &x, &r.subject(), r.method, r.score).map_err(bad_input)
     }
 
     fn alt(_: &ExplainRequest, r: &mut ExplainResult) -> Option<Vec<u8>> {
@@ -850,41 +873,29 @@ impl Job for Methods {
             .filter(|m| r.map.is_none() || !m.class_only())
             .collect();
         let subject = r.subject();
+        // One trace for every method (each map's time counts it once).
+        let t0 = std::time::Instant::now();
+        let e = Explainer::new(&net, &x);
+        let traced = t0.elapsed().as_secs_f64();
+        let (t, o) = subject.resolve(&e).map_err(bad_input)?;
+        let target = subject.describe(&e, t, &o, Method::Deconv);
         // Two steps a method: its map, then (for a class) its scores.
         let total = 2 * methods.len();
         progress(0, total)?;
         let mut items = Vec::with_capacity(methods.len());
-        let mut target = None;
         for (i, &method) in methods.iter().enumerate() {
-            let mut res = explain_one(&net, &x, &subject, method, false).map_err(bad_input)?;
+            let mut res = explain_with(&e, traced, &subject, method, false).map_err(bad_input)?;
             progress(2 * i + 1, total)?;
-            let raw = res.raw.as_ref().expect("a map").shallow_clone();
             if let Some(c) = res.target.class {
-                res.curves = Some(deletion_insertion(&net, &x, c, &saliency(&raw), 32));
+                res.curves = Some(e.scores(c, &saliency(&res.raw), 32));
             }
             progress(2 * i + 2, total)?;
-            if target.is_none() || r.map.is_some() {
-                target = Some(Described {
-                    layer: if r.map.is_some() {
-                        res.target.layer
-                    } else {
-                        None
-                    },
-                    unit: if r.map.is_some() {
-                        res.target.unit.clone()
-                    } else {
-                        None
-                    },
-                    ..res.target.clone()
-                });
-            }
             items.push(MethodMap {
-                saliency_png: data_url(&heat_image(&raw)),
-                signed_png: data_url(&signed_image(&raw)),
+                saliency_png: data_url(&heat_image(&res.raw)),
+                signed_png: data_url(&signed_image(&res.raw)),
                 result: res,
             });
         }
-        let target = target.ok_or_else(|| bad("no method to run"))?;
         let class_name = target
             .class
             .and_then(|c| m.manifest.classes.get(c as usize).map(|c| c.name.clone()));

@@ -328,7 +328,7 @@ pub fn cascade(
 // ---- the analysis: `zfvis sanity`, /api/sanity (a background job) --------
 
 use crate::analysis::Job;
-use crate::engine::{bad, bad_input, Context};
+use crate::engine::{bad_input, Context};
 use crate::params::{ContentId, ModelName};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -410,16 +410,11 @@ impl Job for Sanity {
         r: &SanityRequest,
         progress: &mut crate::progress::Report<'_>,
     ) -> crate::engine::Result<SanityResult> {
-        let m = ctx.model(&r.model)?;
-        let bytes = ctx.image_bytes(&r.image)?;
-        let img = crate::preprocess::decode(&bytes).map_err(|e| bad(e.to_string()))?;
-        let pre = m.manifest.preprocess();
-        let x = pre.tensor(&pre.crop(&img)).unsqueeze(0);
+        let (m, x) = crate::explain::input_of(ctx, &r.model, &r.image)?;
         let mut net = m.load(Some(r.epoch), ctx.device)?;
         let methods = r.methods().map_err(bad_input)?;
         let layers = parametrised(&net);
         let steps = r.steps.unwrap_or(layers.len());
-        let bgr = net.bgr;
         let (class, out) =
             cascade(&mut net, &x, &methods, steps, r.seed, progress).map_err(bad_input)?;
         let steps = out
@@ -428,15 +423,7 @@ impl Job for Sanity {
                 let maps: Vec<(Method, Tensor)> = methods
                     .iter()
                     .zip(s.maps)
-                    .map(|(&m, t)| {
-                        let t = t.to_device(tch::Device::Cpu);
-                        let t = if bgr && t.dim() == 3 && t.size()[0] == 3 {
-                            t.flip([0])
-                        } else {
-                            t
-                        };
-                        (m, t)
-                    })
+                    .map(|(&m, t)| (m, crate::explain::rgb(&net, t.to_device(tch::Device::Cpu))))
                     .collect();
                 StepResult {
                     step: s.step,

@@ -399,7 +399,7 @@ fn bench_methods(
         Some(c) if net.spec.is_chain() => c.to_string(),
         _ => net.units[last - 1].name.clone(),
     };
-    eprintln!("Captum peer: {} methods, {iters} runs each", 6);
+    eprintln!("Captum peer: 6 methods, {iters} runs each");
     let mut args = peer_args;
     args.extend([
         xp.display().to_string(),

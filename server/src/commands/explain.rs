@@ -77,8 +77,8 @@ pub fn explain(a: ExplainArgs) -> Result<()> {
     if let Some(out) = &a.out {
         std::fs::write(out, &r.png).with_context(|| format!("cannot write {}", out.display()))?;
     }
-    if let (Some(p), Some(raw)) = (&a.out_raw, &r.raw) {
-        write_npy(raw, p)?;
+    if let Some(p) = &a.out_raw {
+        write_npy(&r.raw, p)?;
     }
     a.output.print(&r, || {
         let what = match (r.target.class, &r.target.unit, r.target.map) {
