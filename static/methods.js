@@ -7,7 +7,9 @@ import { $, models, esc, showError, jobResult, jobStatus, uploadFile, wireUpload
 
 const state = { model: null, epoch: null, image: null, class: "", layer: "", map: "", seed: "0", steps: "" };
 const find = (name) => models.find((m) => m.name === name);
-const COLORS = { deconv: "#c0392b", guided: "#2e6bd6", gradient: "#7f8c8d", gradcam: "#d9822b", "guided-gradcam": "#8e44ad", ig: "#27ae60", occlusion: "#16a085" };
+// The method registry (GET /api/methods/list), embedded by the page.
+const METHODS = JSON.parse(($("methods-data") || {}).textContent || "[]");
+const COLORS = Object.fromEntries(METHODS.map((m) => [m.name, m.colour]));
 let generation = 0, last = null;
 
 function readURL() {
@@ -125,7 +127,7 @@ async function run() {
   const url = `/api/methods?${query(["class", "layer", "map"])}`;
   try {
     const r = await jobResult(url, (p, purl) => {
-      $("mt-bar").max = p.total || 14;
+      $("mt-bar").max = p.total || 2 * METHODS.length;
       $("mt-bar").value = p.done || 0;
       $("mt-stage").textContent = `${Math.floor((p.done || 0) / 2)}/${(p.total || 14) / 2} methods (maps, then scores), ${jobStatus(p)}`;
       $("mt-cancel").onclick = () => fetch(purl, { method: "DELETE" });

@@ -6,13 +6,6 @@ use common::*;
 use std::process::{Command, Output};
 use zfvis_core::net::Arch;
 
-fn zfvis(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zfvis"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn one_line_error(out: &Output, needle: &str) {
     assert!(!out.status.success(), "expected failure");
     let err = String::from_utf8_lossy(&out.stderr);

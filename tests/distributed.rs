@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{random_model, root, shared, tempdir};
+use common::{random_model, root, shared, tempdir, zfvis};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use zfvis_core::checkpoint::ModelDir;
@@ -172,13 +172,6 @@ fn processes_naming(path: &Path) -> Vec<u32> {
                 .then_some(pid)
         })
         .collect()
-}
-
-fn zfvis(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zfvis"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 /// Tests that read ../shared/datasets: `make test` runs them where it is

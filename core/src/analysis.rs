@@ -3,7 +3,7 @@
 //! the HTTP API (which deserialises it from the URL's path and query).
 //!
 //! An analysis lives in the module of its science (`deconv::Projection`,
-//! `occlusion::Occlusion`, …) and implements [`Analysis`]; the server wraps
+//! `crate::analyses::occlusion::Occlusion`, …) and implements [`Analysis`]; the server wraps
 //! every one in the same cached, ETag-ed JSON + PNG handler. Long analyses
 //! that run beside the engine implement [`Job`] and report [`Progress`].
 

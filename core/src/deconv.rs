@@ -43,16 +43,58 @@ pub fn deconv_step(net: &Net, i: usize, x: &Tensor, target: i64) -> Tensor {
     )
 }
 
-/// How a reversed network passes a signal back through a ReLU (Mahendran &
-/// Vedaldi, ECCV 2016; paper.md §8), and whether it takes LRN's gradient.
+/// How a reversed network passes a signal back through a ReLU-family
+/// activation (Mahendran & Vedaldi, ECCV 2016; paper.md §8), and whether it
+/// takes LRN's gradient: a value, so that a method names its rule and the
+/// walk back reads it without knowing the method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
+pub struct Rule {
+    pub name: &'static str,
+    /// Pass only the positive part of the signal (deconvnet, guided).
+    pub rectify: bool,
+    /// Pass it only where the activation let its input through (gradient, guided).
+    pub mask: bool,
+    /// LRN's true gradient (otherwise LRN is skipped, as the deconvnet does).
+    pub lrn_gradient: bool,
+}
+
+impl Rule {
     /// The deconvnet: `relu(signal)`; LRN skipped.
-    Deconv,
+    pub const DECONV: Rule = Rule {
+        name: "deconvnet",
+        rectify: true,
+        mask: false,
+        lrn_gradient: false,
+    };
     /// The gradient: `signal · [x > 0]`; LRN's true gradient.
-    Gradient,
+    pub const GRADIENT: Rule = Rule {
+        name: "gradient",
+        rectify: false,
+        mask: true,
+        lrn_gradient: true,
+    };
     /// Guided backprop: `relu(signal) · [x > 0]`; LRN's true gradient.
-    Guided,
+    pub const GUIDED: Rule = Rule {
+        name: "guided",
+        rectify: true,
+        mask: true,
+        lrn_gradient: true,
+    };
+
+    /// The signal `s` past a ReLU-family node `layer` whose forward output
+    /// was `out` (read only when the rule masks).
+    fn at_relu(self, layer: &Layer, out: impl FnOnce() -> Tensor, s: &Tensor) -> Tensor {
+        let s = if self.rectify {
+            s.relu()
+        } else {
+            s.shallow_clone()
+        };
+        if self.mask {
+            through(layer, &out(), &s)
+        } else {
+            s
+        }
+    }
 }
 
 /// `s` where a ReLU-family node let its input through (`out`: its forward
@@ -75,17 +117,15 @@ fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape, rule:
     };
     let side = full.get(2).copied().unwrap_or(1);
     match &net.spec.layers[i] {
-        l @ (Layer::Relu | Layer::Clip { .. }) => match rule {
-            Rule::Deconv => s.relu(),
-            Rule::Gradient => through(l, saved(trace, i), s),
-            Rule::Guided => through(l, saved(trace, i), &s.relu()),
-        },
+        l @ (Layer::Relu | Layer::Clip { .. }) => {
+            rule.at_relu(l, || saved(trace, i).shallow_clone(), s)
+        }
         Layer::Lrn {
             size,
             alpha,
             beta,
             k,
-        } if rule != Rule::Deconv => lrn_backward(saved(trace, i), s, *size, *alpha, *beta, *k),
+        } if rule.lrn_gradient => lrn_backward(saved(trace, i), s, *size, *alpha, *beta, *k),
         Layer::Conv { .. } => deconv_step(net, i, s, side),
         Layer::MaxPool {
             k,
@@ -199,7 +239,7 @@ fn saved(trace: &Trace, i: usize) -> &Tensor {
 /// Project a signal living in node `node`'s output ([B, C, H, W]) down to
 /// pixels ([B, C_in, S, S]) with the deconvnet; see [`walk`].
 pub fn project_from(net: &Net, trace: &Trace, node: usize, signal: &Tensor) -> Tensor {
-    walk(net, trace, node, signal, Rule::Deconv, None).0
+    walk(net, trace, node, signal, Rule::DECONV, None).0
 }
 
 /// Walk a signal living in node `node`'s output ([B, C, H, W] or [B, F])
@@ -211,7 +251,7 @@ pub fn project_from(net: &Net, trace: &Trace, node: usize, signal: &Tensor) -> T
 /// one image (its switches and masks are shared across the batch) or of as
 /// many images as the signal has. With `capture`, also returns the signal
 /// that reached that node's output (the gradient there under
-/// [`Rule::Gradient`]); `pixels: false` stops the walk there.
+/// [`Rule::GRADIENT`]); `pixels: false` stops the walk there.
 pub fn walk(
     net: &Net,
     trace: &Trace,
@@ -485,214 +525,4 @@ pub fn to_rgb8_scaled(pixels: &Tensor, max_abs: f64) -> (u32, u32, Vec<u8>) {
     let (h, w) = (img.size()[0] as u32, img.size()[1] as u32);
     let data: Vec<u8> = Vec::try_from(&img.reshape([-1])).unwrap_or_default();
     (w, h, data)
-}
-
-// ---- the analyses: one map's projection, the layer's top 9 --------------------
-
-use crate::analysis::Analysis;
-use crate::engine::{bad_input, png, Engine};
-use crate::maps::check_layer;
-use crate::params::{ContentId, ModelName};
-use serde::{Deserialize, Serialize};
-
-/// Which activations of the map are projected (`?mode=`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    #[default]
-    Strongest,
-    All,
-}
-
-impl From<Mode> for Keep {
-    fn from(m: Mode) -> Keep {
-        match m {
-            Mode::Strongest => Keep::Strongest,
-            Mode::All => Keep::All,
-        }
-    }
-}
-
-/// One feature map of one stored image seen by one snapshot.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MapRequest {
-    pub model: ModelName,
-    pub epoch: u32,
-    pub image: ContentId,
-    pub layer: usize,
-    pub map: i64,
-    #[serde(default)]
-    pub mode: Mode,
-}
-
-#[derive(Serialize, Clone)]
-pub struct Field {
-    pub y0: i64,
-    pub x0: i64,
-    pub y1: i64,
-    pub x1: i64,
-}
-
-#[derive(Serialize)]
-pub struct ProjectionResult {
-    /// The conv number, or null for a named unit that is not a conv's maps.
-    pub layer: Option<usize>,
-    /// The unit's name.
-    pub unit: String,
-    pub map: i64,
-    pub mode: Mode,
-    pub value: f64,
-    pub y: i64,
-    pub x: i64,
-    pub field: Field,
-    #[serde(skip)]
-    pub png: Vec<u8>,
-    /// The unscaled [3, S, S] projection.
-    #[serde(skip)]
-    pub pixels: Option<Tensor>,
-}
-
-impl ProjectionResult {
-    /// A projection's description, its picture and its pixels.
-    pub fn new(p: Projection, mode: Mode) -> ProjectionResult {
-        ProjectionResult {
-            png: png(&to_image(&p.pixels)),
-            pixels: Some(p.pixels.shallow_clone()),
-            ..Self::describe(&p, mode)
-        }
-    }
-
-    /// A projection's description without a picture.
-    pub fn describe(p: &Projection, mode: Mode) -> ProjectionResult {
-        let (y0, x0, y1, x1) = p.field;
-        ProjectionResult {
-            layer: p.conv,
-            unit: p.unit.clone(),
-            map: p.map,
-            mode,
-            value: p.value,
-            y: p.y,
-            x: p.x,
-            field: Field { y0, x0, y1, x1 },
-            png: vec![],
-            pixels: None,
-        }
-    }
-}
-
-/// The deconvnet projection of one map (paper Fig. 1).
-pub struct Project;
-
-impl Analysis for Project {
-    type Request = MapRequest;
-    type Result = ProjectionResult;
-
-    fn run(e: &mut Engine, r: &MapRequest) -> crate::engine::Result<ProjectionResult> {
-        check_layer_map(&e.net(&r.model, r.epoch)?.spec, r.layer, r.map).map_err(bad_input)?;
-        let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
-        let req = ProjectRequest {
-            layer: r.layer,
-            map: r.map,
-            keep: r.mode.into(),
-        };
-        let p = project(&net, &t.trace, &[req]).map_err(bad_input)?;
-        Ok(ProjectionResult::new(
-            p.into_iter().next().expect("one"),
-            r.mode,
-        ))
-    }
-
-    fn alt(_: &MapRequest, r: &mut ProjectionResult) -> Option<Vec<u8>> {
-        Some(std::mem::take(&mut r.png))
-    }
-}
-
-/// How a projection is drawn (`?frame=`): cut to the receptive field with
-/// its own contrast, as the paper's figures, or the whole input frame.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Frame {
-    #[default]
-    Field,
-    Full,
-}
-
-/// One conv layer of one stored image (`?frame=field|full`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Top9Request {
-    pub model: crate::params::ModelName,
-    pub epoch: u32,
-    pub image: crate::params::ContentId,
-    pub layer: usize,
-    #[serde(default)]
-    pub frame: Frame,
-}
-
-/// Edge of a receptive-field tile of the top-9 sprite, px.
-const FIELD_TILE: i64 = 112;
-
-/// The 9 maps of a layer with the highest peaks, projected; sprite 3x3.
-#[derive(Serialize)]
-pub struct Top9Result {
-    /// The conv number, or null for a named unit that is not a conv's maps.
-    pub layer: Option<usize>,
-    /// The unit's name.
-    pub unit: String,
-    pub tile: i64,
-    pub items: Vec<ProjectionResult>,
-    #[serde(skip)]
-    pub sprite_png: Vec<u8>,
-}
-
-/// The layer's 9 strongest maps of one image, each projected.
-pub struct Top9;
-
-impl Analysis for Top9 {
-    type Request = Top9Request;
-    type Result = Top9Result;
-
-    fn run(e: &mut Engine, r: &Top9Request) -> crate::engine::Result<Top9Result> {
-        check_layer(&*e.net(&r.model, r.epoch)?, r.layer)?;
-        let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
-        let reqs: Vec<ProjectRequest> = top_maps(&t.trace, r.layer, 9)
-            .iter()
-            .map(|&(map, _)| ProjectRequest {
-                layer: r.layer,
-                map,
-                keep: Keep::Strongest,
-            })
-            .collect();
-        let ps = project(&net, &t.trace, &reqs).map_err(bad_input)?;
-        let tile = match r.frame {
-            Frame::Full => net.spec.input_size,
-            Frame::Field => FIELD_TILE,
-        };
-        let rows = ps.len().div_ceil(3) as i64;
-        let mut sprite =
-            image::RgbImage::from_pixel((3 * tile) as u32, (rows * tile) as u32, [128; 3].into());
-        let items = ps
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let (y, x) = ((i as i64 / 3) * tile, (i as i64 % 3) * tile);
-                let pic = match r.frame {
-                    Frame::Full => to_image(&p.pixels),
-                    Frame::Field => field_image(p, tile as u32),
-                };
-                image::imageops::replace(&mut sprite, &pic, x, y);
-                ProjectionResult::describe(p, Mode::Strongest)
-            })
-            .collect();
-        Ok(Top9Result {
-            layer: net.units[r.layer - 1].layer,
-            unit: net.units[r.layer - 1].name.clone(),
-            tile,
-            items,
-            sprite_png: png(&sprite),
-        })
-    }
-
-    fn alt(_: &Top9Request, r: &mut Top9Result) -> Option<Vec<u8>> {
-        Some(std::mem::take(&mut r.sprite_png))
-    }
 }

@@ -10,100 +10,11 @@
 //! channel order (BGR for a Caffe import) until [`Explanation`] flips them.
 
 use crate::deconv::{strongest, walk, Rule};
+pub use crate::methods::Method;
 use crate::net::{Net, Shape, Trace};
 use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tch::{Kind, Tensor};
-
-/// The methods of the family, in the order the views show them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Method {
-    Deconv,
-    Guided,
-    Gradient,
-    Gradcam,
-    GuidedGradcam,
-    Ig,
-    Occlusion,
-}
-
-impl Method {
-    pub const ALL: [Method; 7] = [
-        Method::Deconv,
-        Method::Guided,
-        Method::Gradient,
-        Method::Gradcam,
-        Method::GuidedGradcam,
-        Method::Ig,
-        Method::Occlusion,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Deconv => "deconv",
-            Method::Guided => "guided",
-            Method::Gradient => "gradient",
-            Method::Gradcam => "gradcam",
-            Method::GuidedGradcam => "guided-gradcam",
-            Method::Ig => "ig",
-            Method::Occlusion => "occlusion",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Method> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "unknown method {s:?}: expected one of {}",
-                    Method::ALL.map(|m| m.name()).join(", ")
-                )
-            })
-    }
-
-    /// A comma-separated list of methods.
-    pub fn parse_list(s: &str) -> Result<Vec<Method>> {
-        let mut out = vec![];
-        for m in s.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-            let m = Method::parse(m)?;
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
-        if out.is_empty() {
-            bail!(
-                "no method given: expected one or more of {}",
-                Method::ALL.map(|m| m.name()).join(", ")
-            );
-        }
-        Ok(out)
-    }
-
-    /// What the map shows, for captions.
-    pub fn caption(self) -> &'static str {
-        match self {
-            Method::Deconv => "deconvnet (Zeiler & Fergus 2014): ReLU of the signal",
-            Method::Guided => "guided backprop (Springenberg et al. 2015): ReLU of the signal where the input was > 0",
-            Method::Gradient => "gradient (Simonyan et al. 2014): the signal where the input was > 0",
-            Method::Gradcam => "Grad-CAM (Selvaraju et al. 2017): maps weighted by their mean gradient, ReLU, upsampled",
-            Method::GuidedGradcam => "guided Grad-CAM: guided backprop x Grad-CAM",
-            Method::Ig => "integrated gradients (Sundararajan et al. 2017): 50 steps from the mean colour",
-            Method::Occlusion => "occlusion (Zeiler & Fergus 2014): drop of the class probability under a grey square",
-        }
-    }
-
-    /// Methods that explain a class only (not a unit's map).
-    pub fn class_only(self) -> bool {
-        !matches!(self, Method::Deconv | Method::Guided | Method::Gradient)
-    }
-
-    /// Maps with one value per pixel (H x W) rather than per input channel.
-    pub fn per_pixel(self) -> bool {
-        matches!(self, Method::Gradcam | Method::Occlusion)
-    }
-}
 
 /// What a map explains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +23,17 @@ pub enum Target {
     Class(i64),
     /// The strongest activation of a unit's map (unit 1-based, map 0-based).
     Map { layer: usize, map: i64 },
+}
+
+impl Target {
+    /// The class of a class target (-1 for a map: the class methods
+    /// refuse map targets in [`Explainer::check`]).
+    pub fn class(self) -> i64 {
+        match self {
+            Target::Class(c) => c,
+            Target::Map { .. } => -1,
+        }
+    }
 }
 
 /// The settings of the methods that have them.
@@ -184,7 +106,7 @@ impl<'a> Explainer<'a> {
             }
             Target::Class(_) => {}
         }
-        if matches!(method, Method::Gradcam | Method::GuidedGradcam) {
+        if method.needs().layer {
             let n = self.net.units.len();
             if !(1..=n).contains(&o.gradcam_layer) {
                 bail!(
@@ -197,13 +119,13 @@ impl<'a> Explainer<'a> {
                 bail!("Grad-CAM needs a unit with maps; {} is flat", u.name);
             }
         }
-        if method == Method::Ig && o.ig_steps < 2 {
+        if method.needs().steps && o.ig_steps < 2 {
             bail!(
                 "integrated gradients need at least 2 steps, got {}",
                 o.ig_steps
             );
         }
-        if method == Method::Occlusion {
+        if method.needs().window {
             crate::occlusion::positions(self.net.spec.input_size, o.size, o.stride)?;
         }
         Ok(())
@@ -213,26 +135,12 @@ impl<'a> Explainer<'a> {
     /// for Grad-CAM and occlusion; in the network's channel order.
     pub fn map(&self, method: Method, target: Target, o: &Options) -> Result<Tensor> {
         self.check(method, target, o)?;
-        let class = match target {
-            Target::Class(c) => c,
-            Target::Map { .. } => -1,
-        };
-        Ok(match method {
-            Method::Deconv => self.pixels(Rule::Deconv, target),
-            Method::Guided => self.pixels(Rule::Guided, target),
-            Method::Gradient => self.pixels(Rule::Gradient, target),
-            Method::Gradcam => self.gradcam(class, o.gradcam_layer),
-            Method::GuidedGradcam => {
-                self.pixels(Rule::Guided, target) * self.gradcam(class, o.gradcam_layer)
-            }
-            Method::Ig => self.integrated_gradients(class, o.ig_steps, o.batch),
-            Method::Occlusion => self.occlusion(class, o)?,
-        })
+        method.compute(self, target, o)
     }
 
     /// The node and the signal there that a target starts from: a one-hot
     /// of the class at the logits, or the strongest activation of a map.
-    fn start(&self, target: Target, batch: i64) -> (usize, Tensor) {
+    pub fn start(&self, target: Target, batch: i64) -> (usize, Tensor) {
         let dev = self.net.device();
         match target {
             Target::Class(c) => {
@@ -258,102 +166,6 @@ impl<'a> Explainer<'a> {
     pub fn pixels(&self, rule: Rule, target: Target) -> Tensor {
         let (node, s) = self.start(target, 1);
         walk(self.net, &self.trace, node, &s, rule, None).0.get(0)
-    }
-
-    /// Grad-CAM of `class` at unit `layer`, upsampled to [S, S]: Captum's
-    /// `LayerGradCam(relu_attributions=True)` + bilinear interpolation.
-    pub fn gradcam(&self, class: i64, layer: usize) -> Tensor {
-        let node = self.net.units[layer - 1].node;
-        let (from, s) = self.start(Target::Class(class), 1);
-        let g = walk(
-            self.net,
-            &self.trace,
-            from,
-            &s,
-            Rule::Gradient,
-            Some((node, false)),
-        )
-        .1
-        .unwrap_or_else(|| self.trace.maps[layer - 1].zeros_like());
-        let a = &self.trace.maps[layer - 1];
-        let w = g.mean_dim([2i64, 3].as_slice(), true, Kind::Float);
-        let cam = (w * a)
-            .sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
-            .relu();
-        let side = self.net.spec.input_size;
-        cam.upsample_bilinear2d([side, side], false, None, None)
-            .get(0)
-            .get(0)
-    }
-
-    /// Integrated gradients of `class` from the zero baseline (the mean
-    /// colour): Captum's riemann_trapezoid (alphas linspace(0, 1, n), steps
-    /// 1/n halved at both ends), `batch` steps per pass.
-    pub fn integrated_gradients(&self, class: i64, steps: i64, batch: i64) -> Tensor {
-        let alphas = Tensor::linspace(0.0, 1.0, steps, (Kind::Float, tch::Device::Cpu));
-        let alphas: Vec<f32> = Vec::try_from(&alphas).unwrap_or_default();
-        let n = alphas.len();
-        let mut total = self.x.zeros_like();
-        for chunk in (0..n).collect::<Vec<_>>().chunks(batch.max(1) as usize) {
-            let a: Vec<f32> = chunk.iter().map(|&i| alphas[i]).collect();
-            let w: Vec<f32> = chunk
-                .iter()
-                .map(|&i| {
-                    if i == 0 || i == n - 1 {
-                        0.5 / n as f32
-                    } else {
-                        1.0 / n as f32
-                    }
-                })
-                .collect();
-            let b = a.len() as i64;
-            let dev = self.net.device();
-            let a = Tensor::from_slice(&a).to_device(dev).view([b, 1, 1, 1]);
-            let w = Tensor::from_slice(&w).to_device(dev).view([b, 1, 1, 1]);
-            let xs = &self.x * &a;
-            let trace = self.net.trace_saving(&xs);
-            let k = self.num_classes();
-            let s = Tensor::zeros([b, k], (Kind::Float, dev));
-            let _ = s.narrow(1, class, 1).fill_(1.0);
-            let g = walk(
-                self.net,
-                &trace,
-                self.net.spec.layers.len() - 1,
-                &s,
-                Rule::Gradient,
-                None,
-            )
-            .0;
-            total += (g * w).sum_dim_intlist([0i64].as_slice(), true, Kind::Float);
-        }
-        (&self.x * total).get(0)
-    }
-
-    /// Occlusion as a saliency map: p0 - p of the class over the grid of
-    /// square positions, upsampled bilinearly to [S, S].
-    pub fn occlusion(&self, class: i64, o: &Options) -> Result<Tensor> {
-        let req = crate::occlusion::OcclusionRequest {
-            size: o.size,
-            stride: o.stride,
-            class: Some(class),
-            ..Default::default()
-        };
-        let r = crate::occlusion::occlude(self.net, &self.x, &req)?;
-        let rows = r.class_prob.len() as i64;
-        let cols = r.class_prob.first().map_or(0, |r| r.len()) as i64;
-        let drop: Vec<f32> = r
-            .class_prob
-            .iter()
-            .flatten()
-            .map(|p| (r.unoccluded.class_prob - p) as f32)
-            .collect();
-        let side = self.net.spec.input_size;
-        Ok(Tensor::from_slice(&drop)
-            .view([1, 1, rows, cols])
-            .upsample_bilinear2d([side, side], false, None, None)
-            .get(0)
-            .get(0)
-            .to_device(self.net.device()))
     }
 
     /// The class probability after each step of deleting (and of inserting)
@@ -520,389 +332,4 @@ pub fn data_url(img: &image::RgbImage) -> String {
         "data:image/png;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(crate::engine::png(img))
     )
-}
-
-// ---- the analyses: one method (`zfvis explain`, /api/explain), all of them (the methods view) ----
-
-use crate::analysis::{Analysis, Job};
-use crate::engine::{bad, bad_input, Context, Engine};
-use crate::params::{ContentId, ModelName};
-
-fn default_size() -> i64 {
-    48
-}
-fn default_stride() -> i64 {
-    8
-}
-
-/// What to explain and how, shared by one method and the methods view.
-#[derive(Debug, Clone)]
-pub struct Subject {
-    pub class: Option<i64>,
-    pub layer: Option<usize>,
-    pub map: Option<i64>,
-    pub size: i64,
-    pub stride: i64,
-}
-
-impl Subject {
-    /// The target and options of `net` for this subject.
-    fn resolve(&self, e: &Explainer) -> Result<(Target, Options)> {
-        let mut o = Options::new(e.net);
-        o.size = self.size;
-        o.stride = self.stride;
-        let target = match (self.map, self.layer) {
-            (Some(map), Some(layer)) => Target::Map { layer, map },
-            (Some(_), None) => bail!("a map needs its layer (--layer / layer=)"),
-            (None, layer) => {
-                if let Some(l) = layer {
-                    o.gradcam_layer = l;
-                }
-                Target::Class(self.class.unwrap_or_else(|| e.top_class()))
-            }
-        };
-        if self.map.is_some() && self.class.is_some() {
-            bail!("give a class or a layer's map, not both");
-        }
-        Ok((target, o))
-    }
-
-    fn describe(&self, e: &Explainer, target: Target, o: &Options, method: Method) -> Described {
-        let unit = |l: usize| {
-            let u = &e.net.units[l - 1];
-            (u.layer, Some(u.name.clone()))
-        };
-        match target {
-            Target::Class(c) => {
-                let (layer, unit) = if matches!(method, Method::Gradcam | Method::GuidedGradcam) {
-                    unit(o.gradcam_layer)
-                } else {
-                    (None, None)
-                };
-                Described {
-                    class: Some(c),
-                    layer,
-                    unit,
-                    map: None,
-                }
-            }
-            Target::Map { layer, map } => {
-                let (layer, unit) = unit(layer);
-                Described {
-                    class: None,
-                    layer,
-                    unit,
-                    map: Some(map),
-                }
-            }
-        }
-    }
-}
-
-/// What a map was computed for.
-#[derive(Debug, Clone, Serialize)]
-pub struct Described {
-    pub class: Option<i64>,
-    /// The conv number of the unit (Grad-CAM's or the map's), if a conv's.
-    pub layer: Option<usize>,
-    pub unit: Option<String>,
-    pub map: Option<i64>,
-}
-
-/// One method's map of one stored image (`/api/explain`, `zfvis explain`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ExplainRequest {
-    pub model: ModelName,
-    pub epoch: u32,
-    pub image: ContentId,
-    pub method: Method,
-    /// The class (default: the top class) of the class methods.
-    #[serde(default)]
-    pub class: Option<i64>,
-    /// The unit (1-based): Grad-CAM's (default the last conv layer), or the
-    /// map's for deconv, guided and gradient.
-    #[serde(default)]
-    pub layer: Option<usize>,
-    /// A map of `layer` (its strongest activation) instead of a class.
-    #[serde(default)]
-    pub map: Option<i64>,
-    /// Occluder side and stride, px at the input size.
-    #[serde(default = "default_size")]
-    pub size: i64,
-    #[serde(default = "default_stride")]
-    pub stride: i64,
-    /// Add the deletion and insertion curves (a class is needed).
-    #[serde(default)]
-    pub score: bool,
-}
-
-impl ExplainRequest {
-    pub fn subject(&self) -> Subject {
-        Subject {
-            class: self.class,
-            layer: self.layer,
-            map: self.map,
-            size: self.size,
-            stride: self.stride,
-        }
-    }
-}
-
-#[derive(Serialize)]
-pub struct ExplainResult {
-    pub method: Method,
-    pub caption: &'static str,
-    #[serde(flatten)]
-    pub target: Described,
-    /// Seconds the map took (the forward pass included).
-    pub seconds: f64,
-    /// The raw map's shape: [C, S, S] or [S, S].
-    pub shape: Vec<i64>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub curves: Option<Curves>,
-    /// The raw map (RGB order), for `--out-raw`.
-    #[serde(skip)]
-    pub raw: Tensor,
-    #[serde(skip)]
-    pub png: Vec<u8>,
-}
-
-/// The map in RGB order (a Caffe import's BGR flipped back).
-pub(crate) fn rgb(net: &Net, map: Tensor) -> Tensor {
-    if net.bgr && map.dim() == 3 && map.size()[0] == 3 {
-        map.flip([0])
-    } else {
-        map
-    }
-}
-
-/// One method on one image: the map, its picture, optionally its scores.
-pub fn explain_one(
-    net: &Net,
-    x: &Tensor,
-    s: &Subject,
-    method: Method,
-    score: bool,
-) -> Result<ExplainResult> {
-    let t0 = std::time::Instant::now();
-    let e = Explainer::new(net, x);
-    explain_with(&e, t0.elapsed().as_secs_f64(), s, method, score)
-}
-
-/// One method's map from an image already traced (`traced`: the seconds
-/// the trace took, counted in the map's time: what it costs alone).
-pub fn explain_with(
-    e: &Explainer,
-    traced: f64,
-    s: &Subject,
-    method: Method,
-    score: bool,
-) -> Result<ExplainResult> {
-    let net = e.net;
-    let t0 = std::time::Instant::now();
-    let (target, o) = s.resolve(e)?;
-    let map = e.map(method, target, &o)?;
-    let seconds = traced + t0.elapsed().as_secs_f64();
-    let curves = match (score, target) {
-        (false, _) => None,
-        (true, Target::Class(c)) => Some(e.scores(c, &saliency(&map), 32)),
-        (true, Target::Map { .. }) => {
-            bail!("deletion and insertion scores need a class, not a map")
-        }
-    };
-    let map = rgb(net, map.to_device(tch::Device::Cpu));
-    Ok(ExplainResult {
-        method,
-        caption: method.caption(),
-        target: s.describe(e, target, &o, method),
-        seconds,
-        shape: map.size(),
-        curves,
-        png: crate::engine::png(&signed_image(&map)),
-        raw: map,
-    })
-}
-
-/// The normalised input of a stored image as the model's pipeline makes it.
-pub(crate) fn input_of(
-    ctx: &Context,
-    model: &ModelName,
-    image: &ContentId,
-) -> crate::engine::Result<(crate::checkpoint::ModelDir, Tensor)> {
-    let m = ctx.model(model)?;
-    let bytes = ctx.image_bytes(image)?;
-    let img = crate::preprocess::decode(&bytes).map_err(|e| bad(e.to_string()))?;
-    let pre = m.manifest.preprocess();
-    let x = pre.tensor(&pre.crop(&img)).unsqueeze(0);
-    Ok((m, x))
-}
-
-/// One method's map (`/api/explain?method=…`; PNG: the signed picture).
-pub struct Explain;
-
-impl Analysis for Explain {
-    type Request = ExplainRequest;
-    type Result = ExplainResult;
-
-    fn run(e: &mut Engine, r: &ExplainRequest) -> crate::engine::Result<ExplainResult> {
-        // The input only: the methods trace it themselves, keeping what
-        // their rules need (the engine's cached trace does not).
-        let net = e.net(&r.model, r.epoch)?;
-        let crop = e.crop(&r.model, &r.image)?;
-        let x = e
-            .model(&r.model)?
-            .manifest
-            .preprocess()
-            .tensor(&crop)
-            .unsqueeze(0);
-        explain_one(&net, &x, &r.subject(), r.method, r.score).map_err(bad_input)
-    }
-
-    fn alt(_: &ExplainRequest, r: &mut ExplainResult) -> Option<Vec<u8>> {
-        Some(std::mem::take(&mut r.png))
-    }
-}
-
-/// Every method side by side (the methods view; a background job).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MethodsRequest {
-    pub model: ModelName,
-    pub epoch: u32,
-    pub image: ContentId,
-    #[serde(default)]
-    pub class: Option<i64>,
-    #[serde(default)]
-    pub layer: Option<usize>,
-    #[serde(default)]
-    pub map: Option<i64>,
-    #[serde(default = "default_size")]
-    pub size: i64,
-    #[serde(default = "default_stride")]
-    pub stride: i64,
-    /// Comma-separated (default: all seven).
-    #[serde(default)]
-    pub methods: Option<String>,
-}
-
-#[derive(Serialize)]
-pub struct MethodMap {
-    #[serde(flatten)]
-    pub result: ExplainResult,
-    /// The saliency per pixel in one convention for every method.
-    pub saliency_png: String,
-    /// The signed map as the paper draws a projection (pixel methods).
-    pub signed_png: String,
-}
-
-#[derive(Serialize)]
-pub struct MethodsResult {
-    #[serde(flatten)]
-    pub target: Described,
-    pub class_name: Option<String>,
-    pub items: Vec<MethodMap>,
-}
-
-pub struct Methods;
-
-impl MethodsRequest {
-    pub fn subject(&self) -> Subject {
-        Subject {
-            class: self.class,
-            layer: self.layer,
-            map: self.map,
-            size: self.size,
-            stride: self.stride,
-        }
-    }
-
-    fn methods(&self) -> Result<Vec<Method>> {
-        match &self.methods {
-            None => Ok(Method::ALL.to_vec()),
-            Some(s) => Method::parse_list(s),
-        }
-    }
-}
-
-impl Job for Methods {
-    type Request = MethodsRequest;
-    type Result = MethodsResult;
-
-    fn check(ctx: &Context, r: &MethodsRequest) -> crate::engine::Result<()> {
-        ctx.snapshot(&r.model, Some(r.epoch))?;
-        ctx.image_bytes(&r.image)?;
-        let ms = r.methods().map_err(bad_input)?;
-        if r.map.is_some() && ms.iter().all(|m| m.class_only()) {
-            return Err(bad(
-                "a map is explained by deconv, guided or gradient; these methods explain a class",
-            ));
-        }
-        let spec = ctx.model(&r.model)?.manifest.spec().map_err(bad_input)?;
-        if let Some(l) = r.layer {
-            let n = spec.unit_list().len();
-            if !(1..=n).contains(&l) {
-                return Err(bad(format!("layer {l} is out of range: expected 1..={n}")));
-            }
-            if let Some(m) = r.map {
-                crate::deconv::check_layer_map(&spec, l, m).map_err(bad_input)?;
-            }
-        }
-        if let Some(c) = r.class {
-            let n = spec.num_classes();
-            if c < 0 || c >= n {
-                return Err(bad(format!(
-                    "class {c} is out of range: the model has classes 0..{}",
-                    n - 1
-                )));
-            }
-        }
-        crate::occlusion::positions(spec.input_size, r.size, r.stride).map_err(bad_input)?;
-        Ok(())
-    }
-
-    fn run(
-        ctx: &Context,
-        r: &MethodsRequest,
-        progress: &mut crate::progress::Report<'_>,
-    ) -> crate::engine::Result<MethodsResult> {
-        let (m, x) = input_of(ctx, &r.model, &r.image)?;
-        let net = m.load(Some(r.epoch), ctx.device)?;
-        let methods: Vec<Method> = r
-            .methods()
-            .map_err(bad_input)?
-            .into_iter()
-            .filter(|m| r.map.is_none() || !m.class_only())
-            .collect();
-        let subject = r.subject();
-        // One trace for every method (each map's time counts it once).
-        let t0 = std::time::Instant::now();
-        let e = Explainer::new(&net, &x);
-        let traced = t0.elapsed().as_secs_f64();
-        let (t, o) = subject.resolve(&e).map_err(bad_input)?;
-        let target = subject.describe(&e, t, &o, Method::Deconv);
-        // Two steps a method: its map, then (for a class) its scores.
-        let total = 2 * methods.len();
-        progress(0, total)?;
-        let mut items = Vec::with_capacity(methods.len());
-        for (i, &method) in methods.iter().enumerate() {
-            let mut res = explain_with(&e, traced, &subject, method, false).map_err(bad_input)?;
-            progress(2 * i + 1, total)?;
-            if let Some(c) = res.target.class {
-                res.curves = Some(e.scores(c, &saliency(&res.raw), 32));
-            }
-            progress(2 * i + 2, total)?;
-            items.push(MethodMap {
-                saliency_png: data_url(&heat_image(&res.raw)),
-                signed_png: data_url(&signed_image(&res.raw)),
-                result: res,
-            });
-        }
-        let class_name = target
-            .class
-            .and_then(|c| m.manifest.classes.get(c as usize).map(|c| c.name.clone()));
-        Ok(MethodsResult {
-            target,
-            class_name,
-            items,
-        })
-    }
 }

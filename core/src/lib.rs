@@ -11,6 +11,7 @@
 //! science's module; `engine` holds what they share (snapshots, traces,
 //! the image store).
 
+pub mod analyses;
 pub mod analysis;
 pub mod checkpoint;
 pub mod classify;
@@ -23,13 +24,11 @@ pub mod engine;
 pub mod error;
 pub mod examples;
 pub mod explain;
-pub mod features;
-pub mod figures;
 pub mod import;
 pub mod incremental;
 pub mod index;
 pub mod invariance;
-pub mod maps;
+pub mod methods;
 pub mod models;
 pub mod net;
 pub mod occlusion;
@@ -41,7 +40,6 @@ pub mod progress;
 pub mod resample;
 pub mod sanity;
 pub mod store;
-pub mod timeline;
 pub mod train;
 pub mod transfer;
 

@@ -6,39 +6,13 @@
 //! and scikit-image.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use zfvis_core::checkpoint::ModelDir;
 use zfvis_core::explain::{saliency, Explainer, Method, Options, Target};
 use zfvis_core::import::{import, ImportOptions};
 use zfvis_core::net::Net;
 use zfvis_core::sanity::{self, Scores};
 use zfvis_core::tch::{Device, Kind, Tensor};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("zfvis-explain-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Run a script of tests/ in the venv; its stdout.
-fn python(script: &str, args: &[&str]) -> String {
-    let out = Command::new(root().join(".venv/bin/python"))
-        .arg(root().join("tests").join(script))
-        .args(args)
-        .output()
-        .expect("run the venv's python");
-    assert!(
-        out.status.success(),
-        "{script} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use zfvis_dev::testing::{python, root, tempdir};
 
 fn cosine(a: &Tensor, b: &Tensor) -> f64 {
     let (a, b) = (
@@ -131,7 +105,7 @@ fn family_matches_captum(
         let c = cosine(&ours, &theirs);
         eprintln!("{tag} {file}: cosine {c:.7}");
         assert!(c >= 0.999, "{tag} {file}: cosine {c} with Captum's");
-        if auc && matches!(m, Method::Gradient | Method::Gradcam) {
+        if auc && matches!(m.name(), "gradient" | "gradcam") {
             let p = dir.join(format!("sal-{file}.npy"));
             saliency(&ours).write_npy(&p).unwrap();
             sal.push((p, e.scores(cls, &saliency(&ours), 32)));
@@ -167,11 +141,11 @@ fn family_matches_captum(
 }
 
 const FIVE: [Method; 5] = [
-    Method::Guided,
-    Method::Gradient,
-    Method::Gradcam,
-    Method::GuidedGradcam,
-    Method::Ig,
+    zfvis_core::methods::GUIDED,
+    zfvis_core::methods::GRADIENT,
+    zfvis_core::methods::GRADCAM,
+    zfvis_core::methods::GUIDED_GRADCAM,
+    zfvis_core::methods::IG,
 ];
 
 #[test]
@@ -239,10 +213,10 @@ fn close(a: Option<f64>, b: Option<f64>) -> bool {
 fn sanity_scores_match_scipy_and_scikit_image_and_repeat_per_seed() {
     let (dir, _) = bundled_zfnet();
     let methods = [
-        Method::Deconv,
-        Method::Guided,
-        Method::Gradient,
-        Method::Gradcam,
+        zfvis_core::methods::DECONV,
+        zfvis_core::methods::GUIDED,
+        zfvis_core::methods::GRADIENT,
+        zfvis_core::methods::GRADCAM,
     ];
     let run = |seed: u64| {
         let (mut net, x) = open(&dir);

@@ -4,28 +4,14 @@
 //! zoo's reproduce the bundled model; bad files are refused by name.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use zfvis_core::checkpoint::ModelDir;
 use zfvis_core::deconv::{self, Keep, ProjectRequest};
 use zfvis_core::import::{import, ImportOptions};
 use zfvis_core::net::Net;
 use zfvis_core::tch::{Device, Kind, Tensor};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn python() -> PathBuf {
-    root().join(".venv/bin/python")
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("zfvis-import-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use zfvis_dev::testing::{root, tempdir, venv_python as python};
 
 fn reference(args: &[&str]) {
     let out = Command::new(python())

@@ -15,10 +15,7 @@ use zfvis_core::checkpoint::ModelDir;
 use zfvis_core::import::{import, ImportOptions};
 use zfvis_core::tch::Device;
 use zfvis_dev::mutations::mutate;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use zfvis_dev::testing::root;
 
 fn cases() -> usize {
     std::env::var("ZFVIS_FUZZ_CASES")

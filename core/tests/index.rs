@@ -40,7 +40,12 @@ fn index_equals_brute_force_and_is_incremental() {
     std::fs::write(ds.join("a/broken.jpg"), b"nope").unwrap();
     // The server's reader: nothing before the first build, then each file
     // version parsed once.
-    let ix = index::Indexer::spawn(root.clone(), ds.clone(), Device::Cpu, Default::default());
+    let ix = zfvis_core::engine::indexer::Indexer::spawn(
+        root.clone(),
+        ds.clone(),
+        Device::Cpu,
+        Default::default(),
+    );
     assert!(ix.load(&model, 2).unwrap().is_none());
     let (_, n) = index::build(&net, &model, 2, &ds, 3, &|_, _| {}).unwrap();
     assert_eq!(n, 8);

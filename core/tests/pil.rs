@@ -3,40 +3,20 @@
 //! whole predictions against PyTorch on PIL-decoded files.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use zfvis_core::checkpoint::ModelDir;
 use zfvis_core::import::{import, ImportOptions};
 use zfvis_core::net::Net;
 use zfvis_core::preprocess::{self, Preprocess};
 use zfvis_core::tch::{Device, Tensor};
+use zfvis_dev::testing::{root, tempdir};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+/// Run tests/`script` with the venv's Python; it must succeed.
+fn python(script: &str, args: &[&str]) {
+    zfvis_dev::testing::python(script, args);
 }
 
 fn shared() -> PathBuf {
     root().join("../shared/datasets")
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("zfvis-pil-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Run tests/`script` with the venv's Python; it must succeed.
-fn python(script: &str, args: &[&str]) {
-    let out = Command::new(root().join(".venv/bin/python"))
-        .arg(root().join("tests").join(script))
-        .args(args)
-        .output()
-        .expect("run the venv's python");
-    assert!(
-        out.status.success(),
-        "{script} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn reference(args: &[&str]) {

@@ -2,7 +2,7 @@
 //! hand-checkable cases and PyTorch's L-BFGS, the probe's features against a
 //! PyTorch forward, the first-N rule, result shapes and refusals.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use zfvis_core::checkpoint::{self, ClassInfo, ModelDir};
 use zfvis_core::classify::{Linear, Loss};
@@ -10,17 +10,7 @@ use zfvis_core::net::{Arch, NetSpec};
 use zfvis_core::probe::{self, ProbeRequest};
 use zfvis_core::tch::{self, Device, Kind, Tensor};
 use zfvis_core::transfer::{self, TransferRequest};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("zfvis-probe-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use zfvis_dev::testing::{root, tempdir};
 
 fn reference(args: &[&str]) {
     let out = Command::new(root().join(".venv/bin/python"))

@@ -7,6 +7,7 @@ use zfvis_core::checkpoint;
 use zfvis_core::deconv::{self, Keep, ProjectRequest};
 use zfvis_core::net::{Arch, Init, Net, NetSpec};
 use zfvis_core::tch::{self, Device, Kind, Tensor};
+use zfvis_dev::testing::venv_python;
 
 fn random_net(arch: Arch, width: f64, seed: i64) -> Net {
     tch::manual_seed(seed);
@@ -165,10 +166,6 @@ fn receptive_field_sizes() {
         [side(1), side(2), side(3), side(4), side(5)],
         [7, 27, 75, 107, 139]
     );
-}
-
-fn venv_python() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
 }
 
 #[test]

@@ -6,13 +6,7 @@ use zfvis_core::checkpoint::ModelDir;
 use zfvis_core::net::Arch;
 use zfvis_core::tch::{Device, Tensor};
 use zfvis_core::train::{self, Schedule, TrainConfig};
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("zfvis-train-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use zfvis_dev::testing::tempdir;
 
 /// Two classes told apart by colour: reddish vs bluish, noisy, 64x48 images.
 fn dataset(root: &Path, per_class: usize) {

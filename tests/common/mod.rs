@@ -1,51 +1,17 @@
 //! Helpers shared by the end-to-end tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use zfvis_core::checkpoint::{self, ClassInfo};
 use zfvis_core::net::{Arch, NetSpec};
 
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+pub use zfvis_dev::testing::{
+    python, root, run_json, shared, shared_or_none, tempdir, venv_python,
+};
 
-/// A file from ../shared/datasets, for the tests in `needs_shared` modules:
-/// `make test` runs those only where the folder is present (and names them
-/// where it is not), so a missing file here is a failure, never a pass.
-pub fn shared(rel: &str) -> PathBuf {
-    let p = root().join("../shared/datasets").join(rel);
-    assert!(
-        p.exists(),
-        "{} is missing: this test needs ../shared/datasets (`make test` skips it there)",
-        p.display()
-    );
-    p
-}
-
-/// The same file, or None where it is missing, for a test that checks
-/// either case (CI, with ZFVIS_REQUIRE_SHARED=1, requires it).
-pub fn shared_or_none(rel: &str) -> Option<PathBuf> {
-    let p = root().join("../shared/datasets").join(rel);
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("ZFVIS_REQUIRE_SHARED").as_deref() != Ok("1"),
-        "{} is missing and ZFVIS_REQUIRE_SHARED=1",
-        p.display()
-    );
-    None
-}
-
-pub fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "zfvis-{tag}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// Run the `zfvis` binary under test.
+pub fn zfvis(args: &[&str]) -> std::process::Output {
+    zfvis_dev::testing::run(Path::new(env!("CARGO_BIN_EXE_zfvis")), args)
 }
 
 /// A small random ZFNet model folder with snapshots at epochs 1 and 3.

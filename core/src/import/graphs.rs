@@ -6,7 +6,7 @@
 //! by its module path. Batch norm after a conv is folded into it; batch norm
 //! on a concatenation (DenseNet) is an affine node.
 
-use super::layouts::Layout;
+use super::layout::Layout;
 use crate::net::{Layer, Window};
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, HashMap};

@@ -4,40 +4,10 @@
 //! names are the checkpoints' own; channel counts are the packages' (zfvis's
 //! presets take their widths from the file).
 
-use crate::net::{Arch, Layer, NetSpec, Window};
+use super::layout::Layout;
+use crate::net::{Layer, Window};
 use anyhow::{bail, Result};
-use std::collections::{BTreeMap, HashMap};
-
-/// A layout: the layers, and for batch-norm variants which conv each BN
-/// (by its tensor prefix) follows.
-pub struct Layout {
-    pub layers: Vec<Layer>,
-    /// Graph networks: the nodes each node reads, and the units' names.
-    pub inputs: BTreeMap<usize, Vec<usize>>,
-    pub units: BTreeMap<usize, String>,
-    /// conv name -> batch-norm prefix (`features.1`); affine nodes are
-    /// batch norms named by their prefix.
-    pub bn: HashMap<String, String>,
-    pub bn_eps: f64,
-    /// Convs may hold no bias in the file (`bias=False`): zero then.
-    pub convs_without_bias: bool,
-    /// Preprocessing the networks of this layout were trained with.
-    pub preprocess: &'static str,
-}
-
-impl Layout {
-    fn chain(layers: Vec<Layer>, bn: HashMap<String, String>, preprocess: &'static str) -> Self {
-        Layout {
-            layers,
-            inputs: BTreeMap::new(),
-            units: BTreeMap::new(),
-            bn,
-            bn_eps: 1e-5,
-            convs_without_bias: false,
-            preprocess,
-        }
-    }
-}
+use std::collections::HashMap;
 
 /// A layout from a user's `--layers` file: a JSON list of nodes in the
 /// manifest's format (`{"op": "conv", "name": "conv1", "in": 1, …}`),
@@ -62,87 +32,6 @@ pub fn from_file(path: &std::path::Path) -> Result<(Layout, i64)> {
     l.units = spec.units;
     l.convs_without_bias = true;
     Ok((l, in_c))
-}
-
-pub const ARCHS: &[&str] = &[
-    "torchvision:resnet18",
-    "torchvision:resnet34",
-    "torchvision:resnet50",
-    "torchvision:resnet101",
-    "torchvision:resnet152",
-    "torchvision:densenet121",
-    "torchvision:densenet161",
-    "torchvision:densenet169",
-    "torchvision:densenet201",
-    "torchvision:googlenet",
-    "torchvision:mobilenet_v2",
-    "torchvision:alexnet",
-    "torchvision:vgg11",
-    "torchvision:vgg11_bn",
-    "torchvision:vgg13",
-    "torchvision:vgg13_bn",
-    "torchvision:vgg16",
-    "torchvision:vgg16_bn",
-    "torchvision:vgg19",
-    "torchvision:vgg19_bn",
-    "pytorchcv:zfnet",
-    "pytorchcv:zfnetb",
-    "pytorchcv:alexnet",
-    "zfnet",
-    "alexnet",
-];
-
-/// The layout named `arch` for a file whose tensors are `shapes` (zfvis's
-/// presets read their widths and every layout its class count from them).
-pub fn layout(arch: &str, shapes: &HashMap<String, Vec<i64>>) -> Result<Layout> {
-    let classes = |name: &str| -> Result<i64> {
-        match shapes.get(name) {
-            Some(s) if s.len() == 2 => Ok(s[0]),
-            Some(s) => bail!("tensor {name}: expected a 2-d weight, found shape {s:?}"),
-            None => bail!("missing tensor {name} (the class scores of --arch {arch})"),
-        }
-    };
-    Ok(match arch {
-        "torchvision:alexnet" => torchvision_alexnet(classes("classifier.6.weight")?),
-        a if a.starts_with("torchvision:resnet") => {
-            super::graphs::resnet(&a["torchvision:resnet".len()..], classes("fc.weight")?)?
-        }
-        a if a.starts_with("torchvision:densenet") => super::graphs::densenet(
-            &a["torchvision:densenet".len()..],
-            classes("classifier.weight")?,
-        )?,
-        "torchvision:googlenet" => super::graphs::googlenet(classes("fc.weight")?),
-        "torchvision:mobilenet_v2" => super::graphs::mobilenet_v2(classes("classifier.1.weight")?),
-        a if a.starts_with("torchvision:vgg") => {
-            let rest = &a["torchvision:vgg".len()..];
-            let (depth, bn) = match rest.strip_suffix("_bn") {
-                Some(d) => (d, true),
-                None => (rest, false),
-            };
-            vgg(depth, bn, classes("classifier.6.weight")?)?
-        }
-        "pytorchcv:zfnet" | "pytorchcv:zfnetb" | "pytorchcv:alexnet" => {
-            pytorchcv(arch, classes("output.fc3.weight")?)
-        }
-        "zfnet" | "alexnet" => {
-            let a: Arch = arch.parse()?;
-            let out = |n: &str| shapes.get(n).and_then(|s| s.first().copied());
-            let (Some(c1), Some(f6)) = (out("conv1.weight"), out("fc6.weight")) else {
-                bail!("missing tensor conv1.weight or fc6.weight (zfvis's {arch} layout)");
-            };
-            let spec = NetSpec::preset(
-                a,
-                c1 as f64 / 96.0,
-                f6 as f64 / 4096.0,
-                classes("fc8.weight")?,
-            );
-            Layout::chain(spec.layers, HashMap::new(), "zfvis")
-        }
-        other => bail!(
-            "unknown --arch {other:?}: expected one of {}",
-            ARCHS.join(", ")
-        ),
-    })
 }
 
 fn head(first: &str, flat: i64, classes: i64, dropout_first: bool) -> Vec<Layer> {
@@ -173,7 +62,7 @@ fn head(first: &str, flat: i64, classes: i64, dropout_first: bool) -> Vec<Layer>
     }
 }
 
-fn torchvision_alexnet(classes: i64) -> Layout {
+pub fn torchvision_alexnet(classes: i64) -> Layout {
     let c = |i: usize, a, b, w| Layer::conv(&format!("features.{i}"), a, b, w);
     let pool = || Layer::max_pool(Window::new(3, 2, 0), false);
     let mut layers = vec![
@@ -215,7 +104,7 @@ fn vgg_cfg(depth: &str) -> Option<&'static [i64]> {
     })
 }
 
-fn vgg(depth: &str, bn: bool, classes: i64) -> Result<Layout> {
+pub fn vgg(depth: &str, bn: bool, classes: i64) -> Result<Layout> {
     let Some(cfg) = vgg_cfg(depth) else {
         bail!("unknown VGG depth {depth:?}: expected 11, 13, 16 or 19");
     };
@@ -245,7 +134,7 @@ fn vgg(depth: &str, bn: bool, classes: i64) -> Result<Layout> {
     Ok(Layout::chain(layers, bns, "torchvision"))
 }
 
-fn pytorchcv(arch: &str, classes: i64) -> Layout {
+pub fn pytorchcv(arch: &str, classes: i64) -> Layout {
     let stage3: [i64; 3] = if arch == "pytorchcv:zfnetb" {
         [512, 1024, 512]
     } else {

@@ -3,12 +3,16 @@
 //! layer list and preprocessing, one safetensors snapshot). Batch norm is
 //! folded into the conv before it (eval statistics, paper.md §6).
 
+mod batchnorm;
 mod graphs;
+mod layout;
 mod layouts;
 mod onnx;
 mod pth;
+mod registry;
 
-pub use layouts::ARCHS;
+pub use batchnorm::{bn_affine, fold_bn};
+pub use registry::ARCHS;
 
 use crate::checkpoint::{self, ClassInfo, Manifest, Metrics, ModelDir, Snapshot};
 use crate::net::{Layer, Net, NetSpec};
@@ -85,37 +89,6 @@ impl std::str::FromStr for Channels {
     }
 }
 
-/// w' = w·γ/σ, b' = (b−μ)·γ/σ + β with σ = sqrt(var + eps).
-pub fn fold_bn(
-    w: &Tensor,
-    b: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    mean: &Tensor,
-    var: &Tensor,
-    eps: f64,
-) -> (Tensor, Tensor) {
-    let k = |t: &Tensor| t.to_kind(Kind::Double);
-    let scale = k(gamma) / (k(var) + eps).sqrt();
-    let w2 = k(w) * scale.view([-1, 1, 1, 1]);
-    let b2 = (k(b) - k(mean)) * &scale + k(beta);
-    (w2.to_kind(Kind::Float), b2.to_kind(Kind::Float))
-}
-
-/// A batch norm as a per-channel affine map: scale = γ/σ, shift = β − μ·γ/σ.
-pub fn bn_affine(
-    gamma: &Tensor,
-    beta: &Tensor,
-    mean: &Tensor,
-    var: &Tensor,
-    eps: f64,
-) -> (Tensor, Tensor) {
-    let k = |t: &Tensor| t.to_kind(Kind::Double);
-    let scale = k(gamma) / (k(var) + eps).sqrt();
-    let shift = k(beta) - k(mean) * &scale;
-    (scale.to_kind(Kind::Float), shift.to_kind(Kind::Float))
-}
-
 /// What a file holds once read: layers (from the graph or the layout) and
 /// tensors under the layers' names.
 struct Read {
@@ -152,14 +125,14 @@ fn bn_tensors(
 /// file, naming the first that is missing or does not fit.
 fn take_layout(
     arch: &str,
-    custom: Option<(layouts::Layout, i64)>,
+    custom: Option<(layout::Layout, i64)>,
     mut found: HashMap<String, Tensor>,
 ) -> Result<Read> {
     let shapes: HashMap<String, Vec<i64>> =
         found.iter().map(|(k, v)| (k.clone(), v.size())).collect();
     let (lay, in_channels) = match custom {
         Some(c) => c,
-        None => (layouts::layout(arch, &shapes)?, 3),
+        None => (registry::layout(arch, &shapes)?, 3),
     };
     let mut tensors = HashMap::new();
     let mut take = |name: &str, expected: &[i64]| -> Result<Tensor> {

@@ -46,9 +46,8 @@ pub struct BenchArgs {
     /// The model of --features and --methods
     #[arg(long, default_value = "models/zfnet-woofnette")]
     model: PathBuf,
-    /// Instead: the maps of every method but occlusion (deconv, guided,
-    /// gradient, gradcam, guided-gradcam, ig) for one image and its top
-    /// class against Captum's, on --model or with --arch an imported
+    /// Instead: the maps of the methods the registry runs by default (all
+    /// but occlusion) for one image and its top class against Captum's, on --model or with --arch an imported
     /// torchvision network; and a 5-step sanity check (on --model)
     #[arg(long)]
     methods: bool,
@@ -408,14 +407,7 @@ fn bench_methods(
         captum_layer,
     ]);
     let py = peer(python, "bench_methods.py", &args);
-    let methods = [
-        Method::Deconv,
-        Method::Guided,
-        Method::Gradient,
-        Method::Gradcam,
-        Method::GuidedGradcam,
-        Method::Ig,
-    ];
+    let methods = Method::defaults();
     let o = Options::new(&net);
     let mut ours = vec![];
     for &method in &methods {
@@ -474,14 +466,7 @@ fn bench_methods(
     if arch.is_none() {
         let mut n = m.load(None, Device::Cpu)?;
         let t = Instant::now();
-        zfvis_core::sanity::cascade(
-            &mut n,
-            &x,
-            &zfvis_core::sanity::DEFAULT_METHODS,
-            5,
-            0,
-            &mut |_, _| Ok(()),
-        )?;
+        zfvis_core::sanity::cascade(&mut n, &x, &Method::defaults(), 5, 0, &mut |_, _| Ok(()))?;
         println!(
             "| sanity check, 5 steps, the six default methods | {:.2} s | | |",
             t.elapsed().as_secs_f64()

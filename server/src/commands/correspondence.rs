@@ -6,8 +6,9 @@ use super::local::Local;
 use anyhow::Result;
 use serde_json::json;
 use std::path::PathBuf;
+use zfvis_core::analyses::correspondence::{Correspondence, SetRequest};
 use zfvis_core::analysis::Analysis;
-use zfvis_core::correspondence::{self, Correspondence, CorrespondenceResult, SetRequest};
+use zfvis_core::correspondence::{self, CorrespondenceResult};
 use zfvis_core::params::ContentId;
 
 #[derive(clap::Args)]

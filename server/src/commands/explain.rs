@@ -6,27 +6,28 @@ use super::local::{advance, bar, Local};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use zfvis_core::analyses::explain::{Explain, ExplainRequest};
+use zfvis_core::analyses::sanity::{Sanity, SanityRequest};
 use zfvis_core::analysis::{Analysis, Job};
-use zfvis_core::explain::{Explain, ExplainRequest, Method};
-use zfvis_core::sanity::{Sanity, SanityRequest};
+use zfvis_core::explain::Method;
 use zfvis_core::tch::{self, Kind, Tensor};
 
 #[derive(clap::Args)]
 pub struct ExplainArgs {
     #[command(flatten)]
     input: ImageArgs,
-    /// deconv | guided | gradient | gradcam | guided-gradcam | ig | occlusion
-    #[arg(long)]
+    #[arg(long, help = method_help())]
     method: String,
     /// Class of the class methods (default: the top class)
     #[arg(long)]
     class: Option<i64>,
-    /// The unit: Grad-CAM's (default the last conv layer), or the map's for
-    /// deconv, guided and gradient. A conv number or a unit's name
+    /// The unit: the layer of the methods that take one (default the last
+    /// conv layer), or the map's for the methods that take a map. A conv
+    /// number or a unit's name
     #[arg(long)]
     layer: Option<String>,
-    /// Explain this map's strongest activation instead of a class (deconv,
-    /// guided, gradient; needs --layer)
+    /// Explain this map's strongest activation instead of a class (the
+    /// methods that take a map; needs --layer)
     #[arg(long)]
     map: Option<i64>,
     /// Occluder side, px at the input size (occlusion)
@@ -39,7 +40,7 @@ pub struct ExplainArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// The raw map as float32 .npy: CxHxW in RGB order (1xHxW for a grey
-    /// network), HxW for gradcam and occlusion
+    /// network), HxW for the per-pixel methods
     #[arg(long)]
     out_raw: Option<PathBuf>,
     /// Add the deletion and insertion AUCs (Petsiuk et al. 2018)
@@ -47,6 +48,11 @@ pub struct ExplainArgs {
     score: bool,
     #[command(flatten)]
     output: Output,
+}
+
+/// `--method`'s help: the method registry's names.
+fn method_help() -> String {
+    format!("The attribution method: {}", Method::names())
 }
 
 fn write_npy(t: &Tensor, path: &Path) -> Result<()> {
@@ -103,7 +109,7 @@ pub fn explain(a: ExplainArgs) -> Result<()> {
 pub struct SanityArgs {
     #[command(flatten)]
     input: ImageArgs,
-    /// Comma-separated methods (default: every method but occlusion)
+    /// Comma-separated methods (default: those the registry runs by default)
     #[arg(long)]
     methods: Option<String>,
     /// Seed of the re-initialisations

@@ -1,6 +1,6 @@
 //! `zfvis figures`: the paper's figures for one model as files (PNG, SVG for
 //! plots and tables, JSON numbers) and one self-contained `report.html`.
-//! Each figure is `zfvis_core::figures::Figures`, the analysis behind the web
+//! Each figure is `zfvis_core::analyses::figures::Figures`, the analysis behind the web
 //! views' "download figure" links; one failing figure is reported and the
 //! others are still written.
 
@@ -8,10 +8,10 @@ use super::args::ModelArgs;
 use super::local::{advance, resource_dir, stage_bar, Scratch};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
+use zfvis_core::analyses::figures::{Entry, FigureRequest, Figures, Name};
 use zfvis_core::analysis::Analysis;
 use zfvis_core::checkpoint::ModelDir;
 use zfvis_core::engine::{self, Engine};
-use zfvis_core::figures::{self, Entry, FigureRequest, Figures, Name};
 use zfvis_core::params::{ContentId, ModelName};
 use zfvis_core::store::ImageStore;
 use zfvis_core::tch::Device;
@@ -119,7 +119,7 @@ pub fn run(a: FiguresArgs) -> Result<()> {
         models: models.clone(),
         store,
         device,
-        indexer: Some(index::Indexer::spawn(
+        indexer: Some(zfvis_core::engine::indexer::Indexer::spawn(
             models.clone(),
             dataset.clone(),
             device,
@@ -150,7 +150,7 @@ pub fn run(a: FiguresArgs) -> Result<()> {
     let what = format!("{what} Made with: {}", command.join(" "));
     std::fs::write(
         &report,
-        figures::report(model.as_str(), epoch, &what, &entries),
+        zfvis_core::analyses::figures::report(model.as_str(), epoch, &what, &entries),
     )
     .with_context(|| format!("cannot write {}", report.display()))?;
     for en in &entries {
@@ -319,7 +319,7 @@ fn draw_all(
 }
 
 /// `<stem>.png`, `.svg` for plots and tables, `.json` (title, caption, numbers).
-fn write(out: &Path, name: Name, f: &mut figures::Figure) -> Result<()> {
+fn write(out: &Path, name: Name, f: &mut zfvis_core::analyses::figures::Figure) -> Result<()> {
     f.file = name.stem().to_string();
     let p = |ext: &str| out.join(format!("{}.{ext}", f.file));
     std::fs::write(p("png"), &f.png)

@@ -4,8 +4,9 @@ use super::args::{ImageArgs, Output};
 use super::local::Local;
 use anyhow::Result;
 use serde_json::json;
+use zfvis_core::analyses::invariance::{CurvesRequest, Invariance};
 use zfvis_core::analysis::Analysis;
-use zfvis_core::invariance::{CurvesRequest, Invariance, InvarianceResult};
+use zfvis_core::invariance::InvarianceResult;
 
 #[derive(clap::Args)]
 pub struct InvarianceArgs {

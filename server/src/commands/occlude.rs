@@ -5,8 +5,9 @@ use super::local::Local;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::path::PathBuf;
+use zfvis_core::analyses::occlusion::{GridRequest, Occlusion};
 use zfvis_core::analysis::Analysis;
-use zfvis_core::occlusion::{self, GridRequest, Method, Occlusion};
+use zfvis_core::occlusion::{self, Method};
 
 #[derive(clap::Args)]
 pub struct OccludeArgs {

@@ -6,9 +6,9 @@ use super::local::Local;
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::path::PathBuf;
+use zfvis_core::analyses::predict::{ImageRequest, Predictions};
+use zfvis_core::analyses::projection::{MapRequest, Mode, Project};
 use zfvis_core::analysis::Analysis;
-use zfvis_core::deconv::{MapRequest, Mode, Project};
-use zfvis_core::predict::{ImageRequest, Predictions};
 use zfvis_core::tch::{self, Kind};
 
 #[derive(clap::Args)]

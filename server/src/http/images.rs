@@ -1,6 +1,6 @@
 //! Uploads: content-addressed by SHA-256, validated before they are stored.
 
-use super::serve::{blocking, AppState, Cached, Req};
+use super::state::{blocking, AppState, Cached, Req};
 use crate::error::ApiError;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};

@@ -3,10 +3,12 @@
 //! `serve` (`json::<A>` and `alt::<A>` for its JSON and its PNG/CSV).
 
 mod images;
+mod job_table;
 mod jobs;
 pub mod net;
 mod pages;
 mod serve;
+mod state;
 
 use crate::error::ApiError;
 use crate::worker::Worker;
@@ -16,9 +18,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-pub use jobs::JobTable;
+pub use job_table::JobTable;
 use jobs::{cancel, job, progress};
-use serve::{alt, blocking, json, AppState, Req};
+use serve::{alt, json};
+use state::{blocking, AppState, Req};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -27,23 +30,23 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use zfvis_core::compare::{Filters, Numbers};
-use zfvis_core::correspondence::Correspondence;
-use zfvis_core::deconv::{Project, Top9};
+use zfvis_core::analyses::compare::{Filters, Numbers};
+use zfvis_core::analyses::correspondence::Correspondence;
+use zfvis_core::analyses::explain::{Explain, Methods};
+use zfvis_core::analyses::features::FeatureAnalysis;
+use zfvis_core::analyses::figures::Figures;
+use zfvis_core::analyses::invariance::Invariance;
+use zfvis_core::analyses::maps::Maps;
+use zfvis_core::analyses::occlusion::{Live, OccludedProjection, Occlusion};
+use zfvis_core::analyses::predict::Crop;
+use zfvis_core::analyses::predict::Predictions;
+use zfvis_core::analyses::projection::{Project, Top9};
+use zfvis_core::analyses::sanity::Sanity;
+use zfvis_core::analyses::timeline::{DatasetTop9, Evolution, SnapshotRequest, Timeline};
 use zfvis_core::engine::{self, Context, Engine};
-use zfvis_core::explain::{Explain, Methods};
-use zfvis_core::features::FeatureAnalysis;
-use zfvis_core::figures::Figures;
-use zfvis_core::invariance::Invariance;
-use zfvis_core::maps::Maps;
-use zfvis_core::occlusion::{Live, OccludedProjection, Occlusion};
 use zfvis_core::params::ModelName;
-use zfvis_core::predict::Crop;
-use zfvis_core::predict::Predictions;
 use zfvis_core::progress::{Jobs, Progress};
-use zfvis_core::sanity::Sanity;
 use zfvis_core::store::ImageStore;
-use zfvis_core::timeline::{self, DatasetTop9, Evolution, SnapshotRequest, Timeline};
 
 pub struct Config {
     pub models: PathBuf,
@@ -69,10 +72,13 @@ pub fn app(cfg: Config) -> anyhow::Result<(Router, JobTable)> {
     // Without --dataset the dataset views run over the image store: the
     // examples and every upload, indexed as they arrive.
     let indexer = Some(match cfg.dataset.clone() {
-        Some(d) => {
-            zfvis_core::index::Indexer::spawn(cfg.models.clone(), d, cfg.device, jobs.clone())
-        }
-        None => zfvis_core::index::Indexer::spawn_store(
+        Some(d) => zfvis_core::engine::indexer::Indexer::spawn(
+            cfg.models.clone(),
+            d,
+            cfg.device,
+            jobs.clone(),
+        ),
+        None => zfvis_core::engine::indexer::Indexer::spawn_store(
             cfg.models.clone(),
             store.clone(),
             cfg.device,
@@ -93,7 +99,7 @@ pub fn app(cfg: Config) -> anyhow::Result<(Router, JobTable)> {
         ctx,
         // Computed answers, bounded by their size (JSON and PNG bodies).
         cache: moka::future::Cache::builder()
-            .weigher(|k: &String, v: &Arc<serve::Outputs>| {
+            .weigher(|k: &String, v: &Arc<state::Outputs>| {
                 let n = k.len() + v.json.body.len() + v.alt.as_ref().map_or(0, |a| a.body.len());
                 (n + 256).min(u32::MAX as usize) as u32
             })
@@ -173,6 +179,7 @@ fn api() -> Router<AppState> {
         .route("/api/compare/progress", get(progress::<Numbers>).delete(cancel::<Numbers>))
         .route("/api/features", get(job::<FeatureAnalysis>))
         .route("/api/features/progress", get(progress::<FeatureAnalysis>).delete(cancel::<FeatureAnalysis>))
+        .route("/api/methods/list", get(method_list))
         .route("/api/methods", get(job::<Methods>))
         .route("/api/methods/progress", get(progress::<Methods>).delete(cancel::<Methods>))
         .route("/api/sanity", get(job::<Sanity>))
@@ -190,6 +197,11 @@ fn api() -> Router<AppState> {
         .route(&at(img, "/layers/{layer}/maps/{map}/evolution.png"), get(alt::<Evolution>))
         .route("/api/{*rest}", get(not_found).post(not_found))
         .layer(axum::extract::DefaultBodyLimit::max(images::MAX_UPLOAD + 64 * 1024))
+}
+
+/// `GET /api/methods/list`: the attribution methods' registry.
+async fn method_list() -> Response {
+    Json(serde_json::json!({ "methods": zfvis_core::methods::list() })).into_response()
 }
 
 /// `GET /api/models`: every loadable model folder.
@@ -221,7 +233,7 @@ async fn index_status(
 ) -> Result<Json<Progress>, ApiError> {
     let ctx = st.ctx.clone();
     Ok(Json(
-        blocking(move || Ok(timeline::index_status(&ctx, &r)?)).await?,
+        blocking(move || Ok(zfvis_core::analyses::timeline::index_status(&ctx, &r)?)).await?,
     ))
 }
 

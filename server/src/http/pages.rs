@@ -1,7 +1,7 @@
 //! Pages: one askama template; the view's state lives in the query string
 //! (model, snapshot, image, layer, map, mode, view), read by static/app.js.
 
-use super::serve::AppState;
+use super::state::AppState;
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -32,6 +32,8 @@ struct Features {
 #[template(path = "methods.html")]
 struct MethodsPage {
     models_json: String,
+    /// The method registry (names, labels, captions, colours, needs).
+    methods_json: String,
 }
 
 #[derive(Template)]
@@ -83,8 +85,12 @@ pub async fn features(State(st): State<AppState>) -> Response {
 /// sanity check; state in the query string (model, epoch, image, class,
 /// layer, map, seed, steps), read by static/methods.js.
 pub async fn methods(State(st): State<AppState>) -> Response {
+    let methods = serde_json::to_string(&zfvis_core::methods::list())
+        .unwrap_or_else(|_| "[]".into())
+        .replace("</", "<\\/");
     render(MethodsPage {
         models_json: models_json(&st).await.0,
+        methods_json: methods,
     })
 }
 

@@ -3,8 +3,8 @@
 //! "new image" (upload, forward, top 5, conv1 grid), "click a map"
 //! (projection JSON + PNG, forward cached) and the live occluder.
 
+use crate::served::Served;
 use crate::server::{model_info, ServerProcess};
-use crate::Served;
 use anyhow::{Context, Result};
 use reqwest::blocking::Client;
 use std::path::PathBuf;

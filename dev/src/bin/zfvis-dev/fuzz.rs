@@ -3,8 +3,8 @@
 //! and the live occluder. Fails (exit 1) on any 5xx answer, a crash, or
 //! memory that keeps growing over the second half of the run.
 
+use crate::served::Served;
 use crate::server::{bar, model_info, Rss, ServerProcess};
-use crate::Served;
 use anyhow::{bail, Context, Result};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::Value;

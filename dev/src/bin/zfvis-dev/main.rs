@@ -5,12 +5,11 @@
 
 mod bench_http;
 mod fuzz;
+mod served;
 mod server;
 mod soak;
 
-use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -29,36 +28,6 @@ enum Cmd {
     Soak(soak::SoakArgs),
     /// Benchmark the server over HTTP on loopback (click a map, new image)
     BenchHttp(bench_http::BenchHttpArgs),
-}
-
-/// The server under test: which `zfvis` binary, and the model it serves.
-#[derive(clap::Args)]
-pub struct Served {
-    /// Folder of model folders
-    #[arg(long, default_value = "models")]
-    models: PathBuf,
-    /// The model to exercise (a folder name in --models)
-    #[arg(long, default_value = "zfnet-woofnette")]
-    model: String,
-    /// The zfvis binary (default: `zfvis` beside this one)
-    #[arg(long)]
-    zfvis: Option<PathBuf>,
-}
-
-impl Served {
-    fn zfvis(&self) -> Result<PathBuf> {
-        if let Some(p) = &self.zfvis {
-            return Ok(p.clone());
-        }
-        let me = std::env::current_exe().context("cannot locate zfvis-dev")?;
-        let p = me.with_file_name("zfvis");
-        anyhow::ensure!(
-            p.is_file(),
-            "{} not found: build it (cargo build --release) or pass --zfvis",
-            p.display()
-        );
-        Ok(p)
-    }
 }
 
 fn main() -> ExitCode {

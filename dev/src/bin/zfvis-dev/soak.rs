@@ -5,8 +5,8 @@
 //! Fails on a 5xx or missing answer, a 503 without Retry-After, too few
 //! distinct images, or memory growth after the warm-up.
 
+use crate::served::Served;
 use crate::server::{bar, model_info, Rss, ServerProcess};
-use crate::Served;
 use anyhow::{bail, Result};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::Value;

@@ -29,7 +29,7 @@ pub struct Context {
     pub store: ImageStore,
     pub device: Device,
     /// The dataset of the top-9 and timeline views and its index builder.
-    pub indexer: Option<crate::index::Indexer>,
+    pub indexer: Option<crate::engine::indexer::Indexer>,
     /// Progress of background jobs (index builds, comparisons).
     pub jobs: Jobs,
 }
@@ -48,7 +48,7 @@ impl Context {
         Ok(m)
     }
 
-    pub fn indexer(&self) -> Result<&crate::index::Indexer> {
+    pub fn indexer(&self) -> Result<&crate::engine::indexer::Indexer> {
         self.indexer.as_ref().ok_or_else(|| {
             Error::NotFound("no dataset: start the server with --dataset DIR".into())
         })
@@ -264,3 +264,4 @@ impl Serialize for Picture {
         s.serialize_unit()
     }
 }
+pub mod indexer;

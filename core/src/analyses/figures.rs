@@ -5,18 +5,19 @@
 //! them all with a self-contained `report.html`; the web views' "download
 //! figure" links serve the same PNG (`Figures`, one analysis).
 
+use crate::analyses::compare::{Filters, FiltersRequest};
+use crate::analyses::correspondence::{Correspondence, SetRequest};
+use crate::analyses::invariance::{CurvesRequest, Invariance};
+use crate::analyses::occlusion::{GridRequest, Occlusion};
+use crate::analyses::timeline::{DatasetMapRequest, DatasetTop9, Timeline, TimelineRequest, TILE};
 use crate::analysis::Analysis;
-use crate::compare::{Filters, FiltersRequest};
-use crate::correspondence::{Correspondence, SetRequest};
 use crate::deconv::{self, Keep, ProjectRequest};
 use crate::draw::{self, Anchor, Drawing, Series, Size};
 use crate::engine::{bad, Context, Engine, Error, Result};
-use crate::invariance::{CurvesRequest, Invariance};
 use crate::net::{Layer, Shape};
-use crate::occlusion::{self, GridRequest, Occlusion};
+use crate::occlusion::{self};
 use crate::params::{ContentId, ModelName};
 use crate::progress::Progress;
-use crate::timeline::{self, DatasetMapRequest, DatasetTop9, Timeline, TimelineRequest, TILE};
 use image::imageops::{self, FilterType};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -229,7 +230,7 @@ fn dataset_index(
     epoch: u32,
 ) -> Result<std::sync::Arc<crate::index::SnapshotIndex>> {
     let m = e.model(&r.model)?;
-    timeline::snapshot_index(e.ctx.indexer()?, &m, epoch)
+    crate::analyses::timeline::snapshot_index(e.ctx.indexer()?, &m, epoch)
 }
 
 fn decode_png(bytes: &[u8]) -> Result<RgbImage> {

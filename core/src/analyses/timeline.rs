@@ -3,9 +3,10 @@
 //! row per map, one column per snapshot), and one image's projection of a
 //! map at every snapshot.
 
+use crate::analyses::projection::{Field, Frame};
 use crate::analysis::Analysis;
 use crate::checkpoint::ModelDir;
-use crate::deconv::{self, check_layer_map, Field, Frame, Keep, ProjectRequest};
+use crate::deconv::{self, check_layer_map, Keep, ProjectRequest};
 use crate::engine::{bad, bad_input, png, Context, Engine, Error, Picture, Result};
 use crate::index::{self, Entry, SnapshotIndex};
 use crate::params::{ContentId, MapList, ModelName};
@@ -92,7 +93,7 @@ fn entry_patches(
 /// The built index of one snapshot over the indexer's dataset (read once
 /// per file version); NotFound while it is not built.
 pub fn snapshot_index(
-    ix: &index::Indexer,
+    ix: &crate::engine::indexer::Indexer,
     model: &ModelDir,
     epoch: u32,
 ) -> Result<Arc<SnapshotIndex>> {

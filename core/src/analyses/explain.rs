@@ -1,0 +1,391 @@
+//! §8: one attribution method (`Explain`: `zfvis explain`, /api/explain) and all of them with deletion/insertion (the `Methods` job).
+//!
+//! The science is one floor down, in `crate::explain`.
+
+use crate::analysis::{Analysis, Job};
+use crate::engine::{bad, bad_input, Context, Engine};
+use crate::explain::*;
+use crate::net::Net;
+use crate::params::{ContentId, ModelName};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+fn default_size() -> i64 {
+    48
+}
+fn default_stride() -> i64 {
+    8
+}
+
+/// What to explain and how, shared by one method and the methods view.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub class: Option<i64>,
+    pub layer: Option<usize>,
+    pub map: Option<i64>,
+    pub size: i64,
+    pub stride: i64,
+}
+
+impl Subject {
+    /// The target and options of `net` for this subject.
+    fn resolve(&self, e: &Explainer) -> Result<(Target, Options)> {
+        let mut o = Options::new(e.net);
+        o.size = self.size;
+        o.stride = self.stride;
+        let target = match (self.map, self.layer) {
+            (Some(map), Some(layer)) => Target::Map { layer, map },
+            (Some(_), None) => bail!("a map needs its layer (--layer / layer=)"),
+            (None, layer) => {
+                if let Some(l) = layer {
+                    o.gradcam_layer = l;
+                }
+                Target::Class(self.class.unwrap_or_else(|| e.top_class()))
+            }
+        };
+        if self.map.is_some() && self.class.is_some() {
+            bail!("give a class or a layer's map, not both");
+        }
+        Ok((target, o))
+    }
+
+    fn describe(&self, e: &Explainer, target: Target, o: &Options, method: Method) -> Described {
+        let unit = |l: usize| {
+            let u = &e.net.units[l - 1];
+            (u.layer, Some(u.name.clone()))
+        };
+        match target {
+            Target::Class(c) => {
+                let (layer, unit) = if method.needs().layer {
+                    unit(o.gradcam_layer)
+                } else {
+                    (None, None)
+                };
+                Described {
+                    class: Some(c),
+                    layer,
+                    unit,
+                    map: None,
+                }
+            }
+            Target::Map { layer, map } => {
+                let (layer, unit) = unit(layer);
+                Described {
+                    class: None,
+                    layer,
+                    unit,
+                    map: Some(map),
+                }
+            }
+        }
+    }
+}
+
+/// What a map was computed for.
+#[derive(Debug, Clone, Serialize)]
+pub struct Described {
+    pub class: Option<i64>,
+    /// The conv number of the unit (Grad-CAM's or the map's), if a conv's.
+    pub layer: Option<usize>,
+    pub unit: Option<String>,
+    pub map: Option<i64>,
+}
+
+/// One method's map of one stored image (`/api/explain`, `zfvis explain`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExplainRequest {
+    pub model: ModelName,
+    pub epoch: u32,
+    pub image: ContentId,
+    pub method: Method,
+    /// The class (default: the top class) of the class methods.
+    #[serde(default)]
+    pub class: Option<i64>,
+    /// The unit (1-based): Grad-CAM's (default the last conv layer), or the
+    /// map's for deconv, guided and gradient.
+    #[serde(default)]
+    pub layer: Option<usize>,
+    /// A map of `layer` (its strongest activation) instead of a class.
+    #[serde(default)]
+    pub map: Option<i64>,
+    /// Occluder side and stride, px at the input size.
+    #[serde(default = "default_size")]
+    pub size: i64,
+    #[serde(default = "default_stride")]
+    pub stride: i64,
+    /// Add the deletion and insertion curves (a class is needed).
+    #[serde(default)]
+    pub score: bool,
+}
+
+impl ExplainRequest {
+    pub fn subject(&self) -> Subject {
+        Subject {
+            class: self.class,
+            layer: self.layer,
+            map: self.map,
+            size: self.size,
+            stride: self.stride,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ExplainResult {
+    pub method: Method,
+    pub caption: &'static str,
+    #[serde(flatten)]
+    pub target: Described,
+    /// Seconds the map took (the forward pass included).
+    pub seconds: f64,
+    /// The raw map's shape: [C, S, S] or [S, S].
+    pub shape: Vec<i64>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub curves: Option<Curves>,
+    /// The raw map (RGB order), for `--out-raw`.
+    #[serde(skip)]
+    pub raw: Tensor,
+    #[serde(skip)]
+    pub png: Vec<u8>,
+}
+
+/// The map in RGB order (a Caffe import's BGR flipped back).
+pub(crate) fn rgb(net: &Net, map: Tensor) -> Tensor {
+    if net.bgr && map.dim() == 3 && map.size()[0] == 3 {
+        map.flip([0])
+    } else {
+        map
+    }
+}
+
+/// One method on one image: the map, its picture, optionally its scores.
+pub fn explain_one(
+    net: &Net,
+    x: &Tensor,
+    s: &Subject,
+    method: Method,
+    score: bool,
+) -> Result<ExplainResult> {
+    let t0 = std::time::Instant::now();
+    let e = Explainer::new(net, x);
+    explain_with(&e, t0.elapsed().as_secs_f64(), s, method, score)
+}
+
+/// One method's map from an image already traced (`traced`: the seconds
+/// the trace took, counted in the map's time: what it costs alone).
+pub fn explain_with(
+    e: &Explainer,
+    traced: f64,
+    s: &Subject,
+    method: Method,
+    score: bool,
+) -> Result<ExplainResult> {
+    let net = e.net;
+    let t0 = std::time::Instant::now();
+    let (target, o) = s.resolve(e)?;
+    let map = e.map(method, target, &o)?;
+    let seconds = traced + t0.elapsed().as_secs_f64();
+    let curves = match (score, target) {
+        (false, _) => None,
+        (true, Target::Class(c)) => Some(e.scores(c, &saliency(&map), 32)),
+        (true, Target::Map { .. }) => {
+            bail!("deletion and insertion scores need a class, not a map")
+        }
+    };
+    let map = rgb(net, map.to_device(tch::Device::Cpu));
+    Ok(ExplainResult {
+        method,
+        caption: method.caption(),
+        target: s.describe(e, target, &o, method),
+        seconds,
+        shape: map.size(),
+        curves,
+        png: crate::engine::png(&signed_image(&map)),
+        raw: map,
+    })
+}
+
+/// The normalised input of a stored image as the model's pipeline makes it.
+pub(crate) fn input_of(
+    ctx: &Context,
+    model: &ModelName,
+    image: &ContentId,
+) -> crate::engine::Result<(crate::checkpoint::ModelDir, Tensor)> {
+    let m = ctx.model(model)?;
+    let bytes = ctx.image_bytes(image)?;
+    let img = crate::preprocess::decode(&bytes).map_err(|e| bad(e.to_string()))?;
+    let pre = m.manifest.preprocess();
+    let x = pre.tensor(&pre.crop(&img)).unsqueeze(0);
+    Ok((m, x))
+}
+
+/// One method's map (`/api/explain?method=…`; PNG: the signed picture).
+pub struct Explain;
+
+impl Analysis for Explain {
+    type Request = ExplainRequest;
+    type Result = ExplainResult;
+
+    fn run(e: &mut Engine, r: &ExplainRequest) -> crate::engine::Result<ExplainResult> {
+        // The input only: the methods trace it themselves, keeping what
+        // their rules need (the engine's cached trace does not).
+        let net = e.net(&r.model, r.epoch)?;
+        let crop = e.crop(&r.model, &r.image)?;
+        let x = e
+            .model(&r.model)?
+            .manifest
+            .preprocess()
+            .tensor(&crop)
+            .unsqueeze(0);
+        explain_one(&net, &x, &r.subject(), r.method, r.score).map_err(bad_input)
+    }
+
+    fn alt(_: &ExplainRequest, r: &mut ExplainResult) -> Option<Vec<u8>> {
+        Some(std::mem::take(&mut r.png))
+    }
+}
+
+/// Every method side by side (the methods view; a background job).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MethodsRequest {
+    pub model: ModelName,
+    pub epoch: u32,
+    pub image: ContentId,
+    #[serde(default)]
+    pub class: Option<i64>,
+    #[serde(default)]
+    pub layer: Option<usize>,
+    #[serde(default)]
+    pub map: Option<i64>,
+    #[serde(default = "default_size")]
+    pub size: i64,
+    #[serde(default = "default_stride")]
+    pub stride: i64,
+    /// Comma-separated (default: all seven).
+    #[serde(default)]
+    pub methods: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct MethodMap {
+    #[serde(flatten)]
+    pub result: ExplainResult,
+    /// The saliency per pixel in one convention for every method.
+    pub saliency_png: String,
+    /// The signed map as the paper draws a projection (pixel methods).
+    pub signed_png: String,
+}
+
+#[derive(Serialize)]
+pub struct MethodsResult {
+    #[serde(flatten)]
+    pub target: Described,
+    pub class_name: Option<String>,
+    pub items: Vec<MethodMap>,
+}
+
+pub struct Methods;
+
+impl MethodsRequest {
+    pub fn subject(&self) -> Subject {
+        Subject {
+            class: self.class,
+            layer: self.layer,
+            map: self.map,
+            size: self.size,
+            stride: self.stride,
+        }
+    }
+
+    fn methods(&self) -> Result<Vec<Method>> {
+        match &self.methods {
+            None => Ok(crate::methods::ALL.to_vec()),
+            Some(s) => Method::parse_list(s),
+        }
+    }
+}
+
+impl Job for Methods {
+    type Request = MethodsRequest;
+    type Result = MethodsResult;
+
+    fn check(ctx: &Context, r: &MethodsRequest) -> crate::engine::Result<()> {
+        ctx.snapshot(&r.model, Some(r.epoch))?;
+        ctx.image_bytes(&r.image)?;
+        let ms = r.methods().map_err(bad_input)?;
+        if r.map.is_some() && ms.iter().all(|m| m.class_only()) {
+            return Err(bad(
+                "a map is explained by deconv, guided or gradient; these methods explain a class",
+            ));
+        }
+        let spec = ctx.model(&r.model)?.manifest.spec().map_err(bad_input)?;
+        if let Some(l) = r.layer {
+            let n = spec.unit_list().len();
+            if !(1..=n).contains(&l) {
+                return Err(bad(format!("layer {l} is out of range: expected 1..={n}")));
+            }
+            if let Some(m) = r.map {
+                crate::deconv::check_layer_map(&spec, l, m).map_err(bad_input)?;
+            }
+        }
+        if let Some(c) = r.class {
+            let n = spec.num_classes();
+            if c < 0 || c >= n {
+                return Err(bad(format!(
+                    "class {c} is out of range: the model has classes 0..{}",
+                    n - 1
+                )));
+            }
+        }
+        crate::occlusion::positions(spec.input_size, r.size, r.stride).map_err(bad_input)?;
+        Ok(())
+    }
+
+    fn run(
+        ctx: &Context,
+        r: &MethodsRequest,
+        progress: &mut crate::progress::Report<'_>,
+    ) -> crate::engine::Result<MethodsResult> {
+        let (m, x) = input_of(ctx, &r.model, &r.image)?;
+        let net = m.load(Some(r.epoch), ctx.device)?;
+        let methods: Vec<Method> = r
+            .methods()
+            .map_err(bad_input)?
+            .into_iter()
+            .filter(|m| r.map.is_none() || !m.class_only())
+            .collect();
+        let subject = r.subject();
+        // One trace for every method (each map's time counts it once).
+        let t0 = std::time::Instant::now();
+        let e = Explainer::new(&net, &x);
+        let traced = t0.elapsed().as_secs_f64();
+        let (t, o) = subject.resolve(&e).map_err(bad_input)?;
+        let target = subject.describe(&e, t, &o, crate::methods::DECONV);
+        // Two steps a method: its map, then (for a class) its scores.
+        let total = 2 * methods.len();
+        progress(0, total)?;
+        let mut items = Vec::with_capacity(methods.len());
+        for (i, &method) in methods.iter().enumerate() {
+            let mut res = explain_with(&e, traced, &subject, method, false).map_err(bad_input)?;
+            progress(2 * i + 1, total)?;
+            if let Some(c) = res.target.class {
+                res.curves = Some(e.scores(c, &saliency(&res.raw), 32));
+            }
+            progress(2 * i + 2, total)?;
+            items.push(MethodMap {
+                saliency_png: data_url(&heat_image(&res.raw)),
+                signed_png: data_url(&signed_image(&res.raw)),
+                result: res,
+            });
+        }
+        let class_name = target
+            .class
+            .and_then(|c| m.manifest.classes.get(c as usize).map(|c| c.name.clone()));
+        Ok(MethodsResult {
+            target,
+            class_name,
+            items,
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! The dataset index built in the background (top 9 over a dataset, the
+//! timeline): one build at a time on a thread of its own; the index itself
+//! (building, reading) is `crate::index`.
+
+use crate::checkpoint::ModelDir;
+use crate::data;
+use crate::index::*;
+use crate::progress::{Jobs, Progress, State};
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+/// Builds dataset indexes in the background, one at a time, on a thread of
+/// its own with its own copy of the network, so that the views can show
+/// the progress while the engine keeps answering.
+#[derive(Clone)]
+pub struct Indexer {
+    pub dataset: PathBuf,
+    models: PathBuf,
+    jobs: Jobs,
+    tx: mpsc::Sender<(String, u32)>,
+    /// Set when the dataset is the image store (no `--dataset`): its images
+    /// change as they are uploaded, and each index is brought up to date.
+    live: Option<Live>,
+    /// Index files read so far, by path, with the modification time, length
+    /// and inode they were read at.
+    loaded: std::sync::Arc<std::sync::Mutex<Loaded>>,
+    /// The given dataset's image files, listed on first use.
+    files: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<Vec<PathBuf>>>>,
+}
+
+/// Path -> ((modified, length, inode), parsed index).
+type Loaded = std::collections::HashMap<PathBuf, (FileStamp, std::sync::Arc<SnapshotIndex>)>;
+type FileStamp = (std::time::SystemTime, u64, u64);
+
+/// Index files kept parsed in memory (a few snapshots of a few models).
+const LOADED: usize = 64;
+
+#[derive(Clone)]
+struct Live {
+    store: crate::store::ImageStore,
+    /// Per job key: the store generation its latest build started from.
+    built: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+}
+
+fn job_key(model: &str, epoch: u32) -> String {
+    format!("index/{model}/{epoch}")
+}
+
+impl Indexer {
+    pub fn spawn(models: PathBuf, dataset: PathBuf, device: tch::Device, jobs: Jobs) -> Indexer {
+        let (tx, rx) = mpsc::channel::<(String, u32)>();
+        let (j, m, d) = (jobs.clone(), models.clone(), dataset.clone());
+        std::thread::Builder::new()
+            .name("zfvis-index".into())
+            .spawn(move || {
+                for (model, epoch) in rx {
+                    let key = job_key(&model, epoch);
+                    j.set(&key, Progress::new(State::Running, 0, 0));
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let dir = crate::models::open_model(&m, &model)?;
+                        let net = dir.load(Some(epoch), device)?;
+                        build(&net, &dir, epoch, &d, 32, &|done, total| {
+                            j.set(&key, Progress::new(State::Running, done, total));
+                        })?;
+                        anyhow::Ok(())
+                    }));
+                    j.set(
+                        &key,
+                        match r {
+                            Ok(Ok(())) => {
+                                let total = j.get(&key).map_or(0, |p| p.total);
+                                Progress::new(State::Done, total, total)
+                            }
+                            Ok(Err(e)) => Progress::failed(format!("{e:#}")),
+                            Err(_) => Progress::failed("indexing failed".into()),
+                        },
+                    );
+                }
+            })
+            .expect("spawn indexer");
+        Indexer {
+            dataset,
+            models,
+            jobs,
+            tx,
+            live: None,
+            loaded: Default::default(),
+            files: Default::default(),
+        }
+    }
+
+    /// The image files of the dataset, listed once (a given dataset does
+    /// not change while the server runs; the image store's do).
+    pub fn files(&self) -> Result<std::sync::Arc<Vec<PathBuf>>> {
+        if self.live.is_some() {
+            return Ok(std::sync::Arc::new(data::list_images(&self.dataset)?));
+        }
+        if let Some(f) = self.files.get() {
+            return Ok(f.clone());
+        }
+        let listed = std::sync::Arc::new(data::list_images(&self.dataset)?);
+        Ok(self.files.get_or_init(|| listed).clone())
+    }
+
+    /// The built index of one snapshot, parsed once and kept while its file
+    /// is unchanged; None when it is not built yet.
+    pub fn load(
+        &self,
+        model: &ModelDir,
+        epoch: u32,
+    ) -> Result<Option<std::sync::Arc<SnapshotIndex>>> {
+        let path = index_path(model, &self.dataset, epoch)?;
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return Ok(None);
+        };
+        // A build writes a new file and renames it over the old one.
+        let stamp = (
+            meta.modified()?,
+            meta.len(),
+            std::os::unix::fs::MetadataExt::ino(&meta),
+        );
+        let lock = || self.loaded.lock().unwrap_or_else(|x| x.into_inner());
+        if let Some((s, idx)) = lock().get(&path) {
+            if *s == stamp {
+                return Ok(Some(idx.clone()));
+            }
+        }
+        let idx = std::sync::Arc::new(load(&path)?);
+        let mut memo = lock();
+        if memo.len() >= LOADED {
+            memo.clear();
+        }
+        memo.insert(path, (stamp, idx.clone()));
+        Ok(Some(idx))
+    }
+
+    /// Index the image store itself (the examples and every upload), each
+    /// snapshot's index extended with the images stored since its last build.
+    pub fn spawn_store(
+        models: PathBuf,
+        store: crate::store::ImageStore,
+        device: tch::Device,
+        jobs: Jobs,
+    ) -> Indexer {
+        let mut ix = Indexer::spawn(models, store.dir().to_path_buf(), device, jobs);
+        ix.live = Some(Live {
+            store,
+            built: Default::default(),
+        });
+        ix
+    }
+
+    /// The dataset given by the user (`--dataset`), not the image store.
+    pub fn given(&self) -> Option<&Path> {
+        self.live.is_none().then_some(self.dataset.as_path())
+    }
+
+    /// The index status of a snapshot; queues a build on first use, and
+    /// for the image store whenever images were stored since its last build.
+    pub fn ensure(&self, model: &str, epoch: u32) -> Progress {
+        let key = job_key(model, epoch);
+        let (p, new) = self.jobs.get_or_insert(&key, || {
+            let built = crate::models::open_model(&self.models, model)
+                .ok()
+                .and_then(|m| index_path(&m, &self.dataset, epoch).ok())
+                .is_some_and(|p| p.exists());
+            Progress::new(if built { State::Done } else { State::Queued }, 0, 0)
+        });
+        let stale = self.live.as_ref().is_some_and(|l| {
+            let g = l.store.generation();
+            let mut built = l.built.lock().unwrap_or_else(|x| x.into_inner());
+            match built.get(&key) {
+                Some(&b) if b >= g => false,
+                // Built (here or by an earlier run) before the latest images:
+                // extend it; a queued or running build is waited for first.
+                _ if new || p.state == State::Done => {
+                    built.insert(key.clone(), g);
+                    p.state == State::Done
+                }
+                _ => false,
+            }
+        });
+        if (new && p.state == State::Queued) || stale {
+            let q = Progress::new(State::Queued, 0, 0);
+            self.jobs.set(&key, q.clone());
+            let _ = self.tx.send((model.to_string(), epoch));
+            return q;
+        }
+        p
+    }
+
+    /// For the image store: the state of the dataset the snapshots' indexes
+    /// were built from (answers computed from them are kept under it); None
+    /// for a given dataset, which does not change while the server runs.
+    pub fn version(&self, model: &str, epochs: &[u32]) -> Option<u64> {
+        let l = self.live.as_ref()?;
+        let built = l.built.lock().unwrap_or_else(|x| x.into_inner());
+        Some(
+            epochs
+                .iter()
+                .map(|&e| built.get(&job_key(model, e)).copied().unwrap_or(0))
+                .sum(),
+        )
+    }
+}

@@ -1,0 +1,41 @@
+//! A layout: the nodes of a state dict's network and how its tensors map
+//! onto them; built by the chain layouts (`layouts.rs`), the graph layouts
+//! (`graphs.rs`) and `--layers` files, chosen by name in `registry.rs`.
+
+use crate::net::Layer;
+use std::collections::{BTreeMap, HashMap};
+
+/// A layout: the layers, and for batch-norm variants which conv each BN
+/// (by its tensor prefix) follows.
+pub struct Layout {
+    pub layers: Vec<Layer>,
+    /// Graph networks: the nodes each node reads, and the units' names.
+    pub inputs: BTreeMap<usize, Vec<usize>>,
+    pub units: BTreeMap<usize, String>,
+    /// conv name -> batch-norm prefix (`features.1`); affine nodes are
+    /// batch norms named by their prefix.
+    pub bn: HashMap<String, String>,
+    pub bn_eps: f64,
+    /// Convs may hold no bias in the file (`bias=False`): zero then.
+    pub convs_without_bias: bool,
+    /// Preprocessing the networks of this layout were trained with.
+    pub preprocess: &'static str,
+}
+
+impl Layout {
+    pub fn chain(
+        layers: Vec<Layer>,
+        bn: HashMap<String, String>,
+        preprocess: &'static str,
+    ) -> Self {
+        Layout {
+            layers,
+            inputs: BTreeMap::new(),
+            units: BTreeMap::new(),
+            bn,
+            bn_eps: 1e-5,
+            convs_without_bias: false,
+            preprocess,
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! ONNX graphs of plain CNNs (the ONNX zoo's ZFNet-512, bvlc_alexnet,
+//! CaffeNet, VGG16 at opsets 3–12, and `torch.onnx.export` output) as a
+//! layer list: Conv, Relu (and Clip at 0 with no max), BatchNormalization
+//! (folded into its conv), LRN, MaxPool, AveragePool, GlobalAveragePool,
+//! Flatten/Reshape, Gemm or MatMul+Add, Dropout/Identity, and a final Softmax
+//! (dropped: the model's output is taken before it). Anything else is refused
+//! with the node's name and op.
+
+use super::batchnorm::{bn_affine, fold_bn};
+use crate::net::{Layer, Shape, Window};
+use anyhow::{anyhow, bail, Context, Result};
+use onnx_protobuf::{AttributeProto, Message, ModelProto, NodeProto, TensorProto};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+mod arith;
+mod conv;
+mod linear;
+mod norm;
+mod pool;
+mod proto;
+mod reshape;
+
+use conv::{layer_name, window};
+use norm::per_channel;
+use proto::{input_side, tensor};
+use reshape::{fold, shape_tensor};
+
+/// How errors name a node: `node "conv1" (Conv)`.
+fn at(n: &NodeProto) -> String {
+    format!("node {:?} ({})", n.name, n.op_type)
+}
+
+pub struct Graph {
+    pub layers: Vec<Layer>,
+    /// The nodes each node reads (where not the one before it), and the
+    /// units: every node with maps, named by its ONNX output.
+    pub inputs: BTreeMap<usize, Vec<usize>>,
+    pub units: BTreeMap<usize, String>,
+    pub tensors: HashMap<String, Tensor>,
+    pub input_name: String,
+    /// The input's spatial side, when the graph fixes it.
+    pub input_size: Option<i64>,
+    pub in_channels: i64,
+}
+
+fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    n.attribute.iter().find(|a| a.name == name)
+}
+
+fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
+    attr(n, name).map_or(default, |a| a.i)
+}
+
+fn attr_f(n: &NodeProto, name: &str, default: f64) -> f64 {
+    attr(n, name).map_or(default, |a| a.f as f64)
+}
+
+fn attr_ints(n: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(n, name).map(|a| a.ints.clone())
+}
+
+/// What a value of the graph is: a node's output (`None`: the image) with
+/// its shape. `nhwc`: maps laid out channels-last (a Transpose of the
+/// NCHW maps, or a channels-last image before its Transpose); `hwc`: a
+/// flat vector flattened from channels-last maps (c, h, w), whose next
+/// linear layer's weight columns are reordered to channels-first.
+#[derive(Clone)]
+struct Value {
+    node: Option<usize>,
+    shape: Shape,
+    nhwc: bool,
+    hwc: Option<(i64, i64, i64)>,
+}
+
+/// Parse an ONNX file into a graph of layers and its weights.
+pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
+    let model = ModelProto::parse_from_bytes(bytes).context("not an ONNX model file")?;
+    let g = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| anyhow!("the ONNX model has no graph"))?;
+    let mut consts: HashMap<String, Tensor> = HashMap::new();
+    for t in &g.initializer {
+        consts.insert(t.name.clone(), tensor(t, dir)?);
+    }
+    let input = g
+        .input
+        .iter()
+        .find(|i| !consts.contains_key(&i.name))
+        .ok_or_else(|| anyhow!("the graph has no input"))?;
+    let (input_size, in_channels, nhwc) = match input_side(input) {
+        Some(s) => (Some(s.side), s.c, s.nhwc),
+        None => (None, 3, false),
+    };
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    for n in &g.node {
+        for i in n.input.iter().filter(|i| !i.is_empty()) {
+            *uses.entry(i.clone()).or_default() += 1;
+        }
+    }
+    let mut r = Reader {
+        dir,
+        consts,
+        values: HashMap::new(),
+        uses,
+        outputs: g.output.iter().map(|o| o.name.clone()).collect(),
+        layers: vec![],
+        inputs: BTreeMap::new(),
+        units: BTreeMap::new(),
+        tensors: HashMap::new(),
+        names: HashSet::new(),
+        last: None,
+        n_conv: 0,
+        n_fc: 0,
+    };
+    let side = input_size.unwrap_or(224);
+    r.values.insert(
+        input.name.clone(),
+        Value {
+            node: None,
+            shape: Shape::Maps {
+                c: in_channels,
+                side,
+            },
+            nhwc,
+            hwc: None,
+        },
+    );
+    if r.uses.get(&input.name).copied().unwrap_or(0) > 1 {
+        // Several nodes read the image: node 0 passes it on to them.
+        let v = r.values[&input.name].clone();
+        r.push(Layer::Dropout { p: 0.0 }, &[&v]);
+    }
+    for n in &g.node {
+        r.node(n)?;
+    }
+    Ok(Graph {
+        layers: r.layers,
+        inputs: r.inputs,
+        units: r.units,
+        tensors: r.tensors,
+        input_name: input.name.clone(),
+        input_size,
+        in_channels,
+    })
+}
+
+/// The network being read off the graph, node by node.
+struct Reader<'a> {
+    dir: &'a Path,
+    /// Constant values: initializers, Constant nodes and folded shape arithmetic.
+    consts: HashMap<String, Tensor>,
+    values: HashMap<String, Value>,
+    /// How many nodes read each value.
+    uses: HashMap<String, usize>,
+    outputs: HashSet<String>,
+    layers: Vec<Layer>,
+    inputs: BTreeMap<usize, Vec<usize>>,
+    units: BTreeMap<usize, String>,
+    tensors: HashMap<String, Tensor>,
+    names: HashSet<String>,
+    /// The last node added.
+    last: Option<usize>,
+    n_conv: usize,
+    n_fc: usize,
+}
+
+/// Input `k` of node `n`, which must be there: `what` names it.
+fn required<'n>(n: &'n NodeProto, k: usize, what: &str) -> Result<&'n str> {
+    n.input
+        .get(k)
+        .filter(|s| !s.is_empty())
+        .map(String::as_str)
+        .ok_or_else(|| anyhow!("{}: its {what} input is missing", at(n)))
+}
+
+/// Ops whose outputs are constants when their inputs are (shape arithmetic).
+const FOLDED: &[&str] = &[
+    "Identity",
+    "Cast",
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "Concat",
+    "Slice",
+    "Reshape",
+    "Mul",
+    "Add",
+    "Sub",
+    "Div",
+    "Flatten",
+    "Transpose",
+];
+
+impl<'a> Reader<'a> {
+    /// A constant input of node `n`.
+    fn get(&self, name: &str, n: &NodeProto) -> Result<Tensor> {
+        self.consts.get(name).map(|t| t.shallow_clone()).ok_or_else(|| {
+            anyhow!(
+                "{}: input {name:?} is not a constant (only weights from initializers or Constant nodes are read)",
+                at(n)
+            )
+        })
+    }
+
+    /// The value input `k` of node `n` reads (a node's output or the image).
+    fn value(&self, n: &NodeProto, k: usize) -> Result<Value> {
+        let name = required(n, k, "data")?;
+        self.values.get(name).cloned().ok_or_else(|| {
+            anyhow!("{}: its input {name:?} is neither a constant nor an output of a node read before it", at(n))
+        })
+    }
+
+    /// Add `l` reading `from`.
+    fn push(&mut self, l: Layer, from: &[&Value]) -> usize {
+        let i = self.layers.len();
+        let srcs: Vec<Option<usize>> = from.iter().map(|v| v.node).collect();
+        let chained = match srcs.as_slice() {
+            [None] => i == 0,
+            [Some(j)] => *j + 1 == i,
+            _ => false,
+        };
+        if !chained {
+            // Only node 0 reads the image (see `read`).
+            self.inputs
+                .insert(i, srcs.iter().map(|s| s.unwrap_or(0)).collect());
+        }
+        self.layers.push(l);
+        self.last = Some(i);
+        i
+    }
+
+    /// Name `out` the value of node `i` with shape `shape` (a unit when it has maps).
+    fn set(&mut self, out: &str, i: usize, shape: Shape) {
+        if matches!(shape, Shape::Maps { .. }) {
+            self.units.insert(i, out.to_string());
+        }
+        self.values.insert(
+            out.to_string(),
+            Value {
+                node: Some(i),
+                shape,
+                nhwc: false,
+                hwc: None,
+            },
+        );
+    }
+
+    /// A layer name not used yet.
+    fn fresh(&mut self, name: String) -> String {
+        let mut n = name.clone();
+        let mut k = 1;
+        while !self.names.insert(n.clone()) {
+            k += 1;
+            n = format!("{name}_{k}");
+        }
+        n
+    }
+
+    fn node(&mut self, n: &NodeProto) -> Result<()> {
+        let out = n.output.first().cloned().unwrap_or_default();
+        if n.op_type == "Constant" {
+            if let Some(t) = attr(n, "value").and_then(|a| a.t.as_ref()) {
+                self.consts.insert(out, tensor(t, self.dir)?);
+                return Ok(());
+            }
+            bail!("{}: only tensor-valued constants are supported", at(n));
+        }
+        let ins: Vec<&String> = n.input.iter().filter(|i| !i.is_empty()).collect();
+        if n.op_type == "Shape" {
+            let v = self.value(n, 0)?;
+            self.consts.insert(out, shape_tensor(&v));
+            return Ok(());
+        }
+        if FOLDED.contains(&n.op_type.as_str())
+            && !ins.is_empty()
+            && ins.iter().all(|i| self.consts.contains_key(*i))
+        {
+            let t = fold(
+                n,
+                &ins.iter()
+                    .map(|i| self.consts[*i].shallow_clone())
+                    .collect::<Vec<_>>(),
+            )?;
+            self.consts.insert(out, t);
+            return Ok(());
+        }
+        match n.op_type.as_str() {
+            "Conv" => self.conv(n),
+            "BatchNormalization" => self.batch_norm(n),
+            "Gemm" | "MatMul" => self.linear(n),
+            "Relu" => self.pointwise(n, Layer::Relu),
+            "Clip" => {
+                let l = self.clip(n)?;
+                self.pointwise(n, l)
+            }
+            "LRN" => self.pointwise(
+                n,
+                Layer::Lrn {
+                    size: attr_i(n, "size", 0),
+                    alpha: attr_f(n, "alpha", 1e-4),
+                    beta: attr_f(n, "beta", 0.75),
+                    k: attr_f(n, "bias", 1.0),
+                },
+            ),
+            "MaxPool" | "AveragePool" => self.pool(n),
+            "GlobalAveragePool" | "ReduceMean" => self.global_pool(n),
+            "Flatten" | "Reshape" => self.flatten(n),
+            "Transpose" => self.transpose(n),
+            "Dropout" | "Identity" => self.alias(n),
+            "Pad" => self.pad(n),
+            "Add" | "Sum" | "Mul" | "Sub" | "Div" => self.arithmetic(n),
+            "Concat" => self.concat(n),
+            "Softmax" | "LogSoftmax" if self.outputs.contains(&out) => self.alias(n),
+            op => bail!("{}: op {op} is not supported (zfvis reads CNNs: Conv, Relu, Clip, BatchNormalization, pools, Add, Concat, Gemm…)", at(n)),
+        }
+    }
+
+    /// The node's output is its first input.
+    fn alias(&mut self, n: &NodeProto) -> Result<()> {
+        let v = self.value(n, 0)?;
+        self.values.insert(n.output[0].clone(), v);
+        Ok(())
+    }
+
+    /// Maps in the channels-first layout the layers compute in.
+    fn nchw(&self, n: &NodeProto, k: usize) -> Result<Value> {
+        let v = self.value(n, k)?;
+        if v.nhwc {
+            bail!(
+                "{}: reads channels-last maps; only Transpose and Flatten/Reshape may",
+                at(n)
+            );
+        }
+        Ok(v)
+    }
+
+    /// A one-input layer that keeps its input's shape.
+    fn pointwise(&mut self, n: &NodeProto, l: Layer) -> Result<()> {
+        let v = self.nchw(n, 0)?;
+        let i = self.push(l, &[&v]);
+        self.set(&n.output[0], i, v.shape);
+        Ok(())
+    }
+}

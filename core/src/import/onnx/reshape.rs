@@ -1,0 +1,176 @@
+//! Flatten/Reshape, Transpose (channels-last stretches) and constant folding of shape arithmetic.
+
+use super::*;
+
+/// The value's shape as ONNX's Shape gives it (batch 1).
+pub(super) fn shape_tensor(v: &Value) -> Tensor {
+    let dims: Vec<i64> = match (v.shape, v.nhwc) {
+        (Shape::Maps { c, side }, false) => vec![1, c, side, side],
+        (Shape::Maps { c, side }, true) => vec![1, side, side, c],
+        (Shape::Flat(f), _) => vec![1, f],
+    };
+    Tensor::from_slice(&dims)
+}
+
+/// Evaluate a shape-arithmetic op on constants.
+pub(super) fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
+    let x = &ins[0];
+    let ints = |k: usize, name: &str| -> Option<Vec<i64>> {
+        match ins.get(k) {
+            Some(t) => Vec::<i64>::try_from(&t.to_kind(Kind::Int64).reshape([-1])).ok(),
+            None => attr_ints(n, name),
+        }
+    };
+    let axis = |a: i64, dims: i64| if a < 0 { a + dims } else { a };
+    Ok(match n.op_type.as_str() {
+        "Identity" => x.shallow_clone(),
+        "Cast" => match attr_i(n, "to", 1) {
+            1 | 10 | 11 => x.to_kind(Kind::Float),
+            _ => x.to_kind(Kind::Int64),
+        },
+        "Gather" => {
+            let a = axis(attr_i(n, "axis", 0), x.dim() as i64);
+            let idx = ins[1].to_kind(Kind::Int64);
+            let flat = idx.reshape([-1]);
+            let size = x.size()[a as usize];
+            let flat = flat.remainder(size);
+            let g = x.index_select(a, &flat);
+            if idx.dim() == 0 {
+                g.squeeze_dim(a)
+            } else {
+                g
+            }
+        }
+        "Unsqueeze" => {
+            let mut t = x.shallow_clone();
+            let mut axes = ints(1, "axes").unwrap_or_default();
+            let out_dims = x.dim() as i64 + axes.len() as i64;
+            axes = axes.iter().map(|&a| axis(a, out_dims)).collect();
+            axes.sort();
+            for a in axes {
+                t = t.unsqueeze(a);
+            }
+            t
+        }
+        "Squeeze" => match ints(1, "axes") {
+            Some(axes) => {
+                let mut axes: Vec<i64> = axes.iter().map(|&a| axis(a, x.dim() as i64)).collect();
+                axes.sort();
+                axes.iter()
+                    .rev()
+                    .fold(x.shallow_clone(), |t, &a| t.squeeze_dim(a))
+            }
+            None => x.squeeze(),
+        },
+        "Concat" => {
+            let a = axis(attr_i(n, "axis", 0), x.dim() as i64);
+            let k = if ins.iter().any(|t| t.kind() == Kind::Float) {
+                Kind::Float
+            } else {
+                Kind::Int64
+            };
+            Tensor::cat(&ins.iter().map(|t| t.to_kind(k)).collect::<Vec<_>>(), a)
+        }
+        "Slice" => {
+            let starts = ints(1, "starts").unwrap_or_default();
+            let ends = ints(2, "ends").unwrap_or_default();
+            let axes = ints(3, "axes").unwrap_or_else(|| (0..starts.len() as i64).collect());
+            let steps = ints(4, "steps").unwrap_or_else(|| vec![1; starts.len()]);
+            let mut t = x.shallow_clone();
+            for k in 0..starts.len() {
+                let a = axis(axes[k], x.dim() as i64);
+                let size = t.size()[a as usize];
+                let clamp = |v: i64| {
+                    if v < 0 {
+                        (v + size).max(0)
+                    } else {
+                        v.min(size)
+                    }
+                };
+                t = t.slice(a, clamp(starts[k]), clamp(ends[k]), steps[k].max(1));
+            }
+            t
+        }
+        "Reshape" => {
+            let shape = ints(1, "shape").unwrap_or_default();
+            let shape: Vec<i64> = shape
+                .iter()
+                .enumerate()
+                .map(|(k, &d)| if d == 0 { x.size()[k] } else { d })
+                .collect();
+            x.reshape(shape.as_slice())
+        }
+        "Flatten" => x.flatten(attr_i(n, "axis", 1), -1),
+        "Transpose" => x.permute(attr_ints(n, "perm").unwrap_or_default().as_slice()),
+        "Mul" => x * &ins[1],
+        "Add" => x + &ins[1],
+        "Sub" => x - &ins[1],
+        "Div" => {
+            if x.kind() == Kind::Int64 {
+                x.floor_divide(&ins[1])
+            } else {
+                x / &ins[1]
+            }
+        }
+        op => bail!("{}: cannot fold {op}", at(n)),
+    })
+}
+
+impl Reader<'_> {
+    /// Flatten (axis 1) or Reshape to [N, features]: a flatten of maps (in
+    /// the maps' layout), nothing for a flat value.
+    pub(super) fn flatten(&mut self, n: &NodeProto) -> Result<()> {
+        let v = self.value(n, 0)?;
+        let (c, side) = match v.shape {
+            Shape::Flat(_) => return self.alias(n),
+            Shape::Maps { c, side } => (c, side),
+        };
+        let f = c * side * side;
+        if n.op_type == "Flatten" {
+            if attr_i(n, "axis", 1) != 1 {
+                bail!("{}: only Flatten with axis 1 is supported", at(n));
+            }
+        } else {
+            let shape = match n.input.get(1).filter(|s| !s.is_empty()) {
+                Some(s) => {
+                    Vec::<i64>::try_from(&self.get(s, n)?.to_kind(Kind::Int64).reshape([-1]))?
+                }
+                None => attr_ints(n, "shape").ok_or_else(|| anyhow!("{}: no shape", at(n)))?,
+            };
+            let fits = matches!(shape.as_slice(), [b, g] if (*b == -1 || *b == 0 || *b == 1) && (*g == f || *g == -1));
+            if !fits {
+                bail!(
+                    "{}: only a reshape to [batch, {f}] (a flatten) is supported, not {shape:?}",
+                    at(n)
+                );
+            }
+        }
+        let i = self.push(Layer::Flatten, &[&v]);
+        self.values.insert(
+            n.output[0].clone(),
+            Value {
+                node: Some(i),
+                shape: Shape::Flat(f),
+                nhwc: false,
+                hwc: v.nhwc.then_some((c, side, side)),
+            },
+        );
+        Ok(())
+    }
+
+    /// NHWC <-> NCHW transposes of maps (tf2onnx's around a Keras network).
+    pub(super) fn transpose(&mut self, n: &NodeProto) -> Result<()> {
+        let mut v = self.value(n, 0)?;
+        let perm = attr_ints(n, "perm").unwrap_or_default();
+        match (perm.as_slice(), v.nhwc, v.shape) {
+            ([0, 3, 1, 2], true, Shape::Maps { .. }) => v.nhwc = false,
+            ([0, 2, 3, 1], false, Shape::Maps { .. }) => v.nhwc = true,
+            _ => bail!(
+                "{}: only NHWC <-> NCHW transposes of maps are supported (perm {perm:?})",
+                at(n)
+            ),
+        }
+        self.values.insert(n.output[0].clone(), v);
+        Ok(())
+    }
+}

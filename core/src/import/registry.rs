@@ -1,0 +1,90 @@
+//! The `--arch` names and the layout each one builds: the table of
+//! contents of the state-dict layouts (chain layouts in `layouts.rs`, graph
+//! layouts in `graphs.rs`).
+
+use super::layout::Layout;
+use super::{graphs, layouts};
+use crate::net::{Arch, NetSpec};
+use anyhow::{bail, Result};
+use std::collections::HashMap;
+
+pub const ARCHS: &[&str] = &[
+    "torchvision:resnet18",
+    "torchvision:resnet34",
+    "torchvision:resnet50",
+    "torchvision:resnet101",
+    "torchvision:resnet152",
+    "torchvision:densenet121",
+    "torchvision:densenet161",
+    "torchvision:densenet169",
+    "torchvision:densenet201",
+    "torchvision:googlenet",
+    "torchvision:mobilenet_v2",
+    "torchvision:alexnet",
+    "torchvision:vgg11",
+    "torchvision:vgg11_bn",
+    "torchvision:vgg13",
+    "torchvision:vgg13_bn",
+    "torchvision:vgg16",
+    "torchvision:vgg16_bn",
+    "torchvision:vgg19",
+    "torchvision:vgg19_bn",
+    "pytorchcv:zfnet",
+    "pytorchcv:zfnetb",
+    "pytorchcv:alexnet",
+    "zfnet",
+    "alexnet",
+];
+
+/// The layout named `arch` for a file whose tensors are `shapes` (zfvis's
+/// presets read their widths and every layout its class count from them).
+pub fn layout(arch: &str, shapes: &HashMap<String, Vec<i64>>) -> Result<Layout> {
+    let classes = |name: &str| -> Result<i64> {
+        match shapes.get(name) {
+            Some(s) if s.len() == 2 => Ok(s[0]),
+            Some(s) => bail!("tensor {name}: expected a 2-d weight, found shape {s:?}"),
+            None => bail!("missing tensor {name} (the class scores of --arch {arch})"),
+        }
+    };
+    Ok(match arch {
+        "torchvision:alexnet" => layouts::torchvision_alexnet(classes("classifier.6.weight")?),
+        a if a.starts_with("torchvision:resnet") => {
+            graphs::resnet(&a["torchvision:resnet".len()..], classes("fc.weight")?)?
+        }
+        a if a.starts_with("torchvision:densenet") => graphs::densenet(
+            &a["torchvision:densenet".len()..],
+            classes("classifier.weight")?,
+        )?,
+        "torchvision:googlenet" => graphs::googlenet(classes("fc.weight")?),
+        "torchvision:mobilenet_v2" => graphs::mobilenet_v2(classes("classifier.1.weight")?),
+        a if a.starts_with("torchvision:vgg") => {
+            let rest = &a["torchvision:vgg".len()..];
+            let (depth, bn) = match rest.strip_suffix("_bn") {
+                Some(d) => (d, true),
+                None => (rest, false),
+            };
+            layouts::vgg(depth, bn, classes("classifier.6.weight")?)?
+        }
+        "pytorchcv:zfnet" | "pytorchcv:zfnetb" | "pytorchcv:alexnet" => {
+            layouts::pytorchcv(arch, classes("output.fc3.weight")?)
+        }
+        "zfnet" | "alexnet" => {
+            let a: Arch = arch.parse()?;
+            let out = |n: &str| shapes.get(n).and_then(|s| s.first().copied());
+            let (Some(c1), Some(f6)) = (out("conv1.weight"), out("fc6.weight")) else {
+                bail!("missing tensor conv1.weight or fc6.weight (zfvis's {arch} layout)");
+            };
+            let spec = NetSpec::preset(
+                a,
+                c1 as f64 / 96.0,
+                f6 as f64 / 4096.0,
+                classes("fc8.weight")?,
+            );
+            Layout::chain(spec.layers, HashMap::new(), "zfvis")
+        }
+        other => bail!(
+            "unknown --arch {other:?}: expected one of {}",
+            ARCHS.join(", ")
+        ),
+    })
+}

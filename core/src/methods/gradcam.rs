@@ -1,0 +1,67 @@
+//! Grad-CAM (Selvaraju et al. 2017): a unit's maps weighted by their mean
+//! gradient for the class, summed, ReLU, upsampled bilinearly to the input:
+//! Captum's `LayerGradCam(relu_attributions=True)` + `interpolate`.
+
+use super::{Attribution, Method, Needs};
+use crate::deconv::{walk, Rule};
+use crate::explain::{Explainer, Options, Target};
+use anyhow::Result;
+use tch::{Kind, Tensor};
+
+pub struct Gradcam;
+pub const GRADCAM: Method = Method(&Gradcam);
+
+impl Attribution for Gradcam {
+    fn name(&self) -> &'static str {
+        "gradcam"
+    }
+    fn label(&self) -> &'static str {
+        "Grad-CAM"
+    }
+    fn caption(&self) -> &'static str {
+        "Grad-CAM (Selvaraju et al. 2017): maps weighted by their mean gradient, ReLU, upsampled"
+    }
+    fn colour(&self) -> &'static str {
+        "#d9822b"
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            layer: true,
+            ..Needs::default()
+        }
+    }
+    fn per_pixel(&self) -> bool {
+        true
+    }
+    fn rule(&self) -> Option<Rule> {
+        Some(Rule::GRADIENT)
+    }
+    fn compute(&self, e: &Explainer, target: Target, o: &Options) -> Result<Tensor> {
+        Ok(gradcam(e, target.class(), o.gradcam_layer))
+    }
+}
+
+/// Grad-CAM of `class` at unit `layer` (1-based), upsampled to [S, S].
+pub fn gradcam(e: &Explainer, class: i64, layer: usize) -> Tensor {
+    let node = e.net.units[layer - 1].node;
+    let (from, s) = e.start(Target::Class(class), 1);
+    let g = walk(
+        e.net,
+        &e.trace,
+        from,
+        &s,
+        Rule::GRADIENT,
+        Some((node, false)),
+    )
+    .1
+    .unwrap_or_else(|| e.trace.maps[layer - 1].zeros_like());
+    let a = &e.trace.maps[layer - 1];
+    let w = g.mean_dim([2i64, 3].as_slice(), true, Kind::Float);
+    let cam = (w * a)
+        .sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
+        .relu();
+    let side = e.net.spec.input_size;
+    cam.upsample_bilinear2d([side, side], false, None, None)
+        .get(0)
+        .get(0)
+}

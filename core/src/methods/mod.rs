@@ -1,0 +1,218 @@
+//! The attribution methods (paper.md §8): one file each, one line each in
+//! [`ALL`]. The CLI's `--method` values and help, the API's method list
+//! (`GET /api/methods/list`), the methods page, the sanity check and the
+//! benchmarks all read [`ALL`]; adding a method is adding a file here and
+//! its line below (as pytorch-grad-cam's variants and Captum's classes).
+//!
+//! A method computes its map from one [`Explainer`] (one image traced
+//! once for every method); the reversed networks differ only in their
+//! [`Rule`] at ReLU-family activations.
+
+use crate::deconv::Rule;
+use crate::explain::{Explainer, Options, Target};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+mod deconv;
+mod gradcam;
+mod gradient;
+mod guided;
+mod guided_gradcam;
+mod ig;
+mod occlusion;
+
+pub use deconv::DECONV;
+pub use gradcam::GRADCAM;
+pub use gradient::GRADIENT;
+pub use guided::GUIDED;
+pub use guided_gradcam::GUIDED_GRADCAM;
+pub use ig::IG;
+pub use occlusion::OCCLUSION;
+
+/// Every method, in the order the views show them.
+pub const ALL: [Method; 7] = [
+    DECONV,
+    GUIDED,
+    GRADIENT,
+    GRADCAM,
+    GUIDED_GRADCAM,
+    IG,
+    OCCLUSION,
+];
+
+/// What a method needs besides the image and its target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Needs {
+    /// It can explain a unit's map (its strongest activation), not only a class.
+    pub map: bool,
+    /// A unit with maps (Grad-CAM's; default the last conv layer).
+    pub layer: bool,
+    /// The occluder's window (size and stride).
+    pub window: bool,
+    /// Integration steps.
+    pub steps: bool,
+}
+
+/// One attribution method: what it is called, what it needs and how it
+/// computes its map. The shared work (the trace, the target, the walk
+/// back, checks, scores) is the [`Explainer`]'s.
+pub trait Attribution: Sync + 'static {
+    /// The name on the command line, in URLs and in JSON.
+    fn name(&self) -> &'static str;
+    /// A short label for legends.
+    fn label(&self) -> &'static str;
+    /// What the map shows, for captions.
+    fn caption(&self) -> &'static str;
+    /// The colour of its curves on the methods page.
+    fn colour(&self) -> &'static str;
+    fn needs(&self) -> Needs {
+        Needs::default()
+    }
+    /// Maps with one value per pixel (H x W) rather than per input channel.
+    fn per_pixel(&self) -> bool {
+        false
+    }
+    /// The rule of its walk back at ReLU-family activations, if it walks back.
+    fn rule(&self) -> Option<Rule> {
+        None
+    }
+    /// Run by the sanity check and the benchmarks unless told otherwise
+    /// (occlusion is not: a full forward per position).
+    fn by_default(&self) -> bool {
+        true
+    }
+    /// The map for `target`: [C, S, S] or, [`Attribution::per_pixel`], [S, S];
+    /// in the network's channel order. Called after [`Explainer::check`].
+    fn compute(&self, e: &Explainer, target: Target, o: &Options) -> Result<Tensor>;
+}
+
+/// A method of the registry: a handle, compared and serialised by name.
+#[derive(Clone, Copy)]
+pub struct Method(&'static dyn Attribution);
+
+impl std::ops::Deref for Method {
+    type Target = dyn Attribution;
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
+}
+
+impl Method {
+    /// Every method's name, comma-separated (for help and errors).
+    pub fn names() -> String {
+        ALL.map(|m| m.name()).join(", ")
+    }
+
+    pub fn parse(s: &str) -> Result<Method> {
+        ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            anyhow::anyhow!("unknown method {s:?}: expected one of {}", Method::names())
+        })
+    }
+
+    /// A comma-separated list of methods.
+    pub fn parse_list(s: &str) -> Result<Vec<Method>> {
+        let mut out = vec![];
+        for m in s.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            let m = Method::parse(m)?;
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        if out.is_empty() {
+            bail!(
+                "no method given: expected one or more of {}",
+                Method::names()
+            );
+        }
+        Ok(out)
+    }
+
+    /// The methods run unless told otherwise (sanity check, benchmarks).
+    pub fn defaults() -> Vec<Method> {
+        ALL.into_iter().filter(|m| m.by_default()).collect()
+    }
+
+    /// Methods that explain a class only (not a unit's map).
+    pub fn class_only(self) -> bool {
+        !self.needs().map
+    }
+}
+
+impl PartialEq for Method {
+    fn eq(&self, other: &Method) -> bool {
+        self.name() == other.name()
+    }
+}
+impl Eq for Method {}
+impl std::hash::Hash for Method {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.name().hash(h)
+    }
+}
+impl std::fmt::Debug for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+impl std::str::FromStr for Method {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Method> {
+        Method::parse(s)
+    }
+}
+impl Serialize for Method {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+impl<'de> Deserialize<'de> for Method {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Method, D::Error> {
+        static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+        let s = String::deserialize(d)?;
+        Method::parse(&s).map_err(|_| {
+            let names = NAMES.get_or_init(|| ALL.iter().map(|m| m.name()).collect());
+            serde::de::Error::unknown_variant(&s, names.as_slice())
+        })
+    }
+}
+
+/// A method as the API and the page list it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodInfo {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub caption: &'static str,
+    pub colour: &'static str,
+    pub needs: Needs,
+    pub per_pixel: bool,
+    /// The rule at ReLU-family activations, for the methods that walk back.
+    pub rule: Option<&'static str>,
+    pub by_default: bool,
+}
+
+/// The registry as the API and the page read it.
+pub fn list() -> Vec<MethodInfo> {
+    ALL.iter()
+        .map(|m| MethodInfo {
+            name: m.name(),
+            label: m.label(),
+            caption: m.caption(),
+            colour: m.colour(),
+            needs: m.needs(),
+            per_pixel: m.per_pixel(),
+            rule: m.rule().map(|r| r.name),
+            by_default: m.by_default(),
+        })
+        .collect()
+}
+
+/// The map of a method that walks back from the target under its rule.
+fn walked(e: &Explainer, rule: Rule, target: Target) -> Tensor {
+    e.pixels(rule, target)
+}
