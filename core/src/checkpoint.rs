@@ -147,7 +147,7 @@ impl Manifest {
     pub fn for_spec(spec: &NetSpec, classes: Vec<ClassInfo>) -> Manifest {
         let (architecture, width, fc_width, layers) = match spec.preset {
             Some(p) => (p.arch.to_string(), p.width, Some(p.fc_width), None),
-            None => ("custom".to_string(), 1.0, None, Some(spec.nodes())),
+            None => ("custom".to_string(), 1.0, None, Some(spec.nodes.clone())),
         };
         Manifest {
             architecture,

@@ -21,7 +21,7 @@ pub fn unpool(x: &Tensor, indices: &Tensor, out_hw: (i64, i64)) -> Tensor {
 
 /// Transposed conv of layer index `i` (a conv) back to input side `target`.
 pub fn deconv_step(net: &Net, i: usize, x: &Tensor, target: i64) -> Tensor {
-    let l = &net.spec.layers[i];
+    let l = &net.spec.nodes[i].op;
     let (w, groups, dilation) = match l {
         Layer::Conv {
             groups, dilation, ..
@@ -116,7 +116,7 @@ fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape, rule:
         Shape::Flat(n) => vec![b, n],
     };
     let side = full.get(2).copied().unwrap_or(1);
-    match &net.spec.layers[i] {
+    match &net.spec.nodes[i].op {
         l @ (Layer::Relu | Layer::Clip { .. }) => {
             rule.at_relu(l, || saved(trace, i).shallow_clone(), s)
         }
@@ -295,7 +295,7 @@ pub fn walk(
                     side: net.spec.input_size,
                 },
             };
-            match &net.spec.layers[i] {
+            match &net.spec.nodes[i].op {
                 Layer::Add => srcs
                     .iter()
                     .for_each(|&j| add(j, s.shallow_clone(), &mut sig)),

@@ -147,7 +147,7 @@ impl<'a> Explainer<'a> {
                 let k = self.num_classes();
                 let s = Tensor::zeros([batch, k], (Kind::Float, dev));
                 let _ = s.narrow(1, c, 1).fill_(1.0);
-                (self.net.spec.layers.len() - 1, s)
+                (self.net.spec.nodes.len() - 1, s)
             }
             Target::Map { layer, map } => {
                 let maps = &self.trace.maps[layer - 1];

@@ -17,7 +17,7 @@ use tch::{Kind, Tensor};
 pub fn applies(net: &Net) -> bool {
     let spec = &net.spec;
     let last = spec.last_maps_node();
-    let nodes_ok = spec.layers[..=last].iter().all(|l| match l {
+    let nodes_ok = spec.ops().take(last + 1).all(|l| match l {
         Layer::AvgPool {
             pad,
             ceil_mode,
@@ -39,7 +39,7 @@ pub fn applies(net: &Net) -> bool {
         | Layer::Add
         | Layer::Concat => true,
     });
-    let cut = (last + 1..spec.layers.len()).all(|i| {
+    let cut = (last + 1..spec.nodes.len()).all(|i| {
         net.sources(i)
             .iter()
             .all(|s| matches!(s, Some(j) if *j >= last))
@@ -121,7 +121,7 @@ fn is_spatial(l: &Layer) -> bool {
 
 /// Apply spatial node `i` to an input already padded (so with padding 0).
 fn apply_padded(net: &Net, i: usize, x: &Tensor) -> Tensor {
-    let l = &net.spec.layers[i];
+    let l = &net.spec.nodes[i].op;
     let w = l.window();
     match l {
         Layer::Conv {
@@ -171,7 +171,7 @@ impl Base {
                     None => x.shallow_clone(),
                 })
                 .collect();
-            let l = &net.spec.layers[i];
+            let l = &net.spec.nodes[i].op;
             if is_spatial(l) {
                 let p = padded(l, &ins[0].get(0));
                 out.push(apply_padded(net, i, &p.unsqueeze(0)).get(0));
@@ -215,7 +215,7 @@ impl Base {
                     None => &image,
                 })
                 .collect();
-            let l = &net.spec.layers[i];
+            let l = &net.spec.nodes[i].op;
             let n_out = self.out[i].size()[1];
             // An input that differs from the unoccluded pass everywhere.
             let whole = |k: usize| match srcs[k] {

@@ -117,7 +117,7 @@ fn info(m: &ModelDir) -> Result<ModelInfo> {
 /// The units of `spec` as the pages list them.
 pub fn layer_infos(spec: &crate::net::NetSpec) -> Vec<LayerInfo> {
     let units = spec.unit_list();
-    let blocks: Vec<&str> = spec.units.values().map(|s| s.as_str()).collect();
+    let blocks: Vec<&str> = spec.named().map(|(_, s)| s).collect();
     units
         .iter()
         .enumerate()

@@ -38,7 +38,7 @@ pub fn feature_layers(spec: &NetSpec) -> Vec<FeatureLayer> {
         .map(|c| {
             let mut end = c.index;
             while matches!(
-                spec.layers.get(end + 1),
+                spec.nodes.get(end + 1).map(|n| &n.op),
                 Some(
                     Layer::Relu
                         | Layer::Lrn { .. }

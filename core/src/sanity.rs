@@ -231,8 +231,7 @@ pub fn scores(base: &Tensor, map: &Tensor) -> Scores {
 /// The parametrised layers (conv or linear) from the output down: (node, name).
 pub fn parametrised(net: &Net) -> Vec<(usize, String)> {
     net.spec
-        .layers
-        .iter()
+        .ops()
         .enumerate()
         .rev()
         .filter(|(_, l)| matches!(l, Layer::Conv { .. } | Layer::Linear { .. }))

@@ -222,7 +222,7 @@ fn other_onnx_ops_match_onnxruntime() {
     let names: Vec<String> = spec.convs().iter().map(|c| c.name.clone()).collect();
     assert_eq!(names, ["stem", "grouped"]);
     // The asymmetric pads became ceil mode; the grouped conv kept its groups.
-    assert!(spec.layers.iter().any(|l| l.ceil_mode()));
+    assert!(spec.ops().any(|l| l.ceil_mode()));
     assert!(spec.convs()[1].groups == 2);
     let net = m.load(None, Device::Cpu).unwrap();
     let x = Tensor::read_npy(format!("{}.x.npy", onnx.display())).unwrap();
@@ -475,7 +475,7 @@ fn pad_nodes_and_asymmetric_conv_pads_match_onnxruntime() {
     reference(&["pads", onnx.to_str().unwrap()]);
     let m = import(&opts(&onnx, &dir.join("m"), None)).unwrap_or_else(|e| panic!("{e:#}"));
     let net = m.load(None, Device::Cpu).unwrap();
-    let pads = net.spec.layers.iter().filter(|l| l.op() == "pad").count();
+    let pads = net.spec.ops().filter(|l| l.op() == "pad").count();
     assert_eq!(pads, 2, "the conv's asymmetric pads and the Pad node");
     let x = Tensor::read_npy(format!("{}.x.npy", onnx.display())).unwrap();
     let p = Tensor::read_npy(format!("{}.probs.npy", onnx.display())).unwrap();

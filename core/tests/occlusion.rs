@@ -104,10 +104,10 @@ fn graph() -> NetSpec {
         (17, vec![14]),
         (19, vec![15, 16, 18]),
     ] {
-        spec.inputs.insert(i, v);
+        spec.nodes[i].inputs = Some(v);
     }
-    spec.units.insert(7, "block1".into());
-    spec.units.insert(19, "mixed".into());
+    spec.nodes[7].name = Some("block1".into());
+    spec.nodes[19].name = Some("mixed".into());
     spec
 }
 

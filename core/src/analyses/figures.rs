@@ -329,7 +329,7 @@ fn fig3(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
     let shapes = spec.shapes()?;
     let mut rows = vec![];
     let mut total: i64 = 0;
-    for (i, l) in spec.layers.iter().enumerate() {
+    for (i, l) in spec.ops().enumerate() {
         let shape = match shapes.get(i) {
             Some(Shape::Maps { c, side }) => format!("{c} x {side} x {side}"),
             Some(Shape::Flat(n)) => format!("{n}"),
@@ -385,12 +385,12 @@ fn fig3(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         total += params;
         // A graph's wiring: the rows a node reads, and its unit's name.
         let mut what = what;
-        if let Some(v) = spec.inputs.get(&i) {
+        if let Some(v) = &spec.nodes[i].inputs {
             let from: Vec<String> = v.iter().map(|j| (j + 1).to_string()).collect();
             let sep = if what.is_empty() { "" } else { "; " };
             what = format!("{what}{sep}reads {}", from.join(", "));
         }
-        let kind = match spec.units.get(&i) {
+        let kind = match &spec.nodes[i].name {
             Some(u) if !kind.contains(u.as_str()) => format!("{kind} = {u}"),
             _ => kind,
         };

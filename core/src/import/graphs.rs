@@ -7,15 +7,13 @@
 //! on a concatenation (DenseNet) is an affine node.
 
 use super::layout::Layout;
-use crate::net::{Layer, Window};
+use crate::net::{Layer, Node, Window};
 use anyhow::{bail, Result};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// A graph under construction; `at` is the node the next one reads.
 pub struct Builder {
-    layers: Vec<Layer>,
-    inputs: BTreeMap<usize, Vec<usize>>,
-    units: BTreeMap<usize, String>,
+    nodes: Vec<Node>,
     bn: HashMap<String, String>,
     /// The last node added (None: the image).
     at: Option<usize>,
@@ -26,9 +24,7 @@ pub struct Builder {
 impl Builder {
     fn new() -> Self {
         Builder {
-            layers: vec![],
-            inputs: BTreeMap::new(),
-            units: BTreeMap::new(),
+            nodes: vec![],
             bn: HashMap::new(),
             at: None,
             c: 3,
@@ -37,16 +33,17 @@ impl Builder {
 
     /// Add `l` reading `from` (the node before it when that is the last one added).
     fn node(&mut self, l: Layer, from: &[usize]) -> usize {
-        let i = self.layers.len();
+        let i = self.nodes.len();
         let chained = match (from, self.at) {
             ([j], _) => *j + 1 == i,
             ([], None) => i == 0,
             _ => false,
         };
-        if !chained {
-            self.inputs.insert(i, from.to_vec());
-        }
-        self.layers.push(l);
+        self.nodes.push(Node {
+            op: l,
+            inputs: (!chained).then(|| from.to_vec()),
+            name: None,
+        });
         self.at = Some(i);
         i
     }
@@ -59,7 +56,7 @@ impl Builder {
 
     fn unit(&mut self, name: &str) {
         if let Some(i) = self.at {
-            self.units.insert(i, name.to_string());
+            self.nodes[i].name = Some(name.to_string());
         }
     }
 
@@ -101,9 +98,7 @@ impl Builder {
         }
         self.then(Layer::linear(fc, flat, classes));
         Layout {
-            layers: self.layers,
-            inputs: self.inputs,
-            units: self.units,
+            nodes: self.nodes,
             bn: self.bn,
             bn_eps: 1e-5,
             convs_without_bias: true,

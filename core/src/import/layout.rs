@@ -2,16 +2,14 @@
 //! onto them; built by the chain layouts (`layouts.rs`), the graph layouts
 //! (`graphs.rs`) and `--layers` files, chosen by name in `registry.rs`.
 
-use crate::net::Layer;
-use std::collections::{BTreeMap, HashMap};
+use crate::net::{Layer, Node};
+use std::collections::HashMap;
 
 /// A layout: the layers, and for batch-norm variants which conv each BN
 /// (by its tensor prefix) follows.
 pub struct Layout {
-    pub layers: Vec<Layer>,
-    /// Graph networks: the nodes each node reads, and the units' names.
-    pub inputs: BTreeMap<usize, Vec<usize>>,
-    pub units: BTreeMap<usize, String>,
+    /// The nodes (graph networks: with the nodes each reads and the units' names).
+    pub nodes: Vec<Node>,
     /// conv name -> batch-norm prefix (`features.1`); affine nodes are
     /// batch norms named by their prefix.
     pub bn: HashMap<String, String>,
@@ -29,9 +27,7 @@ impl Layout {
         preprocess: &'static str,
     ) -> Self {
         Layout {
-            layers,
-            inputs: BTreeMap::new(),
-            units: BTreeMap::new(),
+            nodes: layers.into_iter().map(Node::from).collect(),
             bn,
             bn_eps: 1e-5,
             convs_without_bias: false,

@@ -18,18 +18,16 @@ pub fn from_file(path: &std::path::Path) -> Result<(Layout, i64)> {
         .map_err(|e| anyhow::anyhow!("cannot read --layers {}: {e}", path.display()))?;
     let nodes: Vec<crate::net::Node> = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("--layers {}: {e}", path.display()))?;
-    let spec = crate::net::NetSpec::from_nodes(&nodes, 3, 224);
-    let in_c = spec
-        .layers
+    let in_c = nodes
         .iter()
+        .map(|n| &n.op)
         .find_map(|l| match l {
             Layer::Conv { in_c, groups, .. } if *groups == 1 => Some(*in_c),
             _ => None,
         })
         .unwrap_or(3);
-    let mut l = Layout::chain(spec.layers, HashMap::new(), "torchvision");
-    l.inputs = spec.inputs;
-    l.units = spec.units;
+    let mut l = Layout::chain(vec![], HashMap::new(), "torchvision");
+    l.nodes = nodes;
     l.convs_without_bias = true;
     Ok((l, in_c))
 }

@@ -15,10 +15,10 @@ pub use batchnorm::{bn_affine, fold_bn};
 pub use registry::ARCHS;
 
 use crate::checkpoint::{self, ClassInfo, Manifest, Metrics, ModelDir, Snapshot};
-use crate::net::{Layer, Net, NetSpec};
+use crate::net::{Layer, Net, NetSpec, Node};
 use crate::preprocess::{Filter, Fit};
 use anyhow::{anyhow, bail, Context, Result};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -93,9 +93,7 @@ impl std::str::FromStr for Channels {
 /// tensors under the layers' names.
 struct Read {
     architecture: String,
-    layers: Vec<Layer>,
-    inputs: BTreeMap<usize, Vec<usize>>,
-    units: BTreeMap<usize, String>,
+    nodes: Vec<Node>,
     in_channels: i64,
     tensors: HashMap<String, Tensor>,
     preprocess: PreprocessKind,
@@ -151,7 +149,7 @@ fn take_layout(
         }
         Ok(t)
     };
-    for l in &lay.layers {
+    for l in lay.nodes.iter().map(|n| &n.op) {
         let Some((w_shape, n_out)) = l.param_shapes() else {
             continue;
         };
@@ -181,9 +179,7 @@ fn take_layout(
     }
     Ok(Read {
         architecture: arch.to_string(),
-        layers: lay.layers,
-        inputs: lay.inputs,
-        units: lay.units,
+        nodes: lay.nodes,
         in_channels,
         tensors,
         preprocess: match lay.preprocess {
@@ -217,9 +213,7 @@ fn read_file(o: &ImportOptions) -> Result<Read> {
             .unwrap_or_default();
         return Ok(Read {
             architecture: format!("onnx:{stem}"),
-            layers: g.layers,
-            inputs: g.inputs,
-            units: g.units,
+            nodes: g.nodes,
             in_channels: g.in_channels,
             tensors: g.tensors,
             preprocess: if caffe {
@@ -322,10 +316,7 @@ pub fn import(o: &ImportOptions) -> Result<ModelDir> {
     let r = read_file(o).with_context(|| format!("{}", o.from.display()))?;
     let kind = o.preprocess.unwrap_or(r.preprocess);
     let input_size = o.input_size.or(r.input_size).unwrap_or(224);
-    let mut spec = NetSpec::chain(r.layers, input_size);
-    spec.inputs = r.inputs;
-    spec.units = r.units;
-    spec.in_channels = r.in_channels;
+    let spec = NetSpec::from_nodes(&r.nodes, r.in_channels, input_size);
     spec.validate()
         .with_context(|| format!("{}: the network as read", o.from.display()))?;
     let (mean, std, bgr, name) = match kind {

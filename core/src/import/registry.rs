@@ -80,7 +80,10 @@ pub fn layout(arch: &str, shapes: &HashMap<String, Vec<i64>>) -> Result<Layout> 
                 f6 as f64 / 4096.0,
                 classes("fc8.weight")?,
             );
-            Layout::chain(spec.layers, HashMap::new(), "zfvis")
+            Layout {
+                nodes: spec.nodes,
+                ..Layout::chain(vec![], HashMap::new(), "zfvis")
+            }
         }
         other => bail!(
             "unknown --arch {other:?}: expected one of {}",

@@ -63,7 +63,7 @@ fn integrated_gradients(e: &Explainer, class: i64, steps: i64, batch: i64) -> Re
         let trace = e.net.trace_saving(&xs);
         let s = Tensor::zeros([b, e.num_classes()], (Kind::Float, dev));
         let _ = s.narrow(1, class, 1).fill_(1.0);
-        let last = e.net.spec.layers.len() - 1;
+        let last = e.net.spec.nodes.len() - 1;
         let g = walk(e.net, &trace, last, &s, Rule::GRADIENT, None).0;
         total += (g * w).sum_dim_intlist([0i64].as_slice(), true, Kind::Float);
     }

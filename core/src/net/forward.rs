@@ -2,7 +2,7 @@
 //! the trace keeps what the analyses read (maps, switches, hidden fc
 //! outputs, named units, and for the gradient rules what they need).
 
-use super::ops::{channels_last, lrn_with, Layer};
+use super::ops::Layer;
 use super::Net;
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
@@ -52,96 +52,12 @@ impl Net {
         train: bool,
         switches: Option<&mut Option<Tensor>>,
     ) -> Tensor {
-        let h = &ins[0];
-        match &self.spec.layers[i] {
-            Layer::Conv {
-                stride,
-                pad,
-                groups,
-                dilation,
-                ..
-            } => {
-                let p = self.params(i);
-                let (w, h) = match self.fast.get(i) {
-                    Some(Some(w)) if !train => (w, channels_last(h)),
-                    _ => (&p.weight, h.shallow_clone()),
-                };
-                h.conv2d(
-                    w,
-                    Some(&p.bias),
-                    [*stride, *stride],
-                    [*pad, *pad],
-                    [*dilation, *dilation],
-                    *groups,
-                )
-            }
-            Layer::Relu => h.relu(),
-            Layer::Clip { max } => h.clamp(0.0, *max),
-            Layer::Lrn {
-                size,
-                alpha,
-                beta,
-                k,
-            } => lrn_with(h, *size, *alpha, *beta, *k),
-            Layer::MaxPool {
-                k,
-                stride,
-                pad,
-                ceil_mode,
-            } => match switches {
-                Some(sw) => {
-                    let (o, idx) = h.max_pool2d_with_indices(
-                        [*k, *k],
-                        [*stride, *stride],
-                        [*pad, *pad],
-                        [1, 1],
-                        *ceil_mode,
-                    );
-                    *sw = Some(idx);
-                    o
-                }
-                None => h.max_pool2d(
-                    [*k, *k],
-                    [*stride, *stride],
-                    [*pad, *pad],
-                    [1, 1],
-                    *ceil_mode,
-                ),
-            },
-            Layer::AvgPool {
-                k,
-                stride,
-                pad,
-                ceil_mode,
-                count_include_pad,
-            } => h.avg_pool2d(
-                [*k, *k],
-                [*stride, *stride],
-                [*pad, *pad],
-                *ceil_mode,
-                *count_include_pad,
-                None::<i64>,
-            ),
-            Layer::AdaptiveAvgPool { out } => h.adaptive_avg_pool2d([*out, *out]),
-            Layer::Flatten => h.flatten(1, -1),
-            Layer::Dropout { p } => h.dropout(*p, train),
-            Layer::Linear { .. } => {
-                let p = self.params(i);
-                h.linear(&p.weight, Some(&p.bias))
-            }
-            Layer::Affine { .. } => {
-                let p = self.params(i);
-                let view: &[i64] = if h.dim() == 4 {
-                    &[1, -1, 1, 1]
-                } else {
-                    &[1, -1]
-                };
-                h * p.weight.view(view) + p.bias.view(view)
-            }
-            Layer::Add => ins[1..].iter().fold(h.shallow_clone(), |a, b| a + b),
-            Layer::Concat => Tensor::cat(ins, 1),
-            Layer::Pad { pads: [t, l, b, r] } => h.constant_pad_nd([*l, *r, *t, *b]),
-        }
+        let fast = match self.fast.get(i) {
+            Some(Some(w)) if !train => Some(w),
+            _ => None,
+        };
+        let p = self.params.get(i).and_then(Option::as_ref);
+        self.spec.op(i).forward(ins, p, fast, train, switches)
     }
 
     /// Run nodes `from..=to` on `h`, the output of node `from - 1` (the image
@@ -157,7 +73,7 @@ impl Net {
         mut switches: Option<&mut Vec<Option<Tensor>>>,
         mut keep: impl FnMut(usize, &Tensor),
     ) -> Tensor {
-        let n = self.spec.layers.len();
+        let n = self.spec.nodes.len();
         let to = to.min(n - 1);
         let mut vals: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
         let mut last = h.shallow_clone();
@@ -234,7 +150,7 @@ impl Net {
     fn trace_with(&self, x: &Tensor, save: bool) -> Trace {
         tch::no_grad(|| {
             let h = x.to_device(self.device());
-            let n = self.spec.layers.len();
+            let n = self.spec.nodes.len();
             let mut switches: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
             let last_node = self.spec.last_maps_node();
             let keep: std::collections::HashSet<usize> = self
@@ -242,16 +158,16 @@ impl Net {
                 .iter()
                 .map(|u| u.node)
                 .chain(self.hidden.iter().map(|h| h.0))
-                .chain(self.spec.units.keys().copied())
+                .chain(self.spec.named().map(|(i, _)| i))
                 .chain([last_node])
                 .collect();
             let mut outs: BTreeMap<usize, Tensor> = BTreeMap::new();
             let mut saved: Vec<Option<Tensor>> =
                 (0..if save { n } else { 0 }).map(|_| None).collect();
-            let layers = &self.spec.layers;
+            let spec = &self.spec;
             // LRN nodes by the node they read (None: the image).
             let mut lrn_of: BTreeMap<Option<usize>, Vec<usize>> = BTreeMap::new();
-            for (i, l) in layers.iter().enumerate().filter(|_| save) {
+            for (i, l) in spec.ops().enumerate().filter(|_| save) {
                 if let (Layer::Lrn { .. }, [src]) = (l, self.sources[i].as_slice()) {
                     lrn_of.entry(*src).or_default().push(i);
                 }
@@ -264,7 +180,7 @@ impl Net {
                     outs.insert(i, t.shallow_clone());
                 }
                 if save {
-                    if layers[i].is_relu() {
+                    if spec.op(i).is_relu() {
                         saved[i] = Some(t.shallow_clone());
                     }
                     for &j in lrn_of.get(&Some(i)).into_iter().flatten() {
@@ -277,7 +193,7 @@ impl Net {
                 maps: self.units.iter().map(|u| take(u.node)).collect(),
                 switches,
                 hidden: self.hidden.iter().map(|f| take(f.0)).collect(),
-                units: self.spec.units.keys().map(|&i| (i, take(i))).collect(),
+                units: self.spec.named().map(|(i, _)| (i, take(i))).collect(),
                 last_maps: take(last_node),
                 logits,
                 saved,

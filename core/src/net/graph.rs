@@ -6,7 +6,6 @@
 use super::ops::{concat_shape, node_shape, Layer, Shape, Window};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -45,27 +44,36 @@ pub struct Preset {
     pub fc_width: f64,
 }
 
-/// A node as a manifest stores it: the layer, the nodes it reads when not
-/// the one before it, and its unit name.
+/// One node of the graph, as the manifest stores it (`{"op": "conv", …,
+/// "inputs": [3, 7], "unit": "layer1.0"}`): its op with the op's
+/// parameters, the nodes it reads where that is not the node before it
+/// (graph networks: residual, dense, inception; node 0 reads the image),
+/// and its name as a unit (a PyTorch module path, an ONNX output name).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     #[serde(flatten)]
-    pub layer: Layer,
+    pub op: Layer,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Vec<usize>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
+    #[serde(default, rename = "unit", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl From<Layer> for Node {
+    /// A node reading the node before it, without a unit name.
+    fn from(op: Layer) -> Node {
+        Node {
+            op,
+            inputs: None,
+            name: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetSpec {
     /// The nodes in topological order.
-    pub layers: Vec<Layer>,
-    /// The nodes node `i` reads where that is not node `i - 1` (node 0
-    /// reads the image): graph networks (residual, dense, inception).
-    pub inputs: BTreeMap<usize, Vec<usize>>,
-    /// Named units: node -> name (a PyTorch module path, an ONNX output name).
-    pub units: BTreeMap<usize, String>,
+    pub nodes: Vec<Node>,
     /// Channels of the input image: 3 (RGB/BGR) or 1 (grey).
     pub in_channels: i64,
     pub input_size: i64,
@@ -80,9 +88,7 @@ impl NetSpec {
     /// A plain chain of layers on 3-channel images.
     pub fn chain(layers: Vec<Layer>, input_size: i64) -> Self {
         NetSpec {
-            layers,
-            inputs: BTreeMap::new(),
-            units: BTreeMap::new(),
+            nodes: layers.into_iter().map(Node::from).collect(),
             in_channels: 3,
             input_size,
             preset: None,
@@ -91,31 +97,37 @@ impl NetSpec {
 
     /// The network of a manifest's nodes.
     pub fn from_nodes(nodes: &[Node], in_channels: i64, input_size: i64) -> Self {
-        let mut spec = NetSpec::chain(nodes.iter().map(|n| n.layer.clone()).collect(), input_size);
-        spec.in_channels = in_channels;
-        for (i, n) in nodes.iter().enumerate() {
-            if let Some(v) = &n.inputs {
-                spec.inputs.insert(i, v.clone());
-            }
-            if let Some(u) = &n.unit {
-                spec.units.insert(i, u.clone());
-            }
+        NetSpec {
+            nodes: nodes.to_vec(),
+            in_channels,
+            input_size,
+            preset: None,
         }
-        spec
     }
 
-    /// The nodes as a manifest stores them.
-    pub fn nodes(&self) -> Vec<Node> {
-        self.layers
+    /// The op of node `i`.
+    pub fn op(&self, i: usize) -> &Layer {
+        &self.nodes[i].op
+    }
+
+    /// The ops in node order.
+    pub fn ops(&self) -> impl DoubleEndedIterator<Item = &Layer> + ExactSizeIterator {
+        self.nodes.iter().map(|n| &n.op)
+    }
+
+    /// Add a node reading the node before it.
+    pub fn push(&mut self, op: Layer) {
+        self.nodes.push(op.into());
+    }
+
+    /// The named nodes (units by name): (node, name), in node order.
+    pub fn named(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.nodes
             .iter()
             .enumerate()
-            .map(|(i, l)| Node {
-                layer: l.clone(),
-                inputs: self.inputs.get(&i).cloned(),
-                unit: self.units.get(&i).cloned(),
-            })
-            .collect()
+            .filter_map(|(i, n)| n.name.as_deref().map(|u| (i, u)))
     }
+
     /// ZFNet or AlexNet at width multiplier `width` (fc layers too).
     pub fn new(arch: Arch, width: f64, num_classes: i64) -> Self {
         NetSpec::preset(arch, width, width, num_classes)
@@ -159,20 +171,15 @@ impl NetSpec {
             ));
             layers.push(Layer::Relu);
         }
+        layers.push(Layer::max_pool(Window::new(3, 2, 0), false));
         let mut spec = NetSpec {
-            layers,
-            inputs: BTreeMap::new(),
-            units: BTreeMap::new(),
-            in_channels: 3,
-            input_size: 224,
             preset: Some(Preset {
                 arch,
                 width,
                 fc_width,
             }),
+            ..NetSpec::chain(layers, 224)
         };
-        spec.layers
-            .push(Layer::max_pool(Window::new(3, 2, 0), false));
         // fc6's input follows from the conv stack at 224 px; other input sizes
         // are set with `with_input_size`.
         spec.push_head(f, num_classes);
@@ -180,7 +187,7 @@ impl NetSpec {
     }
 
     fn push_head(&mut self, f: i64, num_classes: i64) {
-        self.layers.push(Layer::Flatten);
+        self.push(Layer::Flatten);
         let flat = match self.shapes() {
             Ok(s) => match s.last() {
                 Some(Shape::Flat(n)) => *n,
@@ -188,15 +195,18 @@ impl NetSpec {
             },
             Err(_) => 0,
         };
-        self.layers.extend([
-            Layer::linear("fc6", flat, f),
-            Layer::Relu,
-            Layer::Dropout { p: 0.5 },
-            Layer::linear("fc7", f, f),
-            Layer::Relu,
-            Layer::Dropout { p: 0.5 },
-            Layer::linear("fc8", f, num_classes),
-        ]);
+        self.nodes.extend(
+            [
+                Layer::linear("fc6", flat, f),
+                Layer::Relu,
+                Layer::Dropout { p: 0.5 },
+                Layer::linear("fc7", f, f),
+                Layer::Relu,
+                Layer::Dropout { p: 0.5 },
+                Layer::linear("fc8", f, num_classes),
+            ]
+            .map(Node::from),
+        );
     }
 
     /// A preset at another input size (fc6's input follows).
@@ -204,9 +214,9 @@ impl NetSpec {
         self.input_size = size;
         if let Some(p) = self.preset {
             let n = self.num_classes();
-            let keep = self.layers.iter().position(|l| *l == Layer::Flatten);
+            let keep = self.ops().position(|l| *l == Layer::Flatten);
             if let Some(k) = keep {
-                self.layers.truncate(k);
+                self.nodes.truncate(k);
                 self.push_head(scaled(4096, p.fc_width), n);
             }
         }
@@ -214,8 +224,7 @@ impl NetSpec {
     }
 
     pub fn num_classes(&self) -> i64 {
-        self.layers
-            .iter()
+        self.ops()
             .rev()
             .find_map(|l| match l {
                 Layer::Linear { out, .. } => Some(*out),
@@ -233,7 +242,7 @@ impl NetSpec {
 
     /// The nodes node `i` reads; `None` is the image.
     pub fn sources(&self, i: usize) -> Vec<Option<usize>> {
-        match self.inputs.get(&i) {
+        match &self.nodes[i].inputs {
             Some(v) => v.iter().map(|&j| Some(j)).collect(),
             None => vec![i.checked_sub(1)],
         }
@@ -241,13 +250,13 @@ impl NetSpec {
 
     /// A plain chain: every node reads the one before it.
     pub fn is_chain(&self) -> bool {
-        self.inputs.is_empty()
+        self.nodes.iter().all(|n| n.inputs.is_none())
     }
 
     /// The nodes that read each node.
     pub fn consumers(&self) -> Vec<Vec<usize>> {
-        let mut out = vec![vec![]; self.layers.len()];
-        for i in 0..self.layers.len() {
+        let mut out = vec![vec![]; self.nodes.len()];
+        for i in 0..self.nodes.len() {
             for j in self.sources(i).into_iter().flatten() {
                 if j < out.len() {
                     out[j].push(i);
@@ -263,8 +272,8 @@ impl NetSpec {
             c: self.in_channels,
             side: self.input_size,
         };
-        let mut out: Vec<Shape> = Vec::with_capacity(self.layers.len());
-        for (i, l) in self.layers.iter().enumerate() {
+        let mut out: Vec<Shape> = Vec::with_capacity(self.nodes.len());
+        for (i, l) in self.ops().enumerate() {
             let at = || format!("layer {i} ({})", l.op());
             let mut ins = vec![];
             for s in self.sources(i) {
@@ -321,20 +330,18 @@ impl NetSpec {
         if self.in_channels != 1 && self.in_channels != 3 {
             bail!("in_channels: expected 1 or 3, found {}", self.in_channels);
         }
-        if let Some((&i, _)) = self.inputs.iter().find(|(_, v)| v.is_empty()) {
+        if let Some(i) = self
+            .nodes
+            .iter()
+            .position(|n| n.inputs.as_ref().is_some_and(|v| v.is_empty()))
+        {
             bail!("layer {i}: an empty list of inputs");
-        }
-        if let Some((&i, _)) = self.units.iter().find(|(&i, _)| i >= self.layers.len()) {
-            bail!(
-                "unit of layer {i}: the network has {} layers",
-                self.layers.len()
-            );
         }
         let shapes = self.shapes()?;
         if self.convs().is_empty() {
             bail!("layers: the network has no conv layer");
         }
-        match (self.layers.last(), shapes.last()) {
+        match (self.ops().last(), shapes.last()) {
             (Some(Layer::Linear { .. }), Some(Shape::Flat(n))) if *n >= 1 => {}
             _ => bail!("layers: the last layer must be a linear layer giving the class scores"),
         }

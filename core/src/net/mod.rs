@@ -18,7 +18,7 @@ mod units;
 
 pub use forward::Trace;
 pub use graph::{Arch, NetSpec, Node, Preset};
-pub use ops::{channels_last, concat_shape, lrn, lrn_with, Layer, Shape, Window};
+pub use ops::{channels_last, concat_shape, lrn, lrn_with, Layer, Params, Shape, Window};
 pub use units::{ConvInfo, Unit};
 
 use anyhow::Result;
@@ -31,12 +31,6 @@ pub enum Init {
     Paper,
     /// He/Kaiming normal (fan-in, ReLU gain), zero biases.
     Kaiming,
-}
-
-/// A conv or linear layer's parameters.
-pub struct Params {
-    pub weight: Tensor,
-    pub bias: Tensor,
 }
 
 pub struct Net {
@@ -67,8 +61,7 @@ impl Net {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let params = spec
-            .layers
-            .iter()
+            .ops()
             .enumerate()
             .map(|(i, l)| {
                 let (w, b) = l.param_shapes()?;
@@ -82,8 +75,8 @@ impl Net {
             })
             .collect();
         let sources: Vec<Vec<Option<usize>>> =
-            (0..spec.layers.len()).map(|i| spec.sources(i)).collect();
-        let mut last_use: Vec<usize> = (0..spec.layers.len()).collect();
+            (0..spec.nodes.len()).map(|i| spec.sources(i)).collect();
+        let mut last_use: Vec<usize> = (0..spec.nodes.len()).collect();
         for (i, s) in sources.iter().enumerate() {
             for &j in s.iter().flatten() {
                 last_use[j] = last_use[j].max(i);
@@ -110,8 +103,7 @@ impl Net {
     pub fn for_inference(&mut self) {
         self.fast = tch::no_grad(|| {
             self.spec
-                .layers
-                .iter()
+                .ops()
                 .zip(&self.params)
                 .map(|(l, p)| match (l, p) {
                     (Layer::Conv { .. }, Some(p)) => Some(channels_last(&p.weight.detach())),
@@ -136,7 +128,7 @@ impl Net {
     /// (checkpoint name, tensor) of every parameter, sorted by name.
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = vec![];
-        for (l, p) in self.spec.layers.iter().zip(&self.params) {
+        for (l, p) in self.spec.ops().zip(&self.params) {
             if let (Some((wn, bn)), Some(p)) = (l.tensor_names(), p) {
                 out.push((wn, p.weight.shallow_clone()));
                 out.push((bn, p.bias.shallow_clone()));
@@ -150,16 +142,14 @@ impl Net {
     pub fn init(&mut self, init: Init) {
         let last = self
             .spec
-            .layers
-            .iter()
+            .ops()
             .rposition(|l| matches!(l, Layer::Linear { .. }));
         let last_w = last
-            .and_then(|i| self.spec.layers[i].tensor_names())
+            .and_then(|i| self.spec.op(i).tensor_names())
             .map(|n| n.0);
         let weights: std::collections::HashSet<String> = self
             .spec
-            .layers
-            .iter()
+            .ops()
             .filter_map(|l| l.tensor_names().map(|n| n.0))
             .collect();
         // Sorted, so the same seed always draws the same weights.

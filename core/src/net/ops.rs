@@ -6,6 +6,12 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+/// A conv, linear or affine node's parameters.
+pub struct Params {
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
 /// A square window op: kernel, stride, padding (both sides).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
@@ -139,6 +145,110 @@ pub enum Layer {
 }
 
 impl Layer {
+    /// The op applied to its inputs `ins` (one, or several for add and
+    /// concat) with its parameters `p` (conv, linear, affine); `fast`: a
+    /// conv's channels-last weight for inference; `switches` receives a
+    /// max-pool's indices; dropout acts when `train`.
+    pub fn forward(
+        &self,
+        ins: &[Tensor],
+        p: Option<&Params>,
+        fast: Option<&Tensor>,
+        train: bool,
+        switches: Option<&mut Option<Tensor>>,
+    ) -> Tensor {
+        let h = &ins[0];
+        match self {
+            Layer::Conv {
+                stride,
+                pad,
+                groups,
+                dilation,
+                ..
+            } => {
+                let p = p.expect("a conv's parameters");
+                let (w, h) = match fast {
+                    Some(w) => (w, channels_last(h)),
+                    None => (&p.weight, h.shallow_clone()),
+                };
+                h.conv2d(
+                    w,
+                    Some(&p.bias),
+                    [*stride, *stride],
+                    [*pad, *pad],
+                    [*dilation, *dilation],
+                    *groups,
+                )
+            }
+            Layer::Relu => h.relu(),
+            Layer::Clip { max } => h.clamp(0.0, *max),
+            Layer::Lrn {
+                size,
+                alpha,
+                beta,
+                k,
+            } => lrn_with(h, *size, *alpha, *beta, *k),
+            Layer::MaxPool {
+                k,
+                stride,
+                pad,
+                ceil_mode,
+            } => match switches {
+                Some(sw) => {
+                    let (o, idx) = h.max_pool2d_with_indices(
+                        [*k, *k],
+                        [*stride, *stride],
+                        [*pad, *pad],
+                        [1, 1],
+                        *ceil_mode,
+                    );
+                    *sw = Some(idx);
+                    o
+                }
+                None => h.max_pool2d(
+                    [*k, *k],
+                    [*stride, *stride],
+                    [*pad, *pad],
+                    [1, 1],
+                    *ceil_mode,
+                ),
+            },
+            Layer::AvgPool {
+                k,
+                stride,
+                pad,
+                ceil_mode,
+                count_include_pad,
+            } => h.avg_pool2d(
+                [*k, *k],
+                [*stride, *stride],
+                [*pad, *pad],
+                *ceil_mode,
+                *count_include_pad,
+                None::<i64>,
+            ),
+            Layer::AdaptiveAvgPool { out } => h.adaptive_avg_pool2d([*out, *out]),
+            Layer::Flatten => h.flatten(1, -1),
+            Layer::Dropout { p } => h.dropout(*p, train),
+            Layer::Linear { .. } => {
+                let p = p.expect("a linear layer's parameters");
+                h.linear(&p.weight, Some(&p.bias))
+            }
+            Layer::Affine { .. } => {
+                let p = p.expect("an affine node's parameters");
+                let view: &[i64] = if h.dim() == 4 {
+                    &[1, -1, 1, 1]
+                } else {
+                    &[1, -1]
+                };
+                h * p.weight.view(view) + p.bias.view(view)
+            }
+            Layer::Add => ins[1..].iter().fold(h.shallow_clone(), |a, b| a + b),
+            Layer::Concat => Tensor::cat(ins, 1),
+            Layer::Pad { pads: [t, l, b, r] } => h.constant_pad_nd([*l, *r, *t, *b]),
+        }
+    }
+
     pub fn conv(name: &str, in_c: i64, out: i64, w: Window) -> Layer {
         Layer::Conv {
             name: name.into(),

@@ -11,7 +11,7 @@ fn zfnet_sizes_match_the_paper() {
     let shapes = s.shapes().unwrap();
     assert_eq!(shapes[2], Shape::Maps { c: 96, side: 55 });
     assert_eq!(shapes[6], Shape::Maps { c: 256, side: 13 });
-    assert!(s.layers.contains(&Layer::linear("fc6", 9216, 4096)));
+    assert!(s.ops().any(|l| *l == Layer::linear("fc6", 9216, 4096)));
     assert_eq!(s.num_classes(), 1000);
     let hidden: Vec<String> = s.hidden_fcs().into_iter().map(|h| h.1).collect();
     assert_eq!(hidden, ["fc6", "fc7"]);
@@ -21,7 +21,7 @@ fn zfnet_sizes_match_the_paper() {
 fn alexnet_sizes_match_the_paper() {
     let s = NetSpec::new(Arch::Alexnet, 1.0, 1000);
     assert_eq!(map_sides(&s), vec![55, 27, 13, 13, 13]);
-    assert!(s.layers.contains(&Layer::linear("fc6", 9216, 4096)));
+    assert!(s.ops().any(|l| *l == Layer::linear("fc6", 9216, 4096)));
 }
 
 #[test]
@@ -46,18 +46,18 @@ fn conv1_receptive_field_is_the_kernel() {
 #[test]
 fn manifest_layers_round_trip() {
     let s = NetSpec::new(Arch::Alexnet, 0.5, 10);
-    let text = serde_json::to_string(&s.layers).unwrap();
+    let text = serde_json::to_string(&s.nodes).unwrap();
     assert!(
         text.contains(r#"{"op":"conv","name":"conv1","in":3,"out":48,"k":11,"stride":4,"pad":2}"#)
     );
-    let back: Vec<Layer> = serde_json::from_str(&text).unwrap();
-    assert_eq!(back, s.layers);
+    let back: Vec<Node> = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, s.nodes);
 }
 
 #[test]
 fn bad_layer_lists_are_refused_with_the_layer() {
     let mut s = NetSpec::new(Arch::Zfnet, 0.1, 3);
-    s.layers[4] = Layer::conv("conv2", 7, 26, Window::new(5, 2, 0));
+    s.nodes[4].op = Layer::conv("conv2", 7, 26, Window::new(5, 2, 0));
     let e = s.validate().unwrap_err().to_string();
     assert!(
         e.contains("layer 4 (conv)") && e.contains("7 input channels"),

@@ -49,10 +49,10 @@ impl NetSpec {
             _ => None,
         };
         let mut at = i;
-        if let Some(k) = next(at).filter(|&k| matches!(self.layers[k], Layer::Affine { .. })) {
+        if let Some(k) = next(at).filter(|&k| matches!(self.op(k), Layer::Affine { .. })) {
             at = k;
         }
-        if let Some(k) = next(at).filter(|&k| self.layers[k].is_relu()) {
+        if let Some(k) = next(at).filter(|&k| self.op(k).is_relu()) {
             at = k;
         }
         at
@@ -69,8 +69,7 @@ impl NetSpec {
                 _ => 0,
             },
         };
-        self.layers
-            .iter()
+        self.ops()
             .enumerate()
             .filter_map(|(i, l)| match l {
                 Layer::Conv {
@@ -103,10 +102,9 @@ impl NetSpec {
             .iter()
             .enumerate()
             .map(|(k, c)| Unit {
-                name: self
-                    .units
-                    .get(&c.map_at)
-                    .cloned()
+                name: self.nodes[c.map_at]
+                    .name
+                    .clone()
                     .unwrap_or_else(|| c.name.clone()),
                 node: c.map_at,
                 layer: Some(k + 1),
@@ -114,13 +112,13 @@ impl NetSpec {
                 side: c.side,
             })
             .collect();
-        for (&node, name) in &self.units {
+        for (node, name) in self.named() {
             if let (false, Some(Shape::Maps { c, side })) = (
                 convs.iter().any(|c| c.map_at == node),
                 shapes.get(node).copied(),
             ) {
                 out.push(Unit {
-                    name: name.clone(),
+                    name: name.to_string(),
                     node,
                     layer: None,
                     c,
@@ -167,8 +165,7 @@ impl NetSpec {
     pub fn hidden_fcs(&self) -> Vec<(usize, String)> {
         let consumers = self.consumers();
         let lin: Vec<usize> = self
-            .layers
-            .iter()
+            .ops()
             .enumerate()
             .filter(|(_, l)| matches!(l, Layer::Linear { .. }))
             .map(|(i, _)| i)
@@ -177,7 +174,7 @@ impl NetSpec {
             // No hidden fc layer (ResNet, DenseNet…): the pooled features
             // the classifier reads stand for the last hidden layer.
             let mut j = self.sources(*last)[0];
-            while let Some(k) = j.filter(|&k| matches!(self.layers[k], Layer::Dropout { .. })) {
+            while let Some(k) = j.filter(|&k| matches!(self.op(k), Layer::Dropout { .. })) {
                 j = self.sources(k)[0];
             }
             let shapes = self.shapes().unwrap_or_default();
@@ -192,7 +189,7 @@ impl NetSpec {
             .take(lin.len().saturating_sub(1))
             .map(|&i| {
                 let at = self.map_at(i, &consumers);
-                (at, self.layers[i].name().unwrap_or("fc").to_string())
+                (at, self.op(i).name().unwrap_or("fc").to_string())
             })
             .collect()
     }
@@ -228,9 +225,9 @@ impl NetSpec {
             let Some((y0, x0, y1, x1)) = fields[i] else {
                 continue;
             };
-            let w = self.layers[i].window();
+            let w = self.op(i).window();
             // A Pad node shifts rows by its top and columns by its left pad.
-            let (py, px) = match self.layers[i] {
+            let (py, px) = match self.op(i) {
                 Layer::Pad { pads } => (pads[0], pads[1]),
                 _ => (w.pad, w.pad),
             };

@@ -50,11 +50,11 @@ impl Reader<'_> {
         // The bias of a MatMul read just before.
         if n.op_type == "Add" {
             if let Some(i) = v.node.filter(|&i| {
-                matches!(self.layers[i], Layer::Linear { .. })
+                matches!(self.nodes[i].op, Layer::Linear { .. })
                     && self.uses.get(&ins[1 - consts[0]]) == Some(&1)
                     && self.last == Some(i)
             }) {
-                let (_, bn) = self.layers[i].tensor_names().expect("linear");
+                let (_, bn) = self.nodes[i].op.tensor_names().expect("linear");
                 let b = &self.tensors[&bn] + &k;
                 self.tensors.insert(bn, b);
                 self.values.insert(n.output[0].clone(), v);

@@ -7,10 +7,10 @@
 //! with the node's name and op.
 
 use super::batchnorm::{bn_affine, fold_bn};
-use crate::net::{Layer, Shape, Window};
+use crate::net::{Layer, Node, Shape, Window};
 use anyhow::{anyhow, bail, Context, Result};
 use onnx_protobuf::{AttributeProto, Message, ModelProto, NodeProto, TensorProto};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use tch::{Kind, Tensor};
 
@@ -33,11 +33,9 @@ fn at(n: &NodeProto) -> String {
 }
 
 pub struct Graph {
-    pub layers: Vec<Layer>,
-    /// The nodes each node reads (where not the one before it), and the
-    /// units: every node with maps, named by its ONNX output.
-    pub inputs: BTreeMap<usize, Vec<usize>>,
-    pub units: BTreeMap<usize, String>,
+    /// The nodes, with the nodes each reads (where not the one before it)
+    /// and the units: every node with maps, named by its ONNX output.
+    pub nodes: Vec<Node>,
     pub tensors: HashMap<String, Tensor>,
     pub input_name: String,
     /// The input's spatial side, when the graph fixes it.
@@ -106,9 +104,7 @@ pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
         values: HashMap::new(),
         uses,
         outputs: g.output.iter().map(|o| o.name.clone()).collect(),
-        layers: vec![],
-        inputs: BTreeMap::new(),
-        units: BTreeMap::new(),
+        nodes: vec![],
         tensors: HashMap::new(),
         names: HashSet::new(),
         last: None,
@@ -137,9 +133,7 @@ pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
         r.node(n)?;
     }
     Ok(Graph {
-        layers: r.layers,
-        inputs: r.inputs,
-        units: r.units,
+        nodes: r.nodes,
         tensors: r.tensors,
         input_name: input.name.clone(),
         input_size,
@@ -156,9 +150,7 @@ struct Reader<'a> {
     /// How many nodes read each value.
     uses: HashMap<String, usize>,
     outputs: HashSet<String>,
-    layers: Vec<Layer>,
-    inputs: BTreeMap<usize, Vec<usize>>,
-    units: BTreeMap<usize, String>,
+    nodes: Vec<Node>,
     tensors: HashMap<String, Tensor>,
     names: HashSet<String>,
     /// The last node added.
@@ -215,19 +207,19 @@ impl<'a> Reader<'a> {
 
     /// Add `l` reading `from`.
     fn push(&mut self, l: Layer, from: &[&Value]) -> usize {
-        let i = self.layers.len();
+        let i = self.nodes.len();
         let srcs: Vec<Option<usize>> = from.iter().map(|v| v.node).collect();
         let chained = match srcs.as_slice() {
             [None] => i == 0,
             [Some(j)] => *j + 1 == i,
             _ => false,
         };
-        if !chained {
-            // Only node 0 reads the image (see `read`).
-            self.inputs
-                .insert(i, srcs.iter().map(|s| s.unwrap_or(0)).collect());
-        }
-        self.layers.push(l);
+        // Only node 0 reads the image (see `read`).
+        self.nodes.push(Node {
+            op: l,
+            inputs: (!chained).then(|| srcs.iter().map(|s| s.unwrap_or(0)).collect()),
+            name: None,
+        });
         self.last = Some(i);
         i
     }
@@ -235,7 +227,7 @@ impl<'a> Reader<'a> {
     /// Name `out` the value of node `i` with shape `shape` (a unit when it has maps).
     fn set(&mut self, out: &str, i: usize, shape: Shape) {
         if matches!(shape, Shape::Maps { .. }) {
-            self.units.insert(i, out.to_string());
+            self.nodes[i].name = Some(out.to_string());
         }
         self.values.insert(
             out.to_string(),

@@ -46,12 +46,12 @@ impl Reader<'_> {
         let (gamma, beta, mean, var) = (g(1)?, g(2)?, g(3)?, g(4)?);
         let eps = attr_f(n, "epsilon", 1e-5);
         let conv = v.node.filter(|&i| {
-            matches!(self.layers[i], Layer::Conv { .. })
+            matches!(self.nodes[i].op, Layer::Conv { .. })
                 && self.uses.get(required(n, 0, "input").unwrap_or("")) == Some(&1)
-                && self.units.get(&i).map(String::as_str) == n.input.first().map(String::as_str)
+                && self.nodes[i].name.as_deref() == n.input.first().map(String::as_str)
         });
         if let Some(i) = conv {
-            let (wn, bn) = self.layers[i].tensor_names().expect("a conv");
+            let (wn, bn) = self.nodes[i].op.tensor_names().expect("a conv");
             let (w, b) = fold_bn(
                 &self.tensors[&wn],
                 &self.tensors[&bn],
@@ -82,7 +82,7 @@ impl Reader<'_> {
             Shape::Maps { c, .. } => c,
             Shape::Flat(f) => f,
         };
-        let name = self.fresh(layer_name(n, &format!("affine{}", self.layers.len())));
+        let name = self.fresh(layer_name(n, &format!("affine{}", self.nodes.len())));
         self.tensors.insert(format!("{name}.scale"), scale);
         self.tensors.insert(format!("{name}.shift"), shift);
         let i = self.push(Layer::Affine { name, c }, &[v]);
