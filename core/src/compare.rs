@@ -562,7 +562,7 @@ pub fn filter_tiles(net: &Net, tile: u32, cols: u32, per_filter: bool) -> RgbIma
         } else {
             layer_max
         };
-        let (_, _, data) = deconv::to_rgb8_scaled(&filt, m);
+        let (_, _, data) = crate::picture::to_rgb8_scaled(&filt, m);
         let (ox, oy) = (
             (slot as u32 % cols) * (t + 1) + 1,
             (slot as u32 / cols) * (t + 1) + 1,
@@ -599,7 +599,7 @@ pub fn pink_noise(n: usize, size: u32, seed: u64) -> Vec<RgbImage> {
                 .fft_ifft2(None::<&[i64]>, [-2i64, -1].as_slice(), "backward")
                 .real();
             let y = &y - y.mean(Kind::Double);
-            let (_, _, data) = deconv::to_rgb8(&y);
+            let (_, _, data) = crate::picture::to_rgb8(&y);
             RgbImage::from_raw(size, size, data).expect("buffer size")
         })
         .collect()

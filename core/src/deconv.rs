@@ -363,25 +363,6 @@ pub struct Projection {
     pub pixels: Tensor,
 }
 
-/// A unit (1-based: conv layers, then named units) and map (0-based) the
-/// network has, or the error naming the range.
-pub fn check_layer_map(spec: &crate::net::NetSpec, layer: usize, map: i64) -> Result<()> {
-    let units = spec.unit_list();
-    let n = units.len();
-    if !(1..=n).contains(&layer) {
-        let convs = units.iter().filter(|u| u.layer.is_some()).count();
-        bail!("layer {layer} is out of range: expected 1..={convs}");
-    }
-    let c = units[layer - 1].c;
-    if map < 0 || map >= c {
-        bail!(
-            "map {map} is out of range: layer {layer} has maps 0..{}",
-            c - 1
-        );
-    }
-    Ok(())
-}
-
 /// Strongest activation (value, y, x) of `map` in layer `layer` of image 0.
 pub fn strongest(trace: &Trace, layer: usize, map: i64) -> (f64, i64, i64) {
     let m = trace.maps[layer - 1].get(0).get(map);
@@ -404,7 +385,7 @@ pub fn project(net: &Net, trace: &Trace, reqs: &[ProjectRequest]) -> Result<Vec<
     }
     let layer = reqs[0].layer;
     for r in reqs {
-        check_layer_map(&net.spec, r.layer, r.map)?;
+        crate::net::check::layer_map(&net.units, r.layer, r.map)?;
         if r.layer != layer {
             bail!("one batch of projections must share its layer");
         }
@@ -470,59 +451,4 @@ pub fn top_maps(trace: &Trace, layer: usize, n: usize) -> Vec<(i64, f64)> {
     let v: Vec<f32> = Vec::try_from(&v).unwrap_or_default();
     let i: Vec<i64> = Vec::try_from(&i).unwrap_or_default();
     i.into_iter().zip(v.into_iter().map(|x| x as f64)).collect()
-}
-
-/// [`to_rgb8`] as an image.
-pub fn to_image(pixels: &Tensor) -> image::RgbImage {
-    let (w, h, rgb) = to_rgb8(pixels);
-    image::RgbImage::from_raw(w, h, rgb).expect("buffer matches its size")
-}
-
-/// A projection as the paper draws it (Fig. 2): cut to the receptive field of
-/// the kept activation, with its own contrast (the 99.5th percentile of |v|
-/// reaches black or white: a few strongest pixels clip so that the faint
-/// pattern of a deep layer shows), resized to `side` px.
-pub fn field_image(p: &Projection, side: u32) -> image::RgbImage {
-    let (y0, x0, y1, x1) = p.field;
-    let cut = p
-        .pixels
-        .narrow(1, y0, y1 - y0 + 1)
-        .narrow(2, x0, x1 - x0 + 1);
-    let mut v: Vec<f32> =
-        Vec::try_from(&cut.abs().reshape([-1]).to_kind(Kind::Float)).unwrap_or_default();
-    v.sort_by(f32::total_cmp);
-    let q = v
-        .get(v.len().saturating_sub(1) * 995 / 1000)
-        .copied()
-        .unwrap_or(0.0) as f64;
-    let (w, h, rgb) = to_rgb8_scaled(&cut, q);
-    let img = image::RgbImage::from_raw(w, h, rgb).expect("buffer matches its size");
-    image::imageops::resize(&img, side, side, image::imageops::FilterType::Triangle)
-}
-
-/// Contrast stretch for people: centre at 0 -> mid grey, scale so the largest
-/// absolute value reaches black or white (symmetric, so the sign is visible).
-/// Returns [H, W, 3] u8 data.
-pub fn to_rgb8(pixels: &Tensor) -> (u32, u32, Vec<u8>) {
-    let m = pixels.abs().max().double_value(&[]);
-    to_rgb8_scaled(pixels, m)
-}
-
-/// As [`to_rgb8`], with `max_abs` (not the input's own) mapped to black/white.
-pub fn to_rgb8_scaled(pixels: &Tensor, max_abs: f64) -> (u32, u32, Vec<u8>) {
-    let mut p = pixels.to_device(tch::Device::Cpu).to_kind(Kind::Float);
-    if p.size()[0] == 1 {
-        // A grey network's projection, shown in grey.
-        p = p.expand([3, -1, -1], false);
-    }
-    let m = max_abs.max(1e-12);
-    let img = ((p / m) * 127.5 + 127.5)
-        .clamp(0.0, 255.0)
-        .round()
-        .to_kind(Kind::Uint8)
-        .permute([1, 2, 0])
-        .contiguous();
-    let (h, w) = (img.size()[0] as u32, img.size()[1] as u32);
-    let data: Vec<u8> = Vec::try_from(&img.reshape([-1])).unwrap_or_default();
-    (w, h, data)
 }

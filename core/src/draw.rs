@@ -221,7 +221,7 @@ impl Drawing {
                 }
             };
         }
-        crate::engine::png(&px.0)
+        crate::picture::png(&px.0)
     }
 
     pub fn svg(&self) -> String {
@@ -282,7 +282,7 @@ impl Drawing {
                         "<image x=\"{x}\" y=\"{y}\" width=\"{}\" height=\"{}\" href=\"data:image/png;base64,{}\"/>\n",
                         img.width(),
                         img.height(),
-                        base64::engine::general_purpose::STANDARD.encode(crate::engine::png(img))
+                        base64::engine::general_purpose::STANDARD.encode(crate::picture::png(img))
                     );
                 }
             }

@@ -11,6 +11,7 @@
 
 use crate::deconv::{strongest, walk, Rule};
 pub use crate::methods::Method;
+use crate::net::check;
 use crate::net::{Net, Shape, Trace};
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -55,8 +56,8 @@ impl Options {
         Options {
             gradcam_layer: net.last_unit(),
             ig_steps: 50,
-            size: 48,
-            stride: 8,
+            size: crate::occlusion::DEFAULT_SIZE,
+            stride: crate::occlusion::DEFAULT_STRIDE,
             batch: 16,
         }
     }
@@ -93,27 +94,16 @@ impl<'a> Explainer<'a> {
     /// A class or unit/map the network has, or the error naming the range.
     pub fn check(&self, method: Method, target: Target, o: &Options) -> Result<()> {
         match target {
-            Target::Class(c) if c < 0 || c >= self.num_classes() => bail!(
-                "class {c} is out of range: the model has classes 0..{}",
-                self.num_classes() - 1
-            ),
+            Target::Class(c) => check::class(c, self.num_classes())?,
             Target::Map { .. } if method.class_only() => bail!(
-                "{} explains a class; a map (--map, map=) applies to deconv, guided and gradient",
-                method.name()
+                "{} explains a class; a map (--map, map=) applies to {}",
+                method.name(),
+                Method::for_maps("and")
             ),
-            Target::Map { layer, map } => {
-                crate::deconv::check_layer_map(&self.net.spec, layer, map)?
-            }
-            Target::Class(_) => {}
+            Target::Map { layer, map } => check::layer_map(&self.net.units, layer, map)?,
         }
         if method.needs().layer {
-            let n = self.net.units.len();
-            if !(1..=n).contains(&o.gradcam_layer) {
-                bail!(
-                    "layer {} is out of range: expected 1..={n}",
-                    o.gradcam_layer
-                );
-            }
+            check::layer(o.gradcam_layer, self.net.units.len())?;
             let u = &self.net.units[o.gradcam_layer - 1];
             if !matches!(self.net.shapes[u.node], Shape::Maps { .. }) {
                 bail!("Grad-CAM needs a unit with maps; {} is flat", u.name);
@@ -277,59 +267,4 @@ pub fn deletion_insertion(
             step,
         }
     })
-}
-
-// ---- pictures ------------------------------------------------------------
-
-/// The q-quantile of |values| (the contrast point of the pictures: a few
-/// strongest pixels clip so that the rest shows).
-pub fn quantile_abs(t: &Tensor, q: f64) -> f64 {
-    let mut v: Vec<f32> = Vec::try_from(
-        &t.abs()
-            .reshape([-1])
-            .to_kind(Kind::Float)
-            .to_device(tch::Device::Cpu),
-    )
-    .unwrap_or_default();
-    v.sort_by(f32::total_cmp);
-    let i = ((v.len().saturating_sub(1)) as f64 * q) as usize;
-    v.get(i).copied().unwrap_or(0.0) as f64
-}
-
-/// One convention for every method: the saliency per pixel ([`saliency`],
-/// negatives as 0), its 99.5th percentile at the top of the viridis scale.
-pub fn heat_image(map: &Tensor) -> image::RgbImage {
-    let s = saliency(map)
-        .relu()
-        .to_device(tch::Device::Cpu)
-        .to_kind(Kind::Float);
-    let m = quantile_abs(&s, 0.995).max(1e-12);
-    let (h, w) = (s.size()[0] as u32, s.size()[1] as u32);
-    let v: Vec<f32> = Vec::try_from(&s.reshape([-1])).unwrap_or_default();
-    let mut img = image::RgbImage::new(w, h);
-    for (p, x) in img.pixels_mut().zip(v) {
-        *p = image::Rgb(crate::occlusion::viridis(x as f64 / m));
-    }
-    img
-}
-
-/// As the paper draws a projection: signed, mid grey at 0, the 99.5th
-/// percentile of |value| at black or white, in colour; per-pixel maps as
-/// [`heat_image`].
-pub fn signed_image(map: &Tensor) -> image::RgbImage {
-    if map.dim() != 3 {
-        return heat_image(map);
-    }
-    let q = quantile_abs(map, 0.995);
-    let (w, h, rgb) = crate::deconv::to_rgb8_scaled(map, q);
-    image::RgbImage::from_raw(w, h, rgb).expect("buffer matches its size")
-}
-
-/// A PNG as a data URL (for results that carry several pictures).
-pub fn data_url(img: &image::RgbImage) -> String {
-    use base64::Engine as _;
-    format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(crate::engine::png(img))
-    )
 }

@@ -419,16 +419,8 @@ pub fn responding(entries: &[Entry]) -> &[Entry] {
 
 /// The top 9 of one map in an index (strongest first).
 pub fn top9(index: &SnapshotIndex, layer: usize, map: i64) -> Result<&[Entry]> {
-    let n = index.layers.len();
-    if !(1..=n).contains(&layer) {
-        bail!("layer {layer} is out of range: expected 1..={n}");
-    }
+    crate::net::check::layer(layer, index.layers.len())?;
     let maps = &index.layers[layer - 1];
-    if map < 0 || map as usize >= maps.len() {
-        bail!(
-            "map {map} is out of range: layer {layer} has maps 0..{}",
-            maps.len() as i64 - 1
-        );
-    }
+    crate::net::check::maps(layer, map, maps.len() as i64)?;
     Ok(&maps[map as usize])
 }

@@ -136,11 +136,10 @@ pub fn invariance(net: &Net, x: &Tensor, req: &InvarianceRequest) -> Result<Inva
     let base = net.trace(&x);
     let n_classes = base.logits.size()[1];
     let class = match req.class {
-        Some(c) if c < 0 || c >= n_classes => bail!(
-            "class {c} is out of range: the model has classes 0..{}",
-            n_classes - 1
-        ),
-        Some(c) => c,
+        Some(c) => {
+            crate::net::check::class(c, n_classes)?;
+            c
+        }
         None => base.logits.get(0).argmax(0, false).int64_value(&[]),
     };
     let curve = |t: Transform| -> Result<Curve> {

@@ -33,6 +33,7 @@ pub mod models;
 pub mod net;
 pub mod occlusion;
 pub mod params;
+pub mod picture;
 pub mod predict;
 pub mod preprocess;
 pub mod probe;

@@ -3,7 +3,9 @@
 use crate::checkpoint::ModelDir;
 use crate::error::{bad, Error, Result};
 use serde::Serialize;
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 /// One unit (see [`crate::net::Unit`]): conv layers 1..N, then named units.
 #[derive(Serialize, Clone)]
@@ -60,7 +62,42 @@ pub fn open_model(models_dir: &Path, name: &str) -> Result<ModelDir> {
     if !dir.join("manifest.json").is_file() {
         return Err(Error::NotFound(format!("unknown model {name:?}")));
     }
-    Ok(ModelDir::open(&dir)?)
+    loaded(&dir)
+}
+
+/// A manifest file's identity: modified time, length, inode (a save writes
+/// a new file and renames it over the old one).
+type Stamp = (std::time::SystemTime, u64, u64);
+
+/// Model folders as last parsed, by folder, with their manifest's stamp.
+type Loaded = HashMap<PathBuf, (Stamp, ModelDir)>;
+
+/// The model folder `dir`, its manifest parsed and checked once per change
+/// of the file (every request names its model; none re-reads it).
+fn loaded(dir: &Path) -> Result<ModelDir> {
+    static LOADED: OnceLock<Mutex<Loaded>> = OnceLock::new();
+    let path = dir.join("manifest.json");
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
+    let stamp = (
+        meta.modified().map_err(|e| Error::Internal(e.into()))?,
+        meta.len(),
+        std::os::unix::fs::MetadataExt::ino(&meta),
+    );
+    let table = LOADED.get_or_init(Default::default);
+    let lock = || table.lock().unwrap_or_else(|x| x.into_inner());
+    if let Some((s, m)) = lock().get(dir) {
+        if *s == stamp {
+            return Ok(m.clone());
+        }
+    }
+    let m = ModelDir::open(dir)?;
+    let mut t = lock();
+    if t.len() >= 256 {
+        t.clear();
+    }
+    t.insert(dir.to_path_buf(), (stamp, m.clone()));
+    Ok(m)
 }
 
 /// Every loadable model under `models_dir`, by name.

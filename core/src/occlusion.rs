@@ -10,6 +10,7 @@
 //! Nakandala et al., SIGMOD 2019).
 
 use crate::net::Net;
+use crate::picture::viridis;
 use anyhow::{bail, Result};
 use serde::Serialize;
 use tch::{Kind, Tensor};
@@ -35,11 +36,24 @@ pub struct OcclusionRequest {
     pub method: Method,
 }
 
+/// The occluder's side and stride by default, px at the input size (the
+/// paper's Fig. 7 grid at 224 px: 23 x 23 positions).
+pub const DEFAULT_SIZE: i64 = 48;
+pub const DEFAULT_STRIDE: i64 = 8;
+
+/// For serde defaults of the requests that take a window.
+pub fn default_size() -> i64 {
+    DEFAULT_SIZE
+}
+pub fn default_stride() -> i64 {
+    DEFAULT_STRIDE
+}
+
 impl Default for OcclusionRequest {
     fn default() -> Self {
         OcclusionRequest {
-            size: 48,
-            stride: 8,
+            size: DEFAULT_SIZE,
+            stride: DEFAULT_STRIDE,
             class: None,
             batch: 64,
             method: Method::Incremental,
@@ -135,11 +149,10 @@ pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<Occlusio
     let probs0 = trace.probs().get(0);
     let n_classes = probs0.size()[0];
     let class = match req.class {
-        Some(c) if c < 0 || c >= n_classes => bail!(
-            "class {c} is out of range: the model has classes 0..{}",
-            n_classes - 1
-        ),
-        Some(c) => c,
+        Some(c) => {
+            crate::net::check::class(c, n_classes)?;
+            c
+        }
         None => probs0.argmax(0, false).int64_value(&[]),
     };
     let a5 = last_maps(&trace).get(0);
@@ -270,25 +283,6 @@ pub fn live(net: &Net, x: &Tensor, y0: i64, x0: i64, size: i64, map: i64) -> Liv
         map_activation: o.map_sum[0],
         strongest_map: map,
     }
-}
-
-/// A perceptual colour scale (viridis, 5 stops), t in 0..1.
-pub fn viridis(t: f64) -> [u8; 3] {
-    const STOPS: [[f64; 3]; 5] = [
-        [68.0, 1.0, 84.0],
-        [59.0, 82.0, 139.0],
-        [33.0, 145.0, 140.0],
-        [94.0, 201.0, 98.0],
-        [253.0, 231.0, 37.0],
-    ];
-    let t = if t.is_finite() {
-        t.clamp(0.0, 1.0)
-    } else {
-        0.0
-    } * 4.0;
-    let i = (t.floor() as usize).min(3);
-    let f = t - i as f64;
-    std::array::from_fn(|c| (STOPS[i][c] * (1.0 - f) + STOPS[i + 1][c] * f).round() as u8)
 }
 
 /// Distinct colours for class labels by rank (Tableau 10, then black, white).

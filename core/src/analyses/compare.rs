@@ -4,8 +4,9 @@
 
 use crate::analysis::{Analysis, Job};
 use crate::compare::*;
-use crate::engine::{bad_input, png, Context, Engine, Error};
+use crate::engine::{bad_input, Context, Engine, Error};
 use crate::params::ModelName;
+use crate::picture::png;
 use serde::Deserialize;
 use serde::Serialize;
 

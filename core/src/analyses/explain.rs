@@ -5,18 +5,13 @@
 use crate::analysis::{Analysis, Job};
 use crate::engine::{bad, bad_input, Context, Engine};
 use crate::explain::*;
+use crate::net::check;
 use crate::net::Net;
 use crate::params::{ContentId, ModelName};
+use crate::picture::{data_url, heat_image, signed_image};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
-
-fn default_size() -> i64 {
-    48
-}
-fn default_stride() -> i64 {
-    8
-}
 
 /// What to explain and how, shared by one method and the methods view.
 #[derive(Debug, Clone)]
@@ -110,9 +105,9 @@ pub struct ExplainRequest {
     #[serde(default)]
     pub map: Option<i64>,
     /// Occluder side and stride, px at the input size.
-    #[serde(default = "default_size")]
+    #[serde(default = "crate::occlusion::default_size")]
     pub size: i64,
-    #[serde(default = "default_stride")]
+    #[serde(default = "crate::occlusion::default_stride")]
     pub stride: i64,
     /// Add the deletion and insertion curves (a class is needed).
     #[serde(default)]
@@ -201,7 +196,7 @@ pub fn explain_with(
         seconds,
         shape: map.size(),
         curves,
-        png: crate::engine::png(&signed_image(&map)),
+        png: crate::picture::png(&signed_image(&map)),
         raw: map,
     })
 }
@@ -258,9 +253,9 @@ pub struct MethodsRequest {
     pub layer: Option<usize>,
     #[serde(default)]
     pub map: Option<i64>,
-    #[serde(default = "default_size")]
+    #[serde(default = "crate::occlusion::default_size")]
     pub size: i64,
-    #[serde(default = "default_stride")]
+    #[serde(default = "crate::occlusion::default_stride")]
     pub stride: i64,
     /// Comma-separated (default: all seven).
     #[serde(default)]
@@ -315,28 +310,21 @@ impl Job for Methods {
         ctx.image_bytes(&r.image)?;
         let ms = r.methods().map_err(bad_input)?;
         if r.map.is_some() && ms.iter().all(|m| m.class_only()) {
-            return Err(bad(
-                "a map is explained by deconv, guided or gradient; these methods explain a class",
-            ));
+            return Err(bad(format!(
+                "a map is explained by {}; these methods explain a class",
+                Method::for_maps("or")
+            )));
         }
         let spec = ctx.model(&r.model)?.manifest.spec().map_err(bad_input)?;
         if let Some(l) = r.layer {
-            let n = spec.unit_list().len();
-            if !(1..=n).contains(&l) {
-                return Err(bad(format!("layer {l} is out of range: expected 1..={n}")));
-            }
+            let units = spec.unit_list();
+            check::layer(l, units.len()).map_err(bad_input)?;
             if let Some(m) = r.map {
-                crate::deconv::check_layer_map(&spec, l, m).map_err(bad_input)?;
+                check::layer_map(&units, l, m).map_err(bad_input)?;
             }
         }
         if let Some(c) = r.class {
-            let n = spec.num_classes();
-            if c < 0 || c >= n {
-                return Err(bad(format!(
-                    "class {c} is out of range: the model has classes 0..{}",
-                    n - 1
-                )));
-            }
+            check::class(c, spec.num_classes()).map_err(bad_input)?;
         }
         crate::occlusion::positions(spec.input_size, r.size, r.stride).map_err(bad_input)?;
         Ok(())

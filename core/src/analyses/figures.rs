@@ -634,7 +634,7 @@ fn fig6(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
                     top,
                     projs
                         .iter()
-                        .map(|p| deconv::field_image(p, T))
+                        .map(|p| crate::picture::field_image(&p.pixels, p.field, T))
                         .collect::<Vec<RgbImage>>(),
                 )
             }
@@ -765,7 +765,7 @@ fn fig7(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         ),
         (
             "(c) its projection".into(),
-            fitted(deconv::to_image(&proj.pixels)),
+            fitted(crate::picture::to_image(&proj.pixels)),
         ),
         (format!("(d) P({})", name(grid.class)), fitted(dd)),
         ("(e) top label".into(), fitted(ee)),
@@ -781,7 +781,7 @@ fn fig7(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
     let bar = |d: &mut Drawing, x: i32, lo: f64, hi: f64| {
         let y = 50 + P as i32 + 6;
         for k in 0..P as i32 {
-            let c = occlusion::viridis(k as f64 / (P - 1) as f64);
+            let c = crate::picture::viridis(k as f64 / (P - 1) as f64);
             d.rect(x + k, y, 1, 8, Some(c), None);
         }
         d.text(x, y + 10, draw::num(lo), Size::Small, Anchor::Start);

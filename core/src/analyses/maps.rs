@@ -3,8 +3,9 @@
 //! one sprite of tiles, each scaled by its own peak.
 
 use crate::analysis::Analysis;
-use crate::engine::{bad, png, Engine, Error, Result};
+use crate::engine::{Engine, Error, Result};
 use crate::params::{ContentId, ModelName};
+use crate::picture::png;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
@@ -41,17 +42,6 @@ pub struct MapsResult {
     pub sprite_png: Vec<u8>,
 }
 
-/// A layer number the network has, or the error naming the range.
-pub fn check_layer(net: &crate::net::Net, layer: usize) -> Result<()> {
-    let n = net.units.len();
-    if !(1..=n).contains(&layer) {
-        return Err(bad(format!(
-            "layer {layer} is out of range: expected 1..={n}"
-        )));
-    }
-    Ok(())
-}
-
 pub struct Maps;
 
 impl Analysis for Maps {
@@ -59,7 +49,8 @@ impl Analysis for Maps {
     type Result = MapsResult;
 
     fn run(e: &mut Engine, r: &LayerRequest) -> Result<MapsResult> {
-        check_layer(&*e.net(&r.model, r.epoch)?, r.layer)?;
+        crate::net::check::layer(r.layer, e.net(&r.model, r.epoch)?.units.len())
+            .map_err(crate::error::bad_input)?;
         let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
         let internal = |e: tch::TchError| Error::Internal(e.into());
         let maps = t.trace.maps[r.layer - 1].get(0).to_device(Device::Cpu);

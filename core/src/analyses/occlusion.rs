@@ -5,20 +5,15 @@
 use crate::analyses::projection::{Mode, ProjectionResult};
 use crate::analysis::Analysis;
 use crate::deconv::{self, ProjectRequest};
-use crate::engine::{bad, bad_input, png, Engine};
+use crate::engine::{bad, bad_input, Engine};
 use crate::net::Net;
 use crate::occlusion::*;
 use crate::params::{ContentId, ModelName};
+use crate::picture::png;
 use crate::predict::{self, Prediction};
 use serde::Deserialize;
 use serde::Serialize;
 
-fn default_size() -> i64 {
-    48
-}
-fn default_stride() -> i64 {
-    8
-}
 fn default_batch() -> i64 {
     64
 }

@@ -54,7 +54,7 @@ impl Analysis for Crop {
     type Result = crate::engine::Picture;
 
     fn run(e: &mut Engine, r: &CropRequest) -> crate::engine::Result<Self::Result> {
-        Ok(crate::engine::Picture(crate::engine::png(
+        Ok(crate::engine::Picture(crate::picture::png(
             &e.crop(&r.model, &r.image)?,
         )))
     }

@@ -2,11 +2,12 @@
 //!
 //! The science is one floor down, in `crate::deconv`.
 
-use crate::analyses::maps::check_layer;
 use crate::analysis::Analysis;
 use crate::deconv::*;
-use crate::engine::{bad_input, png, Engine};
+use crate::engine::{bad_input, Engine};
 use crate::params::{ContentId, ModelName};
+use crate::picture::png;
+use crate::picture::{field_image, to_image};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -103,7 +104,8 @@ impl Analysis for Project {
     type Result = ProjectionResult;
 
     fn run(e: &mut Engine, r: &MapRequest) -> crate::engine::Result<ProjectionResult> {
-        check_layer_map(&e.net(&r.model, r.epoch)?.spec, r.layer, r.map).map_err(bad_input)?;
+        crate::net::check::layer_map(&e.net(&r.model, r.epoch)?.units, r.layer, r.map)
+            .map_err(bad_input)?;
         let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
         let req = ProjectRequest {
             layer: r.layer,
@@ -167,7 +169,8 @@ impl Analysis for Top9 {
     type Result = Top9Result;
 
     fn run(e: &mut Engine, r: &Top9Request) -> crate::engine::Result<Top9Result> {
-        check_layer(&*e.net(&r.model, r.epoch)?, r.layer)?;
+        crate::net::check::layer(r.layer, e.net(&r.model, r.epoch)?.units.len())
+            .map_err(bad_input)?;
         let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
         let reqs: Vec<ProjectRequest> = top_maps(&t.trace, r.layer, 9)
             .iter()
@@ -192,7 +195,7 @@ impl Analysis for Top9 {
                 let (y, x) = ((i as i64 / 3) * tile, (i as i64 % 3) * tile);
                 let pic = match r.frame {
                     Frame::Full => to_image(&p.pixels),
-                    Frame::Field => field_image(p, tile as u32),
+                    Frame::Field => field_image(&p.pixels, p.field, tile as u32),
                 };
                 image::imageops::replace(&mut sprite, &pic, x, y);
                 ProjectionResult::describe(p, Mode::Strongest)

@@ -109,7 +109,7 @@ impl Job for Sanity {
                         .map(|(m, t)| {
                             (
                                 m.name(),
-                                crate::explain::data_url(&crate::explain::heat_image(t)),
+                                crate::picture::data_url(&crate::picture::heat_image(t)),
                             )
                         })
                         .collect(),

@@ -6,10 +6,12 @@
 use crate::analyses::projection::{Field, Frame};
 use crate::analysis::Analysis;
 use crate::checkpoint::ModelDir;
-use crate::deconv::{self, check_layer_map, Keep, ProjectRequest};
-use crate::engine::{bad, bad_input, png, Context, Engine, Error, Picture, Result};
+use crate::deconv::{self, Keep, ProjectRequest};
+use crate::engine::{bad, bad_input, Context, Engine, Error, Picture, Result};
 use crate::index::{self, Entry, SnapshotIndex};
+use crate::net::check;
 use crate::params::{ContentId, MapList, ModelName};
+use crate::picture::png;
 use crate::progress::{Progress, State};
 use image::imageops::{self, FilterType};
 use image::RgbImage;
@@ -79,9 +81,9 @@ fn entry_patches(
         field: Field { y0, x0, y1, x1 },
     };
     let proj = match frame {
-        Frame::Field => deconv::field_image(&p, TILE),
+        Frame::Field => crate::picture::field_image(&p.pixels, p.field, TILE),
         Frame::Full => imageops::resize(
-            &deconv::to_image(&p.pixels),
+            &crate::picture::to_image(&p.pixels),
             TILE,
             TILE,
             FilterType::Triangle,
@@ -181,7 +183,7 @@ impl Analysis for DatasetTop9 {
 
     fn run(e: &mut Engine, r: &DatasetMapRequest) -> Result<DatasetTop9Result> {
         let net = e.net(&r.model, r.epoch)?;
-        check_layer_map(&net.spec, r.layer, r.map).map_err(bad_input)?;
+        check::layer_map(&net.units, r.layer, r.map).map_err(bad_input)?;
         let m = e.model(&r.model)?;
         let ix = e.ctx.indexer()?.clone();
         let dataset = ix.dataset.clone();
@@ -281,8 +283,9 @@ impl Timeline {
         if maps.is_empty() || maps.len() > 32 {
             return Err(bad(format!("choose 1 to 32 maps, got {}", maps.len())));
         }
+        let units = spec.unit_list();
         for &k in maps {
-            check_layer_map(&spec, r.layer, k).map_err(bad_input)?;
+            check::layer_map(&units, r.layer, k).map_err(bad_input)?;
         }
         let ix = e.ctx.indexer()?.clone();
         let dataset = ix.dataset.clone();
@@ -386,7 +389,7 @@ impl Analysis for Evolution {
 
     fn run(e: &mut Engine, r: &EvolutionRequest) -> Result<Picture> {
         let m = e.model(&r.model)?;
-        check_layer_map(&m.manifest.spec()?, r.layer, r.map).map_err(bad_input)?;
+        check::layer_map(&m.manifest.spec()?.unit_list(), r.layer, r.map).map_err(bad_input)?;
         e.ctx.image_bytes(&r.image)?;
         let epochs: Vec<u32> = m.manifest.snapshots.iter().map(|s| s.epoch).collect();
         let mut row =
@@ -403,7 +406,7 @@ impl Analysis for Evolution {
             let Ok(mut p) = deconv::project(&net, &t.trace, &[req]) else {
                 continue;
             };
-            let img = deconv::to_image(&p.remove(0).pixels);
+            let img = crate::picture::to_image(&p.remove(0).pixels);
             paste(
                 &mut row,
                 &imageops::resize(&img, TILE, TILE, FilterType::Triangle),

@@ -111,13 +111,6 @@ pub struct Engine {
     pub forwards: u64,
 }
 
-pub fn png(img: &RgbImage) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("png encoding to memory");
-    out.into_inner()
-}
-
 impl Engine {
     pub fn new(ctx: Context, traces: usize) -> Engine {
         Engine {
@@ -247,11 +240,8 @@ impl Engine {
     pub fn check_class(&self, model: &ModelName, class: Option<i64>) -> Result<()> {
         let n = self.model(model)?.manifest.classes.len() as i64;
         match class {
-            Some(c) if c < 0 || c >= n => Err(bad(format!(
-                "class {c} is out of range: the model has classes 0..{}",
-                n - 1
-            ))),
-            _ => Ok(()),
+            Some(c) => crate::net::check::class(c, n).map_err(bad_input),
+            None => Ok(()),
         }
     }
 }

@@ -133,6 +133,20 @@ impl Method {
         ALL.into_iter().filter(|m| m.by_default()).collect()
     }
 
+    /// The methods that explain a map, for messages: "a, b or c".
+    pub fn for_maps(or: &str) -> String {
+        let names: Vec<&str> = ALL
+            .iter()
+            .filter(|m| m.needs().map)
+            .map(|m| m.name())
+            .collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} {or} {last}", rest.join(", ")),
+            Some((last, _)) => last.to_string(),
+            None => String::new(),
+        }
+    }
+
     /// Methods that explain a class only (not a unit's map).
     pub fn class_only(self) -> bool {
         !self.needs().map

@@ -11,6 +11,7 @@
 //! list and presets, `units.rs` units and receptive fields, `forward.rs`
 //! the forward pass and its trace; here the network with its weights.
 
+pub mod check;
 mod forward;
 mod graph;
 mod ops;

@@ -4,7 +4,6 @@
 use super::args::{ImageArgs, Output};
 use super::local::{advance, bar, Local};
 use anyhow::{Context, Result};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use zfvis_core::analyses::explain::{Explain, ExplainRequest};
 use zfvis_core::analyses::sanity::{Sanity, SanityRequest};
@@ -31,10 +30,10 @@ pub struct ExplainArgs {
     #[arg(long)]
     map: Option<i64>,
     /// Occluder side, px at the input size (occlusion)
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = zfvis_core::occlusion::DEFAULT_SIZE)]
     size: i64,
     /// Step between occluder positions, px (occlusion)
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = zfvis_core::occlusion::DEFAULT_STRIDE)]
     stride: i64,
     /// PNG for people (pixel methods signed around grey, per-pixel maps in viridis)
     #[arg(long)]
@@ -68,11 +67,19 @@ pub fn explain(a: ExplainArgs) -> Result<()> {
     let mut l = Local::open(&a.input.model)?;
     let spec = l.dir.manifest.spec()?;
     let layer = a.layer.as_deref().map(|s| spec.find_unit(s)).transpose()?;
-    let req: ExplainRequest = l.request(
-        &a.input.image,
-        json!({"method": method, "class": a.class, "layer": layer, "map": a.map,
-               "size": a.size, "stride": a.stride, "score": a.score}),
-    )?;
+    let (model, epoch, image) = l.subject(&a.input.image)?;
+    let req = ExplainRequest {
+        model,
+        epoch,
+        image,
+        method,
+        class: a.class,
+        layer,
+        map: a.map,
+        size: a.size,
+        stride: a.stride,
+        score: a.score,
+    };
     // Integrated gradients and occlusion take many passes: a spinner meanwhile.
     let pb = indicatif::ProgressBar::new_spinner();
     pb.set_message(format!("{} …", method.name()));
@@ -131,10 +138,15 @@ pub fn sanity(a: SanityArgs) -> Result<()> {
         Method::parse_list(m)?;
     }
     let mut l = Local::open(&a.input.model)?;
-    let req: SanityRequest = l.request(
-        &a.input.image,
-        json!({"methods": a.methods, "seed": a.seed, "steps": a.steps}),
-    )?;
+    let (model, epoch, image) = l.subject(&a.input.image)?;
+    let req = SanityRequest {
+        model,
+        epoch,
+        image,
+        methods: a.methods.clone(),
+        seed: a.seed,
+        steps: a.steps,
+    };
     let pb = bar("sanity check {bar:40} {pos}/{len} steps ETA {eta}");
     let mut report = |done: usize, total: usize| {
         advance(&pb, done, total);

@@ -3,7 +3,6 @@
 use super::args::{ImageArgs, Output};
 use super::local::Local;
 use anyhow::Result;
-use serde_json::json;
 use zfvis_core::analyses::invariance::{CurvesRequest, Invariance};
 use zfvis_core::analysis::Analysis;
 use zfvis_core::invariance::InvarianceResult;
@@ -27,8 +26,14 @@ pub struct InvarianceArgs {
 
 pub fn run(a: InvarianceArgs) -> Result<()> {
     let mut l = Local::open(&a.input.model)?;
-    let req: CurvesRequest =
-        l.request(&a.input.image, json!({"steps": a.steps, "class": a.class}))?;
+    let (model, epoch, image) = l.subject(&a.input.image)?;
+    let req = CurvesRequest {
+        model,
+        epoch,
+        image,
+        steps: a.steps,
+        class: a.class,
+    };
     let r = Invariance::run(&mut l.engine, &req)?;
     if a.csv && !a.output.json {
         print!("{}", r.to_csv());

@@ -4,7 +4,6 @@
 
 use super::args::ModelArgs;
 use anyhow::{Context, Result};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use zfvis_core::checkpoint::ModelDir;
 use zfvis_core::engine::{self, Engine};
@@ -75,17 +74,11 @@ impl Local {
         })
     }
 
-    /// The analysis's request for one image file: `fields` plus this
-    /// model, snapshot and the stored image, through the request's own serde.
-    pub fn request<T: serde::de::DeserializeOwned>(
-        &mut self,
-        image: &Path,
-        mut fields: serde_json::Value,
-    ) -> Result<T> {
-        fields["model"] = json!(self.model);
-        fields["epoch"] = json!(self.epoch);
-        fields["image"] = json!(self.image(image)?);
-        Ok(serde_json::from_value(fields)?)
+    /// What every request about one image file names: this model, its
+    /// snapshot and the stored image. Commands build their analysis's
+    /// request struct from it and their flags.
+    pub fn subject(&mut self, image: &Path) -> Result<(ModelName, u32, ContentId)> {
+        Ok((self.model.clone(), self.epoch, self.image(image)?))
     }
 
     /// Store an image file (validated as an upload would be).

@@ -3,7 +3,6 @@
 use super::args::{ImageArgs, Output};
 use super::local::Local;
 use anyhow::{bail, Context, Result};
-use serde_json::json;
 use std::path::PathBuf;
 use zfvis_core::analyses::occlusion::{GridRequest, Occlusion};
 use zfvis_core::analysis::Analysis;
@@ -14,10 +13,10 @@ pub struct OccludeArgs {
     #[command(flatten)]
     input: ImageArgs,
     /// Side of the grey square, px at the input size
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = zfvis_core::occlusion::DEFAULT_SIZE)]
     size: i64,
     /// Step between square positions, px at the input size
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = zfvis_core::occlusion::DEFAULT_STRIDE)]
     stride: i64,
     /// Class whose probability is mapped (default: the top class)
     #[arg(long)]
@@ -51,10 +50,18 @@ fn method(name: &str) -> Result<Method> {
 pub fn run(a: OccludeArgs) -> Result<()> {
     let mut l = Local::open(&a.input.model)?;
     let method = method(&a.method)?;
-    let req: GridRequest = l.request(
-        &a.input.image,
-        json!({"size": a.size, "stride": a.stride, "class": a.class, "method": method, "batch": a.batch}),
-    )?;
+    let (model, epoch, image) = l.subject(&a.input.image)?;
+    let req = GridRequest {
+        model,
+        epoch,
+        image,
+        size: a.size,
+        stride: a.stride,
+        class: a.class,
+        kind: Default::default(),
+        method,
+        batch: a.batch,
+    };
     let r = Occlusion::run(&mut l.engine, &req)?.grid;
     let (net, t) = l.engine.traced(&req.model, req.epoch, &req.image)?;
     if a.repeat > 0 {

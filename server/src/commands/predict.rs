@@ -4,7 +4,6 @@
 use super::args::{ImageArgs, Output};
 use super::local::Local;
 use anyhow::{Context, Result};
-use serde_json::json;
 use std::path::PathBuf;
 use zfvis_core::analyses::predict::{ImageRequest, Predictions};
 use zfvis_core::analyses::projection::{MapRequest, Mode, Project};
@@ -21,7 +20,12 @@ pub struct PredictArgs {
 
 pub fn predict(a: PredictArgs) -> Result<()> {
     let mut l = Local::open(&a.input.model)?;
-    let req: ImageRequest = l.request(&a.input.image, json!({}))?;
+    let (model, epoch, image) = l.subject(&a.input.image)?;
+    let req = ImageRequest {
+        model,
+        epoch,
+        image,
+    };
     let r = Predictions::run(&mut l.engine, &req)?;
     a.output.print(&r, || {
         for p in &r.top {
@@ -63,10 +67,15 @@ pub fn project(a: ProjectArgs) -> Result<()> {
     let mut l = Local::open(&a.input.model)?;
     let mode = if a.all { Mode::All } else { Mode::Strongest };
     let layer = l.dir.manifest.spec()?.find_unit(&a.layer)?;
-    let req: MapRequest = l.request(
-        &a.input.image,
-        json!({"layer": layer, "map": a.map, "mode": mode}),
-    )?;
+    let (model, epoch, image) = l.subject(&a.input.image)?;
+    let req = MapRequest {
+        model,
+        epoch,
+        image,
+        layer,
+        map: a.map,
+        mode,
+    };
     let r = Project::run(&mut l.engine, &req)?;
     std::fs::write(&a.out, &r.png).with_context(|| format!("cannot write {}", a.out.display()))?;
     if let (Some(raw), Some(px)) = (&a.out_raw, &r.pixels) {
