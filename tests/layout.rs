@@ -266,3 +266,226 @@ fn help_lists_user_commands_and_no_build_paths() {
         }
     }
 }
+
+/// Rust source without its comments (line comments and doc comments).
+fn without_comments(src: &str) -> String {
+    src.lines()
+        .map(|l| match l.find("//") {
+            Some(i) if !l[..i].contains('"') => &l[..i],
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn no_source_file_over_1000_lines() {
+    let mut files = vec![];
+    for d in ["core/src", "server/src"] {
+        rust_files(&root().join(d), &mut files);
+    }
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let n = std::fs::read_to_string(f).unwrap().lines().count();
+            (n > 1000).then(|| format!("{} ({n} lines)", f.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "files over 1,000 lines: {long:?}");
+}
+
+/// The module path of a source file under a crate's `src` (`net::graph`).
+fn module_of(src_root: &Path, f: &Path) -> Vec<String> {
+    let rel = f.strip_prefix(src_root).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
+        parts.pop();
+    }
+    parts
+}
+
+/// The paths a file names: `crate::a::b…` as they are, `super::x…` from its
+/// parent module.
+fn named_paths(module: &[String], src: &str) -> Vec<Vec<String>> {
+    let code = without_comments(src);
+    let mut out = vec![];
+    for (prefix, base) in [
+        ("crate::", vec![]),
+        ("super::", module[..module.len().saturating_sub(1)].to_vec()),
+    ] {
+        let mut rest = code.as_str();
+        while let Some(i) = rest.find(prefix) {
+            let before = rest[..i].chars().last();
+            rest = &rest[i + prefix.len()..];
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue;
+            }
+            let mut p = base.clone();
+            let path: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            p.extend(
+                path.split("::")
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            );
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Pairs of sibling modules that read each other, directly or around a
+/// circle (`import::graphs` -> `import::layouts` -> `import::graphs`).
+fn circles(src_root: &Path) -> Vec<String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut files = vec![];
+    rust_files(src_root, &mut files);
+    let modules: BTreeMap<Vec<String>, PathBuf> = files
+        .iter()
+        .map(|f| (module_of(src_root, f), f.clone()))
+        .collect();
+    // Edges between siblings: the first differing component of the two paths.
+    let mut edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
+    for (m, f) in &modules {
+        let src = std::fs::read_to_string(f).unwrap();
+        for p in named_paths(m, &src) {
+            let Some(target) = (1..=p.len())
+                .rev()
+                .map(|k| p[..k].to_vec())
+                .find(|k| modules.contains_key(k))
+            else {
+                continue;
+            };
+            let common = m.iter().zip(&target).take_while(|(a, b)| a == b).count();
+            if common == m.len() || common == target.len() {
+                continue; // a module and its own parent or child
+            }
+            edges
+                .entry(m[..=common].to_vec())
+                .or_default()
+                .insert(target[..=common].to_vec());
+        }
+    }
+    let mut found = vec![];
+    for start in edges.keys() {
+        // Depth-first from `start`, looking for a way back to it.
+        let mut stack = vec![(start.clone(), vec![start.join("::")])];
+        let mut seen = BTreeSet::new();
+        while let Some((n, path)) = stack.pop() {
+            for next in edges.get(&n).into_iter().flatten() {
+                if next == start {
+                    found.push(format!("{} -> {}", path.join(" -> "), start.join("::")));
+                } else if seen.insert(next.clone()) {
+                    let mut p = path.clone();
+                    p.push(next.join("::"));
+                    stack.push((next.clone(), p));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_circle_finder_finds_a_circle() {
+    let d = common::tempdir("circles");
+    std::fs::create_dir_all(d.join("import")).unwrap();
+    std::fs::write(d.join("lib.rs"), "mod import;\n").unwrap();
+    std::fs::write(d.join("import/mod.rs"), "mod a;\nmod b;\n").unwrap();
+    std::fs::write(d.join("import/a.rs"), "use super::b::Layout;\n").unwrap();
+    std::fs::write(
+        d.join("import/b.rs"),
+        "// crate::import::a\nfn f() { crate::import::a::g() }\n",
+    )
+    .unwrap();
+    let c = circles(&d);
+    assert!(
+        c.iter().any(|c| c == "import::a -> import::b -> import::a"),
+        "{c:?}"
+    );
+    std::fs::write(d.join("import/b.rs"), "// crate::import::a is not read\n").unwrap();
+    assert!(circles(&d).is_empty());
+}
+
+#[test]
+fn no_import_circles() {
+    for d in ["core/src", "server/src", "dev/src"] {
+        let c = circles(&root().join(d));
+        assert!(c.is_empty(), "{d}: modules that read each other: {c:?}");
+    }
+}
+
+/// The science (the network, the deconvnet and its successors, the
+/// methods, the measures) stands beneath the analyses: it never reads the
+/// engine, the analysis traits or the analyses.
+#[test]
+fn science_does_not_read_the_analyses() {
+    let science = [
+        "net",
+        "deconv",
+        "explain",
+        "methods",
+        "occlusion",
+        "incremental",
+        "invariance",
+        "correspondence",
+        "sanity",
+        "compare",
+        "picture",
+    ];
+    let src_root = root().join("core/src");
+    let mut files = vec![];
+    rust_files(&src_root, &mut files);
+    for f in files {
+        let m = module_of(&src_root, &f);
+        if !m.first().is_some_and(|top| science.contains(&top.as_str())) {
+            continue;
+        }
+        let src = std::fs::read_to_string(&f).unwrap();
+        for p in named_paths(&m, &src) {
+            let top = p.first().map(String::as_str);
+            assert!(
+                !matches!(top, Some("engine" | "analysis" | "analyses")),
+                "{} reads crate::{}",
+                f.display(),
+                p.join("::")
+            );
+        }
+    }
+}
+
+/// A method's name is written once, in its file of the registry; the
+/// command line, the API, the page, the sanity check and the benchmarks
+/// read it from there.
+#[test]
+fn method_names_live_in_the_registry() {
+    let mut files = vec![];
+    for d in ["core/src", "server/src", "dev/src"] {
+        rust_files(&root().join(d), &mut files);
+    }
+    files.push(root().join("static/methods.js"));
+    files.push(root().join("frontend/methods.html"));
+    assert!(zfvis_core::methods::ALL.len() >= 7);
+    for m in zfvis_core::methods::ALL {
+        let quoted = format!("\"{}\"", m.name());
+        let holders: Vec<String> = files
+            .iter()
+            .filter(|f| std::fs::read_to_string(f).unwrap().contains(&quoted))
+            .map(|f| f.strip_prefix(root()).unwrap_or(f).display().to_string())
+            .collect();
+        assert_eq!(
+            holders.len(),
+            1,
+            "{quoted} is written in {holders:?}: expected one file, the method's own"
+        );
+        assert!(holders[0].starts_with("core/src/methods/"), "{holders:?}");
+    }
+}

@@ -49,6 +49,7 @@ pub fn deconv_step(net: &Net, i: usize, x: &Tensor, target: i64) -> Tensor {
 /// walk back reads it without knowing the method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
+    /// What it does at a ReLU-family activation, in words.
     pub name: &'static str,
     /// Pass only the positive part of the signal (deconvnet, guided).
     pub rectify: bool,
@@ -61,21 +62,21 @@ pub struct Rule {
 impl Rule {
     /// The deconvnet: `relu(signal)`; LRN skipped.
     pub const DECONV: Rule = Rule {
-        name: "deconvnet",
+        name: "ReLU of the signal; LRN skipped",
         rectify: true,
         mask: false,
         lrn_gradient: false,
     };
     /// The gradient: `signal · [x > 0]`; LRN's true gradient.
     pub const GRADIENT: Rule = Rule {
-        name: "gradient",
+        name: "the signal where the input was > 0",
         rectify: false,
         mask: true,
         lrn_gradient: true,
     };
     /// Guided backprop: `relu(signal) · [x > 0]`; LRN's true gradient.
     pub const GUIDED: Rule = Rule {
-        name: "guided",
+        name: "ReLU of the signal where the input was > 0",
         rectify: true,
         mask: true,
         lrn_gradient: true,

@@ -10,10 +10,7 @@
 //! channel order (BGR for a Caffe import) until [`Explanation`] flips them.
 
 use crate::deconv::{strongest, walk, Rule};
-pub use crate::methods::Method;
-use crate::net::check;
-use crate::net::{Net, Shape, Trace};
-use anyhow::{bail, Result};
+use crate::net::{Net, Trace};
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
@@ -91,43 +88,6 @@ impl<'a> Explainer<'a> {
         self.trace.logits.size()[1]
     }
 
-    /// A class or unit/map the network has, or the error naming the range.
-    pub fn check(&self, method: Method, target: Target, o: &Options) -> Result<()> {
-        match target {
-            Target::Class(c) => check::class(c, self.num_classes())?,
-            Target::Map { .. } if method.class_only() => bail!(
-                "{} explains a class; a map (--map, map=) applies to {}",
-                method.name(),
-                Method::for_maps("and")
-            ),
-            Target::Map { layer, map } => check::layer_map(&self.net.units, layer, map)?,
-        }
-        if method.needs().layer {
-            check::layer(o.gradcam_layer, self.net.units.len())?;
-            let u = &self.net.units[o.gradcam_layer - 1];
-            if !matches!(self.net.shapes[u.node], Shape::Maps { .. }) {
-                bail!("Grad-CAM needs a unit with maps; {} is flat", u.name);
-            }
-        }
-        if method.needs().steps && o.ig_steps < 2 {
-            bail!(
-                "integrated gradients need at least 2 steps, got {}",
-                o.ig_steps
-            );
-        }
-        if method.needs().window {
-            crate::occlusion::positions(self.net.spec.input_size, o.size, o.stride)?;
-        }
-        Ok(())
-    }
-
-    /// The map of `method` for `target`: [C, S, S] for pixel methods, [S, S]
-    /// for Grad-CAM and occlusion; in the network's channel order.
-    pub fn map(&self, method: Method, target: Target, o: &Options) -> Result<Tensor> {
-        self.check(method, target, o)?;
-        method.compute(self, target, o)
-    }
-
     /// The node and the signal there that a target starts from: a one-hot
     /// of the class at the logits, or the strongest activation of a map.
     pub fn start(&self, target: Target, batch: i64) -> (usize, Tensor) {
@@ -165,15 +125,7 @@ impl<'a> Explainer<'a> {
     }
 }
 
-/// A map's saliency per pixel ([S, S]): the max over channels of |value|
-/// for a [C, S, S] map, the value itself for an [S, S] map.
-pub fn saliency(map: &Tensor) -> Tensor {
-    if map.dim() == 3 {
-        map.abs().amax([0i64].as_slice(), false)
-    } else {
-        map.shallow_clone()
-    }
-}
+pub use crate::picture::saliency;
 
 /// The deletion and insertion curves of one map (Petsiuk et al., 2018).
 #[derive(Debug, Clone, Serialize)]

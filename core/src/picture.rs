@@ -2,7 +2,6 @@
 //! scale, signed maps around grey (the paper's projections), saliency heat
 //! maps and the receptive-field crops of the top 9.
 
-use crate::explain::saliency;
 use image::RgbImage;
 use tch::{Kind, Tensor};
 
@@ -135,4 +134,14 @@ pub fn to_rgb8_scaled(pixels: &Tensor, max_abs: f64) -> (u32, u32, Vec<u8>) {
     let (h, w) = (img.size()[0] as u32, img.size()[1] as u32);
     let data: Vec<u8> = Vec::try_from(&img.reshape([-1])).unwrap_or_default();
     (w, h, data)
+}
+
+/// A map's saliency per pixel ([S, S]): the max over channels of |value|
+/// for a [C, S, S] map, the value itself for an [S, S] map.
+pub fn saliency(map: &Tensor) -> Tensor {
+    if map.dim() == 3 {
+        map.abs().amax([0i64].as_slice(), false)
+    } else {
+        map.shallow_clone()
+    }
 }

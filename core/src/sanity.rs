@@ -12,7 +12,8 @@
 //! (7x7 uniform window, sample covariance, K1 0.01, K2 0.03, data range 1)
 //! and `hog` (9 orientations, 8x8 cells, 3x3 blocks, L2-Hys).
 
-use crate::explain::{Explainer, Method, Options, Target};
+use crate::explain::{Explainer, Options, Target};
+use crate::methods::Method;
 use crate::net::{Layer, Net};
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
@@ -302,7 +303,7 @@ pub fn cascade(
         let o = Options::new(net);
         let maps = methods
             .iter()
-            .map(|&m| e.map(m, Target::Class(class), &o))
+            .map(|&m| m.map(&e, Target::Class(class), &o))
             .collect::<Result<Vec<_>>>()?;
         let scores = match out.first() {
             None => maps.iter().map(|m| scores(m, m)).collect::<Vec<_>>(),

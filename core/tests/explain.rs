@@ -7,8 +7,9 @@
 
 use std::path::{Path, PathBuf};
 use zfvis_core::checkpoint::ModelDir;
-use zfvis_core::explain::{saliency, Explainer, Method, Options, Target};
+use zfvis_core::explain::{saliency, Explainer, Options, Target};
 use zfvis_core::import::{import, ImportOptions};
+use zfvis_core::methods::Method;
 use zfvis_core::net::Net;
 use zfvis_core::sanity::{self, Scores};
 use zfvis_core::tch::{Device, Kind, Tensor};
@@ -99,7 +100,7 @@ fn family_matches_captum(
     o.ig_steps = ig_steps;
     let mut sal = vec![];
     for (m, file) in methods.iter().map(|&m| (m, name(m))) {
-        let ours = e.map(m, Target::Class(cls), &o).unwrap();
+        let ours = m.map(&e, Target::Class(cls), &o).unwrap();
         let theirs = Tensor::read_npy(dir.join(format!("{file}.npy"))).unwrap();
         assert_eq!(ours.size(), theirs.size(), "{tag} {file}: shape");
         let c = cosine(&ours, &theirs);

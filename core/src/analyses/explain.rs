@@ -5,6 +5,7 @@
 use crate::analysis::{Analysis, Job};
 use crate::engine::{bad, bad_input, Context, Engine};
 use crate::explain::*;
+use crate::methods::Method;
 use crate::net::check;
 use crate::net::Net;
 use crate::params::{ContentId, ModelName};
@@ -179,7 +180,7 @@ pub fn explain_with(
     let net = e.net;
     let t0 = std::time::Instant::now();
     let (target, o) = s.resolve(e)?;
-    let map = e.map(method, target, &o)?;
+    let map = method.map(&e, target, &o)?;
     let seconds = traced + t0.elapsed().as_secs_f64();
     let curves = match (score, target) {
         (false, _) => None,

@@ -10,6 +10,7 @@
 
 use crate::deconv::Rule;
 use crate::explain::{Explainer, Options, Target};
+use crate::net::{check, Shape};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -131,6 +132,48 @@ impl Method {
     /// The methods run unless told otherwise (sanity check, benchmarks).
     pub fn defaults() -> Vec<Method> {
         ALL.into_iter().filter(|m| m.by_default()).collect()
+    }
+
+    /// The map of this method for `target` on `e`'s image: [C, S, S] for
+    /// pixel methods, [S, S] for per-pixel ones; in the network's channel
+    /// order. Checked first ([`Method::check`]).
+    pub fn map(self, e: &Explainer, target: Target, o: &Options) -> Result<Tensor> {
+        self.check(e, target, o)?;
+        self.compute(e, target, o)
+    }
+
+    /// A class or unit/map the network has, or the error naming the range.
+    pub fn check(self, e: &Explainer, target: Target, o: &Options) -> Result<()> {
+        match target {
+            Target::Class(c) => check::class(c, e.num_classes())?,
+            Target::Map { .. } if self.class_only() => bail!(
+                "{} explains a class; a map (--map, map=) applies to {}",
+                self.name(),
+                Method::for_maps("and")
+            ),
+            Target::Map { layer, map } => check::layer_map(&e.net.units, layer, map)?,
+        }
+        if self.needs().layer {
+            check::layer(o.gradcam_layer, e.net.units.len())?;
+            let u = &e.net.units[o.gradcam_layer - 1];
+            if !matches!(e.net.shapes[u.node], Shape::Maps { .. }) {
+                bail!(
+                    "{} needs a unit with maps; {} is flat",
+                    self.label(),
+                    u.name
+                );
+            }
+        }
+        if self.needs().steps && o.ig_steps < 2 {
+            bail!(
+                "integrated gradients need at least 2 steps, got {}",
+                o.ig_steps
+            );
+        }
+        if self.needs().window {
+            crate::occlusion::positions(e.net.spec.input_size, o.size, o.stride)?;
+        }
+        Ok(())
     }
 
     /// The methods that explain a map, for messages: "a, b or c".

@@ -379,7 +379,8 @@ fn bench_methods(
     image: &Path,
     iters: usize,
 ) -> Result<()> {
-    use zfvis_core::explain::{Explainer, Method, Options, Target};
+    use zfvis_core::explain::{Explainer, Options, Target};
+    use zfvis_core::methods::Method;
     let threads = tch::get_num_threads();
     let dir = std::env::temp_dir().join(format!("zfvis-bench-methods-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -414,7 +415,7 @@ fn bench_methods(
         let run = || {
             let e = Explainer::new(&net, &x);
             let c = e.top_class();
-            let _ = e.map(method, Target::Class(c), &o).unwrap();
+            let _ = method.map(&e, Target::Class(c), &o).unwrap();
         };
         run();
         ours.push(time_ms(iters, run) / 1000.0);
@@ -424,7 +425,7 @@ fn bench_methods(
         let e = Explainer::new(&net, &x);
         let c = e.top_class();
         for &method in &methods {
-            let _ = e.map(method, Target::Class(c), &o).unwrap();
+            let _ = method.map(&e, Target::Class(c), &o).unwrap();
         }
     }) / 1000.0;
     let name = arch.map_or_else(

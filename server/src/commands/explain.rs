@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use zfvis_core::analyses::explain::{Explain, ExplainRequest};
 use zfvis_core::analyses::sanity::{Sanity, SanityRequest};
 use zfvis_core::analysis::{Analysis, Job};
-use zfvis_core::explain::Method;
+use zfvis_core::methods::Method;
 use zfvis_core::tch::{self, Kind, Tensor};
 
 #[derive(clap::Args)]
