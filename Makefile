@@ -73,7 +73,10 @@ test-deps: $(VENV)/.ok $(VENV)/.refs $(VENV)/.attr
 # they run where it is present (CI requires it: ZFVIS_REQUIRE_SHARED=1); elsewhere
 # they are skipped and named in one line at the end, never counted as passed.
 SHARED := ../shared/datasets
+# The habits checked first: formatting and clippy's lints, warnings denied.
 test: test-deps native-deps
+	cargo fmt --all --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
 	cargo build --release --workspace --bins
 	@if [ -d $(SHARED) ] || [ "$${ZFVIS_REQUIRE_SHARED:-}" = 1 ]; then \
 	  cargo test --release --workspace; \

@@ -253,7 +253,7 @@ pub fn reinit(net: &mut Net, i: usize, rng: &mut rand::rngs::StdRng) {
                 .map(|_| rng.random_range(-bound..bound) as f32)
                 .collect();
             let mut t = t.shallow_clone();
-            let _ = t.copy_(
+            t.copy_(
                 &Tensor::from_slice(&v)
                     .view(t.size().as_slice())
                     .to_device(t.device()),

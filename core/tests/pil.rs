@@ -346,6 +346,7 @@ mod needs_shared {
             list.to_str().unwrap(),
             refs.to_str().unwrap(),
         ]);
+        #[allow(clippy::type_complexity)]
         let cases: [(
             &str,
             Option<&str>,

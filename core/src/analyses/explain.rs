@@ -180,7 +180,7 @@ pub fn explain_with(
     let net = e.net;
     let t0 = std::time::Instant::now();
     let (target, o) = s.resolve(e)?;
-    let map = method.map(&e, target, &o)?;
+    let map = method.map(e, target, &o)?;
     let seconds = traced + t0.elapsed().as_secs_f64();
     let curves = match (score, target) {
         (false, _) => None,

@@ -208,7 +208,7 @@ impl Reader<'_> {
         }
         let value = match n.input.get(2).filter(|s| !s.is_empty()) {
             Some(name) => self.get(name, n)?.to_kind(Kind::Double).reshape([-1]),
-            None => Tensor::from_slice(&[attr_f(n, "value", 0.0) as f64]),
+            None => Tensor::from_slice(&[attr_f(n, "value", 0.0)]),
         };
         if value.numel() != 1 || value.double_value(&[0]) != 0.0 {
             bail!("{}: only padding with zeros is supported", at(n));

@@ -107,7 +107,7 @@ impl Reader<'_> {
             )
         };
         match (lo, hi) {
-            (Some(l), None) if l == 0.0 => Ok(Layer::Relu),
+            (Some(0.0), None) => Ok(Layer::Relu),
             (Some(l), Some(h)) if l == 0.0 && h >= 3.0e38 => Ok(Layer::Relu),
             (Some(l), Some(h)) if l == 0.0 && h > 0.0 => Ok(Layer::Clip { max: h }),
             _ => bail!(
