@@ -87,7 +87,7 @@ fn predict_and_project() {
     let img = dir.join("a.png");
     std::fs::write(&img, test_png()).unwrap();
     let m = model.to_str().unwrap();
-    let out = zfvis(&[
+    let v = zfvis_json(&[
         "predict",
         "--model",
         m,
@@ -97,12 +97,6 @@ fn predict_and_project() {
         "--device",
         "cpu",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let top = v["top"].as_array().unwrap();
     assert_eq!(top.len(), 4);
     let sum: f64 = top.iter().map(|p| p["prob"].as_f64().unwrap()).sum();
@@ -114,7 +108,7 @@ fn predict_and_project() {
 
     let png = dir.join("p.png");
     let npy = dir.join("p.npy");
-    let out = zfvis(&[
+    let v = zfvis_json(&[
         "project",
         "--model",
         m,
@@ -132,12 +126,6 @@ fn predict_and_project() {
         npy.to_str().unwrap(),
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["layer"], 3);
     assert!(v["y"].as_i64().unwrap() < 13 && v["x"].as_i64().unwrap() < 13);
     let p = image::open(&png).unwrap();
@@ -215,7 +203,7 @@ fn occlude_json_and_pngs() {
     let img = dir.join("a.png");
     std::fs::write(&img, test_png()).unwrap();
     let out_dir = dir.join("maps");
-    let out = zfvis(&[
+    let v = zfvis_json(&[
         "occlude",
         "--model",
         model.to_str().unwrap(),
@@ -231,12 +219,6 @@ fn occlude_json_and_pngs() {
         "--out-dir",
         out_dir.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["class"], 1);
     assert_eq!(
         (v["size"].as_i64(), v["stride"].as_i64()),
@@ -275,7 +257,7 @@ fn invariance_and_correspondence_cli() {
     let m = model.to_str().unwrap();
     let img = dir.join("a.png");
     std::fs::write(&img, test_png()).unwrap();
-    let out = zfvis(&[
+    let v = zfvis_json(&[
         "invariance",
         "--model",
         m,
@@ -285,12 +267,6 @@ fn invariance_and_correspondence_cli() {
         "3",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v["rotate"]["values"],
         serde_json::json!([0.0, 180.0, 360.0])
@@ -301,7 +277,7 @@ fn invariance_and_correspondence_cli() {
     std::fs::write(dir.join("b.png"), test_png()).unwrap();
     std::fs::write(dir.join("lm.json"), r#"{"a.png": {"eye": [50, 60], "nose": [150, 100]}, "b.png": {"eye": [60, 60], "nose": [140, 100]}}"#).unwrap();
     let lm = dir.join("lm.json");
-    let out = zfvis(&[
+    let v = zfvis_json(&[
         "correspondence",
         "--model",
         m,
@@ -311,12 +287,6 @@ fn invariance_and_correspondence_cli() {
         "4",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for p in ["eye", "nose", "random"] {
         assert!(v["parts"][p]["layer7"]["std"].as_f64().is_some(), "{p}");
     }
@@ -497,7 +467,7 @@ fn explain_every_method() {
     }
     // The deconvnet of a map is the projection.
     let (a, b) = (dir.join("e.npy"), dir.join("p.npy"));
-    let out = zfvis(&[
+    let v = zfvis_json(&[
         "explain",
         "--model",
         m,
@@ -513,12 +483,6 @@ fn explain_every_method() {
         a.to_str().unwrap(),
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (v["layer"].as_i64(), v["unit"].as_str(), v["map"].as_i64()),
         (Some(3), Some("conv3"), Some(5))
@@ -1049,7 +1013,7 @@ mod needs_shared {
         let lm = shared("dog-faces/landmarks.json");
         let dir = tempdir("cli-dogs");
         let model = random_model(&dir.join("m"), Arch::Zfnet);
-        let out = zfvis(&[
+        let v = zfvis_json(&[
             "correspondence",
             "--model",
             model.to_str().unwrap(),
@@ -1057,12 +1021,6 @@ mod needs_shared {
             lm.to_str().unwrap(),
             "--json",
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["pairs"], 10);
         for p in ["eye_left", "eye_right", "nose", "random"] {
             assert!(v["parts"][p]["layer5"]["mean"].as_f64().is_some(), "{p}");

@@ -9,6 +9,11 @@ pub use zfvis_dev::testing::{
     python, root, run_json, shared, shared_or_none, tempdir, venv_python,
 };
 
+/// Run the `zfvis` binary under test; it must succeed and print JSON.
+pub fn zfvis_json(args: &[&str]) -> serde_json::Value {
+    run_json(Path::new(env!("CARGO_BIN_EXE_zfvis")), args)
+}
+
 /// Run the `zfvis` binary under test.
 pub fn zfvis(args: &[&str]) -> std::process::Output {
     zfvis_dev::testing::run(Path::new(env!("CARGO_BIN_EXE_zfvis")), args)
