@@ -1,15 +1,18 @@
-//! zfvis-core: ZFNet/AlexNet on libtorch, the deconvnet and the paper's
-//! analyses. No HTTP here: the `zfvis` binary (CLI and server) calls in.
+//! zfvis-core: ZFNet/AlexNet and imported networks on libtorch, the
+//! deconvnet and its successors, and the paper's analyses. No HTTP here: the
+//! `zfvis` binary (CLI and server) calls in.
 //!
-//! Paper figure -> module: Fig. 1 deconvnet -> `deconv`; Fig. 2 top 9 and
-//! Fig. 4 timeline -> `index` (building) and `timeline` (views); Fig. 3
-//! network -> `net`; Fig. 5 -> `invariance`; Fig. 6 -> `compare`; Fig. 7 ->
-//! `occlusion` (its exact incremental evaluator: `incremental`); Table 1 -> `correspondence`; §2 training -> `train`; model
-//! folders -> `checkpoint`.
+//! Floors: the science (`net`, `deconv`, `explain`, `methods`, `occlusion`,
+//! `incremental`, `invariance`, `correspondence`, `compare`, `sanity`,
+//! `picture`) knows only the network and the tensor library; the analyses
+//! (`analyses`, one file each, `impl analysis::Analysis` or `Job`) run on the
+//! `engine` (snapshots, traces, the image store) and call the science.
 //!
-//! Each analysis is a type implementing `analysis::Analysis` in its
-//! science's module; `engine` holds what they share (snapshots, traces,
-//! the image store).
+//! Paper figure -> science / analysis: Fig. 1 `deconv` / `analyses::projection`;
+//! Fig. 2 and 4 `index` / `analyses::timeline`; Fig. 3 `net`; Fig. 5
+//! `invariance`; Fig. 6 `compare`; Fig. 7 `occlusion` (its exact incremental
+//! evaluator: `incremental`); Table 1 `correspondence`; §8 `methods` and
+//! `explain`; §2 training `train`; model folders `checkpoint`.
 
 pub mod analyses;
 pub mod analysis;
