@@ -56,26 +56,26 @@ impl Indexer {
             .spawn(move || {
                 for (model, epoch) in rx {
                     let key = job_key(&model, epoch);
-                    j.set(&key, Progress::new(State::Running, 0, 0));
+                    j.running(&key);
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         let dir = crate::models::open_model(&m, &model)?;
                         let net = dir.load(Some(epoch), device)?;
                         build(&net, &dir, epoch, &d, 32, &|done, total| {
-                            j.set(&key, Progress::new(State::Running, done, total));
+                            j.counts(&key, done, total);
                         })?;
                         anyhow::Ok(())
                     }));
-                    j.set(
-                        &key,
-                        match r {
-                            Ok(Ok(())) => {
-                                let total = j.get(&key).map_or(0, |p| p.total);
-                                Progress::new(State::Done, total, total)
-                            }
-                            Ok(Err(e)) => Progress::failed(format!("{e:#}")),
-                            Err(_) => Progress::failed("indexing failed".into()),
-                        },
-                    );
+                    let failed = |error: String| {
+                        j.update(&key, |e| {
+                            (e.state, e.done, e.total) = (State::Failed, 0, 0);
+                            e.error = Some(error);
+                        })
+                    };
+                    match r {
+                        Ok(Ok(())) => j.finish(&key, Ok(())),
+                        Ok(Err(e)) => failed(format!("{e:#}")),
+                        Err(_) => failed("indexing failed".into()),
+                    }
                 }
             })
             .expect("spawn indexer");
@@ -160,13 +160,21 @@ impl Indexer {
     /// for the image store whenever images were stored since its last build.
     pub fn ensure(&self, model: &str, epoch: u32) -> Progress {
         let key = job_key(model, epoch);
-        let (p, new) = self.jobs.get_or_insert(&key, || {
+        let new = self.jobs.insert_new(&key, || {
             let built = crate::models::open_model(&self.models, model)
                 .ok()
                 .and_then(|m| index_path(&m, &self.dataset, epoch).ok())
                 .is_some_and(|p| p.exists());
-            Progress::new(if built { State::Done } else { State::Queued }, 0, 0)
+            if built {
+                State::Done
+            } else {
+                State::Queued
+            }
         });
+        let p = self
+            .jobs
+            .progress(&key)
+            .unwrap_or_else(|| Progress::new(State::Queued, 0, 0));
         let stale = self.live.as_ref().is_some_and(|l| {
             let g = l.store.generation();
             let mut built = l.built.lock().unwrap_or_else(|x| x.into_inner());
@@ -182,10 +190,12 @@ impl Indexer {
             }
         });
         if (new && p.state == State::Queued) || stale {
-            let q = Progress::new(State::Queued, 0, 0);
-            self.jobs.set(&key, q.clone());
+            self.jobs.requeue(&key);
             let _ = self.tx.send((model.to_string(), epoch));
-            return q;
+            return self
+                .jobs
+                .progress(&key)
+                .unwrap_or_else(|| Progress::new(State::Queued, 0, 0));
         }
         p
     }

@@ -40,19 +40,16 @@ async fn run<J: Job>(st: AppState, key: String, req: J::Request) {
     let permit = st.heavy.clone().acquire_owned().await;
     let cancel = st.jobs.cancel_flag(&key);
     if cancel.load(Ordering::SeqCst) {
-        st.jobs.update(&key, |e| e.state = JobState::Cancelled);
+        st.jobs.finish(&key, Err(None));
         return;
     }
-    st.jobs.update(&key, |e| {
-        e.state = JobState::Running;
-        e.started = Some(Instant::now());
-    });
+    st.jobs.running(&key);
     let (ctx, jobs, k) = (st.ctx.clone(), st.jobs.clone(), key.clone());
     let flag = cancel.clone();
     let r = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
         let _permit = permit;
         let r = J::run(&ctx, &req, &mut |done, total| {
-            jobs.update(&k, |e| (e.done, e.total) = (done, total));
+            jobs.counts(&k, done, total);
             if flag.load(Ordering::SeqCst) {
                 return Err(Cancelled.into());
             }
@@ -73,21 +70,10 @@ async fn run<J: Job>(st: AppState, key: String, req: J::Request) {
                 alt: None,
             });
             st.cache.insert(key.clone(), o).await;
-            st.jobs.update(&key, |e| {
-                e.state = JobState::Done;
-                e.done = e.total;
-            });
+            st.jobs.finish(&key, Ok(()));
         }
-        Err(_) if cancel.load(Ordering::SeqCst) => {
-            st.jobs.update(&key, |e| e.state = JobState::Cancelled)
-        }
-        Err(err) => {
-            let err = err.logged();
-            st.jobs.update(&key, |e| {
-                e.state = JobState::Failed;
-                e.error = Some(err);
-            })
-        }
+        Err(_) if cancel.load(Ordering::SeqCst) => st.jobs.finish(&key, Err(None)),
+        Err(err) => st.jobs.finish(&key, Err(Some(err.logged()))),
     }
 }
 
