@@ -1,7 +1,7 @@
 //! The deconvnet (Zeiler & Fergus 2014): the ReLU of the signal at every
 //! ReLU-family activation, LRN skipped.
 
-use super::{walked, Attribution, Method, Needs};
+use super::{walked, Attribution, Info, Method, Needs};
 use crate::deconv::Rule;
 use crate::explain::{Explainer, Options, Target};
 use anyhow::Result;
@@ -10,27 +10,20 @@ use tch::Tensor;
 pub struct Deconv;
 pub const DECONV: Method = Method(&Deconv);
 
+static INFO: Info = Info {
+    needs: Needs::MAP,
+    rule: Some(Rule::DECONV),
+    ..Info::new(
+        "deconv",
+        "deconvnet",
+        "deconvnet (Zeiler & Fergus 2014): ReLU of the signal",
+        "#c0392b",
+    )
+};
+
 impl Attribution for Deconv {
-    fn name(&self) -> &'static str {
-        "deconv"
-    }
-    fn label(&self) -> &'static str {
-        "deconvnet"
-    }
-    fn caption(&self) -> &'static str {
-        "deconvnet (Zeiler & Fergus 2014): ReLU of the signal"
-    }
-    fn colour(&self) -> &'static str {
-        "#c0392b"
-    }
-    fn needs(&self) -> Needs {
-        Needs {
-            map: true,
-            ..Needs::default()
-        }
-    }
-    fn rule(&self) -> Option<Rule> {
-        Some(Rule::DECONV)
+    fn info(&self) -> &'static Info {
+        &INFO
     }
     fn compute(&self, e: &Explainer, target: Target, _: &Options) -> Result<Tensor> {
         Ok(walked(e, Rule::DECONV, target))

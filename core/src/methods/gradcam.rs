@@ -2,7 +2,7 @@
 //! gradient for the class, summed, ReLU, upsampled bilinearly to the input:
 //! Captum's `LayerGradCam(relu_attributions=True)` + `interpolate`.
 
-use super::{Attribution, Method, Needs};
+use super::{Attribution, Info, Method, Needs};
 use crate::deconv::{walk, Rule};
 use crate::explain::{Explainer, Options, Target};
 use anyhow::Result;
@@ -11,30 +11,24 @@ use tch::{Kind, Tensor};
 pub struct Gradcam;
 pub const GRADCAM: Method = Method(&Gradcam);
 
+static INFO: Info = Info {
+    needs: Needs {
+        layer: true,
+        ..Needs::NONE
+    },
+    per_pixel: true,
+    rule: Some(Rule::GRADIENT),
+    ..Info::new(
+        "gradcam",
+        "Grad-CAM",
+        "Grad-CAM (Selvaraju et al. 2017): maps weighted by their mean gradient, ReLU, upsampled",
+        "#d9822b",
+    )
+};
+
 impl Attribution for Gradcam {
-    fn name(&self) -> &'static str {
-        "gradcam"
-    }
-    fn label(&self) -> &'static str {
-        "Grad-CAM"
-    }
-    fn caption(&self) -> &'static str {
-        "Grad-CAM (Selvaraju et al. 2017): maps weighted by their mean gradient, ReLU, upsampled"
-    }
-    fn colour(&self) -> &'static str {
-        "#d9822b"
-    }
-    fn needs(&self) -> Needs {
-        Needs {
-            layer: true,
-            ..Needs::default()
-        }
-    }
-    fn per_pixel(&self) -> bool {
-        true
-    }
-    fn rule(&self) -> Option<Rule> {
-        Some(Rule::GRADIENT)
+    fn info(&self) -> &'static Info {
+        &INFO
     }
     fn compute(&self, e: &Explainer, target: Target, o: &Options) -> Result<Tensor> {
         Ok(gradcam(e, target.class(), o.gradcam_layer))

@@ -1,7 +1,7 @@
 //! Guided backprop (Springenberg et al. 2015): the ReLU of the signal where
 //! the activation's input was > 0; LRN's true gradient.
 
-use super::{walked, Attribution, Method, Needs};
+use super::{walked, Attribution, Info, Method, Needs};
 use crate::deconv::Rule;
 use crate::explain::{Explainer, Options, Target};
 use anyhow::Result;
@@ -10,27 +10,20 @@ use tch::Tensor;
 pub struct Guided;
 pub const GUIDED: Method = Method(&Guided);
 
+static INFO: Info = Info {
+    needs: Needs::MAP,
+    rule: Some(Rule::GUIDED),
+    ..Info::new(
+        "guided",
+        "guided backprop",
+        "guided backprop (Springenberg et al. 2015): ReLU of the signal where the input was > 0",
+        "#2e6bd6",
+    )
+};
+
 impl Attribution for Guided {
-    fn name(&self) -> &'static str {
-        "guided"
-    }
-    fn label(&self) -> &'static str {
-        "guided backprop"
-    }
-    fn caption(&self) -> &'static str {
-        "guided backprop (Springenberg et al. 2015): ReLU of the signal where the input was > 0"
-    }
-    fn colour(&self) -> &'static str {
-        "#2e6bd6"
-    }
-    fn needs(&self) -> Needs {
-        Needs {
-            map: true,
-            ..Needs::default()
-        }
-    }
-    fn rule(&self) -> Option<Rule> {
-        Some(Rule::GUIDED)
+    fn info(&self) -> &'static Info {
+        &INFO
     }
     fn compute(&self, e: &Explainer, target: Target, _: &Options) -> Result<Tensor> {
         Ok(walked(e, Rule::GUIDED, target))

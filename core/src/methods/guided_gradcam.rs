@@ -1,7 +1,7 @@
 //! Guided Grad-CAM (Selvaraju et al. 2017): guided backprop x Grad-CAM.
 
 use super::gradcam::gradcam;
-use super::{walked, Attribution, Method, Needs};
+use super::{walked, Attribution, Info, Method, Needs};
 use crate::deconv::Rule;
 use crate::explain::{Explainer, Options, Target};
 use anyhow::Result;
@@ -10,27 +10,23 @@ use tch::Tensor;
 pub struct GuidedGradcam;
 pub const GUIDED_GRADCAM: Method = Method(&GuidedGradcam);
 
+static INFO: Info = Info {
+    needs: Needs {
+        layer: true,
+        ..Needs::NONE
+    },
+    rule: Some(Rule::GUIDED),
+    ..Info::new(
+        "guided-gradcam",
+        "guided Grad-CAM",
+        "guided Grad-CAM: guided backprop x Grad-CAM",
+        "#8e44ad",
+    )
+};
+
 impl Attribution for GuidedGradcam {
-    fn name(&self) -> &'static str {
-        "guided-gradcam"
-    }
-    fn label(&self) -> &'static str {
-        "guided Grad-CAM"
-    }
-    fn caption(&self) -> &'static str {
-        "guided Grad-CAM: guided backprop x Grad-CAM"
-    }
-    fn colour(&self) -> &'static str {
-        "#8e44ad"
-    }
-    fn needs(&self) -> Needs {
-        Needs {
-            layer: true,
-            ..Needs::default()
-        }
-    }
-    fn rule(&self) -> Option<Rule> {
-        Some(Rule::GUIDED)
+    fn info(&self) -> &'static Info {
+        &INFO
     }
     fn compute(&self, e: &Explainer, target: Target, o: &Options) -> Result<Tensor> {
         Ok(walked(e, Rule::GUIDED, target) * gradcam(e, target.class(), o.gradcam_layer))

@@ -2,7 +2,7 @@
 //! zero baseline (the mean colour): Captum's riemann_trapezoid (alphas
 //! linspace(0, 1, n), steps 1/n halved at both ends), `batch` steps a pass.
 
-use super::{Attribution, Method, Needs};
+use super::{Attribution, Info, Method, Needs};
 use crate::deconv::{walk, Rule};
 use crate::explain::{Explainer, Options, Target};
 use anyhow::Result;
@@ -11,27 +11,23 @@ use tch::{Kind, Tensor};
 pub struct Ig;
 pub const IG: Method = Method(&Ig);
 
+static INFO: Info = Info {
+    needs: Needs {
+        steps: true,
+        ..Needs::NONE
+    },
+    rule: Some(Rule::GRADIENT),
+    ..Info::new(
+        "ig",
+        "integrated gradients",
+        "integrated gradients (Sundararajan et al. 2017): 50 steps from the mean colour",
+        "#27ae60",
+    )
+};
+
 impl Attribution for Ig {
-    fn name(&self) -> &'static str {
-        "ig"
-    }
-    fn label(&self) -> &'static str {
-        "integrated gradients"
-    }
-    fn caption(&self) -> &'static str {
-        "integrated gradients (Sundararajan et al. 2017): 50 steps from the mean colour"
-    }
-    fn colour(&self) -> &'static str {
-        "#27ae60"
-    }
-    fn needs(&self) -> Needs {
-        Needs {
-            steps: true,
-            ..Needs::default()
-        }
-    }
-    fn rule(&self) -> Option<Rule> {
-        Some(Rule::GRADIENT)
+    fn info(&self) -> &'static Info {
+        &INFO
     }
     fn compute(&self, e: &Explainer, target: Target, o: &Options) -> Result<Tensor> {
         integrated_gradients(e, target.class(), o.ig_steps, o.batch)

@@ -55,36 +55,77 @@ pub struct Needs {
     pub steps: bool,
 }
 
-/// One attribution method: what it is called, what it needs and how it
-/// computes its map. The shared work (the trace, the target, the walk
-/// back, checks, scores) is the [`Explainer`]'s.
-pub trait Attribution: Sync + 'static {
+/// What a method is called, shows and needs: one constant per method file
+/// (as the API's method list serialises it).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Info {
     /// The name on the command line, in URLs and in JSON.
-    fn name(&self) -> &'static str;
-    /// A short label for legends.
-    fn label(&self) -> &'static str;
+    pub name: &'static str,
+    /// A short label for legends and messages.
+    pub label: &'static str,
     /// What the map shows, for captions.
-    fn caption(&self) -> &'static str;
+    pub caption: &'static str,
     /// The colour of its curves on the methods page.
-    fn colour(&self) -> &'static str;
-    fn needs(&self) -> Needs {
-        Needs::default()
-    }
+    pub colour: &'static str,
+    pub needs: Needs,
     /// Maps with one value per pixel (H x W) rather than per input channel.
-    fn per_pixel(&self) -> bool {
-        false
-    }
-    /// The rule of its walk back at ReLU-family activations, if it walks back.
-    fn rule(&self) -> Option<Rule> {
-        None
-    }
+    pub per_pixel: bool,
+    /// The rule of its walk back at ReLU-family activations, if it walks
+    /// back (serialised as what it does, in words).
+    #[serde(serialize_with = "rule_name")]
+    pub rule: Option<Rule>,
     /// Run by the sanity check and the benchmarks unless told otherwise
     /// (occlusion is not: a full forward per position).
-    fn by_default(&self) -> bool {
-        true
+    pub by_default: bool,
+}
+
+fn rule_name<S: serde::Serializer>(r: &Option<Rule>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    r.map(|r| r.name).serialize(s)
+}
+
+impl Info {
+    /// A pixel method run by default, needing nothing but a class target.
+    pub const fn new(
+        name: &'static str,
+        label: &'static str,
+        caption: &'static str,
+        colour: &'static str,
+    ) -> Info {
+        Info {
+            name,
+            label,
+            caption,
+            colour,
+            needs: Needs::NONE,
+            per_pixel: false,
+            rule: None,
+            by_default: true,
+        }
     }
-    /// The map for `target`: [C, S, S] or, [`Attribution::per_pixel`], [S, S];
-    /// in the network's channel order. Called after [`Explainer::check`].
+}
+
+impl Needs {
+    /// Nothing but the image and a class.
+    pub const NONE: Needs = Needs {
+        map: false,
+        layer: false,
+        window: false,
+        steps: false,
+    };
+    /// A class, or a unit's map.
+    pub const MAP: Needs = Needs {
+        map: true,
+        ..Needs::NONE
+    };
+}
+
+/// One attribution method: its [`Info`] and how it computes its map. The
+/// shared work (the trace, the target, the walk back, checks, scores) is the
+/// [`Explainer`]'s.
+pub trait Attribution: Sync + 'static {
+    fn info(&self) -> &'static Info;
+    /// The map for `target`: [C, S, S] or, per pixel, [S, S]; in the
+    /// network's channel order. Called after [`Method::check`].
     fn compute(&self, e: &Explainer, target: Target, o: &Options) -> Result<Tensor>;
 }
 
@@ -100,6 +141,28 @@ impl std::ops::Deref for Method {
 }
 
 impl Method {
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+    pub fn label(self) -> &'static str {
+        self.info().label
+    }
+    pub fn caption(self) -> &'static str {
+        self.info().caption
+    }
+    pub fn needs(self) -> Needs {
+        self.info().needs
+    }
+    pub fn per_pixel(self) -> bool {
+        self.info().per_pixel
+    }
+    pub fn rule(self) -> Option<Rule> {
+        self.info().rule
+    }
+    pub fn by_default(self) -> bool {
+        self.info().by_default
+    }
+
     /// Every method's name, comma-separated (for help and errors).
     pub fn names() -> String {
         ALL.map(|m| m.name()).join(", ")
@@ -239,34 +302,9 @@ impl<'de> Deserialize<'de> for Method {
     }
 }
 
-/// A method as the API and the page list it.
-#[derive(Debug, Clone, Serialize)]
-pub struct MethodInfo {
-    pub name: &'static str,
-    pub label: &'static str,
-    pub caption: &'static str,
-    pub colour: &'static str,
-    pub needs: Needs,
-    pub per_pixel: bool,
-    /// The rule at ReLU-family activations, for the methods that walk back.
-    pub rule: Option<&'static str>,
-    pub by_default: bool,
-}
-
 /// The registry as the API and the page read it.
-pub fn list() -> Vec<MethodInfo> {
-    ALL.iter()
-        .map(|m| MethodInfo {
-            name: m.name(),
-            label: m.label(),
-            caption: m.caption(),
-            colour: m.colour(),
-            needs: m.needs(),
-            per_pixel: m.per_pixel(),
-            rule: m.rule().map(|r| r.name),
-            by_default: m.by_default(),
-        })
-        .collect()
+pub fn list() -> Vec<&'static Info> {
+    ALL.iter().map(|m| m.info()).collect()
 }
 
 /// The map of a method that walks back from the target under its rule.

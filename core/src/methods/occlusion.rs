@@ -1,7 +1,7 @@
 //! Occlusion as a saliency map (Zeiler & Fergus 2014, Fig. 7): p0 - p of
 //! the class over the grid of square positions, upsampled bilinearly.
 
-use super::{Attribution, Method, Needs};
+use super::{Attribution, Info, Method, Needs};
 use crate::explain::{Explainer, Options, Target};
 use anyhow::Result;
 use tch::Tensor;
@@ -9,30 +9,24 @@ use tch::Tensor;
 pub struct Occlusion;
 pub const OCCLUSION: Method = Method(&Occlusion);
 
+static INFO: Info = Info {
+    needs: Needs {
+        window: true,
+        ..Needs::NONE
+    },
+    per_pixel: true,
+    by_default: false,
+    ..Info::new(
+        "occlusion",
+        "occlusion",
+        "occlusion (Zeiler & Fergus 2014): drop of the class probability under a grey square",
+        "#16a085",
+    )
+};
+
 impl Attribution for Occlusion {
-    fn name(&self) -> &'static str {
-        "occlusion"
-    }
-    fn label(&self) -> &'static str {
-        "occlusion"
-    }
-    fn caption(&self) -> &'static str {
-        "occlusion (Zeiler & Fergus 2014): drop of the class probability under a grey square"
-    }
-    fn colour(&self) -> &'static str {
-        "#16a085"
-    }
-    fn needs(&self) -> Needs {
-        Needs {
-            window: true,
-            ..Needs::default()
-        }
-    }
-    fn per_pixel(&self) -> bool {
-        true
-    }
-    fn by_default(&self) -> bool {
-        false
+    fn info(&self) -> &'static Info {
+        &INFO
     }
     fn compute(&self, e: &Explainer, target: Target, o: &Options) -> Result<Tensor> {
         let req = crate::occlusion::OcclusionRequest {
