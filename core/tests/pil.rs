@@ -8,19 +8,14 @@ use zfvis_core::import::{import, ImportOptions};
 use zfvis_core::net::Net;
 use zfvis_core::preprocess::{self, Preprocess};
 use zfvis_core::tch::{Device, Tensor};
-use zfvis_dev::testing::{root, tempdir};
-
-/// Run tests/`script` with the venv's Python; it must succeed.
-fn python(script: &str, args: &[&str]) {
-    zfvis_dev::testing::python(script, args);
-}
+use zfvis_dev::testing::{python, root, tempdir};
 
 fn shared() -> PathBuf {
     root().join("../shared/datasets")
 }
 
 fn reference(args: &[&str]) {
-    python("pil_ref.py", args)
+    python("pil_ref.py", args);
 }
 
 fn beagle() -> String {
