@@ -1,6 +1,7 @@
 //! What every test file needs, once: the repository root, temporary
 //! folders, the venv's Python running a reference script of `tests/`, the
-//! shared datasets, and "run a binary, assert success, parse its JSON".
+//! shared datasets, "run a binary, assert success, parse its JSON", and a
+//! server started on a free port.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -93,4 +94,10 @@ pub fn run_json(exe: &Path, args: &[&str]) -> serde_json::Value {
             String::from_utf8_lossy(&out.stdout)
         )
     })
+}
+
+/// A running `exe serve` (the `zfvis` binary under test) on a free port,
+/// over `models` with its store in `data`; killed on drop.
+pub fn serve(exe: &Path, models: &Path, data: &Path, extra: &[&str]) -> crate::child::Server {
+    crate::child::Server::start(exe, models, data, extra, "warn", |_| {}).unwrap()
 }

@@ -72,6 +72,5 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 
 /// A running `zfvis serve` on a free port; killed on drop.
 pub fn serve(models: &Path, data: &Path, extra: &[&str]) -> Server {
-    let exe = Path::new(env!("CARGO_BIN_EXE_zfvis"));
-    Server::start(exe, models, data, extra, "warn", |_| {}).unwrap()
+    zfvis_dev::testing::serve(Path::new(env!("CARGO_BIN_EXE_zfvis")), models, data, extra)
 }
