@@ -374,3 +374,15 @@ pub fn heatmaps(
         ),
     ]
 }
+
+#[cfg(test)]
+mod label_tests {
+    #[test]
+    fn labels_ranked_by_cells_then_index() {
+        let grid = vec![vec![3, 3, 1], vec![1, 3, 2], vec![7, 2, 0]];
+        assert_eq!(super::label_order(&grid), vec![3, 1, 2, 0, 7]);
+        let colours: std::collections::HashSet<_> = (0..10).map(super::rank_colour).collect();
+        assert_eq!(colours.len(), 10, "ten distinct colours");
+        assert_eq!(super::rank_colour(11), super::rank_colour(50));
+    }
+}

@@ -58,23 +58,21 @@ impl Progress {
             error: None,
         }
     }
-
-    pub fn failed(error: String) -> Progress {
-        Progress {
-            error: Some(error),
-            ..Progress::new(State::Failed, 0, 0)
-        }
-    }
 }
 
 /// What a job's failure says in its progress report.
 pub trait JobError: Clone + Send + 'static {
     fn report(&self) -> String;
+    /// The error of a job that failed without saying why.
+    fn unknown() -> Self;
 }
 
 impl JobError for String {
     fn report(&self) -> String {
         self.clone()
+    }
+    fn unknown() -> String {
+        "the job failed".into()
     }
 }
 
@@ -130,7 +128,7 @@ impl<E> Default for Jobs<E> {
 
 impl<E: JobError> Jobs<E> {
     /// `f` on the table and the last sequence number given out.
-    pub fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Entry<E>>, &mut u64) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Entry<E>>, &mut u64) -> T) -> T {
         let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let (m, seq) = &mut *g;
         f(m, seq)
@@ -159,12 +157,15 @@ impl<E: JobError> Jobs<E> {
 
     /// Join the queued or running job of `key`, or enqueue a new one (true).
     /// A failed job's error is answered once, then forgotten.
-    pub fn start_or_join(&self, key: &str) -> Result<bool, Option<E>> {
+    pub fn start_or_join(&self, key: &str) -> Result<bool, E> {
         self.with(|m, seq| {
             if let Some(e) = m.get(key) {
                 match e.state {
                     State::Queued | State::Running => return Ok(false),
-                    State::Failed => return Err(m.remove(key).and_then(|e| e.error)),
+                    State::Failed => {
+                        let error = m.remove(key).and_then(|e| e.error);
+                        return Err(error.unwrap_or_else(E::unknown));
+                    }
                     _ => {}
                 }
             }

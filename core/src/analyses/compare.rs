@@ -3,7 +3,10 @@
 //! The science is one floor down, in `crate::compare`.
 
 use crate::analysis::{Analysis, Job};
-use crate::compare::*;
+use crate::compare::{
+    compare_dirs, filter_list, filter_rms, filter_tiles, low_rms, CompareResult, FilterInfo,
+    DEFAULT_IMAGES,
+};
 use crate::engine::{bad_input, Context, Engine, Error};
 use crate::params::ModelName;
 use crate::picture::png;

@@ -3,7 +3,9 @@
 //! The science is one floor down, in `crate::correspondence`.
 
 use crate::analysis::Analysis;
-use crate::correspondence::*;
+use crate::correspondence::{
+    correspondence, CorrImage, CorrespondenceRequest, CorrespondenceResult,
+};
 use crate::engine::{bad, bad_input, Engine, Error};
 use crate::params::{ContentId, ModelName};
 use crate::preprocess;

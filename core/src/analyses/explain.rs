@@ -4,7 +4,7 @@
 
 use crate::analysis::{Analysis, Job};
 use crate::engine::{bad, bad_input, Context, Engine};
-use crate::explain::*;
+use crate::explain::{saliency, Curves, Explainer, Options, Target};
 use crate::methods::Method;
 use crate::net::check;
 use crate::net::Net;

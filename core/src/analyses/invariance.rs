@@ -4,7 +4,7 @@
 
 use crate::analysis::Analysis;
 use crate::engine::{bad_input, Engine};
-use crate::invariance::*;
+use crate::invariance::{invariance, InvarianceRequest, InvarianceResult};
 use crate::params::{ContentId, ModelName};
 use serde::Serialize;
 

@@ -7,7 +7,10 @@ use crate::analysis::Analysis;
 use crate::deconv::{self, ProjectRequest};
 use crate::engine::{bad, bad_input, Engine};
 use crate::net::Net;
-use crate::occlusion::*;
+use crate::occlusion::{
+    default_size, default_stride, heatmaps, live, occlude, occluded, strongest_map, Method,
+    OcclusionRequest, OcclusionResult,
+};
 use crate::params::{ContentId, ModelName};
 use crate::picture::png;
 use crate::predict::{self, Prediction};
@@ -226,17 +229,5 @@ impl Analysis for OccludedProjection {
 
     fn alt(_: &PositionRequest, r: &mut ProjectionResult) -> Option<Vec<u8>> {
         Some(std::mem::take(&mut r.png))
-    }
-}
-
-#[cfg(test)]
-mod label_tests {
-    #[test]
-    fn labels_ranked_by_cells_then_index() {
-        let grid = vec![vec![3, 3, 1], vec![1, 3, 2], vec![7, 2, 0]];
-        assert_eq!(super::label_order(&grid), vec![3, 1, 2, 0, 7]);
-        let colours: std::collections::HashSet<_> = (0..10).map(super::rank_colour).collect();
-        assert_eq!(colours.len(), 10, "ten distinct colours");
-        assert_eq!(super::rank_colour(11), super::rank_colour(50));
     }
 }

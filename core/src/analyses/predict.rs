@@ -5,7 +5,7 @@
 use crate::analysis::Analysis;
 use crate::engine::{Engine, Result};
 use crate::params::{ContentId, ModelName};
-use crate::predict::*;
+use crate::predict::{top_k, Prediction};
 use serde::Deserialize;
 use serde::Serialize;
 

@@ -3,7 +3,7 @@
 //! The science is one floor down, in `crate::deconv`.
 
 use crate::analysis::Analysis;
-use crate::deconv::*;
+use crate::deconv::{project, top_maps, Keep, ProjectRequest, Projection};
 use crate::engine::{bad_input, Engine};
 use crate::params::{ContentId, ModelName};
 use crate::picture::png;

@@ -6,7 +6,7 @@ use crate::analysis::Job;
 use crate::engine::{bad_input, Context};
 use crate::methods::Method;
 use crate::params::{ContentId, ModelName};
-use crate::sanity::*;
+use crate::sanity::{cascade, parametrised, Scores};
 use anyhow::Result;
 use serde::Deserialize;
 use serde::Serialize;

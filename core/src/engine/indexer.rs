@@ -4,7 +4,7 @@
 
 use crate::checkpoint::ModelDir;
 use crate::data;
-use crate::index::*;
+use crate::index::{build, index_path, load, SnapshotIndex};
 use crate::progress::{Jobs, Progress, State};
 use anyhow::Result;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The deconvnet (Zeiler & Fergus 2014): the ReLU of the signal at every
 //! ReLU-family activation, LRN skipped.
 
-use super::{walked, Attribution, Info, Method, Needs};
+use super::{Attribution, Info, Method, Needs};
 use crate::deconv::Rule;
 use crate::explain::{Explainer, Options, Target};
 use anyhow::Result;
@@ -26,6 +26,6 @@ impl Attribution for Deconv {
         &INFO
     }
     fn compute(&self, e: &Explainer, target: Target, _: &Options) -> Result<Tensor> {
-        Ok(walked(e, Rule::DECONV, target))
+        Ok(e.pixels(Rule::DECONV, target))
     }
 }

@@ -1,7 +1,7 @@
 //! The gradient (Simonyan et al. 2014): the signal where the activation's
 //! input was > 0; LRN's true gradient.
 
-use super::{walked, Attribution, Info, Method, Needs};
+use super::{Attribution, Info, Method, Needs};
 use crate::deconv::Rule;
 use crate::explain::{Explainer, Options, Target};
 use anyhow::Result;
@@ -26,6 +26,6 @@ impl Attribution for Gradient {
         &INFO
     }
     fn compute(&self, e: &Explainer, target: Target, _: &Options) -> Result<Tensor> {
-        Ok(walked(e, Rule::GRADIENT, target))
+        Ok(e.pixels(Rule::GRADIENT, target))
     }
 }

@@ -1,7 +1,7 @@
 //! Guided backprop (Springenberg et al. 2015): the ReLU of the signal where
 //! the activation's input was > 0; LRN's true gradient.
 
-use super::{walked, Attribution, Info, Method, Needs};
+use super::{Attribution, Info, Method, Needs};
 use crate::deconv::Rule;
 use crate::explain::{Explainer, Options, Target};
 use anyhow::Result;
@@ -26,6 +26,6 @@ impl Attribution for Guided {
         &INFO
     }
     fn compute(&self, e: &Explainer, target: Target, _: &Options) -> Result<Tensor> {
-        Ok(walked(e, Rule::GUIDED, target))
+        Ok(e.pixels(Rule::GUIDED, target))
     }
 }

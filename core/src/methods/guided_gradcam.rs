@@ -1,7 +1,7 @@
 //! Guided Grad-CAM (Selvaraju et al. 2017): guided backprop x Grad-CAM.
 
 use super::gradcam::gradcam;
-use super::{walked, Attribution, Info, Method, Needs};
+use super::{Attribution, Info, Method, Needs};
 use crate::deconv::Rule;
 use crate::explain::{Explainer, Options, Target};
 use anyhow::Result;
@@ -29,6 +29,6 @@ impl Attribution for GuidedGradcam {
         &INFO
     }
     fn compute(&self, e: &Explainer, target: Target, o: &Options) -> Result<Tensor> {
-        Ok(walked(e, Rule::GUIDED, target) * gradcam(e, target.class(), o.gradcam_layer))
+        Ok(e.pixels(Rule::GUIDED, target) * gradcam(e, target.class(), o.gradcam_layer))
     }
 }

@@ -43,7 +43,7 @@ pub const ALL: [Method; 7] = [
 ];
 
 /// What a method needs besides the image and its target.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Needs {
     /// It can explain a unit's map (its strongest activation), not only a class.
     pub map: bool,
@@ -305,9 +305,4 @@ impl<'de> Deserialize<'de> for Method {
 /// The registry as the API and the page read it.
 pub fn list() -> Vec<&'static Info> {
     ALL.iter().map(|m| m.info()).collect()
-}
-
-/// The map of a method that walks back from the target under its rule.
-fn walked(e: &Explainer, rule: Rule, target: Target) -> Tensor {
-    e.pixels(rule, target)
 }

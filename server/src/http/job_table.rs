@@ -52,14 +52,6 @@ impl JobTable {
         std::fs::write(&tmp, body)?;
         std::fs::rename(&tmp, &path)
     }
-
-    /// Join the queued or running job of `key`, or enqueue a new one (true).
-    /// A failed job's error is answered once, then forgotten.
-    pub(super) fn start_or_join(&self, key: &str) -> Result<bool, ApiError> {
-        self.jobs
-            .start_or_join(key)
-            .map_err(|e| e.unwrap_or_else(|| ApiError::internal("the job failed")))
-    }
 }
 
 impl std::ops::Deref for JobTable {
@@ -72,5 +64,8 @@ impl std::ops::Deref for JobTable {
 impl JobError for ApiError {
     fn report(&self) -> String {
         self.public_message()
+    }
+    fn unknown() -> ApiError {
+        ApiError::internal("the job failed")
     }
 }
