@@ -22,25 +22,70 @@ pub fn unpool(x: &Tensor, indices: &Tensor, out_hw: (i64, i64)) -> Tensor {
 /// Transposed conv of layer index `i` (a conv) back to input side `target`.
 pub fn deconv_step(net: &Net, i: usize, x: &Tensor, target: i64) -> Tensor {
     let l = &net.spec.nodes[i].op;
-    let (w, groups, dilation) = match l {
+    let (groups, dilation) = match l {
         Layer::Conv {
             groups, dilation, ..
-        } => (l.window(), *groups, *dilation),
+        } => (*groups, *dilation),
         _ => unreachable!("deconv_step on a conv layer"),
     };
+    let [wh, ww] = l.windows();
     let n = x.size()[2];
-    let natural = (n - 1) * w.stride - 2 * w.pad + w.k;
-    let op = target - natural;
-    debug_assert!(op >= 0 && op < w.stride.max(dilation));
+    // The rows/columns the forward conv left out at the end come back as
+    // output padding.
+    let extra = |w: crate::net::Window| {
+        let op = target - ((n - 1) * w.stride - 2 * w.pad + w.k);
+        debug_assert!(op >= 0 && op < w.stride.max(dilation));
+        op
+    };
     x.conv_transpose2d(
         net.inference_weight(i),
         None::<Tensor>,
-        [w.stride, w.stride],
-        [w.pad, w.pad],
-        [op, op],
+        [wh.stride, ww.stride],
+        [wh.pad, ww.pad],
+        [extra(wh), extra(ww)],
         groups,
         [dilation, dilation],
     )
+}
+
+/// The exact derivative of smooth node `i` ([`Layer::is_smooth`]) at the
+/// inputs the trace kept, applied to the signal `s` at its output: one
+/// signal per input, by libtorch's autograd over the op's own forward (the
+/// inputs are broadcast to the signal's batch first, so that each signal
+/// gets its own image's derivative).
+fn smooth_back(net: &Net, trace: &Trace, i: usize, s: &Tensor) -> Vec<Tensor> {
+    let b = s.size()[0];
+    let xs: Vec<Tensor> = net
+        .sources(i)
+        .iter()
+        .map(|src| {
+            let x = trace.inputs.get(src).unwrap_or_else(|| {
+                panic!("node {i}: the trace keeps what smooth ops read")
+            });
+            let mut size = x.size();
+            size[0] = b;
+            x.expand(size.as_slice(), false)
+                .contiguous()
+                .detach()
+                .set_requires_grad(true)
+        })
+        .collect();
+    tch::with_grad(|| {
+        let y = net.apply_node(i, &xs);
+        let dot = (y * s).sum(Kind::Float);
+        Tensor::run_backward(&[dot], &xs, false, false)
+    })
+}
+
+/// A signal `s` summed down to the shape of an input of an element-wise op
+/// that was broadcast per channel ([B, C, 1, 1]).
+fn unbroadcast(s: &Tensor, input: Shape) -> Tensor {
+    match input {
+        Shape::Maps { side: 1, .. } if s.dim() == 4 && s.size()[2] > 1 => {
+            s.sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float)
+        }
+        _ => s.shallow_clone(),
+    }
 }
 
 /// How a reversed network passes a signal back through a ReLU-family
@@ -192,7 +237,24 @@ fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape, rule:
         }
         // The adjoint of padding with zeros: the inner window.
         Layer::Pad { pads } => s.narrow(2, pads[0], side).narrow(3, pads[1], side),
+        // The inverse permutation: a shuffle in C/g groups.
+        Layer::ChannelShuffle { groups } => crate::net::shuffle(s, full[1] / groups),
+        // The channels taken, in place among zeros.
+        Layer::Channels { start, len } => {
+            let z = Tensor::zeros(full.as_slice(), (s.kind(), s.device()));
+            z.narrow(1, *start, *len).copy_(s);
+            z
+        }
         Layer::Lrn { .. } | Layer::Dropout { .. } | Layer::Add | Layer::Concat => s.shallow_clone(),
+        l @ (Layer::Sub
+        | Layer::Mul
+        | Layer::Div
+        | Layer::Sigmoid
+        | Layer::Silu
+        | Layer::HardSigmoid { .. }
+        | Layer::HardSwish
+        | Layer::Gelu { .. }
+        | Layer::ChannelNorm { .. }) => unreachable!("{} is walked back in walk", l.op()),
     }
 }
 
@@ -300,6 +362,15 @@ pub fn walk(
                 Layer::Add => srcs
                     .iter()
                     .for_each(|&j| add(j, s.shallow_clone(), &mut sig)),
+                l if l.is_smooth() => {
+                    for (&j, g) in srcs.iter().zip(smooth_back(net, trace, i, &s)) {
+                        add(j, unbroadcast(&g, shape(j)), &mut sig);
+                    }
+                }
+                Layer::Sub => {
+                    add(srcs[0], unbroadcast(&s, shape(srcs[0])), &mut sig);
+                    add(srcs[1], unbroadcast(&-&s, shape(srcs[1])), &mut sig);
+                }
                 Layer::Concat => {
                     let mut at = 0;
                     for &j in &srcs {

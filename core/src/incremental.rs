@@ -27,6 +27,21 @@ pub fn applies(net: &Net) -> bool {
         Layer::AdaptiveAvgPool { .. } | Layer::Flatten | Layer::Linear { .. } => false,
         // Padding shifts the region (not tracked yet): batched full passes.
         Layer::Pad { .. } => false,
+        // A non-square kernel's windows differ by axis (not tracked yet).
+        Layer::Conv { kw: Some(_), .. } => false,
+        // Element-wise products and differences of two nodes: a gate
+        // reads the global pooling before it (never reached here), and
+        // same-shape ones are not merged yet.
+        Layer::Mul | Layer::Sub | Layer::Div => false,
+        // Per-position ops (over channels at each position) keep the region.
+        Layer::Sigmoid
+        | Layer::Silu
+        | Layer::HardSigmoid { .. }
+        | Layer::HardSwish
+        | Layer::Gelu { .. }
+        | Layer::ChannelNorm { .. }
+        | Layer::ChannelShuffle { .. }
+        | Layer::Channels { .. } => true,
         // Every op this evaluator knows, named: a new op is not exact here
         // until it is listed (the compiler asks for it).
         Layer::Conv { .. }

@@ -6,116 +6,20 @@
 //! by its module path. Batch norm after a conv is folded into it; batch norm
 //! on a concatenation (DenseNet) is an affine node.
 
+use super::builder::{k, Builder, RELU, RELU6};
 use super::layout::Layout;
-use crate::net::{Layer, Node, Window};
+use crate::net::{Layer, Window};
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 
-/// A graph under construction; `at` is the node the next one reads.
-pub struct Builder {
-    nodes: Vec<Node>,
-    bn: HashMap<String, String>,
-    /// The last node added (None: the image).
-    at: Option<usize>,
-    /// Channels of `at`'s output.
-    c: i64,
-}
-
-impl Builder {
-    fn new() -> Self {
-        Builder {
-            nodes: vec![],
-            bn: HashMap::new(),
-            at: None,
-            c: 3,
-        }
-    }
-
-    /// Add `l` reading `from` (the node before it when that is the last one added).
-    fn node(&mut self, l: Layer, from: &[usize]) -> usize {
-        let i = self.nodes.len();
-        let chained = match (from, self.at) {
-            ([j], _) => *j + 1 == i,
-            ([], None) => i == 0,
-            _ => false,
-        };
-        self.nodes.push(Node {
-            op: l,
-            inputs: (!chained).then(|| from.to_vec()),
-            name: None,
-        });
-        self.at = Some(i);
-        i
-    }
-
-    /// Add `l` reading the last node.
-    fn then(&mut self, l: Layer) -> usize {
-        let from: Vec<usize> = self.at.into_iter().collect();
-        self.node(l, &from)
-    }
-
-    fn unit(&mut self, name: &str) {
-        if let Some(i) = self.at {
-            self.nodes[i].name = Some(name.to_string());
-        }
-    }
-
-    /// Conv `name` (no bias in the file) + batch norm `bn` folded into it,
-    /// reading the last node; `relu`: then a ReLU (`Some(6.0)`: ReLU6).
-    #[allow(clippy::too_many_arguments)]
-    fn conv_bn(
-        &mut self,
-        name: &str,
-        bn: &str,
-        out: i64,
-        w: Window,
-        groups: i64,
-        relu: Option<f64>,
-    ) {
-        let mut l = Layer::conv(name, self.c, out, w);
-        if let Layer::Conv { groups: g, .. } = &mut l {
-            *g = groups;
-        }
-        self.then(l);
-        self.bn.insert(name.to_string(), bn.to_string());
-        self.c = out;
-        match relu {
-            Some(m) if m.is_finite() => {
-                self.then(Layer::Clip { max: m });
-            }
-            Some(_) => {
-                self.then(Layer::Relu);
-            }
-            None => {}
-        }
-    }
-
-    fn finish(mut self, flat: i64, fc: &str, classes: i64, dropout: f64) -> Layout {
-        self.then(Layer::AdaptiveAvgPool { out: 1 });
-        self.then(Layer::Flatten);
-        if dropout > 0.0 {
-            self.then(Layer::Dropout { p: dropout });
-        }
-        self.then(Layer::linear(fc, flat, classes));
-        Layout {
-            nodes: self.nodes,
-            bn: self.bn,
-            bn_eps: 1e-5,
-            convs_without_bias: true,
-            preprocess: "torchvision",
-        }
-    }
-}
-
-const RELU: Option<f64> = Some(f64::INFINITY);
-const RELU6: Option<f64> = Some(6.0);
-
-fn k(k: i64, stride: i64, pad: i64) -> Window {
-    Window::new(k, stride, pad)
-}
-
-/// torchvision's ResNet: `depth` 18, 34 (basic blocks) or 50, 101, 152 (bottlenecks).
-pub fn resnet(depth: &str, classes: i64) -> Result<Layout> {
+/// torchvision's ResNet: `depth` 18, 34 (basic blocks) or 50, 101, 152
+/// (bottlenecks); the widths and groups of ResNeXt and Wide ResNet are
+/// read off the file.
+pub fn resnet(
+    depth: &str,
+    shapes: &HashMap<String, Vec<i64>>,
+    classes: i64,
+) -> Result<Layout> {
     let (blocks, bottleneck): ([usize; 4], bool) = match depth {
         "18" => ([2, 2, 2, 2], false),
         "34" => ([3, 4, 6, 3], false),
@@ -124,85 +28,48 @@ pub fn resnet(depth: &str, classes: i64) -> Result<Layout> {
         "152" => ([3, 8, 36, 3], true),
         _ => bail!("unknown ResNet depth {depth:?}: expected 18, 34, 50, 101 or 152"),
     };
-    let mut g = Builder::new();
-    g.conv_bn("conv1", "bn1", 64, k(7, 2, 3), 1, RELU);
+    let mut g = Builder::reading(shapes);
+    g.conv("conv1", Some("bn1"), 2, Some(3), RELU)?;
     g.then(Layer::max_pool(k(3, 2, 1), false));
     g.unit("maxpool");
-    let expansion = if bottleneck { 4 } else { 1 };
     for (s, &n) in blocks.iter().enumerate() {
-        let planes = 64 << s;
         for b in 0..n {
             let stride = if s > 0 && b == 0 { 2 } else { 1 };
             let p = format!("layer{}.{b}", s + 1);
-            let (input, in_c) = (g.at.expect("the stem"), g.c);
-            if bottleneck {
-                g.conv_bn(
-                    &format!("{p}.conv1"),
-                    &format!("{p}.bn1"),
-                    planes,
-                    k(1, 1, 0),
-                    1,
-                    RELU,
-                );
-                g.conv_bn(
-                    &format!("{p}.conv2"),
-                    &format!("{p}.bn2"),
-                    planes,
-                    k(3, stride, 1),
-                    1,
-                    RELU,
-                );
-                g.conv_bn(
-                    &format!("{p}.conv3"),
-                    &format!("{p}.bn3"),
-                    planes * 4,
-                    k(1, 1, 0),
-                    1,
-                    None,
-                );
+            let (input, in_c) = (g.last(), g.c);
+            let cv = |i: usize| (format!("{p}.conv{i}"), format!("{p}.bn{i}"));
+            let convs: &[(usize, i64)] = if bottleneck {
+                &[(1, 1), (2, stride), (3, 1)]
             } else {
-                g.conv_bn(
-                    &format!("{p}.conv1"),
-                    &format!("{p}.bn1"),
-                    planes,
-                    k(3, stride, 1),
-                    1,
-                    RELU,
-                );
-                g.conv_bn(
-                    &format!("{p}.conv2"),
-                    &format!("{p}.bn2"),
-                    planes,
-                    k(3, 1, 1),
-                    1,
-                    None,
-                );
+                &[(1, stride), (2, 1)]
+            };
+            for (j, &(i, st)) in convs.iter().enumerate() {
+                let (c, bn) = cv(i);
+                let act = if j + 1 < convs.len() { RELU } else { None };
+                g.conv(&c, Some(&bn), st, None, act)?;
             }
-            let main = g.at.expect("the block");
-            let shortcut = if stride != 1 || in_c != planes * expansion {
-                g.at = Some(input);
-                g.c = in_c;
-                g.node(
-                    Layer::conv(
-                        &format!("{p}.downsample.0"),
-                        in_c,
-                        planes * expansion,
-                        k(1, stride, 0),
-                    ),
-                    &[input],
-                );
-                g.bn.insert(format!("{p}.downsample.0"), format!("{p}.downsample.1"));
-                g.at.expect("the shortcut")
+            let (main, out_c) = (g.last(), g.c);
+            let shortcut = if g.has(&format!("{p}.downsample.0.weight")) {
+                g.from(input, in_c);
+                g.conv(
+                    &format!("{p}.downsample.0"),
+                    Some(&format!("{p}.downsample.1")),
+                    stride,
+                    Some(0),
+                    None,
+                )?;
+                g.last()
             } else {
                 input
             };
             g.node(Layer::Add, &[main, shortcut]);
             g.then(Layer::Relu);
-            g.c = planes * expansion;
+            g.c = out_c;
             g.unit(&p);
         }
     }
-    Ok(g.finish(512 * expansion, "fc", classes, 0.0))
+    let c = g.c;
+    Ok(g.finish(c, "fc", classes, 0.0))
 }
 
 /// torchvision's MobileNetV2 (width 1.0).

@@ -13,6 +13,9 @@ pub struct Layout {
     /// conv name -> batch-norm prefix (`features.1`); affine nodes are
     /// batch norms named by their prefix.
     pub bn: HashMap<String, String>,
+    /// Affine nodes that are a tensor of the file, not a batch norm
+    /// (ConvNeXt's layer scale): node name -> tensor name; shift 0.
+    pub scales: HashMap<String, String>,
     pub bn_eps: f64,
     /// Convs may hold no bias in the file (`bias=False`): zero then.
     pub convs_without_bias: bool,
@@ -29,6 +32,7 @@ impl Layout {
         Layout {
             nodes: layers.into_iter().map(Node::from).collect(),
             bn,
+            scales: HashMap::new(),
             bn_eps: 1e-5,
             convs_without_bias: false,
             preprocess,

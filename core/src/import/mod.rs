@@ -4,6 +4,8 @@
 //! folded into the conv before it (eval statistics, paper.md §6).
 
 mod batchnorm;
+mod builder;
+mod families;
 mod graphs;
 mod layout;
 mod layouts;
@@ -140,6 +142,13 @@ fn take_layout(
                 shape_str(expected)
             )
         })?;
+        // A linear layer on the channels read as a 1x1 conv (ConvNeXt).
+        let t = match (t.size().as_slice(), expected) {
+            ([o, i], [eo, ei, 1, 1]) if o == eo && i == ei => t.view([*o, *i, 1, 1]),
+            // A per-channel scale stored for broadcasting ([C, 1, 1]).
+            ([c, 1, 1], [ec]) if c == ec => t.view([*c]),
+            _ => t,
+        };
         if t.size() != expected {
             bail!(
                 "tensor {name}: expected shape {}, found {} — is --arch {arch} the file's layout?",
@@ -154,6 +163,11 @@ fn take_layout(
             continue;
         };
         let (wn, bn) = l.tensor_names().expect("conv, linear or affine");
+        if let Some(src) = l.name().and_then(|n| lay.scales.get(n)) {
+            tensors.insert(wn, take(src, &[n_out])?);
+            tensors.insert(bn, Tensor::zeros([n_out], (Kind::Float, Device::Cpu)));
+            continue;
+        }
         if let Layer::Affine { name, .. } = l {
             let [g, be, m, v] = bn_tensors(&mut take, name, n_out)?;
             let (scale, shift) = bn_affine(&g, &be, &m, &v, lay.bn_eps);

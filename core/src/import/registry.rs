@@ -3,7 +3,7 @@
 //! layouts in `graphs.rs`).
 
 use super::layout::Layout;
-use super::{graphs, layouts};
+use super::{families, graphs, layouts};
 use crate::net::{Arch, NetSpec};
 use anyhow::{bail, Result};
 use std::collections::HashMap;
@@ -18,8 +18,56 @@ pub const ARCHS: &[&str] = &[
     "torchvision:densenet161",
     "torchvision:densenet169",
     "torchvision:densenet201",
+    "torchvision:resnext50_32x4d",
+    "torchvision:resnext101_32x8d",
+    "torchvision:resnext101_64x4d",
+    "torchvision:wide_resnet50_2",
+    "torchvision:wide_resnet101_2",
     "torchvision:googlenet",
+    "torchvision:inception_v3",
     "torchvision:mobilenet_v2",
+    "torchvision:mobilenet_v3_small",
+    "torchvision:mobilenet_v3_large",
+    "torchvision:mnasnet0_5",
+    "torchvision:mnasnet0_75",
+    "torchvision:mnasnet1_0",
+    "torchvision:mnasnet1_3",
+    "torchvision:efficientnet_b0",
+    "torchvision:efficientnet_b1",
+    "torchvision:efficientnet_b2",
+    "torchvision:efficientnet_b3",
+    "torchvision:efficientnet_b4",
+    "torchvision:efficientnet_b5",
+    "torchvision:efficientnet_b6",
+    "torchvision:efficientnet_b7",
+    "torchvision:efficientnet_v2_s",
+    "torchvision:efficientnet_v2_m",
+    "torchvision:efficientnet_v2_l",
+    "torchvision:regnet_x_400mf",
+    "torchvision:regnet_x_800mf",
+    "torchvision:regnet_x_1_6gf",
+    "torchvision:regnet_x_3_2gf",
+    "torchvision:regnet_x_8gf",
+    "torchvision:regnet_x_16gf",
+    "torchvision:regnet_x_32gf",
+    "torchvision:regnet_y_400mf",
+    "torchvision:regnet_y_800mf",
+    "torchvision:regnet_y_1_6gf",
+    "torchvision:regnet_y_3_2gf",
+    "torchvision:regnet_y_8gf",
+    "torchvision:regnet_y_16gf",
+    "torchvision:regnet_y_32gf",
+    "torchvision:regnet_y_128gf",
+    "torchvision:convnext_tiny",
+    "torchvision:convnext_small",
+    "torchvision:convnext_base",
+    "torchvision:convnext_large",
+    "torchvision:shufflenet_v2_x0_5",
+    "torchvision:shufflenet_v2_x1_0",
+    "torchvision:shufflenet_v2_x1_5",
+    "torchvision:shufflenet_v2_x2_0",
+    "torchvision:squeezenet1_0",
+    "torchvision:squeezenet1_1",
     "torchvision:alexnet",
     "torchvision:vgg11",
     "torchvision:vgg11_bn",
@@ -48,9 +96,39 @@ pub fn layout(arch: &str, shapes: &HashMap<String, Vec<i64>>) -> Result<Layout> 
     };
     Ok(match arch {
         "torchvision:alexnet" => layouts::torchvision_alexnet(classes("classifier.6.weight")?),
-        a if a.starts_with("torchvision:resnet") => {
-            graphs::resnet(&a["torchvision:resnet".len()..], classes("fc.weight")?)?
+        a if a.starts_with("torchvision:resnet") => graphs::resnet(
+            &a["torchvision:resnet".len()..],
+            shapes,
+            classes("fc.weight")?,
+        )?,
+        "torchvision:resnext50_32x4d" | "torchvision:wide_resnet50_2" => {
+            graphs::resnet("50", shapes, classes("fc.weight")?)?
         }
+        "torchvision:resnext101_32x8d"
+        | "torchvision:resnext101_64x4d"
+        | "torchvision:wide_resnet101_2" => graphs::resnet("101", shapes, classes("fc.weight")?)?,
+        "torchvision:inception_v3" => families::inception_v3(shapes, classes("fc.weight")?)?,
+        a if a.starts_with("torchvision:mobilenet_v3_") => families::mobilenet_v3(
+            &a["torchvision:mobilenet_v3_".len()..],
+            shapes,
+            classes("classifier.3.weight")?,
+        )?,
+        a if a.starts_with("torchvision:mnasnet") => {
+            families::mnasnet(shapes, classes("classifier.1.weight")?)?
+        }
+        a if a.starts_with("torchvision:efficientnet_") => families::efficientnet(
+            &a["torchvision:efficientnet_".len()..],
+            shapes,
+            classes("classifier.1.weight")?,
+        )?,
+        a if a.starts_with("torchvision:regnet_") => families::regnet(shapes, classes("fc.weight")?)?,
+        a if a.starts_with("torchvision:convnext_") => {
+            families::convnext(shapes, classes("classifier.2.weight")?)?
+        }
+        a if a.starts_with("torchvision:shufflenet_v2_") => {
+            families::shufflenet_v2(shapes, classes("fc.weight")?)?
+        }
+        "torchvision:squeezenet1_0" | "torchvision:squeezenet1_1" => families::squeezenet(shapes)?,
         a if a.starts_with("torchvision:densenet") => graphs::densenet(
             &a["torchvision:densenet".len()..],
             classes("classifier.weight")?,

@@ -26,6 +26,10 @@ pub struct Trace {
     /// a ReLU's or clip's output, an LRN's input. Empty unless the trace
     /// came from [`Net::trace_saving`].
     pub saved: Vec<Option<Tensor>>,
+    /// The values smooth ops read ([`Layer::is_smooth`]: SiLU, gates, layer
+    /// norm), by the node that gave them (None: the image): every walk back
+    /// takes their exact derivative there.
+    pub inputs: BTreeMap<Option<usize>, Tensor>,
 }
 
 impl Trace {
@@ -175,9 +179,23 @@ impl Net {
             for &j in lrn_of.get(&None).into_iter().flatten() {
                 saved[j] = Some(h.shallow_clone());
             }
+            // What the smooth ops read, kept whatever the rule.
+            let smooth_in: std::collections::HashSet<Option<usize>> = spec
+                .ops()
+                .enumerate()
+                .filter(|(_, l)| l.is_smooth())
+                .flat_map(|(i, _)| self.sources[i].iter().copied())
+                .collect();
+            let mut inputs: BTreeMap<Option<usize>, Tensor> = BTreeMap::new();
+            if smooth_in.contains(&None) {
+                inputs.insert(None, h.shallow_clone());
+            }
             let logits = self.run(0, n - 1, &h, false, Some(&mut switches), |i, t| {
                 if keep.contains(&i) {
                     outs.insert(i, t.shallow_clone());
+                }
+                if smooth_in.contains(&Some(i)) {
+                    inputs.insert(Some(i), t.shallow_clone());
                 }
                 if save {
                     if spec.op(i).is_relu() {
@@ -197,6 +215,7 @@ impl Net {
                 last_maps: take(last_node),
                 logits,
                 saved,
+                inputs,
             }
         })
     }

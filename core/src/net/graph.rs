@@ -3,7 +3,7 @@
 //! them. Shape inference and validation are here; the units and receptive
 //! fields are `units.rs`'s, the forward pass `forward.rs`'s.
 
-use super::ops::{concat_shape, node_shape, Layer, Shape, Window};
+use super::ops::{binary_shape, concat_shape, node_shape, Layer, Shape, Window};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
@@ -223,14 +223,13 @@ impl NetSpec {
         self
     }
 
+    /// The length of the class scores: the last node's flat output (a
+    /// linear layer's, or a conv's after global pooling as in SqueezeNet).
     pub fn num_classes(&self) -> i64 {
-        self.ops()
-            .rev()
-            .find_map(|l| match l {
-                Layer::Linear { out, .. } => Some(*out),
-                _ => None,
-            })
-            .unwrap_or(0)
+        match self.shapes().ok().and_then(|s| s.last().copied()) {
+            Some(Shape::Flat(n)) => n,
+            _ => 0,
+        }
     }
 
     /// A short name: the preset's architecture or "custom".
@@ -293,6 +292,13 @@ impl NetSpec {
                 (Layer::Concat, [_, ..]) => concat_shape(&ins).ok_or_else(|| {
                     anyhow::anyhow!("{}: cannot concatenate shapes {ins:?} by channel", at())
                 })?,
+                (l, [a, b]) if l.is_binary() => binary_shape(*a, *b).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: its inputs' shapes {a:?} and {b:?} neither agree nor broadcast per channel",
+                        at()
+                    )
+                })?,
+                (l, _) if l.is_binary() => bail!("{}: takes two inputs, given {}", at(), ins.len()),
                 (_, [one]) => node_shape(l, *one).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
                 _ => bail!("{}: takes one input, given {}", at(), ins.len()),
             };
@@ -341,9 +347,9 @@ impl NetSpec {
         if self.convs().is_empty() {
             bail!("layers: the network has no conv layer");
         }
-        match (self.ops().last(), shapes.last()) {
-            (Some(Layer::Linear { .. }), Some(Shape::Flat(n))) if *n >= 1 => {}
-            _ => bail!("layers: the last layer must be a linear layer giving the class scores"),
+        match shapes.last() {
+            Some(Shape::Flat(n)) if *n >= 1 => {}
+            _ => bail!("layers: the last layer must give the class scores as a vector (a linear layer, or global pooling and a flatten)"),
         }
         Ok(())
     }

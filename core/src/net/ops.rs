@@ -51,6 +51,12 @@ fn is_one(v: &i64) -> bool {
 fn yes() -> bool {
     true
 }
+fn sixth() -> f64 {
+    1.0 / 6.0
+}
+fn half() -> f64 {
+    0.5
+}
 fn is_false(v: &bool) -> bool {
     !*v
 }
@@ -72,6 +78,12 @@ pub enum Layer {
         groups: i64,
         #[serde(default = "one", skip_serializing_if = "is_one")]
         dilation: i64,
+        /// A non-square kernel's width (`k` is then its height: 1x7, 7x1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kw: Option<i64>,
+        /// The width's padding when it differs from the height's `pad`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pad_w: Option<i64>,
         /// Tensor names; default `{name}.weight` / `{name}.bias`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         weight: Option<String>,
@@ -136,6 +148,48 @@ pub enum Layer {
     Add,
     /// Its inputs concatenated along the channel axis.
     Concat,
+    /// The logistic function (squeeze-excite gates).
+    Sigmoid,
+    /// SiLU / swish: `x·sigmoid(x)` (EfficientNet).
+    Silu,
+    /// `clamp(alpha·x + beta, 0, 1)` (PyTorch's Hardsigmoid: 1/6, 1/2).
+    HardSigmoid {
+        #[serde(default = "sixth")]
+        alpha: f64,
+        #[serde(default = "half")]
+        beta: f64,
+    },
+    /// `x·relu6(x + 3)/6` (MobileNetV3).
+    HardSwish,
+    /// GELU, exact (erf) or its tanh approximation (ConvNeXt, ViT).
+    Gelu {
+        #[serde(default, skip_serializing_if = "is_false")]
+        tanh: bool,
+    },
+    /// The element-wise product of two inputs; the second (or the first)
+    /// may be per channel ([C, 1, 1]: a squeeze-excite gate), broadcast.
+    Mul,
+    /// The first input minus the second (broadcast as for `mul`).
+    Sub,
+    /// The first input divided by the second (broadcast as for `mul`).
+    Div,
+    /// Layer normalisation over the channels at every position (ConvNeXt's
+    /// LayerNorm2d, and its channels-last LayerNorm); tensors
+    /// `{name}.weight`, `{name}.bias`.
+    ChannelNorm {
+        name: String,
+        c: i64,
+        eps: f64,
+    },
+    /// ShuffleNet's channel shuffle: [g, C/g] channels read as [C/g, g].
+    ChannelShuffle {
+        groups: i64,
+    },
+    /// Channels `start..start+len` of the maps (a Split or Slice on channels).
+    Channels {
+        start: i64,
+        len: i64,
+    },
     /// Zeros around the maps: `pads` = [top, left, bottom, right] (ONNX
     /// `Pad`, and the end row/column of TensorFlow's SAME padding); the
     /// maps stay square (top + bottom = left + right).
@@ -164,6 +218,7 @@ impl Layer {
                 pad,
                 groups,
                 dilation,
+                pad_w,
                 ..
             } => {
                 let p = p.expect("a conv's parameters");
@@ -175,7 +230,7 @@ impl Layer {
                     w,
                     Some(&p.bias),
                     [*stride, *stride],
-                    [*pad, *pad],
+                    [*pad, pad_w.unwrap_or(*pad)],
                     [*dilation, *dilation],
                     *groups,
                 )
@@ -246,6 +301,26 @@ impl Layer {
             Layer::Add => ins[1..].iter().fold(h.shallow_clone(), |a, b| a + b),
             Layer::Concat => Tensor::cat(ins, 1),
             Layer::Pad { pads: [t, l, b, r] } => h.constant_pad_nd([*l, *r, *t, *b]),
+            Layer::Sigmoid => h.sigmoid(),
+            Layer::Silu => h.silu(),
+            Layer::HardSigmoid { alpha, beta } => (h * *alpha + *beta).clamp(0.0, 1.0),
+            Layer::HardSwish => h.hardswish(),
+            Layer::Gelu { tanh } => h.gelu(if *tanh { "tanh" } else { "none" }),
+            Layer::Mul => h * &ins[1],
+            Layer::Sub => h - &ins[1],
+            Layer::Div => h / &ins[1],
+            Layer::ChannelNorm { c, eps, .. } => {
+                let p = p.expect("a channel norm's parameters");
+                if h.dim() == 4 {
+                    h.permute([0, 2, 3, 1])
+                        .layer_norm([*c], Some(&p.weight), Some(&p.bias), *eps, false)
+                        .permute([0, 3, 1, 2])
+                } else {
+                    h.layer_norm([*c], Some(&p.weight), Some(&p.bias), *eps, false)
+                }
+            }
+            Layer::ChannelShuffle { groups } => shuffle(h, *groups),
+            Layer::Channels { start, len } => h.narrow(1, *start, *len),
         }
     }
 
@@ -259,6 +334,8 @@ impl Layer {
             pad: w.pad,
             groups: 1,
             dilation: 1,
+            kw: None,
+            pad_w: None,
             weight: None,
             bias: None,
         }
@@ -291,20 +368,36 @@ impl Layer {
     }
 
     /// The spatial window of a conv or pooling layer (a dilated conv's
-    /// effective kernel); pointwise layers have 1x1.
+    /// effective kernel; a non-square conv's is the square around it);
+    /// pointwise layers have 1x1. Per axis: [`Layer::windows`].
     pub fn window(&self) -> Window {
+        let [h, w] = self.windows();
+        Window::new(h.k.max(w.k), h.stride, h.pad.max(w.pad))
+    }
+
+    /// The windows along the height and the width.
+    pub fn windows(&self) -> [Window; 2] {
         match *self {
             Layer::Conv {
                 k,
                 stride,
                 pad,
                 dilation,
+                kw,
+                pad_w,
                 ..
-            } => Window::new(dilation * (k - 1) + 1, stride, pad),
+            } => [
+                Window::new(dilation * (k - 1) + 1, stride, pad),
+                Window::new(
+                    dilation * (kw.unwrap_or(k) - 1) + 1,
+                    stride,
+                    pad_w.unwrap_or(pad),
+                ),
+            ],
             Layer::MaxPool { k, stride, pad, .. } | Layer::AvgPool { k, stride, pad, .. } => {
-                Window::new(k, stride, pad)
+                [Window::new(k, stride, pad); 2]
             }
-            _ => Window::new(1, 1, 0),
+            _ => [Window::new(1, 1, 0); 2],
         }
     }
 
@@ -334,6 +427,9 @@ impl Layer {
                 bias.clone().unwrap_or_else(|| format!("{name}.bias")),
             )),
             Layer::Affine { name, .. } => Some((format!("{name}.scale"), format!("{name}.shift"))),
+            Layer::ChannelNorm { name, .. } => {
+                Some((format!("{name}.weight"), format!("{name}.bias")))
+            }
             _ => None,
         }
     }
@@ -345,20 +441,22 @@ impl Layer {
                 in_c,
                 out,
                 k,
+                kw,
                 groups,
                 ..
-            } => Some((vec![out, in_c / groups, k, k], out)),
+            } => Some((vec![out, in_c / groups, k, kw.unwrap_or(k)], out)),
             Layer::Linear { in_f, out, .. } => Some((vec![out, in_f], out)),
-            Layer::Affine { c, .. } => Some((vec![c], c)),
+            Layer::Affine { c, .. } | Layer::ChannelNorm { c, .. } => Some((vec![c], c)),
             _ => None,
         }
     }
 
     pub fn name(&self) -> Option<&str> {
         match self {
-            Layer::Conv { name, .. } | Layer::Linear { name, .. } | Layer::Affine { name, .. } => {
-                Some(name)
-            }
+            Layer::Conv { name, .. }
+            | Layer::Linear { name, .. }
+            | Layer::Affine { name, .. }
+            | Layer::ChannelNorm { name, .. } => Some(name),
             _ => None,
         }
     }
@@ -379,12 +477,51 @@ impl Layer {
             Layer::Add => "add",
             Layer::Concat => "concat",
             Layer::Pad { .. } => "pad",
+            Layer::Sigmoid => "sigmoid",
+            Layer::Silu => "silu",
+            Layer::HardSigmoid { .. } => "hard_sigmoid",
+            Layer::HardSwish => "hard_swish",
+            Layer::Gelu { .. } => "gelu",
+            Layer::Mul => "mul",
+            Layer::Sub => "sub",
+            Layer::Div => "div",
+            Layer::ChannelNorm { .. } => "channel_norm",
+            Layer::ChannelShuffle { .. } => "channel_shuffle",
+            Layer::Channels { .. } => "channels",
         }
     }
 
     /// A ReLU-family activation (the deconvnet reverses it by a ReLU).
     pub fn is_relu(&self) -> bool {
         matches!(self, Layer::Relu | Layer::Clip { .. })
+    }
+
+    /// Any activation function: ReLU-family or smooth (sigmoid, SiLU,
+    /// hard-sigmoid, hard-swish, GELU).
+    pub fn is_activation(&self) -> bool {
+        self.is_relu() || self.is_smooth()
+    }
+
+    /// An op that is neither linear nor ReLU-family: every walk back passes
+    /// its exact derivative at the traced input (Captum's convention),
+    /// whatever the rule.
+    pub fn is_smooth(&self) -> bool {
+        matches!(
+            self,
+            Layer::Sigmoid
+                | Layer::Silu
+                | Layer::HardSigmoid { .. }
+                | Layer::HardSwish
+                | Layer::Gelu { .. }
+                | Layer::Mul
+                | Layer::Div
+                | Layer::ChannelNorm { .. }
+        )
+    }
+
+    /// An element-wise op of two inputs (broadcast per channel).
+    pub fn is_binary(&self) -> bool {
+        matches!(self, Layer::Mul | Layer::Sub | Layer::Div)
     }
 }
 
@@ -442,10 +579,12 @@ pub(super) fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
             if *groups < 1 || c % groups != 0 || out % groups != 0 {
                 bail!("{groups} groups do not divide {c} -> {out}");
             }
-            Shape::Maps {
-                c: *out,
-                side: l.window().out_size(side, false),
+            let [wh, ww] = l.windows();
+            let (h, w) = (wh.out_size(side, false), ww.out_size(side, false));
+            if h != w || ww.k < 1 || ww.pad < 0 {
+                bail!("its {}x{} kernel gives {h}x{w} maps: maps must stay square", wh.k, ww.k);
             }
+            Shape::Maps { c: *out, side: h }
         }
         (Layer::MaxPool { .. } | Layer::AvgPool { .. }, Shape::Maps { c, side }) => {
             let w = l.window();
@@ -474,6 +613,25 @@ pub(super) fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
         }
         (Layer::Lrn { size, .. }, _) if *size < 1 => bail!("size must be at least 1"),
         (Layer::Relu | Layer::Clip { .. } | Layer::Lrn { .. } | Layer::Dropout { .. }, s) => s,
+        (l, s) if l.is_activation() => s,
+        (Layer::ChannelNorm { c, .. }, s @ (Shape::Maps { c: n, .. } | Shape::Flat(n))) => {
+            if *c != n {
+                bail!("expects {c} channels, gets {n}");
+            }
+            s
+        }
+        (Layer::ChannelShuffle { groups }, s @ Shape::Maps { c, .. }) => {
+            if *groups < 1 || c % groups != 0 {
+                bail!("{groups} groups do not divide {c} channels");
+            }
+            s
+        }
+        (Layer::Channels { start, len }, Shape::Maps { c, side }) => {
+            if *start < 0 || *len < 1 || start + len > c {
+                bail!("channels {start}..{} of {c}", start + len);
+            }
+            Shape::Maps { c: *len, side }
+        }
         (Layer::Pad { pads: [t, l, b, r] }, Shape::Maps { c, side }) => {
             if [t, l, b, r].iter().any(|&v| *v < 0) || t + b != l + r {
                 bail!(
@@ -488,6 +646,25 @@ pub(super) fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
         }
         (_, s) => bail!("cannot take an input of shape {s:?}"),
     })
+}
+
+/// The shape of an element-wise op of two inputs: equal shapes, or maps
+/// and per-channel values ([C, 1, 1]) of the same channels, either order.
+pub fn binary_shape(a: Shape, b: Shape) -> Option<Shape> {
+    match (a, b) {
+        _ if a == b => Some(a),
+        (Shape::Maps { c, .. }, Shape::Maps { c: c2, side: 1 }) if c == c2 => Some(a),
+        (Shape::Maps { c, side: 1 }, Shape::Maps { c: c2, .. }) if c == c2 => Some(b),
+        _ => None,
+    }
+}
+
+/// ShuffleNet's channel shuffle of [N, C, H, W] maps in `groups` groups.
+pub fn shuffle(x: &Tensor, groups: i64) -> Tensor {
+    let s = x.size();
+    x.reshape([s[0], groups, s[1] / groups, s[2], s[3]])
+        .transpose(1, 2)
+        .reshape([s[0], s[1], s[2], s[3]])
 }
 
 /// The same values laid out channels-last (NHWC strides), which oneDNN's

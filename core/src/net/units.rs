@@ -42,7 +42,7 @@ pub struct Unit {
 
 impl NetSpec {
     /// Where conv `i`'s feature maps are: after the batch-norm node and the
-    /// ReLU-family activation that directly follow it, if any.
+    /// activation that directly follow it, if any.
     fn map_at(&self, i: usize, consumers: &[Vec<usize>]) -> usize {
         let next = |j: usize| match consumers[j].as_slice() {
             [k] => Some(*k),
@@ -52,7 +52,7 @@ impl NetSpec {
         if let Some(k) = next(at).filter(|&k| matches!(self.op(k), Layer::Affine { .. })) {
             at = k;
         }
-        if let Some(k) = next(at).filter(|&k| self.op(k).is_relu()) {
+        if let Some(k) = next(at).filter(|&k| self.op(k).is_activation()) {
             at = k;
         }
         at
@@ -221,18 +221,32 @@ impl NetSpec {
         let mut fields: Vec<Option<Field>> = vec![None; node + 1];
         fields[node] = Some((y, x, y, x));
         let mut image = None;
+        let shapes = self.shapes().unwrap_or_default();
         for i in (0..=node).rev() {
             let Some((y0, x0, y1, x1)) = fields[i] else {
                 continue;
             };
-            let w = self.op(i).window();
+            let [wy, wx] = self.op(i).windows();
             // A Pad node shifts rows by its top and columns by its left pad.
             let (py, px) = match self.op(i) {
                 Layer::Pad { pads } => (pads[0], pads[1]),
-                _ => (w.pad, w.pad),
+                _ => (wy.pad, wx.pad),
             };
-            let back = |a: i64, b: i64, p: i64| (a * w.stride - p, b * w.stride - p + w.k - 1);
-            let ((y0, y1), (x0, x1)) = (back(y0, y1, py), back(x0, x1, px));
+            let back = |a: i64, b: i64, p: i64, w: Window| {
+                (a * w.stride - p, b * w.stride - p + w.k - 1)
+            };
+            let ((y0, y1), (x0, x1)) = (back(y0, y1, py, wy), back(x0, x1, px, wx));
+            // Global pooling (a squeeze-excite gate) sees its whole input.
+            let (y0, x0, y1, x1) = match (self.op(i), self.sources(i)[0]) {
+                (Layer::AdaptiveAvgPool { .. }, src) => {
+                    let side = match src.and_then(|j| shapes.get(j)) {
+                        Some(Shape::Maps { side, .. }) => *side,
+                        _ => self.input_size,
+                    };
+                    (0, 0, side - 1, side - 1)
+                }
+                _ => (y0, x0, y1, x1),
+            };
             for s in self.sources(i) {
                 match s {
                     None => image = Some(union(image, (y0, x0, y1, x1))),
