@@ -26,6 +26,10 @@ usage:
       dynamo=False) and model_dynamo.onnx (the default exporter) and
       onnx-units.json: each file's last Relu output name on maps. VGG classifiers
       keep torchvision's zero biases.
+  import_ref.py archs OUT_DIR SIZE ARCH...
+      For each torchvision ARCH: random weights (seeded) as OUT_DIR/ARCH.pth
+      and its logits on one image OUT_DIR/x.npy [1, 3, SIZE, SIZE] as
+      OUT_DIR/ARCH.logits.npy.
   import_ref.py tf2onnx OUT.onnx
       A graph shaped as tf2onnx converts a small Keras classifier (NHWC
       input, Shape/Cast/Slice/Concat/Reshape flatten with int32 tensors,
@@ -80,6 +84,12 @@ def randomise(model, seed):
             m.running_var.uniform_(0.5, 2.0)
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.normal_(0.0, 0.1)
+        if isinstance(m, nn.LayerNorm):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0.0, 0.1)
+        if hasattr(m, "layer_scale"):
+            # ConvNeXt's 1e-6 would hide every block behind its shortcut.
+            m.layer_scale.data.uniform_(0.5, 1.0)
     model.eval()
     return model
 
@@ -191,6 +201,12 @@ def graph_main(arch, out, units, onnx_too="no"):
     import torchvision
     import torch.nn.functional as F
     model = randomise(getattr(torchvision.models, arch)(weights=None), 0)
+    convs = sum(isinstance(m, nn.Conv2d) for n, m in model.named_modules() if "AuxLogits" not in n)
+    if arch.startswith("convnext"):
+        # Each block's two linear layers act on the channels: 1x1 convs.
+        convs += sum(isinstance(m, nn.Linear) and ".block." in n for n, m in model.named_modules())
+    with open(f"{out}/layers.json", "w") as f:
+        json.dump({"convs": convs}, f)
     if arch.startswith("vgg"):
         # torchvision's own initialisation of the classifier: every bias
         # zero, which the TorchScript exporter stores once (Identity nodes).
@@ -235,6 +251,25 @@ def graph_main(arch, out, units, onnx_too="no"):
                 json.dump({"map": fmap, "y": k // m.shape[1], "x": k % m.shape[1]}, f)
     finally:
         F.relu, F.relu6 = relu, relu6
+
+
+def archs_main(out, size, *archs):
+    import torchvision
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, int(size), int(size))
+    np.save(f"{out}/x.npy", x.numpy())
+    for arch in archs:
+        model = randomise(getattr(torchvision.models, arch)(weights=None), 0)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                # Smaller gains keep the deepest members (EfficientNet-B6/7,
+                # V2-L) well-conditioned: with randomise's, PyTorch's own
+                # float32 and float64 logits differ by 790 of 4539.
+                m.weight.data.uniform_(0.3, 0.8)
+        torch.save(model.state_dict(), f"{out}/{arch}.pth")
+        with torch.no_grad():
+            np.save(f"{out}/{arch}.logits.npy", model(x).numpy())
+        del model
 
 
 def tf2onnx_main(out):
@@ -635,6 +670,6 @@ def ops_main(out):
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"torchvision": torchvision_main, "graph": graph_main, "grey": grey_main, "tf2onnx": tf2onnx_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
+    {"torchvision": torchvision_main, "graph": graph_main, "archs": archs_main, "grey": grey_main, "tf2onnx": tf2onnx_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
      "evil": evil_main, "unsupported": unsupported_main, "malformed": malformed_main, "ops": ops_main,
      "pads": pads_main}[cmd](*args)

@@ -391,33 +391,118 @@ fn check_units(net: &Net, dir: &Path, units: &[(&str, &str)], what: &str) {
     }
 }
 
+/// Import torchvision's `arch` state dict (random weights) and check its
+/// conv count, logits and the projections of `units` against PyTorch.
+fn check_family(arch: &str, units: &[&str]) {
+    let dir = tempdir(arch);
+    reference(&["graph", arch, dir.to_str().unwrap(), &units.join(",")]);
+    let convs = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(dir.join("layers.json")).unwrap(),
+    )
+    .unwrap()["convs"]
+        .as_u64()
+        .unwrap() as usize;
+    let out = dir.join("m");
+    let a = format!("torchvision:{arch}");
+    import(&opts(&dir.join("model.pth"), &out, Some(&a)))
+        .unwrap_or_else(|e| panic!("{arch}: {e:#}"));
+    let net = ModelDir::open(&out)
+        .unwrap()
+        .load(None, Device::Cpu)
+        .unwrap();
+    assert_eq!(net.convs.len(), convs, "{arch}: conv count");
+    let pairs: Vec<(&str, &str)> = units.iter().map(|u| (*u, *u)).collect();
+    check_units(&net, &dir, &pairs, arch);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn torchvision_graph_networks_match_pytorch() {
-    let cases: [(&str, &[&str], usize); 4] = [
-        ("resnet18", &["layer1.0", "layer3.1", "layer4.1"], 20),
-        ("mobilenet_v2", &["features.3", "features.14"], 52),
-        (
-            "densenet121",
-            &["features.transition1", "features.denseblock3"],
-            120,
-        ),
-        ("googlenet", &["inception3a", "inception4c"], 57),
+    check_family("resnet18", &["layer1.0", "layer3.1", "layer4.1"]);
+    check_family("mobilenet_v2", &["features.3", "features.14"]);
+    check_family(
+        "densenet121",
+        &["features.transition1", "features.denseblock3"],
+    );
+    check_family("googlenet", &["inception3a", "inception4c"]);
+}
+
+/// The families of the last five years (issue 36), smallest members: ops
+/// beyond ReLU (SiLU, hard-swish, GELU, sigmoid gates, layer norm, channel
+/// split and shuffle, non-square kernels, a conv classifier) walked back
+/// with their exact derivatives, ReLUs with the deconvnet's rule.
+#[test]
+fn modern_torchvision_families_match_pytorch() {
+    let cases: &[(&str, &[&str])] = &[
+        ("efficientnet_b0", &["features.3.1", "features.6.2"]),
+        ("convnext_tiny", &["features.1.2", "features.5.4"]),
+        ("mobilenet_v3_large", &["features.4", "features.13"]),
+        ("regnet_y_400mf", &["trunk_output.block2.block2-1", "trunk_output.block3.block3-5"]),
+        ("shufflenet_v2_x1_0", &["stage2.1", "stage3.3"]),
+        ("squeezenet1_1", &["features.4", "features.12"]),
+        ("inception_v3", &["Mixed_5b", "Mixed_6b", "Mixed_7b"]),
     ];
-    for (arch, units, convs) in cases {
-        let dir = tempdir(arch);
-        reference(&["graph", arch, dir.to_str().unwrap(), &units.join(",")]);
-        let out = dir.join("m");
-        let a = format!("torchvision:{arch}");
-        import(&opts(&dir.join("model.pth"), &out, Some(&a))).unwrap();
-        let net = ModelDir::open(&out)
-            .unwrap()
-            .load(None, Device::Cpu)
-            .unwrap();
-        assert_eq!(net.convs.len(), convs, "{arch}: conv count");
-        let pairs: Vec<(&str, &str)> = units.iter().map(|u| (*u, *u)).collect();
-        check_units(&net, &dir, &pairs, arch);
+    let only = std::env::var("ZFVIS_ONLY").ok();
+    for (arch, units) in cases {
+        if only.as_deref().is_some_and(|o| o != *arch) {
+            continue;
+        }
+        check_family(arch, units);
+    }
+}
+
+/// Every `--arch` name of the families added for issue 36 instantiates
+/// from torchvision's own state dict (random weights) and gives its logits
+/// on one 128x128 image (within 1e-4 relative). One Python run per family
+/// keeps the files of one family on disk at a time.
+#[test]
+fn every_modern_arch_name_matches_torchvision() {
+    let families = [
+        "efficientnet_",
+        "convnext_",
+        "mobilenet_v3_",
+        "mnasnet",
+        "regnet_x_",
+        "regnet_y_",
+        "shufflenet_v2_",
+        "squeezenet",
+        "inception_v3",
+        "resnext",
+        "wide_resnet",
+    ];
+    let skip: Vec<String> = std::env::var("ZFVIS_SKIP_ARCHS")
+        .map(|s| s.split(',').map(String::from).collect())
+        .unwrap_or_default();
+    let mut seen = 0;
+    for f in families {
+        let archs: Vec<&str> = zfvis_core::import::ARCHS
+            .iter()
+            .filter_map(|a| a.strip_prefix("torchvision:"))
+            .filter(|a| a.starts_with(f) && !skip.iter().any(|s| s == a))
+            .collect();
+        let dir = tempdir(&format!("archs-{f}"));
+        let mut args = vec!["archs", dir.to_str().unwrap(), "128"];
+        args.extend(&archs);
+        reference(&args);
+        let x = Tensor::read_npy(dir.join("x.npy")).unwrap();
+        for arch in archs {
+            let out = dir.join(format!("m-{arch}"));
+            let mut o = opts(&dir.join(format!("{arch}.pth")), &out, Some(&format!("torchvision:{arch}")));
+            o.input_size = Some(128);
+            import(&o).unwrap_or_else(|e| panic!("{arch}: {e:#}"));
+            let net = ModelDir::open(&out).unwrap().load(None, Device::Cpu).unwrap();
+            let want = Tensor::read_npy(dir.join(format!("{arch}.logits.npy"))).unwrap();
+            let got = net.forward_t(&x, false);
+            let d = (&got - &want).abs().max().double_value(&[]);
+            let scale = want.abs().max().double_value(&[]).max(1.0);
+            assert!(d < 1e-4 * scale, "{arch}: logits differ by {d} (scale {scale})");
+            let _ = std::fs::remove_dir_all(&out);
+            let _ = std::fs::remove_file(dir.join(format!("{arch}.pth")));
+            seen += 1;
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
+    assert!(seen >= 40, "only {seen} names checked");
 }
 
 /// resnet18 and vgg11_bn (torchvision's zero classifier biases) through both

@@ -19,7 +19,7 @@ mod units;
 
 pub use forward::Trace;
 pub use graph::{Arch, NetSpec, Node, Preset};
-pub use ops::{channels_last, concat_shape, lrn, lrn_with, shuffle, Layer, Params, Shape, Window};
+pub use ops::{binary_shape, channels_last, concat_shape, lrn, lrn_with, shuffle, Layer, Params, Shape, Window};
 pub use units::{ConvInfo, Unit};
 
 use anyhow::Result;

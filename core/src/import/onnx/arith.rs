@@ -11,17 +11,23 @@ impl Reader<'_> {
             .filter(|&k| self.consts.contains_key(&ins[k]))
             .collect();
         if consts.is_empty() {
-            if !matches!(n.op_type.as_str(), "Add" | "Sum") || ins.len() < 2 {
-                bail!("{}: only Add/Sum of maps (a residual connection) is supported between two layers' outputs", at(n));
+            if ins.len() < 2 {
+                bail!("{}: {} of one input is not supported", at(n), n.op_type);
             }
             let vs: Vec<Value> = (0..ins.len())
-                .map(|k| self.nchw(n, k))
+                .map(|k| self.value(n, k))
                 .collect::<Result<_>>()?;
-            if vs.iter().any(|v| v.shape != vs[0].shape) {
-                bail!("{}: adds values of different shapes", at(n));
+            if !matches!(n.op_type.as_str(), "Add" | "Sum") {
+                if vs.len() != 2 {
+                    bail!("{}: {} of {} inputs", at(n), n.op_type, vs.len());
+                }
+                return self.binary(n, vs[0].clone(), vs[1].clone());
+            }
+            if vs.iter().any(|v| v.shape != vs[0].shape || v.nhwc != vs[0].nhwc) {
+                bail!("{}: adds values of different shapes or layouts", at(n));
             }
             let i = self.push(Layer::Add, &vs.iter().collect::<Vec<_>>());
-            self.set(&n.output[0], i, vs[0].shape);
+            self.set_layout(&n.output[0], i, vs[0].shape, vs[0].nhwc);
             return Ok(());
         }
         if ins.len() != 2
@@ -34,7 +40,10 @@ impl Reader<'_> {
                 n.op_type
             );
         }
-        let v = self.nchw(n, 1 - consts[0])?;
+        let v = self.value(n, 1 - consts[0])?;
+        if v.grouped.is_some() {
+            bail!("{}: reads maps in the middle of a channel shuffle", at(n));
+        }
         let c = match v.shape {
             Shape::Maps { c, .. } => c,
             Shape::Flat(f) => f,
@@ -50,7 +59,7 @@ impl Reader<'_> {
         // The bias of a MatMul read just before.
         if n.op_type == "Add" {
             if let Some(i) = v.node.filter(|&i| {
-                matches!(self.nodes[i].op, Layer::Linear { .. })
+                matches!(self.nodes[i].op, Layer::Linear { .. } | Layer::Conv { .. })
                     && self.uses.get(&ins[1 - consts[0]]) == Some(&1)
                     && self.last == Some(i)
             }) {
@@ -71,17 +80,26 @@ impl Reader<'_> {
         self.affine(n, &v, scale, shift)
     }
 
-    /// Channel concatenation of maps.
+    /// Channel concatenation of maps (axis 1, or the last axis of
+    /// channels-last maps).
     pub(super) fn concat(&mut self, n: &NodeProto) -> Result<()> {
         let vs: Vec<Value> = (0..n.input.len())
-            .map(|k| self.nchw(n, k))
+            .map(|k| self.value(n, k))
             .collect::<Result<_>>()?;
-        let axis = attr_i(n, "axis", 1);
+        let nhwc = vs.first().is_some_and(|v| v.nhwc);
+        if vs.iter().any(|v| v.nhwc != nhwc || v.grouped.is_some()) {
+            bail!("{}: concatenates maps laid out differently", at(n));
+        }
+        let axis = match (attr_i(n, "axis", 1), nhwc) {
+            (3 | -1, true) => 1,
+            (_, true) => 0,
+            (a, false) => a,
+        };
         let shape = crate::net::concat_shape(&vs.iter().map(|v| v.shape).collect::<Vec<_>>());
         match (axis, shape) {
             (1 | -3, Some(s)) => {
                 let i = self.push(Layer::Concat, &vs.iter().collect::<Vec<_>>());
-                self.set(&n.output[0], i, s);
+                self.set_layout(&n.output[0], i, s, nhwc);
                 Ok(())
             }
             _ => bail!(

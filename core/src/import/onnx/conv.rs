@@ -111,6 +111,11 @@ impl Reader<'_> {
             bail!("{}: its input is not a map", at(n));
         };
         let w = self.get(required(n, 1, "weight")?, n)?;
+        let ks = attr_ints(n, "kernel_shape").unwrap_or_default();
+        let p = attr_ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]);
+        if ks.len() == 2 && p.len() == 4 && (ks[0] != ks[1] || (p[0] != p[1] && p[0] == p[2] && p[1] == p[3])) {
+            return self.rect_conv(n, &v, w, &ks, &p);
+        }
         // Asymmetric pads (TensorFlow's SAME with stride 2: [0, 0, 1, 1])
         // become a Pad node before a conv that pads nothing.
         let p = attr_ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]);
@@ -123,6 +128,7 @@ impl Reader<'_> {
                 shape: Shape::Maps { c, side },
                 nhwc: false,
                 hwc: None,
+                grouped: None,
             };
             (window_with(n, side, "conv", vec![0, 0, 0, 0])?.0, side)
         } else {
@@ -175,6 +181,57 @@ impl Reader<'_> {
                 side: win.out_size(side, false),
             },
         );
+        Ok(())
+    }
+
+    /// A conv with a non-square kernel or different pads along height and
+    /// width (Inception's 1x7 and 7x1) that keeps the maps square.
+    fn rect_conv(&mut self, n: &NodeProto, v: &Value, w: Tensor, ks: &[i64], p: &[i64]) -> Result<()> {
+        let Shape::Maps { c, side } = v.shape else {
+            bail!("{}: its input is not a map", at(n));
+        };
+        let s = attr_ints(n, "strides").unwrap_or(vec![1, 1]);
+        let d = attr_ints(n, "dilations").unwrap_or(vec![1, 1]);
+        if s.len() != 2 || s[0] != s[1] || s[0] < 1 || d != [1, 1] {
+            bail!("{}: a {ks:?} kernel with strides {s:?} and dilations {d:?}: only equal strides and no dilation are supported", at(n));
+        }
+        if p[0] != p[2] || p[1] != p[3] || p.iter().any(|&x| x < 0) {
+            bail!("{}: pads {p:?}: a non-square kernel's pads must be equal at both ends", at(n));
+        }
+        let groups = attr_i(n, "group", 1);
+        let sz = w.size();
+        if sz.len() != 4 || sz[2] != ks[0] || sz[3] != ks[1] || groups < 1 || sz[1] * groups != c {
+            bail!("{}: weight shape {sz:?} does not fit {c} input channels, kernel {ks:?}, {groups} groups", at(n));
+        }
+        let out = |k: i64, pad: i64| (side + 2 * pad - k) / s[0] + 1;
+        let (h, wd) = (out(ks[0], p[0]), out(ks[1], p[1]));
+        if h != wd || h < 1 {
+            bail!("{}: its {ks:?} kernel with pads {p:?} gives {h}x{wd} maps: maps must stay square", at(n));
+        }
+        let b = match n.input.get(2).filter(|s| !s.is_empty()) {
+            Some(name) => self.get(name, n)?.reshape([-1]),
+            None => Tensor::zeros([sz[0]], (Kind::Float, tch::Device::Cpu)),
+        };
+        self.n_conv += 1;
+        let name = self.fresh(layer_name(n, &format!("conv{}", self.n_conv)));
+        self.tensors.insert(format!("{name}.weight"), w);
+        self.tensors.insert(format!("{name}.bias"), b);
+        let l = Layer::Conv {
+            name,
+            in_c: c,
+            out: sz[0],
+            k: ks[0],
+            stride: s[0],
+            pad: p[0],
+            groups,
+            dilation: 1,
+            kw: Some(ks[1]),
+            pad_w: Some(p[1]),
+            weight: None,
+            bias: None,
+        };
+        let i = self.push(l, &[v]);
+        self.set(&n.output[0], i, Shape::Maps { c: sz[0], side: h });
         Ok(())
     }
 

@@ -6,6 +6,9 @@ impl Reader<'_> {
     /// Gemm, or MatMul (its bias Add is read by `arithmetic`).
     pub(super) fn linear(&mut self, n: &NodeProto) -> Result<()> {
         let v = self.value(n, 0)?;
+        if let (Shape::Maps { .. }, true, "MatMul") = (v.shape, v.nhwc, n.op_type.as_str()) {
+            return self.channel_linear(n, &v);
+        }
         let Shape::Flat(f) = v.shape else {
             bail!("{}: a fully connected layer before any Flatten", at(n));
         };

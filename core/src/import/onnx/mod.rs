@@ -1,10 +1,17 @@
-//! ONNX graphs of plain CNNs (the ONNX zoo's ZFNet-512, bvlc_alexnet,
-//! CaffeNet, VGG16 at opsets 3–12, and `torch.onnx.export` output) as a
-//! layer list: Conv, Relu (and Clip at 0 with no max), BatchNormalization
-//! (folded into its conv), LRN, MaxPool, AveragePool, GlobalAveragePool,
-//! Flatten/Reshape, Gemm or MatMul+Add, Dropout/Identity, and a final Softmax
-//! (dropped: the model's output is taken before it). Anything else is refused
-//! with the node's name and op.
+//! ONNX graphs of CNNs (the ONNX zoo's ZFNet-512, bvlc_alexnet, CaffeNet,
+//! VGG16 at opsets 3–12, both `torch.onnx.export` exporters' output, and
+//! tf2onnx's of Keras models) as a graph of layers: Conv (non-square
+//! kernels too), Relu and Clip, Sigmoid, HardSigmoid, HardSwish, Gelu (and
+//! its Erf decomposition), BatchNormalization (folded into its conv),
+//! LayerNormalization over the channels (and its ReduceMean/Sub/Pow/Sqrt/Div
+//! decomposition), LRN, pools, Add/Mul/Sub/Div of maps (per-channel gates
+//! broadcast; x·sigmoid(x) read as SiLU) or by constants, Concat,
+//! Split/Slice on channels and the Reshape/Transpose/Reshape channel
+//! shuffle, channels-last stretches (Transpose around LayerNormalization and
+//! MatMul on the channels), Squeeze/Unsqueeze, Flatten/Reshape, Gemm or
+//! MatMul+Add, Dropout/Identity, and a final Softmax (dropped: the model's
+//! output is taken before it). Anything else is refused with the node's
+//! name and op.
 
 use super::batchnorm::{bn_affine, fold_bn};
 use crate::net::{Layer, Node, Shape, Window};
@@ -17,10 +24,12 @@ use tch::{Kind, Tensor};
 mod arith;
 mod conv;
 mod linear;
+mod modern;
 mod norm;
 mod pool;
 mod proto;
 mod reshape;
+mod rewrite;
 
 use conv::{layer_name, window};
 use norm::per_channel;
@@ -70,6 +79,9 @@ struct Value {
     shape: Shape,
     nhwc: bool,
     hwc: Option<(i64, i64, i64)>,
+    /// Maps reshaped to [N, g, C/g, H, W] (a channel shuffle's first
+    /// step): the groups, and whether the two group axes were swapped.
+    grouped: Option<(i64, bool)>,
 }
 
 /// Parse an ONNX file into a graph of layers and its weights.
@@ -92,8 +104,9 @@ pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
         Some(s) => (Some(s.side), s.c, s.nhwc),
         None => (None, 3, false),
     };
+    let nodes = rewrite::fuse(&g.node, &mut consts, dir)?;
     let mut uses: HashMap<String, usize> = HashMap::new();
-    for n in &g.node {
+    for n in &nodes {
         for i in n.input.iter().filter(|i| !i.is_empty()) {
             *uses.entry(i.clone()).or_default() += 1;
         }
@@ -110,6 +123,7 @@ pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
         last: None,
         n_conv: 0,
         n_fc: 0,
+        flattened: HashMap::new(),
     };
     let side = input_size.unwrap_or(224);
     r.values.insert(
@@ -122,6 +136,7 @@ pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
             },
             nhwc,
             hwc: None,
+                grouped: None,
         },
     );
     if r.uses.get(&input.name).copied().unwrap_or(0) > 1 {
@@ -129,7 +144,7 @@ pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
         let v = r.values[&input.name].clone();
         r.push(Layer::Dropout { p: 0.0 }, &[&v]);
     }
-    for n in &g.node {
+    for n in &nodes {
         r.node(n)?;
     }
     Ok(Graph {
@@ -157,6 +172,9 @@ struct Reader<'a> {
     last: Option<usize>,
     n_conv: usize,
     n_fc: usize,
+    /// Flatten nodes of 1x1 maps, with the maps they read (a Reshape or
+    /// Unsqueeze back to maps reads those).
+    flattened: HashMap<usize, Value>,
 }
 
 /// Input `k` of node `n`, which must be there: `what` names it.
@@ -226,6 +244,11 @@ impl<'a> Reader<'a> {
 
     /// Name `out` the value of node `i` with shape `shape` (a unit when it has maps).
     fn set(&mut self, out: &str, i: usize, shape: Shape) {
+        self.set_layout(out, i, shape, false);
+    }
+
+    /// [`Reader::set`] for a value the graph sees channels-last when `nhwc`.
+    fn set_layout(&mut self, out: &str, i: usize, shape: Shape, nhwc: bool) {
         if matches!(shape, Shape::Maps { .. }) {
             self.nodes[i].name = Some(out.to_string());
         }
@@ -234,10 +257,19 @@ impl<'a> Reader<'a> {
             Value {
                 node: Some(i),
                 shape,
-                nhwc: false,
+                nhwc,
                 hwc: None,
+                grouped: None,
             },
         );
+    }
+
+    /// The nodes node `j` reads (None: the image).
+    fn reads(&self, j: usize) -> Vec<Option<usize>> {
+        match &self.nodes[j].inputs {
+            Some(v) => v.iter().map(|&k| Some(k)).collect(),
+            None => vec![j.checked_sub(1)],
+        }
     }
 
     /// A layer name not used yet.
@@ -283,10 +315,27 @@ impl<'a> Reader<'a> {
             "Conv" => self.conv(n),
             "BatchNormalization" => self.batch_norm(n),
             "Gemm" | "MatMul" => self.linear(n),
-            "Relu" => self.pointwise(n, Layer::Relu),
+            "Relu" => self.activation(n, Layer::Relu),
+            "Sigmoid" => self.activation(n, Layer::Sigmoid),
+            "HardSwish" => self.activation(n, Layer::HardSwish),
+            "HardSigmoid" => self.activation(
+                n,
+                Layer::HardSigmoid {
+                    alpha: attr_f(n, "alpha", 0.2),
+                    beta: attr_f(n, "beta", 0.5),
+                },
+            ),
+            "Gelu" => {
+                let tanh = attr(n, "approximate").is_some_and(|a| a.s == b"tanh");
+                self.activation(n, Layer::Gelu { tanh })
+            }
+            "LayerNormalization" => self.layer_norm(n),
+            "Squeeze" | "Unsqueeze" => self.squeeze(n),
+            "Slice" => self.slice(n),
+            "Split" => self.split(n),
             "Clip" => {
                 let l = self.clip(n)?;
-                self.pointwise(n, l)
+                self.activation(n, l)
             }
             "LRN" => self.pointwise(
                 n,

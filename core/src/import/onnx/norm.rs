@@ -86,7 +86,7 @@ impl Reader<'_> {
         self.tensors.insert(format!("{name}.scale"), scale);
         self.tensors.insert(format!("{name}.shift"), shift);
         let i = self.push(Layer::Affine { name, c }, &[v]);
-        self.set(&n.output[0], i, v.shape);
+        self.set_layout(&n.output[0], i, v.shape, v.nhwc);
         Ok(())
     }
 

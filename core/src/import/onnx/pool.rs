@@ -37,7 +37,10 @@ impl Reader<'_> {
 
     /// GlobalAveragePool, or ReduceMean over H and W (kept or not).
     pub(super) fn global_pool(&mut self, n: &NodeProto) -> Result<()> {
-        let v = self.nchw(n, 0)?;
+        let v = self.value(n, 0)?;
+        if v.nhwc && n.op_type != "ReduceMean" {
+            bail!("{}: reads channels-last maps", at(n));
+        }
         let Shape::Maps { c, .. } = v.shape else {
             bail!("{}: its input is not a map", at(n));
         };
@@ -52,7 +55,8 @@ impl Reader<'_> {
                 .map(|&a| if a < 0 { a + 4 } else { a })
                 .collect();
             axes.sort();
-            if axes != [2, 3] {
+            let spatial: &[i64] = if v.nhwc { &[1, 2] } else { &[2, 3] };
+            if axes != spatial {
                 bail!(
                     "{}: only a mean over height and width is supported (axes {axes:?})",
                     at(n)
@@ -66,13 +70,15 @@ impl Reader<'_> {
             let pooled = Value {
                 node: Some(i),
                 shape,
-                nhwc: false,
+                nhwc: v.nhwc,
                 hwc: None,
+                grouped: None,
             };
             i = self.push(Layer::Flatten, &[&pooled]);
+            self.flattened.insert(i, pooled);
             shape = Shape::Flat(c);
         }
-        self.set(&n.output[0], i, shape);
+        self.set_layout(&n.output[0], i, shape, v.nhwc && keep);
         Ok(())
     }
 }

@@ -121,6 +121,11 @@ impl Reader<'_> {
     /// the maps' layout), nothing for a flat value.
     pub(super) fn flatten(&mut self, n: &NodeProto) -> Result<()> {
         let v = self.value(n, 0)?;
+        if n.op_type == "Reshape" {
+            if let Some(done) = self.reshape_maps(n, &v)? {
+                return done;
+            }
+        }
         let (c, side) = match v.shape {
             Shape::Flat(_) => return self.alias(n),
             Shape::Maps { c, side } => (c, side),
@@ -146,6 +151,9 @@ impl Reader<'_> {
             }
         }
         let i = self.push(Layer::Flatten, &[&v]);
+        if side == 1 {
+            self.flattened.insert(i, v.clone());
+        }
         self.values.insert(
             n.output[0].clone(),
             Value {
@@ -153,15 +161,63 @@ impl Reader<'_> {
                 shape: Shape::Flat(f),
                 nhwc: false,
                 hwc: v.nhwc.then_some((c, side, side)),
+                grouped: None,
             },
         );
         Ok(())
     }
 
-    /// NHWC <-> NCHW transposes of maps (tf2onnx's around a Keras network).
+    /// The Reshapes that keep maps: to [N, g, C/g, H, W] and back after the
+    /// group axes were swapped (a channel shuffle), and a vector flattened
+    /// from 1x1 maps back to [N, C, 1, 1] or [N, 1, 1, C]. None: another
+    /// reshape (a flatten, read by the caller).
+    fn reshape_maps(&mut self, n: &NodeProto, v: &Value) -> Result<Option<Result<()>>> {
+        let Some(s) = n.input.get(1).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let shape = Vec::<i64>::try_from(&self.get(s, n)?.to_kind(Kind::Int64).reshape([-1]))?;
+        let batch = |b: i64| b == 1 || b == -1 || b == 0;
+        Ok(match (v.shape, v.grouped, shape.as_slice()) {
+            (Shape::Maps { c, side }, None, [b, g, cg, h, w])
+                if !v.nhwc && batch(*b) && *g > 0 && (*cg == -1 || g * cg == c) && c % g == 0 && [*h, *w] == [side, side] =>
+            {
+                let mut m = v.clone();
+                m.grouped = Some((*g, false));
+                self.values.insert(n.output[0].clone(), m);
+                Some(Ok(()))
+            }
+            (Shape::Maps { c, side }, Some((g, true)), [b, cc, h, w])
+                if batch(*b) && (*cc == c || *cc == -1) && [*h, *w] == [side, side] =>
+            {
+                let mut m = v.clone();
+                m.grouped = None;
+                let i = self.push(Layer::ChannelShuffle { groups: g }, &[&m]);
+                self.set(&n.output[0], i, v.shape);
+                Some(Ok(()))
+            }
+            (_, Some(_), _) => bail!("{}: only the end of a channel shuffle may reshape grouped maps (to {shape:?})", at(n)),
+            (Shape::Flat(c), None, [b, x, y, z]) if batch(*b) => {
+                let nhwc = match [*x, *y, *z] {
+                    [cc, 1, 1] if cc == c || cc == -1 => false,
+                    [1, 1, cc] if cc == c || cc == -1 => true,
+                    _ => bail!("{}: only a reshape of a vector to 1x1 maps is supported, not {shape:?}", at(n)),
+                };
+                Some(self.unflatten(n, v, c, nhwc))
+            }
+            _ => None,
+        })
+    }
+
+    /// NHWC <-> NCHW transposes of maps (tf2onnx's around a Keras network),
+    /// and the swap of the group axes in a channel shuffle.
     pub(super) fn transpose(&mut self, n: &NodeProto) -> Result<()> {
         let mut v = self.value(n, 0)?;
         let perm = attr_ints(n, "perm").unwrap_or_default();
+        if let (Some((g, false)), [0, 2, 1, 3, 4]) = (v.grouped, perm.as_slice()) {
+            v.grouped = Some((g, true));
+            self.values.insert(n.output[0].clone(), v);
+            return Ok(());
+        }
         match (perm.as_slice(), v.nhwc, v.shape) {
             ([0, 3, 1, 2], true, Shape::Maps { .. }) => v.nhwc = false,
             ([0, 2, 3, 1], false, Shape::Maps { .. }) => v.nhwc = true,
