@@ -194,7 +194,7 @@ def last_relu(path):
             break
         if n.op_type == "Relu":
             relus.append(n.output[0])
-    return relus[-1]
+    return relus[-1] if relus else None
 
 
 def graph_main(arch, out, units, onnx_too="no"):
@@ -220,6 +220,10 @@ def graph_main(arch, out, units, onnx_too="no"):
                           output_names=["logits"], opset_version=17, dynamo=False)
         torch.onnx.export(model, (x1,), f"{out}/model_dynamo.onnx", input_names=["input"],
                           dynamo=True, verbose=False)
+        if arch.startswith("convnext"):
+            # Before opset 17 the TorchScript exporter decomposes LayerNorm.
+            torch.onnx.export(model, (x1,), f"{out}/model_opset14.onnx", input_names=["input"],
+                              output_names=["logits"], opset_version=14, dynamo=False)
         with open(f"{out}/onnx-units.json", "w") as f:
             json.dump({k: last_relu(f"{out}/{k}") for k in ["model.onnx", "model_dynamo.onnx"]}, f)
     torch.manual_seed(1)
@@ -247,6 +251,8 @@ def graph_main(arch, out, units, onnx_too="no"):
             k = int(torch.argmax(m.detach().flatten()))
             m.flatten()[k].backward()
             np.save(f"{out}/unit-{unit}.npy", xg.grad[0].numpy())
+            # The unit's maps, to find it by value in a graph that names it otherwise.
+            np.save(f"{out}/unit-{unit}.out.npy", h[0].detach().numpy())
             with open(f"{out}/unit-{unit}.json", "w") as f:
                 json.dump({"map": fmap, "y": k // m.shape[1], "x": k % m.shape[1]}, f)
     finally:

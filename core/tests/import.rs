@@ -531,6 +531,59 @@ fn graphs_from_both_onnx_exporters_match_pytorch() {
     }
 }
 
+/// The unit of `net` whose maps for `x` equal `want` ([C, H, W]), for
+/// graphs that name units by their own output names.
+fn unit_by_value(net: &Net, x: &Tensor, want: &Tensor) -> Option<String> {
+    let trace = net.trace(x);
+    net.units.iter().enumerate().find_map(|(k, u)| {
+        let got = trace.maps.get(k)?.get(0);
+        let same = got.size() == want.size()
+            && (&got - want).abs().max().double_value(&[]) <= 1e-4 * want.abs().max().double_value(&[]).max(1.0);
+        same.then(|| u.name.clone())
+    })
+}
+
+/// The families of issue 36 through both `torch.onnx.export` exporters
+/// (TorchScript at opset 17, and ConvNeXt also at opset 14, where layer
+/// norm is decomposed; the dynamo exporter's default): probabilities as
+/// PyTorch's, and a block's maps, found by value, project as PyTorch's.
+#[test]
+fn modern_families_from_both_onnx_exporters_match_pytorch() {
+    let cases = [
+        ("efficientnet_b0", "features.5.1"),
+        ("convnext_tiny", "features.3.1"),
+        ("mobilenet_v3_large", "features.11"),
+        ("regnet_y_400mf", "trunk_output.block3.block3-1"),
+        ("shufflenet_v2_x1_0", "stage3.2"),
+        ("squeezenet1_1", "features.10"),
+        ("inception_v3", "Mixed_6c"),
+    ];
+    let only = std::env::var("ZFVIS_ONLY").ok();
+    for (arch, module) in cases {
+        if only.as_deref().is_some_and(|o| o != arch) {
+            continue;
+        }
+        let dir = tempdir(&format!("onnx-{arch}"));
+        reference(&["graph", arch, dir.to_str().unwrap(), module, "onnx"]);
+        let x = Tensor::read_npy(dir.join("x.npy")).unwrap();
+        let want = Tensor::read_npy(dir.join(format!("unit-{module}.out.npy"))).unwrap();
+        let mut files = vec!["model.onnx", "model_dynamo.onnx"];
+        if arch == "convnext_tiny" {
+            files.push("model_opset14.onnx");
+        }
+        for file in files {
+            let what = format!("{arch} {file}");
+            let out = dir.join(format!("m-{file}"));
+            import(&opts(&dir.join(file), &out, None)).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+            let net = ModelDir::open(&out).unwrap().load(None, Device::Cpu).unwrap();
+            let unit = unit_by_value(&net, &x.narrow(0, 0, 1), &want)
+                .unwrap_or_else(|| panic!("{what}: no unit has {module}'s maps"));
+            check_units(&net, &dir, &[(unit.as_str(), module)], &what);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// A tf2onnx-style graph of a Keras classifier equals onnxruntime on it.
 #[test]
 fn a_tf2onnx_style_graph_matches_onnxruntime() {

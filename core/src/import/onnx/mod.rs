@@ -333,6 +333,7 @@ impl<'a> Reader<'a> {
             "Squeeze" | "Unsqueeze" => self.squeeze(n),
             "Slice" => self.slice(n),
             "Split" => self.split(n),
+            "Gather" => self.gather(n),
             "Clip" => {
                 let l = self.clip(n)?;
                 self.activation(n, l)

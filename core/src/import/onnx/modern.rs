@@ -193,6 +193,25 @@ impl Reader<'_> {
         }
     }
 
+    /// Gather along axis 0 of a vector flattened from 1x1 maps, by the
+    /// indices 0..C shaped as those maps (the dynamo exporter's as_strided
+    /// after a flatten): the maps again.
+    pub(super) fn gather(&mut self, n: &NodeProto) -> Result<()> {
+        let v = self.value(n, 0)?;
+        let idx = self.get(required(n, 1, "indices")?, n)?.to_kind(Kind::Int64);
+        let Shape::Flat(c) = v.shape else {
+            bail!("{}: only a Gather of a vector is supported", at(n));
+        };
+        let arange = Tensor::arange(c, (Kind::Int64, tch::Device::Cpu));
+        let in_order = idx.numel() as i64 == c && idx.reshape([-1]).equal(&arange);
+        match (attr_i(n, "axis", 0), idx.size().as_slice(), in_order) {
+            (0, [1, cc, 1, 1], true) if *cc == c => self.unflatten(n, &v, c, false),
+            (0, [1, 1, 1, cc], true) if *cc == c => self.unflatten(n, &v, c, true),
+            (0, [_], true) => self.alias(n),
+            _ => bail!("{}: only a Gather of a whole vector in order is supported", at(n)),
+        }
+    }
+
     /// A Slice of maps along the channels (constant bounds, step 1).
     pub(super) fn slice(&mut self, n: &NodeProto) -> Result<()> {
         let v = self.value(n, 0)?;

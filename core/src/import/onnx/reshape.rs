@@ -142,7 +142,13 @@ impl Reader<'_> {
                 }
                 None => attr_ints(n, "shape").ok_or_else(|| anyhow!("{}: no shape", at(n)))?,
             };
-            let fits = matches!(shape.as_slice(), [b, g] if (*b == -1 || *b == 0 || *b == 1) && (*g == f || *g == -1));
+            // [batch, features], or one axis (the dynamo exporter's flatten
+            // of pooled 1x1 maps at batch 1).
+            let fits = match shape.as_slice() {
+                [b, g] => (*b == -1 || *b == 0 || *b == 1) && (*g == f || *g == -1),
+                [g] => side == 1 && (*g == f || *g == -1),
+                _ => false,
+            };
             if !fits {
                 bail!(
                     "{}: only a reshape to [batch, {f}] (a flatten) is supported, not {shape:?}",
