@@ -111,6 +111,7 @@ function fillSnapshots() {
         const o = document.createElement("option");
         o.value = l.layer;
         o.textContent = `${layerLabel(m, l.layer)} · ${l.maps} maps ${l.size}×${l.size}`;
+        o.title = l.name;
         og.append(o);
       }
       sel.append(og);
@@ -121,10 +122,10 @@ function fillSnapshots() {
       const b = document.createElement("button");
       b.type = "button";
       b.dataset.layer = l.layer;
-      b.textContent = l.conv ? `conv${l.conv}` : l.name;
+      b.textContent = l.conv ? `conv${l.conv}` : l.short || l.name;
       if (l.conv && l.name && l.name !== `conv${l.conv}`) {
         const n = document.createElement("small");
-        n.textContent = l.name;
+        n.textContent = l.short || l.name;
         b.append(n);
       }
       b.title = `${l.name || `conv${l.layer}`}: ${l.maps} maps, ${l.size}×${l.size}, receptive field ${l.field} px`;

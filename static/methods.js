@@ -60,13 +60,15 @@ function readInputs() {
 const fmt = (v, d = 3) => (v == null ? "–" : Number(v).toFixed(d));
 
 function renderGrid(r) {
-  const what = r.class != null ? `class ${r.class}${r.class_name ? ` (${esc(r.class_name)})` : ""}` : `${esc(r.unit)} map ${r.map}`;
-  $("mt-source").innerHTML = `Explaining ${what}.`;
+  const unit = (x) => `<span title="${esc(x.unit)}">${esc(x.unit_short || x.unit)}</span>`;
+  const what = r.class != null ? `class ${r.class}${r.class_name ? ` (${esc(r.class_name)})` : ""}` : `${unit(r)} map ${r.map}`;
+  const note = r.activations ? ` <small>${esc(r.activations.note)}</small>` : "";
+  $("mt-source").innerHTML = `Explaining ${what}.${note}`;
   $("mt-grid").innerHTML = r.items.map((it) => `
     <figure class="mt-card" data-method="${esc(it.method)}">
       <img src="${it.saliency_png}" alt="${esc(it.method)} saliency" width="224" height="224">
       <img src="${it.signed_png}" alt="${esc(it.method)} signed map" width="224" height="224" class="mt-signed">
-      <figcaption><strong>${esc(it.method)}</strong>${it.unit && it.class != null ? ` at ${esc(it.unit)}` : ""} · ${fmt(it.seconds, 2)} s
+      <figcaption><strong>${esc(it.method)}</strong>${it.unit && it.class != null ? ` at ${unit(it)}` : ""} · ${fmt(it.seconds, 2)} s
         ${it.deletion_auc != null ? `<br>deletion AUC ${fmt(it.deletion_auc)} · insertion AUC ${fmt(it.insertion_auc)}` : ""}
         <br><small>${esc(it.caption)}</small></figcaption>
     </figure>`).join("");
@@ -156,7 +158,7 @@ async function downloadFigure() {
   const load = (src) => new Promise((ok, err) => { const i = new Image(); i.onload = () => ok(i); i.onerror = err; i.src = src; });
   ctx.fillStyle = "#222";
   ctx.font = "14px sans-serif";
-  const what = last.class != null ? `class ${last.class}${last.class_name ? ` (${last.class_name})` : ""}` : `${last.unit} map ${last.map}`;
+  const what = last.class != null ? `class ${last.class}${last.class_name ? ` (${last.class_name})` : ""}` : `${last.unit_short || last.unit} map ${last.map}`;
   ctx.fillText(`${state.model}, epoch ${state.epoch}: ${what}. Top: saliency (max |value| over channels, 99.5th percentile = top of the scale); bottom: signed map.`, pad, 17);
   ctx.translate(0, head);
   ctx.font = "13px sans-serif";

@@ -11,8 +11,9 @@ export const models = JSON.parse(($("models-data") || {}).textContent || "[]");
 /// checkpoint's own name for it.
 export function layerLabel(m, n) {
   const l = m && m.layers ? m.layers.find((x) => x.layer === n) : null;
-  if (l && !l.conv) return l.name;
-  return l && l.name && l.name !== `conv${n}` ? `conv${n} (${l.name})` : `conv${n}`;
+  const name = l ? l.short || l.name : "";
+  if (l && !l.conv) return name;
+  return l && name && name !== `conv${n}` ? `conv${n} (${name})` : `conv${n}`;
 }
 
 /// The label of a model's last conv layer (the paper's conv5).

@@ -143,6 +143,68 @@ impl Rule {
     }
 }
 
+/// Which activations of a network the rules act at, and which ops pass
+/// their exact derivative whatever the rule (Captum's convention).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Activations {
+    /// ReLU-family nodes, by kind: ("ReLU", 7).
+    pub rule: Vec<(String, usize)>,
+    /// Smooth ops (SiLU, GELU, hard-swish, gates, layer norm), by kind.
+    pub exact: Vec<(String, usize)>,
+    /// The two in a sentence, for the methods page.
+    pub note: String,
+}
+
+fn kind(l: &Layer) -> &'static str {
+    match l {
+        Layer::Relu => "ReLU",
+        Layer::Clip { .. } => "ReLU6 (clip)",
+        Layer::Sigmoid => "sigmoid",
+        Layer::Silu => "SiLU",
+        Layer::HardSigmoid { .. } => "hard-sigmoid",
+        Layer::HardSwish => "hard-swish",
+        Layer::Gelu { .. } => "GELU",
+        Layer::Mul => "product (gate)",
+        Layer::Div => "quotient",
+        Layer::ChannelNorm { .. } => "layer norm",
+        other => other.op(),
+    }
+}
+
+/// What the walk back does at the activations of `net`.
+pub fn activations(net: &Net) -> Activations {
+    let count = |pick: fn(&Layer) -> bool| {
+        let mut v: Vec<(String, usize)> = vec![];
+        for l in net.spec.ops().filter(|l| pick(l)) {
+            match v.iter_mut().find(|(k, _)| k == kind(l)) {
+                Some((_, n)) => *n += 1,
+                None => v.push((kind(l).to_string(), 1)),
+            }
+        }
+        v
+    };
+    let (rule, exact) = (count(Layer::is_relu), count(Layer::is_smooth));
+    let list = |v: &[(String, usize)]| {
+        v.iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let note = match (rule.is_empty(), exact.is_empty()) {
+        (_, true) => format!("The rules act at every activation: {}.", list(&rule)),
+        (true, false) => format!(
+            "No ReLU-family activation: the deconvnet and guided backprop here are the gradient, with the exact derivatives of {}.",
+            list(&exact)
+        ),
+        (false, false) => format!(
+            "The rules act at {}; {} pass their exact derivative (Captum's convention).",
+            list(&rule),
+            list(&exact)
+        ),
+    };
+    Activations { rule, exact, note }
+}
+
 /// `s` where a ReLU-family node let its input through (`out`: its forward
 /// output), 0 elsewhere: PyTorch's own backward kernels.
 fn through(layer: &Layer, out: &Tensor, s: &Tensor) -> Tensor {

@@ -14,8 +14,11 @@ pub struct LayerInfo {
     pub layer: usize,
     /// The conv number, or null for a named unit that is not a conv's maps.
     pub conv: Option<usize>,
-    /// The checkpoint's name (`conv1`, `features.0`, `layer3.1`).
+    /// The checkpoint's name (`conv1`, `features.0`, `layer3.1`), or the
+    /// graph's full output name.
     pub name: String,
+    /// The name a user knows (see [`crate::net::Unit::short`]).
+    pub short: String,
     /// The block it belongs to (the longest named unit its name starts with), or "".
     pub block: String,
     pub maps: i64,
@@ -169,6 +172,7 @@ pub fn layer_infos(spec: &crate::net::NetSpec) -> Vec<LayerInfo> {
                 layer: i + 1,
                 conv: u.layer,
                 name: u.name.clone(),
+                short: u.short.clone(),
                 block,
                 maps: u.c,
                 size: u.side,

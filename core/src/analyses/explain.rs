@@ -51,6 +51,10 @@ impl Subject {
             let u = &e.net.units[l - 1];
             (u.layer, Some(u.name.clone()))
         };
+        let short = |unit: &Option<String>| {
+            let u = unit.as_ref()?;
+            e.net.units.iter().find(|x| &x.name == u).map(|x| x.short.clone())
+        };
         match target {
             Target::Class(c) => {
                 let (layer, unit) = if method.needs().layer {
@@ -61,6 +65,7 @@ impl Subject {
                 Described {
                     class: Some(c),
                     layer,
+                    unit_short: short(&unit),
                     unit,
                     map: None,
                 }
@@ -70,6 +75,7 @@ impl Subject {
                 Described {
                     class: None,
                     layer,
+                    unit_short: short(&unit),
                     unit,
                     map: Some(map),
                 }
@@ -85,6 +91,8 @@ pub struct Described {
     /// The conv number of the unit (Grad-CAM's or the map's), if a conv's.
     pub layer: Option<usize>,
     pub unit: Option<String>,
+    /// The unit's short name (see [`crate::net::Unit::short`]).
+    pub unit_short: Option<String>,
     pub map: Option<i64>,
 }
 
@@ -131,6 +139,8 @@ impl ExplainRequest {
 pub struct ExplainResult {
     pub method: Method,
     pub caption: &'static str,
+    /// Where the rules act and which ops pass their exact derivative.
+    pub activations: crate::deconv::Activations,
     #[serde(flatten)]
     pub target: Described,
     /// Seconds the map took (the forward pass included).
@@ -193,6 +203,7 @@ pub fn explain_with(
     Ok(ExplainResult {
         method,
         caption: method.caption(),
+        activations: crate::deconv::activations(net),
         target: s.describe(e, target, &o, method),
         seconds,
         shape: map.size(),
@@ -277,6 +288,8 @@ pub struct MethodMap {
 pub struct MethodsResult {
     #[serde(flatten)]
     pub target: Described,
+    /// Where the rules act and which ops pass their exact derivative.
+    pub activations: crate::deconv::Activations,
     pub class_name: Option<String>,
     pub items: Vec<MethodMap>,
 }
@@ -373,6 +386,7 @@ impl Job for Methods {
             .and_then(|c| m.manifest.classes.get(c as usize).map(|c| c.name.clone()));
         Ok(MethodsResult {
             target,
+            activations: crate::deconv::activations(&net),
             class_name,
             items,
         })

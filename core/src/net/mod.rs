@@ -12,6 +12,7 @@
 //! the forward pass and its trace; here the network with its weights.
 
 pub mod check;
+pub mod names;
 mod forward;
 mod graph;
 mod ops;

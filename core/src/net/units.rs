@@ -31,6 +31,9 @@ pub struct ConvInfo {
 pub struct Unit {
     /// The module path or ONNX output name (a conv's own name for a conv).
     pub name: String,
+    /// The name a user knows ([`super::names::shorten`]): `block_1_depthwise`
+    /// for a tf2onnx scope, `layer1.0` for a TorchScript exporter's name.
+    pub short: String,
     /// The node whose output the unit is.
     #[serde(skip)]
     pub node: usize,
@@ -106,6 +109,7 @@ impl NetSpec {
                     .name
                     .clone()
                     .unwrap_or_else(|| c.name.clone()),
+                short: String::new(),
                 node: c.map_at,
                 layer: Some(k + 1),
                 c: c.out_c,
@@ -119,12 +123,17 @@ impl NetSpec {
             ) {
                 out.push(Unit {
                     name: name.to_string(),
+                    short: String::new(),
                     node,
                     layer: None,
                     c,
                     side,
                 });
             }
+        }
+        let names: Vec<String> = out.iter().map(|u| u.name.clone()).collect();
+        for (u, s) in out.iter_mut().zip(super::names::shorten(&names)) {
+            u.short = s;
         }
         out
     }
@@ -149,10 +158,13 @@ impl NetSpec {
         if let Some(k) = units.iter().position(|u| u.name == name) {
             return Ok(k + 1);
         }
+        if let Some(k) = units.iter().position(|u| u.short == name) {
+            return Ok(k + 1);
+        }
         if let Some(k) = self.convs().iter().position(|c| c.name == name) {
             return Ok(k + 1);
         }
-        let some: Vec<&str> = units.iter().take(8).map(|u| u.name.as_str()).collect();
+        let some: Vec<&str> = units.iter().take(8).map(|u| u.short.as_str()).collect();
         bail!(
             "layer must be a conv number 1..={n_convs} or a unit's name; the network has no unit {name:?} (units: {}{})",
             some.join(", "),
