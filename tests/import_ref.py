@@ -30,6 +30,10 @@ usage:
       For each torchvision ARCH: random weights (seeded) as OUT_DIR/ARCH.pth
       and its logits on one image OUT_DIR/x.npy [1, 3, SIZE, SIZE] as
       OUT_DIR/ARCH.logits.npy.
+  import_ref.py ort FILE.onnx OUT_DIR
+      onnxruntime's output on a seeded channels-last input [1, S, S, 3]
+      (S from the graph's input) of a committed tf2onnx file: OUT_DIR/x.npy
+      (NCHW) and OUT_DIR/probs.npy.
   import_ref.py tf2onnx OUT.onnx
       A graph shaped as tf2onnx converts a small Keras classifier (NHWC
       input, Shape/Cast/Slice/Concat/Reshape flatten with int32 tensors,
@@ -276,6 +280,16 @@ def archs_main(out, size, *archs):
         with torch.no_grad():
             np.save(f"{out}/{arch}.logits.npy", model(x).numpy())
         del model
+
+
+def ort_main(path, out):
+    import onnxruntime as ort
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    side = inp.shape[1]
+    x = np.random.default_rng(5).uniform(-1, 1, (1, side, side, 3)).astype(np.float32)
+    np.save(f"{out}/x.npy", x.transpose(0, 3, 1, 2).copy())
+    np.save(f"{out}/probs.npy", sess.run(None, {inp.name: x})[0])
 
 
 def tf2onnx_main(out):
@@ -676,6 +690,6 @@ def ops_main(out):
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"torchvision": torchvision_main, "graph": graph_main, "archs": archs_main, "grey": grey_main, "tf2onnx": tf2onnx_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
+    {"torchvision": torchvision_main, "graph": graph_main, "archs": archs_main, "ort": ort_main, "grey": grey_main, "tf2onnx": tf2onnx_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
      "evil": evil_main, "unsupported": unsupported_main, "malformed": malformed_main, "ops": ops_main,
      "pads": pads_main}[cmd](*args)

@@ -584,6 +584,40 @@ fn modern_families_from_both_onnx_exporters_match_pytorch() {
     }
 }
 
+/// Keras applications as Keras users convert them (a SavedModel through
+/// the real tf2onnx 1.16.1; tests/keras_models.py wrote the committed
+/// files): probabilities within 1e-5 of onnxruntime's, every conv's maps
+/// a unit with a short name (the Keras layer's), and the projection of the last unit runs.
+#[test]
+fn keras_applications_through_tf2onnx_match_onnxruntime() {
+    let files = ["mobilenet_v2", "efficientnet_b0", "resnet50", "xception", "inception_v3"];
+    for name in files {
+        let onnx = root().join(format!("tests/keras/{name}.onnx"));
+        let dir = tempdir(&format!("keras-{name}"));
+        reference(&["ort", onnx.to_str().unwrap(), dir.to_str().unwrap()]);
+        let out = dir.join("m");
+        import(&opts(&onnx, &out, None)).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let net = ModelDir::open(&out).unwrap().load(None, Device::Cpu).unwrap();
+        let x = Tensor::read_npy(dir.join("x.npy")).unwrap();
+        let p = Tensor::read_npy(dir.join("probs.npy")).unwrap();
+        let trace = net.trace(&x);
+        let d = (trace.probs() - &p).abs().max().double_value(&[]);
+        assert!(d < 1e-5, "{name}: probabilities differ from onnxruntime's by {d}");
+        for u in net.units.iter().filter(|u| u.layer.is_some()) {
+            assert!(
+                !u.short.contains('/') && !u.short.contains(':') && u.short.len() < 48,
+                "{name}: unit {:?} shown as {:?}",
+                u.name,
+                u.short
+            );
+        }
+        let layer = net.units.len();
+        let pr = deconv::project(&net, &trace, &[ProjectRequest { layer, map: 0, keep: Keep::Strongest }]).unwrap();
+        assert!(pr[0].pixels.isfinite().all().int64_value(&[]) == 1, "{name}: projection");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// A tf2onnx-style graph of a Keras classifier equals onnxruntime on it.
 #[test]
 fn a_tf2onnx_style_graph_matches_onnxruntime() {

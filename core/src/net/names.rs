@@ -1,7 +1,7 @@
 //! Short unit names a user knows, from the long names graphs carry:
 //! tf2onnx's scopes (`StatefulPartitionedCall/functional_1/mobilenetv2_1.00_160_1/block_1_depthwise_BN_1/batchnorm/mul_1:0`
 //! -> `block_1_depthwise`: the prefix every name shares and `:0` dropped,
-//! the Keras layer's name without its `_BN`/`_relu` part), the TorchScript
+//! the Keras layer's name, a batch norm's as its conv's), the TorchScript
 //! exporter's (`/layer1/layer1.0/relu_1/Relu_output_0` -> `layer1.0`: the
 //! deepest module path). Module paths (`features.3`) stay as they are.
 
@@ -24,16 +24,22 @@ fn torchscript(name: &str) -> Option<(String, String)> {
     Some((scopes[k].to_string(), parts[k..].join("/")))
 }
 
-/// A Keras layer's name from its scope part: TensorFlow's `_1` call
-/// suffix and the batch norm's or activation's own suffix dropped.
-fn keras_layer(part: &str) -> String {
-    let mut s = part;
-    if let Some((head, n)) = s.rsplit_once('_') {
-        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && head.contains('_') {
-            s = head;
-        }
-    }
-    for suffix in ["_BN", "_bn", "_relu", "_Relu", "_activation", "_act"] {
+/// `part` without a trailing `_<digits>`, if it has one.
+fn call_suffix(part: &str) -> Option<&str> {
+    let (head, n) = part.rsplit_once('_')?;
+    (!head.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(head)
+}
+
+/// A Keras layer's name from its scope part: TensorFlow's call suffix
+/// (`_1`, when every scope has one) dropped, and a batch norm's
+/// `_BN`/`_bn` (folded into its conv, whose name it then is).
+fn keras_layer(part: &str, suffixed: bool) -> String {
+    let s = if suffixed {
+        call_suffix(part).unwrap_or(part)
+    } else {
+        part
+    };
+    for suffix in ["_BN", "_bn"] {
         if let Some(h) = s.strip_suffix(suffix) {
             return h.to_string();
         }
@@ -66,6 +72,12 @@ pub fn shorten(names: &[String]) -> Vec<String> {
         }
         _ => String::new(),
     };
+    // Whether TensorFlow suffixed every layer scope (`block_1_1`).
+    let scope = |n: &str| n.strip_prefix(prefix.as_str()).and_then(|r| r.split('/').next()).map(String::from);
+    let suffixed = !scoped.is_empty()
+        && scoped
+            .iter()
+            .all(|n| scope(n).is_some_and(|p| call_suffix(&p).is_some()));
     // (short, detailed) per name.
     let forms: Vec<(String, String)> = bare
         .iter()
@@ -74,7 +86,10 @@ pub fn shorten(names: &[String]) -> Vec<String> {
                 return t;
             }
             match n.strip_prefix(prefix.as_str()).filter(|_| n.contains('/')) {
-                Some(rest) => (keras_layer(rest.split('/').next().unwrap_or(rest)), rest.to_string()),
+                Some(rest) => (
+                    keras_layer(rest.split('/').next().unwrap_or(rest), suffixed),
+                    rest.to_string(),
+                ),
                 None => (n.to_string(), n.to_string()),
             }
         })
@@ -118,8 +133,19 @@ mod tests {
         ]);
         assert_eq!(
             shorten(&names),
-            ["block_1_depthwise", "block_1_project", "Conv1"]
+            ["block_1_depthwise", "block_1_project", "Conv1_relu"]
         );
+    }
+
+    #[test]
+    fn keras_call_suffixes_go_when_every_scope_has_one() {
+        let p = "StatefulPartitionedCall/inception_v3_1";
+        let names = v(&[
+            &format!("{p}/activation_1/Relu:0"),
+            &format!("{p}/activation_1_1/Relu:0"),
+            &format!("{p}/mixed0_1/concat:0"),
+        ]);
+        assert_eq!(shorten(&names), ["activation", "activation_1", "mixed0"]);
     }
 
     #[test]

@@ -44,15 +44,15 @@ pub struct Unit {
 }
 
 impl NetSpec {
-    /// Where conv `i`'s feature maps are: after the batch-norm node and the
-    /// activation that directly follow it, if any.
+    /// Where conv `i`'s feature maps are: after the batch-norm (affine)
+    /// nodes and the activation that directly follow it, if any.
     fn map_at(&self, i: usize, consumers: &[Vec<usize>]) -> usize {
         let next = |j: usize| match consumers[j].as_slice() {
             [k] => Some(*k),
             _ => None,
         };
         let mut at = i;
-        if let Some(k) = next(at).filter(|&k| matches!(self.op(k), Layer::Affine { .. })) {
+        while let Some(k) = next(at).filter(|&k| matches!(self.op(k), Layer::Affine { .. })) {
             at = k;
         }
         if let Some(k) = next(at).filter(|&k| self.op(k).is_activation()) {
@@ -131,9 +131,12 @@ impl NetSpec {
                 });
             }
         }
-        let names: Vec<String> = out.iter().map(|u| u.name.clone()).collect();
-        for (u, s) in out.iter_mut().zip(super::names::shorten(&names)) {
-            u.short = s;
+        // Shortened in node order (a block's last node gets its short name).
+        let mut order: Vec<usize> = (0..out.len()).collect();
+        order.sort_by_key(|&k| out[k].node);
+        let names: Vec<String> = order.iter().map(|&k| out[k].name.clone()).collect();
+        for (&k, s) in order.iter().zip(super::names::shorten(&names)) {
+            out[k].short = s;
         }
         out
     }

@@ -70,6 +70,19 @@ impl Reader<'_> {
                 return Ok(());
             }
         }
+        // A constant added to (or subtracted from) the affine node read
+        // just before: its shift (tf2onnx's batch norm as Mul then Add).
+        if let (Some(i), "Add" | "Sub") = (v.node, n.op_type.as_str()) {
+            let only = self.uses.get(&ins[1 - consts[0]]) == Some(&1) && self.last == Some(i);
+            if let (true, Layer::Affine { name, .. }) = (only, &self.nodes[i].op) {
+                let key = format!("{name}.shift");
+                let k = if n.op_type == "Sub" { -k } else { k };
+                let shifted = &self.tensors[&key] + &k;
+                self.tensors.insert(key, shifted);
+                self.values.insert(n.output[0].clone(), v);
+                return Ok(());
+            }
+        }
         let (one, zero) = (k.ones_like(), k.zeros_like());
         let (scale, shift) = match n.op_type.as_str() {
             "Mul" => (k, zero),

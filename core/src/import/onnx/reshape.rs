@@ -201,6 +201,12 @@ impl Reader<'_> {
                 self.set(&n.output[0], i, v.shape);
                 Some(Ok(()))
             }
+            (Shape::Maps { c, side }, None, [b, cc, h, w])
+                if !v.nhwc && batch(*b) && (*cc == c || *cc == -1) && [*h, *w] == [side, side] =>
+            {
+                // A reshape to the shape it has.
+                Some(self.alias(n))
+            }
             (_, Some(_), _) => bail!("{}: only the end of a channel shuffle may reshape grouped maps (to {shape:?})", at(n)),
             (Shape::Flat(c), None, [b, x, y, z]) if batch(*b) => {
                 let nhwc = match [*x, *y, *z] {
