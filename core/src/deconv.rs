@@ -37,7 +37,9 @@ pub fn deconv_step(net: &Net, i: usize, x: &Tensor, target: i64) -> Tensor {
         debug_assert!(op >= 0 && op < w.stride.max(dilation));
         op
     };
-    x.conv_transpose2d(
+    // Channels-last, as the forward pass runs (oneDNN's depthwise and
+    // strided transposed convs are many times faster so laid out).
+    crate::net::channels_last(x).conv_transpose2d(
         net.inference_weight(i),
         None::<Tensor>,
         [wh.stride, ww.stride],
@@ -50,18 +52,46 @@ pub fn deconv_step(net: &Net, i: usize, x: &Tensor, target: i64) -> Tensor {
 
 /// The exact derivative of smooth node `i` ([`Layer::is_smooth`]) at the
 /// inputs the trace kept, applied to the signal `s` at its output: one
-/// signal per input, by libtorch's autograd over the op's own forward (the
-/// inputs are broadcast to the signal's batch first, so that each signal
-/// gets its own image's derivative).
+/// signal per input (summed to the input's shape where it was broadcast).
+/// Element-wise ops use PyTorch's own backward kernels (or their closed
+/// forms); layer norm runs libtorch's autograd over its forward, with the
+/// inputs first broadcast to the signal's batch so that each signal gets
+/// its own image's derivative.
 fn smooth_back(net: &Net, trace: &Trace, i: usize, s: &Tensor) -> Vec<Tensor> {
-    let b = s.size()[0];
-    let xs: Vec<Tensor> = net
+    let xs: Vec<&Tensor> = net
         .sources(i)
         .iter()
         .map(|src| {
-            let x = trace.inputs.get(src).unwrap_or_else(|| {
+            trace.inputs.get(src).unwrap_or_else(|| {
                 panic!("node {i}: the trace keeps what smooth ops read")
-            });
+            })
+        })
+        .collect();
+    let x = xs[0];
+    match net.spec.op(i) {
+        // tch: the receiver is the forward input, the argument the signal
+        // (sigmoid's: the signal, then the forward output).
+        Layer::Sigmoid => vec![Tensor::sigmoid_backward(s, &x.sigmoid())],
+        Layer::Silu => vec![x.silu_backward(s)],
+        Layer::HardSwish => vec![x.hardswish_backward(s)],
+        Layer::Gelu { tanh } => vec![x.gelu_backward(s, if *tanh { "tanh" } else { "none" })],
+        Layer::HardSigmoid { alpha, beta } => {
+            let z = x * *alpha + *beta;
+            let inside = z.gt(0.0).logical_and(&z.lt(1.0)).to_kind(s.kind());
+            vec![s * inside * *alpha]
+        }
+        Layer::Mul => vec![s * xs[1], s * xs[0]],
+        Layer::Div => vec![s / xs[1], -(s * xs[0]) / xs[1].square()],
+        _ => autograd_back(net, i, &xs, s),
+    }
+}
+
+/// [`smooth_back`] by libtorch's autograd over node `i`'s forward.
+fn autograd_back(net: &Net, i: usize, xs: &[&Tensor], s: &Tensor) -> Vec<Tensor> {
+    let b = s.size()[0];
+    let leaves: Vec<Tensor> = xs
+        .iter()
+        .map(|x| {
             let mut size = x.size();
             size[0] = b;
             x.expand(size.as_slice(), false)
@@ -71,9 +101,9 @@ fn smooth_back(net: &Net, trace: &Trace, i: usize, s: &Tensor) -> Vec<Tensor> {
         })
         .collect();
     tch::with_grad(|| {
-        let y = net.apply_node(i, &xs);
+        let y = net.apply_node(i, &leaves);
         let dot = (y * s).sum(Kind::Float);
-        Tensor::run_backward(&[dot], &xs, false, false)
+        Tensor::run_backward(&[dot], &leaves, false, false)
     })
 }
 
@@ -426,6 +456,7 @@ pub fn walk(
                     .for_each(|&j| add(j, s.shallow_clone(), &mut sig)),
                 l if l.is_smooth() => {
                     for (&j, g) in srcs.iter().zip(smooth_back(net, trace, i, &s)) {
+                        // A per-channel input broadcast over the maps sums back.
                         add(j, unbroadcast(&g, shape(j)), &mut sig);
                     }
                 }
