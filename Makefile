@@ -97,6 +97,9 @@ bench: build-dev $(VENV)/.refs $(VENV)/.attr
 	$(BIN) bench --python $(PY) --arch vgg16 --iters 5
 	$(BIN) bench --python $(PY) --arch resnet50 --unit layer4.2 --iters 10 --no-occlusion
 	$(BIN) bench --python $(PY) --arch resnet18 --unit layer3.1 --iters 10
+	$(BIN) bench --python $(PY) --arch efficientnet_b0 --unit features.6.2 --iters 10
+	$(BIN) bench --python $(PY) --arch convnext_tiny --unit features.5.4 --iters 10 --no-occlusion
+	$(BIN) bench --python $(PY) --arch mobilenet_v3_large --unit features.13 --iters 10 --no-occlusion
 	$(BIN) bench --python $(PY) --methods --iters 5
 	$(BIN) bench --python $(PY) --methods --arch vgg16 --iters 1
 	$(BIN) bench --python $(PY) --decode $(DATA)

@@ -178,13 +178,21 @@ fn imported_vgg11_maps_match_captum() {
 }
 
 /// Graph networks (residual adds, folded batch norm, global pooling;
-/// ReLU6 and depthwise convs): every method, Grad-CAM at the input of the
+/// ReLU6 and depthwise convs; SiLU, squeeze-excite gates, GELU, layer
+/// norm): every method, Grad-CAM at the input of the
 /// global pooling. Guided backprop's reference replaces each ReLU module's
 /// backward (torchvision's ResNet calls its ReLU modules more than once,
 /// which Captum's hooks refuse; they guide nn.ReLU only, not ReLU6).
 #[test]
 fn imported_graph_networks_match_captum() {
-    for (arch, unit) in [("resnet18", "layer4.1"), ("mobilenet_v2", "features.18")] {
+    for (arch, unit) in [
+        ("resnet18", "layer4.1"),
+        ("mobilenet_v2", "features.18"),
+        // No ReLU: SiLU, sigmoid gates (their exact derivatives in every rule).
+        ("efficientnet_b0", "features.8"),
+        // GELU, layer norm over channels, layer scale.
+        ("convnext_tiny", "features.7.2"),
+    ] {
         let (dir, pth) = imported(arch);
         let (net, _) = open(&dir);
         let last = net.last_unit();
