@@ -924,7 +924,12 @@ fn without_a_dataset_the_views_run_over_the_image_store() {
 /// A background job's result: GET; while 202, poll the progress URL it
 /// names until the job ends (60 s at most); then GET again for the 200.
 fn job_result(e: &Env, url: &str) -> Value {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    job_result_within(e, url, 60)
+}
+
+/// [`job_result`] for jobs that may take up to `secs` seconds.
+fn job_result_within(e: &Env, url: &str, secs: u64) -> Value {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
         let r = e.get(url);
         if r.status() == StatusCode::OK {
@@ -951,7 +956,7 @@ fn job_result(e: &Env, url: &str) -> Value {
             }
             assert!(
                 std::time::Instant::now() < end,
-                "{url}: still {s} after 60 s"
+                "{url}: still {s} after {secs} s"
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
@@ -1726,5 +1731,140 @@ fn every_view_answers_on_an_imported_resnet18() {
         StatusCode::BAD_REQUEST,
         "no unit \"layer9.9\"",
     );
+    e.alive();
+}
+
+/// The families of issue 36 (torchvision state dicts, random weights):
+/// every view answers on each, its blocks by module path. EfficientNet-B0
+/// (SiLU, squeeze-excite gates), ConvNeXt-T (GELU, layer norm, layer
+/// scale), SqueezeNet 1.1 (class scores from a conv and global pooling)
+/// and Inception v3 (1x7 and 7x1 kernels), imported at 128 px to keep the
+/// test short; every method and the sanity check on the first two.
+#[test]
+fn every_view_answers_on_the_modern_families() {
+    let dir = tempdir("http-modern");
+    let nets = [
+        ("efficientnet_b0", "features.4.1", "features.6.0"),
+        ("convnext_tiny", "features.5.2", "features.3.1"),
+        ("squeezenet1_1", "features.9", "features.12"),
+        ("inception_v3", "Mixed_6b", "Mixed_5c"),
+    ];
+    for (arch, _, _) in nets {
+        let pth = dir.join(format!("{arch}.pth"));
+        let out = std::process::Command::new(root().join(".venv/bin/python"))
+            .arg(root().join("tests/import_ref.py"))
+            .args(["save", arch])
+            .arg(&pth)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_zfvis"))
+            .args(["import", "--arch", &format!("torchvision:{arch}"), "--input-size", "128", "--from"])
+            .arg(&pth)
+            .arg("--out")
+            .arg(dir.join(format!("models/{arch}")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+    let e = Env {
+        base: srv.base.clone(),
+        _srv: srv,
+        c: Client::new(),
+        _dir: dir,
+    };
+    let id = e.upload(test_png()).json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ok = |path: String| {
+        let r = e.get(&path);
+        assert_eq!(r.status(), StatusCode::OK, "{path}: {}", r.text().unwrap_or_default());
+        r
+    };
+    let set = serde_json::json!({"images": [
+        {"id": id, "parts": {"eye": [100.0, 80.0], "nose": [150.0, 120.0]}},
+        {"id": id, "parts": {"eye": [120.0, 90.0], "nose": [160.0, 110.0]}}]});
+    let r = e.c.post(format!("{}/api/sets", e.base)).json(&set).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let set_id = r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    for (arch, block, other) in nets {
+        let m: Value = ok(format!("/api/models/{arch}")).json().unwrap();
+        let layers = m["layers"].as_array().unwrap();
+        let unit = layers.iter().find(|l| l["name"] == block).unwrap_or_else(|| panic!("{arch}: no unit {block}"));
+        assert_eq!(unit["short"], block, "{arch}");
+        let b = format!("/api/models/{arch}/snapshots/0/images/{id}");
+        let p: Value = ok(format!("{b}/predictions")).json().unwrap();
+        assert_eq!(p["top"].as_array().unwrap().len(), 5, "{arch}");
+        let maps: Value = ok(format!("{b}/layers/{block}/maps")).json().unwrap();
+        let peak = maps["maps"][1]["peak"].as_f64().unwrap();
+        let j: Value = ok(format!("{b}/layers/{block}/maps/1/projection")).json().unwrap();
+        assert!((j["value"].as_f64().unwrap() - peak).abs() < 1e-5, "{arch}: {j}");
+        for path in [
+            format!("{b}/layers/{block}/maps.png"),
+            format!("{b}/layers/{block}/maps/1/projection.png?mode=all"),
+            format!("{b}/layers/{other}/top9.png"),
+            format!("{b}/occlusion.png?size=48&stride=32"),
+            format!("{b}/occlusion/live?x=32&y=16&size=48"),
+            format!("{b}/occlusion/projection.png?x=32&y=16&size=48"),
+            format!("{b}/invariance?steps=3"),
+            format!("{b}/explain.png?method=deconv&layer={block}&map=1"),
+            format!("/api/models/{arch}/images/{id}/layers/{block}/maps/2/evolution.png"),
+            format!("/api/models/{arch}/snapshots/0/filters.png"),
+            format!("/api/models/{arch}/snapshots/0/figure.png?figure=fig3"),
+            format!("/api/models/{arch}/snapshots/0/correspondence?set={set_id}&size=24&seed=1"),
+        ] {
+            let r = ok(path.clone());
+            if path.contains(".png") {
+                let png = image::load_from_memory(&r.bytes().unwrap()).unwrap();
+                assert!(png.width() >= 28 && png.height() >= 28, "{arch} {path}");
+            } else {
+                let j: Value = r.json().unwrap();
+                let p = j["class_prob"]
+                    .as_f64()
+                    .or(j["translate"]["prob"][0].as_f64())
+                    .or(j["parts"]["eye"]["layer5"]["mean"].as_f64());
+                assert!(p.is_some_and(|p| (0.0..=1.0).contains(&p)), "{arch} {path}: {j}");
+            }
+        }
+        let top9 = format!("/api/models/{arch}/snapshots/0/dataset/layers/{block}/maps/5/top9");
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        let t: Value = loop {
+            let r = e.get(&top9);
+            if r.status() == StatusCode::OK {
+                break r.json().unwrap();
+            }
+            assert_eq!(r.status(), StatusCode::ACCEPTED, "{arch}: {}", r.text().unwrap_or_default());
+            assert!(std::time::Instant::now() < end, "{arch}: no index in 300 s");
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        };
+        assert!(!t["items"].as_array().unwrap().is_empty(), "{arch}: {t}");
+        let tl: Value = ok(format!("/api/models/{arch}/dataset/timeline?layer={block}&maps=0-1"))
+            .json()
+            .unwrap();
+        assert_eq!(tl["maps"].as_array().map(|m| m.len()), Some(2), "{arch}: {tl}");
+        let c = job_result(&e, &format!("/api/compare?a={arch}&b={arch}&images=2"));
+        assert_eq!(c["a"]["band_energy"], c["b"]["band_energy"], "{arch}");
+        let every = matches!(arch, "efficientnet_b0" | "convnext_tiny");
+        let q = format!("model={arch}&epoch=0&image={id}&size=48&stride=32");
+        let q = if every { q } else { format!("{q}&methods=deconv,gradcam") };
+        let v = job_result_within(&e, &format!("/api/methods?{q}"), 400);
+        assert_eq!(v["items"].as_array().unwrap().len(), if every { 7 } else { 2 }, "{arch}");
+        let note = v["activations"]["note"].as_str().unwrap();
+        if arch == "efficientnet_b0" {
+            assert!(note.starts_with("No ReLU-family activation"), "{note}");
+        } else {
+            assert!(note.contains("ReLU") || note.contains("GELU"), "{arch}: {note}");
+        }
+        if every {
+            let s = job_result_within(
+                &e,
+                &format!("/api/sanity?model={arch}&epoch=0&image={id}&methods=gradient&steps=2"),
+                300,
+            );
+            assert!(!s["steps"].as_array().unwrap().is_empty(), "{arch}: {s}");
+        }
+    }
     e.alive();
 }

@@ -413,6 +413,19 @@ fn check_family(arch: &str, units: &[&str]) {
     assert_eq!(net.convs.len(), convs, "{arch}: conv count");
     let pairs: Vec<(&str, &str)> = units.iter().map(|u| (*u, *u)).collect();
     check_units(&net, &dir, &pairs, arch);
+    // Three maps projected as one batch over one image's trace (gates and
+    // smooth ops broadcast the image's values to the batch) equal each
+    // projected alone.
+    let x = Tensor::read_npy(dir.join("x.npy")).unwrap().narrow(0, 0, 1);
+    let trace = net.trace(&x);
+    let layer = net.spec.find_unit(units[0]).unwrap();
+    let req = |map| ProjectRequest { layer, map, keep: Keep::Strongest };
+    let together = deconv::project(&net, &trace, &[req(0), req(1), req(2)]).unwrap();
+    for (k, p) in together.iter().enumerate() {
+        let alone = deconv::project(&net, &trace, &[req(k as i64)]).unwrap().remove(0);
+        let c = cosine(&p.pixels, &alone.pixels);
+        assert!(c > 0.99999, "{arch}: map {k} in a batch vs alone: cosine {c}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
