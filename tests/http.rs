@@ -1757,15 +1757,30 @@ fn every_view_answers_on_the_modern_families() {
             .arg(&pth)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_zfvis"))
-            .args(["import", "--arch", &format!("torchvision:{arch}"), "--input-size", "128", "--from"])
+            .args([
+                "import",
+                "--arch",
+                &format!("torchvision:{arch}"),
+                "--input-size",
+                "128",
+                "--from",
+            ])
             .arg(&pth)
             .arg("--out")
             .arg(dir.join(format!("models/{arch}")))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
     let e = Env {
@@ -1780,27 +1795,47 @@ fn every_view_answers_on_the_modern_families() {
         .to_string();
     let ok = |path: String| {
         let r = e.get(&path);
-        assert_eq!(r.status(), StatusCode::OK, "{path}: {}", r.text().unwrap_or_default());
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "{path}: {}",
+            r.text().unwrap_or_default()
+        );
         r
     };
     let set = serde_json::json!({"images": [
         {"id": id, "parts": {"eye": [100.0, 80.0], "nose": [150.0, 120.0]}},
         {"id": id, "parts": {"eye": [120.0, 90.0], "nose": [160.0, 110.0]}}]});
-    let r = e.c.post(format!("{}/api/sets", e.base)).json(&set).send().unwrap();
+    let r =
+        e.c.post(format!("{}/api/sets", e.base))
+            .json(&set)
+            .send()
+            .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let set_id = r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let set_id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for (arch, block, other) in nets {
         let m: Value = ok(format!("/api/models/{arch}")).json().unwrap();
         let layers = m["layers"].as_array().unwrap();
-        let unit = layers.iter().find(|l| l["name"] == block).unwrap_or_else(|| panic!("{arch}: no unit {block}"));
+        let unit = layers
+            .iter()
+            .find(|l| l["name"] == block)
+            .unwrap_or_else(|| panic!("{arch}: no unit {block}"));
         assert_eq!(unit["short"], block, "{arch}");
         let b = format!("/api/models/{arch}/snapshots/0/images/{id}");
         let p: Value = ok(format!("{b}/predictions")).json().unwrap();
         assert_eq!(p["top"].as_array().unwrap().len(), 5, "{arch}");
         let maps: Value = ok(format!("{b}/layers/{block}/maps")).json().unwrap();
         let peak = maps["maps"][1]["peak"].as_f64().unwrap();
-        let j: Value = ok(format!("{b}/layers/{block}/maps/1/projection")).json().unwrap();
-        assert!((j["value"].as_f64().unwrap() - peak).abs() < 1e-5, "{arch}: {j}");
+        let j: Value = ok(format!("{b}/layers/{block}/maps/1/projection"))
+            .json()
+            .unwrap();
+        assert!(
+            (j["value"].as_f64().unwrap() - peak).abs() < 1e-5,
+            "{arch}: {j}"
+        );
         for path in [
             format!("{b}/layers/{block}/maps.png"),
             format!("{b}/layers/{block}/maps/1/projection.png?mode=all"),
@@ -1825,7 +1860,10 @@ fn every_view_answers_on_the_modern_families() {
                     .as_f64()
                     .or(j["translate"]["prob"][0].as_f64())
                     .or(j["parts"]["eye"]["layer5"]["mean"].as_f64());
-                assert!(p.is_some_and(|p| (0.0..=1.0).contains(&p)), "{arch} {path}: {j}");
+                assert!(
+                    p.is_some_and(|p| (0.0..=1.0).contains(&p)),
+                    "{arch} {path}: {j}"
+                );
             }
         }
         let top9 = format!("/api/models/{arch}/snapshots/0/dataset/layers/{block}/maps/5/top9");
@@ -1835,27 +1873,49 @@ fn every_view_answers_on_the_modern_families() {
             if r.status() == StatusCode::OK {
                 break r.json().unwrap();
             }
-            assert_eq!(r.status(), StatusCode::ACCEPTED, "{arch}: {}", r.text().unwrap_or_default());
+            assert_eq!(
+                r.status(),
+                StatusCode::ACCEPTED,
+                "{arch}: {}",
+                r.text().unwrap_or_default()
+            );
             assert!(std::time::Instant::now() < end, "{arch}: no index in 300 s");
             std::thread::sleep(std::time::Duration::from_millis(250));
         };
         assert!(!t["items"].as_array().unwrap().is_empty(), "{arch}: {t}");
-        let tl: Value = ok(format!("/api/models/{arch}/dataset/timeline?layer={block}&maps=0-1"))
-            .json()
-            .unwrap();
-        assert_eq!(tl["maps"].as_array().map(|m| m.len()), Some(2), "{arch}: {tl}");
+        let tl: Value = ok(format!(
+            "/api/models/{arch}/dataset/timeline?layer={block}&maps=0-1"
+        ))
+        .json()
+        .unwrap();
+        assert_eq!(
+            tl["maps"].as_array().map(|m| m.len()),
+            Some(2),
+            "{arch}: {tl}"
+        );
         let c = job_result(&e, &format!("/api/compare?a={arch}&b={arch}&images=2"));
         assert_eq!(c["a"]["band_energy"], c["b"]["band_energy"], "{arch}");
         let every = matches!(arch, "efficientnet_b0" | "convnext_tiny");
         let q = format!("model={arch}&epoch=0&image={id}&size=48&stride=32");
-        let q = if every { q } else { format!("{q}&methods=deconv,gradcam") };
+        let q = if every {
+            q
+        } else {
+            format!("{q}&methods=deconv,gradcam")
+        };
         let v = job_result_within(&e, &format!("/api/methods?{q}"), 400);
-        assert_eq!(v["items"].as_array().unwrap().len(), if every { 7 } else { 2 }, "{arch}");
+        assert_eq!(
+            v["items"].as_array().unwrap().len(),
+            if every { 7 } else { 2 },
+            "{arch}"
+        );
         let note = v["activations"]["note"].as_str().unwrap();
         if arch == "efficientnet_b0" {
             assert!(note.starts_with("No ReLU-family activation"), "{note}");
         } else {
-            assert!(note.contains("ReLU") || note.contains("GELU"), "{arch}: {note}");
+            assert!(
+                note.contains("ReLU") || note.contains("GELU"),
+                "{arch}: {note}"
+            );
         }
         if every {
             let s = job_result_within(

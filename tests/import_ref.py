@@ -53,7 +53,7 @@ usage:
   import_ref.py evil OUT.pth MARKER
       A state dict with a __reduce__ payload that would create MARKER if run.
   import_ref.py unsupported OUT.onnx
-      A graph with a Sigmoid node.
+      A graph with a Resize node (upsampling, which zfvis does not read).
   import_ref.py malformed DIR
       Valid ONNX files (onnx.checker passes where it can) that no network
       can be read from: a Conv with one input, a Conv with zero strides, a
@@ -483,11 +483,12 @@ def unsupported_main(out):
     from onnx import helper, numpy_helper, TensorProto
     w = np.random.RandomState(0).randn(4, 3, 3, 3).astype(np.float32)
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv1", kernel_shape=[3, 3]),
-             helper.make_node("Sigmoid", ["c"], ["s"], name="gate")]
+             helper.make_node("Resize", ["c", "", "scales"], ["s"], name="upsample", mode="nearest")]
     g = helper.make_graph(nodes, "bad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
                           [helper.make_tensor_value_info("s", TensorProto.FLOAT, None)],
-                          initializer=[numpy_helper.from_array(w, "w")])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)]), out)
+                          initializer=[numpy_helper.from_array(w, "w"),
+                                       numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), out)
 
 
 def malformed_main(outdir):

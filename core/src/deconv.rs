@@ -62,9 +62,10 @@ fn smooth_back(net: &Net, trace: &Trace, i: usize, s: &Tensor) -> Vec<Tensor> {
         .sources(i)
         .iter()
         .map(|src| {
-            trace.inputs.get(src).unwrap_or_else(|| {
-                panic!("node {i}: the trace keeps what smooth ops read")
-            })
+            trace
+                .inputs
+                .get(src)
+                .unwrap_or_else(|| panic!("node {i}: the trace keeps what smooth ops read"))
         })
         .collect();
     let x = xs[0];

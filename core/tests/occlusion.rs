@@ -152,7 +152,12 @@ fn modern(gate: bool) -> NetSpec {
         Layer::Concat,
         Layer::ChannelShuffle { groups: 2 },
     ];
-    let mut inputs = vec![(8, vec![7, 1]), (9, vec![8]), (10, vec![8]), (15, vec![9, 14])];
+    let mut inputs = vec![
+        (8, vec![7, 1]),
+        (9, vec![8]),
+        (10, vec![8]),
+        (15, vec![9, 14]),
+    ];
     if gate {
         // 17 pool, 18 fc, 19 sigmoid, 20 product, 21 the 1x7 conv.
         layers.extend([
@@ -260,7 +265,11 @@ fn batched_and_incremental_equal_naive() {
             - flat.iter().cloned().fold(f64::MAX, f64::min);
         assert!(spread > 1e-3, "{arch}: occlusion changes nothing");
         let methods: &[(Method, i64)] = if exact {
-            &[(Method::Batched, 7), (Method::Incremental, 7), (Method::Incremental, 64)]
+            &[
+                (Method::Batched, 7),
+                (Method::Incremental, 7),
+                (Method::Incremental, 64),
+            ]
         } else {
             &[(Method::Batched, 7)]
         };

@@ -53,7 +53,11 @@ impl Subject {
         };
         let short = |unit: &Option<String>| {
             let u = unit.as_ref()?;
-            e.net.units.iter().find(|x| &x.name == u).map(|x| x.short.clone())
+            e.net
+                .units
+                .iter()
+                .find(|x| &x.name == u)
+                .map(|x| x.short.clone())
         };
         match target {
             Target::Class(c) => {

@@ -76,11 +76,23 @@ pub fn efficientnet(member: &str, shapes: &Shapes, classes: i64) -> Result<Layou
         let stage = format!("features.{}", s + 1);
         for b in 0..g.count(&stage) {
             let st = if b == 0 { stride } else { 1 };
-            inverted(&mut g, &format!("{stage}.{b}"), st, &SILU, (Layer::Silu, sigmoid()))?;
+            inverted(
+                &mut g,
+                &format!("{stage}.{b}"),
+                st,
+                &SILU,
+                (Layer::Silu, sigmoid()),
+            )?;
         }
     }
     let last = format!("features.{}", strides.len() + 1);
-    g.conv(&format!("{last}.0"), Some(&format!("{last}.1")), 1, None, SILU)?;
+    g.conv(
+        &format!("{last}.0"),
+        Some(&format!("{last}.1")),
+        1,
+        None,
+        SILU,
+    )?;
     g.unit(&last);
     let c = g.c;
     let mut l = g.finish(c, "classifier.1", classes, 0.2);
@@ -124,7 +136,13 @@ pub fn mobilenet_v3(member: &str, shapes: &Shapes, classes: i64) -> Result<Layou
         inverted(&mut g, &format!("features.{}", b + 1), s, &act, se)?;
     }
     let last = format!("features.{}", hs.len() + 1);
-    g.conv(&format!("{last}.0"), Some(&format!("{last}.1")), 1, None, HARD_SWISH)?;
+    g.conv(
+        &format!("{last}.0"),
+        Some(&format!("{last}.1")),
+        1,
+        None,
+        HARD_SWISH,
+    )?;
     g.unit(&last);
     g.then(Layer::AdaptiveAvgPool { out: 1 });
     g.then(Layer::Flatten);
@@ -149,9 +167,27 @@ pub fn mnasnet(shapes: &Shapes, classes: i64) -> Result<Layout> {
             let p = format!("{stack}.{b}");
             let st = if b == 0 { stride } else { 1 };
             let (input, in_c) = (g.last(), g.c);
-            g.conv(&format!("{p}.layers.0"), Some(&format!("{p}.layers.1")), 1, None, RELU)?;
-            g.conv(&format!("{p}.layers.3"), Some(&format!("{p}.layers.4")), st, None, RELU)?;
-            g.conv(&format!("{p}.layers.6"), Some(&format!("{p}.layers.7")), 1, None, None)?;
+            g.conv(
+                &format!("{p}.layers.0"),
+                Some(&format!("{p}.layers.1")),
+                1,
+                None,
+                RELU,
+            )?;
+            g.conv(
+                &format!("{p}.layers.3"),
+                Some(&format!("{p}.layers.4")),
+                st,
+                None,
+                RELU,
+            )?;
+            g.conv(
+                &format!("{p}.layers.6"),
+                Some(&format!("{p}.layers.7")),
+                1,
+                None,
+                None,
+            )?;
             if st == 1 && in_c == g.c {
                 g.add(input);
             }
@@ -182,18 +218,42 @@ pub fn regnet(shapes: &Shapes, classes: i64) -> Result<Layout> {
             let stride = if b == 0 { 2 } else { 1 };
             let (input, in_c) = (g.last(), g.c);
             let shortcut = if g.has(&format!("{p}.proj.0.weight")) {
-                g.conv(&format!("{p}.proj.0"), Some(&format!("{p}.proj.1")), stride, None, None)?;
+                g.conv(
+                    &format!("{p}.proj.0"),
+                    Some(&format!("{p}.proj.1")),
+                    stride,
+                    None,
+                    None,
+                )?;
                 g.last()
             } else {
                 input
             };
             g.from(input, in_c);
-            g.conv(&format!("{p}.f.a.0"), Some(&format!("{p}.f.a.1")), 1, None, RELU)?;
-            g.conv(&format!("{p}.f.b.0"), Some(&format!("{p}.f.b.1")), stride, None, RELU)?;
+            g.conv(
+                &format!("{p}.f.a.0"),
+                Some(&format!("{p}.f.a.1")),
+                1,
+                None,
+                RELU,
+            )?;
+            g.conv(
+                &format!("{p}.f.b.0"),
+                Some(&format!("{p}.f.b.1")),
+                stride,
+                None,
+                RELU,
+            )?;
             if g.has(&format!("{p}.f.se.fc1.weight")) {
                 g.squeeze_excite(&format!("{p}.f.se"), Layer::Relu, sigmoid())?;
             }
-            g.conv(&format!("{p}.f.c.0"), Some(&format!("{p}.f.c.1")), 1, None, None)?;
+            g.conv(
+                &format!("{p}.f.c.0"),
+                Some(&format!("{p}.f.c.1")),
+                1,
+                None,
+                None,
+            )?;
             g.add(shortcut);
             g.then(Layer::Relu);
             g.unit(&p);
@@ -243,7 +303,13 @@ pub fn convnext(shapes: &Shapes, classes: i64) -> Result<Layout> {
             let input = g.last();
             g.conv(&format!("{p}.block.0"), None, 1, None, None)?;
             channel_norm(&mut g, &format!("{p}.block.2"));
-            g.conv(&format!("{p}.block.3"), None, 1, Some(0), Some(Layer::Gelu { tanh: false }))?;
+            g.conv(
+                &format!("{p}.block.3"),
+                None,
+                1,
+                Some(0),
+                Some(Layer::Gelu { tanh: false }),
+            )?;
             g.conv(&format!("{p}.block.5"), None, 1, Some(0), None)?;
             let scale = format!("{p}.layer_scale");
             g.then(Layer::Affine {
@@ -282,7 +348,10 @@ pub fn shufflenet_v2(shapes: &Shapes, classes: i64) -> Result<Layout> {
                 (g.last(), g.c, input, c)
             } else {
                 let half = c / 2;
-                let left = g.then(Layer::Channels { start: 0, len: half });
+                let left = g.then(Layer::Channels {
+                    start: 0,
+                    len: half,
+                });
                 g.from(input, c);
                 let right = g.then(Layer::Channels {
                     start: half,
@@ -351,7 +420,13 @@ pub fn inception_v3(shapes: &Shapes, classes: i64) -> Result<Layout> {
     let mut g = Builder::reading(shapes);
     // BasicConv2d: conv (no bias) + batch norm + ReLU.
     let basic = |g: &mut Builder, p: &str, stride: i64, pad: Option<i64>| {
-        g.conv(&format!("{p}.conv"), Some(&format!("{p}.bn")), stride, pad, RELU)
+        g.conv(
+            &format!("{p}.conv"),
+            Some(&format!("{p}.bn")),
+            stride,
+            pad,
+            RELU,
+        )
     };
     basic(&mut g, "Conv2d_1a_3x3", 2, Some(0))?;
     basic(&mut g, "Conv2d_2a_3x3", 1, Some(0))?;
@@ -404,19 +479,23 @@ pub fn inception_v3(shapes: &Shapes, classes: i64) -> Result<Layout> {
             (g.last(), c)
         };
         // Two convs on one input, concatenated (InceptionE's split).
-        let split = |g: &mut Builder, from: (usize, i64), a: &str, b: &str| -> Result<(usize, i64)> {
-            g.from(from.0, from.1);
-            basic(g, &format!("{name}.{a}"), 1, None)?;
-            let (ya, ca) = (g.last(), g.c);
-            g.from(from.0, from.1);
-            basic(g, &format!("{name}.{b}"), 1, None)?;
-            let (yb, cb) = (g.last(), g.c);
-            Ok((g.node(Layer::Concat, &[ya, yb]), ca + cb))
-        };
+        let split =
+            |g: &mut Builder, from: (usize, i64), a: &str, b: &str| -> Result<(usize, i64)> {
+                g.from(from.0, from.1);
+                basic(g, &format!("{name}.{a}"), 1, None)?;
+                let (ya, ca) = (g.last(), g.c);
+                g.from(from.0, from.1);
+                basic(g, &format!("{name}.{b}"), 1, None)?;
+                let (yb, cb) = (g.last(), g.c);
+                Ok((g.node(Layer::Concat, &[ya, yb]), ca + cb))
+            };
         match kind {
             'A' => {
                 outs.push(chain(&mut g, &[("branch1x1", 1, None)])?);
-                outs.push(chain(&mut g, &[("branch5x5_1", 1, None), ("branch5x5_2", 1, None)])?);
+                outs.push(chain(
+                    &mut g,
+                    &[("branch5x5_1", 1, None), ("branch5x5_2", 1, None)],
+                )?);
                 outs.push(chain(
                     &mut g,
                     &[
@@ -454,7 +533,10 @@ pub fn inception_v3(shapes: &Shapes, classes: i64) -> Result<Layout> {
                 outs.push(avg_pool_branch(&mut g)?);
             }
             'D' => {
-                outs.push(chain(&mut g, &[("branch3x3_1", 1, None), ("branch3x3_2", 2, Some(0))])?);
+                outs.push(chain(
+                    &mut g,
+                    &[("branch3x3_1", 1, None), ("branch3x3_2", 2, Some(0))],
+                )?);
                 outs.push(chain(
                     &mut g,
                     &[
@@ -470,7 +552,10 @@ pub fn inception_v3(shapes: &Shapes, classes: i64) -> Result<Layout> {
                 outs.push(chain(&mut g, &[("branch1x1", 1, None)])?);
                 let b3 = chain(&mut g, &[("branch3x3_1", 1, None)])?;
                 outs.push(split(&mut g, b3, "branch3x3_2a", "branch3x3_2b")?);
-                let d = chain(&mut g, &[("branch3x3dbl_1", 1, None), ("branch3x3dbl_2", 1, None)])?;
+                let d = chain(
+                    &mut g,
+                    &[("branch3x3dbl_1", 1, None), ("branch3x3dbl_2", 1, None)],
+                )?;
                 outs.push(split(&mut g, d, "branch3x3dbl_3a", "branch3x3dbl_3b")?);
                 outs.push(avg_pool_branch(&mut g)?);
             }

@@ -15,11 +15,7 @@ use std::collections::HashMap;
 /// torchvision's ResNet: `depth` 18, 34 (basic blocks) or 50, 101, 152
 /// (bottlenecks); the widths and groups of ResNeXt and Wide ResNet are
 /// read off the file.
-pub fn resnet(
-    depth: &str,
-    shapes: &HashMap<String, Vec<i64>>,
-    classes: i64,
-) -> Result<Layout> {
+pub fn resnet(depth: &str, shapes: &HashMap<String, Vec<i64>>, classes: i64) -> Result<Layout> {
     let (blocks, bottleneck): ([usize; 4], bool) = match depth {
         "18" => ([2, 2, 2, 2], false),
         "34" => ([3, 4, 6, 3], false),

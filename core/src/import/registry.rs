@@ -121,7 +121,9 @@ pub fn layout(arch: &str, shapes: &HashMap<String, Vec<i64>>) -> Result<Layout> 
             shapes,
             classes("classifier.1.weight")?,
         )?,
-        a if a.starts_with("torchvision:regnet_") => families::regnet(shapes, classes("fc.weight")?)?,
+        a if a.starts_with("torchvision:regnet_") => {
+            families::regnet(shapes, classes("fc.weight")?)?
+        }
         a if a.starts_with("torchvision:convnext_") => {
             families::convnext(shapes, classes("classifier.2.weight")?)?
         }

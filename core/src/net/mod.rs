@@ -12,15 +12,17 @@
 //! the forward pass and its trace; here the network with its weights.
 
 pub mod check;
-pub mod names;
 mod forward;
 mod graph;
+pub mod names;
 mod ops;
 mod units;
 
 pub use forward::Trace;
 pub use graph::{Arch, NetSpec, Node, Preset};
-pub use ops::{binary_shape, channels_last, concat_shape, lrn, lrn_with, shuffle, Layer, Params, Shape, Window};
+pub use ops::{
+    binary_shape, channels_last, concat_shape, lrn, lrn_with, shuffle, Layer, Params, Shape, Window,
+};
 pub use units::{ConvInfo, Unit};
 
 use anyhow::Result;

@@ -73,7 +73,11 @@ pub fn shorten(names: &[String]) -> Vec<String> {
         _ => String::new(),
     };
     // Whether TensorFlow suffixed every layer scope (`block_1_1`).
-    let scope = |n: &str| n.strip_prefix(prefix.as_str()).and_then(|r| r.split('/').next()).map(String::from);
+    let scope = |n: &str| {
+        n.strip_prefix(prefix.as_str())
+            .and_then(|r| r.split('/').next())
+            .map(String::from)
+    };
     let suffixed = !scoped.is_empty()
         && scoped
             .iter()
@@ -99,7 +103,11 @@ pub fn shorten(names: &[String]) -> Vec<String> {
         .enumerate()
         .map(|(i, (short, detail))| {
             let last = forms.iter().rposition(|(s, _)| s == short) == Some(i);
-            if last { short.clone() } else { detail.clone() }
+            if last {
+                short.clone()
+            } else {
+                detail.clone()
+            }
         })
         .collect();
     picked
@@ -174,7 +182,13 @@ mod tests {
         ]);
         assert_eq!(
             shorten(&names),
-            ["layer1.0/conv1/Conv", "layer1.0/relu/Relu", "layer1.0", "x/y_1/a", "x/y_1/a"]
+            [
+                "layer1.0/conv1/Conv",
+                "layer1.0/relu/Relu",
+                "layer1.0",
+                "x/y_1/a",
+                "x/y_1/a"
+            ]
         );
     }
 }

@@ -582,7 +582,11 @@ pub(super) fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
             let [wh, ww] = l.windows();
             let (h, w) = (wh.out_size(side, false), ww.out_size(side, false));
             if h != w || ww.k < 1 || ww.pad < 0 {
-                bail!("its {}x{} kernel gives {h}x{w} maps: maps must stay square", wh.k, ww.k);
+                bail!(
+                    "its {}x{} kernel gives {h}x{w} maps: maps must stay square",
+                    wh.k,
+                    ww.k
+                );
             }
             Shape::Maps { c: *out, side: h }
         }

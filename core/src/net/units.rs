@@ -247,9 +247,8 @@ impl NetSpec {
                 Layer::Pad { pads } => (pads[0], pads[1]),
                 _ => (wy.pad, wx.pad),
             };
-            let back = |a: i64, b: i64, p: i64, w: Window| {
-                (a * w.stride - p, b * w.stride - p + w.k - 1)
-            };
+            let back =
+                |a: i64, b: i64, p: i64, w: Window| (a * w.stride - p, b * w.stride - p + w.k - 1);
             let ((y0, y1), (x0, x1)) = (back(y0, y1, py, wy), back(x0, x1, px, wx));
             // Global pooling (a squeeze-excite gate) sees its whole input.
             let (y0, x0, y1, x1) = match (self.op(i), self.sources(i)[0]) {

@@ -14,9 +14,15 @@ pub struct ImportArgs {
     #[arg(long)]
     out: PathBuf,
     /// A state dict's layout: torchvision:alexnet, torchvision:vgg11|13|16|19[_bn],
-    /// torchvision:resnet18|34|50|101|152, torchvision:densenet121|161|169|201,
-    /// torchvision:googlenet, torchvision:mobilenet_v2, pytorchcv:zfnet|zfnetb|alexnet,
-    /// zfnet, alexnet (ONNX files need none)
+    /// torchvision:resnet18|34|50|101|152, torchvision:resnext50_32x4d|resnext101_32x8d|resnext101_64x4d,
+    /// torchvision:wide_resnet50_2|wide_resnet101_2, torchvision:densenet121|161|169|201,
+    /// torchvision:googlenet, torchvision:inception_v3, torchvision:mobilenet_v2,
+    /// torchvision:mobilenet_v3_small|large, torchvision:mnasnet0_5|0_75|1_0|1_3,
+    /// torchvision:efficientnet_b0…b7|efficientnet_v2_s|m|l, torchvision:regnet_x_*|regnet_y_*
+    /// (400mf, 800mf, 1_6gf, 3_2gf, 8gf, 16gf, 32gf; y also 128gf),
+    /// torchvision:convnext_tiny|small|base|large, torchvision:shufflenet_v2_x0_5|x1_0|x1_5|x2_0,
+    /// torchvision:squeezenet1_0|1_1, pytorchcv:zfnet|zfnetb|alexnet, zfnet, alexnet
+    /// (ONNX files need none)
     #[arg(long)]
     arch: Option<String>,
     /// zfvis | torchvision | caffe (default: what the layout was trained with;

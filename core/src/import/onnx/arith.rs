@@ -23,7 +23,10 @@ impl Reader<'_> {
                 }
                 return self.binary(n, vs[0].clone(), vs[1].clone());
             }
-            if vs.iter().any(|v| v.shape != vs[0].shape || v.nhwc != vs[0].nhwc) {
+            if vs
+                .iter()
+                .any(|v| v.shape != vs[0].shape || v.nhwc != vs[0].nhwc)
+            {
                 bail!("{}: adds values of different shapes or layouts", at(n));
             }
             let i = self.push(Layer::Add, &vs.iter().collect::<Vec<_>>());

@@ -113,7 +113,10 @@ impl Reader<'_> {
         let w = self.get(required(n, 1, "weight")?, n)?;
         let ks = attr_ints(n, "kernel_shape").unwrap_or_default();
         let p = attr_ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]);
-        if ks.len() == 2 && p.len() == 4 && (ks[0] != ks[1] || (p[0] != p[1] && p[0] == p[2] && p[1] == p[3])) {
+        if ks.len() == 2
+            && p.len() == 4
+            && (ks[0] != ks[1] || (p[0] != p[1] && p[0] == p[2] && p[1] == p[3]))
+        {
             return self.rect_conv(n, &v, w, &ks, &p);
         }
         // Asymmetric pads (TensorFlow's SAME with stride 2: [0, 0, 1, 1])
@@ -186,7 +189,14 @@ impl Reader<'_> {
 
     /// A conv with a non-square kernel or different pads along height and
     /// width (Inception's 1x7 and 7x1) that keeps the maps square.
-    fn rect_conv(&mut self, n: &NodeProto, v: &Value, w: Tensor, ks: &[i64], p: &[i64]) -> Result<()> {
+    fn rect_conv(
+        &mut self,
+        n: &NodeProto,
+        v: &Value,
+        w: Tensor,
+        ks: &[i64],
+        p: &[i64],
+    ) -> Result<()> {
         let Shape::Maps { c, side } = v.shape else {
             bail!("{}: its input is not a map", at(n));
         };
@@ -196,7 +206,10 @@ impl Reader<'_> {
             bail!("{}: a {ks:?} kernel with strides {s:?} and dilations {d:?}: only equal strides and no dilation are supported", at(n));
         }
         if p[0] != p[2] || p[1] != p[3] || p.iter().any(|&x| x < 0) {
-            bail!("{}: pads {p:?}: a non-square kernel's pads must be equal at both ends", at(n));
+            bail!(
+                "{}: pads {p:?}: a non-square kernel's pads must be equal at both ends",
+                at(n)
+            );
         }
         let groups = attr_i(n, "group", 1);
         let sz = w.size();
@@ -206,7 +219,10 @@ impl Reader<'_> {
         let out = |k: i64, pad: i64| (side + 2 * pad - k) / s[0] + 1;
         let (h, wd) = (out(ks[0], p[0]), out(ks[1], p[1]));
         if h != wd || h < 1 {
-            bail!("{}: its {ks:?} kernel with pads {p:?} gives {h}x{wd} maps: maps must stay square", at(n));
+            bail!(
+                "{}: its {ks:?} kernel with pads {p:?} gives {h}x{wd} maps: maps must stay square",
+                at(n)
+            );
         }
         let b = match n.input.get(2).filter(|s| !s.is_empty()) {
             Some(name) => self.get(name, n)?.reshape([-1]),

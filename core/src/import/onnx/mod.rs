@@ -136,7 +136,7 @@ pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
             },
             nhwc,
             hwc: None,
-                grouped: None,
+            grouped: None,
         },
     );
     if r.uses.get(&input.name).copied().unwrap_or(0) > 1 {

@@ -82,7 +82,11 @@ impl Reader<'_> {
         let one_axis = attr_i(n, "zfvis_one_axis", 0) == 1;
         let c = match (v.shape, v.nhwc) {
             (Shape::Maps { c, .. }, true) if axis == -1 || axis == 3 => c,
-            (Shape::Maps { c, side }, false) if (axis == 1 || axis == -3) && (side == 1 || one_axis) => c,
+            (Shape::Maps { c, side }, false)
+                if (axis == 1 || axis == -3) && (side == 1 || one_axis) =>
+            {
+                c
+            }
             (Shape::Flat(f), _) if axis == -1 || axis == 1 => f,
             _ => bail!(
                 "{}: only a layer norm over the channels is supported (axis {axis} of {:?}{})",
@@ -134,10 +138,7 @@ impl Reader<'_> {
             format!("{name}.bias"),
             Tensor::zeros([o], (Kind::Float, tch::Device::Cpu)),
         );
-        let i = self.push(
-            Layer::conv(&name, c, o, Window::new(1, 1, 0)),
-            &[v],
-        );
+        let i = self.push(Layer::conv(&name, c, o, Window::new(1, 1, 0)), &[v]);
         self.set_layout(&n.output[0], i, Shape::Maps { c: o, side }, true);
         Ok(())
     }
@@ -152,11 +153,17 @@ impl Reader<'_> {
         };
         match (n.op_type.as_str(), v.shape) {
             ("Squeeze", Shape::Maps { c, side: 1 }) => {
-                let mut a: Vec<i64> = axes.iter().map(|&x| if x < 0 { x + 4 } else { x }).collect();
+                let mut a: Vec<i64> = axes
+                    .iter()
+                    .map(|&x| if x < 0 { x + 4 } else { x })
+                    .collect();
                 a.sort();
                 let spatial: &[i64] = if v.nhwc { &[1, 2] } else { &[2, 3] };
                 if !a.is_empty() && a != spatial {
-                    bail!("{}: only a squeeze of the 1x1 spatial axes is supported (axes {axes:?})", at(n));
+                    bail!(
+                        "{}: only a squeeze of the 1x1 spatial axes is supported (axes {axes:?})",
+                        at(n)
+                    );
                 }
                 let i = self.push(Layer::Flatten, &[&v]);
                 self.flattened.insert(i, v);
@@ -164,7 +171,10 @@ impl Reader<'_> {
                 Ok(())
             }
             ("Unsqueeze", Shape::Flat(c)) => {
-                let mut a: Vec<i64> = axes.iter().map(|&x| if x < 0 { x + 4 } else { x }).collect();
+                let mut a: Vec<i64> = axes
+                    .iter()
+                    .map(|&x| if x < 0 { x + 4 } else { x })
+                    .collect();
                 a.sort();
                 let nhwc = match a.as_slice() {
                     [2, 3] => false,
@@ -173,7 +183,10 @@ impl Reader<'_> {
                 };
                 self.unflatten(n, &v, c, nhwc)
             }
-            _ => bail!("{}: only Squeeze of 1x1 maps and Unsqueeze of their vector are supported", at(n)),
+            _ => bail!(
+                "{}: only Squeeze of 1x1 maps and Unsqueeze of their vector are supported",
+                at(n)
+            ),
         }
     }
 
@@ -198,7 +211,9 @@ impl Reader<'_> {
     /// after a flatten): the maps again.
     pub(super) fn gather(&mut self, n: &NodeProto) -> Result<()> {
         let v = self.value(n, 0)?;
-        let idx = self.get(required(n, 1, "indices")?, n)?.to_kind(Kind::Int64);
+        let idx = self
+            .get(required(n, 1, "indices")?, n)?
+            .to_kind(Kind::Int64);
         let Shape::Flat(c) = v.shape else {
             bail!("{}: only a Gather of a vector is supported", at(n));
         };
@@ -208,7 +223,10 @@ impl Reader<'_> {
             (0, [1, cc, 1, 1], true) if *cc == c => self.unflatten(n, &v, c, false),
             (0, [1, 1, 1, cc], true) if *cc == c => self.unflatten(n, &v, c, true),
             (0, [_], true) => self.alias(n),
-            _ => bail!("{}: only a Gather of a whole vector in order is supported", at(n)),
+            _ => bail!(
+                "{}: only a Gather of a whole vector in order is supported",
+                at(n)
+            ),
         }
     }
 
@@ -227,17 +245,21 @@ impl Reader<'_> {
         let axes = ints(3, "axes")?;
         let steps = ints(4, "steps")?;
         let Shape::Maps { c, side } = v.shape else {
-            bail!("{}: only a Slice of maps along the channels is supported", at(n));
+            bail!(
+                "{}: only a Slice of maps along the channels is supported",
+                at(n)
+            );
         };
-        let (Some([s0]), Some([e0]), Some([a0])) = (
-            starts.as_deref(),
-            ends.as_deref(),
-            axes.as_deref(),
-        ) else {
+        let (Some([s0]), Some([e0]), Some([a0])) =
+            (starts.as_deref(), ends.as_deref(), axes.as_deref())
+        else {
             bail!("{}: only a Slice of one axis is supported", at(n));
         };
         if !channel_axis(&v, *a0) || steps.is_some_and(|s| s != [1]) {
-            bail!("{}: only a Slice along the channels with step 1 is supported", at(n));
+            bail!(
+                "{}: only a Slice along the channels with step 1 is supported",
+                at(n)
+            );
         }
         let clamp = |x: i64| if x < 0 { (x + c).max(0) } else { x.min(c) };
         let (start, end) = (clamp(*s0), clamp(*e0));
@@ -254,7 +276,10 @@ impl Reader<'_> {
     pub(super) fn split(&mut self, n: &NodeProto) -> Result<()> {
         let v = self.value(n, 0)?;
         let Shape::Maps { c, side } = v.shape else {
-            bail!("{}: only a Split of maps along the channels is supported", at(n));
+            bail!(
+                "{}: only a Split of maps along the channels is supported",
+                at(n)
+            );
         };
         if !channel_axis(&v, attr_i(n, "axis", 0)) {
             bail!("{}: only a Split along the channels is supported", at(n));
@@ -267,7 +292,8 @@ impl Reader<'_> {
                 (0..k).map(|j| each.min(c - j * each)).collect()
             }),
         };
-        if sizes.len() as i64 != k || sizes.iter().any(|&s| s < 1) || sizes.iter().sum::<i64>() != c {
+        if sizes.len() as i64 != k || sizes.iter().any(|&s| s < 1) || sizes.iter().sum::<i64>() != c
+        {
             bail!("{}: split sizes {sizes:?} do not cover {c} channels", at(n));
         }
         let mut start = 0;

@@ -185,7 +185,12 @@ impl Reader<'_> {
         let batch = |b: i64| b == 1 || b == -1 || b == 0;
         Ok(match (v.shape, v.grouped, shape.as_slice()) {
             (Shape::Maps { c, side }, None, [b, g, cg, h, w])
-                if !v.nhwc && batch(*b) && *g > 0 && (*cg == -1 || g * cg == c) && c % g == 0 && [*h, *w] == [side, side] =>
+                if !v.nhwc
+                    && batch(*b)
+                    && *g > 0
+                    && (*cg == -1 || g * cg == c)
+                    && c % g == 0
+                    && [*h, *w] == [side, side] =>
             {
                 let mut m = v.clone();
                 m.grouped = Some((*g, false));
@@ -207,12 +212,18 @@ impl Reader<'_> {
                 // A reshape to the shape it has.
                 Some(self.alias(n))
             }
-            (_, Some(_), _) => bail!("{}: only the end of a channel shuffle may reshape grouped maps (to {shape:?})", at(n)),
+            (_, Some(_), _) => bail!(
+                "{}: only the end of a channel shuffle may reshape grouped maps (to {shape:?})",
+                at(n)
+            ),
             (Shape::Flat(c), None, [b, x, y, z]) if batch(*b) => {
                 let nhwc = match [*x, *y, *z] {
                     [cc, 1, 1] if cc == c || cc == -1 => false,
                     [1, 1, cc] if cc == c || cc == -1 => true,
-                    _ => bail!("{}: only a reshape of a vector to 1x1 maps is supported, not {shape:?}", at(n)),
+                    _ => bail!(
+                        "{}: only a reshape of a vector to 1x1 maps is supported, not {shape:?}",
+                        at(n)
+                    ),
                 };
                 Some(self.unflatten(n, v, c, nhwc))
             }

@@ -51,19 +51,28 @@ impl<'a> Links<'a> {
     fn by_const(&self, value: &str, op: &str, want: f64) -> Option<(usize, &'a NodeProto)> {
         let (j, n) = self.only_reader(value)?;
         let k = Self::other(n, value)?;
-        (n.op_type == op && self.scalar(k).is_some_and(|v| (v - want).abs() < 1e-4)).then_some((j, n))
+        (n.op_type == op && self.scalar(k).is_some_and(|v| (v - want).abs() < 1e-4))
+            .then_some((j, n))
     }
 
     /// ReduceMean's axes (attribute before opset 18, input after).
     fn axes(&self, n: &NodeProto) -> Option<Vec<i64>> {
         match n.input.get(1).filter(|s| !s.is_empty()) {
-            Some(s) => Vec::<i64>::try_from(&self.consts.get(s)?.to_kind(Kind::Int64).reshape([-1])).ok(),
+            Some(s) => {
+                Vec::<i64>::try_from(&self.consts.get(s)?.to_kind(Kind::Int64).reshape([-1])).ok()
+            }
             None => attr_ints(n, "axes"),
         }
     }
 }
 
-fn node(op: &str, name: &str, inputs: Vec<String>, output: &str, attrs: Vec<AttributeProto>) -> NodeProto {
+fn node(
+    op: &str,
+    name: &str,
+    inputs: Vec<String>,
+    output: &str,
+    attrs: Vec<AttributeProto>,
+) -> NodeProto {
     let mut n = NodeProto::new();
     n.op_type = op.to_string();
     n.name = name.to_string();
@@ -97,7 +106,10 @@ pub(super) fn fuse(
     dir: &Path,
 ) -> Result<Vec<NodeProto>> {
     for n in nodes.iter().filter(|n| n.op_type == "Constant") {
-        if let (Some(t), Some(out)) = (attr(n, "value").and_then(|a| a.t.as_ref()), n.output.first()) {
+        if let (Some(t), Some(out)) = (
+            attr(n, "value").and_then(|a| a.t.as_ref()),
+            n.output.first(),
+        ) {
             consts.insert(out.clone(), tensor(t, dir)?);
         }
     }
@@ -124,7 +136,11 @@ pub(super) fn fuse(
             _ => None,
         };
         if let Some((gone, last, fused)) = found {
-            if gone.iter().chain([&last]).any(|&j| drop[j] || replace.contains_key(&j)) {
+            if gone
+                .iter()
+                .chain([&last])
+                .any(|&j| drop[j] || replace.contains_key(&j))
+            {
                 continue;
             }
             for j in gone {
@@ -154,7 +170,9 @@ fn gelu(l: &Links, e: usize) -> Option<Fused> {
     let p = &l.nodes[pre];
     let x = match (p.op_type.as_str(), l.scalar(p.input.get(1)?)) {
         ("Div", Some(v)) if (v - std::f64::consts::SQRT_2).abs() < 1e-4 => p.input[0].clone(),
-        ("Mul", Some(v)) if (v - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-4 => p.input[0].clone(),
+        ("Mul", Some(v)) if (v - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-4 => {
+            p.input[0].clone()
+        }
         _ => return None,
     };
     l.only_reader(&p.output[0])?;
@@ -190,7 +208,9 @@ fn layer_norm(l: &Links, r: usize) -> Option<Fused> {
         _ => return None,
     };
     let pow = &l.nodes[pw];
-    if l.scalar(pow.input.get(1)?).is_none_or(|v| (v - 2.0).abs() > 1e-6) {
+    if l.scalar(pow.input.get(1)?)
+        .is_none_or(|v| (v - 2.0).abs() > 1e-6)
+    {
         return None;
     }
     let (r2, var) = l.only_reader(&pow.output[0])?;
@@ -204,7 +224,10 @@ fn layer_norm(l: &Links, r: usize) -> Option<Fused> {
     }
     let (sq, sqrt) = l.only_reader(&add_eps.output[0])?;
     let div = &l.nodes[dv];
-    if sqrt.op_type != "Sqrt" || div.op_type != "Div" || div.input.as_slice() != [d, sqrt.output[0].as_str()] {
+    if sqrt.op_type != "Sqrt"
+        || div.op_type != "Div"
+        || div.input.as_slice() != [d, sqrt.output[0].as_str()]
+    {
         return None;
     }
     let mut gone = vec![r, *s, pw, r2, ae, sq];
@@ -230,6 +253,12 @@ fn layer_norm(l: &Links, r: usize) -> Option<Fused> {
         // Over this one axis (ONNX's op normalises over every axis from it).
         int_attr("zfvis_one_axis", 1),
     ];
-    let fused = node("LayerNormalization", &mean.name, vec![x, weight, bias], &out, attrs);
+    let fused = node(
+        "LayerNormalization",
+        &mean.name,
+        vec![x, weight, bias],
+        &out,
+        attrs,
+    );
     Some((gone, last, fused))
 }
