@@ -418,16 +418,6 @@ pub fn squeezenet(shapes: &Shapes) -> Result<Layout> {
 /// `weights=None` default).
 pub fn inception_v3(shapes: &Shapes, classes: i64) -> Result<Layout> {
     let mut g = Builder::reading(shapes);
-    // BasicConv2d: conv (no bias) + batch norm + ReLU.
-    let basic = |g: &mut Builder, p: &str, stride: i64, pad: Option<i64>| {
-        g.conv(
-            &format!("{p}.conv"),
-            Some(&format!("{p}.bn")),
-            stride,
-            pad,
-            RELU,
-        )
-    };
     basic(&mut g, "Conv2d_1a_3x3", 2, Some(0))?;
     basic(&mut g, "Conv2d_2a_3x3", 1, Some(0))?;
     basic(&mut g, "Conv2d_2b_3x3", 1, None)?;
@@ -437,8 +427,6 @@ pub fn inception_v3(shapes: &Shapes, classes: i64) -> Result<Layout> {
     basic(&mut g, "Conv2d_4a_3x3", 1, Some(0))?;
     g.then(Layer::max_pool(k(3, 2, 0), false));
     g.unit("maxpool2");
-    // Each branch: the convs it chains from the block's input (None: a
-    // pool first), or two convs it splits into (InceptionE).
     let blocks: [(&str, char); 11] = [
         ("Mixed_5b", 'A'),
         ("Mixed_5c", 'A'),
@@ -453,119 +441,138 @@ pub fn inception_v3(shapes: &Shapes, classes: i64) -> Result<Layout> {
         ("Mixed_7c", 'E'),
     ];
     for (name, kind) in blocks {
-        let (x, c) = (g.last(), g.c);
-        let mut outs: Vec<(usize, i64)> = vec![];
-        let chain = |g: &mut Builder, convs: &[(&str, i64, Option<i64>)]| -> Result<(usize, i64)> {
-            g.from(x, c);
-            for (b, stride, pad) in convs {
-                basic(g, &format!("{name}.{b}"), *stride, *pad)?;
-            }
-            Ok((g.last(), g.c))
-        };
-        let avg_pool_branch = |g: &mut Builder| -> Result<(usize, i64)> {
-            g.from(x, c);
-            g.then(Layer::AvgPool {
-                k: 3,
-                stride: 1,
-                pad: 1,
-                ceil_mode: false,
-                count_include_pad: true,
-            });
-            basic(g, &format!("{name}.branch_pool"), 1, None)?;
-            Ok((g.last(), g.c))
-        };
-        let max_pool_branch = |g: &mut Builder| {
-            g.node(Layer::max_pool(k(3, 2, 0), false), &[x]);
-            (g.last(), c)
-        };
-        // Two convs on one input, concatenated (InceptionE's split).
-        let split =
-            |g: &mut Builder, from: (usize, i64), a: &str, b: &str| -> Result<(usize, i64)> {
-                g.from(from.0, from.1);
-                basic(g, &format!("{name}.{a}"), 1, None)?;
-                let (ya, ca) = (g.last(), g.c);
-                g.from(from.0, from.1);
-                basic(g, &format!("{name}.{b}"), 1, None)?;
-                let (yb, cb) = (g.last(), g.c);
-                Ok((g.node(Layer::Concat, &[ya, yb]), ca + cb))
-            };
-        match kind {
-            'A' => {
-                outs.push(chain(&mut g, &[("branch1x1", 1, None)])?);
-                outs.push(chain(
-                    &mut g,
-                    &[("branch5x5_1", 1, None), ("branch5x5_2", 1, None)],
-                )?);
-                outs.push(chain(
-                    &mut g,
-                    &[
-                        ("branch3x3dbl_1", 1, None),
-                        ("branch3x3dbl_2", 1, None),
-                        ("branch3x3dbl_3", 1, None),
-                    ],
-                )?);
-                outs.push(avg_pool_branch(&mut g)?);
-            }
-            'B' => {
-                outs.push(chain(&mut g, &[("branch3x3", 2, Some(0))])?);
-                outs.push(chain(
-                    &mut g,
-                    &[
-                        ("branch3x3dbl_1", 1, None),
-                        ("branch3x3dbl_2", 1, None),
-                        ("branch3x3dbl_3", 2, Some(0)),
-                    ],
-                )?);
-                outs.push(max_pool_branch(&mut g));
-            }
-            'C' => {
-                outs.push(chain(&mut g, &[("branch1x1", 1, None)])?);
-                let seven: Vec<String> = (1..=3).map(|i| format!("branch7x7_{i}")).collect();
-                let dbl: Vec<String> = (1..=5).map(|i| format!("branch7x7dbl_{i}")).collect();
-                let c = |v: &[String]| -> Vec<(String, i64, Option<i64>)> {
-                    v.iter().map(|s| (s.clone(), 1, None)).collect()
-                };
-                for v in [c(&seven), c(&dbl)] {
-                    let refs: Vec<(&str, i64, Option<i64>)> =
-                        v.iter().map(|(s, a, b)| (s.as_str(), *a, *b)).collect();
-                    outs.push(chain(&mut g, &refs)?);
-                }
-                outs.push(avg_pool_branch(&mut g)?);
-            }
-            'D' => {
-                outs.push(chain(
-                    &mut g,
-                    &[("branch3x3_1", 1, None), ("branch3x3_2", 2, Some(0))],
-                )?);
-                outs.push(chain(
-                    &mut g,
-                    &[
-                        ("branch7x7x3_1", 1, None),
-                        ("branch7x7x3_2", 1, None),
-                        ("branch7x7x3_3", 1, None),
-                        ("branch7x7x3_4", 2, Some(0)),
-                    ],
-                )?);
-                outs.push(max_pool_branch(&mut g));
-            }
-            _ => {
-                outs.push(chain(&mut g, &[("branch1x1", 1, None)])?);
-                let b3 = chain(&mut g, &[("branch3x3_1", 1, None)])?;
-                outs.push(split(&mut g, b3, "branch3x3_2a", "branch3x3_2b")?);
-                let d = chain(
-                    &mut g,
-                    &[("branch3x3dbl_1", 1, None), ("branch3x3dbl_2", 1, None)],
-                )?;
-                outs.push(split(&mut g, d, "branch3x3dbl_3a", "branch3x3dbl_3b")?);
-                outs.push(avg_pool_branch(&mut g)?);
-            }
-        }
-        let ids: Vec<usize> = outs.iter().map(|o| o.0).collect();
-        g.node(Layer::Concat, &ids);
-        g.c = outs.iter().map(|o| o.1).sum();
-        g.unit(name);
+        mixed(&mut g, name, kind)?;
     }
     let mut l = g.finish(2048, "fc", classes, 0.5);
     l.bn_eps = 1e-3;
     Ok(l)
+}
+
+/// BasicConv2d: conv (no bias) + batch norm + ReLU.
+fn basic(g: &mut Builder, p: &str, stride: i64, pad: Option<i64>) -> Result<()> {
+    g.conv(
+        &format!("{p}.conv"),
+        Some(&format!("{p}.bn")),
+        stride,
+        pad,
+        RELU,
+    )
+}
+
+/// One of Inception v3's mixed blocks (`kind` A–E, torchvision's
+/// InceptionA–E) on the last node: its branches, concatenated.
+fn mixed(g: &mut Builder, name: &str, kind: char) -> Result<()> {
+    // Each branch: the convs it chains from the block's input, a pool and
+    // a conv, or two convs it splits into (InceptionE).
+    let (x, c) = (g.last(), g.c);
+    let mut outs: Vec<(usize, i64)> = vec![];
+    let chain = |g: &mut Builder, convs: &[(&str, i64, Option<i64>)]| -> Result<(usize, i64)> {
+        g.from(x, c);
+        for (b, stride, pad) in convs {
+            basic(g, &format!("{name}.{b}"), *stride, *pad)?;
+        }
+        Ok((g.last(), g.c))
+    };
+    let avg_pool_branch = |g: &mut Builder| -> Result<(usize, i64)> {
+        g.from(x, c);
+        g.then(Layer::AvgPool {
+            k: 3,
+            stride: 1,
+            pad: 1,
+            ceil_mode: false,
+            count_include_pad: true,
+        });
+        basic(g, &format!("{name}.branch_pool"), 1, None)?;
+        Ok((g.last(), g.c))
+    };
+    let max_pool_branch = |g: &mut Builder| {
+        g.node(Layer::max_pool(k(3, 2, 0), false), &[x]);
+        (g.last(), c)
+    };
+    // Two convs on one input, concatenated (InceptionE's split).
+    let split = |g: &mut Builder, from: (usize, i64), a: &str, b: &str| -> Result<(usize, i64)> {
+        g.from(from.0, from.1);
+        basic(g, &format!("{name}.{a}"), 1, None)?;
+        let (ya, ca) = (g.last(), g.c);
+        g.from(from.0, from.1);
+        basic(g, &format!("{name}.{b}"), 1, None)?;
+        let (yb, cb) = (g.last(), g.c);
+        Ok((g.node(Layer::Concat, &[ya, yb]), ca + cb))
+    };
+    match kind {
+        'A' => {
+            outs.push(chain(g, &[("branch1x1", 1, None)])?);
+            outs.push(chain(
+                g,
+                &[("branch5x5_1", 1, None), ("branch5x5_2", 1, None)],
+            )?);
+            outs.push(chain(
+                g,
+                &[
+                    ("branch3x3dbl_1", 1, None),
+                    ("branch3x3dbl_2", 1, None),
+                    ("branch3x3dbl_3", 1, None),
+                ],
+            )?);
+            outs.push(avg_pool_branch(g)?);
+        }
+        'B' => {
+            outs.push(chain(g, &[("branch3x3", 2, Some(0))])?);
+            outs.push(chain(
+                g,
+                &[
+                    ("branch3x3dbl_1", 1, None),
+                    ("branch3x3dbl_2", 1, None),
+                    ("branch3x3dbl_3", 2, Some(0)),
+                ],
+            )?);
+            outs.push(max_pool_branch(g));
+        }
+        'C' => {
+            outs.push(chain(g, &[("branch1x1", 1, None)])?);
+            let seven: Vec<String> = (1..=3).map(|i| format!("branch7x7_{i}")).collect();
+            let dbl: Vec<String> = (1..=5).map(|i| format!("branch7x7dbl_{i}")).collect();
+            let c = |v: &[String]| -> Vec<(String, i64, Option<i64>)> {
+                v.iter().map(|s| (s.clone(), 1, None)).collect()
+            };
+            for v in [c(&seven), c(&dbl)] {
+                let refs: Vec<(&str, i64, Option<i64>)> =
+                    v.iter().map(|(s, a, b)| (s.as_str(), *a, *b)).collect();
+                outs.push(chain(g, &refs)?);
+            }
+            outs.push(avg_pool_branch(g)?);
+        }
+        'D' => {
+            outs.push(chain(
+                g,
+                &[("branch3x3_1", 1, None), ("branch3x3_2", 2, Some(0))],
+            )?);
+            outs.push(chain(
+                g,
+                &[
+                    ("branch7x7x3_1", 1, None),
+                    ("branch7x7x3_2", 1, None),
+                    ("branch7x7x3_3", 1, None),
+                    ("branch7x7x3_4", 2, Some(0)),
+                ],
+            )?);
+            outs.push(max_pool_branch(g));
+        }
+        _ => {
+            outs.push(chain(g, &[("branch1x1", 1, None)])?);
+            let b3 = chain(g, &[("branch3x3_1", 1, None)])?;
+            outs.push(split(g, b3, "branch3x3_2a", "branch3x3_2b")?);
+            let d = chain(
+                g,
+                &[("branch3x3dbl_1", 1, None), ("branch3x3dbl_2", 1, None)],
+            )?;
+            outs.push(split(g, d, "branch3x3dbl_3a", "branch3x3dbl_3b")?);
+            outs.push(avg_pool_branch(g)?);
+        }
+    }
+    let ids: Vec<usize> = outs.iter().map(|o| o.0).collect();
+    g.node(Layer::Concat, &ids);
+    g.c = outs.iter().map(|o| o.1).sum();
+    g.unit(name);
+    Ok(())
 }
