@@ -361,6 +361,7 @@ fn check_units(net: &Net, dir: &Path, units: &[(&str, &str)], what: &str) {
     let d = (&trace.logits - &logits).abs().max().double_value(&[]);
     let scale = logits.abs().max().double_value(&[]);
     assert!(d < 1e-4 * scale.max(1.0), "{what}: logits differ by {d}");
+    eprintln!("{what}: |dp| {dp:.1e}, |d logits| {d:.1e} of {scale:.1}");
     let trace1 = net.trace(&x.narrow(0, 0, 1));
     for &(unit, module) in units {
         let meta: HashMap<String, i64> = serde_json::from_str(
@@ -387,6 +388,7 @@ fn check_units(net: &Net, dir: &Path, units: &[(&str, &str)], what: &str) {
         );
         let r = Tensor::read_npy(dir.join(format!("unit-{module}.npy"))).unwrap();
         let c = cosine(&p.pixels, &r);
+        eprintln!("{what}: {unit} projection cosine {c:.6}");
         assert!(c >= 0.999, "{what}: {unit} projection cosine {c}");
     }
 }
@@ -653,6 +655,7 @@ fn keras_applications_through_tf2onnx_match_onnxruntime() {
         let p = Tensor::read_npy(dir.join("probs.npy")).unwrap();
         let trace = net.trace(&x);
         let d = (trace.probs() - &p).abs().max().double_value(&[]);
+        eprintln!("keras {name}: |dp| {d:.1e} against onnxruntime");
         assert!(
             d < 1e-5,
             "{name}: probabilities differ from onnxruntime's by {d}"
