@@ -37,16 +37,18 @@ pub fn feature_layers(spec: &NetSpec) -> Vec<FeatureLayer> {
         .iter()
         .map(|c| {
             let mut end = c.index;
-            while matches!(
-                spec.nodes.get(end + 1).map(|n| &n.op),
-                Some(
-                    Layer::Relu
-                        | Layer::Lrn { .. }
-                        | Layer::MaxPool { .. }
-                        | Layer::AvgPool { .. }
-                        | Layer::Dropout { .. }
-                )
-            ) {
+            // Its activation (any: SiLU, GELU… too), norms and pools.
+            while spec.nodes.get(end + 1).is_some_and(|n| {
+                n.op.is_activation()
+                    || matches!(
+                        n.op,
+                        Layer::Lrn { .. }
+                            | Layer::Affine { .. }
+                            | Layer::MaxPool { .. }
+                            | Layer::AvgPool { .. }
+                            | Layer::Dropout { .. }
+                    )
+            }) {
                 end += 1;
             }
             FeatureLayer {
