@@ -205,7 +205,9 @@ def graph_main(arch, out, units, onnx_too="no"):
     import torchvision
     import torch.nn.functional as F
     model = randomise(getattr(torchvision.models, arch)(weights=None), 0)
-    convs = sum(isinstance(m, nn.Conv2d) for n, m in model.named_modules() if "AuxLogits" not in n)
+    # Auxiliary heads (GoogLeNet's aux1/aux2, Inception v3's AuxLogits) are not imported.
+    convs = sum(isinstance(m, nn.Conv2d) for n, m in model.named_modules()
+                if "AuxLogits" not in n and not n.startswith("aux"))
     if arch.startswith("convnext"):
         # Each block's two linear layers act on the channels: 1x1 convs.
         convs += sum(isinstance(m, nn.Linear) and ".block." in n for n, m in model.named_modules())
