@@ -1751,35 +1751,16 @@ fn every_view_answers_on_the_modern_families() {
     ];
     for (arch, _, _) in nets {
         let pth = dir.join(format!("{arch}.pth"));
-        let out = std::process::Command::new(root().join(".venv/bin/python"))
-            .arg(root().join("tests/import_ref.py"))
-            .args(["save", arch])
-            .arg(&pth)
-            .output()
-            .unwrap();
+        let pth = pth.to_str().unwrap();
+        python("import_ref.py", &["save", arch, pth]);
+        let out = dir.join(format!("models/{arch}"));
+        let tv = format!("torchvision:{arch}");
+        let args = ["import", "--arch", &tv, "--input-size", "128"];
+        let done = zfvis(&[&args[..], &["--from", pth, "--out", out.to_str().unwrap()]].concat());
         assert!(
-            out.status.success(),
+            done.status.success(),
             "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_zfvis"))
-            .args([
-                "import",
-                "--arch",
-                &format!("torchvision:{arch}"),
-                "--input-size",
-                "128",
-                "--from",
-            ])
-            .arg(&pth)
-            .arg("--out")
-            .arg(dir.join(format!("models/{arch}")))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&done.stderr)
         );
     }
     let srv = serve(&dir.join("models"), &dir.join("data"), &[]);

@@ -81,7 +81,7 @@ pub fn efficientnet(member: &str, shapes: &Shapes, classes: i64) -> Result<Layou
                 &format!("{stage}.{b}"),
                 st,
                 &SILU,
-                (Layer::Silu, sigmoid()),
+                (Layer::Silu, Layer::Sigmoid),
             )?;
         }
     }
@@ -100,10 +100,6 @@ pub fn efficientnet(member: &str, shapes: &Shapes, classes: i64) -> Result<Layou
         l.bn_eps = 1e-3;
     }
     Ok(l)
-}
-
-fn sigmoid() -> Layer {
-    Layer::Sigmoid
 }
 
 fn hard_sigmoid() -> Layer {
@@ -245,7 +241,7 @@ pub fn regnet(shapes: &Shapes, classes: i64) -> Result<Layout> {
                 RELU,
             )?;
             if g.has(&format!("{p}.f.se.fc1.weight")) {
-                g.squeeze_excite(&format!("{p}.f.se"), Layer::Relu, sigmoid())?;
+                g.squeeze_excite(&format!("{p}.f.se"), Layer::Relu, Layer::Sigmoid)?;
             }
             g.conv(
                 &format!("{p}.f.c.0"),
