@@ -9,6 +9,7 @@
 
 use crate::engine::{Context, Engine};
 use crate::error::{Error, Result};
+use crate::params::ModelName;
 use crate::progress::Progress;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,7 +20,7 @@ pub trait Analysis: 'static {
     const ALT_TYPE: &'static str = "image/png";
     /// Deserialised from the URL's named path segments and query; serialised
     /// (defaults filled in) it is the result's cache key.
-    type Request: DeserializeOwned + Serialize + Send + 'static;
+    type Request: DeserializeOwned + Serialize + Models + Send + 'static;
     type Result: Serialize;
 
     fn run(e: &mut Engine, req: &Self::Request) -> Result<Self::Result>;
@@ -32,8 +33,8 @@ pub trait Analysis: 'static {
     /// Some(v) when the result depends on a dataset that changes while the
     /// server runs (the image store): `v` names its state, and answers are
     /// kept per state and revalidated by browsers instead of kept for good.
-    fn version(_ctx: &Context, _req: &Self::Request) -> Option<u64> {
-        None
+    fn version(_ctx: &Context, _req: &Self::Request) -> Result<Option<u64>> {
+        Ok(None)
     }
 
     /// Some(progress) while what the analysis reads is still being built
@@ -57,17 +58,69 @@ pub fn output<A: Analysis>(e: &mut Engine, req: &A::Request) -> Result<Output> {
     Ok(Output { json, alt })
 }
 
-/// The canonical key of a request: its analysis `A` and every field, defaults included.
-pub fn key<A: ?Sized, T: Serialize>(req: &T) -> String {
+/// The model folders a request names: their content identities (see
+/// [`crate::identity`]) join its key, so that an answer is never given for
+/// another network than the one in the folder now.
+pub trait Models {
+    fn models(&self) -> Vec<&ModelName>;
+}
+
+/// `Models` for request types by the fields that name model folders
+/// (`ModelName` or `Option<ModelName>`).
+#[macro_export]
+macro_rules! names_models {
+    ($($t:ty: $($f:ident)+;)*) => {$(
+        impl $crate::analysis::Models for $t {
+            fn models(&self) -> Vec<&$crate::params::ModelName> {
+                let mut v = vec![];
+                $($crate::analysis::OneOrNone::push_to(&self.$f, &mut v);)+
+                v
+            }
+        }
+    )*};
+}
+
+/// A field naming a model folder, or maybe one.
+pub trait OneOrNone {
+    fn push_to<'a>(&'a self, v: &mut Vec<&'a ModelName>);
+}
+
+impl OneOrNone for ModelName {
+    fn push_to<'a>(&'a self, v: &mut Vec<&'a ModelName>) {
+        v.push(self)
+    }
+}
+
+impl OneOrNone for Option<ModelName> {
+    fn push_to<'a>(&'a self, v: &mut Vec<&'a ModelName>) {
+        v.extend(self.as_ref())
+    }
+}
+
+/// The canonical key of a request: its analysis `A` and every field,
+/// defaults included (for what stays within one computation).
+pub fn key<A: ?Sized, T: Serialize>(req: &T) -> Result<String> {
     let name = std::any::type_name::<A>();
-    format!("{name}{}", serde_json::to_string(req).unwrap_or_default())
+    let json = serde_json::to_string(req).map_err(|x| Error::Internal(x.into()))?;
+    Ok(format!("{name}{json}"))
+}
+
+/// The key of a request's answer: [`key`] and the content identity of
+/// every model folder it names (an unknown model is its 404).
+pub fn content_key<A: ?Sized, T: Serialize + Models>(ctx: &Context, req: &T) -> Result<String> {
+    let mut k = key::<A, T>(req)?;
+    for m in req.models() {
+        k.push('#');
+        k.push_str(&ctx.model_id(m)?);
+    }
+    Ok(k)
 }
 
 /// A long analysis that runs beside the engine (its own copies of the
 /// networks), one at a time, reporting progress as (done, total) and
 /// stopping with the report's error once cancelled.
 pub trait Job: 'static {
-    type Request: DeserializeOwned + Serialize + Send + 'static;
+    type Request: DeserializeOwned + Serialize + Models + Send + 'static;
     type Result: Serialize;
 
     /// Cheap checks of the request (models, snapshots, ranges), before the

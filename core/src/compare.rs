@@ -26,7 +26,7 @@ use crate::checkpoint::ModelDir;
 use crate::deconv;
 use crate::net::Net;
 use crate::preprocess::{self, Preprocess};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use image::RgbImage;
 use serde::Serialize;
 use std::path::Path;
@@ -95,6 +95,8 @@ pub struct Side {
     pub aliasing_common: Option<f64>,
     /// Layer-1 filters, highest RMS first.
     pub filters: Vec<FilterInfo>,
+    /// Dataset files of the activity rule that could not be read (skipped).
+    pub unreadable: usize,
 }
 
 /// Where the images came from, and the constants used.
@@ -128,14 +130,14 @@ pub struct ImageSet {
 }
 
 /// RMS of each filter of a [F, C, k, k] weight.
-pub fn filter_rms(w: &Tensor) -> Vec<f64> {
+pub fn filter_rms(w: &Tensor) -> Result<Vec<f64>> {
     let r = w
         .to_kind(Kind::Double)
         .square()
         .flatten(1, -1)
         .mean_dim(1, false, Kind::Double)
         .sqrt();
-    Vec::<f64>::try_from(&r.to_device(tch::Device::Cpu)).unwrap_or_default()
+    crate::net::values(&r, "the filters' RMS")
 }
 
 /// Radial frequency |f| (cycles per pixel) of every bin of an h x w FFT.
@@ -170,32 +172,32 @@ pub fn band_power(x: &Tensor, pad: Option<i64>, edges: &[f64]) -> Tensor {
 }
 
 /// Share of the filters' total spectral energy per band (see module doc).
-pub fn band_energy(w: &Tensor) -> Bands {
+pub fn band_energy(w: &Tensor) -> Result<Bands> {
     let p = band_power(w, Some(FFT_SIZE), &BAND_EDGES).sum_dim_intlist(
         [0i64].as_slice(),
         false,
         Kind::Double,
     );
-    let v: Vec<f64> = Vec::try_from(&p).unwrap_or_default();
+    let v: Vec<f64> = crate::net::values(&p, "the spectral energy per band")?;
     let total: f64 = v.iter().sum::<f64>().max(1e-300);
-    Bands {
+    Ok(Bands {
         low: v[0] / total,
         mid: v[1] / total,
         high: v[2] / total,
-    }
+    })
 }
 
 /// Mean over items of the share of each item's spectral energy at radial
 /// frequency >= `f` (items with no energy are skipped). None if none count.
-pub fn share_above(x: &Tensor, f: f64) -> Option<f64> {
+pub fn share_above(x: &Tensor, f: f64) -> Result<Option<f64>> {
     let p = band_power(x, None, &[f]);
-    let v: Vec<f64> = Vec::try_from(&p.flatten(0, -1)).unwrap_or_default();
+    let v: Vec<f64> = crate::net::values(&p, "the spectral energy per band")?;
     let shares: Vec<f64> = v
         .chunks(2)
         .filter(|c| c[0] + c[1] > 1e-30)
         .map(|c| c[1] / (c[0] + c[1]))
         .collect();
-    (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64)
+    Ok((!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64))
 }
 
 /// Every filter with its RMS and whether it is in `dead`, highest RMS first.
@@ -262,12 +264,13 @@ fn conv1_peaks(net: &Net, x: &Tensor) -> Tensor {
     })
 }
 
-fn load_image(p: &Path) -> Option<RgbImage> {
-    preprocess::decode(&std::fs::read(p).ok()?).ok()
+fn load_image(p: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+    preprocess::decode(&bytes).with_context(|| format!("{}", p.display()))
 }
 
-fn load_crop(p: &Path, size: u32) -> Option<RgbImage> {
-    Some(preprocess::model_crop(&load_image(p)?, size))
+fn load_crop(p: &Path, size: u32) -> Result<RgbImage> {
+    Ok(preprocess::model_crop(&load_image(p)?, size))
 }
 
 fn observe(net: &Net, x: &Tensor, run: &mut Running) -> Result<()> {
@@ -281,7 +284,7 @@ fn observe(net: &Net, x: &Tensor, run: &mut Running) -> Result<()> {
         Some(p) => p.maximum(&m1),
         None => m1,
     });
-    let reqs: Vec<_> = deconv::top_maps(&trace, 2, ALIAS_MAPS)
+    let reqs: Vec<_> = deconv::top_maps(&trace, 2, ALIAS_MAPS)?
         .into_iter()
         .filter(|&(_, peak)| peak > 0.0)
         .map(|(map, _)| deconv::ProjectRequest {
@@ -296,10 +299,10 @@ fn observe(net: &Net, x: &Tensor, run: &mut Running) -> Result<()> {
     let proj = deconv::project(net, &trace, &reqs)?;
     let px = Tensor::stack(&proj.iter().map(|p| &p.pixels).collect::<Vec<_>>(), 0);
     let stride = net.convs[0].window.stride;
-    if let Some(s) = share_above(&px, nyquist(stride)) {
+    if let Some(s) = share_above(&px, nyquist(stride))? {
         run.alias.push(s);
     }
-    if let Some(s) = share_above(&px, BAND_EDGES[0]) {
+    if let Some(s) = share_above(&px, BAND_EDGES[0])? {
         run.common.push(s);
     }
     Ok(())
@@ -323,28 +326,32 @@ pub fn side(
     set: &ImageSet,
     progress: &mut dyn FnMut(usize) -> Result<()>,
 ) -> Result<Side> {
-    let extra = file_peaks(&[(net, pre)], &set.files, &mut |i| progress(i))?
-        .pop()
-        .flatten();
+    let (mut peaks, unreadable) = file_peaks(&[(net, pre)], &set.files, &mut |i| progress(i))?;
     let n = set.files.len();
-    side_with(net, model, epoch, pre, set, extra, &mut |i| progress(n + i))
+    let extra = peaks.pop().flatten();
+    let mut s = side_with(net, model, epoch, pre, set, extra, &mut |i| progress(n + i))?;
+    s.unreadable = unreadable;
+    Ok(s)
 }
 
 /// Largest conv1 activation per filter of each net over `files`, decoded
-/// once for all nets in batches of 32 (unreadable files are skipped).
+/// once for all nets in batches of 32; unreadable files are skipped and
+/// counted (the second value).
 fn file_peaks(
     nets: &[(&Net, &Preprocess)],
     files: &[std::path::PathBuf],
     progress: &mut dyn FnMut(usize) -> Result<()>,
-) -> Result<Vec<Option<Tensor>>> {
+) -> Result<(Vec<Option<Tensor>>, usize)> {
     let mut peaks: Vec<Option<Tensor>> = nets.iter().map(|_| None).collect();
     let mut done = 0;
+    let mut unreadable = 0;
     for chunk in files.chunks(32) {
         // Decoded once, cropped by each network's own pipeline.
-        let images: Vec<RgbImage> = {
+        let (images, bad) = {
             use rayon::prelude::*;
-            chunk.par_iter().filter_map(|p| load_image(p)).collect()
+            readable(chunk.par_iter().map(|p| load_image(p)).collect())
         };
+        unreadable += bad.len();
         if !images.is_empty() {
             for ((net, pre), peak) in nets.iter().zip(peaks.iter_mut()) {
                 let x: Vec<Tensor> = images.iter().map(|i| pre.tensor(&pre.crop(i))).collect();
@@ -359,7 +366,7 @@ fn file_peaks(
         done += chunk.len();
         progress(done)?;
     }
-    Ok(peaks)
+    Ok((peaks, unreadable))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -374,7 +381,7 @@ fn side_with(
 ) -> Result<Side> {
     let s = net.spec.input_size as u32;
     let w = net.conv_weight(0);
-    let rms = filter_rms(w);
+    let rms = filter_rms(w)?;
     let (low, threshold) = low_rms(&rms);
     let mut run = Running {
         peak: None,
@@ -399,14 +406,19 @@ fn side_with(
             None => p,
         });
     }
-    let never_active = run.peak.map(|p| {
-        let v: Vec<f64> = Vec::try_from(&p).unwrap_or_default();
-        v.iter()
-            .enumerate()
-            .filter(|(_, &m)| m <= ACTIVE_EPS)
-            .map(|(i, _)| i as i64)
-            .collect::<Vec<i64>>()
-    });
+    let never_active = run
+        .peak
+        .map(|p| {
+            let v: Vec<f64> = crate::net::values(&p, "the filters' peak activity")?;
+            anyhow::Ok(
+                v.iter()
+                    .enumerate()
+                    .filter(|(_, &m)| m <= ACTIVE_EPS)
+                    .map(|(i, _)| i as i64)
+                    .collect::<Vec<i64>>(),
+            )
+        })
+        .transpose()?;
     let mut dead: Vec<i64> = low.clone();
     if set.dataset {
         dead.extend(never_active.iter().flatten());
@@ -416,6 +428,7 @@ fn side_with(
     let filters = filter_list(&rms, &dead);
     let c = &net.convs[0];
     Ok(Side {
+        unreadable: 0,
         model: model.to_string(),
         epoch,
         architecture: net.spec.arch_name(),
@@ -429,7 +442,7 @@ fn side_with(
         low_rms: low,
         never_active,
         dead_rms_threshold: threshold,
-        band_energy: band_energy(w),
+        band_energy: band_energy(w)?,
         aliasing: mean(&run.alias),
         nyquist: nyquist(c.window.stride),
         aliasing_common: mean(&run.common),
@@ -459,16 +472,18 @@ pub fn compare(
     if b.net.spec.input_size as u32 != size {
         bail!("the two models take different input sizes");
     }
-    let mut peaks = file_peaks(
+    let (mut peaks, unreadable) = file_peaks(
         &[(a.net, &a.pre), (b.net, &b.pre)],
         &images.files,
         &mut |i| progress(i, total),
     )?;
     let (pb, pa) = (peaks.pop().flatten(), peaks.pop().flatten());
     let mut one = |k: usize, s: &Subject, extra| {
-        side_with(s.net, s.model, s.epoch, &s.pre, images, extra, &mut |i| {
+        let mut side = side_with(s.net, s.model, s.epoch, &s.pre, images, extra, &mut |i| {
             progress(f + k * n + i, total)
-        })
+        })?;
+        side.unreadable = unreadable;
+        anyhow::Ok(side)
     };
     Ok(CompareResult {
         a: one(0, a, pa)?,
@@ -501,7 +516,7 @@ pub fn compare_dirs(
     let (na, nb) = (a.0.load(Some(ea), device)?, b.0.load(Some(eb), device)?);
     let set = match dataset {
         Some(d) => dataset_images(d, n, sa as u32)?,
-        None => noise_images(n, sa as u32),
+        None => noise_images(n, sa as u32)?,
     };
     let (name_a, name_b) = (a.0.name(), b.0.name());
     let subject = |net, model, epoch, m: &ModelDir| Subject {
@@ -536,12 +551,12 @@ fn method(images: &ImageSet) -> Method {
 /// Layer-1 filters as enlarged RGB tiles, highest RMS first, `cols` per row,
 /// 1 px white gaps. `per_filter`: each tile stretched to its own largest
 /// |weight| (shapes); otherwise one scale for the layer (dead filters stay grey).
-pub fn filter_tiles(net: &Net, tile: u32, cols: u32, per_filter: bool) -> RgbImage {
+pub fn filter_tiles(net: &Net, tile: u32, cols: u32, per_filter: bool) -> Result<RgbImage> {
     let w = net
         .conv_weight(0)
         .to_device(tch::Device::Cpu)
         .to_kind(Kind::Float);
-    let rms = filter_rms(&w);
+    let rms = filter_rms(&w)?;
     let order: Vec<i64> = filter_list(&rms, &[]).iter().map(|f| f.filter).collect();
     let k = w.size()[2] as u32;
     let scale = (tile / k).max(1);
@@ -562,7 +577,7 @@ pub fn filter_tiles(net: &Net, tile: u32, cols: u32, per_filter: bool) -> RgbIma
         } else {
             layer_max
         };
-        let (_, _, data) = crate::picture::to_rgb8_scaled(&filt, m);
+        let (_, _, data) = crate::picture::to_rgb8_scaled(&filt, m)?;
         let (ox, oy) = (
             (slot as u32 % cols) * (t + 1) + 1,
             (slot as u32 / cols) * (t + 1) + 1,
@@ -578,12 +593,12 @@ pub fn filter_tiles(net: &Net, tile: u32, cols: u32, per_filter: bool) -> RgbIma
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// `n` images of 1/f noise (the amplitude spectrum of natural images),
 /// `size` square, deterministic in `seed`: used when no dataset is given.
-pub fn pink_noise(n: usize, size: u32, seed: u64) -> Vec<RgbImage> {
+pub fn pink_noise(n: usize, size: u32, seed: u64) -> Result<Vec<RgbImage>> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let s = size as i64;
@@ -599,14 +614,23 @@ pub fn pink_noise(n: usize, size: u32, seed: u64) -> Vec<RgbImage> {
                 .fft_ifft2(None::<&[i64]>, [-2i64, -1].as_slice(), "backward")
                 .real();
             let y = &y - y.mean(Kind::Double);
-            let (_, _, data) = crate::picture::to_rgb8(&y);
-            RgbImage::from_raw(size, size, data).expect("buffer size")
+            crate::picture::to_image(&y)
         })
         .collect()
 }
 
+/// The images that were read, and the errors of those that were not.
+fn readable(all: Vec<Result<RgbImage>>) -> (Vec<RgbImage>, Vec<anyhow::Error>) {
+    let (ok, bad): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| r.is_ok());
+    (
+        ok.into_iter().flatten().collect(),
+        bad.into_iter().filter_map(|r| r.err()).collect(),
+    )
+}
+
 /// Up to `n` images evenly spaced over the sorted image files under `dir`,
-/// as model crops of `size`. Unreadable files are skipped.
+/// as model crops of `size`. Unreadable files are skipped and said in the
+/// description.
 pub fn dataset_images(dir: &std::path::Path, n: usize, size: u32) -> Result<ImageSet> {
     let all = crate::data::list_images(dir)?;
     if all.is_empty() {
@@ -617,12 +641,18 @@ pub fn dataset_images(dir: &std::path::Path, n: usize, size: u32) -> Result<Imag
         (0..n).map(|i| i * all.len() / n).collect()
     };
     let picked = spaced(n);
-    let crops: Vec<RgbImage> = {
+    let (crops, bad) = {
         use rayon::prelude::*;
-        picked
-            .par_iter()
-            .filter_map(|&i| load_crop(&all[i], size))
-            .collect()
+        readable(
+            picked
+                .par_iter()
+                .map(|&i| load_crop(&all[i], size))
+                .collect(),
+        )
+    };
+    let skipped = match bad.first() {
+        None => String::new(),
+        Some(e) => format!("; {} unreadable, skipped (first: {e:#})", bad.len()),
     };
     // The activity rule also reads the rest, up to MAX_ACTIVITY in all.
     let files: Vec<std::path::PathBuf> = spaced(MAX_ACTIVITY.max(n))
@@ -632,7 +662,7 @@ pub fn dataset_images(dir: &std::path::Path, n: usize, size: u32) -> Result<Imag
         .collect();
     Ok(ImageSet {
         source: format!(
-            "{} of {} images under {} ({} more for the activity rule)",
+            "{} of {} images under {} ({} more for the activity rule){skipped}",
             crops.len(),
             all.len(),
             dir.display(),
@@ -644,11 +674,11 @@ pub fn dataset_images(dir: &std::path::Path, n: usize, size: u32) -> Result<Imag
     })
 }
 
-pub fn noise_images(n: usize, size: u32) -> ImageSet {
-    ImageSet {
-        crops: pink_noise(n, size, 0),
+pub fn noise_images(n: usize, size: u32) -> Result<ImageSet> {
+    Ok(ImageSet {
+        crops: pink_noise(n, size, 0)?,
         source: format!("{n} images of 1/f noise (seed 0), no dataset given"),
         dataset: false,
         files: vec![],
-    }
+    })
 }

@@ -608,13 +608,13 @@ pub fn project(net: &Net, trace: &Trace, reqs: &[ProjectRequest]) -> Result<Vec<
 }
 
 /// The `n` maps of `layer` with the highest peaks, strongest first: (map, peak).
-pub fn top_maps(trace: &Trace, layer: usize, n: usize) -> Vec<(i64, f64)> {
+pub fn top_maps(trace: &Trace, layer: usize, n: usize) -> Result<Vec<(i64, f64)>> {
     let peaks = trace.maps[layer - 1]
         .get(0)
         .amax([1i64, 2].as_slice(), false);
     let n = (n as i64).min(peaks.size()[0]);
     let (v, i) = peaks.topk(n, 0, true, true);
-    let v: Vec<f32> = Vec::try_from(&v).unwrap_or_default();
-    let i: Vec<i64> = Vec::try_from(&i).unwrap_or_default();
-    i.into_iter().zip(v.into_iter().map(|x| x as f64)).collect()
+    let v: Vec<f32> = crate::net::values(&v, "the maps' peaks")?;
+    let i: Vec<i64> = crate::net::values(&i, "the strongest maps")?;
+    Ok(i.into_iter().zip(v.into_iter().map(|x| x as f64)).collect())
 }

@@ -21,3 +21,9 @@ pub fn bad(msg: impl Into<String>) -> Error {
 pub fn bad_input(e: anyhow::Error) -> Error {
     Error::BadInput(format!("{e:#}"))
 }
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Error {
+        Error::Internal(e.into())
+    }
+}

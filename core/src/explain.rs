@@ -11,6 +11,7 @@
 
 use crate::deconv::{strongest, walk, Rule};
 use crate::net::{Net, Trace};
+use anyhow::Result;
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
@@ -120,7 +121,7 @@ impl<'a> Explainer<'a> {
 
     /// The class probability after each step of deleting (and of inserting)
     /// the pixels `saliency` ranks highest; see [`deletion_insertion`].
-    pub fn scores(&self, class: i64, saliency: &Tensor, batch: i64) -> Curves {
+    pub fn scores(&self, class: i64, saliency: &Tensor, batch: i64) -> Result<Curves> {
         deletion_insertion(self.net, &self.x, class, saliency, batch)
     }
 }
@@ -174,11 +175,10 @@ pub fn deletion_insertion(
     class: i64,
     saliency: &Tensor,
     batch: i64,
-) -> Curves {
+) -> Result<Curves> {
     tch::no_grad(|| {
         let (h, w) = (saliency.size()[0], saliency.size()[1]);
-        let v: Vec<f32> =
-            Vec::try_from(&saliency.to_kind(Kind::Float).reshape([-1])).unwrap_or_default();
+        let v: Vec<f32> = crate::net::values(saliency, "the saliency map")?;
         let mut order: Vec<usize> = (0..v.len()).collect();
         order.sort_by(|&a, &b| v[b].total_cmp(&v[a]).then(a.cmp(&b)));
         let mut rank = vec![0f32; v.len()];
@@ -191,7 +191,7 @@ pub fn deletion_insertion(
         let blur = blurred(&x);
         let step = w;
         let n = h * w / step;
-        let curve = |insert: bool| -> Vec<f64> {
+        let curve = |insert: bool| -> Result<Vec<f64>> {
             let mut p = Vec::with_capacity(n as usize + 1);
             let mut k0 = 0;
             while k0 <= n {
@@ -204,19 +204,20 @@ pub fn deletion_insertion(
                     x.zeros_like().where_self(&changed, &x)
                 };
                 let probs = net.forward_t(&imgs, false).softmax(-1, Kind::Float);
-                let col: Vec<f32> = Vec::try_from(&probs.select(1, class)).unwrap_or_default();
+                let col: Vec<f32> =
+                    crate::net::values(&probs.select(1, class), "the class probabilities")?;
                 p.extend(col.into_iter().map(f64::from));
                 k0 += b;
             }
-            p
+            Ok(p)
         };
-        let (deletion, insertion) = (curve(false), curve(true));
-        Curves {
+        let (deletion, insertion) = (curve(false)?, curve(true)?);
+        Ok(Curves {
             deletion_auc: auc(&deletion),
             insertion_auc: auc(&insertion),
             deletion,
             insertion,
             step,
-        }
+        })
     })
 }

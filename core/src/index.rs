@@ -4,7 +4,7 @@
 //! an image is its maximum there; ties: first in row-major order).
 //!
 //! One JSON file per snapshot and dataset, beside the model:
-//! `<model>/index/<dataset name>-<hash>/epoch-XXX.json`. Incremental: images
+//! `<model>/index/<dataset name>-<hash>/epoch-XXX-<snapshot id>.json`. Incremental: images
 //! already indexed are not read again. Decoding runs on a thread pool ahead
 //! of the forward passes.
 //!
@@ -85,11 +85,8 @@ impl Shard {
         at(self.index - 1)..at(self.index)
     }
 
-    fn file_name(&self, epoch: u32) -> String {
-        format!(
-            "epoch-{epoch:03}.shard-{}-of-{}.json",
-            self.index, self.count
-        )
+    fn file_name(&self, stem: &str) -> String {
+        format!("{stem}.shard-{}-of-{}.json", self.index, self.count)
     }
 }
 
@@ -111,13 +108,21 @@ pub fn index_dir(model: &ModelDir, dataset: &Path) -> Result<PathBuf> {
     Ok(model.dir.join("index").join(format!("{name}-{}", &h[..12])))
 }
 
+/// A snapshot's index files are named by its epoch and its content
+/// identity (`epoch-XXX-<id>`): weights or a manifest replaced in the folder
+/// are indexed anew, never answered from the old network's index.
+fn stem(model: &ModelDir, epoch: u32) -> Result<String> {
+    let id = crate::identity::snapshot(model, epoch)?;
+    Ok(format!("epoch-{epoch:03}-{}", &id[..12]))
+}
+
 pub fn index_path(model: &ModelDir, dataset: &Path, epoch: u32) -> Result<PathBuf> {
-    Ok(index_dir(model, dataset)?.join(format!("epoch-{epoch:03}.json")))
+    Ok(index_dir(model, dataset)?.join(format!("{}.json", stem(model, epoch)?)))
 }
 
 /// Where shard `shard` of a snapshot's index is written.
 pub fn shard_path(model: &ModelDir, dataset: &Path, epoch: u32, shard: Shard) -> Result<PathBuf> {
-    Ok(index_dir(model, dataset)?.join(shard.file_name(epoch)))
+    Ok(index_dir(model, dataset)?.join(shard.file_name(&stem(model, epoch)?)))
 }
 
 pub fn load(path: &Path) -> Result<SnapshotIndex> {
@@ -275,7 +280,8 @@ pub fn build_shard(
 /// shards of different N, or shards that do not cover the dataset are errors.
 pub fn merge_shards(model: &ModelDir, dataset: &Path, epoch: u32) -> Result<SnapshotIndex> {
     let dir = index_dir(model, dataset)?;
-    let prefix = format!("epoch-{epoch:03}.shard-");
+    let stem = stem(model, epoch)?;
+    let prefix = format!("{stem}.shard-");
     let mut counts = BTreeSet::new();
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.flatten() {
@@ -307,7 +313,7 @@ pub fn merge_shards(model: &ModelDir, dataset: &Path, epoch: u32) -> Result<Snap
     let shards: Vec<Shard> = (1..=count).map(|index| Shard { index, count }).collect();
     let missing: Vec<String> = shards
         .iter()
-        .map(|s| dir.join(s.file_name(epoch)))
+        .map(|s| dir.join(s.file_name(&stem)))
         .filter(|p| !p.exists())
         .map(|p| p.display().to_string())
         .collect();
@@ -317,7 +323,7 @@ pub fn merge_shards(model: &ModelDir, dataset: &Path, epoch: u32) -> Result<Snap
     let mut whole: Option<SnapshotIndex> = None;
     let mut parts = 0;
     for s in &shards {
-        let p = dir.join(s.file_name(epoch));
+        let p = dir.join(s.file_name(&stem));
         let part = load(&p)?;
         parts += part.images.len() + part.skipped.len();
         if part.epoch != epoch || part.shard.as_deref() != Some(s.to_string().as_str()) {

@@ -68,25 +68,14 @@ pub fn open_model(models_dir: &Path, name: &str) -> Result<ModelDir> {
     loaded(&dir)
 }
 
-/// A manifest file's identity: modified time, length, inode (a save writes
-/// a new file and renames it over the old one).
-type Stamp = (std::time::SystemTime, u64, u64);
-
 /// Model folders as last parsed, by folder, with their manifest's stamp.
-type Loaded = HashMap<PathBuf, (Stamp, ModelDir)>;
+type Loaded = HashMap<PathBuf, (crate::identity::Stamp, ModelDir)>;
 
 /// The model folder `dir`, its manifest parsed and checked once per change
 /// of the file (every request names its model; none re-reads it).
 fn loaded(dir: &Path) -> Result<ModelDir> {
     static LOADED: OnceLock<Mutex<Loaded>> = OnceLock::new();
-    let path = dir.join("manifest.json");
-    let meta = std::fs::metadata(&path)
-        .map_err(|e| Error::Internal(anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
-    let stamp = (
-        meta.modified().map_err(|e| Error::Internal(e.into()))?,
-        meta.len(),
-        std::os::unix::fs::MetadataExt::ino(&meta),
-    );
+    let stamp = crate::identity::stamp(&dir.join("manifest.json")).map_err(Error::Internal)?;
     let table = LOADED.get_or_init(Default::default);
     let lock = || table.lock().unwrap_or_else(|x| x.into_inner());
     if let Some((s, m)) = lock().get(dir) {
@@ -103,21 +92,99 @@ fn loaded(dir: &Path) -> Result<ModelDir> {
     Ok(m)
 }
 
-/// Every loadable model under `models_dir`, by name.
-pub fn list_models(models_dir: &Path) -> Vec<ModelInfo> {
-    let mut names: Vec<String> = std::fs::read_dir(models_dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+/// A model folder that does not load, and why (one line, naming no path
+/// above the folder).
+#[derive(Serialize, Clone, Debug)]
+pub struct Broken {
+    pub name: String,
+    pub error: String,
+}
+
+/// Every folder under the models folder: its model, or its error.
+#[derive(Serialize, Clone, Default)]
+pub struct Listing {
+    pub models: Vec<ModelInfo>,
+    pub broken: Vec<Broken>,
+}
+
+/// The folders directly under `models_dir` (hidden ones, such as a copy
+/// being written, left out), by name.
+fn folders(models_dir: &Path) -> Result<Vec<String>> {
+    let rd = std::fs::read_dir(models_dir).map_err(|e| {
+        Error::NotFound(format!(
+            "cannot read the models folder {}: {e}",
+            models_dir.display()
+        ))
+    })?;
+    let mut names = vec![];
+    for e in rd {
+        let e = e.map_err(|e| Error::Internal(e.into()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') && e.path().is_dir() {
+            names.push(name);
+        }
+    }
     names.sort();
-    names
+    Ok(names)
+}
+
+/// Every model folder under `models_dir`, by name: its model, or its error.
+pub fn list_models(models_dir: &Path) -> Result<Listing> {
+    let mut out = Listing::default();
+    for name in folders(models_dir)? {
+        if !models_dir.join(&name).join("manifest.json").is_file() {
+            out.broken.push(Broken {
+                error: "no manifest.json in it".into(),
+                name,
+            });
+            continue;
+        }
+        match open_model(models_dir, &name).and_then(|m| info(&m)) {
+            Ok(m) => out.models.push(m),
+            Err(e) => out.broken.push(Broken {
+                error: one_line(&e.to_string(), models_dir),
+                name,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// An error as one line, paths shown from the model folder down.
+fn one_line(msg: &str, models_dir: &Path) -> String {
+    let mut s = msg.replace('\n', "; ");
+    for base in [
+        Some(models_dir.to_path_buf()),
+        models_dir.canonicalize().ok(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        s = s.replace(&format!("{}/", base.display()), "");
+    }
+    s
+}
+
+/// What `zfvis serve` checks at start: the models folder exists and holds
+/// at least one model folder (a folder with a `manifest.json`).
+pub fn check_models_dir(models_dir: &Path) -> Result<()> {
+    if !models_dir.is_dir() {
+        return Err(Error::NotFound(format!(
+            "--models {}: no such folder",
+            models_dir.display()
+        )));
+    }
+    let any = folders(models_dir)?
         .iter()
-        .filter_map(|n| open_model(models_dir, n).ok())
-        .filter_map(|m| info(&m).ok())
-        .collect()
+        .any(|n| models_dir.join(n).join("manifest.json").is_file());
+    if !any {
+        return Err(bad(format!(
+            "--models {}: no model folder in it (a folder with a manifest.json); \
+             import or train one (README, \"Your own model\")",
+            models_dir.display()
+        )));
+    }
+    Ok(())
 }
 
 pub fn model_info(models_dir: &Path, name: &str) -> Result<ModelInfo> {
@@ -126,6 +193,16 @@ pub fn model_info(models_dir: &Path, name: &str) -> Result<ModelInfo> {
 
 fn info(m: &ModelDir) -> Result<ModelInfo> {
     let spec = m.manifest.spec()?;
+    for s in &m.manifest.snapshots {
+        if !m.dir.join(&s.file).is_file() {
+            return Err(Error::NotFound(format!(
+                "{}: the weights of epoch {} ({}) are missing",
+                m.name(),
+                s.epoch,
+                s.file
+            )));
+        }
+    }
     Ok(ModelInfo {
         name: m.name(),
         architecture: m.manifest.architecture.clone(),

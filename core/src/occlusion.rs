@@ -185,61 +185,74 @@ pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<Occlusio
     };
     let mut map_sum = Vec::with_capacity(grid.len());
     let mut probs = Vec::with_capacity(grid.len().div_ceil(batch));
-    tch::no_grad(|| match method {
-        Method::Naive => {
-            for &(y, xx) in &grid {
-                let o = forward_full(net, &occluded(&x, y, xx, req.size), strongest_map);
-                map_sum.extend(o.map_sum);
-                probs.push(o.probs);
-            }
-        }
-        Method::Batched => {
-            for chunk in grid.chunks(batch) {
-                let xs: Vec<Tensor> = chunk
-                    .iter()
-                    .map(|&(y, xx)| occluded(&x, y, xx, req.size))
-                    .collect();
-                let o = forward_full(net, &Tensor::cat(&xs, 0), strongest_map);
-                map_sum.extend(o.map_sum);
-                probs.push(o.probs);
-            }
-        }
-        Method::Incremental => {
-            // Positions as far from the borders go in one batch: their
-            // windows have the same extents, so none computes more than it needs.
-            let last = s - req.size;
-            let mut order: Vec<usize> = (0..grid.len()).collect();
-            order.sort_by_key(|&i| {
-                let (y, x) = grid[i];
-                (y.min(last - y), x.min(last - x), y, x)
-            });
-            let base = crate::incremental::Base::new(net, &x);
-            let c_in = net.spec.in_channels;
-            let mut sums = vec![0.0; grid.len()];
-            let mut rows: Vec<i64> = vec![0; grid.len()];
-            for (k, chunk) in order.chunks(batch).enumerate() {
-                let pos: Vec<(i64, i64)> = chunk.iter().map(|&i| grid[i]).collect();
-                let full = base.forward(net, &pos, req.size, c_in);
-                let o = Outputs {
-                    map_sum: map_sums(&full, strongest_map),
-                    probs: head(net, &full).softmax(-1, Kind::Float),
-                };
-                for (j, &i) in chunk.iter().enumerate() {
-                    sums[i] = o.map_sum[j];
-                    rows[i] = (k * batch + j) as i64;
+    tch::no_grad(|| -> Result<()> {
+        match method {
+            Method::Naive => {
+                for &(y, xx) in &grid {
+                    let o = forward_full(net, &occluded(&x, y, xx, req.size), strongest_map)?;
+                    map_sum.extend(o.map_sum);
+                    probs.push(o.probs);
                 }
-                probs.push(o.probs);
             }
-            // Back to grid order.
-            let all = Tensor::cat(&probs, 0);
-            probs = vec![all.index_select(0, &Tensor::from_slice(&rows).to_device(all.device()))];
-            map_sum = sums;
+            Method::Batched => {
+                for chunk in grid.chunks(batch) {
+                    let xs: Vec<Tensor> = chunk
+                        .iter()
+                        .map(|&(y, xx)| occluded(&x, y, xx, req.size))
+                        .collect();
+                    let o = forward_full(net, &Tensor::cat(&xs, 0), strongest_map)?;
+                    map_sum.extend(o.map_sum);
+                    probs.push(o.probs);
+                }
+            }
+            Method::Incremental => {
+                // Positions as far from the borders go in one batch: their
+                // windows have the same extents, so none computes more than it needs.
+                let last = s - req.size;
+                let mut order: Vec<usize> = (0..grid.len()).collect();
+                order.sort_by_key(|&i| {
+                    let (y, x) = grid[i];
+                    (y.min(last - y), x.min(last - x), y, x)
+                });
+                let base = crate::incremental::Base::new(net, &x);
+                let c_in = net.spec.in_channels;
+                let mut sums = vec![0.0; grid.len()];
+                let mut rows: Vec<i64> = vec![0; grid.len()];
+                for (k, chunk) in order.chunks(batch).enumerate() {
+                    let pos: Vec<(i64, i64)> = chunk.iter().map(|&i| grid[i]).collect();
+                    let full = base.forward(net, &pos, req.size, c_in);
+                    let o = Outputs {
+                        map_sum: map_sums(&full, strongest_map)?,
+                        probs: head(net, &full).softmax(-1, Kind::Float),
+                    };
+                    for (j, &i) in chunk.iter().enumerate() {
+                        sums[i] = o.map_sum[j];
+                        rows[i] = (k * batch + j) as i64;
+                    }
+                    probs.push(o.probs);
+                }
+                // Back to grid order.
+                let all = Tensor::cat(&probs, 0);
+                probs =
+                    vec![all.index_select(0, &Tensor::from_slice(&rows).to_device(all.device()))];
+                map_sum = sums;
+            }
         }
-    });
+        Ok(())
+    })?;
     let probs = Tensor::cat(&probs, 0).to_device(tch::Device::Cpu);
-    let cp: Vec<f32> = Vec::try_from(&probs.select(1, class))?;
-    let tl: Vec<i64> = Vec::try_from(&probs.argmax(1, false))?;
+    let cp: Vec<f32> = crate::net::values(&probs.select(1, class), "the class probabilities")?;
+    let tl: Vec<i64> = crate::net::values(&probs.argmax(1, false), "the top labels")?;
     let n = ps.len();
+    for (what, len) in [
+        ("class probabilities", cp.len()),
+        ("top labels", tl.len()),
+        ("map activations", map_sum.len()),
+    ] {
+        if len != n * n {
+            bail!("occlusion: {len} {what} for a {n}x{n} grid");
+        }
+    }
     let rows = |v: Vec<f64>| v.chunks(n).map(|r| r.to_vec()).collect::<Vec<_>>();
     Ok(OcclusionResult {
         class,
@@ -258,19 +271,19 @@ pub fn occlude(net: &Net, x: &Tensor, req: &OcclusionRequest) -> Result<Occlusio
 }
 
 /// Per image of a batch of conv5 maps [B, C, H, W]: the summed activation of `map`.
-fn map_sums(a5: &Tensor, map: i64) -> Vec<f64> {
+fn map_sums(a5: &Tensor, map: i64) -> Result<Vec<f64>> {
     let sums = a5
         .select(1, map)
         .sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double);
-    Vec::<f64>::try_from(&sums).unwrap_or_default()
+    crate::net::values(&sums, "the strongest map's activations")
 }
 
-fn forward_full(net: &Net, xs: &Tensor, map: i64) -> Outputs {
+fn forward_full(net: &Net, xs: &Tensor, map: i64) -> Result<Outputs> {
     let t = net.trace(xs);
-    Outputs {
-        map_sum: map_sums(last_maps(&t), map),
+    Ok(Outputs {
+        map_sum: map_sums(last_maps(&t), map)?,
         probs: t.logits.softmax(-1, Kind::Float),
-    }
+    })
 }
 
 /// One occluder position, for the live view: top-5 probabilities, the class
@@ -283,17 +296,17 @@ pub struct LiveResult {
 
 /// Evaluate a single occluder position (one forward; `map` = the unoccluded
 /// strongest conv5 map).
-pub fn live(net: &Net, x: &Tensor, y0: i64, x0: i64, size: i64, map: i64) -> LiveResult {
+pub fn live(net: &Net, x: &Tensor, y0: i64, x0: i64, size: i64, map: i64) -> Result<LiveResult> {
     let s = net.spec.input_size;
     let x = x
         .to_device(net.device())
         .view([1, net.spec.in_channels, s, s]);
-    let o = tch::no_grad(|| forward_full(net, &occluded(&x, y0, x0, size), map));
-    LiveResult {
+    let o = tch::no_grad(|| forward_full(net, &occluded(&x, y0, x0, size), map))?;
+    Ok(LiveResult {
         probs: o.probs.get(0),
         map_activation: o.map_sum[0],
         strongest_map: map,
-    }
+    })
 }
 
 /// Distinct colours for class labels by rank (Tableau 10, then black, white).

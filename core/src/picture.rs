@@ -2,6 +2,7 @@
 //! scale, signed maps around grey (the paper's projections), saliency heat
 //! maps and the receptive-field crops of the top 9.
 
+use anyhow::Result;
 use image::RgbImage;
 use tch::{Kind, Tensor};
 
@@ -33,46 +34,47 @@ pub fn viridis(t: f64) -> [u8; 3] {
 
 /// The q-quantile of |values| (the contrast point of the pictures: a few
 /// strongest pixels clip so that the rest shows).
-pub fn quantile_abs(t: &Tensor, q: f64) -> f64 {
-    let mut v: Vec<f32> = Vec::try_from(
-        &t.abs()
-            .reshape([-1])
-            .to_kind(Kind::Float)
-            .to_device(tch::Device::Cpu),
-    )
-    .unwrap_or_default();
+pub fn quantile_abs(t: &Tensor, q: f64) -> Result<f64> {
+    let mut v: Vec<f32> = crate::net::values(&t.abs(), "a picture's values")?;
     v.sort_by(f32::total_cmp);
     let i = ((v.len().saturating_sub(1)) as f64 * q) as usize;
-    v.get(i).copied().unwrap_or(0.0) as f64
+    // An empty map has no contrast point: 0 (drawn as all grey).
+    Ok(v.get(i).map_or(0.0, |&x| x as f64))
 }
 
 /// One convention for every method: the saliency per pixel ([`saliency`],
 /// negatives as 0), its 99.5th percentile at the top of the viridis scale.
-pub fn heat_image(map: &Tensor) -> image::RgbImage {
+pub fn heat_image(map: &Tensor) -> Result<image::RgbImage> {
     let s = saliency(map)
         .relu()
         .to_device(tch::Device::Cpu)
         .to_kind(Kind::Float);
-    let m = quantile_abs(&s, 0.995).max(1e-12);
+    let m = quantile_abs(&s, 0.995)?.max(1e-12);
     let (h, w) = (s.size()[0] as u32, s.size()[1] as u32);
-    let v: Vec<f32> = Vec::try_from(&s.reshape([-1])).unwrap_or_default();
+    let v: Vec<f32> = crate::net::values(&s, "a saliency map")?;
     let mut img = image::RgbImage::new(w, h);
     for (p, x) in img.pixels_mut().zip(v) {
         *p = image::Rgb(viridis(x as f64 / m));
     }
-    img
+    Ok(img)
 }
 
 /// As the paper draws a projection: signed, mid grey at 0, the 99.5th
 /// percentile of |value| at black or white, in colour; per-pixel maps as
 /// [`heat_image`].
-pub fn signed_image(map: &Tensor) -> image::RgbImage {
+pub fn signed_image(map: &Tensor) -> Result<image::RgbImage> {
     if map.dim() != 3 {
         return heat_image(map);
     }
-    let q = quantile_abs(map, 0.995);
-    let (w, h, rgb) = to_rgb8_scaled(map, q);
-    image::RgbImage::from_raw(w, h, rgb).expect("buffer matches its size")
+    let q = quantile_abs(map, 0.995)?;
+    let (w, h, rgb) = to_rgb8_scaled(map, q)?;
+    image(w, h, rgb)
+}
+
+/// An image of `w` x `h` RGB bytes.
+fn image(w: u32, h: u32, rgb: Vec<u8>) -> Result<image::RgbImage> {
+    image::RgbImage::from_raw(w, h, rgb)
+        .ok_or_else(|| anyhow::anyhow!("a {w}x{h} picture without its {} bytes", w * h * 3))
 }
 
 /// A PNG as a data URL (for results that carry several pictures).
@@ -85,40 +87,47 @@ pub fn data_url(img: &image::RgbImage) -> String {
 }
 
 /// [`to_rgb8`] as an image.
-pub fn to_image(pixels: &Tensor) -> image::RgbImage {
-    let (w, h, rgb) = to_rgb8(pixels);
-    image::RgbImage::from_raw(w, h, rgb).expect("buffer matches its size")
+pub fn to_image(pixels: &Tensor) -> Result<image::RgbImage> {
+    let (w, h, rgb) = to_rgb8(pixels)?;
+    image(w, h, rgb)
 }
 
 /// A projection as the paper draws it (Fig. 2): cut to the receptive field
 /// `field` (y0, x0, y1, x1, inclusive) of the kept activation, with its own contrast (the 99.5th percentile of |v|
 /// reaches black or white: a few strongest pixels clip so that the faint
 /// pattern of a deep layer shows), resized to `side` px.
-pub fn field_image(pixels: &Tensor, field: (i64, i64, i64, i64), side: u32) -> image::RgbImage {
+pub fn field_image(
+    pixels: &Tensor,
+    field: (i64, i64, i64, i64),
+    side: u32,
+) -> Result<image::RgbImage> {
     let (y0, x0, y1, x1) = field;
     let cut = pixels.narrow(1, y0, y1 - y0 + 1).narrow(2, x0, x1 - x0 + 1);
-    let mut v: Vec<f32> =
-        Vec::try_from(&cut.abs().reshape([-1]).to_kind(Kind::Float)).unwrap_or_default();
+    let mut v: Vec<f32> = crate::net::values(&cut.abs(), "a projection")?;
     v.sort_by(f32::total_cmp);
     let q = v
         .get(v.len().saturating_sub(1) * 995 / 1000)
-        .copied()
-        .unwrap_or(0.0) as f64;
-    let (w, h, rgb) = to_rgb8_scaled(&cut, q);
-    let img = image::RgbImage::from_raw(w, h, rgb).expect("buffer matches its size");
-    image::imageops::resize(&img, side, side, image::imageops::FilterType::Triangle)
+        .map_or(0.0, |&x| x as f64);
+    let (w, h, rgb) = to_rgb8_scaled(&cut, q)?;
+    let img = image(w, h, rgb)?;
+    Ok(image::imageops::resize(
+        &img,
+        side,
+        side,
+        image::imageops::FilterType::Triangle,
+    ))
 }
 
 /// Contrast stretch for people: centre at 0 -> mid grey, scale so the largest
 /// absolute value reaches black or white (symmetric, so the sign is visible).
 /// Returns [H, W, 3] u8 data.
-pub fn to_rgb8(pixels: &Tensor) -> (u32, u32, Vec<u8>) {
+pub fn to_rgb8(pixels: &Tensor) -> Result<(u32, u32, Vec<u8>)> {
     let m = pixels.abs().max().double_value(&[]);
     to_rgb8_scaled(pixels, m)
 }
 
 /// As [`to_rgb8`], with `max_abs` (not the input's own) mapped to black/white.
-pub fn to_rgb8_scaled(pixels: &Tensor, max_abs: f64) -> (u32, u32, Vec<u8>) {
+pub fn to_rgb8_scaled(pixels: &Tensor, max_abs: f64) -> Result<(u32, u32, Vec<u8>)> {
     let mut p = pixels.to_device(tch::Device::Cpu).to_kind(Kind::Float);
     if p.size()[0] == 1 {
         // A grey network's projection, shown in grey.
@@ -132,8 +141,8 @@ pub fn to_rgb8_scaled(pixels: &Tensor, max_abs: f64) -> (u32, u32, Vec<u8>) {
         .permute([1, 2, 0])
         .contiguous();
     let (h, w) = (img.size()[0] as u32, img.size()[1] as u32);
-    let data: Vec<u8> = Vec::try_from(&img.reshape([-1])).unwrap_or_default();
-    (w, h, data)
+    let data: Vec<u8> = crate::net::values(&img, "a picture's pixels")?;
+    Ok((w, h, data))
 }
 
 /// A map's saliency per pixel ([S, S]): the max over channels of |value|

@@ -2,6 +2,7 @@
 
 use crate::checkpoint::Manifest;
 use crate::net::Trace;
+use anyhow::Result;
 use serde::Serialize;
 use tch::Kind;
 
@@ -14,27 +15,29 @@ pub struct Prediction {
 }
 
 /// The `k` most probable classes of image `i` of the trace, most probable first.
-pub fn top_k(manifest: &Manifest, trace: &Trace, i: i64, k: usize) -> Vec<Prediction> {
+pub fn top_k(manifest: &Manifest, trace: &Trace, i: i64, k: usize) -> Result<Vec<Prediction>> {
     top_k_of(manifest, &trace.logits.get(i).softmax(-1, Kind::Float), k)
 }
 
 /// The `k` most probable classes of a probability vector [C].
-pub fn top_k_of(manifest: &Manifest, probs: &tch::Tensor, k: usize) -> Vec<Prediction> {
+pub fn top_k_of(manifest: &Manifest, probs: &tch::Tensor, k: usize) -> Result<Vec<Prediction>> {
     let k = (k as i64).min(probs.size()[0]);
     let (v, idx) = probs.topk(k, 0, true, true);
-    let v: Vec<f32> = Vec::try_from(&v).unwrap_or_default();
-    let idx: Vec<i64> = Vec::try_from(&idx).unwrap_or_default();
+    let v: Vec<f32> = crate::net::values(&v, "the top probabilities")?;
+    let idx: Vec<i64> = crate::net::values(&idx, "the top classes")?;
     idx.into_iter()
         .zip(v)
         .map(|(c, p)| {
             let c = c as usize;
-            let info = &manifest.classes[c];
-            Prediction {
+            let info = manifest.classes.get(c).ok_or_else(|| {
+                anyhow::anyhow!("class {c} of {} classes", manifest.classes.len())
+            })?;
+            Ok(Prediction {
                 index: c,
                 id: info.id.clone(),
                 name: info.name.clone(),
                 prob: p as f64,
-            }
+            })
         })
         .collect()
 }

@@ -187,7 +187,7 @@ pub fn hog(img: &[f64], h: usize, w: usize) -> Vec<f64> {
 
 /// A map as the scores read it: (max-|value| per pixel, channel-summed
 /// signed map), both H x W, row-major.
-pub fn views(map: &Tensor) -> (Vec<f64>, Vec<f64>) {
+pub fn views(map: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
     let m = map.to_device(tch::Device::Cpu).to_kind(Kind::Double);
     let (abs, signed) = if m.dim() == 3 {
         (
@@ -197,8 +197,10 @@ pub fn views(map: &Tensor) -> (Vec<f64>, Vec<f64>) {
     } else {
         (m.abs(), m.shallow_clone())
     };
-    let v = |t: Tensor| Vec::<f64>::try_from(&t.reshape([-1])).unwrap_or_default();
-    (v(abs), v(signed))
+    Ok((
+        crate::net::values(&abs, "a map's magnitudes")?,
+        crate::net::values(&signed, "a map's signed values")?,
+    ))
 }
 
 /// `v` scaled to [0, 1] by its max; None when the max is not positive.
@@ -208,11 +210,11 @@ fn unit_scaled(v: &[f64]) -> Option<Vec<f64>> {
 }
 
 /// The four similarity scores of `map` against the trained model's `base`.
-pub fn scores(base: &Tensor, map: &Tensor) -> Scores {
+pub fn scores(base: &Tensor, map: &Tensor) -> Result<Scores> {
     let side = *base.size().last().unwrap_or(&0) as usize;
     let h = base.size()[base.dim() - 2] as usize;
-    let (ba, bs) = views(base);
-    let (ma, ms) = views(map);
+    let (ba, bs) = views(base)?;
+    let (ma, ms) = views(map)?;
     let (su, mu) = (unit_scaled(&ba), unit_scaled(&ma));
     let (ssim_v, hog_v) = match (&su, &mu) {
         (Some(a), Some(b)) => (
@@ -221,12 +223,12 @@ pub fn scores(base: &Tensor, map: &Tensor) -> Scores {
         ),
         _ => (None, None),
     };
-    Scores {
+    Ok(Scores {
         spearman_abs: spearman(&ba, &ma),
         spearman: spearman(&bs, &ms),
         ssim: ssim_v,
         hog: hog_v,
-    }
+    })
 }
 
 /// The parametrised layers (conv or linear) from the output down: (node, name).
@@ -306,13 +308,16 @@ pub fn cascade(
             .map(|&m| m.map(&e, Target::Class(class), &o))
             .collect::<Result<Vec<_>>>()?;
         let scores = match out.first() {
-            None => maps.iter().map(|m| scores(m, m)).collect::<Vec<_>>(),
+            None => maps
+                .iter()
+                .map(|m| scores(m, m))
+                .collect::<Result<Vec<_>>>()?,
             Some(s0) => s0
                 .maps
                 .iter()
                 .zip(&maps)
                 .map(|(b, m)| scores(b, m))
-                .collect(),
+                .collect::<Result<Vec<_>>>()?,
         };
         out.push(Step {
             step: k,

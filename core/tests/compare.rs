@@ -61,19 +61,24 @@ fn share_above_is_the_energy_ratio_of_a_two_tone_image() {
     let mut both = v.repeat(3);
     both.extend(a.repeat(3));
     let x = t(&both, &[2, 3, n, n]);
-    let s = compare::share_above(&x.narrow(0, 0, 1), 0.25).unwrap();
+    let s = compare::share_above(&x.narrow(0, 0, 1), 0.25)
+        .unwrap()
+        .unwrap();
     assert!((s - 0.8).abs() < 1e-9, "{s}");
-    let s = compare::share_above(&x.narrow(0, 0, 1), 0.125).unwrap();
+    let s = compare::share_above(&x.narrow(0, 0, 1), 0.125)
+        .unwrap()
+        .unwrap();
     assert!((s - 0.8).abs() < 1e-9, "{s}");
     // The mean over items: (0.8 + 0) / 2.
-    let s = compare::share_above(&x, 0.25).unwrap();
+    let s = compare::share_above(&x, 0.25).unwrap().unwrap();
     assert!((s - 0.4).abs() < 1e-9, "{s}");
     // All-zero items do not count; nothing at all gives None.
     assert_eq!(
         compare::share_above(
             &Tensor::zeros([2, 3, 8, 8], (Kind::Double, Device::Cpu)),
             0.1
-        ),
+        )
+        .unwrap(),
         None
     );
 }
@@ -137,15 +142,15 @@ fn band_energy_matches_a_brute_force_dft() {
         .map(|i| if ((i / k) + i) % 2 == 0 { 1.0 } else { -1.0 })
         .collect();
     for (name, w) in [("blob", &blob), ("edge", &edge), ("checker", &checker)] {
-        let b = compare::band_energy(&t(w, &[1, c as i64, k as i64, k as i64]));
+        let b = compare::band_energy(&t(w, &[1, c as i64, k as i64, k as i64])).unwrap();
         let e = brute_bands(w, c, k);
         for (got, want) in [b.low, b.mid, b.high].iter().zip(e) {
             assert!((got - want).abs() < 1e-9, "{name}: {b:?} vs {e:?}");
         }
         assert!((b.low + b.mid + b.high - 1.0).abs() < 1e-12);
     }
-    let blob_b = compare::band_energy(&t(&blob, &[1, 3, 7, 7]));
-    let checker_b = compare::band_energy(&t(&checker, &[1, 3, 7, 7]));
+    let blob_b = compare::band_energy(&t(&blob, &[1, 3, 7, 7])).unwrap();
+    let checker_b = compare::band_energy(&t(&checker, &[1, 3, 7, 7])).unwrap();
     assert!(blob_b.low > 0.6 && blob_b.high < 0.02, "{blob_b:?}");
     assert!(checker_b.high > 0.95, "{checker_b:?}");
 }
@@ -180,12 +185,12 @@ fn white_noise_filters_give_the_band_areas() {
     };
     tch::manual_seed(11);
     let w = Tensor::randn([2000, 3, 11, 11], (Kind::Double, Device::Cpu));
-    let b = compare::band_energy(&w);
+    let b = compare::band_energy(&w).unwrap();
     for (got, want) in [b.low, b.mid, b.high].iter().zip(r) {
         assert!((got - want).abs() < 0.01, "{b:?} vs areas {r:?}");
     }
     // Scale does not matter.
-    let b2 = compare::band_energy(&(&w * 0.001));
+    let b2 = compare::band_energy(&(&w * 0.001)).unwrap();
     assert!((b2.high - b.high).abs() < 1e-9);
 }
 
@@ -194,7 +199,7 @@ fn rms_and_the_dead_rule_by_hand() {
     // Filter 0: all 0.5 -> RMS 0.5. Filter 1: half 0, half 2 -> sqrt(2).
     let mut v = vec![0.5; 12];
     v.extend((0..12).map(|i| if i < 6 { 0.0 } else { 2.0 }));
-    let rms = compare::filter_rms(&t(&v, &[2, 3, 2, 2]));
+    let rms = compare::filter_rms(&t(&v, &[2, 3, 2, 2])).unwrap();
     assert!((rms[0] - 0.5).abs() < 1e-12 && (rms[1] - 2f64.sqrt()).abs() < 1e-12);
     // Median of [1, 1, 1, 0.05, 0.2] is 1: threshold 0.1, only 0.05 is dead.
     let (dead, th) = compare::low_rms(&[1.0, 1.0, 1.0, 0.05, 0.2]);
@@ -237,7 +242,7 @@ fn set_conv1(net: &Net, f: impl Fn(i64, i64, i64, i64) -> f64, bias: impl Fn(i64
 
 fn set(n: usize, dataset: bool) -> ImageSet {
     ImageSet {
-        crops: compare::pink_noise(n, 224, 1),
+        crops: compare::pink_noise(n, 224, 1).unwrap(),
         source: "test".into(),
         dataset,
         files: vec![],
@@ -290,7 +295,7 @@ fn dead_filters_by_rms_and_by_activity() {
     let dir = std::env::temp_dir().join(format!("zfvis-compare-files-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut files = vec![];
-    for (i, img) in compare::pink_noise(40, 224, 4).iter().enumerate() {
+    for (i, img) in compare::pink_noise(40, 224, 4).unwrap().iter().enumerate() {
         let p = dir.join(format!("{i:02}.png"));
         img.save(&p).unwrap();
         files.push(p);
@@ -370,8 +375,8 @@ fn smooth_filters_alias_less_than_impulses() {
 
 #[test]
 fn pink_noise_is_deterministic_and_low_heavy() {
-    let a = compare::pink_noise(2, 64, 9);
-    let b = compare::pink_noise(2, 64, 9);
+    let a = compare::pink_noise(2, 64, 9).unwrap();
+    let b = compare::pink_noise(2, 64, 9).unwrap();
     assert_eq!(a[0].as_raw(), b[0].as_raw());
     assert_ne!(a[0].as_raw(), a[1].as_raw());
     let x = Tensor::from_slice(a[0].as_raw())
@@ -382,7 +387,7 @@ fn pink_noise_is_deterministic_and_low_heavy() {
     let x = &x - x.mean(Kind::Double);
     // 1/f amplitude: equal energy per octave, so above 1/8 lies about
     // log(0.7/0.125) / log(0.7/(1/64)) = 0.45 of it; white noise has 0.95.
-    let s = compare::share_above(&x, 0.125).unwrap();
+    let s = compare::share_above(&x, 0.125).unwrap().unwrap();
     assert!((0.3..0.6).contains(&s), "{s}");
 }
 
@@ -391,7 +396,7 @@ fn filter_tiles_put_the_strongest_first() {
     let net = small(Arch::Zfnet);
     // Filter 5 is all +1, far above the rest: first tile, pure white.
     set_conv1(&net, |o, _, _, _| if o == 5 { 1.0 } else { 0.01 }, |_| 0.0);
-    let img: RgbImage = compare::filter_tiles(&net, 56, 8, false);
+    let img: RgbImage = compare::filter_tiles(&net, 56, 8, false).unwrap();
     let k = net.convs[0].window.k as u32;
     let tile = (56 / k) * k;
     let n = net.convs[0].out_c as u32;
@@ -402,7 +407,7 @@ fn filter_tiles_put_the_strongest_first() {
     let p = img.get_pixel(tile + 2 + tile / 2, 1 + tile / 2).0;
     assert!(p.iter().all(|&v| (126..=130).contains(&v)), "{p:?}");
     // Stretched per filter: a constant 0.01 filter becomes white too.
-    let img = compare::filter_tiles(&net, 56, 8, true);
+    let img = compare::filter_tiles(&net, 56, 8, true).unwrap();
     assert_eq!(
         img.get_pixel(tile + 2 + tile / 2, 1 + tile / 2).0,
         [255, 255, 255]

@@ -109,7 +109,7 @@ fn family_matches_captum(
         if auc && matches!(m.name(), "gradient" | "gradcam") {
             let p = dir.join(format!("sal-{file}.npy"));
             saliency(&ours).write_npy(&p).unwrap();
-            sal.push((p, e.scores(cls, &saliency(&ours), 32)));
+            sal.push((p, e.scores(cls, &saliency(&ours), 32).unwrap()));
         }
     }
     if !auc {

@@ -186,7 +186,7 @@ fn a_zoo_like_onnx_graph_reproduces_the_bundled_model() {
     assert!(d < 1e-4, "logits differ by {d}");
     let (ta1, tb1) = (a.trace(&x.narrow(0, 0, 1)), b.trace(&x.narrow(0, 0, 1)));
     for layer in 1..=5 {
-        let map = deconv::top_maps(&ta1, layer, 1)[0].0;
+        let map = deconv::top_maps(&ta1, layer, 1).unwrap()[0].0;
         let req = [ProjectRequest {
             layer,
             map,
@@ -232,7 +232,7 @@ fn other_onnx_ops_match_onnxruntime() {
     // Projections run through BN-folded, grouped and average-pooled layers.
     let t = net.trace(&x);
     for layer in [1, 2] {
-        let map = deconv::top_maps(&t, layer, 1)[0].0;
+        let map = deconv::top_maps(&t, layer, 1).unwrap()[0].0;
         let pr = deconv::project(
             &net,
             &t,
@@ -809,7 +809,7 @@ fn a_grey_network_matches_the_mnist_pipeline() {
             &t,
             &[ProjectRequest {
                 layer: 2,
-                map: deconv::top_maps(&t, 2, 1)[0].0,
+                map: deconv::top_maps(&t, 2, 1).unwrap()[0].0,
                 keep: Keep::Strongest,
             }],
         )

@@ -192,7 +192,7 @@ fn forward_and_projection_match_pytorch() {
         x.write_npy(dir.join("x.npy")).unwrap();
         // A map that is active on image 0 (a dead map projects to zero).
         let trace1 = net.trace(&x.narrow(0, 0, 1));
-        let map = deconv::top_maps(&trace1, layer, rank + 1)[rank].0;
+        let map = deconv::top_maps(&trace1, layer, rank + 1).unwrap()[rank].0;
         let out = Command::new(&py)
             .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/pytorch_ref.py"))
             .args([&arch.to_string(), "0.1", "0.02", "7"])

@@ -74,3 +74,41 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 pub fn serve(models: &Path, data: &Path, extra: &[&str]) -> Server {
     zfvis_dev::testing::serve(Path::new(env!("CARGO_BIN_EXE_zfvis")), models, data, extra)
 }
+
+/// The result of the job at `url` (GET until 200, following its progress
+/// URL), within `secs` seconds.
+pub fn job_result(base: &str, url: &str, secs: u64) -> serde_json::Value {
+    let get = |u: &str| reqwest::blocking::get(format!("{base}{u}")).unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let r = get(url);
+        if r.status() == reqwest::StatusCode::OK {
+            return r.json().unwrap();
+        }
+        assert_eq!(
+            r.status(),
+            reqwest::StatusCode::ACCEPTED,
+            "{url}: {}",
+            r.text().unwrap_or_default()
+        );
+        let p = r.json::<serde_json::Value>().unwrap()["progress"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        loop {
+            let s: serde_json::Value = get(&p).json().unwrap();
+            assert!(
+                s["done"].as_u64() <= s["total"].as_u64().filter(|&t| t > 0).or(Some(u64::MAX)),
+                "{s}"
+            );
+            if s["state"] != "queued" && s["state"] != "running" {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "{url}: still {s} after {secs} s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}

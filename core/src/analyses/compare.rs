@@ -56,8 +56,8 @@ impl Analysis for Filters {
         const COLS: u32 = 8;
         let net = e.net(&r.model, r.epoch)?;
         let c = net.convs[0].window;
-        let img = filter_tiles(&net, TILE, COLS, r.norm == Norm::Filter);
-        let rms = filter_rms(net.conv_weight(0));
+        let img = filter_tiles(&net, TILE, COLS, r.norm == Norm::Filter)?;
+        let rms = filter_rms(net.conv_weight(0))?;
         let (low, _) = low_rms(&rms);
         Ok(FiltersResult {
             kernel: c.k,
@@ -143,4 +143,9 @@ impl Job for Numbers {
             Err(e) => bad_input(e),
         })
     }
+}
+
+crate::names_models! {
+    FiltersRequest: model;
+    PairRequest: a b;
 }

@@ -67,3 +67,7 @@ impl Analysis for Correspondence {
         correspondence(&net, &images, &req).map_err(bad_input)
     }
 }
+
+crate::names_models! {
+    SetRequest: model;
+}

@@ -198,7 +198,7 @@ pub fn explain_with(
     let seconds = traced + t0.elapsed().as_secs_f64();
     let curves = match (score, target) {
         (false, _) => None,
-        (true, Target::Class(c)) => Some(e.scores(c, &saliency(&map), 32)),
+        (true, Target::Class(c)) => Some(e.scores(c, &saliency(&map), 32)?),
         (true, Target::Map { .. }) => {
             bail!("deletion and insertion scores need a class, not a map")
         }
@@ -212,7 +212,7 @@ pub fn explain_with(
         seconds,
         shape: map.size(),
         curves,
-        png: crate::picture::png(&signed_image(&map)),
+        png: crate::picture::png(&signed_image(&map)?),
         raw: map,
     })
 }
@@ -376,12 +376,12 @@ impl Job for Methods {
             let mut res = explain_with(&e, traced, &subject, method, false).map_err(bad_input)?;
             progress(2 * i + 1, total)?;
             if let Some(c) = res.target.class {
-                res.curves = Some(e.scores(c, &saliency(&res.raw), 32));
+                res.curves = Some(e.scores(c, &saliency(&res.raw), 32)?);
             }
             progress(2 * i + 2, total)?;
             items.push(MethodMap {
-                saliency_png: data_url(&heat_image(&res.raw)),
-                signed_png: data_url(&signed_image(&res.raw)),
+                saliency_png: data_url(&heat_image(&res.raw)?),
+                signed_png: data_url(&signed_image(&res.raw)?),
                 result: res,
             });
         }
@@ -395,4 +395,9 @@ impl Job for Methods {
             items,
         })
     }
+}
+
+crate::names_models! {
+    ExplainRequest: model;
+    MethodsRequest: model;
 }

@@ -169,3 +169,7 @@ impl Job for FeatureAnalysis {
         })
     }
 }
+
+crate::names_models! {
+    FeaturesRequest: model;
+}

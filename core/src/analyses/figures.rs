@@ -146,11 +146,11 @@ impl Analysis for Figures {
         }
     }
 
-    fn version(ctx: &Context, r: &FigureRequest) -> Option<u64> {
+    fn version(ctx: &Context, r: &FigureRequest) -> Result<Option<u64>> {
         match r.figure {
             Name::Fig2 => DatasetTop9::version(ctx, &top9_request(r, 1, 0)),
-            Name::Fig4 => Timeline::version(ctx, &timeline_request(r, 1, "0").ok()?),
-            _ => None,
+            Name::Fig4 => Timeline::version(ctx, &timeline_request(r, 1, "0")?),
+            _ => Ok(None),
         }
     }
 
@@ -370,7 +370,7 @@ fn fig3(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
                 )
             }
             other => {
-                let s = serde_json::to_value(other).unwrap_or(Value::Null);
+                let s = serde_json::to_value(other)?;
                 let mut parts = vec![];
                 if let Some(o) = s.as_object() {
                     for (k, v) in o {
@@ -565,11 +565,7 @@ fn fig5(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         res.layer_names.layer1,
         res.layer_names.layer7
     );
-    Ok((
-        caption,
-        serde_json::to_value(&res).unwrap_or(Value::Null),
-        d,
-    ))
+    Ok((caption, serde_json::to_value(&res)?, d))
 }
 
 // ---- Fig. 6 ---------------------------------------------------------------------
@@ -581,7 +577,8 @@ fn other_model(e: &Engine, r: &FigureRequest) -> Result<(ModelName, u32)> {
         Some(c) => c.clone(),
         None => {
             let mine = e.model(&r.model)?.manifest.architecture;
-            let other = crate::models::list_models(&e.ctx.models)
+            let other = crate::models::list_models(&e.ctx.models)?
+                .models
                 .into_iter()
                 .find(|m| m.architecture != mine && m.name != r.model.as_str())
                 .ok_or_else(|| {
@@ -619,7 +616,7 @@ fn fig6(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
             Some(image) => {
                 let (net, t) = e.traced(&model, epoch, image)?;
                 let layer = 2.min(net.convs.len());
-                let top = deconv::top_maps(&t.trace, layer, MAPS);
+                let top = deconv::top_maps(&t.trace, layer, MAPS)?;
                 let reqs: Vec<ProjectRequest> = top
                     .iter()
                     .map(|&(map, _)| ProjectRequest {
@@ -635,7 +632,7 @@ fn fig6(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
                     projs
                         .iter()
                         .map(|p| crate::picture::field_image(&p.pixels, p.field, T))
-                        .collect::<Vec<RgbImage>>(),
+                        .collect::<anyhow::Result<Vec<RgbImage>>>()?,
                 )
             }
             None => (vec![], vec![]),
@@ -765,7 +762,7 @@ fn fig7(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         ),
         (
             "(c) its projection".into(),
-            fitted(crate::picture::to_image(&proj.pixels)),
+            fitted(crate::picture::to_image(&proj.pixels)?),
         ),
         (format!("(d) P({})", name(grid.class)), fitted(dd)),
         ("(e) top label".into(), fitted(ee)),
@@ -829,11 +826,7 @@ fn fig7(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         up = grid.unoccluded.class_prob,
         k = order.len(),
     );
-    Ok((
-        caption,
-        serde_json::to_value(&grid).unwrap_or(Value::Null),
-        d,
-    ))
+    Ok((caption, serde_json::to_value(&grid)?, d))
 }
 
 // ---- Table 1 ----------------------------------------------------------------------
@@ -896,11 +889,7 @@ fn table1(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         n = res.images.len(),
         p = res.pairs
     );
-    Ok((
-        caption,
-        serde_json::to_value(&res).unwrap_or(Value::Null),
-        d,
-    ))
+    Ok((caption, serde_json::to_value(&res)?, d))
 }
 
 // ---- the report -------------------------------------------------------------------
@@ -953,4 +942,8 @@ pub fn report(model: &str, epoch: u32, what: &str, entries: &[Entry]) -> String 
         }
     }
     s + "<p>Made by zfvis (Zeiler &amp; Fergus, Visualizing and Understanding Convolutional Networks, 2013).</p>\n</body></html>\n"
+}
+
+crate::names_models! {
+    FigureRequest: model compare;
 }

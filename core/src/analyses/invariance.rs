@@ -51,3 +51,7 @@ impl Analysis for Invariance {
         Some(r.to_csv().into_bytes())
     }
 }
+
+crate::names_models! {
+    CurvesRequest: model;
+}

@@ -97,3 +97,7 @@ impl Analysis for Maps {
         Some(std::mem::take(&mut r.sprite_png))
     }
 }
+
+crate::names_models! {
+    LayerRequest: model;
+}

@@ -111,7 +111,7 @@ impl Analysis for Occlusion {
         let key = crate::analysis::key::<Self, _>(&GridRequest {
             kind: Heatmap::default(),
             ..r.clone()
-        });
+        })? + &e.snapshot_id(&r.model, r.epoch)?;
         let grid = e.memo(key, |e| {
             let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
             let req = OcclusionRequest {
@@ -190,7 +190,7 @@ impl Analysis for Live {
         let class = r
             .class
             .unwrap_or_else(|| t.trace.logits.get(0).argmax(0, false).int64_value(&[]));
-        let o = live(&net, &t.input, r.y, r.x, r.size, map);
+        let o = live(&net, &t.input, r.y, r.x, r.size, map)?;
         Ok(LiveOcclusion {
             x: r.x,
             y: r.y,
@@ -199,7 +199,7 @@ impl Analysis for Live {
             class_prob: o.probs.double_value(&[class]),
             strongest_map: map,
             map_activation: o.map_activation,
-            top: predict::top_k_of(&m.manifest, &o.probs, 5),
+            top: predict::top_k_of(&m.manifest, &o.probs, 5)?,
         })
     }
 }
@@ -224,10 +224,15 @@ impl Analysis for OccludedProjection {
         Ok(ProjectionResult::new(
             p.into_iter().next().expect("one"),
             Mode::Strongest,
-        ))
+        )?)
     }
 
     fn alt(_: &PositionRequest, r: &mut ProjectionResult) -> Option<Vec<u8>> {
         Some(std::mem::take(&mut r.png))
     }
+}
+
+crate::names_models! {
+    GridRequest: model;
+    PositionRequest: model;
 }

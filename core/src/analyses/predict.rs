@@ -33,7 +33,7 @@ impl Analysis for Predictions {
         let m = e.model(&r.model)?;
         let (_, t) = e.traced(&r.model, r.epoch, &r.image)?;
         Ok(Top5 {
-            top: top_k(&m.manifest, &t.trace, 0, 5),
+            top: top_k(&m.manifest, &t.trace, 0, 5)?,
         })
     }
 }
@@ -62,4 +62,9 @@ impl Analysis for Crop {
     fn alt(_: &CropRequest, r: &mut Self::Result) -> Option<Vec<u8>> {
         Some(std::mem::take(&mut r.0))
     }
+}
+
+crate::names_models! {
+    CropRequest: model;
+    ImageRequest: model;
 }

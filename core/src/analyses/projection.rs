@@ -70,12 +70,12 @@ pub struct ProjectionResult {
 
 impl ProjectionResult {
     /// A projection's description, its picture and its pixels.
-    pub fn new(p: Projection, mode: Mode) -> ProjectionResult {
-        ProjectionResult {
-            png: png(&to_image(&p.pixels)),
+    pub fn new(p: Projection, mode: Mode) -> anyhow::Result<ProjectionResult> {
+        Ok(ProjectionResult {
+            png: png(&to_image(&p.pixels)?),
             pixels: Some(p.pixels.shallow_clone()),
             ..Self::describe(&p, mode)
-        }
+        })
     }
 
     /// A projection's description without a picture.
@@ -116,7 +116,7 @@ impl Analysis for Project {
         Ok(ProjectionResult::new(
             p.into_iter().next().expect("one"),
             r.mode,
-        ))
+        )?)
     }
 
     fn alt(_: &MapRequest, r: &mut ProjectionResult) -> Option<Vec<u8>> {
@@ -172,7 +172,7 @@ impl Analysis for Top9 {
         crate::net::check::layer(r.layer, e.net(&r.model, r.epoch)?.units.len())
             .map_err(bad_input)?;
         let (net, t) = e.traced(&r.model, r.epoch, &r.image)?;
-        let reqs: Vec<ProjectRequest> = top_maps(&t.trace, r.layer, 9)
+        let reqs: Vec<ProjectRequest> = top_maps(&t.trace, r.layer, 9)?
             .iter()
             .map(|&(map, _)| ProjectRequest {
                 layer: r.layer,
@@ -194,13 +194,13 @@ impl Analysis for Top9 {
             .map(|(i, p)| {
                 let (y, x) = ((i as i64 / 3) * tile, (i as i64 % 3) * tile);
                 let pic = match r.frame {
-                    Frame::Full => to_image(&p.pixels),
-                    Frame::Field => field_image(&p.pixels, p.field, tile as u32),
+                    Frame::Full => to_image(&p.pixels)?,
+                    Frame::Field => field_image(&p.pixels, p.field, tile as u32)?,
                 };
                 image::imageops::replace(&mut sprite, &pic, x, y);
-                ProjectionResult::describe(p, Mode::Strongest)
+                Ok(ProjectionResult::describe(p, Mode::Strongest))
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         Ok(Top9Result {
             layer: net.units[r.layer - 1].layer,
             unit: net.units[r.layer - 1].name.clone(),
@@ -213,4 +213,9 @@ impl Analysis for Top9 {
     fn alt(_: &Top9Request, r: &mut Top9Result) -> Option<Vec<u8>> {
         Some(std::mem::take(&mut r.sprite_png))
     }
+}
+
+crate::names_models! {
+    MapRequest: model;
+    Top9Request: model;
 }

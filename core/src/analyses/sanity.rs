@@ -100,23 +100,23 @@ impl Job for Sanity {
                         )
                     })
                     .collect();
-                StepResult {
+                Ok(StepResult {
                     step: s.step,
                     randomised: s.randomised,
                     scores: s.scores.into_iter().map(|(m, v)| (m.name(), v)).collect(),
                     png: maps
                         .iter()
                         .map(|(m, t)| {
-                            (
+                            Ok((
                                 m.name(),
-                                crate::picture::data_url(&crate::picture::heat_image(t)),
-                            )
+                                crate::picture::data_url(&crate::picture::heat_image(t)?),
+                            ))
                         })
-                        .collect(),
+                        .collect::<anyhow::Result<_>>()?,
                     maps,
-                }
+                })
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         Ok(SanityResult {
             class,
             methods,
@@ -125,4 +125,8 @@ impl Job for Sanity {
             steps,
         })
     }
+}
+
+crate::names_models! {
+    SanityRequest: model;
 }

@@ -81,9 +81,9 @@ fn entry_patches(
         field: Field { y0, x0, y1, x1 },
     };
     let proj = match frame {
-        Frame::Field => crate::picture::field_image(&p.pixels, p.field, TILE),
+        Frame::Field => crate::picture::field_image(&p.pixels, p.field, TILE)?,
         Frame::Full => imageops::resize(
-            &crate::picture::to_image(&p.pixels),
+            &crate::picture::to_image(&p.pixels)?,
             TILE,
             TILE,
             FilterType::Triangle,
@@ -116,7 +116,7 @@ pub struct SnapshotRequest {
 /// Where the index of one snapshot stands; queues its build on first use.
 pub fn index_status(ctx: &Context, r: &SnapshotRequest) -> Result<Progress> {
     ctx.snapshot(&r.model, Some(r.epoch))?;
-    Ok(ctx.indexer()?.ensure(r.model.as_str(), r.epoch))
+    Ok(ctx.indexer()?.ensure(r.model.as_str(), r.epoch)?)
 }
 
 /// One map of one snapshot over the dataset.
@@ -171,14 +171,14 @@ impl Analysis for DatasetTop9 {
         };
         let p = index_status(ctx, &snap)?;
         if p.state == State::Failed {
-            let e = p.error.unwrap_or_default();
+            let e = p.error.unwrap_or_else(|| "the index build failed".into());
             return Err(Error::Internal(anyhow::anyhow!(e)));
         }
         waiting(vec![p])
     }
 
-    fn version(ctx: &Context, r: &DatasetMapRequest) -> Option<u64> {
-        ctx.indexer.as_ref()?.version(r.model.as_str(), &[r.epoch])
+    fn version(ctx: &Context, r: &DatasetMapRequest) -> Result<Option<u64>> {
+        Ok(ctx.indexer()?.version(r.model.as_str(), &[r.epoch])?)
     }
 
     fn run(e: &mut Engine, r: &DatasetMapRequest) -> Result<DatasetTop9Result> {
@@ -343,14 +343,14 @@ impl Analysis for Timeline {
                 .snapshots
                 .iter()
                 .map(|s| ix.ensure(r.model.as_str(), s.epoch))
-                .collect(),
+                .collect::<anyhow::Result<_>>()?,
         )
     }
 
-    fn version(ctx: &Context, r: &TimelineRequest) -> Option<u64> {
-        let m = ctx.model(&r.model).ok()?;
+    fn version(ctx: &Context, r: &TimelineRequest) -> Result<Option<u64>> {
+        let m = ctx.model(&r.model)?;
         let epochs: Vec<u32> = m.manifest.snapshots.iter().map(|s| s.epoch).collect();
-        ctx.indexer.as_ref()?.version(r.model.as_str(), &epochs)
+        Ok(ctx.indexer()?.version(r.model.as_str(), &epochs)?)
     }
 
     fn run(e: &mut Engine, r: &TimelineRequest) -> Result<TimelineResult> {
@@ -358,7 +358,11 @@ impl Analysis for Timeline {
         let key = crate::analysis::key::<Self, _>(&TimelineRequest {
             kind: TimelineKind::default(),
             ..r.clone()
-        }) + &format!("@{:?}", Self::version(&e.ctx, r));
+        })? + &format!(
+            "@{:?}#{}",
+            Self::version(&e.ctx, r)?,
+            e.ctx.model_id(&r.model)?
+        );
         Ok((*e.memo(key, |e| Self::grid(e, r))?).clone())
     }
 
@@ -406,7 +410,7 @@ impl Analysis for Evolution {
             let Ok(mut p) = deconv::project(&net, &t.trace, &[req]) else {
                 continue;
             };
-            let img = crate::picture::to_image(&p.remove(0).pixels);
+            let img = crate::picture::to_image(&p.remove(0).pixels)?;
             paste(
                 &mut row,
                 &imageops::resize(&img, TILE, TILE, FilterType::Triangle),
@@ -420,4 +424,11 @@ impl Analysis for Evolution {
     fn alt(_: &EvolutionRequest, r: &mut Picture) -> Option<Vec<u8>> {
         Some(std::mem::take(&mut r.0))
     }
+}
+
+crate::names_models! {
+    DatasetMapRequest: model;
+    EvolutionRequest: model;
+    TimelineRequest: model;
+    SnapshotRequest: model;
 }

@@ -18,7 +18,8 @@ pub struct Indexer {
     pub dataset: PathBuf,
     models: PathBuf,
     jobs: Jobs,
-    tx: mpsc::Sender<(String, u32)>,
+    /// Builds to run: model, epoch and job key.
+    tx: mpsc::Sender<(String, u32, String)>,
     /// Set when the dataset is the image store (no `--dataset`): its images
     /// change as they are uploaded, and each index is brought up to date.
     live: Option<Live>,
@@ -43,19 +44,22 @@ struct Live {
     built: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
 }
 
-fn job_key(model: &str, epoch: u32) -> String {
-    format!("index/{model}/{epoch}")
+/// A build's job key: the snapshot and its content identity (a folder
+/// replaced under the server is a new build).
+fn job_key(models: &Path, model: &str, epoch: u32) -> Result<String> {
+    let m = crate::models::open_model(models, model)?;
+    let id = crate::identity::snapshot(&m, epoch)?;
+    Ok(format!("index/{model}/{epoch}/{id}"))
 }
 
 impl Indexer {
     pub fn spawn(models: PathBuf, dataset: PathBuf, device: tch::Device, jobs: Jobs) -> Indexer {
-        let (tx, rx) = mpsc::channel::<(String, u32)>();
+        let (tx, rx) = mpsc::channel::<(String, u32, String)>();
         let (j, m, d) = (jobs.clone(), models.clone(), dataset.clone());
         std::thread::Builder::new()
             .name("zfvis-index".into())
             .spawn(move || {
-                for (model, epoch) in rx {
-                    let key = job_key(&model, epoch);
+                for (model, epoch, key) in rx {
                     j.running(&key);
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         let dir = crate::models::open_model(&m, &model)?;
@@ -158,14 +162,15 @@ impl Indexer {
 
     /// The index status of a snapshot; queues a build on first use, and
     /// for the image store whenever images were stored since its last build.
-    pub fn ensure(&self, model: &str, epoch: u32) -> Progress {
-        let key = job_key(model, epoch);
+    pub fn ensure(&self, model: &str, epoch: u32) -> Result<Progress> {
+        let key = job_key(&self.models, model, epoch)?;
+        let path = index_path(
+            &crate::models::open_model(&self.models, model)?,
+            &self.dataset,
+            epoch,
+        )?;
         let new = self.jobs.insert_new(&key, || {
-            let built = crate::models::open_model(&self.models, model)
-                .ok()
-                .and_then(|m| index_path(&m, &self.dataset, epoch).ok())
-                .is_some_and(|p| p.exists());
-            if built {
+            if path.exists() {
                 State::Done
             } else {
                 State::Queued
@@ -191,26 +196,31 @@ impl Indexer {
         });
         if (new && p.state == State::Queued) || stale {
             self.jobs.requeue(&key);
-            let _ = self.tx.send((model.to_string(), epoch));
-            return self
+            self.tx
+                .send((model.to_string(), epoch, key.clone()))
+                .map_err(|_| anyhow::anyhow!("the index builder has stopped"))?;
+            return Ok(self
                 .jobs
                 .progress(&key)
-                .unwrap_or_else(|| Progress::new(State::Queued, 0, 0));
+                .unwrap_or_else(|| Progress::new(State::Queued, 0, 0)));
         }
-        p
+        Ok(p)
     }
 
     /// For the image store: the state of the dataset the snapshots' indexes
     /// were built from (answers computed from them are kept under it); None
     /// for a given dataset, which does not change while the server runs.
-    pub fn version(&self, model: &str, epochs: &[u32]) -> Option<u64> {
-        let l = self.live.as_ref()?;
-        let built = l.built.lock().unwrap_or_else(|x| x.into_inner());
-        Some(
-            epochs
-                .iter()
-                .map(|&e| built.get(&job_key(model, e)).copied().unwrap_or(0))
-                .sum(),
-        )
+    pub fn version(&self, model: &str, epochs: &[u32]) -> Result<Option<u64>> {
+        let Some(l) = self.live.as_ref() else {
+            return Ok(None);
+        };
+        let mut v = 0;
+        for &e in epochs {
+            let key = job_key(&self.models, model, e)?;
+            let built = l.built.lock().unwrap_or_else(|x| x.into_inner());
+            // Never built from the store yet: generation 0.
+            v += built.get(&key).copied().unwrap_or(0);
+        }
+        Ok(Some(v))
     }
 }

@@ -48,6 +48,11 @@ impl Context {
         Ok(m)
     }
 
+    /// The identity of the model folder's content now (see [`crate::identity`]).
+    pub fn model_id(&self, name: &ModelName) -> Result<String> {
+        Ok(crate::identity::model(&self.model(name)?)?)
+    }
+
     pub fn indexer(&self) -> Result<&crate::engine::indexer::Indexer> {
         self.indexer.as_ref().ok_or_else(|| {
             Error::NotFound("no dataset: start the server with --dataset DIR".into())
@@ -86,8 +91,8 @@ pub struct Traced {
     pub trace: Trace,
 }
 
-/// Traces by (model, epoch, image).
-type TraceCache = LruCache<(String, u32, String), Rc<Traced>>;
+/// Traces by (snapshot identity, image).
+type TraceCache = LruCache<(String, String), Rc<Traced>>;
 
 /// Weights of the loaded snapshots kept in memory.
 const NET_BYTES: u64 = 1 << 30;
@@ -97,8 +102,8 @@ const FILE_TRACES: usize = 16;
 
 pub struct Engine {
     pub ctx: Context,
-    /// Loaded snapshots with their weights' size in bytes.
-    nets: LruCache<(String, u32), (Rc<Net>, u64)>,
+    /// Loaded snapshots by identity, with their weights' size in bytes.
+    nets: LruCache<String, (Rc<Net>, u64)>,
     /// Traces of stored images (uploads, examples) ...
     traces: TraceCache,
     /// ... and of dataset files, apart: browsing the dataset views does not
@@ -127,26 +132,50 @@ impl Engine {
         self.ctx.model(name)
     }
 
-    /// A snapshot's network (cached).
+    /// The identity of a snapshot's content now (see [`crate::identity`]).
+    pub fn snapshot_id(&self, model: &ModelName, epoch: u32) -> Result<String> {
+        Ok(crate::identity::snapshot(
+            &self.ctx.snapshot(model, Some(epoch))?,
+            epoch,
+        )?)
+    }
+
+    /// A snapshot's network (cached by its identity: a folder replaced
+    /// under the server is loaded anew on the next request).
     pub fn net(&mut self, model: &ModelName, epoch: u32) -> Result<Rc<Net>> {
-        let key = (model.to_string(), epoch);
-        if let Some((n, _)) = self.nets.get(&key) {
-            return Ok(n.clone());
+        Ok(self.net_id(model, epoch)?.0)
+    }
+
+    /// The network and the identity of the content it was loaded from.
+    fn net_id(&mut self, model: &ModelName, epoch: u32) -> Result<(Rc<Net>, String)> {
+        // A file replaced while it loads is loaded again (its identity changed).
+        for _ in 0..3 {
+            let id = self.snapshot_id(model, epoch)?;
+            if let Some((n, _)) = self.nets.get(&id) {
+                return Ok((n.clone(), id));
+            }
+            let m = self.ctx.snapshot(model, Some(epoch))?;
+            let net = Rc::new(m.load(Some(epoch), self.ctx.device)?);
+            if self.snapshot_id(model, epoch)? != id {
+                continue;
+            }
+            let bytes = net
+                .named_tensors()
+                .iter()
+                .map(|(_, t)| t.numel() as u64 * 4)
+                .sum();
+            self.nets.put(id.clone(), (net.clone(), bytes));
+            // Keep loaded snapshots up to NET_BYTES of weights (at least one):
+            // a small model's whole timeline stays loaded, a VGG's a few snapshots.
+            while self.nets.len() > 1 && self.nets.iter().map(|(_, n)| n.1).sum::<u64>() > NET_BYTES
+            {
+                self.nets.pop_lru();
+            }
+            return Ok((net, id));
         }
-        let m = self.ctx.snapshot(model, Some(epoch))?;
-        let net = Rc::new(m.load(Some(epoch), self.ctx.device)?);
-        let bytes = net
-            .named_tensors()
-            .iter()
-            .map(|(_, t)| t.numel() as u64 * 4)
-            .sum();
-        self.nets.put(key, (net.clone(), bytes));
-        // Keep loaded snapshots up to NET_BYTES of weights (at least one):
-        // a small model's whole timeline stays loaded, a VGG's a few snapshots.
-        while self.nets.len() > 1 && self.nets.iter().map(|(_, n)| n.1).sum::<u64>() > NET_BYTES {
-            self.nets.pop_lru();
-        }
-        Ok(net)
+        Err(Error::Internal(anyhow::anyhow!(
+            "model {model} epoch {epoch} kept changing while it was loaded; try again"
+        )))
     }
 
     /// The forward trace of a stored image (cached).
@@ -186,8 +215,8 @@ impl Engine {
         file: bool,
         crop: impl FnOnce(&Engine) -> Result<RgbImage>,
     ) -> Result<(Rc<Net>, Rc<Traced>)> {
-        let net = self.net(model, epoch)?;
-        let key = (model.to_string(), epoch, image);
+        let (net, id) = self.net_id(model, epoch)?;
+        let key = (id, image);
         fn cache(e: &mut Engine, file: bool) -> &mut TraceCache {
             if file {
                 &mut e.file_traces

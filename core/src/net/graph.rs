@@ -226,8 +226,8 @@ impl NetSpec {
     /// The length of the class scores: the last node's flat output (a
     /// linear layer's, or a conv's after global pooling as in SqueezeNet).
     pub fn num_classes(&self) -> i64 {
-        match self.shapes().ok().and_then(|s| s.last().copied()) {
-            Some(Shape::Flat(n)) => n,
+        match self.valid_shapes().last() {
+            Some(Shape::Flat(n)) => *n,
             _ => 0,
         }
     }
@@ -266,6 +266,15 @@ impl NetSpec {
     }
 
     /// Each node's output shape, checking that every node fits its inputs.
+    /// The shapes of a spec [`NetSpec::validate`] accepted (it refuses one
+    /// whose shapes fail; a model folder's spec is validated when it is
+    /// read): the structural queries (units, fields, classes) read these.
+    /// An unvalidated spec whose shapes fail gets none, and validation's
+    /// own error says why.
+    pub fn valid_shapes(&self) -> Vec<Shape> {
+        self.shapes().unwrap_or_default()
+    }
+
     pub fn shapes(&self) -> Result<Vec<Shape>> {
         let image = Shape::Maps {
             c: self.in_channels,

@@ -28,6 +28,20 @@ pub use units::{ConvInfo, Unit};
 use anyhow::Result;
 use tch::{nn, Device, Kind, Tensor};
 
+/// A tensor's values on the host, flattened; an error naming `what` when
+/// they cannot be read (never an empty or zero vector in their place).
+pub fn values<T: tch::kind::Element>(t: &Tensor, what: &str) -> Result<Vec<T>>
+where
+    for<'a> Vec<T>: TryFrom<&'a Tensor, Error = tch::TchError>,
+{
+    let flat = t
+        .to_device(Device::Cpu)
+        .to_kind(T::KIND)
+        .contiguous()
+        .reshape([-1]);
+    Vec::<T>::try_from(&flat).map_err(|e| anyhow::anyhow!("cannot read {what}: {e}"))
+}
+
 /// How a fresh network's weights are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Init {

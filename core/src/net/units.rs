@@ -63,7 +63,7 @@ impl NetSpec {
 
     /// The conv layers in node order (conv 1 is index 0).
     pub fn convs(&self) -> Vec<ConvInfo> {
-        let shapes = self.shapes().unwrap_or_default();
+        let shapes = self.valid_shapes();
         let consumers = self.consumers();
         let side = |s: Option<usize>| match s {
             None => self.input_size,
@@ -99,7 +99,7 @@ impl NetSpec {
 
     /// The units (see [`Unit`]): convs, then named nodes with maps.
     pub fn unit_list(&self) -> Vec<Unit> {
-        let shapes = self.shapes().unwrap_or_default();
+        let shapes = self.valid_shapes();
         let convs = self.convs();
         let mut out: Vec<Unit> = convs
             .iter()
@@ -192,7 +192,7 @@ impl NetSpec {
             while let Some(k) = j.filter(|&k| matches!(self.op(k), Layer::Dropout { .. })) {
                 j = self.sources(k)[0];
             }
-            let shapes = self.shapes().unwrap_or_default();
+            let shapes = self.valid_shapes();
             return match j {
                 Some(k) if matches!(shapes.get(k), Some(Shape::Flat(_))) => {
                     vec![(k, "pooled features".to_string())]
@@ -217,7 +217,7 @@ impl NetSpec {
         if self.is_chain() {
             return chain;
         }
-        let shapes = self.shapes().unwrap_or_default();
+        let shapes = self.valid_shapes();
         shapes
             .iter()
             .rposition(|s| matches!(s, Shape::Maps { side, .. } if *side > 1))
@@ -236,7 +236,7 @@ impl NetSpec {
         let mut fields: Vec<Option<Field>> = vec![None; node + 1];
         fields[node] = Some((y, x, y, x));
         let mut image = None;
-        let shapes = self.shapes().unwrap_or_default();
+        let shapes = self.valid_shapes();
         for i in (0..=node).rev() {
             let Some((y0, x0, y1, x1)) = fields[i] else {
                 continue;

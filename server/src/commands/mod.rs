@@ -15,6 +15,7 @@ mod import;
 mod index;
 mod invariance;
 mod local;
+mod models;
 mod occlude;
 mod predict;
 mod probe;
@@ -69,6 +70,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Top-1/top-5 over a folder of class folders
     Eval(train::EvalArgs),
+    /// The model folders under --models: each model, or why it does not load
+    Models(models::ModelsArgs),
     /// Import a network you have (PyTorch state dict, safetensors or ONNX) as a model folder
     Import(import::ImportArgs),
     /// Linear probes per layer: softmax and SVM on each layer's features (paper §5, Table 7)
@@ -95,6 +98,7 @@ pub fn exec(cli: Cli) -> Result<()> {
         Command::Figures(a) => figures::run(a),
         Command::Train(a) => train::train(a),
         Command::Eval(a) => train::eval(a),
+        Command::Models(a) => models::run(a),
         Command::Import(a) => import::run(a),
         Command::Probe(a) => probe::probe(a),
         Command::Transfer(a) => probe::transfer(a),

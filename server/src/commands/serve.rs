@@ -100,7 +100,12 @@ pub fn run(a: ServeArgs) -> Result<()> {
         .init();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let n = zfvis_core::engine::list_models(&cfg.models).len();
+        zfvis_core::models::check_models_dir(&cfg.models)?;
+        let listing = zfvis_core::engine::list_models(&cfg.models)?;
+        let n = listing.models.len();
+        for b in &listing.broken {
+            eprintln!("zfvis: model folder {} does not load: {}", b.name, b.error);
+        }
         let limits = cfg.limits;
         let (app, jobs) = crate::http::app(cfg)?;
         let listener = tokio::net::TcpListener::bind(&addr)

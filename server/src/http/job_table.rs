@@ -40,8 +40,14 @@ impl JobTable {
         self.dir.join(format!("{hex}.json"))
     }
 
-    pub(super) fn load(&self, key: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.file(key)).ok()
+    /// The stored result of `key`; None when none is stored, an error when
+    /// it cannot be read (never taken for "not computed yet").
+    pub(super) fn load(&self, key: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.file(key)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Write the result whole or not at all (temporary file, then rename).

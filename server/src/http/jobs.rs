@@ -20,19 +20,34 @@ use zfvis_core::analysis::{self, Job};
 use zfvis_core::progress::{Cancelled, Progress, State as JobState};
 
 /// The stored result of `key`: the result cache, else the disk.
-async fn stored(st: &AppState, key: &str) -> Option<Arc<Outputs>> {
+async fn stored(st: &AppState, key: &str) -> Result<Option<Arc<Outputs>>, ApiError> {
     if let Some(o) = st.cache.get(key).await {
-        return Some(o);
+        return Ok(Some(o));
     }
     let jobs = st.jobs.clone();
     let k = key.to_string();
-    let body = blocking(move || Ok(jobs.load(&k))).await.ok().flatten()?;
+    let loaded = blocking(move || {
+        jobs.load(&k)
+            .map_err(|e| ApiError::internal(format!("cannot read a stored result: {e}")))
+    })
+    .await?;
+    let Some(body) = loaded else {
+        return Ok(None);
+    };
     let o = Arc::new(Outputs {
-        json: Cached::new(body, "application/json"),
+        json: Cached::keyed(body, "application/json", key),
         alt: None,
     });
     st.cache.insert(key.to_string(), o.clone()).await;
-    Some(o)
+    Ok(Some(o))
+}
+
+/// The key of a job's result: its request and the content identity of the
+/// models it names (a model folder replaced under the server is a new job;
+/// the old network's stored results are never answered for it).
+async fn job_key<J: Job>(st: &AppState, req: J::Request) -> Result<(String, J::Request), ApiError> {
+    let ctx = st.ctx.clone();
+    blocking(move || Ok((analysis::content_key::<J, _>(&ctx, &req)?, req))).await
 }
 
 /// Run `key`'s job when its turn comes; record how it ended.
@@ -66,7 +81,7 @@ async fn run<J: Job>(st: AppState, key: String, req: J::Request) {
     match r {
         Ok(body) => {
             let o = Arc::new(Outputs {
-                json: Cached::new(body, "application/json"),
+                json: Cached::keyed(body, "application/json", &key),
                 alt: None,
             });
             st.cache.insert(key.clone(), o).await;
@@ -93,8 +108,8 @@ pub async fn job<J: Job>(
     Req(req): Req<J::Request>,
     h: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = analysis::key::<J, _>(&req);
-    if let Some(o) = stored(&st, &key).await {
+    let (key, req) = job_key::<J>(&st, req).await?;
+    if let Some(o) = stored(&st, &key).await? {
         return Ok(o.json.respond(&h));
     }
     let ctx = st.ctx.clone();
@@ -114,7 +129,7 @@ pub async fn job<J: Job>(
         tokio::time::sleep(Duration::from_millis(50)).await;
         p = st.jobs.progress(&key);
     }
-    if let Some(o) = stored(&st, &key).await {
+    if let Some(o) = stored(&st, &key).await? {
         return Ok(o.json.respond(&h));
     }
     if matches!(p.as_ref().map(|p| &p.state), Some(JobState::Failed)) {
@@ -139,16 +154,16 @@ pub async fn job<J: Job>(
 pub async fn progress<J: Job>(
     State(st): State<AppState>,
     Req(req): Req<J::Request>,
-) -> Json<Progress> {
-    let key = analysis::key::<J, _>(&req);
+) -> Result<Json<Progress>, ApiError> {
+    let (key, _) = job_key::<J>(&st, req).await?;
     if let Some(p) = st.jobs.progress(&key).filter(|p| p.state != JobState::Done) {
-        return Json(p);
+        return Ok(Json(p));
     }
-    Json(if stored(&st, &key).await.is_some() {
+    Ok(Json(if stored(&st, &key).await?.is_some() {
         Progress::new(JobState::Done, 0, 0)
     } else {
         Progress::new(JobState::Idle, 0, 0)
-    })
+    }))
 }
 
 /// `DELETE …/progress`: cancel the job (it stops at its next check, between
@@ -157,7 +172,7 @@ pub async fn cancel<J: Job>(
     State(st): State<AppState>,
     Req(req): Req<J::Request>,
 ) -> Result<Json<Progress>, ApiError> {
-    let key = analysis::key::<J, _>(&req);
+    let (key, _) = job_key::<J>(&st, req).await?;
     if !st.jobs.cancel(&key) {
         return Err(ApiError::not_found("no such job is queued or running"));
     }

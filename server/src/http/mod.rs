@@ -204,11 +204,12 @@ async fn method_list() -> Response {
     Json(serde_json::json!({ "methods": zfvis_core::methods::list() })).into_response()
 }
 
-/// `GET /api/models`: every loadable model folder.
+/// `GET /api/models`: every model folder: `models` those that load,
+/// `broken` the others with their error.
 async fn models(State(st): State<AppState>) -> Result<Response, ApiError> {
     let dir = st.ctx.models.clone();
-    let list = blocking(move || Ok(engine::list_models(&dir))).await?;
-    Ok(Json(serde_json::json!({ "models": list })).into_response())
+    let list = blocking(move || Ok(engine::list_models(&dir)?)).await?;
+    Ok(Json(list).into_response())
 }
 
 #[derive(serde::Deserialize)]

@@ -1,12 +1,14 @@
 //! Pages: one askama template; the view's state lives in the query string
 //! (model, snapshot, image, layer, map, mode, view), read by static/app.js.
 
-use super::state::AppState;
+use super::state::{blocking, AppState};
+use crate::error::ApiError;
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use zfvis_core::engine;
+use zfvis_core::models::Broken;
 
 #[derive(Template)]
 #[template(path = "index.html")]
@@ -14,6 +16,8 @@ struct Index {
     /// The model list as JSON, embedded so the first paint needs no request.
     models_json: String,
     has_models: bool,
+    /// Model folders that do not load, with their error.
+    broken: Vec<Broken>,
 }
 
 #[derive(Template)]
@@ -43,55 +47,55 @@ struct ErrorPage {
     message: String,
 }
 
-/// The model list as JSON for a script element, and whether it is empty.
-async fn models_json(st: &AppState) -> (String, bool) {
+/// The model list as JSON for a script element, and the folders that do
+/// not load (shown with their error).
+async fn models_json(st: &AppState) -> Result<(String, Vec<Broken>), ApiError> {
     let dir = st.ctx.models.clone();
-    let models = tokio::task::spawn_blocking(move || engine::list_models(&dir))
-        .await
-        .unwrap_or_default();
+    let list = blocking(move || Ok(engine::list_models(&dir)?)).await?;
     // Escape "</" so the JSON cannot close the script element.
-    let json = serde_json::to_string(&models)
-        .unwrap_or_else(|_| "[]".into())
+    let json = serde_json::to_string(&list.models)
+        .map_err(|e| ApiError::internal(e.to_string()))?
         .replace("</", "<\\/");
-    (json, !models.is_empty())
+    Ok((json, list.broken))
 }
 
-pub async fn index(State(st): State<AppState>) -> Response {
-    let (models_json, has_models) = models_json(&st).await;
-    render(Index {
+pub async fn index(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let (models_json, broken) = models_json(&st).await?;
+    Ok(render(Index {
+        has_models: models_json != "[]",
         models_json,
-        has_models,
-    })
+        broken,
+    }))
 }
 
 /// Two models or snapshots side by side (paper Fig. 6); state in the query
 /// string (a, ea, b, eb, images, norm), read by static/compare.js.
-pub async fn compare(State(st): State<AppState>) -> Response {
-    render(Compare {
-        models_json: models_json(&st).await.0,
-    })
+pub async fn compare(State(st): State<AppState>) -> Result<Response, ApiError> {
+    Ok(render(Compare {
+        models_json: models_json(&st).await?.0,
+    }))
 }
 
 /// Linear probes per layer and the transfer curve (paper Table 7, Fig. 9);
 /// state in the query string (model, epoch, train_per_class, shots, seeds,
 /// scratch_epochs, classes), read by static/features.js.
-pub async fn features(State(st): State<AppState>) -> Response {
-    render(Features {
-        models_json: models_json(&st).await.0,
-    })
+pub async fn features(State(st): State<AppState>) -> Result<Response, ApiError> {
+    Ok(render(Features {
+        models_json: models_json(&st).await?.0,
+    }))
 }
 
 /// The methods side by side, their deletion/insertion curves and the
 /// sanity check; state in the query string (model, epoch, image, class,
 /// layer, map, seed, steps), read by static/methods.js.
-pub async fn methods(State(st): State<AppState>) -> Response {
+pub async fn methods(State(st): State<AppState>) -> Result<Response, ApiError> {
     let methods = serde_json::to_string(&zfvis_core::methods::list())
-        .unwrap_or_else(|_| "[]".into())
+        .map_err(|e| ApiError::internal(e.to_string()))?
         .replace("</", "<\\/");
-    render(MethodsPage {
-        models_json: models_json(&st).await.0,
+    Ok(render(MethodsPage {
+        models_json: models_json(&st).await?.0,
         methods_json: methods,
-    })
+    }))
 }
 
 pub async fn not_found() -> Response {

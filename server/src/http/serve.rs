@@ -4,7 +4,7 @@
 //! the second representation (PNG, CSV) from one computation, 202 with the
 //! progress while what it reads is being built.
 
-use super::state::{blocking, AppState, Cached, Outputs, Req};
+use super::state::{blocking, etag_of, matches, not_modified, AppState, Cached, Outputs, Req};
 use crate::error::ApiError;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -25,30 +25,40 @@ async fn cached(
         .map_err(|e: Arc<ApiError>| (*e).clone())
 }
 
-/// The result of an analysis, or the progress of what it waits for.
+/// What a request is answered with: its result, or a response at once
+/// (the progress of what it waits for, a 304 for the browser's copy).
+type Answer = Result<Arc<Outputs>, Response>;
+
+/// The result of an analysis, or the progress of what it waits for; a 304
+/// when the browser's copy of the representation `ct` is current.
 async fn outputs<A: Analysis>(
     st: &AppState,
     req: A::Request,
-) -> Result<Result<Arc<Outputs>, Response>, ApiError> {
+    h: &HeaderMap,
+    ct: &'static str,
+) -> Result<Answer, ApiError> {
     let ctx = st.ctx.clone();
-    let (wait, version, req) = blocking(move || {
+    let (wait, version, key, req) = blocking(move || {
+        let key = analysis::content_key::<A, _>(&ctx, &req)?;
         let wait = A::pending(&ctx, &req)?;
-        Ok((wait, A::version(&ctx, &req), req))
+        Ok((wait, A::version(&ctx, &req)?, key, req))
     })
     .await?;
     if let Some(p) = wait {
         return Ok(Err((StatusCode::ACCEPTED, Json(p)).into_response()));
     }
+    let key = key + &version.map_or(String::new(), |v| format!("@{v}"));
+    let etag = etag_of(&key, ct);
+    if matches(h, &etag) {
+        return Ok(Err(not_modified(&etag)));
+    }
     let worker = st.worker.clone();
-    let key = analysis::key::<A, _>(&req) + &version.map_or(String::new(), |v| format!("@{v}"));
-    let changing = version.is_some();
+    let k = key.clone();
     let o = cached(st, key, async move {
         let out = worker.run(move |e| analysis::output::<A>(e, &req)).await?;
         Ok(Outputs {
-            json: Cached::new(out.json, "application/json").changing(changing),
-            alt: out
-                .alt
-                .map(|b| Cached::new(b, A::ALT_TYPE).changing(changing)),
+            json: Cached::keyed(out.json, "application/json", &k),
+            alt: out.alt.map(|b| Cached::keyed(b, A::ALT_TYPE, &k)),
         })
     })
     .await?;
@@ -61,10 +71,12 @@ pub async fn json<A: Analysis>(
     Req(req): Req<A::Request>,
     h: HeaderMap,
 ) -> Result<Response, ApiError> {
-    Ok(match outputs::<A>(&st, req).await? {
-        Ok(o) => o.json.respond(&h),
-        Err(wait) => wait,
-    })
+    Ok(
+        match outputs::<A>(&st, req, &h, "application/json").await? {
+            Ok(o) => o.json.respond(&h),
+            Err(at_once) => at_once,
+        },
+    )
 }
 
 /// `GET ….png` (or `.csv`): the same result's second representation.
@@ -73,12 +85,12 @@ pub async fn alt<A: Analysis>(
     Req(req): Req<A::Request>,
     h: HeaderMap,
 ) -> Result<Response, ApiError> {
-    Ok(match outputs::<A>(&st, req).await? {
+    Ok(match outputs::<A>(&st, req, &h, A::ALT_TYPE).await? {
         Ok(o) => o
             .alt
             .as_ref()
             .ok_or_else(|| ApiError::internal("this result has no picture"))?
             .respond(&h),
-        Err(wait) => wait,
+        Err(at_once) => at_once,
     })
 }

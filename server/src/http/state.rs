@@ -141,7 +141,7 @@ pub struct Cached {
     pub body: Bytes,
     pub content_type: &'static str,
     pub etag: String,
-    /// False for answers over a dataset that changes (browsers revalidate).
+    /// True for content-addressed bytes only (kept by browsers for good).
     pub immutable: bool,
 }
 
@@ -152,6 +152,8 @@ pub struct Outputs {
 }
 
 impl Cached {
+    /// Content-addressed bytes (an uploaded image): the ETag is the body's
+    /// digest and the answer never changes under its URL.
     pub fn new(body: Vec<u8>, content_type: &'static str) -> Cached {
         let h = Sha256::digest(&body);
         Cached {
@@ -162,20 +164,21 @@ impl Cached {
         }
     }
 
-    pub fn changing(mut self, changing: bool) -> Cached {
-        self.immutable = !changing;
-        self
+    /// A computed answer: its ETag is that of its key (the request and the
+    /// content identity of the models it names, see [`etag_of`]); browsers
+    /// revalidate, since the folder under a model's URL can change.
+    pub fn keyed(body: Vec<u8>, content_type: &'static str, key: &str) -> Cached {
+        Cached {
+            etag: etag_of(key, content_type),
+            body: Bytes::from(body),
+            content_type,
+            immutable: false,
+        }
     }
 
-    /// Deterministic per URL: strong ETag, long cache lifetime, 304 on match.
+    /// Strong ETag, 304 on match; kept for good only when content-addressed.
     pub fn respond(&self, headers: &HeaderMap) -> Response {
-        let hit = headers
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim() == self.etag || t.trim() == "*")
-            });
+        let hit = matches(headers, &self.etag);
         let mut res = if hit {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
@@ -195,11 +198,44 @@ impl Cached {
             HeaderValue::from_static(if self.immutable {
                 "public, max-age=31536000, immutable"
             } else {
-                "no-cache"
+                REVALIDATE
             }),
         );
         res
     }
+}
+
+/// Computed answers are stored by browsers but checked on every use.
+const REVALIDATE: &str = "no-cache";
+
+/// The ETag of the answer of `key` in `content_type`: answers are
+/// deterministic per key, so a browser's copy is checked without computing.
+pub fn etag_of(key: &str, content_type: &str) -> String {
+    let h = Sha256::new()
+        .chain_update(key.as_bytes())
+        .chain_update([0])
+        .chain_update(content_type.as_bytes())
+        .finalize();
+    format!("\"{}\"", zfvis_core::store::hex(&h[..16]))
+}
+
+/// Whether the request's `If-None-Match` names `etag`.
+pub fn matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+/// A 304 for `etag` (the browser's copy of a computed answer is current).
+pub fn not_modified(etag: &str) -> Response {
+    let mut res = StatusCode::NOT_MODIFIED.into_response();
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
+    res
 }
 
 /// Run blocking work (disk, manifests) off the async runtime.

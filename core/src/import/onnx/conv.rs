@@ -111,7 +111,8 @@ impl Reader<'_> {
             bail!("{}: its input is not a map", at(n));
         };
         let w = self.get(required(n, 1, "weight")?, n)?;
-        let ks = attr_ints(n, "kernel_shape").unwrap_or_default();
+        // Without kernel_shape, the weight's spatial dims (ONNX's default).
+        let ks = attr_ints(n, "kernel_shape").unwrap_or_else(|| w.size()[2..].to_vec());
         let p = attr_ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]);
         if ks.len() == 2
             && p.len() == 4
@@ -276,7 +277,7 @@ impl Reader<'_> {
             bail!(
                 "{}: mode {} is not supported (constant zeros only)",
                 at(n),
-                mode.unwrap_or_default()
+                mode.as_deref().unwrap_or("")
             );
         }
         let value = match n.input.get(2).filter(|s| !s.is_empty()) {

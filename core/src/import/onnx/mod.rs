@@ -284,7 +284,11 @@ impl<'a> Reader<'a> {
     }
 
     fn node(&mut self, n: &NodeProto) -> Result<()> {
-        let out = n.output.first().cloned().unwrap_or_default();
+        let out = n
+            .output
+            .first()
+            .cloned()
+            .ok_or_else(|| anyhow!("{}: no output", at(n)))?;
         if n.op_type == "Constant" {
             if let Some(t) = attr(n, "value").and_then(|a| a.t.as_ref()) {
                 self.consts.insert(out, tensor(t, self.dir)?);

@@ -149,7 +149,7 @@ impl Reader<'_> {
         let v = self.value(n, 0)?;
         let axes = match n.input.get(1).filter(|s| !s.is_empty()) {
             Some(s) => Vec::<i64>::try_from(&self.get(s, n)?.to_kind(Kind::Int64).reshape([-1]))?,
-            None => attr_ints(n, "axes").unwrap_or_default(),
+            None => attr_ints(n, "axes").ok_or_else(|| anyhow!("{}: no axes", at(n)))?,
         };
         match (n.op_type.as_str(), v.shape) {
             ("Squeeze", Shape::Maps { c, side: 1 }) => {

@@ -48,7 +48,8 @@ impl Reader<'_> {
         if n.op_type == "ReduceMean" {
             let axes = match n.input.get(1).filter(|s| !s.is_empty()) {
                 Some(a) => Vec::<i64>::try_from(&self.get(a, n)?.to_kind(Kind::Int64))?,
-                None => attr_ints(n, "axes").unwrap_or_default(),
+                // No axes: every axis (ONNX's default), refused below.
+                None => attr_ints(n, "axes").unwrap_or_else(|| vec![0, 1, 2, 3]),
             };
             let mut axes: Vec<i64> = axes
                 .iter()

@@ -12,14 +12,23 @@ pub(super) fn shape_tensor(v: &Value) -> Tensor {
     Tensor::from_slice(&dims)
 }
 
+/// A Transpose's permutation; without one, ONNX reverses the axes.
+fn perm(n: &NodeProto, dims: usize) -> Vec<i64> {
+    attr_ints(n, "perm").unwrap_or_else(|| (0..dims as i64).rev().collect())
+}
+
 /// Evaluate a shape-arithmetic op on constants.
 pub(super) fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
     let x = &ins[0];
-    let ints = |k: usize, name: &str| -> Option<Vec<i64>> {
+    // An input (opset 13 on) or the attribute of the same name; None if neither.
+    let maybe = |k: usize, name: &str| -> Result<Option<Vec<i64>>> {
         match ins.get(k) {
-            Some(t) => Vec::<i64>::try_from(&t.to_kind(Kind::Int64).reshape([-1])).ok(),
-            None => attr_ints(n, name),
+            Some(t) => Ok(Some(crate::net::values(t, name)?)),
+            None => Ok(attr_ints(n, name)),
         }
+    };
+    let ints = |k: usize, name: &str| -> Result<Vec<i64>> {
+        maybe(k, name)?.ok_or_else(|| anyhow!("{}: no {name}", at(n)))
     };
     let axis = |a: i64, dims: i64| if a < 0 { a + dims } else { a };
     Ok(match n.op_type.as_str() {
@@ -43,7 +52,7 @@ pub(super) fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
         }
         "Unsqueeze" => {
             let mut t = x.shallow_clone();
-            let mut axes = ints(1, "axes").unwrap_or_default();
+            let mut axes = ints(1, "axes")?;
             let out_dims = x.dim() as i64 + axes.len() as i64;
             axes = axes.iter().map(|&a| axis(a, out_dims)).collect();
             axes.sort();
@@ -52,7 +61,7 @@ pub(super) fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
             }
             t
         }
-        "Squeeze" => match ints(1, "axes") {
+        "Squeeze" => match maybe(1, "axes")? {
             Some(axes) => {
                 let mut axes: Vec<i64> = axes.iter().map(|&a| axis(a, x.dim() as i64)).collect();
                 axes.sort();
@@ -72,10 +81,19 @@ pub(super) fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
             Tensor::cat(&ins.iter().map(|t| t.to_kind(k)).collect::<Vec<_>>(), a)
         }
         "Slice" => {
-            let starts = ints(1, "starts").unwrap_or_default();
-            let ends = ints(2, "ends").unwrap_or_default();
-            let axes = ints(3, "axes").unwrap_or_else(|| (0..starts.len() as i64).collect());
-            let steps = ints(4, "steps").unwrap_or_else(|| vec![1; starts.len()]);
+            let starts = ints(1, "starts")?;
+            let ends = ints(2, "ends")?;
+            let axes = maybe(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+            let steps = maybe(4, "steps")?.unwrap_or_else(|| vec![1; starts.len()]);
+            if ends.len() != starts.len()
+                || axes.len() != starts.len()
+                || steps.len() != starts.len()
+            {
+                bail!(
+                    "{}: starts, ends, axes and steps of different lengths",
+                    at(n)
+                );
+            }
             let mut t = x.shallow_clone();
             for k in 0..starts.len() {
                 let a = axis(axes[k], x.dim() as i64);
@@ -92,7 +110,7 @@ pub(super) fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
             t
         }
         "Reshape" => {
-            let shape = ints(1, "shape").unwrap_or_default();
+            let shape = ints(1, "shape")?;
             let shape: Vec<i64> = shape
                 .iter()
                 .enumerate()
@@ -101,7 +119,7 @@ pub(super) fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
             x.reshape(shape.as_slice())
         }
         "Flatten" => x.flatten(attr_i(n, "axis", 1), -1),
-        "Transpose" => x.permute(attr_ints(n, "perm").unwrap_or_default().as_slice()),
+        "Transpose" => x.permute(perm(n, x.dim()).as_slice()),
         "Mul" => x * &ins[1],
         "Add" => x + &ins[1],
         "Sub" => x - &ins[1],
@@ -235,7 +253,7 @@ impl Reader<'_> {
     /// and the swap of the group axes in a channel shuffle.
     pub(super) fn transpose(&mut self, n: &NodeProto) -> Result<()> {
         let mut v = self.value(n, 0)?;
-        let perm = attr_ints(n, "perm").unwrap_or_default();
+        let perm = perm(n, 4);
         if let (Some((g, false)), [0, 2, 1, 3, 4]) = (v.grouped, perm.as_slice()) {
             v.grouped = Some((g, true));
             self.values.insert(n.output[0].clone(), v);

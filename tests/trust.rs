@@ -1,0 +1,268 @@
+//! Answers tied to what is in the model folder now: a folder replaced or
+//! rewritten under a running server answers with its new network on the
+//! next request (predictions, ETags, stored job results, dataset indexes),
+//! and after a restart too.
+
+mod common;
+
+use common::*;
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::path::Path;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// `zfvis predict` on the folder, in its own process: the independent answer.
+fn predict_cli(model: &Path, image: &Path) -> Value {
+    zfvis_json(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--snapshot",
+        "24",
+        "--image",
+        image.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+    ])
+}
+
+fn top(v: &Value) -> (String, f64) {
+    (
+        v["top"][0]["name"].as_str().unwrap().to_string(),
+        v["top"][0]["prob"].as_f64().unwrap(),
+    )
+}
+
+#[test]
+fn a_model_folder_replaced_under_a_running_server_answers_with_the_new_network() {
+    let dir = tempdir("trust-identity");
+    let models = dir.join("models");
+    let m = models.join("m");
+    copy_dir(&root().join("models/zfnet-woofnette"), &m);
+    let srv = serve(&models, &dir.join("data"), &[]);
+    let c = Client::new();
+    let get = |p: &str| c.get(format!("{}{p}", srv.base)).send().unwrap();
+    let dog = root().join("examples/dog.jpg");
+    let id = upload(&srv.base, std::fs::read(&dog).unwrap())
+        .json::<Value>()
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pred = format!("/api/models/m/snapshots/24/images/{id}/predictions");
+    let methods = format!("/api/methods?model=m&epoch=24&image={id}&methods=gradient");
+
+    let zf = get(&pred);
+    let etag = zf.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(zf.headers()["cache-control"], "no-cache");
+    let zf: Value = zf.json().unwrap();
+    assert_eq!(top(&zf), top(&predict_cli(&m, &dog)));
+    let zf_job = job_result(&srv.base, &methods, 120);
+    // The browser's copy is current while the folder is unchanged.
+    let same = c
+        .get(format!("{}{pred}", srv.base))
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(same.status(), StatusCode::NOT_MODIFIED);
+
+    // Replace the folder with an AlexNet (epochs 2 and 24), as a re-import would.
+    let new = models.join(".incoming");
+    copy_dir(&root().join("models/alexnet-woofnette"), &new);
+    std::fs::remove_dir_all(&m).unwrap();
+    std::fs::rename(&new, &m).unwrap();
+    let alex_cli = predict_cli(&m, &dog);
+    assert_ne!(top(&alex_cli), top(&zf), "the two networks must differ");
+
+    let info: Value = get("/api/models/m").json().unwrap();
+    assert_eq!(info["architecture"], "alexnet");
+    let r = c
+        .get(format!("{}{pred}", srv.base))
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the old ETag no longer matches");
+    assert_ne!(r.headers()["etag"].to_str().unwrap(), etag);
+    let alex: Value = r.json().unwrap();
+    assert_eq!(top(&alex), top(&alex_cli));
+    assert!((top(&alex).1 - top(&alex_cli).1).abs() < 1e-6);
+    // The old network's stored job result is not answered for the new one.
+    let first = get(&methods);
+    assert_eq!(
+        first.status(),
+        StatusCode::ACCEPTED,
+        "a new job, not the stored one"
+    );
+    let alex_job = job_result(&srv.base, &methods, 120);
+    assert_ne!(alex_job, zf_job);
+
+    // Rewrite the weights in place (a retrain into the same folder): the
+    // snapshot's identity, the loaded network and its index change with them.
+    let before =
+        zfvis_core::identity::snapshot(&zfvis_core::checkpoint::ModelDir::open(&m).unwrap(), 24)
+            .unwrap();
+    std::fs::copy(
+        m.join("epoch-002.safetensors"),
+        m.join("epoch-024.safetensors"),
+    )
+    .unwrap();
+    let after =
+        zfvis_core::identity::snapshot(&zfvis_core::checkpoint::ModelDir::open(&m).unwrap(), 24)
+            .unwrap();
+    assert_ne!(before, after);
+    let rewritten: Value = get(&pred).json().unwrap();
+    let cli = predict_cli(&m, &dog);
+    assert_eq!(top(&rewritten), top(&cli));
+    assert!((top(&rewritten).1 - top(&cli).1).abs() < 1e-6);
+    let ix = job_index(&srv.base, "/api/models/m/snapshots/24/dataset/index");
+    assert_eq!(ix["state"], "done");
+    let files: Vec<String> = std::fs::read_dir(m.join("index"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files.contains(&format!("epoch-024-{}.json", &after[..12])),
+        "{files:?}"
+    );
+
+    // After a restart, the stored results are those of the folder's content.
+    drop(srv);
+    let srv = serve(&models, &dir.join("data"), &[]);
+    let again = job_result(&srv.base, &methods, 120);
+    assert_ne!(
+        again, alex_job,
+        "weights changed since that result was stored"
+    );
+    let p: Value = Client::new()
+        .get(format!("{}{pred}", srv.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(top(&p), top(&cli));
+}
+
+/// Poll a dataset index's status until it is no longer building.
+fn job_index(base: &str, url: &str) -> Value {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let v: Value = reqwest::blocking::get(format!("{base}{url}"))
+            .unwrap()
+            .json()
+            .unwrap();
+        if v["state"] != "queued" && v["state"] != "running" {
+            return v;
+        }
+        assert!(std::time::Instant::now() < end, "{v}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Folders under `--models` that do not load are listed with their error
+/// (API, page, `zfvis models`), naming no path above the folder; a
+/// `--models` that is missing or holds no model folder stops the start.
+#[test]
+fn broken_model_folders_are_shown_with_their_error() {
+    let dir = tempdir("trust-broken");
+    let models = dir.join("models");
+    random_model(&models.join("good"), zfvis_core::net::Arch::Zfnet);
+    std::fs::create_dir_all(models.join("bad")).unwrap();
+    std::fs::write(models.join("bad/manifest.json"), "{\"architecture\": ").unwrap();
+    random_model(&models.join("noweights"), zfvis_core::net::Arch::Zfnet);
+    std::fs::remove_file(models.join("noweights/epoch-003.safetensors")).unwrap();
+    std::fs::create_dir_all(models.join("empty")).unwrap();
+
+    // The command line: one line per folder, exit 1 since some do not load.
+    let out = zfvis(&["models", "--models", models.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("3 of 4 model folders do not load"),
+        "{stderr}"
+    );
+    check_listing(&v, &models);
+
+    let srv = serve(&models, &dir.join("data"), &[]);
+    let v: Value = reqwest::blocking::get(format!("{}/api/models", srv.base))
+        .unwrap()
+        .json()
+        .unwrap();
+    check_listing(&v, &models);
+    let page = reqwest::blocking::get(format!("{}/", srv.base))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains("id=\"broken-models\""), "the page lists them");
+    assert!(page.contains("<code>bad</code>") && page.contains("<code>empty</code>"));
+    assert!(
+        !page.contains(models.to_str().unwrap()),
+        "no server path on the page"
+    );
+    drop(srv);
+
+    for (arg, needle) in [
+        (dir.join("nowhere"), "no such folder"),
+        (models.join("empty"), "no model folder in it"),
+    ] {
+        let out = zfvis(&[
+            "serve",
+            "--models",
+            arg.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
+fn check_listing(v: &Value, models: &Path) {
+    let names: Vec<&str> = v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["good"]);
+    let broken: Vec<(&str, &str)> = v["broken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["name"].as_str().unwrap(), b["error"].as_str().unwrap()))
+        .collect();
+    assert_eq!(broken.len(), 3, "{broken:?}");
+    assert_eq!(broken[0].0, "bad");
+    assert!(
+        broken[0].1.starts_with("bad/manifest.json: "),
+        "{}",
+        broken[0].1
+    );
+    assert_eq!(broken[1], ("empty", "no manifest.json in it"));
+    assert_eq!(broken[2].0, "noweights");
+    assert!(
+        broken[2].1.contains("epoch-003.safetensors"),
+        "{}",
+        broken[2].1
+    );
+    for (_, e) in &broken {
+        assert!(
+            !e.contains('\n') && !e.contains(models.to_str().unwrap()),
+            "{e}"
+        );
+    }
+}
