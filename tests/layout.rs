@@ -489,3 +489,168 @@ fn method_names_live_in_the_registry() {
         assert!(holders[0].starts_with("core/src/methods/"), "{holders:?}");
     }
 }
+
+/// The justified exceptions to "no silent default": (file, code, why).
+const DEFAULTS_ALLOWED: &[(&str, &str, &str)] = &[
+    (
+        "core/src/net/graph.rs",
+        "self.shapes().unwrap_or_default()",
+        "valid_shapes: structural queries on a spec `validate` accepted (it refuses one whose shapes fail)",
+    ),
+    (
+        "core/src/data.rs",
+        ".unwrap_or_default()",
+        "name_of: a path without a last component (`/`, `..`) has the empty name",
+    ),
+    (
+        "core/src/progress.rs",
+        ".unwrap_or_default()",
+        "cancel_flag: a job not in the table has a fresh, unset flag",
+    ),
+    (
+        "core/src/import/mod.rs",
+        "o.fit.unwrap_or_default()",
+        "a command-line option left out takes its documented default",
+    ),
+    (
+        "core/src/import/mod.rs",
+        "o.filter.unwrap_or_default()",
+        "a command-line option left out takes its documented default",
+    ),
+    (
+        "server/src/http/mod.rs",
+        "to_bytes(body, 4096).await.unwrap_or_default()",
+        "an error answer's body that cannot be read is replaced by its status text",
+    ),
+    (
+        "core/src/import/onnx/rewrite.rs",
+        ".ok()",
+        "axes: pattern matching of a decomposed layer norm; no match leaves the nodes to the reader, which names what it refuses",
+    ),
+];
+
+/// Tensor reads, shape inference and serialisation: results that are
+/// computed, whose failure must be an error, never a default.
+const COMPUTED: &[&str] = &[
+    "try_from(",
+    "values(",
+    "_value(",
+    "shapes()",
+    "to_value(",
+    "to_vec(",
+    "serde_json::to_string(",
+];
+const DEFAULTING: &[&str] = &[
+    "unwrap_or_default()",
+    ".ok()",
+    "unwrap_or(",
+    "unwrap_or_else(",
+];
+
+/// Where results are computed (the science and the analyses): `.ok()`
+/// turns a failure into "nothing" and is not used there.
+const COMPUTING: &[&str] = &[
+    "core/src/analyses/",
+    "core/src/methods/",
+    "core/src/net/",
+    "core/src/deconv.rs",
+    "core/src/explain.rs",
+    "core/src/occlusion.rs",
+    "core/src/incremental.rs",
+    "core/src/invariance.rs",
+    "core/src/correspondence.rs",
+    "core/src/compare.rs",
+    "core/src/sanity.rs",
+    "core/src/predict.rs",
+    "core/src/picture.rs",
+    "core/src/probe.rs",
+    "core/src/transfer.rs",
+    "core/src/classify.rs",
+    "core/src/import/onnx/",
+];
+
+/// A finding unless (file, statement) is in [`DEFAULTS_ALLOWED`].
+fn allowed(file: &str, stmt: &str) -> bool {
+    DEFAULTS_ALLOWED
+        .iter()
+        .any(|(f, code, _)| *f == file && stmt.contains(code))
+}
+
+/// Statements of `src` (code only, split at `;`, `{`, `}` and a match
+/// arm's `=>`), trimmed, with their first line.
+fn statements(src: &str) -> Vec<(usize, String)> {
+    let code = String::from_utf8(code_only(src))
+        .unwrap()
+        .replace("=>", "; ");
+    let mut out = vec![];
+    let (mut line, mut start_line, mut cur) = (1, 1, String::new());
+    for c in code.chars() {
+        if c == '\n' {
+            line += 1;
+        }
+        if matches!(c, ';' | '{' | '}') {
+            let s: String = cur.split_whitespace().collect::<Vec<_>>().join(" ");
+            if !s.is_empty() {
+                out.push((start_line, s));
+            }
+            cur.clear();
+            start_line = line;
+        } else {
+            if cur.trim().is_empty() {
+                start_line = line;
+            }
+            cur.push(c);
+        }
+    }
+    out
+}
+
+/// No computed result falls back to a default in silence (issue 37): no
+/// `unwrap_or_default()` but the justified exceptions; no default after a
+/// tensor read, a shape inference or a serialisation; no `.ok()` where
+/// results are computed.
+#[test]
+fn computed_results_are_errors_not_defaults() {
+    let mut files = vec![];
+    for d in ["core/src", "server/src"] {
+        rust_files(&root().join(d), &mut files);
+    }
+    let mut found = vec![];
+    for f in &files {
+        let rel = f.strip_prefix(root()).unwrap().display().to_string();
+        let src = std::fs::read_to_string(f).unwrap();
+        // Unit tests at the end of a file may unwrap as they like.
+        let src = src.split("#[cfg(test)]").next().unwrap();
+        for (line, stmt) in statements(src) {
+            // A default applied to a computed value: after it in the
+            // statement (a default computed in a closure is not one).
+            let first = COMPUTED.iter().filter_map(|c| stmt.find(c)).min();
+            let computed = first.is_some_and(|k| DEFAULTING.iter().any(|d| stmt[k..].contains(d)));
+            let default = stmt.contains("unwrap_or_default()");
+            let ok = stmt.contains(".ok()") && COMPUTING.iter().any(|p| rel.starts_with(p));
+            if (computed || default || ok) && !allowed(&rel, &stmt) {
+                found.push(format!("{rel}:{line}: {stmt}"));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "silent defaults (return an error naming what failed, or justify in DEFAULTS_ALLOWED):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_default_finder_finds_defaults() {
+    let src = "fn f(t: &Tensor) -> Vec<f32> {\n    let v = Vec::try_from(t)\n        .unwrap_or_default();\n    v\n}\n// x.ok()\n";
+    let s = statements(src);
+    assert_eq!(
+        s[1],
+        (2, "let v = Vec::try_from(t) .unwrap_or_default()".into()),
+        "{s:?}"
+    );
+    assert!(
+        !s.iter().any(|(_, x)| x.contains(".ok()")),
+        "comments are not code"
+    );
+}

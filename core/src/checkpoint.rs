@@ -237,10 +237,7 @@ impl ModelDir {
     }
 
     pub fn name(&self) -> String {
-        self.dir
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        crate::data::name_of(&self.dir)
     }
 
     pub fn snapshot_path(&self, epoch: Option<u32>) -> Result<PathBuf> {
@@ -273,10 +270,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = crate::data::name_of(path);
     path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 

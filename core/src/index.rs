@@ -96,15 +96,10 @@ pub fn index_dir(model: &ModelDir, dataset: &Path) -> Result<PathBuf> {
         .canonicalize()
         .with_context(|| format!("dataset folder {} not found", dataset.display()))?;
     let h = crate::store::hex(&Sha256::digest(canon.to_string_lossy().as_bytes()));
-    let name: String = canon
-        .file_name()
-        .map(|s| {
-            s.to_string_lossy()
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-                .collect()
-        })
-        .unwrap_or_default();
+    let name: String = crate::data::name_of(&canon)
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
     Ok(model.dir.join("index").join(format!("{name}-{}", &h[..12])))
 }
 

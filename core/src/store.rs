@@ -81,10 +81,7 @@ impl From<std::io::Error> for StoreError {
 /// reader (or a crash) sees the whole file or none; on failure (a full
 /// disk) the temporary file is removed.
 fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = crate::data::name_of(path);
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let r = std::fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_data()))
@@ -341,21 +338,23 @@ impl ImageStore {
         u.items.keys().filter(|id| !pinned.contains(*id)).count()
     }
 
-    /// The most recently stored ids, newest first.
-    pub fn recent(&self, n: usize) -> Vec<String> {
-        let mut items: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&self.dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter_map(|e| {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        let t = e.metadata().ok()?.modified().ok()?;
-                        (valid_id(&name) && !self.is_pinned(&name)).then_some((t, name))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+    /// The most recently stored ids, newest first (an image removed while
+    /// the folder is listed is left out).
+    pub fn recent(&self, n: usize) -> Result<Vec<String>> {
+        let mut items: Vec<(std::time::SystemTime, String)> = vec![];
+        let rd = std::fs::read_dir(&self.dir)
+            .with_context(|| format!("cannot list {}", self.dir.display()))?;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !valid_id(&name) || self.is_pinned(&name) {
+                continue;
+            }
+            if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+                items.push((t, name));
+            }
+        }
         items.sort_by(|a, b| b.cmp(a));
-        items.into_iter().take(n).map(|(_, id)| id).collect()
+        Ok(items.into_iter().take(n).map(|(_, id)| id).collect())
     }
 }
 

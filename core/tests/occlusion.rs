@@ -205,6 +205,9 @@ fn from_spec(spec: NetSpec) -> Net {
 }
 
 fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
+    // Same grid: as many rows, each as long (a short grid is a failure).
+    let shape = |g: &[Vec<f64>]| g.iter().map(Vec::len).collect::<Vec<_>>();
+    assert_eq!(shape(a), shape(b), "grids of different shapes");
     a.iter()
         .flatten()
         .zip(b.iter().flatten())

@@ -129,7 +129,8 @@ impl Job for Numbers {
     ) -> crate::engine::Result<CompareResult> {
         let ma = ctx.snapshot(&r.a, r.ea)?;
         let mb = ctx.snapshot(&r.b, r.eb)?;
-        let dataset = ctx.given_dataset().ok();
+        // Without --dataset, 1/f noise (said in the result's method).
+        let dataset = ctx.indexer.as_ref().and_then(|i| i.given());
         compare_dirs(
             (&ma, r.ea),
             (&mb, r.eb),

@@ -211,8 +211,7 @@ fn read_file(o: &ImportOptions) -> Result<Read> {
     }
     let ext = path
         .extension()
-        .map(|e| e.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
+        .map_or(String::new(), |e| e.to_string_lossy().to_lowercase());
     if ext == "onnx" {
         if o.arch.is_some() {
             bail!("--arch is for state dicts; an ONNX file carries its own layers");
@@ -223,8 +222,7 @@ fn read_file(o: &ImportOptions) -> Result<Read> {
         let caffe = g.input_name.contains("data_0") || g.input_name == "data";
         let stem = path
             .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+            .map_or(String::new(), |s| s.to_string_lossy().into_owned());
         return Ok(Read {
             architecture: format!("onnx:{stem}"),
             nodes: g.nodes,

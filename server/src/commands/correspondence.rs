@@ -32,10 +32,7 @@ pub fn run(a: CorrespondenceArgs) -> Result<()> {
     let mut l = Local::open(&a.model)?;
     let (set, files) = correspondence::store_landmarks(&l.engine.ctx.store, &a.landmarks)?;
     for (id, path) in &files {
-        let name = path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = zfvis_core::data::name_of(path);
         l.labels.insert(id.clone(), name);
     }
     let req = SetRequest {
@@ -47,7 +44,9 @@ pub fn run(a: CorrespondenceArgs) -> Result<()> {
     };
     let mut r = Correspondence::run(&mut l.engine, &req)?;
     for im in &mut r.images {
-        im.label = l.labels.get(&im.label).cloned().unwrap_or_default();
+        if let Some(name) = l.labels.get(&im.label) {
+            im.label = name.clone();
+        }
     }
     let v = json!({"parts": r.parts, "size": r.size, "seed": r.seed, "pairs": r.pairs, "images": r.images});
     a.output.print(&v, || print_table(&r))

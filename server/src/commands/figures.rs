@@ -219,7 +219,8 @@ fn dataset_of(a: &FiguresArgs, store: &ImageStore) -> Result<(PathBuf, String)> 
         .examples
         .clone()
         .unwrap_or_else(|| resource_dir("examples/examples.json"));
-    let ex = zfvis_core::examples::load(&examples, store).unwrap_or_default();
+    let ex = zfvis_core::examples::load(&examples, store)
+        .with_context(|| format!("the example photos ({})", examples.display()))?;
     Ok((
         store.dir().to_path_buf(),
         format!(

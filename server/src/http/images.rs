@@ -120,12 +120,15 @@ pub async fn original(
 }
 
 /// `GET /api/images`: recently uploaded images, newest first.
-pub async fn recent(State(st): State<AppState>) -> Response {
+pub async fn recent(State(st): State<AppState>) -> Result<Response, ApiError> {
     let store = st.ctx.store.clone();
-    let ids = tokio::task::spawn_blocking(move || store.recent(12))
-        .await
-        .unwrap_or_default();
-    Json(serde_json::json!({ "images": ids })).into_response()
+    let ids = blocking(move || {
+        store
+            .recent(12)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await?;
+    Ok(Json(serde_json::json!({ "images": ids })).into_response())
 }
 
 /// `POST /api/sets`: store a correspondence set `{"images": [{"id", "parts": {"name": [x, y]}}]}`
@@ -169,7 +172,12 @@ pub async fn import(
     Json(body): Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     let dataset = st.ctx.indexer()?.dataset.clone();
-    let rel = body["image"].as_str().unwrap_or_default().to_string();
+    let rel = body["image"]
+        .as_str()
+        .ok_or_else(|| {
+            ApiError::bad("the body must name an image: {\"image\": \"relative/path\"}")
+        })?
+        .to_string();
     let path =
         zfvis_core::index::resolve(&dataset, &rel).map_err(|e| ApiError::bad(e.to_string()))?;
     let store = st.ctx.store.clone();
@@ -190,7 +198,7 @@ pub async fn dataset(State(st): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(match ix.given() {
         Some(d) => serde_json::json!({
             "kind": "folder",
-            "name": d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            "name": zfvis_core::data::name_of(d),
         }),
         None => serde_json::json!({
             "kind": "store",
