@@ -223,7 +223,10 @@ async function render() {
   const crop = `/api/models/${encodeURIComponent(state.model)}/images/${state.image}/crop.png`;
   $("crop").src = crop;
   $("crop2").src = crop;
-  $("crop-caption").textContent = `As the model sees it: ${m.pipeline || "centre crop"}`;
+  // A preprocessing the import guessed from the file is said, with why.
+  const guessed = m.preprocess_note ? ` (${m.preprocess}, guessed from the file)` : "";
+  $("crop-caption").textContent = `As the model sees it: ${m.pipeline}${guessed}`;
+  $("crop-caption").title = m.preprocess_note || "";
   setSeg($("layers"), "layer", state.layer);
   if ($("layer-select")) $("layer-select").value = state.layer;
   setSeg($("views"), "view", state.view);

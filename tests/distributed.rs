@@ -479,14 +479,18 @@ mod needs_shared {
         ]);
         assert!(t.status.success());
 
-        // A missing shard is named.
-        let two = path.with_file_name("epoch-003.shard-2-of-3.json");
+        // A missing shard is named (its file: the index's stem, which
+        // holds the epoch and the snapshot's identity, and the shard).
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+        assert!(stem.starts_with("epoch-003-"), "{stem}");
+        let name = format!("{stem}.shard-2-of-3.json");
+        let two = path.with_file_name(&name);
         std::fs::remove_file(&two).unwrap();
         let o = zfvis(&[&base[..], &["--snapshot", "3", "--merge"]].concat());
         assert!(!o.status.success());
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
-            err.contains("missing shard") && err.contains("epoch-003.shard-2-of-3.json"),
+            err.contains("missing shard") && err.contains(&name),
             "{err}"
         );
         assert_eq!(err.trim().lines().count(), 1, "{err}");

@@ -294,6 +294,19 @@ def ort_main(path, out):
     np.save(f"{out}/probs.npy", sess.run(None, {inp.name: x})[0])
 
 
+def ort_image_main(path, image, filt, mean, std, out):
+    """onnxruntime on a photo as a Keras user feeds it: PIL's
+    img.resize((n, n), filter), (p/255 - mean) / std, NHWC."""
+    import onnxruntime as ort
+    from PIL import Image
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    side = inp.shape[1]
+    img = Image.open(image).convert("RGB").resize((side, side), getattr(Image.Resampling, filt.upper()))
+    x = (np.asarray(img, dtype=np.float32) / 255.0 - float(mean)) / float(std)
+    np.save(f"{out}/probs.npy", sess.run(None, {inp.name: x[None]})[0][0])
+
+
 def tf2onnx_main(out):
     """A graph shaped as tf2onnx writes a small Keras classifier: NHWC input
     and a Transpose, Conv+Relu, batch norm as Mul+Add after the ReLU, a
@@ -693,6 +706,6 @@ def ops_main(out):
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"torchvision": torchvision_main, "graph": graph_main, "archs": archs_main, "ort": ort_main, "grey": grey_main, "tf2onnx": tf2onnx_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
+    {"torchvision": torchvision_main, "graph": graph_main, "archs": archs_main, "ort": ort_main, "ort_image": ort_image_main, "grey": grey_main, "tf2onnx": tf2onnx_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
      "evil": evil_main, "unsupported": unsupported_main, "malformed": malformed_main, "ops": ops_main,
      "pads": pads_main}[cmd](*args)

@@ -266,3 +266,119 @@ fn check_listing(v: &Value, models: &Path) {
         );
     }
 }
+
+/// A Keras user's import: `--fit squash` without `--resize` squashes to
+/// the input size (no torchvision 256/224 step), the import prints the
+/// pipeline it recorded, and the predictions on a non-square photo are the
+/// network's own runtime's (onnxruntime on PIL's `img.resize((n, n))`).
+#[test]
+fn a_squash_import_is_the_pipeline_asked_for_and_says_it() {
+    let dir = tempdir("trust-squash");
+    let onnx = root().join("tests/keras/mobilenet_v2.onnx");
+    let out = dir.join("m");
+    let o = zfvis(&[
+        "import",
+        "--from",
+        onnx.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--fit",
+        "squash",
+        "--filter",
+        "bicubic",
+        "--mean",
+        "0.5",
+        "--std",
+        "0.5",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("input: 96 px; squash to 96×96 (bicubic), RGB, mean 0.5 std 0.5"),
+        "{stdout}"
+    );
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["resize"], 96);
+    let dog = root().join("examples/dog.jpg");
+    python(
+        "import_ref.py",
+        &[
+            "ort_image",
+            onnx.to_str().unwrap(),
+            dog.to_str().unwrap(),
+            "bicubic",
+            "0.5",
+            "0.5",
+            dir.to_str().unwrap(),
+        ],
+    );
+    let want = zfvis_core::tch::Tensor::read_npy(dir.join("probs.npy")).unwrap();
+    let got = zfvis_json(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--image",
+        dog.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    let mut worst: f64 = 0.0;
+    for p in got["top"].as_array().unwrap() {
+        let i = p["index"].as_i64().unwrap();
+        worst = worst.max((p["prob"].as_f64().unwrap() - want.double_value(&[i])).abs());
+    }
+    eprintln!("squash import vs onnxruntime on PIL's resize: |dp| {worst:.1e}");
+    assert!(worst < 1e-4, "{worst}");
+}
+
+/// An ONNX input named `data` (the Caffe zoo's) gets Caffe preprocessing,
+/// and the import says so and why; the page's model info carries it.
+#[test]
+fn a_guessed_caffe_preprocessing_is_said() {
+    let dir = tempdir("trust-caffe");
+    let onnx = dir.join("zoo.onnx");
+    let weights = root().join("models/zfnet-woofnette-noclip/epoch-024.safetensors");
+    python(
+        "import_ref.py",
+        &["zoo", weights.to_str().unwrap(), onnx.to_str().unwrap()],
+    );
+    let models = dir.join("models");
+    let out = models.join("zoo");
+    let o = zfvis(&[
+        "import",
+        "--from",
+        onnx.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("BGR, mean 0.48235,0.45882,0.40784 std 0.00392"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("note: caffe preprocessing") && stdout.contains("--preprocess torchvision"),
+        "{stdout}"
+    );
+    let info = zfvis_core::models::model_info(&models, "zoo").unwrap();
+    assert!(info.preprocess_note.unwrap().contains("Caffe model zoo"));
+    // Asked for, it is not a guess: no note.
+    let o = zfvis(&[
+        "import",
+        "--from",
+        onnx.to_str().unwrap(),
+        "--out",
+        models.join("tv").to_str().unwrap(),
+        "--preprocess",
+        "torchvision",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !stdout.contains("note:")
+            && stdout.contains("RGB, mean 0.485,0.456,0.406 std 0.229,0.224,0.225"),
+        "{stdout}"
+    );
+}

@@ -52,8 +52,11 @@ pub struct ModelInfo {
     pub hidden: Vec<String>,
     /// zfvis, torchvision, caffe or custom.
     pub preprocess: String,
-    /// The pipeline in words ("squashed to 224×224 (bicubic), RGB").
+    /// The pipeline in words ("squash to 224×224 (bicubic), RGB, mean 0 std 1").
     pub pipeline: String,
+    /// How the preprocessing was chosen when the import guessed it from the
+    /// file (a Caffe zoo input name), or null.
+    pub preprocess_note: Option<String>,
 }
 
 /// Open the model folder `name` directly under `models_dir`.
@@ -228,6 +231,12 @@ fn info(m: &ModelDir) -> Result<ModelInfo> {
         hidden: spec.hidden_fcs().into_iter().map(|h| h.1).collect(),
         preprocess: m.manifest.preprocess_name().to_string(),
         pipeline: m.manifest.preprocess().describe(),
+        preprocess_note: m
+            .manifest
+            .training
+            .as_ref()
+            .and_then(|t| t["preprocess_note"].as_str())
+            .map(String::from),
     })
 }
 

@@ -478,7 +478,7 @@ impl Preprocess {
     pub fn describe(&self) -> String {
         let fit = match self.fit {
             Fit::Crop => format!("shorter side to {}", self.resize),
-            Fit::Squash => format!("squashed to {0}×{0}", self.resize),
+            Fit::Squash => format!("squash to {0}×{0}", self.resize),
         };
         let crop = if self.resize == self.input_size && self.fit == Fit::Squash {
             String::new()
@@ -492,7 +492,23 @@ impl Preprocess {
         } else {
             "RGB"
         };
-        format!("{fit} ({}){crop}, {channels}", self.filter)
+        // (p - mean) / std on 0..1 pixels: one number when the three agree.
+        let num = |v: f64| {
+            let s = format!("{v:.5}");
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        };
+        let rgb = |v: &[f64; 3]| {
+            if v.iter().all(|x| (x - v[0]).abs() < 1e-12) {
+                num(v[0])
+            } else {
+                v.map(num).join(",")
+            }
+        };
+        let (mean, std) = (rgb(&self.mean), rgb(&self.std));
+        format!(
+            "{fit} ({}){crop}, {channels}, mean {mean} std {std}",
+            self.filter
+        )
     }
 
     /// A point of the original image in crop pixels.

@@ -99,6 +99,8 @@ struct Read {
     in_channels: i64,
     tensors: HashMap<String, Tensor>,
     preprocess: PreprocessKind,
+    /// Why `preprocess` was chosen, when it was guessed from the file.
+    preprocess_why: Option<String>,
     input_size: Option<i64>,
 }
 
@@ -200,6 +202,7 @@ fn take_layout(
             "zfvis" => PreprocessKind::Zfvis,
             _ => PreprocessKind::Torchvision,
         },
+        preprocess_why: None,
         input_size: None,
     })
 }
@@ -233,6 +236,15 @@ fn read_file(o: &ImportOptions) -> Result<Read> {
             } else {
                 PreprocessKind::Torchvision
             },
+            preprocess_why: caffe.then(|| {
+                format!(
+                    "caffe preprocessing (BGR, the mean subtracted on 0..255 pixels), \
+                     since the ONNX input is named {:?} as in the Caffe model zoo's \
+                     exports; give --preprocess torchvision (or --mean/--std) if the \
+                     network was not trained so",
+                    g.input_name
+                )
+            }),
             input_size: g.input_size,
         });
     }
@@ -351,8 +363,11 @@ pub fn import(o: &ImportOptions) -> Result<ModelDir> {
             "zfvis",
         ),
     };
-    let resize = o.resize.unwrap_or(match kind {
-        PreprocessKind::Zfvis => input_size,
+    // Squashing (Keras, PIL's img.resize((n, n))) goes to the input size
+    // itself unless --resize says otherwise; only torchvision's crop
+    // pipeline resizes to 256/224 of it first.
+    let resize = o.resize.unwrap_or(match (kind, o.fit) {
+        (PreprocessKind::Zfvis, _) | (_, Some(Fit::Squash)) => input_size,
         _ => (input_size as f64 * 256.0 / 224.0).round() as i64,
     });
     if resize < input_size {
@@ -390,10 +405,14 @@ pub fn import(o: &ImportOptions) -> Result<ModelDir> {
     manifest.std = o.std.unwrap_or(std);
     manifest.bgr = bgr;
     manifest.preprocess = Some(if custom { "custom" } else { name }.to_string());
-    manifest.training = Some(serde_json::json!({
+    let mut training = serde_json::json!({
         "imported_from": o.from.file_name().map(|f| f.to_string_lossy().into_owned()),
         "command": std::env::args().collect::<Vec<_>>().join(" "),
-    }));
+    });
+    if let (None, Some(why)) = (o.preprocess, &r.preprocess_why) {
+        training["preprocess_note"] = why.clone().into();
+    }
+    manifest.training = Some(training);
 
     // The weights under the layer list's names, through a Net so that the
     // file written is exactly what the app loads.

@@ -107,5 +107,19 @@ pub fn run(a: ImportArgs) -> Result<()> {
         m.manifest.classes.len(),
         m.manifest.preprocess_name(),
     );
+    // The pipeline recorded, in words: what every image will go through.
+    println!(
+        "input: {} px; {}",
+        m.manifest.input_size,
+        m.manifest.preprocess().describe()
+    );
+    if let Some(note) = m
+        .manifest
+        .training
+        .as_ref()
+        .and_then(|t| t["preprocess_note"].as_str())
+    {
+        println!("note: {note}");
+    }
     Ok(())
 }
