@@ -639,6 +639,38 @@ fn grey_network_explains_occludes_and_turns() {
         );
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
     }
+    // index and top9 over a folder of digits (the index's speed peer was a
+    // 3-channel input before).
+    let ds = dir.join("digits");
+    std::fs::create_dir_all(&ds).unwrap();
+    for k in 0..3 {
+        std::fs::copy(dir.join("digit.png"), ds.join(format!("d{k}.png"))).unwrap();
+    }
+    let d = ds.to_str().unwrap();
+    let out = zfvis(&["index", "--model", m, "--dataset", d, "--device", "cpu"]);
+    assert!(
+        out.status.success(),
+        "index: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = zfvis_json(&[
+        "top9",
+        "--model",
+        m,
+        "--dataset",
+        d,
+        "--layer",
+        "1",
+        "--map",
+        "0",
+        "--json",
+    ]);
+    let items = t.as_array().unwrap();
+    assert_eq!(items.len(), 3, "one per image: {t}");
+    assert!(
+        items.iter().all(|i| i["value"] == items[0]["value"]),
+        "the same digit thrice: {t}"
+    );
 }
 
 /// `zfvis sanity`: the documented JSON and files; the same seed, the same

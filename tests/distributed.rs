@@ -3,42 +3,12 @@
 
 mod common;
 
-use common::{random_model, root, shared, tempdir, zfvis};
+use common::{random_model, root, shared, tempdir, tiny_dataset, zfvis};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use zfvis_core::checkpoint::ModelDir;
 use zfvis_core::net::Arch;
 use zfvis_core::tch::{Kind, Tensor};
-
-/// A dataset of symbolic links into woofnette: the first `classes` classes,
-/// `train` and `val` images of each.
-fn tiny_dataset(dir: &Path, classes: usize, train: usize, val: usize) -> PathBuf {
-    let src = shared("woofnette");
-    for (split, n) in [("train", train), ("val", val)] {
-        if n == 0 {
-            continue;
-        }
-        let mut ids: Vec<_> = std::fs::read_dir(src.join(split))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        ids.sort();
-        for id in ids.into_iter().take(classes) {
-            let to = dir.join(split).join(&id);
-            std::fs::create_dir_all(&to).unwrap();
-            let mut files: Vec<_> = std::fs::read_dir(src.join(split).join(&id))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-            files.sort();
-            for f in files.into_iter().take(n) {
-                std::os::unix::fs::symlink(&f, to.join(f.file_name().unwrap())).unwrap();
-            }
-        }
-    }
-    std::fs::copy(src.join("classes.json"), dir.join("classes.json")).unwrap();
-    dir.to_path_buf()
-}
 
 fn torchrun_cmd(nproc: usize, data: &Path, out: &Path, args: &[&str]) -> Command {
     // A hung run fails the test after 5 minutes instead of holding CI.

@@ -3,11 +3,13 @@ attributions, NumPy deletion/insertion, scipy/scikit-image similarity scores.
 
 usage:
   explain_ref.py maps zfnet MODEL_DIR SNAPSHOT.safetensors INPUT.npy OUT_DIR CONV IG_STEPS
-  explain_ref.py maps torchvision:ARCH MODEL.pth INPUT.npy OUT_DIR CONV|MODULE IG_STEPS [METHODS]
-      -> OUT_DIR/{guided,gradient,gradcam,guided_gradcam,ig}.npy, class.json (top class)
+  explain_ref.py maps torchvision:ARCH MODEL.pth INPUT.npy OUT_DIR CONV|MODULE IG_STEPS [METHODS [SIZE STRIDE]]
+      -> OUT_DIR/{deconv,guided,gradient,gradcam,guided_gradcam,ig,occlusion}.npy, class.json (top class)
          Grad-CAM at the ReLU after conv CONV (1-based) or at the module named
          MODULE (a graph's `layer4`), bilinear to the input size; METHODS
-         comma-separated (default all five).
+         comma-separated (default the first five but deconv); occlusion
+         with a SIZE square at STRIDE (default 48, 16), baseline 0, on the
+         class probability.
   explain_ref.py auc (zfnet MODEL_DIR SNAPSHOT | torchvision:ARCH MODEL.pth) INPUT.npy CLASS SAL.npy...
       -> one JSON line per map: {"deletion_auc", "insertion_auc"} (Petsiuk et al.)
   explain_ref.py scores BASE.npy MAP.npy
@@ -88,15 +90,44 @@ class GuidedReLU(torch.autograd.Function):
         return g.clamp(min=0) * open_, None
 
 
-def guided_patched(model, x, cls):
-    """Guided backprop with every ReLU/ReLU6 module's forward replaced (works
-    where a module is called more than once, which Captum's hooks refuse)."""
+class DeconvReLU(torch.autograd.Function):
+    """ReLU (or ReLU6) whose backward is the deconvnet's: relu(g), whatever x."""
+
+    @staticmethod
+    def forward(ctx, x, top):
+        return x.clamp(0, top) if top else x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.clamp(min=0), None
+
+
+class SkippedLRN(torch.autograd.Function):
+    """Local response normalisation passing the signal back unchanged (the
+    deconvnet's convention: contrast normalisation is not inverted)."""
+
+    @staticmethod
+    def forward(ctx, x, lrn):
+        return lrn(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+
+def guided_patched(model, x, cls, rule=GuidedReLU):
+    """Guided backprop (or the deconvnet, rule=DeconvReLU, LRN skipped) with
+    every ReLU/ReLU6 module's forward replaced (works where a module is
+    called more than once, which Captum's hooks refuse)."""
     saved = {}
     for m in model.modules():
         if isinstance(m, (nn.ReLU, nn.ReLU6)):
             top = 6.0 if isinstance(m, nn.ReLU6) else None
             saved[m] = m.forward
-            m.forward = (lambda t, top=top: GuidedReLU.apply(t, top))
+            m.forward = (lambda t, top=top: rule.apply(t, top))
+        if rule is DeconvReLU and isinstance(m, nn.LocalResponseNorm):
+            saved[m] = m.forward
+            m.forward = (lambda t, f=m.forward: SkippedLRN.apply(t, f))
     try:
         xg = x.clone().requires_grad_(True)
         model(xg)[0, cls].backward()
@@ -118,15 +149,31 @@ def reused_relus(model, x):
 
 
 def maps_main(args):
-    from captum.attr import (GuidedBackprop, IntegratedGradients, LayerAttribution,
-                             LayerGradCam, Saliency)
     model, relus, rest = load(args)
     inp, out, at, steps = rest[0], rest[1], rest[2], int(rest[3])
     want = rest[4].split(",") if len(rest) > 4 else ["guided", "gradient", "gradcam", "guided_gradcam", "ig"]
+    size, stride = (int(rest[5]), int(rest[6])) if len(rest) > 6 else (48, 16)
     layer = relus[int(at) - 1] if at.isdigit() else model.get_submodule(at)
     x = torch.from_numpy(np.load(inp)).float()
     with torch.no_grad():
         cls = int(model(x).argmax(1)[0])
+    res = attributions(model, layer, x, cls, want, steps, size, stride)
+    # The same in float64: the exact map, against which float32's own error
+    # (PyTorch's, ours) shows how well defined the map is (max-pool
+    # switches and ReLU masks of near-equal values flip with rounding).
+    grads = [w for w in want if w != "occlusion"]
+    res64 = attributions(model.double(), layer, x.double(), cls, grads, steps, size, stride)
+    model.float()
+    for k, v in list(res.items()) + [(k + ".f64", v) for k, v in res64.items()]:
+        v = v.detach()
+        np.save(f"{out}/{k}.npy", (v[0] if v.dim() == 4 else v).numpy().astype(np.float64 if k.endswith(".f64") else np.float32))
+    json.dump({"class": cls}, open(f"{out}/class.json", "w"))
+
+
+def attributions(model, layer, x, cls, want, steps, size, stride):
+    """{method: map} of the methods in `want`, in x's dtype."""
+    from captum.attr import (GuidedBackprop, IntegratedGradients, LayerAttribution,
+                             LayerGradCam, Saliency)
     xg = x.clone().requires_grad_(True)
     res = {}
     if "guided" in want or "guided_gradcam" in want:
@@ -137,6 +184,25 @@ def maps_main(args):
             res["guided"] = guided_patched(model, x, cls)
         else:
             res["guided"] = GuidedBackprop(model).attribute(xg, target=cls)
+    if "deconv" in want:
+        # Captum's Deconvolution where its hooks apply (no LRN, each ReLU
+        # module called once, no ReLU6); otherwise the same rule patched in.
+        lrn = any(isinstance(m, nn.LocalResponseNorm) for m in model.modules())
+        relu6 = any(isinstance(m, nn.ReLU6) for m in model.modules())
+        if lrn or relu6 or reused_relus(model, x):
+            res["deconv"] = guided_patched(model, x, cls, DeconvReLU)
+        else:
+            from captum.attr import Deconvolution
+            res["deconv"] = Deconvolution(model).attribute(xg, target=cls)
+    if "occlusion" in want:
+        from captum.attr import Occlusion
+        prob = lambda t: torch.softmax(model(t), 1)
+        with torch.no_grad():
+            occ = Occlusion(prob).attribute(
+                x, sliding_window_shapes=(x.shape[1], size, size),
+                strides=(x.shape[1], stride, stride), baselines=0, target=cls,
+                perturbations_per_eval=16)
+        res["occlusion"] = occ[0, 0]
     if "gradient" in want:
         res["gradient"] = Saliency(model).attribute(xg, target=cls, abs=False)
     if "gradcam" in want or "guided_gradcam" in want:
@@ -148,10 +214,7 @@ def maps_main(args):
         res["ig"] = IntegratedGradients(model).attribute(
             xg, baselines=torch.zeros_like(x), target=cls, n_steps=steps,
             method="riemann_trapezoid", internal_batch_size=10)
-    for k, v in res.items():
-        v = v.detach()
-        np.save(f"{out}/{k}.npy", (v[0] if v.dim() == 4 else v).numpy().astype(np.float32))
-    json.dump({"class": cls}, open(f"{out}/class.json", "w"))
+    return res
 
 
 def blur(x):

@@ -1531,12 +1531,16 @@ fn every_view_answers_on_an_imported_resnet18() {
         _dir: dir,
     };
     let sq: Value = e.get("/api/models/r18sq").json().unwrap();
-    assert_eq!(sq["pipeline"], "squashed to 224×224 (nearest), BGR", "{sq}");
+    assert_eq!(
+        sq["pipeline"],
+        "squash to 224×224 (nearest), BGR, mean 0.485,0.456,0.406 std 0.229,0.224,0.225",
+        "{sq}"
+    );
     assert_eq!(sq["preprocess"], "custom");
     let m: Value = e.get("/api/models/r18").json().unwrap();
     assert_eq!(
         m["pipeline"],
-        "shorter side to 256 (bilinear), centre crop 224, RGB"
+        "shorter side to 256 (bilinear), centre crop 224, RGB, mean 0.485,0.456,0.406 std 0.229,0.224,0.225"
     );
     let layers = m["layers"].as_array().unwrap();
     assert_eq!(layers.iter().filter(|l| l["conv"].is_u64()).count(), 20);

@@ -405,6 +405,21 @@ def grey_main(out):
         np.save(f"{out}/probs.npy", model(x).softmax(-1).numpy())
 
 
+def wrapped_main(out):
+    """resnet18 (random) as users save it: a plain state dict, safetensors,
+    a checkpoint dict nesting it under "state_dict", one under "model" with
+    DataParallel's "module." prefix, and the whole pickled model."""
+    import torchvision
+    from safetensors.torch import save_file
+    model = randomise(torchvision.models.resnet18(weights=None), 0)
+    sd = model.state_dict()
+    torch.save(sd, f"{out}/plain.pth")
+    save_file({k: v.contiguous() for k, v in sd.items()}, f"{out}/plain.safetensors")
+    torch.save({"epoch": 90, "state_dict": sd, "optimizer": {}}, f"{out}/nested.pth")
+    torch.save({"model": {"module." + k: v for k, v in sd.items()}}, f"{out}/module.pth")
+    torch.save(model, f"{out}/whole.pth")
+
+
 def save_main(arch, out):
     import torchvision
     torch.save(randomise(getattr(torchvision.models, arch)(weights=None), 0).state_dict(), out)
@@ -706,6 +721,6 @@ def ops_main(out):
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"torchvision": torchvision_main, "graph": graph_main, "archs": archs_main, "ort": ort_main, "ort_image": ort_image_main, "grey": grey_main, "tf2onnx": tf2onnx_main, "pytorchcv": pytorchcv_main, "save": save_main, "zoo": zoo_main,
+    {"torchvision": torchvision_main, "graph": graph_main, "archs": archs_main, "ort": ort_main, "ort_image": ort_image_main, "grey": grey_main, "tf2onnx": tf2onnx_main, "pytorchcv": pytorchcv_main, "save": save_main, "wrapped": wrapped_main, "zoo": zoo_main,
      "evil": evil_main, "unsupported": unsupported_main, "malformed": malformed_main, "ops": ops_main,
      "pads": pads_main}[cmd](*args)

@@ -498,7 +498,7 @@ const DEFAULTS_ALLOWED: &[(&str, &str, &str)] = &[
         "valid_shapes: structural queries on a spec `validate` accepted (it refuses one whose shapes fail)",
     ),
     (
-        "core/src/data.rs",
+        "core/src/files.rs",
         ".unwrap_or_default()",
         "name_of: a path without a last component (`/`, `..`) has the empty name",
     ),

@@ -259,3 +259,175 @@ fn nothing_a_user_runs_points_outside_the_repository() {
         }
     }
 }
+
+/// The README's "Reproduce the paper" table, re-run where the shared
+/// datasets allow: each figure it states against what the command gives
+/// now, within 10x of the figure's last digit.
+mod needs_shared {
+    use super::*;
+    use common::{shared, zfvis_json};
+
+    /// The numbers in `row` (the table row that starts with `| key`), in order.
+    fn numbers(key: &str) -> Vec<f64> {
+        let text = section(&readme(), "Reproduce the paper");
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(&format!("| {key}")))
+            .unwrap_or_else(|| panic!("no row {key:?}"));
+        // The last column: how close, at this scale.
+        let last = row.trim_end_matches('|').rsplit('|').next().unwrap();
+        let mut out = vec![];
+        let mut cur = String::new();
+        for c in last.chars().chain([' ']) {
+            if c.is_ascii_digit() || (c == '.' && !cur.is_empty()) {
+                cur.push(c);
+            } else if !cur.is_empty() {
+                out.push(cur.trim_end_matches('.').parse().unwrap());
+                cur.clear();
+            }
+        }
+        out
+    }
+
+    fn near(what: &str, got: f64, stated: f64, tol: f64) {
+        eprintln!("{what}: README {stated}, now {got}");
+        assert!(
+            (got - stated).abs() <= tol,
+            "{what}: README says {stated}, the command gives {got}"
+        );
+    }
+
+    #[test]
+    fn reproduce_the_paper_figures_are_what_the_commands_give() {
+        let models = root().join("models");
+        let m = |n: &str| models.join(n).to_str().unwrap().to_string();
+        let woof = shared("woofnette");
+        // Fig. 4: the bundled model's snapshots.
+        let n = numbers("Fig. 4");
+        let manifest =
+            zfvis_core::checkpoint::ModelDir::open(models.join("zfnet-woofnette")).unwrap();
+        assert_eq!(
+            n[0] as usize,
+            manifest.manifest.snapshots.len(),
+            "Fig. 4 row: {n:?}"
+        );
+        assert_eq!(n[1] as u32, manifest.manifest.last_epoch().unwrap());
+
+        // Table 1: layer-5 distances of the parts against random squares'.
+        let n = numbers("Table 1");
+        let lm = shared("dog-faces/landmarks.json");
+        let c = zfvis_json(&[
+            "correspondence",
+            "--model",
+            &m("zfnet-woofnette"),
+            "--landmarks",
+            lm.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--json",
+        ]);
+        let part = |p: &str| c["parts"][p]["layer5"]["mean"].as_f64().unwrap();
+        let parts = [part("eye_left"), part("eye_right"), part("nose")];
+        let lo = parts.iter().copied().fold(f64::MAX, f64::min);
+        let hi = parts.iter().copied().fold(f64::MIN, f64::max);
+        // "with 5 frontal dog photos, layer-5 distances … (lo–hi) … (random)"
+        near("Table 1 lowest part", lo, n[2], 0.005);
+        near("Table 1 highest part", hi, n[3], 0.005);
+        near("Table 1 random", part("random"), n[4], 0.005);
+
+        // Fig. 6: aliasing of AlexNet's and ZFNet's layer-2 projections.
+        let n = numbers("Fig. 6");
+        let val = woof.join("val");
+        let v = zfvis_json(&[
+            "compare",
+            "--a",
+            &m("alexnet-woofnette"),
+            "--b",
+            &m("zfnet-woofnette"),
+            "--dataset",
+            val.to_str().unwrap(),
+            "--images",
+            "64",
+            "--device",
+            "cpu",
+            "--json",
+        ]);
+        near(
+            "Fig. 6 AlexNet aliasing",
+            v["a"]["aliasing"].as_f64().unwrap(),
+            n[1],
+            0.005,
+        );
+        near(
+            "Fig. 6 ZFNet aliasing",
+            v["b"]["aliasing"].as_f64().unwrap(),
+            n[2],
+            0.005,
+        );
+        assert_eq!(v["a"]["dead_count"], 0, "no dead filters at this scale");
+        assert_eq!(v["b"]["dead_count"], 0, "no dead filters at this scale");
+
+        // §5, Table 7: the probe's conv1 and fc7 on the breeds it was trained on.
+        let n = numbers("§5, Table 7");
+        let breeds = "n02086240,n02087394,n02088364,n02089973,n02093754,n02096294,n02099601,n02105641,n02111889,n02115641";
+        let p = zfvis_json(&[
+            "probe",
+            "--model",
+            &m("zfnet-woofnette"),
+            "--data",
+            woof.to_str().unwrap(),
+            "--classes",
+            breeds,
+            "--train-per-class",
+            "30",
+            "--classifier",
+            "softmax",
+            "--device",
+            "cpu",
+            "--json",
+        ]);
+        let acc = |l: &str| {
+            p["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["layer"] == l)
+                .unwrap()["softmax"]
+                .as_f64()
+                .unwrap()
+                * 100.0
+        };
+        // "(the 10 breeds) … (23% conv1 to 56% fc7 …"
+        near("Table 7 conv1 %", acc("conv1"), n[1], 5.0);
+        near("Table 7 fc7 %", acc("fc7"), n[3], 5.0);
+
+        // §5, Fig. 9: the pretrained arm at 50 a class (the scratch arm, 15
+        // trainings, is marked as measured once).
+        let n = numbers("§5, Fig. 9");
+        let t = zfvis_json(&[
+            "transfer",
+            "--model",
+            &m("zfnet-imagenette"),
+            "--data",
+            woof.to_str().unwrap(),
+            "--classes",
+            breeds,
+            "--per-class",
+            "50",
+            "--seeds",
+            "3",
+            "--scratch-epochs",
+            "0",
+            "--device",
+            "cpu",
+            "--json",
+        ]);
+        near(
+            "Fig. 9 pretrained at 50 %",
+            t["pretrained"][0]["mean"].as_f64().unwrap() * 100.0,
+            n[0],
+            1.0,
+        );
+        assert_eq!(n[2], 50.0);
+    }
+}

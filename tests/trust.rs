@@ -382,3 +382,236 @@ fn a_guessed_caffe_preprocessing_is_said() {
         "{stdout}"
     );
 }
+
+/// `zfvis eval`, `probe` and `transfer` as a user runs them, on a few
+/// woofnette images: eval's top-1 is what `zfvis predict` says image by
+/// image; a probe too small to cross-validate says so.
+mod needs_shared {
+    use super::*;
+
+    #[test]
+    fn eval_probe_and_transfer_as_processes() {
+        let dir = tempdir("trust-eval");
+        let data = tiny_dataset(&dir.join("data"), 3, 2, 3);
+        let model = root().join("models/zfnet-woofnette");
+        let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+        let val = data.join("val");
+        let e = zfvis_json(&[
+            "eval",
+            "--model",
+            m,
+            "--data",
+            val.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--json",
+        ]);
+        // Independent: each val image through `zfvis predict`.
+        let mut right = 0;
+        let mut n = 0;
+        for class in std::fs::read_dir(&val).unwrap() {
+            let class = class.unwrap();
+            let wnid = class.file_name().to_string_lossy().into_owned();
+            for f in std::fs::read_dir(class.path()).unwrap() {
+                let p = zfvis_json(&[
+                    "predict",
+                    "--model",
+                    m,
+                    "--image",
+                    f.unwrap().path().to_str().unwrap(),
+                    "--device",
+                    "cpu",
+                    "--json",
+                ]);
+                right += (p["top"][0]["id"] == wnid.as_str()) as usize;
+                n += 1;
+            }
+        }
+        assert_eq!(n, 9);
+        assert_eq!(e["n"], 9, "{e}");
+        let top1 = e["top1"].as_f64().unwrap();
+        assert!((top1 - right as f64 / 9.0).abs() < 1e-9, "{e} vs {right}/9");
+
+        let o = zfvis(&[
+            "probe",
+            "--model",
+            m,
+            "--data",
+            d,
+            "--train-per-class",
+            "2",
+            "--device",
+            "cpu",
+        ]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            text.contains("note: penalties not cross-validated"),
+            "{text}"
+        );
+        let p = zfvis_json(&[
+            "probe",
+            "--model",
+            m,
+            "--data",
+            d,
+            "--train-per-class",
+            "2",
+            "--device",
+            "cpu",
+            "--json",
+        ]);
+        assert_eq!(p["cross_validated"], false, "{p}");
+        assert_eq!(p["layers"].as_array().unwrap().len(), 7);
+
+        let t = zfvis_json(&[
+            "transfer",
+            "--model",
+            m,
+            "--data",
+            d,
+            "--per-class",
+            "1,2",
+            "--seeds",
+            "2",
+            "--scratch-epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--json",
+        ]);
+        for arm in ["pretrained", "scratch"] {
+            let rows = t[arm].as_array().unwrap();
+            assert_eq!(rows.len(), 2, "{t}");
+            assert!(
+                rows.iter()
+                    .all(|r| (0.0..=1.0).contains(&r["mean"].as_f64().unwrap())),
+                "{t}"
+            );
+        }
+        assert_eq!(t["test_images"], 9);
+    }
+}
+
+/// The JSON routes beside their pictures: `/figure` (Fig. 3's weight count
+/// against the snapshot file's tensors, counted by libtorch) and
+/// `/occlusion/projection` (the map the live occluder names, projected).
+#[test]
+fn figure_and_occluded_projection_json_routes() {
+    let dir = tempdir("trust-routes");
+    let m = random_model(&dir.join("models/tiny"), zfvis_core::net::Arch::Zfnet);
+    let srv = serve(&dir.join("models"), &dir.join("data"), &[]);
+    let get = |p: &str| -> Value {
+        let r = reqwest::blocking::get(format!("{}{p}", srv.base)).unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{p}");
+        r.json().unwrap()
+    };
+    let f = get("/api/models/tiny/snapshots/3/figure?figure=fig3");
+    let weights: i64 = zfvis_core::tch::Tensor::read_safetensors(m.join("epoch-003.safetensors"))
+        .unwrap()
+        .iter()
+        .map(|(_, t)| t.numel() as i64)
+        .sum();
+    assert_eq!(f["data"]["weights"].as_i64(), Some(weights), "{f}");
+    let rows: i64 = f["data"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["weights"].as_str().and_then(|w| w.parse::<i64>().ok()))
+        .sum();
+    assert_eq!(rows, weights, "the rows add up");
+
+    let id = upload(&srv.base, test_png()).json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = format!("/api/models/tiny/snapshots/3/images/{id}");
+    let live = get(&format!("{b}/occlusion/live?x=32&y=16&size=48"));
+    let p = get(&format!("{b}/occlusion/projection?x=32&y=16&size=48"));
+    let info = get("/api/models/tiny");
+    let last = info["last_unit"].as_u64().unwrap() as usize;
+    assert_eq!(p["unit"], info["layers"][last - 1]["name"], "{p}");
+    assert_eq!(p["map"], live["strongest_map"], "{p} {live}");
+    assert!(p["value"].as_f64().unwrap() > 0.0, "{p}");
+    let side = info["input_size"].as_i64().unwrap();
+    let fld = &p["field"];
+    assert!(
+        fld["y0"].as_i64().unwrap() <= fld["y1"].as_i64().unwrap()
+            && fld["x1"].as_i64().unwrap() < side + 200,
+        "{p}"
+    );
+}
+
+/// State dicts as users save them, through `zfvis import`: safetensors, a
+/// checkpoint nesting it under `state_dict`, one under `model` with
+/// DataParallel's `module.` prefix: each imports to the weights of the
+/// plain `.pth`; a whole pickled model is refused in one line.
+#[test]
+fn state_dicts_as_users_save_them_import_alike() {
+    let dir = tempdir("trust-wrapped");
+    python("import_ref.py", &["wrapped", dir.to_str().unwrap()]);
+    let import = |file: &str| {
+        let out = dir.join(format!("m-{file}"));
+        let o = zfvis(&[
+            "import",
+            "--from",
+            dir.join(file).to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--arch",
+            "torchvision:resnet18",
+        ]);
+        (o, out)
+    };
+    let (o, plain) = import("plain.pth");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = std::fs::read(plain.join("epoch-000.safetensors")).unwrap();
+    for file in ["plain.safetensors", "nested.pth", "module.pth"] {
+        let (o, out) = import(file);
+        assert!(
+            o.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let got = std::fs::read(out.join("epoch-000.safetensors")).unwrap();
+        assert!(
+            got == want,
+            "{file}: its weights differ from the plain state dict's"
+        );
+    }
+    let (o, _) = import("whole.pth");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("state_dict"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// A request that outlives `--request-timeout` is answered 408 with a JSON
+/// message, and the server keeps serving.
+#[test]
+fn a_request_past_its_time_is_a_408_and_the_server_serves_on() {
+    let dir = tempdir("trust-408");
+    random_model(&dir.join("models/tiny"), zfvis_core::net::Arch::Zfnet);
+    let srv = serve(
+        &dir.join("models"),
+        &dir.join("data"),
+        &["--request-timeout", "1"],
+    );
+    let id = upload(&srv.base, test_png()).json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // 217 x 217 occluder positions, one forward pass each: far over 1 s.
+    let t0 = std::time::Instant::now();
+    let r = reqwest::blocking::get(format!(
+        "{}/api/models/tiny/snapshots/3/images/{id}/occlusion?size=8&stride=1&method=naive",
+        srv.base
+    ))
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(30));
+    let v: Value = r.json().unwrap();
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    let ok = reqwest::blocking::get(format!("{}/api/models", srv.base)).unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+}

@@ -237,7 +237,7 @@ impl ModelDir {
     }
 
     pub fn name(&self) -> String {
-        crate::data::name_of(&self.dir)
+        crate::files::name_of(&self.dir)
     }
 
     pub fn snapshot_path(&self, epoch: Option<u32>) -> Result<PathBuf> {
@@ -270,7 +270,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let name = crate::data::name_of(path);
+    let name = crate::files::name_of(path);
     path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 

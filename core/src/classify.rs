@@ -31,6 +31,11 @@ pub struct Linear {
     pub w: Tensor,
     pub b: Tensor,
     pub lambda: f64,
+    /// Whether the fit converged before its iteration cap.
+    pub converged: bool,
+    /// Whether the penalty was chosen by cross-validation (false: too few
+    /// images of some class, the grid's middle).
+    pub cross_validated: bool,
 }
 
 fn objective(loss: Loss, x: &Tensor, y: &Tensor, w: &Tensor, b: &Tensor, lambda: f64) -> Tensor {
@@ -52,9 +57,15 @@ fn objective(loss: Loss, x: &Tensor, y: &Tensor, w: &Tensor, b: &Tensor, lambda:
 
 /// Minimise a smooth function of one flat parameter vector with L-BFGS
 /// (history 10, backtracking Armijo line search); stops when the gradient's
-/// largest entry is below `tol` or after `max_iter` iterations.
+/// largest entry is below `tol` or the objective stops moving (converged,
+/// the second value true), or after `max_iter` iterations (false).
 #[allow(clippy::assign_op_pattern)] // tensors that may be views: out of place
-pub fn lbfgs(f: impl Fn(&Tensor) -> Tensor, x0: Tensor, tol: f64, max_iter: usize) -> Tensor {
+pub fn lbfgs(
+    f: impl Fn(&Tensor) -> Tensor,
+    x0: Tensor,
+    tol: f64,
+    max_iter: usize,
+) -> (Tensor, bool) {
     let eval = |x: &Tensor| -> (f64, Tensor) {
         let x = x.detach().set_requires_grad(true);
         let v = f(&x);
@@ -64,8 +75,10 @@ pub fn lbfgs(f: impl Fn(&Tensor) -> Tensor, x0: Tensor, tol: f64, max_iter: usiz
     let mut x = x0;
     let (mut fx, mut g) = eval(&x);
     let mut hist: Vec<(Tensor, Tensor, f64)> = vec![];
+    let mut converged = false;
     for _ in 0..max_iter {
         if g.abs().max().double_value(&[]) < tol {
+            converged = true;
             break;
         }
         // Two-loop recursion: d = -H g. Out of place (`q = q - ..`, not
@@ -118,10 +131,14 @@ pub fn lbfgs(f: impl Fn(&Tensor) -> Tensor, x0: Tensor, tol: f64, max_iter: usiz
         let done = (fx - fxn).abs() < 1e-10 * fx.abs().max(1.0);
         (x, fx, g) = (xn, fxn, gn);
         if done {
+            converged = true;
             break;
         }
     }
-    x.detach()
+    if !converged && g.abs().max().double_value(&[]) < tol {
+        converged = true;
+    }
+    (x.detach(), converged)
 }
 
 /// Split flat parameters into W [d, classes] and b [classes], and back.
@@ -163,7 +180,7 @@ impl Linear {
         let xs = (x - &mean) / &std;
         let d = x.size()[1];
         // Warm start from `init` (the flat [W, b] of a nearby fit) or zeros.
-        let theta = lbfgs(
+        let (theta, converged) = lbfgs(
             |t| {
                 let (w, b) = unflatten(t, d, classes);
                 objective(loss, &xs, y, &w, &b, lambda)
@@ -182,6 +199,8 @@ impl Linear {
             w,
             b,
             lambda,
+            converged,
+            cross_validated: false,
         }
     }
 
@@ -193,7 +212,9 @@ impl Linear {
         if labels.is_empty() {
             bail!("no training images");
         }
-        let lambda = match cv_folds(&labels, classes) {
+        let folds = cv_folds(&labels, classes);
+        let cross_validated = folds.is_some();
+        let lambda = match folds {
             Some(folds) => {
                 let parts: Vec<(Tensor, Tensor, Tensor, Tensor)> = (0..FOLDS)
                     .map(|k| {
@@ -235,7 +256,10 @@ impl Linear {
             }
             None => LAMBDAS[2],
         };
-        Ok(Linear::fit_with(loss, x, y, classes, lambda))
+        Ok(Linear {
+            cross_validated,
+            ..Linear::fit_with(loss, x, y, classes, lambda)
+        })
     }
 
     pub fn scores(&self, x: &Tensor) -> Tensor {
@@ -280,14 +304,23 @@ mod tests {
         // f(x) = sum((x - c)^2 * k): minimum at c.
         let c = Tensor::from_slice(&[1.0f64, -2.0, 3.0]);
         let k = Tensor::from_slice(&[1.0f64, 10.0, 100.0]);
-        let x = lbfgs(
+        let (x, converged) = lbfgs(
             |x| ((x - &c).square() * &k).sum(Kind::Float),
             Tensor::zeros([3], (Kind::Double, tch::Device::Cpu)),
             1e-6,
             200,
         );
-        let d = (x - c).abs().max().double_value(&[]);
+        let d = (x - &c).abs().max().double_value(&[]);
         assert!(d < 1e-4, "{d}");
+        assert!(converged);
+        // Two iterations cannot reach it: said, not hidden.
+        let (_, converged) = lbfgs(
+            |x| ((x - &c).square() * &k).sum(Kind::Float),
+            Tensor::zeros([3], (Kind::Double, tch::Device::Cpu)),
+            1e-12,
+            2,
+        );
+        assert!(!converged);
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub fn index_dir(model: &ModelDir, dataset: &Path) -> Result<PathBuf> {
         .canonicalize()
         .with_context(|| format!("dataset folder {} not found", dataset.display()))?;
     let h = crate::store::hex(&Sha256::digest(canon.to_string_lossy().as_bytes()));
-    let name: String = crate::data::name_of(&canon)
+    let name: String = crate::files::name_of(&canon)
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect();

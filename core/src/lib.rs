@@ -27,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod examples;
 pub mod explain;
+pub mod files;
 pub mod identity;
 pub mod import;
 pub mod incremental;

@@ -241,6 +241,10 @@ pub struct LayerAccuracy {
     pub svm: Option<f64>,
     /// Penalties chosen by cross-validation, by classifier.
     pub lambda: std::collections::BTreeMap<String, f64>,
+    /// Classifiers whose final fit stopped at its iteration cap before it
+    /// converged (their accuracy is that of an unfinished fit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_converged: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -254,6 +258,14 @@ pub struct ProbeResult {
     pub classes: Vec<String>,
     /// Conv features: average-pooled to grid x grid.
     pub grid: i64,
+    /// Whether the penalties were chosen by cross-validation (false with
+    /// fewer than 3 training images of some class: the grid's middle, 1e-2).
+    #[serde(default = "yes")]
+    pub cross_validated: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Stages of a probe, for progress: images featurised, then layers fitted.
@@ -287,6 +299,7 @@ pub fn probe(
     let (ytr, yte) = (train.labels(), val.labels());
     let k = classes.len() as i64;
     let mut out = vec![];
+    let mut cross_validated = true;
     for (i, l) in layers.iter().enumerate() {
         progress("classifiers", i, layers.len())?;
         let mut row = LayerAccuracy {
@@ -295,6 +308,7 @@ pub fn probe(
             softmax: None,
             svm: None,
             lambda: Default::default(),
+            not_converged: vec![],
         };
         for &loss in &req.classifiers {
             let m = Linear::fit(loss, &xtr[i], &ytr, k)?;
@@ -310,6 +324,10 @@ pub fn probe(
                 }
             };
             row.lambda.insert(name.into(), m.lambda);
+            cross_validated &= m.cross_validated;
+            if !m.converged {
+                row.not_converged.push(name.into());
+            }
         }
         out.push(row);
     }
@@ -323,5 +341,6 @@ pub fn probe(
         test_images: val.files.len(),
         classes: classes.iter().map(|c| c.name.clone()).collect(),
         grid: GRID,
+        cross_validated,
     })
 }

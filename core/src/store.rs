@@ -81,7 +81,7 @@ impl From<std::io::Error> for StoreError {
 /// reader (or a crash) sees the whole file or none; on failure (a full
 /// disk) the temporary file is removed.
 fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let name = crate::data::name_of(path);
+    let name = crate::files::name_of(path);
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let r = std::fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_data()))

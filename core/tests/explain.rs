@@ -15,6 +15,13 @@ use zfvis_core::sanity::{self, Scores};
 use zfvis_core::tch::{Device, Kind, Tensor};
 use zfvis_dev::testing::{python, root, tempdir};
 
+/// ||a - b|| / ||b||: a map's raw values against the reference's (its
+/// scale too, which `--out-raw` writes; cosine sees only the direction).
+fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
+    let (a, b) = (a.to_kind(Kind::Double), b.to_kind(Kind::Double));
+    ((&a - &b).norm() / (b.norm() + 1e-30)).double_value(&[])
+}
+
 fn cosine(a: &Tensor, b: &Tensor) -> f64 {
     let (a, b) = (
         a.to_kind(Kind::Double).reshape([-1]),
@@ -56,10 +63,11 @@ fn imported(arch: &str) -> (PathBuf, PathBuf) {
     (out, pth)
 }
 
-/// Every Captum method's map equals ours (cosine >= 0.999), Grad-CAM at the
+/// Every Captum method's map equals ours by value (relative L2 error
+/// <= 1e-4), Grad-CAM at the
 /// default unit (the last conv layer: `last` is its number and Captum's
 /// name for it); with `auc`, the deletion/insertion AUCs of two maps equal
-/// the reference's within 1e-4.
+/// the reference's within 2e-5.
 fn family_matches_captum(
     tag: &str,
     model_dir: &Path,
@@ -79,12 +87,18 @@ fn family_matches_captum(
     let names: Vec<String> = methods.iter().map(|&m| name(m)).collect();
     let names = names.join(",");
     let steps_s = ig_steps.to_string();
+    let (size, stride) = (
+        Options::new(&net).size.to_string(),
+        OCCLUSION_STRIDE.to_string(),
+    );
     args.extend([
         xp.to_str().unwrap(),
         dir.to_str().unwrap(),
         last.1,
         &steps_s,
         &names,
+        &size,
+        &stride,
     ]);
     python("explain_ref.py", &args);
     let class: serde_json::Value =
@@ -98,14 +112,33 @@ fn family_matches_captum(
         "{tag}: Grad-CAM's default unit is the last conv"
     );
     o.ig_steps = ig_steps;
+    o.stride = OCCLUSION_STRIDE;
     let mut sal = vec![];
     for (m, file) in methods.iter().map(|&m| (m, name(m))) {
         let ours = m.map(&e, Target::Class(cls), &o).unwrap();
         let theirs = Tensor::read_npy(dir.join(format!("{file}.npy"))).unwrap();
         assert_eq!(ours.size(), theirs.size(), "{tag} {file}: shape");
-        let c = cosine(&ours, &theirs);
-        eprintln!("{tag} {file}: cosine {c:.7}");
-        assert!(c >= 0.999, "{tag} {file}: cosine {c} with Captum's");
+        let (c, r) = (cosine(&ours, &theirs), rel_l2(&ours, &theirs));
+        // Against the exact (float64) map, within 1e-4 or, where the map
+        // is ill-defined in float32 (max-pool switches and ReLU masks of
+        // near-equal values flip with rounding; folded batch norms round
+        // differently), within 20x PyTorch's own float32 error: the same
+        // order as any float32 implementation. Occlusion (forward passes
+        // only) against float32 alone.
+        let (exact, floor) = match Tensor::read_npy(dir.join(format!("{file}.f64.npy"))) {
+            Ok(t64) => (rel_l2(&ours, &t64), rel_l2(&theirs, &t64)),
+            Err(_) => (r, 0.0),
+        };
+        let bound = (20.0 * floor).max(1e-4);
+        eprintln!(
+            "{tag} {file}: relative L2 {r:.1e} to Captum's, {exact:.1e} to float64 \
+             (PyTorch's float32: {floor:.1e}), cosine {c:.7}"
+        );
+        assert!(
+            exact <= bound,
+            "{tag} {file}: relative L2 error {exact} against the float64 map (bound {bound}; \
+             {r} against Captum's float32, cosine {c})"
+        );
         if auc && matches!(m.name(), "gradient" | "gradcam") {
             let p = dir.join(format!("sal-{file}.npy"));
             saliency(&ours).write_npy(&p).unwrap();
@@ -132,7 +165,8 @@ fn family_matches_captum(
             let want = r[k].as_f64().unwrap();
             eprintln!("{tag} {}: {k} {v:.6} (reference {want:.6})", p.display());
             assert!(
-                (v - want).abs() < 1e-4,
+                // docs/science.md: measured < 2e-6; within 10x of it.
+                (v - want).abs() < 2e-5,
                 "{tag} {}: {k} {v} vs {want}",
                 p.display()
             );
@@ -141,12 +175,21 @@ fn family_matches_captum(
     }
 }
 
-const FIVE: [Method; 5] = [
+/// The occluder's stride here (13 x 13 positions at 224 px, each a
+/// forward pass in Captum).
+const OCCLUSION_STRIDE: i64 = 16;
+
+/// Every method of the registry: the deconvnet for a class (Captum's
+/// `Deconvolution`; on LRN networks PyTorch's backward with the ReLU rule
+/// and LRN skipped), its successors, and occlusion (Captum's `Occlusion`).
+const ALL: [Method; 7] = [
+    zfvis_core::methods::DECONV,
     zfvis_core::methods::GUIDED,
     zfvis_core::methods::GRADIENT,
     zfvis_core::methods::GRADCAM,
     zfvis_core::methods::GUIDED_GRADCAM,
     zfvis_core::methods::IG,
+    zfvis_core::methods::OCCLUSION,
 ];
 
 #[test]
@@ -159,7 +202,7 @@ fn bundled_zfnet_maps_match_captum() {
         (5, "5"),
         50,
         true,
-        &FIVE,
+        &ALL,
     );
 }
 
@@ -173,7 +216,7 @@ fn imported_vgg11_maps_match_captum() {
         (8, "8"),
         10,
         false,
-        &FIVE,
+        &ALL,
     );
 }
 
@@ -205,14 +248,15 @@ fn imported_graph_networks_match_captum() {
             (last, unit),
             10,
             false,
-            &FIVE,
+            &ALL,
         );
     }
 }
 
 fn close(a: Option<f64>, b: Option<f64>) -> bool {
     match (a, b) {
-        (Some(a), Some(b)) => (a - b).abs() < 1e-4,
+        // docs/science.md: measured < 1e-8; within 10x of it.
+        (Some(a), Some(b)) => (a - b).abs() < 1e-7,
         (None, None) => true,
         _ => false,
     }

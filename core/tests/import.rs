@@ -133,7 +133,7 @@ fn torchvision_state_dicts_and_onnx_exports_match_pytorch() {
 
 #[test]
 fn pytorchcv_zfnet_and_alexnet_match_pytorch() {
-    for (arch, side) in [("zfnet", 110), ("alexnet", 54)] {
+    for (arch, side) in [("zfnet", 110), ("zfnetb", 110), ("alexnet", 54)] {
         let dir = tempdir(&format!("pcv-{arch}"));
         reference(&["pytorchcv", arch, dir.to_str().unwrap()]);
         let out = dir.join("m");
@@ -499,10 +499,27 @@ fn every_modern_arch_name_matches_torchvision() {
         "inception_v3",
         "resnext",
         "wide_resnet",
+        // The older names not checked elsewhere (resnet18/50, densenet121,
+        // vgg11/vgg11_bn are): resnet34/101/152, densenet161/169/201,
+        // vgg13/16/19 (their _bn twins share the code path of vgg11_bn).
+        "resnet",
+        "densenet",
+        "vgg",
     ];
-    let skip: Vec<String> = std::env::var("ZFVIS_SKIP_ARCHS")
+    let covered = [
+        "resnet18",
+        "resnet50",
+        "densenet121",
+        "vgg11",
+        "vgg11_bn",
+        "vgg13_bn",
+        "vgg16_bn",
+        "vgg19_bn",
+    ];
+    let mut skip: Vec<String> = std::env::var("ZFVIS_SKIP_ARCHS")
         .map(|s| s.split(',').map(String::from).collect())
         .unwrap_or_default();
+    skip.extend(covered.iter().map(|s| s.to_string()));
     let mut seen = 0;
     for f in families {
         let archs: Vec<&str> = zfvis_core::import::ARCHS
@@ -542,7 +559,7 @@ fn every_modern_arch_name_matches_torchvision() {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
-    assert!(seen >= 40, "only {seen} names checked");
+    assert!(seen >= 49, "only {seen} names checked");
 }
 
 /// resnet18 and vgg11_bn (torchvision's zero classifier biases) through both

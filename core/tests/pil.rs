@@ -255,7 +255,8 @@ mod needs_shared {
             "imported AlexNet, {} photos: max |p - p_torch| = {d:.2e} (largest p {peak:.3})",
             files.len()
         );
-        assert!(d < 1e-4, "probabilities differ by {d}");
+        // docs/benchmarks.md: 3.9e-6; within 10x of it.
+        assert!(d < 3.9e-5, "probabilities differ by {d}");
         assert!(
             got.argmax(-1, false).equal(&want.argmax(-1, false)),
             "top-1 classes differ"

@@ -112,3 +112,33 @@ pub fn job_result(base: &str, url: &str, secs: u64) -> serde_json::Value {
         }
     }
 }
+
+/// `classes` classes of the shared woofnette, `train` and `val` images each
+/// (the first by file name), linked under `dir`.
+pub fn tiny_dataset(dir: &Path, classes: usize, train: usize, val: usize) -> PathBuf {
+    let src = shared("woofnette");
+    for (split, n) in [("train", train), ("val", val)] {
+        if n == 0 {
+            continue;
+        }
+        let mut ids: Vec<_> = std::fs::read_dir(src.join(split))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        ids.sort();
+        for id in ids.into_iter().take(classes) {
+            let to = dir.join(split).join(&id);
+            std::fs::create_dir_all(&to).unwrap();
+            let mut files: Vec<_> = std::fs::read_dir(src.join(split).join(&id))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            for f in files.into_iter().take(n) {
+                std::os::unix::fs::symlink(&f, to.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    std::fs::copy(src.join("classes.json"), dir.join("classes.json")).unwrap();
+    dir.to_path_buf()
+}

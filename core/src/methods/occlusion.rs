@@ -1,5 +1,6 @@
 //! Occlusion as a saliency map (Zeiler & Fergus 2014, Fig. 7): p0 - p of
-//! the class over the grid of square positions, upsampled bilinearly.
+//! the class under a grey square at each position of the grid, each pixel
+//! the mean over the squares that cover it (Captum's `Occlusion`).
 
 use super::{Attribution, Info, Method, Needs};
 use crate::explain::{Explainer, Options, Target};
@@ -28,6 +29,8 @@ impl Attribution for Occlusion {
     fn info(&self) -> &'static Info {
         &INFO
     }
+    /// Captum's `Occlusion` convention: each pixel gets the mean, over
+    /// the occluder positions that cover it, of p0 - p (0 where none does).
     fn compute(&self, e: &Explainer, target: Target, o: &Options) -> Result<Tensor> {
         let req = crate::occlusion::OcclusionRequest {
             size: o.size,
@@ -36,20 +39,27 @@ impl Attribution for Occlusion {
             ..Default::default()
         };
         let r = crate::occlusion::occlude(e.net, &e.x, &req)?;
-        let rows = r.class_prob.len() as i64;
-        let cols = r.class_prob.first().map_or(0, |r| r.len()) as i64;
-        let drop: Vec<f32> = r
-            .class_prob
-            .iter()
-            .flatten()
-            .map(|p| (r.unoccluded.class_prob - p) as f32)
-            .collect();
         let side = e.net.spec.input_size;
-        Ok(Tensor::from_slice(&drop)
-            .view([1, 1, rows, cols])
-            .upsample_bilinear2d([side, side], false, None, None)
-            .get(0)
-            .get(0)
+        let opts = (tch::Kind::Double, tch::Device::Cpu);
+        let (sum, count) = (
+            Tensor::zeros([side, side], opts),
+            Tensor::zeros([side, side], opts),
+        );
+        for (row, &y) in r.class_prob.iter().zip(&r.positions.y) {
+            for (p, &x) in row.iter().zip(&r.positions.x) {
+                let drop = r.unoccluded.class_prob - p;
+                let _ = sum
+                    .narrow(0, y, o.size)
+                    .narrow(1, x, o.size)
+                    .g_add_scalar_(drop);
+                let _ = count
+                    .narrow(0, y, o.size)
+                    .narrow(1, x, o.size)
+                    .g_add_scalar_(1.0);
+            }
+        }
+        Ok((sum / count.clamp_min(1.0))
+            .to_kind(tch::Kind::Float)
             .to_device(e.net.device()))
     }
 }

@@ -32,7 +32,7 @@ pub fn run(a: CorrespondenceArgs) -> Result<()> {
     let mut l = Local::open(&a.model)?;
     let (set, files) = correspondence::store_landmarks(&l.engine.ctx.store, &a.landmarks)?;
     for (id, path) in &files {
-        let name = zfvis_core::data::name_of(path);
+        let name = zfvis_core::files::name_of(path);
         l.labels.insert(id.clone(), name);
     }
     let req = SetRequest {

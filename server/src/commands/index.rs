@@ -90,7 +90,10 @@ fn build(a: &IndexArgs, model: &ModelDir, epoch: u32, device: Device) -> Result<
     let secs = t.elapsed().as_secs_f64();
     // The peer: raw batched forward passes of the same network.
     let s = model.manifest.input_size;
-    let x = Tensor::randn([batch as i64, 3, s, s], (Kind::Float, device));
+    let x = Tensor::randn(
+        [batch as i64, net.spec.in_channels, s, s],
+        (Kind::Float, device),
+    );
     let _ = net.trace(&x);
     let t0 = std::time::Instant::now();
     for _ in 0..3 {

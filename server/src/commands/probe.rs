@@ -73,6 +73,19 @@ fn print_probe(r: &ProbeResult) {
             pct(l.svm)
         );
     }
+    // What would make a row less than it looks: said under the table.
+    for l in r.layers.iter().filter(|l| !l.not_converged.is_empty()) {
+        println!(
+            "note: {}: the {} fit stopped at its iteration cap before it converged",
+            l.layer,
+            l.not_converged.join(" and ")
+        );
+    }
+    if !r.cross_validated {
+        println!(
+            "note: penalties not cross-validated (fewer than 3 training images of some class): 1e-2 for every fit"
+        );
+    }
 }
 
 #[derive(clap::Args)]

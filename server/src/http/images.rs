@@ -198,7 +198,7 @@ pub async fn dataset(State(st): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(match ix.given() {
         Some(d) => serde_json::json!({
             "kind": "folder",
-            "name": zfvis_core::data::name_of(d),
+            "name": zfvis_core::files::name_of(d),
         }),
         None => serde_json::json!({
             "kind": "store",

@@ -121,13 +121,15 @@ pub fn app(cfg: Config) -> anyhow::Result<(Router, JobTable)> {
         // Outer guard: absurd bodies are refused before anyone reads them;
         // uploads between 20 and 64 MB get their 413 from the handler.
         .layer(RequestBodyLimitLayer::new(images::MAX_DRAIN))
-        .layer(middleware::from_fn(json_errors))
-        .layer(CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             cfg.limits.request_timeout,
         ))
         .layer(CatchPanicLayer::new())
+        // Outside the timeout and the panic guard (their answers are JSON
+        // too), inside compression (it reads bodies as they were written).
+        .layer(middleware::from_fn(json_errors))
+        .layer(CompressionLayer::new())
         .layer(middleware::from_fn_with_state(
             net::ClientCap::new(cfg.limits.per_client),
             net::per_client,
