@@ -431,3 +431,30 @@ mod needs_shared {
         assert_eq!(n[2], 50.0);
     }
 }
+
+/// "about 2,000 lines in `core/src/import/onnx/`": within a quarter of it.
+#[test]
+fn the_onnx_readers_size_is_what_the_readme_says() {
+    let text = readme();
+    let at = text
+        .find(" lines in `core/src/import/onnx/`")
+        .expect("the sentence");
+    let said: f64 = text[..at]
+        .rsplit("about ")
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    let mut lines = 0;
+    for e in std::fs::read_dir(root().join("core/src/import/onnx")).unwrap() {
+        lines += std::fs::read_to_string(e.unwrap().path())
+            .unwrap()
+            .lines()
+            .count();
+    }
+    assert!(
+        (lines as f64 - said).abs() <= said / 4.0,
+        "README: about {said}; now {lines}"
+    );
+}

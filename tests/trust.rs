@@ -11,6 +11,12 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use std::path::Path;
 
+/// A command's stdout; it must have succeeded (else its stderr is shown).
+fn succeeded(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -291,8 +297,7 @@ fn a_squash_import_is_the_pipeline_asked_for_and_says_it() {
         "--std",
         "0.5",
     ]);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = succeeded(&o);
     assert!(
         stdout.contains("input: 96 px; squash to 96×96 (bicubic), RGB, mean 0.5 std 0.5"),
         "{stdout}"
@@ -353,8 +358,7 @@ fn a_guessed_caffe_preprocessing_is_said() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = succeeded(&o);
     assert!(
         stdout.contains("BGR, mean 0.48235,0.45882,0.40784 std 0.00392"),
         "{stdout}"
@@ -443,8 +447,7 @@ mod needs_shared {
             "--device",
             "cpu",
         ]);
-        let text = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = succeeded(&o);
         assert!(
             text.contains("note: penalties not cross-validated"),
             "{text}"

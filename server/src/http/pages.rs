@@ -47,23 +47,23 @@ struct ErrorPage {
     message: String,
 }
 
-/// The model list as JSON for a script element, and the folders that do
-/// not load (shown with their error).
-async fn models_json(st: &AppState) -> Result<(String, Vec<Broken>), ApiError> {
+/// The model list as JSON for a script element, how many models it holds,
+/// and the folders that do not load (shown with their error).
+async fn models_json(st: &AppState) -> Result<(String, usize, Vec<Broken>), ApiError> {
     let dir = st.ctx.models.clone();
     let list = blocking(move || Ok(engine::list_models(&dir)?)).await?;
     // Escape "</" so the JSON cannot close the script element.
     let json = serde_json::to_string(&list.models)
         .map_err(|e| ApiError::internal(e.to_string()))?
         .replace("</", "<\\/");
-    Ok((json, list.broken))
+    Ok((json, list.models.len(), list.broken))
 }
 
 pub async fn index(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let (models_json, broken) = models_json(&st).await?;
+    let (models_json, n, broken) = models_json(&st).await?;
     Ok(render(Index {
-        has_models: models_json != "[]",
         models_json,
+        has_models: n > 0,
         broken,
     }))
 }
