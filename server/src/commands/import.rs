@@ -42,8 +42,8 @@ pub struct ImportArgs {
     /// Input side in pixels (default: the graph's, else 224)
     #[arg(long)]
     input_size: Option<i64>,
-    /// Side the image is brought to before the centre crop (default: 256/224
-    /// of the input for torchvision and caffe, the input size for zfvis)
+    /// Side the image is brought to before the centre crop (default: the
+    /// input size with --fit squash or for zfvis; else 256/224 of it)
     #[arg(long)]
     resize: Option<i64>,
     /// crop: the shorter side to --resize (aspect kept), as torchvision's
