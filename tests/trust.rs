@@ -436,7 +436,7 @@ mod needs_shared {
         let top1 = e["top1"].as_f64().unwrap();
         assert!((top1 - right as f64 / 9.0).abs() < 1e-9, "{e} vs {right}/9");
 
-        let o = zfvis(&[
+        let probe = [
             "probe",
             "--model",
             m,
@@ -446,24 +446,13 @@ mod needs_shared {
             "2",
             "--device",
             "cpu",
-        ]);
-        let text = succeeded(&o);
+        ];
+        let text = succeeded(&zfvis(&probe));
         assert!(
             text.contains("note: penalties not cross-validated"),
             "{text}"
         );
-        let p = zfvis_json(&[
-            "probe",
-            "--model",
-            m,
-            "--data",
-            d,
-            "--train-per-class",
-            "2",
-            "--device",
-            "cpu",
-            "--json",
-        ]);
+        let p = zfvis_json(&[&probe[..], &["--json"]].concat());
         assert_eq!(p["cross_validated"], false, "{p}");
         assert_eq!(p["layers"].as_array().unwrap().len(), 7);
 

@@ -31,8 +31,8 @@ pub struct Indexer {
 }
 
 /// Path -> ((modified, length, inode), parsed index).
-type Loaded = std::collections::HashMap<PathBuf, (FileStamp, std::sync::Arc<SnapshotIndex>)>;
-type FileStamp = (std::time::SystemTime, u64, u64);
+type Loaded =
+    std::collections::HashMap<PathBuf, (crate::identity::Stamp, std::sync::Arc<SnapshotIndex>)>;
 
 /// Index files kept parsed in memory (a few snapshots of a few models).
 const LOADED: usize = 64;
@@ -115,15 +115,11 @@ impl Indexer {
         epoch: u32,
     ) -> Result<Option<std::sync::Arc<SnapshotIndex>>> {
         let path = index_path(model, &self.dataset, epoch)?;
-        let Ok(meta) = std::fs::metadata(&path) else {
+        if !path.is_file() {
             return Ok(None);
-        };
+        }
         // A build writes a new file and renames it over the old one.
-        let stamp = (
-            meta.modified()?,
-            meta.len(),
-            std::os::unix::fs::MetadataExt::ino(&meta),
-        );
+        let stamp = crate::identity::stamp(&path)?;
         let lock = || self.loaded.lock().unwrap_or_else(|x| x.into_inner());
         if let Some((s, idx)) = lock().get(&path) {
             if *s == stamp {
