@@ -38,8 +38,10 @@ impl Target {
 /// The settings of the methods that have them.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// Grad-CAM's unit (1-based; see [`crate::net::Unit`]).
-    pub gradcam_layer: usize,
+    /// The CAM family's unit (1-based; see [`crate::net::Unit`]); default
+    /// the suggested one, [`Net::last_unit`]: the last with maps before the
+    /// global pooling.
+    pub cam_layer: usize,
     /// Integrated gradients' steps (Captum's riemann_trapezoid).
     pub ig_steps: i64,
     /// Occluder side and stride, px at the input size.
@@ -47,16 +49,19 @@ pub struct Options {
     pub stride: i64,
     /// Images per batched pass (integrated gradients, deletion/insertion).
     pub batch: i64,
+    /// SmoothGrad over the gradient methods' maps (none: the map alone).
+    pub smooth: Option<crate::methods::Smooth>,
 }
 
 impl Options {
     pub fn new(net: &Net) -> Options {
         Options {
-            gradcam_layer: net.last_unit(),
+            cam_layer: net.last_unit(),
             ig_steps: 50,
             size: crate::occlusion::DEFAULT_SIZE,
             stride: crate::occlusion::DEFAULT_STRIDE,
             batch: 16,
+            smooth: None,
         }
     }
 }
@@ -67,6 +72,9 @@ pub struct Explainer<'a> {
     /// The normalised input, [1, C, S, S].
     pub x: Tensor,
     pub trace: Trace,
+    /// Told (done, total) by the methods that take many passes (Score-CAM,
+    /// Ablation-CAM, SmoothGrad); its error (a cancelled job) stops them.
+    pub progress: Option<&'a dyn Fn(usize, usize) -> Result<()>>,
 }
 
 impl<'a> Explainer<'a> {
@@ -77,7 +85,17 @@ impl<'a> Explainer<'a> {
                 .to_kind(Kind::Float)
                 .view([1, net.spec.in_channels, s, s]);
         let trace = net.trace_saving(&x);
-        Explainer { net, x, trace }
+        Explainer {
+            net,
+            x,
+            trace,
+            progress: None,
+        }
+    }
+
+    /// Tell the progress hook, if any, that `done` of `total` passes are done.
+    pub fn report(&self, done: usize, total: usize) -> Result<()> {
+        self.progress.map_or(Ok(()), |f| f(done, total))
     }
 
     /// The argmax of the logits.

@@ -25,6 +25,11 @@ pub struct LayerInfo {
     pub size: i64,
     /// Side of the receptive field of its central position, in input pixels.
     pub field: i64,
+    /// Its place in the network (the node whose output it is): the pages
+    /// list units by depth with it.
+    pub depth: usize,
+    /// It has spatial maps (a CAM method can take it).
+    pub spatial: bool,
 }
 
 #[derive(Serialize, Clone)]
@@ -243,6 +248,7 @@ fn info(m: &ModelDir) -> Result<ModelInfo> {
 /// The units of `spec` as the pages list them.
 pub fn layer_infos(spec: &crate::net::NetSpec) -> Vec<LayerInfo> {
     let units = spec.unit_list();
+    let shapes = spec.valid_shapes();
     let blocks: Vec<&str> = spec.named().map(|(_, s)| s).collect();
     units
         .iter()
@@ -263,6 +269,8 @@ pub fn layer_infos(spec: &crate::net::NetSpec) -> Vec<LayerInfo> {
                 maps: u.c,
                 size: u.side,
                 field: y1 - y0 + 1,
+                depth: u.node,
+                spatial: matches!(shapes.get(u.node), Some(crate::net::Shape::Maps { .. })),
             }
         })
         .collect()

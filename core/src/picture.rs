@@ -45,18 +45,8 @@ pub fn quantile_abs(t: &Tensor, q: f64) -> Result<f64> {
 /// One convention for every method: the saliency per pixel ([`saliency`],
 /// negatives as 0), its 99.5th percentile at the top of the viridis scale.
 pub fn heat_image(map: &Tensor) -> Result<image::RgbImage> {
-    let s = saliency(map)
-        .relu()
-        .to_device(tch::Device::Cpu)
-        .to_kind(Kind::Float);
-    let m = quantile_abs(&s, 0.995)?.max(1e-12);
-    let (h, w) = (s.size()[0] as u32, s.size()[1] as u32);
-    let v: Vec<f32> = crate::net::values(&s, "a saliency map")?;
-    let mut img = image::RgbImage::new(w, h);
-    for (p, x) in img.pixels_mut().zip(v) {
-        *p = image::Rgb(viridis(x as f64 / m));
-    }
-    Ok(img)
+    let (w, h, v) = mask(map)?;
+    image(w, h, v.into_iter().flat_map(viridis).collect())
 }
 
 /// As the paper draws a projection: signed, mid grey at 0, the 99.5th
@@ -153,4 +143,58 @@ pub fn saliency(map: &Tensor) -> Tensor {
     } else {
         map.shallow_clone()
     }
+}
+
+/// The jet colour map at `t` in 0..1 (OpenCV's `COLORMAP_JET`, which the
+/// grad-cam package's `show_cam_on_image` uses): dark blue, cyan, yellow, dark red.
+pub fn jet(t: f64) -> [u8; 3] {
+    let t = t.clamp(0.0, 1.0);
+    let c = |x: f64| ((1.5 - (4.0 * t - x).abs()).clamp(0.0, 1.0) * 255.0).round() as u8;
+    [c(3.0), c(2.0), c(1.0)]
+}
+
+/// The saliency of `map` scaled as [`heat_image`] scales it, in 0..1: (w, h, values).
+fn mask(map: &Tensor) -> Result<(u32, u32, Vec<f64>)> {
+    let s = saliency(map)
+        .relu()
+        .to_device(tch::Device::Cpu)
+        .to_kind(Kind::Float);
+    let m = quantile_abs(&s, 0.995)?.max(1e-12);
+    let (h, w) = (s.size()[0] as u32, s.size()[1] as u32);
+    let v: Vec<f32> = crate::net::values(&s, "a saliency map")?;
+    Ok((w, h, v.into_iter().map(|x| (x as f64 / m).min(1.0)).collect()))
+}
+
+/// The saliency of `map` in jet colours (the overlay's colours).
+pub fn jet_image(map: &Tensor) -> Result<image::RgbImage> {
+    let (w, h, v) = mask(map)?;
+    let rgb = v.into_iter().flat_map(jet).collect();
+    image(w, h, rgb)
+}
+
+/// `map` blended over `crop` as the grad-cam package's
+/// `show_cam_on_image(img, mask, use_rgb=True, image_weight=1 - opacity)`:
+/// opacity·jet(mask) + (1 − opacity)·image, divided by its maximum.
+pub fn overlay(crop: &image::RgbImage, map: &Tensor, opacity: f64) -> Result<image::RgbImage> {
+    if !(0.0..=1.0).contains(&opacity) {
+        anyhow::bail!("the overlay's opacity is 0 to 1, got {opacity}");
+    }
+    let (w, h, v) = mask(map)?;
+    if crop.dimensions() != (w, h) {
+        anyhow::bail!(
+            "a {w}×{h} map cannot lie over a {}×{} crop",
+            crop.width(),
+            crop.height()
+        );
+    }
+    let mixed: Vec<f64> = crop
+        .pixels()
+        .zip(&v)
+        .flat_map(|(p, &m)| {
+            let j = jet(m);
+            (0..3).map(move |c| opacity * j[c] as f64 + (1.0 - opacity) * p[c] as f64)
+        })
+        .collect();
+    let top = mixed.iter().copied().fold(1e-12, f64::max);
+    image(w, h, mixed.iter().map(|x| (255.0 * x / top).round() as u8).collect())
 }

@@ -5,63 +5,15 @@
 //! implementation of the formula; the sanity check's scores against scipy
 //! and scikit-image.
 
-use std::path::{Path, PathBuf};
-use zfvis_core::checkpoint::ModelDir;
+mod common;
+
+use common::{bundled_zfnet, cosine, imported, open, rel_l2};
+use std::path::Path;
 use zfvis_core::explain::{saliency, Explainer, Options, Target};
-use zfvis_core::import::{import, ImportOptions};
 use zfvis_core::methods::Method;
-use zfvis_core::net::Net;
 use zfvis_core::sanity::{self, Scores};
-use zfvis_core::tch::{Device, Kind, Tensor};
-use zfvis_dev::testing::{python, root, tempdir};
-
-/// ||a - b|| / ||b||: a map's raw values against the reference's (its
-/// scale too, which `--out-raw` writes; cosine sees only the direction).
-fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    let (a, b) = (a.to_kind(Kind::Double), b.to_kind(Kind::Double));
-    ((&a - &b).norm() / (b.norm() + 1e-30)).double_value(&[])
-}
-
-fn cosine(a: &Tensor, b: &Tensor) -> f64 {
-    let (a, b) = (
-        a.to_kind(Kind::Double).reshape([-1]),
-        b.to_kind(Kind::Double).reshape([-1]),
-    );
-    (a.dot(&b) / (a.norm() * b.norm() + 1e-30)).double_value(&[])
-}
-
-/// The model's network and the dog photo through its pipeline, [1, 3, S, S].
-fn open(dir: &Path) -> (Net, Tensor) {
-    let m = ModelDir::open(dir).unwrap();
-    let net = m.load(None, Device::Cpu).unwrap();
-    let bytes = std::fs::read(root().join("examples/dog.jpg")).unwrap();
-    let img = zfvis_core::preprocess::decode(&bytes).unwrap();
-    let pre = m.manifest.preprocess();
-    (net, pre.tensor(&pre.crop(&img)).unsqueeze(0))
-}
-
-fn bundled_zfnet() -> (PathBuf, PathBuf) {
-    let dir = root().join("models/zfnet-woofnette");
-    let m = ModelDir::open(&dir).unwrap();
-    let snap = m.snapshot_path(None).unwrap();
-    (dir, snap)
-}
-
-/// A torchvision network with random weights, saved by PyTorch and imported.
-fn imported(arch: &str) -> (PathBuf, PathBuf) {
-    let dir = tempdir(arch);
-    let pth = dir.join("model.pth");
-    python("import_ref.py", &["save", arch, pth.to_str().unwrap()]);
-    let out = dir.join("imported");
-    import(&ImportOptions {
-        from: pth.clone(),
-        out: out.clone(),
-        arch: Some(format!("torchvision:{arch}")),
-        ..Default::default()
-    })
-    .unwrap();
-    (out, pth)
-}
+use zfvis_core::tch::Tensor;
+use zfvis_dev::testing::{python, tempdir};
 
 /// Every Captum method's map equals ours by value (relative L2 error
 /// <= 1e-4), Grad-CAM at the
@@ -108,7 +60,7 @@ fn family_matches_captum(
     assert_eq!(class["class"].as_i64(), Some(cls), "{tag}: top class");
     let mut o = Options::new(&net);
     assert_eq!(
-        o.gradcam_layer, last.0,
+        o.cam_layer, last.0,
         "{tag}: Grad-CAM's default unit is the last conv"
     );
     o.ig_steps = ig_steps;

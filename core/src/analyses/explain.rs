@@ -5,11 +5,11 @@
 use crate::analysis::{Analysis, Job};
 use crate::engine::{bad, bad_input, Context, Engine};
 use crate::explain::{saliency, Curves, Explainer, Options, Target};
-use crate::methods::Method;
+use crate::methods::{Method, Smooth};
 use crate::net::check;
 use crate::net::Net;
 use crate::params::{ContentId, ModelName};
-use crate::picture::{data_url, heat_image, signed_image};
+use crate::picture::{data_url, heat_image, jet_image, overlay, signed_image};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -22,6 +22,22 @@ pub struct Subject {
     pub map: Option<i64>,
     pub size: i64,
     pub stride: i64,
+    /// SmoothGrad over the methods that walk back.
+    pub smooth: Option<Smooth>,
+}
+
+fn default_noise() -> f64 {
+    0.15
+}
+
+/// SmoothGrad's settings from a request's fields (SmoothGrad when `samples` is given).
+fn smooth_of(samples: Option<i64>, noise: f64, seed: u64, squared: bool) -> Option<Smooth> {
+    samples.map(|samples| Smooth {
+        samples,
+        noise,
+        seed,
+        squared,
+    })
 }
 
 impl Subject {
@@ -30,12 +46,13 @@ impl Subject {
         let mut o = Options::new(e.net);
         o.size = self.size;
         o.stride = self.stride;
+        o.smooth = self.smooth;
         let target = match (self.map, self.layer) {
             (Some(map), Some(layer)) => Target::Map { layer, map },
             (Some(_), None) => bail!("a map needs its layer (--layer / layer=)"),
             (None, layer) => {
                 if let Some(l) = layer {
-                    o.gradcam_layer = l;
+                    o.cam_layer = l;
                 }
                 Target::Class(self.class.unwrap_or_else(|| e.top_class()))
             }
@@ -62,7 +79,7 @@ impl Subject {
         match target {
             Target::Class(c) => {
                 let (layer, unit) = if method.needs().layer {
-                    unit(o.gradcam_layer)
+                    unit(o.cam_layer)
                 } else {
                     (None, None)
                 };
@@ -125,6 +142,22 @@ pub struct ExplainRequest {
     /// Add the deletion and insertion curves (a class is needed).
     #[serde(default)]
     pub score: bool,
+    /// SmoothGrad: the mean of the maps of this many noisy copies (the
+    /// methods that walk back).
+    #[serde(default)]
+    pub smooth: Option<i64>,
+    /// SmoothGrad's σ as a fraction of the input's range.
+    #[serde(default = "default_noise")]
+    pub noise: f64,
+    #[serde(default)]
+    pub noise_seed: u64,
+    /// SmoothGrad²: the mean of the squared maps.
+    #[serde(default)]
+    pub squared: bool,
+    /// The PNG: the map blended over the crop at this opacity (0..1), as
+    /// the grad-cam package's `show_cam_on_image`.
+    #[serde(default)]
+    pub overlay: Option<f64>,
 }
 
 impl ExplainRequest {
@@ -135,6 +168,7 @@ impl ExplainRequest {
             map: self.map,
             size: self.size,
             stride: self.stride,
+            smooth: smooth_of(self.smooth, self.noise, self.noise_seed, self.squared),
         }
     }
 }
@@ -153,6 +187,8 @@ pub struct ExplainResult {
     pub shape: Vec<i64>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub curves: Option<Curves>,
+    /// SmoothGrad's settings when the map is its mean.
+    pub smooth: Option<Smooth>,
     /// The raw map (RGB order), for `--out-raw`.
     #[serde(skip)]
     pub raw: Tensor,
@@ -212,6 +248,7 @@ pub fn explain_with(
         seconds,
         shape: map.size(),
         curves,
+        smooth: o.smooth,
         png: crate::picture::png(&signed_image(&map)?),
         raw: map,
     })
@@ -249,7 +286,11 @@ impl Analysis for Explain {
             .preprocess()
             .tensor(&crop)
             .unsqueeze(0);
-        explain_one(&net, &x, &r.subject(), r.method, r.score).map_err(bad_input)
+        let mut res = explain_one(&net, &x, &r.subject(), r.method, r.score).map_err(bad_input)?;
+        if let Some(a) = r.overlay {
+            res.png = crate::picture::png(&overlay(&crop, &res.raw, a).map_err(bad_input)?);
+        }
+        Ok(res)
     }
 
     fn alt(_: &ExplainRequest, r: &mut ExplainResult) -> Option<Vec<u8>> {
@@ -273,9 +314,21 @@ pub struct MethodsRequest {
     pub size: i64,
     #[serde(default = "crate::occlusion::default_stride")]
     pub stride: i64,
-    /// Comma-separated (default: all seven).
+    /// Comma-separated (default: all of them).
     #[serde(default)]
     pub methods: Option<String>,
+    /// SmoothGrad: the mean of the maps of this many noisy copies (the
+    /// methods that walk back).
+    #[serde(default)]
+    pub smooth: Option<i64>,
+    /// SmoothGrad's σ as a fraction of the input's range.
+    #[serde(default = "default_noise")]
+    pub noise: f64,
+    #[serde(default)]
+    pub noise_seed: u64,
+    /// SmoothGrad²: the mean of the squared maps.
+    #[serde(default)]
+    pub squared: bool,
 }
 
 #[derive(Serialize)]
@@ -286,6 +339,9 @@ pub struct MethodMap {
     pub saliency_png: String,
     /// The signed map as the paper draws a projection (pixel methods).
     pub signed_png: String,
+    /// The saliency in the jet colours of the grad-cam package's
+    /// `show_cam_on_image`, for the overlay on the crop.
+    pub jet_png: String,
 }
 
 #[derive(Serialize)]
@@ -308,6 +364,7 @@ impl MethodsRequest {
             map: self.map,
             size: self.size,
             stride: self.stride,
+            smooth: smooth_of(self.smooth, self.noise, self.noise_seed, self.squared),
         }
     }
 
@@ -345,6 +402,15 @@ impl Job for Methods {
             check::class(c, spec.num_classes()).map_err(bad_input)?;
         }
         crate::occlusion::positions(spec.input_size, r.size, r.stride).map_err(bad_input)?;
+        if let Some(s) = smooth_of(r.smooth, r.noise, r.noise_seed, r.squared) {
+            s.check().map_err(bad_input)?;
+            if !ms.iter().any(|m| m.smoothable()) {
+                return Err(bad(format!(
+                    "SmoothGrad applies to {}; none of these walks back",
+                    Method::smoothable_names()
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -364,24 +430,40 @@ impl Job for Methods {
         let subject = r.subject();
         // One trace for every method (each map's time counts it once).
         let t0 = std::time::Instant::now();
-        let e = Explainer::new(&net, &x);
+        let mut e = Explainer::new(&net, &x);
         let traced = t0.elapsed().as_secs_f64();
         let (t, o) = subject.resolve(&e).map_err(bad_input)?;
         let target = subject.describe(&e, t, &o, crate::methods::DECONV);
-        // Two steps a method: its map, then (for a class) its scores.
-        let total = 2 * methods.len();
+        // Each method: STEPS for its map (the methods of many passes say
+        // how far they are), STEPS for its scores.
+        const STEPS: usize = 100;
+        let total = 2 * STEPS * methods.len();
         progress(0, total)?;
+        let progress = std::cell::RefCell::new(progress);
+        let at = std::cell::Cell::new(0);
+        let within = |done: usize, of: usize| -> Result<()> {
+            let step = (done * STEPS).checked_div(of).unwrap_or(0).min(STEPS - 1);
+            (progress.borrow_mut())(at.get() + step, total)
+        };
+        e.progress = Some(&within);
         let mut items = Vec::with_capacity(methods.len());
         for (i, &method) in methods.iter().enumerate() {
-            let mut res = explain_with(&e, traced, &subject, method, false).map_err(bad_input)?;
-            progress(2 * i + 1, total)?;
+            at.set(2 * STEPS * i);
+            // SmoothGrad for the methods that walk back; the others as they are.
+            let mut sub = subject.clone();
+            sub.smooth = subject.smooth.filter(|_| method.smoothable());
+            let res = explain_with(&e, traced, &sub, method, false);
+            // A cancelled job is cancelled, not a bad request.
+            (progress.borrow_mut())(2 * STEPS * i + STEPS, total)?;
+            let mut res = res.map_err(bad_input)?;
             if let Some(c) = res.target.class {
                 res.curves = Some(e.scores(c, &saliency(&res.raw), 32)?);
             }
-            progress(2 * i + 2, total)?;
+            (progress.borrow_mut())(2 * STEPS * (i + 1), total)?;
             items.push(MethodMap {
                 saliency_png: data_url(&heat_image(&res.raw)?),
                 signed_png: data_url(&signed_image(&res.raw)?),
+                jet_png: data_url(&jet_image(&res.raw)?),
                 result: res,
             });
         }

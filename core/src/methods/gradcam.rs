@@ -1,9 +1,10 @@
 //! Grad-CAM (Selvaraju et al. 2017): a unit's maps weighted by their mean
 //! gradient for the class, summed, ReLU, upsampled bilinearly to the input:
-//! Captum's `LayerGradCam(relu_attributions=True)` + `interpolate`.
+//! Captum's `LayerGradCam(relu_attributions=True)` + `interpolate` (its
+//! scale kept: the grad-cam package's map is this map min-max scaled).
 
-use super::{Attribution, Info, Method, Needs};
-use crate::deconv::{walk, Rule};
+use super::{cam, Attribution, Info, Method, Needs};
+use crate::deconv::Rule;
 use crate::explain::{Explainer, Options, Target};
 use anyhow::Result;
 use tch::{Kind, Tensor};
@@ -31,25 +32,14 @@ impl Attribution for Gradcam {
         &INFO
     }
     fn compute(&self, e: &Explainer, target: Target, o: &Options) -> Result<Tensor> {
-        Ok(gradcam(e, target.class(), o.gradcam_layer))
+        Ok(gradcam(e, target.class(), o.cam_layer))
     }
 }
 
 /// Grad-CAM of `class` at unit `layer` (1-based), upsampled to [S, S].
 pub fn gradcam(e: &Explainer, class: i64, layer: usize) -> Tensor {
-    let node = e.net.units[layer - 1].node;
-    let (from, s) = e.start(Target::Class(class), 1);
-    let g = walk(
-        e.net,
-        &e.trace,
-        from,
-        &s,
-        Rule::GRADIENT,
-        Some((node, false)),
-    )
-    .1
-    .unwrap_or_else(|| e.trace.maps[layer - 1].zeros_like());
-    let a = &e.trace.maps[layer - 1];
+    let g = cam::gradients(e, class, layer);
+    let a = cam::activations(e, layer);
     let w = g.mean_dim([2i64, 3].as_slice(), true, Kind::Float);
     let cam = (w * a)
         .sum_dim_intlist([1i64].as_slice(), true, Kind::Float)

@@ -29,6 +29,6 @@ impl Attribution for GuidedGradcam {
         &INFO
     }
     fn compute(&self, e: &Explainer, target: Target, o: &Options) -> Result<Tensor> {
-        Ok(e.pixels(Rule::GUIDED, target) * gradcam(e, target.class(), o.gradcam_layer))
+        Ok(e.pixels(Rule::GUIDED, target) * gradcam(e, target.class(), o.cam_layer))
     }
 }

@@ -15,30 +15,54 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+mod ablationcam;
+mod cam;
 mod deconv;
+mod eigencam;
 mod gradcam;
+mod gradcam_pp;
 mod gradient;
 mod guided;
 mod guided_gradcam;
+mod hirescam;
 mod ig;
+mod layercam;
 mod occlusion;
+pub mod scorecam;
+pub mod smooth;
+mod xgradcam;
 
+pub use ablationcam::ABLATIONCAM;
 pub use deconv::DECONV;
+pub use eigencam::EIGENCAM;
 pub use gradcam::GRADCAM;
+pub use gradcam_pp::GRADCAM_PP;
 pub use gradient::GRADIENT;
 pub use guided::GUIDED;
 pub use guided_gradcam::GUIDED_GRADCAM;
+pub use hirescam::HIRESCAM;
 pub use ig::IG;
+pub use layercam::LAYERCAM;
 pub use occlusion::OCCLUSION;
+pub use scorecam::SCORECAM;
+pub use smooth::Smooth;
+pub use xgradcam::XGRADCAM;
 
 /// Every method, in the order the views show them.
-pub const ALL: [Method; 7] = [
+pub const ALL: [Method; 14] = [
     DECONV,
     GUIDED,
     GRADIENT,
     GRADCAM,
     GUIDED_GRADCAM,
     IG,
+    GRADCAM_PP,
+    XGRADCAM,
+    HIRESCAM,
+    LAYERCAM,
+    EIGENCAM,
+    ABLATIONCAM,
+    SCORECAM,
     OCCLUSION,
 ];
 
@@ -47,7 +71,8 @@ pub const ALL: [Method; 7] = [
 pub struct Needs {
     /// It can explain a unit's map (its strongest activation), not only a class.
     pub map: bool,
-    /// A unit with maps (Grad-CAM's; default the last conv layer).
+    /// A unit with maps (the CAM family's; default the suggested unit,
+    /// the last with maps before global pooling).
     pub layer: bool,
     /// The occluder's window (size and stride).
     pub window: bool,
@@ -162,6 +187,20 @@ impl Method {
     pub fn by_default(self) -> bool {
         self.info().by_default
     }
+    /// It walks back (a gradient or a rule of its family): SmoothGrad applies.
+    pub fn smoothable(self) -> bool {
+        self.rule().is_some()
+    }
+
+    /// The methods SmoothGrad applies to, for messages.
+    pub fn smoothable_names() -> String {
+        let names: Vec<&str> = ALL
+            .iter()
+            .filter(|m| m.smoothable())
+            .map(|m| m.name())
+            .collect();
+        names.join(", ")
+    }
 
     /// Every method's name, comma-separated (for help and errors).
     pub fn names() -> String {
@@ -202,7 +241,10 @@ impl Method {
     /// order. Checked first ([`Method::check`]).
     pub fn map(self, e: &Explainer, target: Target, o: &Options) -> Result<Tensor> {
         self.check(e, target, o)?;
-        self.compute(e, target, o)
+        match &o.smooth {
+            Some(s) => smooth::map(self, e, target, o, s),
+            None => self.compute(e, target, o),
+        }
     }
 
     /// A class or unit/map the network has, or the error naming the range.
@@ -217,8 +259,8 @@ impl Method {
             Target::Map { layer, map } => check::layer_map(&e.net.units, layer, map)?,
         }
         if self.needs().layer {
-            check::layer(o.gradcam_layer, e.net.units.len())?;
-            let u = &e.net.units[o.gradcam_layer - 1];
+            check::layer(o.cam_layer, e.net.units.len())?;
+            let u = &e.net.units[o.cam_layer - 1];
             if !matches!(e.net.shapes[u.node], Shape::Maps { .. }) {
                 bail!(
                     "{} needs a unit with maps; {} is flat",
@@ -226,6 +268,16 @@ impl Method {
                     u.name
                 );
             }
+        }
+        if let Some(s) = &o.smooth {
+            if !self.smoothable() {
+                bail!(
+                    "{} does not walk back: SmoothGrad applies to {}",
+                    self.name(),
+                    Method::smoothable_names()
+                );
+            }
+            s.check()?;
         }
         if self.needs().steps && o.ig_steps < 2 {
             bail!(

@@ -32,6 +32,13 @@ pub struct Trace {
     pub inputs: BTreeMap<Option<usize>, Tensor>,
 }
 
+/// The values before a node that the nodes after it read (see
+/// [`Net::frontier`]), by node (`None`: the image).
+pub struct Frontier {
+    pub node: usize,
+    values: BTreeMap<Option<usize>, Tensor>,
+}
+
 impl Trace {
     pub fn probs(&self) -> Tensor {
         self.logits.softmax(-1, Kind::Float)
@@ -132,6 +139,68 @@ impl Net {
             });
             at.iter().map(|i| kept[i].shallow_clone()).collect()
         })
+    }
+
+    /// What the nodes after `node` read from before it, for `x` (one image):
+    /// with it, [`Net::forward_after`] runs the rest of the network on new
+    /// outputs of `node` without recomputing anything before it.
+    pub fn frontier(&self, x: &Tensor, node: usize) -> Frontier {
+        let n = self.spec.nodes.len();
+        let need: std::collections::HashSet<Option<usize>> = (node + 1..n)
+            .flat_map(|i| self.sources[i].iter().copied())
+            .filter(|s| s.is_none_or(|j| j < node))
+            .collect();
+        let mut values = BTreeMap::new();
+        tch::no_grad(|| {
+            let h = x.to_device(self.device());
+            if need.contains(&None) {
+                values.insert(None, h.shallow_clone());
+            }
+            let _ = self.run(0, node, &h, false, None, |i, t| {
+                if need.contains(&Some(i)) {
+                    values.insert(Some(i), t.shallow_clone());
+                }
+            });
+        });
+        Frontier { node, values }
+    }
+
+    /// The logits when node `f.node` outputs `value` (a batch, [B, ...]) and
+    /// every node before it what it gave on the frontier's image (broadcast
+    /// to the batch): one pass over the nodes after `f.node` (eval).
+    pub fn forward_after(&self, f: &Frontier, value: &Tensor) -> Tensor {
+        let n = self.spec.nodes.len();
+        let b = value.size()[0];
+        let mut vals: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
+        let mut last = value.shallow_clone();
+        for i in f.node + 1..n {
+            let ins: Vec<Tensor> = self.sources[i]
+                .iter()
+                .map(|s| match *s {
+                    Some(j) if j == f.node => value.shallow_clone(),
+                    Some(j) if j > f.node => vals[j]
+                        .as_ref()
+                        .unwrap_or_else(|| panic!("node {i} reads node {j}, not computed"))
+                        .shallow_clone(),
+                    s => {
+                        let t = &f.values[&s];
+                        let mut size = t.size();
+                        size[0] = b;
+                        t.expand(size, false)
+                    }
+                })
+                .collect();
+            last = self.apply(i, &ins, false, None);
+            for &j in self.sources[i].iter().flatten() {
+                if j > f.node && self.last_use[j] <= i {
+                    vals[j] = None;
+                }
+            }
+            if self.last_use[i] > i {
+                vals[i] = Some(last.shallow_clone());
+            }
+        }
+        last
     }
 
     /// Training/inference forward to logits; dropout layers act when `train`.

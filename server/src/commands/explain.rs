@@ -20,8 +20,10 @@ pub struct ExplainArgs {
     /// Class of the class methods (default: the top class)
     #[arg(long)]
     class: Option<i64>,
-    /// The unit: the layer of the methods that take one (default the last
-    /// conv layer), or the map's for the methods that take a map. A conv
+    /// The unit: the CAM methods' (default: the suggested one, the last
+    /// unit with maps before global pooling: conv5 for ZFNet, VGG's last
+    /// conv, ResNet's layer4, DenseNet's last block; `zfvis models --units MODEL` lists them
+    /// by depth), or the map's for the methods that take a map. A conv
     /// number or a unit's name
     #[arg(long)]
     layer: Option<String>,
@@ -45,6 +47,23 @@ pub struct ExplainArgs {
     /// Add the deletion and insertion AUCs (Petsiuk et al. 2018)
     #[arg(long)]
     score: bool,
+    /// SmoothGrad: the mean of the maps of N noisy copies of the image (the
+    /// methods that walk back)
+    #[arg(long, value_name = "N")]
+    smooth: Option<i64>,
+    /// SmoothGrad's noise σ, a fraction of the input's range
+    #[arg(long, default_value_t = 0.15)]
+    noise: f64,
+    /// Seed of SmoothGrad's noise
+    #[arg(long, default_value_t = 0)]
+    noise_seed: u64,
+    /// SmoothGrad²: the mean of the squared maps
+    #[arg(long)]
+    squared: bool,
+    /// --out is the map blended over the crop at this opacity (0..1; 0.5 if
+    /// no value), as the grad-cam package's show_cam_on_image
+    #[arg(long, value_name = "OPACITY", num_args = 0..=1, default_missing_value = "0.5")]
+    overlay: Option<f64>,
     #[command(flatten)]
     output: Output,
 }
@@ -79,8 +98,17 @@ pub fn explain(a: ExplainArgs) -> Result<()> {
         size: a.size,
         stride: a.stride,
         score: a.score,
+        smooth: a.smooth,
+        noise: a.noise,
+        noise_seed: a.noise_seed,
+        squared: a.squared,
+        overlay: a.overlay,
     };
-    // Integrated gradients and occlusion take many passes: a spinner meanwhile.
+    if a.overlay.is_some() && a.out.is_none() {
+        anyhow::bail!("--overlay draws into --out: give --out FILE.png");
+    }
+    // Integrated gradients, occlusion, Score-CAM and SmoothGrad take many
+    // passes: a spinner meanwhile.
     let pb = indicatif::ProgressBar::new_spinner();
     pb.set_message(format!("{} …", method.name()));
     pb.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -99,7 +127,12 @@ pub fn explain(a: ExplainArgs) -> Result<()> {
             (None, Some(u), Some(m)) => format!("{u} map {m}"),
             _ => "?".into(),
         };
-        println!("{} of {what} in {:.3} s", method.name(), r.seconds);
+        let at = match (&r.target.unit_short, r.target.class, method.needs().layer) {
+            (Some(u), Some(_), true) => format!(" at {u}"),
+            _ => String::new(),
+        };
+        let smooth = r.smooth.map_or(String::new(), |s| format!(" ({})", s.describe()));
+        println!("{} of {what}{at}{smooth} in {:.3} s", method.name(), r.seconds);
         if let Some(c) = &r.curves {
             println!(
                 "deletion AUC {:.4} (lower is better), insertion AUC {:.4} (higher is better)",
