@@ -36,7 +36,13 @@ $(VENV)/.attr: $(VENV)/.ok
 	$(VENV)/bin/pip install -q torch==$(TORCH) captum scipy scikit-image
 	touch $@
 
-venv: $(VENV)/.ok $(VENV)/.refs $(VENV)/.attr
+# The CAM family's reference and benchmark peer: the grad-cam package
+# (pytorch-grad-cam; it brings opencv-python-headless and scikit-learn).
+$(VENV)/.cam: $(VENV)/.ok
+	$(VENV)/bin/pip install -q torch==$(TORCH) torchvision==$(TORCHVISION) grad-cam==1.5.7
+	touch $@
+
+venv: $(VENV)/.ok $(VENV)/.refs $(VENV)/.attr $(VENV)/.cam
 
 # JPEGs are decoded by libjpeg-turbo (as PIL, torchvision and browsers do),
 # which the turbojpeg crate builds from source: it needs cmake and nasm.
@@ -59,7 +65,7 @@ run: build
 	$(BIN) serve --addr $(ADDR) --models models --data data $(if $(DATASET),--dataset $(DATASET))
 
 # What the tests need beyond the venv: a real browser for the end-to-end test.
-test-deps: $(VENV)/.ok $(VENV)/.refs $(VENV)/.attr
+test-deps: $(VENV)/.ok $(VENV)/.refs $(VENV)/.attr $(VENV)/.cam
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium for the browser test"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
@@ -92,7 +98,7 @@ test: test-deps native-deps
 IMAGE ?= examples/dog.jpg
 DATA ?= examples
 TRAIN_DATA ?=
-bench: build-dev $(VENV)/.refs $(VENV)/.attr
+bench: build-dev $(VENV)/.refs $(VENV)/.attr $(VENV)/.cam
 	$(BIN) bench --python $(PY)
 	$(BIN) bench --python $(PY) --arch vgg16 --iters 5
 	$(BIN) bench --python $(PY) --arch resnet50 --unit layer4.2 --iters 10 --no-occlusion
@@ -102,6 +108,7 @@ bench: build-dev $(VENV)/.refs $(VENV)/.attr
 	$(BIN) bench --python $(PY) --arch mobilenet_v3_large --unit features.13 --iters 10 --no-occlusion
 	$(BIN) bench --python $(PY) --methods --iters 5
 	$(BIN) bench --python $(PY) --methods --arch vgg16 --iters 1
+	$(BIN) bench --python $(PY) --cams --iters 3
 	$(BIN) bench --python $(PY) --decode $(DATA)
 	$(BIN) bench --features $(DATA) --iters 3
 	$(DEV) bench-http --image $(IMAGE)

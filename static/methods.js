@@ -1,11 +1,15 @@
 // zfvis methods view (paper.md §8): the deconvnet beside guided backprop, the
 // gradient, Grad-CAM, guided Grad-CAM, integrated gradients and occlusion, for
 // one image and one class (or one map), with deletion/insertion curves and the
-// sanity check. State in the URL: model, epoch, image, class, layer, map, seed, steps.
+// sanity check; the CAM family, SmoothGrad, and every map over the image.
+// State in the URL: model, epoch, image, class, layer, map, smooth, noise,
+// squared, overlay, seed, steps.
 
 import { $, models, esc, showError, jobResult, jobStatus, uploadFile, wireUploads, loadRecent } from "./ui.js";
 
-const state = { model: null, epoch: null, image: null, class: "", layer: "", map: "", seed: "0", steps: "" };
+const state = { model: null, epoch: null, image: null, class: "", layer: "", map: "", smooth: "", noise: "", squared: "", overlay: "", seed: "0", steps: "" };
+const INPUTS = ["class", "layer", "map", "smooth", "noise", "seed", "steps"];
+const ASKED = ["class", "layer", "map", "smooth", "noise", "squared"];
 const find = (name) => models.find((m) => m.name === name);
 // The method registry (GET /api/methods/list), embedded by the page.
 const METHODS = JSON.parse(($("methods-data") || {}).textContent || "[]");
@@ -28,7 +32,7 @@ function query(keys) {
 }
 
 function writeURL() {
-  history.replaceState(null, "", "?" + query(["class", "layer", "map", "seed", "steps"]).toString());
+  history.replaceState(null, "", "?" + query([...ASKED, "overlay", "seed", "steps"]).toString());
 }
 
 function fill() {
@@ -39,20 +43,51 @@ function fill() {
   $("model").value = state.model;
   $("snap").innerHTML = snaps.map((s) => `<option value="${s.epoch}">${s.epoch}</option>`).join("");
   $("snap").value = state.epoch;
-  for (const k of ["class", "layer", "map", "seed", "steps"]) $(k).value = state[k];
+  fillLayers(find(state.model));
+  for (const k of INPUTS) $(k).value = state[k];
+  $("squared").checked = state.squared === "true";
+  $("overlay-on").checked = state.overlay !== "";
+  if (state.overlay !== "") $("overlay").value = state.overlay;
+}
+
+// The units with maps, by depth; the default is the suggested one (the
+// last with maps before global pooling), named in its option.
+function fillLayers(m) {
+  if (!m) return;
+  const units = m.layers.filter((l) => l.spatial).sort((a, b) => a.depth - b.depth);
+  const last = m.layers.find((l) => l.layer === m.last_unit);
+  const opts = [`<option value="">suggested: ${esc(last ? last.short : "last")}</option>`]
+    .concat(units.map((l) => `<option value="${l.layer}">${esc(l.short)} · ${l.maps} maps of ${l.size}×${l.size}${l.layer === m.last_unit ? " (suggested)" : ""}</option>`));
+  // A unit named in a shared URL that is not a number stays as it is.
+  if (state.layer && !units.some((l) => String(l.layer) === state.layer)) opts.push(`<option value="${esc(state.layer)}">${esc(state.layer)}</option>`);
+  $("layer").innerHTML = opts.join("");
 }
 
 function showCrop() {
   const img = $("mt-crop");
   img.hidden = !state.image;
-  if (state.image) img.src = `/api/models/${encodeURIComponent(state.model)}/images/${state.image}/crop.png`;
+  if (state.image) img.src = crop();
   $("mt-source").textContent = state.image ? "" : "No image yet: drop one above.";
 }
 
 function readInputs() {
   state.model = $("model").value;
   state.epoch = Number($("snap").value);
-  for (const k of ["class", "layer", "map", "seed", "steps"]) state[k] = $(k).value.trim();
+  for (const k of INPUTS) state[k] = $(k).value.trim();
+  state.squared = $("squared").checked ? "true" : "";
+  state.overlay = $("overlay-on").checked ? $("overlay").value : "";
+}
+
+// Each card's top tile: the viridis saliency, or the jet one over the crop.
+function showOverlay() {
+  const on = $("overlay-on").checked, a = $("overlay").value;
+  for (const c of document.querySelectorAll(".mt-card")) {
+    c.querySelector(".mt-heat").hidden = on;
+    c.querySelector(".mt-stack").hidden = !on;
+    c.querySelector(".mt-jet").style.opacity = a;
+  }
+  readInputs();
+  writeURL();
 }
 
 // ---- the methods side by side ---------------------------------------------
@@ -66,9 +101,10 @@ function renderGrid(r) {
   $("mt-source").innerHTML = `Explaining ${what}.${note}`;
   $("mt-grid").innerHTML = r.items.map((it) => `
     <figure class="mt-card" data-method="${esc(it.method)}">
-      <img src="${it.saliency_png}" alt="${esc(it.method)} saliency" width="224" height="224">
+      <img src="${it.saliency_png}" alt="${esc(it.method)} saliency" width="224" height="224" class="mt-heat">
+      <div class="mt-stack" hidden><img src="${crop()}" alt="the crop" width="224" height="224"><img src="${it.jet_png}" alt="${esc(it.method)} over the image" width="224" height="224" class="mt-jet"></div>
       <img src="${it.signed_png}" alt="${esc(it.method)} signed map" width="224" height="224" class="mt-signed">
-      <figcaption><strong>${esc(it.method)}</strong>${it.unit && it.class != null ? ` at ${unit(it)}` : ""} · ${fmt(it.seconds, 2)} s
+      <figcaption><strong>${esc(it.method)}</strong>${it.unit && it.class != null ? ` at ${unit(it)}` : ""} · ${fmt(it.seconds, 2)} s${it.smooth ? ` · <span title="${esc(smoothText(it.smooth))}">SmoothGrad${it.smooth.squared ? "²" : ""} ×${it.smooth.samples}</span>` : ""}
         ${it.deletion_auc != null ? `<br>deletion AUC ${fmt(it.deletion_auc)} · insertion AUC ${fmt(it.insertion_auc)}` : ""}
         <br><small>${esc(it.caption)}</small></figcaption>
     </figure>`).join("");
@@ -76,7 +112,11 @@ function renderGrid(r) {
   $("mt-deletion").innerHTML = scored.length ? chart(scored, "deletion", "probability of the class") : "<p class='muted'>Scores need a class (not a map).</p>";
   $("mt-insertion").innerHTML = scored.length ? chart(scored, "insertion", "probability of the class") : "";
   $("mt-figure").hidden = false;
+  showOverlay();
 }
+
+const crop = () => `/api/models/${encodeURIComponent(state.model)}/images/${state.image}/crop.png`;
+const smoothText = (s) => `SmoothGrad${s.squared ? "²" : ""}: ${s.samples} noisy copies, σ ${s.noise * 100}% of the input range, seed ${s.seed}`;
 
 const W = 520, H = 270, L = 42, R = 12, T = 26, B = 40;
 
@@ -126,12 +166,15 @@ async function run() {
   $("mt-idle").hidden = true;
   $("mt-progress").hidden = false;
   $("mt-figure").hidden = true;
-  const url = `/api/methods?${query(["class", "layer", "map"])}`;
+  const url = `/api/methods?${query(ASKED)}`;
   try {
     const r = await jobResult(url, (p, purl) => {
-      $("mt-bar").max = p.total || 2 * METHODS.length;
+      $("mt-bar").max = p.total || 200 * METHODS.length;
       $("mt-bar").value = p.done || 0;
-      $("mt-stage").textContent = `${Math.floor((p.done || 0) / 2)}/${(p.total || 14) / 2} methods (maps, then scores), ${jobStatus(p)}`;
+      // 200 steps a method: 100 for its map (Score-CAM, Ablation-CAM and
+      // SmoothGrad count their passes), 100 for its scores.
+      const n = (p.total || 200 * METHODS.length) / 200, at = Math.min(n, Math.floor((p.done || 0) / 200) + 1);
+      $("mt-stage").textContent = `method ${at}/${n} (${(METHODS[at - 1] || {}).label || ""}: map, then scores), ${jobStatus(p)}`;
       $("mt-cancel").onclick = () => fetch(purl, { method: "DELETE" });
     }, () => g === generation);
     last = r;
@@ -159,12 +202,20 @@ async function downloadFigure() {
   ctx.fillStyle = "#222";
   ctx.font = "14px sans-serif";
   const what = last.class != null ? `class ${last.class}${last.class_name ? ` (${last.class_name})` : ""}` : `${last.unit_short || last.unit} map ${last.map}`;
-  ctx.fillText(`${state.model}, epoch ${state.epoch}: ${what}. Top: saliency (max |value| over channels, 99.5th percentile = top of the scale); bottom: signed map.`, pad, 17);
+  const on = $("overlay-on").checked, alpha = Number($("overlay").value);
+  const top = on ? `saliency over the image (jet, opacity ${alpha})` : "saliency (max |value| over channels, 99.5th percentile = top of the scale)";
+  ctx.fillText(`${state.model}, epoch ${state.epoch}: ${what}. Top: ${top}; bottom: signed map.`, pad, 17);
+  const base = on ? await load(crop()) : null;
   ctx.translate(0, head);
   ctx.font = "13px sans-serif";
   for (const [i, it] of items.entries()) {
     const x = pad + i * (tile + pad);
-    ctx.drawImage(await load(it.saliency_png), x, pad);
+    if (on) {
+      ctx.drawImage(base, x, pad, tile, tile);
+      ctx.globalAlpha = alpha;
+      ctx.drawImage(await load(it.jet_png), x, pad);
+      ctx.globalAlpha = 1;
+    } else ctx.drawImage(await load(it.saliency_png), x, pad);
     ctx.drawImage(await load(it.signed_png), x, 2 * pad + tile);
     ctx.fillText(`${it.method} (${fmt(it.seconds, 2)} s)`, x, 3 * pad + 2 * tile + 12);
     if (it.deletion_auc != null) ctx.fillText(`del ${fmt(it.deletion_auc)} · ins ${fmt(it.insertion_auc)}`, x, 3 * pad + 2 * tile + 30);
@@ -225,6 +276,8 @@ function init() {
   $("run").onclick = run;
   $("sanity-run").onclick = sanity;
   $("mt-figure").onclick = downloadFigure;
+  $("overlay-on").onchange = showOverlay;
+  $("overlay").oninput = showOverlay;
   wireUploads(async (f) => {
     const id = await uploadFile(f);
     if (id) { state.image = id; showCrop(); writeURL(); run(); }

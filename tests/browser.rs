@@ -254,18 +254,9 @@ fn methods_view_in_chromium() {
         .iter()
         .map(|c| c["method"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        methods,
-        [
-            "deconv",
-            "guided",
-            "gradient",
-            "gradcam",
-            "guided-gradcam",
-            "ig",
-            "occlusion"
-        ]
-    );
+    let all: Vec<&str> = zfvis_core::methods::ALL.iter().map(|m| m.name()).collect();
+    assert_eq!(methods, all);
+    assert!(all.len() >= 14, "the CAM family is on the page");
     for c in v["cards"].as_array().unwrap() {
         let t = c["text"].as_str().unwrap();
         assert!(
@@ -274,11 +265,41 @@ fn methods_view_in_chromium() {
         );
     }
     assert_eq!(
-        v["curves"], 14,
+        v["curves"].as_u64(),
+        Some(2 * all.len() as u64),
         "a deletion and an insertion curve per method"
     );
     assert!(v["url"].as_str().unwrap().contains("image="), "{v}");
-    assert_eq!(v["reloaded"], 7);
+    assert_eq!(v["reloaded"].as_u64(), Some(all.len() as u64));
+    // The suggested unit is the default, named; the units are listed by depth.
+    assert_eq!(v["suggested"], "suggested: conv5", "{v}");
+    let layers: Vec<&str> = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        layers[1].starts_with("conv1")
+            && layers[5].starts_with("conv5")
+            && layers[5].ends_with("(suggested)"),
+        "{layers:?}"
+    );
+    // Another unit, SmoothGrad and the overlay: in the maps and the URL.
+    let shared = v["sharedUrl"].as_str().unwrap();
+    for q in ["layer=4", "smooth=3", "overlay=0.7"] {
+        assert!(shared.contains(q), "{q} in {shared}");
+    }
+    for c in v["overlaid"].as_array().unwrap() {
+        let (m, t) = (c["method"].as_str().unwrap(), c["text"].as_str().unwrap());
+        assert_eq!(c["stack"], true, "{m}: over the image");
+        assert_eq!(c["opacity"], "0.7", "{m}");
+        let method = zfvis_core::methods::Method::parse(m).unwrap();
+        if method.needs().layer {
+            assert!(t.contains("at conv4"), "{m}: {t}");
+        }
+        assert_eq!(t.contains("SmoothGrad"), method.smoothable(), "{m}: {t}");
+    }
     assert!(v["figure"].as_u64().unwrap() > 50_000, "{v}");
     assert_eq!(v["rows"], serde_json::json!(["– (trained)", "fc8", "fc7"]));
     eprintln!("screenshots in {}", dir.display());

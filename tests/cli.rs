@@ -411,15 +411,7 @@ fn explain_every_method() {
     let model = root().join("models/zfnet-woofnette");
     let (m, img) = (model.to_str().unwrap(), root().join("examples/dog.jpg"));
     let img = img.to_str().unwrap();
-    for method in [
-        "deconv",
-        "guided",
-        "gradient",
-        "gradcam",
-        "guided-gradcam",
-        "ig",
-        "occlusion",
-    ] {
+    for method in zfvis_core::methods::ALL.map(|m| m.name()) {
         let (png, raw) = (
             dir.join(format!("{method}.png")),
             dir.join(format!("{method}.npy")),
@@ -455,7 +447,10 @@ fn explain_every_method() {
         }
         assert_eq!(v["deletion"].as_array().unwrap().len(), 225);
         let t = Tensor::read_npy(&raw).unwrap();
-        let want: Vec<i64> = if ["gradcam", "occlusion"].contains(&method) {
+        let want: Vec<i64> = if zfvis_core::methods::Method::parse(method)
+            .unwrap()
+            .per_pixel()
+        {
             vec![224, 224]
         } else {
             vec![3, 224, 224]
@@ -538,10 +533,141 @@ fn explain_every_method() {
     );
     bad(&["--method", "occlusion", "--size", "500"], "occluder size");
     bad(
+        &["--method", "gradient", "--smooth", "0"],
+        "1 to 1000 samples",
+    );
+    bad(
+        &["--method", "scorecam", "--smooth", "4"],
+        "scorecam does not walk back",
+    );
+    bad(
+        &["--method", "gradcam", "--overlay"],
+        "--overlay draws into --out",
+    );
+    bad(
+        &["--method", "gradcam", "--layer", "fc6"],
+        "the network has no unit \"fc6\"",
+    );
+    bad(
         &[
             "--method", "gradient", "--layer", "2", "--map", "1", "--score",
         ],
         "need a class",
+    );
+}
+
+/// The CAMs' unit, SmoothGrad and the overlay on the command line: `zfvis
+/// models --units` lists the units by depth with the suggested one marked;
+/// `--smooth` is said in the text and the JSON; `--overlay` draws the map
+/// over the crop (not the plain picture), at the opacity asked.
+#[test]
+fn cam_units_smoothgrad_and_overlay() {
+    let dir = tempdir("cli-cams");
+    let out = zfvis(&[
+        "models",
+        "--models",
+        root().join("models").to_str().unwrap(),
+        "--units",
+        "zfnet-woofnette",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(
+        lines[0].contains("conv1") && lines[4].contains("conv5") && lines[4].contains("suggested"),
+        "{text}"
+    );
+    let v = zfvis_json(&[
+        "models",
+        "--models",
+        root().join("models").to_str().unwrap(),
+        "--units",
+        "zfnet-woofnette",
+        "--json",
+    ]);
+    assert_eq!(v["suggested"], 5);
+    let (m, img) = (
+        root().join("models/zfnet-woofnette"),
+        root().join("examples/dog.jpg"),
+    );
+    let (m, img) = (m.to_str().unwrap(), img.to_str().unwrap());
+    let run = |args: &[&str]| {
+        let mut all = vec!["explain", "--model", m, "--image", img];
+        all.extend_from_slice(args);
+        let out = zfvis(&all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let said = run(&[
+        "--method",
+        "gradient",
+        "--smooth",
+        "4",
+        "--noise",
+        "0.2",
+        "--squared",
+    ]);
+    assert!(
+        said.contains("SmoothGrad², 4 samples, σ 20% of the input range, seed 0"),
+        "{said}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&["--method", "guided", "--smooth", "2", "--json"])).unwrap();
+    assert_eq!(v["smooth"]["samples"], 2);
+    let said = run(&["--method", "layercam", "--layer", "conv4"]);
+    assert!(said.contains("at conv4"), "{said}");
+    let (plain, half, full) = (
+        dir.join("plain.png"),
+        dir.join("half.png"),
+        dir.join("full.png"),
+    );
+    run(&["--method", "gradcam++", "--out", plain.to_str().unwrap()]);
+    run(&[
+        "--method",
+        "gradcam++",
+        "--out",
+        half.to_str().unwrap(),
+        "--overlay",
+    ]);
+    run(&[
+        "--method",
+        "gradcam++",
+        "--out",
+        full.to_str().unwrap(),
+        "--overlay",
+        "1",
+    ]);
+    let open = |p: &std::path::Path| image::open(p).unwrap().to_rgb8();
+    let (plain, half, full) = (open(&plain), open(&half), open(&full));
+    assert_eq!(half.dimensions(), (224, 224));
+    assert_ne!(plain, half);
+    // Opacity 1 is the jet map alone; 0.5 keeps half the photo.
+    let crop = zfvis_core::preprocess::decode(&std::fs::read(img).unwrap()).unwrap();
+    let crop = zfvis_core::checkpoint::ModelDir::open(std::path::Path::new(m))
+        .unwrap()
+        .manifest
+        .preprocess()
+        .crop(&crop);
+    let dist = |a: &image::RgbImage, b: &image::RgbImage| -> f64 {
+        a.as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| (*x as f64 - *y as f64).abs())
+            .sum::<f64>()
+            / a.as_raw().len() as f64
+    };
+    assert!(
+        dist(&half, &crop) < dist(&full, &crop),
+        "the half overlay is nearer the photo"
     );
 }
 
@@ -586,15 +712,7 @@ fn grey_network_explains_occludes_and_turns() {
     );
     let (m, img) = (model.to_str().unwrap(), dir.join("digit.png"));
     let img = img.to_str().unwrap();
-    for method in [
-        "deconv",
-        "guided",
-        "gradient",
-        "gradcam",
-        "guided-gradcam",
-        "ig",
-        "occlusion",
-    ] {
+    for method in zfvis_core::methods::ALL.map(|m| m.name()) {
         let raw = dir.join(format!("{method}.npy"));
         let out = zfvis(&[
             "explain",
@@ -617,7 +735,10 @@ fn grey_network_explains_occludes_and_turns() {
             "{method}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let want: Vec<i64> = if ["gradcam", "occlusion"].contains(&method) {
+        let want: Vec<i64> = if zfvis_core::methods::Method::parse(method)
+            .unwrap()
+            .per_pixel()
+        {
             vec![28, 28]
         } else {
             vec![1, 28, 28]

@@ -964,7 +964,44 @@ fn explain_methods_and_sanity_endpoints() {
         (v["unit"].as_str(), v["layer"].as_i64(), v["map"].as_i64()),
         (Some("conv3"), Some(3), Some(1))
     );
-    // The methods view: all seven with their pictures and scores.
+    // The CAM family: the package's scale (0..1), at the unit asked.
+    let v: Value = e
+        .get(&format!("{base}/explain?method=scorecam&layer=4"))
+        .json()
+        .unwrap();
+    assert_eq!(v["shape"], serde_json::json!([224, 224]), "{v}");
+    assert_eq!(
+        (v["unit"].as_str(), v["layer"].as_i64()),
+        (Some("conv4"), Some(4))
+    );
+    // SmoothGrad², said in the answer.
+    let v: Value = e
+        .get(&format!(
+            "{base}/explain?method=gradient&smooth=3&noise=0.1&squared=true"
+        ))
+        .json()
+        .unwrap();
+    assert_eq!(
+        v["smooth"],
+        serde_json::json!({"samples": 3, "noise": 0.1, "seed": 0, "squared": true}),
+        "{v}"
+    );
+    // A map over the crop.
+    let r = e.get(&format!("{base}/explain.png?method=layercam&overlay=0.6"));
+    assert_eq!(r.status(), StatusCode::OK);
+    let over = image::load_from_memory(&r.bytes().unwrap())
+        .unwrap()
+        .to_rgb8();
+    let plain = image::load_from_memory(
+        &e.get(&format!("{base}/explain.png?method=layercam"))
+            .bytes()
+            .unwrap(),
+    )
+    .unwrap()
+    .to_rgb8();
+    assert_eq!(over.dimensions(), (224, 224));
+    assert_ne!(over, plain, "the overlay is not the plain picture");
+    // The methods view: every method with its pictures and scores.
     let q = format!("model=tiny&epoch=1&image={id}&stride=32");
     let v = job_result(&e, &format!("/api/methods?{q}"));
     let items = v["items"].as_array().unwrap();
@@ -972,20 +1009,10 @@ fn explain_methods_and_sanity_endpoints() {
         .iter()
         .map(|i| i["method"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "deconv",
-            "guided",
-            "gradient",
-            "gradcam",
-            "guided-gradcam",
-            "ig",
-            "occlusion"
-        ]
-    );
+    let all: Vec<&str> = zfvis_core::methods::ALL.iter().map(|m| m.name()).collect();
+    assert_eq!(names, all);
     for it in items {
-        for k in ["saliency_png", "signed_png"] {
+        for k in ["saliency_png", "signed_png", "jet_png"] {
             assert!(it[k]
                 .as_str()
                 .unwrap()
@@ -1068,6 +1095,28 @@ fn explain_methods_and_sanity_endpoints() {
         e.get(&format!("/api/methods?{q}&methods=ig&layer=2&map=1")),
         StatusCode::BAD_REQUEST,
         "explain a class",
+    );
+    error(
+        e.get(&format!("{base}/explain?method=gradient&smooth=0")),
+        StatusCode::BAD_REQUEST,
+        "1 to 1000 samples",
+    );
+    error(
+        e.get(&format!("{base}/explain?method=scorecam&smooth=4")),
+        StatusCode::BAD_REQUEST,
+        "does not walk back",
+    );
+    error(
+        e.get(&format!("{base}/explain.png?method=gradcam&overlay=2")),
+        StatusCode::BAD_REQUEST,
+        "opacity is 0 to 1",
+    );
+    error(
+        e.get(&format!(
+            "/api/methods?{q}&methods=scorecam,eigencam&smooth=2"
+        )),
+        StatusCode::BAD_REQUEST,
+        "none of these walks back",
     );
     error(
         e.get(&format!(

@@ -162,7 +162,11 @@ fn mask(map: &Tensor) -> Result<(u32, u32, Vec<f64>)> {
     let m = quantile_abs(&s, 0.995)?.max(1e-12);
     let (h, w) = (s.size()[0] as u32, s.size()[1] as u32);
     let v: Vec<f32> = crate::net::values(&s, "a saliency map")?;
-    Ok((w, h, v.into_iter().map(|x| (x as f64 / m).min(1.0)).collect()))
+    Ok((
+        w,
+        h,
+        v.into_iter().map(|x| (x as f64 / m).min(1.0)).collect(),
+    ))
 }
 
 /// The saliency of `map` in jet colours (the overlay's colours).
@@ -196,5 +200,12 @@ pub fn overlay(crop: &image::RgbImage, map: &Tensor, opacity: f64) -> Result<ima
         })
         .collect();
     let top = mixed.iter().copied().fold(1e-12, f64::max);
-    image(w, h, mixed.iter().map(|x| (255.0 * x / top).round() as u8).collect())
+    image(
+        w,
+        h,
+        mixed
+            .iter()
+            .map(|x| (255.0 * x / top).round() as u8)
+            .collect(),
+    )
 }

@@ -59,7 +59,10 @@ fn cams_match_the_package(tag: &str, model_dir: &Path, reference: &[&str], unit:
         let (a, b) = (scaled(&ours), scaled(&theirs));
         let (cos, rel) = (cosine(&a, &b), rel_l2(&a, &b));
         eprintln!("{tag} {m}: cosine {cos:.7}, relative L2 {rel:.2e}");
-        assert!(cos >= 0.999 && rel <= 1e-3, "{tag} {m}: cosine {cos}, relative L2 {rel}");
+        assert!(
+            cos >= 0.999 && rel <= 1e-3,
+            "{tag} {m}: cosine {cos}, relative L2 {rel}"
+        );
     }
 }
 
@@ -70,11 +73,11 @@ fn bundled_zfnet_cams_match_the_grad_cam_package() {
     cams_match_the_package("zfnet", &dir, &reference, (5, "5"));
 }
 
-/// VGG16 at 128 px (its last conv's maps 8×8; 512 masked passes for
+/// VGG16 at 96 px (its last conv's maps 6×6; 512 masked passes for
 /// Score-CAM on both sides), to keep the test near a minute.
 #[test]
 fn imported_vgg16_cams_match_the_grad_cam_package() {
-    let (dir, pth) = imported_at("vgg16", Some(128));
+    let (dir, pth) = imported_at("vgg16", Some(96));
     let reference = ["torchvision:vgg16", pth.to_str().unwrap()];
     let units = zfvis_core::checkpoint::ModelDir::open(&dir)
         .unwrap()
@@ -149,11 +152,17 @@ fn smoothgrad_matches_captums_noise_tunnel() {
         );
         let theirs = Tensor::read_npy(&out).unwrap();
         let rel = rel_l2(&ours, &theirs);
-        eprintln!("SmoothGrad{} {m}: relative L2 {rel:.2e}", if squared { "²" } else { "" });
+        eprintln!(
+            "SmoothGrad{} {m}: relative L2 {rel:.2e}",
+            if squared { "²" } else { "" }
+        );
         assert!(rel <= 1e-5, "{m} squared={squared}: relative L2 {rel}");
         // The mean of a single map is the map: the noise is what differs.
         let alone = m.map(&e, Target::Class(cls), &Options::new(&net)).unwrap();
-        assert!(rel_l2(&alone, &theirs) > 1e-2, "{m}: the noise changed nothing");
+        assert!(
+            rel_l2(&alone, &theirs) > 1e-2,
+            "{m}: the noise changed nothing"
+        );
     }
 }
 
@@ -167,6 +176,12 @@ fn smoothgrad_noise_is_seeded() {
     assert!(a.equal(&b));
     assert!(!a.equal(&c));
     let v = smooth::noise(&[100_000], 1, 3);
-    let (mean, std) = (v.mean(Kind::Double).double_value(&[]), v.std(true).double_value(&[]));
-    assert!(mean.abs() < 0.02 && (std - 1.0).abs() < 0.02, "mean {mean}, std {std}");
+    let (mean, std) = (
+        v.mean(Kind::Double).double_value(&[]),
+        v.std(true).double_value(&[]),
+    );
+    assert!(
+        mean.abs() < 0.02 && (std - 1.0).abs() < 0.02,
+        "mean {mean}, std {std}"
+    );
 }

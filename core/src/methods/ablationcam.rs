@@ -66,7 +66,10 @@ fn weights(e: &Explainer, a: &Tensor, node: usize, class: i64) -> Result<Tensor>
             .view([b, c, 1, 1]);
         let value = a.expand([b, c, h, w], false).masked_fill(&hit, ablated);
         let logits = e.net.forward_after(&frontier, &value).select(1, class);
-        scores.extend(crate::net::values::<f32>(&logits, "the ablated class scores")?);
+        scores.extend(crate::net::values::<f32>(
+            &logits,
+            "the ablated class scores",
+        )?);
         k0 += b;
     }
     e.report(c as usize, c as usize)?;

@@ -63,7 +63,9 @@ pub fn finish(e: &Explainer, cam: &Tensor) -> Result<Tensor> {
     };
     let cam = cam.to_kind(Kind::Float).view([1, 1, h, w]);
     if cam.isnan().any().int64_value(&[]) != 0 {
-        bail!("the weighted maps are not numbers (NaN): the class score is 0 or the maps are empty");
+        bail!(
+            "the weighted maps are not numbers (NaN): the class score is 0 or the maps are empty"
+        );
     }
     let up = min_max(&cam.relu()).upsample_bilinear2d([side, side], false, None, None);
     Ok(min_max(&up.relu()).view([side, side]))

@@ -29,9 +29,10 @@ static INFO: Info = Info {
     )
 };
 
-/// Masked inputs a pass (the fastest on 2 CPU cores for ResNet-18; the
-/// package's default is 16).
-pub const BATCH: i64 = 32;
+/// Masked inputs a pass: the package's own batch. On 2 CPU cores ResNet-18
+/// runs 8 to 32 a pass at the same speed per image (19–21 ms, measured);
+/// the time saved is the forward's (batch norm folded, channels-last).
+pub const BATCH: i64 = 16;
 
 impl Attribution for Scorecam {
     fn info(&self) -> &'static Info {
@@ -52,7 +53,10 @@ fn weights(e: &Explainer, a: &Tensor, class: i64) -> Result<Tensor> {
         .to_kind(Kind::Float)
         .upsample_bilinear2d([side, side], true, None, None);
     let flat = up.view([c, -1]);
-    let (maxs, mins) = (flat.amax([1i64].as_slice(), false), flat.amin([1i64].as_slice(), false));
+    let (maxs, mins) = (
+        flat.amax([1i64].as_slice(), false),
+        flat.amin([1i64].as_slice(), false),
+    );
     let masks = (&up - mins.view([1, c, 1, 1])) / (&maxs - &mins + 1e-8).view([1, c, 1, 1]);
     let constant: Vec<bool> = crate::net::values(&maxs.eq_tensor(&mins), "the maps' ranges")?;
     let varied: Vec<i64> = (0..c).filter(|&k| !constant[k as usize]).collect();

@@ -62,4 +62,3 @@ pub fn imported_at(arch: &str, input_size: Option<i64>) -> (PathBuf, PathBuf) {
     .unwrap();
     (out, pth)
 }
-

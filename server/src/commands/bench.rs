@@ -51,15 +51,22 @@ pub struct BenchArgs {
     /// torchvision network; and a 5-step sanity check (on --model)
     #[arg(long)]
     methods: bool,
-    /// The image of --methods
+    /// The image of --methods and --cams
     #[arg(long, default_value = "examples/dog.jpg")]
     image: PathBuf,
+    /// Instead: Ablation-CAM (ResNet-50 layer4.2) and Score-CAM (ResNet-18
+    /// layer4.1) against the grad-cam package on the same files
+    #[arg(long)]
+    cams: bool,
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let iters = a.iters.max(3);
     if let Some(images) = &a.features {
         return bench_features(&a.model, images, iters);
+    }
+    if a.cams {
+        return super::bench_cams::bench_cams(&a.python, &a.image, a.iters.max(1));
     }
     if a.methods {
         return bench_methods(
@@ -80,7 +87,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     bench(Some(&a.python), iters, a.device.get()?)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
@@ -182,7 +189,7 @@ pub fn bench(python: Option<&Path>, iters: usize, device: Device) -> Result<()> 
 }
 
 /// Run a PyTorch peer script of tests/ and read the JSON it prints.
-fn peer(python: &Path, script: &str, args: &[String]) -> Result<serde_json::Value> {
+pub(super) fn peer(python: &Path, script: &str, args: &[String]) -> Result<serde_json::Value> {
     let script = super::local::resource(&format!("tests/{script}"));
     let out = std::process::Command::new(python)
         .arg(&script)
@@ -325,7 +332,7 @@ pub fn bench_arch(
 /// The model folder `zfvis bench --methods` times and how its Captum peer
 /// loads the same network: the bundled `model`, or torchvision `arch` saved
 /// by PyTorch into `dir` and imported.
-fn methods_model(
+pub(super) fn methods_model(
     python: &Path,
     model: &Path,
     arch: Option<&str>,
@@ -408,7 +415,12 @@ fn bench_methods(
         captum_layer,
     ]);
     let py = peer(python, "bench_methods.py", &args);
-    let methods = Method::defaults();
+    // The methods Captum has (the CAM family beyond Grad-CAM is timed
+    // against the grad-cam package by `--cams`).
+    let methods: Vec<Method> = Method::defaults()
+        .into_iter()
+        .filter(|m| py.as_ref().map_or(true, |v| v.get(m.name()).is_some()))
+        .collect();
     let o = Options::new(&net);
     let mut ours = vec![];
     for &method in &methods {
@@ -420,7 +432,7 @@ fn bench_methods(
         run();
         ours.push(time_ms(iters, run) / 1000.0);
     }
-    // All six from one forward trace, as the methods view computes them.
+    // All of them from one forward trace, as the methods view computes them.
     let shared = time_ms(iters, || {
         let e = Explainer::new(&net, &x);
         let c = e.top_class();
@@ -455,12 +467,14 @@ fn bench_methods(
     }
     let sum: f64 = ours.iter().sum();
     println!(
-        "| all six, one request each | {sum:.3} s | {} | {} |",
+        "| all {}, one request each | {sum:.3} s | {} | {} |",
+        methods.len(),
         cell(theirs("total")),
         ratio(sum, theirs("total"))
     );
     println!(
-        "| all six from one forward trace (the methods view) | {shared:.3} s | {} | {} |",
+        "| all {} from one forward trace (the methods view) | {shared:.3} s | {} | {} |",
+        methods.len(),
         cell(theirs("total")),
         ratio(shared, theirs("total"))
     );
@@ -469,7 +483,8 @@ fn bench_methods(
         let t = Instant::now();
         zfvis_core::sanity::cascade(&mut n, &x, &Method::defaults(), 5, 0, &mut |_, _| Ok(()))?;
         println!(
-            "| sanity check, 5 steps, the six default methods | {:.2} s | | |",
+            "| sanity check, 5 steps, the {} default methods | {:.2} s | | |",
+            Method::defaults().len(),
             t.elapsed().as_secs_f64()
         );
     }

@@ -131,8 +131,14 @@ pub fn explain(a: ExplainArgs) -> Result<()> {
             (Some(u), Some(_), true) => format!(" at {u}"),
             _ => String::new(),
         };
-        let smooth = r.smooth.map_or(String::new(), |s| format!(" ({})", s.describe()));
-        println!("{} of {what}{at}{smooth} in {:.3} s", method.name(), r.seconds);
+        let smooth = r
+            .smooth
+            .map_or(String::new(), |s| format!(" ({})", s.describe()));
+        println!(
+            "{} of {what}{at}{smooth} in {:.3} s",
+            method.name(),
+            r.seconds
+        );
         if let Some(c) = &r.curves {
             println!(
                 "deletion AUC {:.4} (lower is better), insertion AUC {:.4} (higher is better)",

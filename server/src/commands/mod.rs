@@ -7,6 +7,7 @@
 
 mod args;
 mod bench;
+mod bench_cams;
 mod compare;
 mod correspondence;
 mod explain;
