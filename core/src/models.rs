@@ -228,11 +228,7 @@ fn info(m: &ModelDir) -> Result<ModelInfo> {
             })
             .collect(),
         layers: layer_infos(&spec),
-        last_unit: spec
-            .unit_list()
-            .iter()
-            .position(|u| u.node == spec.last_maps_node())
-            .map_or(spec.convs().len(), |k| k + 1),
+        last_unit: spec.suggested_unit(&spec.unit_list()),
         hidden: spec.hidden_fcs().into_iter().map(|h| h.1).collect(),
         preprocess: m.manifest.preprocess_name().to_string(),
         pipeline: m.manifest.preprocess().describe(),

@@ -73,11 +73,11 @@ fn bundled_zfnet_cams_match_the_grad_cam_package() {
     cams_match_the_package("zfnet", &dir, &reference, (5, "5"));
 }
 
-/// VGG16 at 96 px (its last conv's maps 6×6; 512 masked passes for
+/// VGG16 at 80 px (its last conv's maps 5×5; 512 masked passes for
 /// Score-CAM on both sides), to keep the test near a minute.
 #[test]
 fn imported_vgg16_cams_match_the_grad_cam_package() {
-    let (dir, pth) = imported_at("vgg16", Some(96));
+    let (dir, pth) = imported_at("vgg16", Some(80));
     let reference = ["torchvision:vgg16", pth.to_str().unwrap()];
     let units = zfvis_core::checkpoint::ModelDir::open(&dir)
         .unwrap()
@@ -90,10 +90,10 @@ fn imported_vgg16_cams_match_the_grad_cam_package() {
     cams_match_the_package("vgg16", &dir, &reference, (13, "features.29"));
 }
 
-/// ResNet-50 at 96 px (layer4's maps 3×3; 2,048 masked passes for Score-CAM).
+/// ResNet-50 at 80 px (layer4's maps 3×3; 2,048 masked passes for Score-CAM).
 #[test]
 fn imported_resnet50_cams_match_the_grad_cam_package() {
-    let (dir, pth) = imported_at("resnet50", Some(96));
+    let (dir, pth) = imported_at("resnet50", Some(80));
     let reference = ["torchvision:resnet50", pth.to_str().unwrap()];
     let units = zfvis_core::checkpoint::ModelDir::open(&dir)
         .unwrap()

@@ -545,6 +545,7 @@ fn every_modern_arch_name_matches_torchvision() {
                 .unwrap()
                 .load(None, Device::Cpu)
                 .unwrap();
+            suggested_unit_is_the_last_with_maps(&net, arch);
             let want = Tensor::read_npy(dir.join(format!("{arch}.logits.npy"))).unwrap();
             let got = net.forward_t(&x, false);
             let d = (&got - &want).abs().max().double_value(&[]);
@@ -560,6 +561,37 @@ fn every_modern_arch_name_matches_torchvision() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     assert!(seen >= 49, "only {seen} names checked");
+}
+
+/// The CAM methods' default unit: no unit with maps (wider than 1×1) lies
+/// after it; ResNets' is `layer4`'s last block, DenseNets' `features.norm5`,
+/// EfficientNets' `features.8` (the last stage), VGGs' the last conv.
+fn suggested_unit_is_the_last_with_maps(net: &Net, arch: &str) {
+    let u = &net.units[net.last_unit() - 1];
+    let later: Vec<&str> = net
+        .units
+        .iter()
+        .filter(|v| v.side > 1 && v.node > u.node)
+        .map(|v| v.short.as_str())
+        .collect();
+    assert!(
+        u.side > 1 && later.is_empty(),
+        "{arch}: suggested {} but {later:?} come after",
+        u.short
+    );
+    let want = match arch {
+        a if a.starts_with("resnet") || a.starts_with("resnext") || a.starts_with("wide_") => {
+            "layer4."
+        }
+        a if a.starts_with("densenet") => "features.norm5",
+        a if a.starts_with("efficientnet_b") => "features.8",
+        a if a.starts_with("vgg") => "features.",
+        _ => "",
+    };
+    assert!(u.short.starts_with(want), "{arch}: suggested {}", u.short);
+    if arch.starts_with("vgg") {
+        assert_eq!(u.layer, Some(net.convs.len()), "{arch}: the last conv");
+    }
 }
 
 /// resnet18 and vgg11_bn (torchvision's zero classifier biases) through both

@@ -212,11 +212,7 @@ impl Net {
     /// The unit (1-based) that stands for "the last conv layer" in the views:
     /// the last conv in a chain, the input of the global pooling in a graph.
     pub fn last_unit(&self) -> usize {
-        let node = self.spec.last_maps_node();
-        self.units
-            .iter()
-            .position(|u| u.node == node)
-            .map_or(self.convs.len(), |k| k + 1)
+        self.spec.suggested_unit(&self.units)
     }
 
     /// Name of the last hidden fc layer (fc7 for ZFNet).

@@ -224,6 +224,26 @@ impl NetSpec {
             .unwrap_or(chain)
     }
 
+    /// The suggested unit (1-based into `units`, the [`NetSpec::unit_list`]):
+    /// the one at [`NetSpec::last_maps_node`], or, where that node has no
+    /// name (DenseNet's functional ReLU after `norm5`), the unit it reads
+    /// through single-input activations and affines (`features.norm5`, the
+    /// grad-cam package's advice); else the last conv.
+    pub fn suggested_unit(&self, units: &[Unit]) -> usize {
+        let mut node = self.last_maps_node();
+        loop {
+            if let Some(k) = units.iter().position(|u| u.node == node) {
+                return k + 1;
+            }
+            let through =
+                self.op(node).is_activation() || matches!(self.op(node), Layer::Affine { .. });
+            match self.sources(node).as_slice() {
+                [Some(j)] if through => node = *j,
+                _ => return units.iter().filter(|u| u.layer.is_some()).count().max(1),
+            }
+        }
+    }
+
     /// Receptive field of position (y, x) of node `node`'s output in input
     /// pixels: (y0, x0, y1, x1), inclusive, not clipped to the image; the
     /// union over every path back to the image.
