@@ -49,15 +49,19 @@ impl Attribution for Scorecam {
 fn weights(e: &Explainer, a: &Tensor, class: i64) -> Result<Tensor> {
     let side = e.net.spec.input_size;
     let c = a.size()[1];
+    // Contiguous (a conv's maps are channels-last): a mask a row, gathered fast.
     let up = a
         .to_kind(Kind::Float)
-        .upsample_bilinear2d([side, side], true, None, None);
+        .contiguous()
+        .upsample_bilinear2d([side, side], true, None, None)
+        .contiguous();
     let flat = up.view([c, -1]);
     let (maxs, mins) = (
         flat.amax([1i64].as_slice(), false),
         flat.amin([1i64].as_slice(), false),
     );
-    let masks = (&up - mins.view([1, c, 1, 1])) / (&maxs - &mins + 1e-8).view([1, c, 1, 1]);
+    let masks = ((&up - mins.view([1, c, 1, 1])) / (&maxs - &mins + 1e-8).view([1, c, 1, 1]))
+        .view([c, 1, side, side]);
     let constant: Vec<bool> = crate::net::values(&maxs.eq_tensor(&mins), "the maps' ranges")?;
     let varied: Vec<i64> = (0..c).filter(|&k| !constant[k as usize]).collect();
     let dev = e.net.device();
@@ -71,7 +75,7 @@ fn weights(e: &Explainer, a: &Tensor, class: i64) -> Result<Tensor> {
     for (done, chunk) in varied.chunks(BATCH as usize).enumerate() {
         e.report(done * BATCH as usize, total)?;
         let idx = Tensor::from_slice(chunk).to_device(dev);
-        let m = masks.index_select(1, &idx).transpose(0, 1);
+        let m = masks.index_select(0, &idx);
         let logits = e.net.forward_t(&(&e.x * m), false).select(1, class);
         let _ = scores.index_copy_(0, &idx, &logits.to_kind(Kind::Float));
     }
