@@ -25,7 +25,7 @@ static INFO: Info = Info {
         "ablationcam",
         "Ablation-CAM",
         "Ablation-CAM (Desai & Ramaswamy 2020): maps weighted by the drop of the class score when each is zeroed",
-        "#d35400",
+        "#f39c9c",
     )
 };
 

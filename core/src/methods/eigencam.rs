@@ -25,7 +25,7 @@ static INFO: Info = Info {
         "eigencam",
         "Eigen-CAM",
         "Eigen-CAM (Muhammad & Yeasin 2020): the maps' first principal component, whatever the class",
-        "#7f8c8d",
+        "#8d6e63",
     )
 };
 

@@ -21,7 +21,7 @@ static INFO: Info = Info {
         "gradcam++",
         "Grad-CAM++",
         "Grad-CAM++ (Chattopadhay et al. 2018): maps weighted by their positive gradients, each position weighted by higher-order terms",
-        "#e67e22",
+        "#b7950b",
     )
 };
 

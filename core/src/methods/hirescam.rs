@@ -21,7 +21,7 @@ static INFO: Info = Info {
         "hirescam",
         "HiResCAM",
         "HiResCAM (Draelos & Carin 2020): maps times their gradients, position by position, summed",
-        "#8e44ad",
+        "#2d3436",
     )
 };
 

@@ -20,7 +20,7 @@ static INFO: Info = Info {
         "layercam",
         "Layer-CAM",
         "Layer-CAM (Jiang et al. 2021): maps times their positive gradients, position by position, summed",
-        "#16a085",
+        "#00cec9",
     )
 };
 

@@ -25,7 +25,7 @@ static INFO: Info = Info {
         "scorecam",
         "Score-CAM",
         "Score-CAM (Wang et al. 2020): maps weighted by the softmax of the class score of the image masked by each map",
-        "#2980b9",
+        "#e84393",
     )
 };
 

@@ -20,7 +20,7 @@ static INFO: Info = Info {
         "xgradcam",
         "XGrad-CAM",
         "XGrad-CAM (Fu et al. 2020): maps weighted by their activation-weighted gradients",
-        "#c0392b",
+        "#6c5ce7",
     )
 };
 
