@@ -6,7 +6,7 @@
 //! the nodes after the unit run (`Net::forward_after`), on batches of
 //! ablated copies of the maps, everything before the unit computed once.
 
-use super::{cam, Attribution, Info, Method, Needs};
+use super::{cam, Attribution, Info, Method};
 use crate::explain::{Explainer, Options, Target};
 use anyhow::Result;
 use tch::{Kind, Tensor};
@@ -14,20 +14,13 @@ use tch::{Kind, Tensor};
 pub struct Ablationcam;
 pub const ABLATIONCAM: Method = Method(&Ablationcam);
 
-static INFO: Info = Info {
-    needs: Needs {
-        layer: true,
-        ..Needs::NONE
-    },
-    per_pixel: true,
-    by_default: true,
-    ..Info::new(
-        "ablationcam",
-        "Ablation-CAM",
-        "Ablation-CAM (Desai & Ramaswamy 2020): maps weighted by the drop of the class score when each is zeroed",
-        "#f39c9c",
-    )
-};
+static INFO: Info = cam::info(
+    "ablationcam",
+    "Ablation-CAM",
+    "Ablation-CAM (Desai & Ramaswamy 2020): maps weighted by the drop of the class score when each is zeroed",
+    "#f39c9c",
+    false,
+);
 
 /// Values of ablated maps per pass (B·C·h·w at most): 16 Mi floats.
 const VALUES_A_PASS: i64 = 1 << 24;

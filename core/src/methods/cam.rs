@@ -4,10 +4,52 @@
 //! finish: ReLU, min-max scaling, bilinear to the input
 //! (`cv2.resize`), min-max again. Not a method: the CAM files use it.
 
+use super::{Info, Needs};
 use crate::deconv::{walk, Rule};
-use crate::explain::{Explainer, Target};
+use crate::explain::{Explainer, Options, Target};
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
+
+/// A CAM method's registry entry: a class's map at a unit, one value a
+/// pixel; `gradients`: it reads the class's gradient (SmoothGrad applies).
+pub const fn info(
+    name: &'static str,
+    label: &'static str,
+    caption: &'static str,
+    colour: &'static str,
+    gradients: bool,
+) -> Info {
+    Info {
+        needs: Needs {
+            layer: true,
+            ..Needs::NONE
+        },
+        per_pixel: true,
+        rule: if gradients {
+            Some(Rule::GRADIENT)
+        } else {
+            None
+        },
+        ..Info::new(name, label, caption, colour)
+    }
+}
+
+/// The map of a CAM that reads the unit's maps A and the class's gradient
+/// G: `cam(A, G)` ([1, 1, h, w]), finished as the package finishes.
+pub fn from_gradients(
+    e: &Explainer,
+    target: Target,
+    o: &Options,
+    cam: impl Fn(&Tensor, &Tensor) -> Tensor,
+) -> Result<Tensor> {
+    let g = gradients(e, target.class(), o.cam_layer);
+    finish(e, &cam(activations(e, o.cam_layer), &g))
+}
+
+/// Σ_c over the maps of an element-wise product, kept as [1, 1, h, w].
+pub fn channel_sum(t: &Tensor) -> Tensor {
+    t.sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
+}
 
 /// The package's `1e-7` in `scale_cam_image`.
 const EPS: f64 = 1e-7;
@@ -34,10 +76,10 @@ pub fn gradients(e: &Explainer, class: i64, layer: usize) -> Tensor {
     .unwrap_or_else(|| activations(e, layer).zeros_like())
 }
 
-/// Σ_c w_c A_c for weights `w` [1, C]: [1, 1, h, w].
+/// Σ_c w_c A_c for weights `w` ([1, C] or [1, C, 1, 1]): [1, 1, h, w].
 pub fn weighted(w: &Tensor, a: &Tensor) -> Tensor {
     let c = a.size()[1];
-    (w.view([1, c, 1, 1]) * a).sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
+    channel_sum(&(w.view([1, c, 1, 1]) * a))
 }
 
 /// Σ over spatial positions, kept as [1, C, 1, 1].

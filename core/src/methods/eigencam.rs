@@ -6,7 +6,7 @@
 //! `get_2d_projection_with_sign_correction` fixes it: the projection is
 //! negated when |min| > |max|. Then the package's finish.
 
-use super::{cam, Attribution, Info, Method, Needs};
+use super::{cam, Attribution, Info, Method};
 use crate::explain::{Explainer, Options, Target};
 use anyhow::Result;
 use tch::{Kind, Tensor};
@@ -14,20 +14,13 @@ use tch::{Kind, Tensor};
 pub struct Eigencam;
 pub const EIGENCAM: Method = Method(&Eigencam);
 
-static INFO: Info = Info {
-    needs: Needs {
-        layer: true,
-        ..Needs::NONE
-    },
-    per_pixel: true,
-    by_default: true,
-    ..Info::new(
-        "eigencam",
-        "Eigen-CAM",
-        "Eigen-CAM (Muhammad & Yeasin 2020): the maps' first principal component, whatever the class",
-        "#8d6e63",
-    )
-};
+static INFO: Info = cam::info(
+    "eigencam",
+    "Eigen-CAM",
+    "Eigen-CAM (Muhammad & Yeasin 2020): the maps' first principal component, whatever the class",
+    "#8d6e63",
+    false,
+);
 
 impl Attribution for Eigencam {
     fn info(&self) -> &'static Info {

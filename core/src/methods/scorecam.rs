@@ -6,7 +6,7 @@
 //! through in batches of [`BATCH`], and the maps that are constant (all
 //! zero: a mask of 0) share one pass.
 
-use super::{cam, Attribution, Info, Method, Needs};
+use super::{cam, Attribution, Info, Method};
 use crate::explain::{Explainer, Options, Target};
 use anyhow::Result;
 use tch::{Kind, Tensor};
@@ -15,17 +15,14 @@ pub struct Scorecam;
 pub const SCORECAM: Method = Method(&Scorecam);
 
 static INFO: Info = Info {
-    needs: Needs {
-        layer: true,
-        ..Needs::NONE
-    },
-    per_pixel: true,
+    // A full forward per map: run when asked (as occlusion).
     by_default: false,
-    ..Info::new(
+    ..cam::info(
         "scorecam",
         "Score-CAM",
         "Score-CAM (Wang et al. 2020): maps weighted by the softmax of the class score of the image masked by each map",
         "#e84393",
+        false,
     )
 };
 
