@@ -143,7 +143,9 @@ pub struct ExplainRequest {
     #[serde(default)]
     pub score: bool,
     /// SmoothGrad: the mean of the maps of this many noisy copies (the
-    /// methods that walk back).
+    /// methods that walk back). These four fields are repeated in
+    /// [`MethodsRequest`]: a query string cannot fill typed fields through
+    /// `#[serde(flatten)]` (serde_urlencoded hands them over as strings).
     #[serde(default)]
     pub smooth: Option<i64>,
     /// SmoothGrad's σ as a fraction of the input's range.
