@@ -1,5 +1,5 @@
 // zfvis methods view (paper.md §8): the deconvnet beside guided backprop, the
-// gradient, Grad-CAM, guided Grad-CAM, integrated gradients and occlusion, for
+// gradient, the CAM family, guided Grad-CAM, integrated gradients and occlusion, for
 // one image and one class (or one map), with deletion/insertion curves and the
 // sanity check; the CAM family, SmoothGrad, and every map over the image.
 // State in the URL: model, epoch, image, class, layer, map, smooth, noise,
@@ -272,7 +272,7 @@ function init() {
   readURL();
   fill();
   showCrop();
-  $("model").onchange = () => { state.model = $("model").value; state.epoch = null; fill(); showCrop(); };
+  $("model").onchange = () => { state.model = $("model").value; state.epoch = null; state.layer = ""; fill(); showCrop(); };
   $("run").onclick = run;
   $("sanity-run").onclick = sanity;
   $("mt-figure").onclick = downloadFigure;
