@@ -161,7 +161,10 @@ fn quick_start_and_own_model_run_as_pasted_in_a_fresh_clone() {
     // and project named the block.
     assert!(stdout.contains("\nlayer3.1 map 0: activation"), "{stdout}");
     // The units by depth, the CAMs' default marked.
-    assert!(stdout.contains("conv5") && stdout.contains("(suggested"), "{stdout}");
+    assert!(
+        stdout.contains("conv5") && stdout.contains("(suggested"),
+        "{stdout}"
+    );
     let top5 = stdout.lines().filter(|l| l.contains('%')).count();
     assert!(top5 >= 10, "{stdout}");
     let manifest = std::fs::read_to_string(clone.join("models/mynet/manifest.json")).unwrap();
