@@ -11,8 +11,8 @@
 
 use crate::deconv::{strongest, walk, Rule};
 use crate::net::{Net, Trace};
-use anyhow::Result;
-use serde::Serialize;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 /// What a map explains.
@@ -50,7 +50,7 @@ pub struct Options {
     /// Images per batched pass (integrated gradients, deletion/insertion).
     pub batch: i64,
     /// SmoothGrad over the gradient methods' maps (none: the map alone).
-    pub smooth: Option<crate::methods::Smooth>,
+    pub smooth: Option<Smooth>,
 }
 
 impl Options {
@@ -63,6 +63,50 @@ impl Options {
             batch: 16,
             smooth: None,
         }
+    }
+}
+
+/// SmoothGrad's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Smooth {
+    /// Noisy copies averaged.
+    pub samples: i64,
+    /// σ as a fraction of the input's range (Smilkov et al.: 0.1–0.2).
+    pub noise: f64,
+    pub seed: u64,
+    /// Average the squared maps (SmoothGrad²).
+    pub squared: bool,
+}
+
+/// The most noisy copies a map averages (SmoothGrad).
+pub const MAX_SAMPLES: i64 = 1000;
+
+impl Smooth {
+    pub fn check(&self) -> Result<()> {
+        if !(1..=MAX_SAMPLES).contains(&self.samples) {
+            bail!(
+                "SmoothGrad needs 1 to {MAX_SAMPLES} samples, got {}",
+                self.samples
+            );
+        }
+        if !(self.noise.is_finite() && (0.0..=10.0).contains(&self.noise)) {
+            bail!(
+                "SmoothGrad's noise is a fraction of the input range, 0 to 10, got {}",
+                self.noise
+            );
+        }
+        Ok(())
+    }
+
+    /// For captions: "SmoothGrad², 50 samples, σ 15% of the range, seed 0".
+    pub fn describe(&self) -> String {
+        format!(
+            "SmoothGrad{}, {} samples, σ {}% of the input range, seed {}",
+            if self.squared { "²" } else { "" },
+            self.samples,
+            self.noise * 100.0,
+            self.seed
+        )
     }
 }
 

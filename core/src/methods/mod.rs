@@ -32,6 +32,7 @@ pub mod scorecam;
 pub mod smooth;
 mod xgradcam;
 
+pub use crate::explain::Smooth;
 pub use ablationcam::ABLATIONCAM;
 pub use deconv::DECONV;
 pub use eigencam::EIGENCAM;
@@ -45,7 +46,6 @@ pub use ig::IG;
 pub use layercam::LAYERCAM;
 pub use occlusion::OCCLUSION;
 pub use scorecam::SCORECAM;
-pub use smooth::Smooth;
 pub use xgradcam::XGRADCAM;
 
 /// Every method, in the order the views show them.

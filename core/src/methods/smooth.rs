@@ -7,55 +7,11 @@
 //! every machine for one build.
 
 use super::Method;
+pub use crate::explain::Smooth;
 use crate::explain::{Explainer, Options, Target};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
-
-/// SmoothGrad's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Smooth {
-    /// Noisy copies averaged.
-    pub samples: i64,
-    /// σ as a fraction of the input's range (Smilkov et al.: 0.1–0.2).
-    pub noise: f64,
-    pub seed: u64,
-    /// Average the squared maps (SmoothGrad²).
-    pub squared: bool,
-}
-
-/// The most noisy copies a map averages.
-pub const MAX_SAMPLES: i64 = 1000;
-
-impl Smooth {
-    pub fn check(&self) -> Result<()> {
-        if !(1..=MAX_SAMPLES).contains(&self.samples) {
-            bail!(
-                "SmoothGrad needs 1 to {MAX_SAMPLES} samples, got {}",
-                self.samples
-            );
-        }
-        if !(self.noise.is_finite() && (0.0..=10.0).contains(&self.noise)) {
-            bail!(
-                "SmoothGrad's noise is a fraction of the input range, 0 to 10, got {}",
-                self.noise
-            );
-        }
-        Ok(())
-    }
-
-    /// For captions: "SmoothGrad², 50 samples, σ 15% of the range, seed 0".
-    pub fn describe(&self) -> String {
-        format!(
-            "SmoothGrad{}, {} samples, σ {}% of the input range, seed {}",
-            if self.squared { "²" } else { "" },
-            self.samples,
-            self.noise * 100.0,
-            self.seed
-        )
-    }
-}
 
 /// `n` standard normal tensors of `shape` (one a sample), [n, ...shape],
 /// on the CPU: the noise of [`map`] before it is scaled by σ.
