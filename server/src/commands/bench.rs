@@ -7,6 +7,7 @@
 //! `--features DIR`: `zfvis probe`'s feature extraction.
 
 use super::args::DeviceArg;
+use super::bench_peer::{median, methods_model, peer};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -85,11 +86,6 @@ pub fn run(a: BenchArgs) -> Result<()> {
         return bench_arch(&a.python, arch, a.unit.as_deref(), iters, !a.no_occlusion);
     }
     bench(Some(&a.python), iters, a.device.get()?)
-}
-
-pub(super) fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn time_ms(iters: usize, mut f: impl FnMut()) -> f64 {
@@ -186,23 +182,6 @@ pub fn bench(python: Option<&Path>, iters: usize, device: Device) -> Result<()> 
     println!("| projection conv5 -> pixels, forward done | {p5:.2} ms | | |");
     println!("| 9 projections conv5 in one batch | {p9:.2} ms | | |");
     Ok(())
-}
-
-/// Run a PyTorch peer script of tests/ and read the JSON it prints.
-pub(super) fn peer(python: &Path, script: &str, args: &[String]) -> Result<serde_json::Value> {
-    let script = super::local::resource(&format!("tests/{script}"));
-    let out = std::process::Command::new(python)
-        .arg(&script)
-        .args(args)
-        .output()
-        .context("running the PyTorch peer")?;
-    if !out.status.success() {
-        bail!(
-            "PyTorch peer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// `zfvis bench --arch A`: A (a torchvision layout) saved by the PyTorch
@@ -327,54 +306,6 @@ pub fn bench_arch(
             show(c, "s"), ratio(o, c), c.map_or("n/a".into(), |c| format!("{:.1}x", c / o)));
     }
     Ok(())
-}
-
-/// The model folder `zfvis bench --methods` times and how its Captum peer
-/// loads the same network: the bundled `model`, or torchvision `arch` saved
-/// by PyTorch into `dir` and imported.
-pub(super) fn methods_model(
-    python: &Path,
-    model: &Path,
-    arch: Option<&str>,
-    dir: &Path,
-) -> Result<(PathBuf, Vec<String>)> {
-    Ok(match arch {
-        Some(arch) => {
-            let pth = dir.join(format!("{arch}.pth"));
-            let script = super::local::resource("tests/import_ref.py");
-            let ok = std::process::Command::new(python)
-                .arg(&script)
-                .args(["save", arch])
-                .arg(&pth)
-                .status()
-                .context("running the PyTorch peer")?;
-            if !ok.success() {
-                bail!("PyTorch could not save torchvision {arch}");
-            }
-            zfvis_core::import::import(&zfvis_core::import::ImportOptions {
-                from: pth.clone(),
-                out: dir.join("model"),
-                arch: Some(format!("torchvision:{arch}")),
-                ..Default::default()
-            })?;
-            (
-                dir.join("model"),
-                vec![format!("torchvision:{arch}"), pth.display().to_string()],
-            )
-        }
-        None => {
-            let m = zfvis_core::checkpoint::ModelDir::open(model)?;
-            let snap = m.snapshot_path(None)?;
-            (
-                model.to_path_buf(),
-                vec![
-                    "zfnet".into(),
-                    model.display().to_string(),
-                    snap.display().to_string(),
-                ],
-            )
-        }
-    })
 }
 
 /// `zfvis bench --methods`: the six maps of one image beside Captum's, and

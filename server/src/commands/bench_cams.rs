@@ -6,7 +6,7 @@
 //! speed-up is checked against its goal, and each map against the
 //! package's (cosine), so the time is that of the same map.
 
-use super::bench::{median, methods_model, peer};
+use super::bench_peer::{median, methods_model, peer};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::time::Instant;

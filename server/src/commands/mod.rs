@@ -8,6 +8,7 @@
 mod args;
 mod bench;
 mod bench_cams;
+mod bench_peer;
 mod compare;
 mod correspondence;
 mod explain;
