@@ -41,9 +41,7 @@ pub fn gradcam(e: &Explainer, class: i64, layer: usize) -> Tensor {
     let g = cam::gradients(e, class, layer);
     let a = cam::activations(e, layer);
     let w = g.mean_dim([2i64, 3].as_slice(), true, Kind::Float);
-    let cam = (w * a)
-        .sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
-        .relu();
+    let cam = cam::weighted(&w, a).relu();
     let side = e.net.spec.input_size;
     cam.upsample_bilinear2d([side, side], false, None, None)
         .get(0)
