@@ -1032,7 +1032,7 @@ fn figures_of_the_bundled_model() {
 }
 
 /// A temp folder with a random ZFNet `models/tiny` and a test image `a.png`.
-fn tiny_and_image(tag: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+fn tiny_and_image(tag: &str) -> (common::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempdir(tag);
     let model = random_model(&dir.join("models/tiny"), Arch::Zfnet);
     let img = dir.join("a.png");

@@ -14,7 +14,7 @@ struct Env {
     _srv: Server,
     base: String,
     c: Client,
-    _dir: std::path::PathBuf,
+    _dir: TempDir,
 }
 
 fn setup(tag: &str) -> Env {

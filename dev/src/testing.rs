@@ -11,8 +11,14 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A fresh, empty folder for one test (per process and thread).
-pub fn tempdir(tag: &str) -> PathBuf {
+/// A fresh, empty folder for one test (per process and thread), removed
+/// when the value is dropped, at the end of the test whether it passes or
+/// fails: imported networks put up to a gigabyte in one, and a full run
+/// makes about ninety.
+pub struct TempDir(PathBuf);
+
+/// A fresh, empty folder for one test (see [`TempDir`]).
+pub fn tempdir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!(
         "zfvis-{tag}-{}-{:?}",
         std::process::id(),
@@ -20,7 +26,38 @@ pub fn tempdir(tag: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
+}
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The venv's Python (`make test` creates the venv).

@@ -6,7 +6,7 @@ use zfvis_core::checkpoint::{self, ClassInfo};
 use zfvis_core::net::{Arch, NetSpec};
 
 pub use zfvis_dev::testing::{
-    python, root, run_json, shared, shared_or_none, tempdir, venv_python,
+    python, root, run_json, shared, shared_or_none, tempdir, venv_python, TempDir,
 };
 
 /// Run the `zfvis` binary under test; it must succeed and print JSON.
