@@ -134,4 +134,15 @@ pub trait Job: 'static {
         req: &Self::Request,
         progress: &mut crate::progress::Report<'_>,
     ) -> Result<Self::Result>;
+
+    /// [`Job::run`] that also shows what it has so far: `preview` takes a
+    /// picture (a data URL) that the job's progress reports until the next.
+    fn run_previewing(
+        ctx: &Context,
+        req: &Self::Request,
+        progress: &mut crate::progress::Report<'_>,
+        _preview: &mut dyn FnMut(String),
+    ) -> Result<Self::Result> {
+        Self::run(ctx, req, progress)
+    }
 }

@@ -48,6 +48,7 @@ pub mod sanity;
 pub mod store;
 pub mod train;
 pub mod transfer;
+pub mod visualize;
 
 pub use tch;
 

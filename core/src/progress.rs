@@ -35,6 +35,9 @@ pub struct Progress {
     pub eta_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What a running job has so far (a picture's data URL), if it shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
 }
 
 /// A job's progress report, (done, total): answers `Err(Cancelled)` once the
@@ -56,6 +59,7 @@ impl Progress {
             position: None,
             eta_s: None,
             error: None,
+            preview: None,
         }
     }
 }
@@ -87,6 +91,8 @@ pub struct Entry<E> {
     pub cancel: Arc<AtomicBool>,
     /// Why it failed.
     pub error: Option<E>,
+    /// The picture it has so far ([`Progress::preview`]).
+    pub preview: Option<String>,
 }
 
 impl<E> Entry<E> {
@@ -99,6 +105,7 @@ impl<E> Entry<E> {
             started: None,
             cancel: Arc::default(),
             error: None,
+            preview: None,
         }
     }
 }
@@ -197,6 +204,11 @@ impl<E: JobError> Jobs<E> {
         self.update(key, |e| (e.done, e.total) = (done, total));
     }
 
+    /// `key`'s picture so far (reported while it runs).
+    pub fn preview(&self, key: &str, picture: String) {
+        self.update(key, |e| e.preview = Some(picture));
+    }
+
     /// `key` ended: done (all counted), cancelled or failed with `error`.
     pub fn finish(&self, key: &str, end: Result<(), Option<E>>) {
         self.update(key, |e| match end {
@@ -231,6 +243,7 @@ impl<E: JobError> Jobs<E> {
                 }
                 State::Running => {
                     p.position = Some(0);
+                    p.preview = e.preview.clone();
                     if let Some(t) = e.started.filter(|_| e.done > 0 && e.total > e.done) {
                         let s = t.elapsed().as_secs_f64();
                         p.eta_s = Some((s * (e.total - e.done) as f64 / e.done as f64).round());

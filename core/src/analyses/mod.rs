@@ -23,3 +23,4 @@ pub mod predict;
 pub mod projection;
 pub mod sanity;
 pub mod timeline;
+pub mod visualize;

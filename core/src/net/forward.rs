@@ -128,17 +128,21 @@ impl Net {
     /// Outputs of the layers at indices `at` (ascending) for input `x`, from
     /// one inference pass that stops at the last of them.
     pub fn outputs_at(&self, x: &Tensor, at: &[usize]) -> Vec<Tensor> {
-        tch::no_grad(|| {
-            let h = x.to_device(self.device());
-            let last = at.iter().copied().max().unwrap_or(0);
-            let mut kept: BTreeMap<usize, Tensor> = BTreeMap::new();
-            let _ = self.run(0, last, &h, false, None, |i, t| {
-                if at.contains(&i) {
-                    kept.insert(i, t.shallow_clone());
-                }
-            });
-            at.iter().map(|i| kept[i].shallow_clone()).collect()
-        })
+        tch::no_grad(|| self.differentiable_outputs_at(x, at))
+    }
+
+    /// [`Net::outputs_at`] recording the autograd graph (nodes in any
+    /// order): what feature visualisation climbs.
+    pub fn differentiable_outputs_at(&self, x: &Tensor, at: &[usize]) -> Vec<Tensor> {
+        let h = x.to_device(self.device());
+        let last = at.iter().copied().max().unwrap_or(0);
+        let mut kept: BTreeMap<usize, Tensor> = BTreeMap::new();
+        let _ = self.run(0, last, &h, false, None, |i, t| {
+            if at.contains(&i) {
+                kept.insert(i, t.shallow_clone());
+            }
+        });
+        at.iter().map(|i| kept[i].shallow_clone()).collect()
     }
 
     /// What the nodes after `node` read from before it, for `x` (one image):

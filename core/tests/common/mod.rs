@@ -7,7 +7,7 @@ use zfvis_core::checkpoint::ModelDir;
 use zfvis_core::import::{import, ImportOptions};
 use zfvis_core::net::Net;
 use zfvis_core::tch::{Device, Kind, Tensor};
-use zfvis_dev::testing::{python, root, tempdir};
+use zfvis_dev::testing::{python, root, tempdir, TempDir};
 
 /// ||a - b|| / ||b||: a map's raw values against the reference's (its
 /// scale too, which `--out-raw` writes; cosine sees only the direction).
@@ -42,12 +42,32 @@ pub fn bundled_zfnet() -> (PathBuf, PathBuf) {
 }
 
 /// A torchvision network with random weights, saved by PyTorch and imported.
-pub fn imported(arch: &str) -> (PathBuf, PathBuf) {
+pub fn imported(arch: &str) -> (Imported, PathBuf) {
     imported_at(arch, None)
 }
 
+/// An imported network's folder, removed (with the saved `.pth` beside it)
+/// when dropped.
+pub struct Imported {
+    out: PathBuf,
+    _tmp: TempDir,
+}
+
+impl std::ops::Deref for Imported {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.out
+    }
+}
+
+impl AsRef<Path> for Imported {
+    fn as_ref(&self) -> &Path {
+        &self.out
+    }
+}
+
 /// [`imported`] at another input size (the network's own pipeline otherwise).
-pub fn imported_at(arch: &str, input_size: Option<i64>) -> (PathBuf, PathBuf) {
+pub fn imported_at(arch: &str, input_size: Option<i64>) -> (Imported, PathBuf) {
     let dir = tempdir(arch);
     let pth = dir.join("model.pth");
     python("import_ref.py", &["save", arch, pth.to_str().unwrap()]);
@@ -60,5 +80,5 @@ pub fn imported_at(arch: &str, input_size: Option<i64>) -> (PathBuf, PathBuf) {
         ..Default::default()
     })
     .unwrap();
-    (out, pth)
+    (Imported { out, _tmp: dir }, pth)
 }

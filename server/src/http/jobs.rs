@@ -63,13 +63,19 @@ async fn run<J: Job>(st: AppState, key: String, req: J::Request) {
     let flag = cancel.clone();
     let r = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
         let _permit = permit;
-        let r = J::run(&ctx, &req, &mut |done, total| {
-            jobs.counts(&k, done, total);
-            if flag.load(Ordering::SeqCst) {
-                return Err(Cancelled.into());
-            }
-            Ok(())
-        })?;
+        let shown = jobs.clone();
+        let r = J::run_previewing(
+            &ctx,
+            &req,
+            &mut |done, total| {
+                jobs.counts(&k, done, total);
+                if flag.load(Ordering::SeqCst) {
+                    return Err(Cancelled.into());
+                }
+                Ok(())
+            },
+            &mut |picture| shown.preview(&k, picture),
+        )?;
         let body = serde_json::to_vec(&r).map_err(|e| ApiError::internal(e.to_string()))?;
         if let Err(e) = jobs.save(&k, &body) {
             tracing::warn!("cannot keep the result of {k} on disk: {e}");
