@@ -42,7 +42,17 @@ $(VENV)/.cam: $(VENV)/.ok
 	$(VENV)/bin/pip install -q torch==$(TORCH) torchvision==$(TORCHVISION) grad-cam==1.5.7
 	touch $@
 
-venv: $(VENV)/.ok $(VENV)/.refs $(VENV)/.attr $(VENV)/.cam
+# Feature visualisation's reference and benchmark peer: torch-lucent 0.1.8.
+# It pins kornia <= 0.4.1, which does not install beside torch 2.13: it goes
+# in without dependencies beside a current kornia (tests/visualize_ref.py
+# points its two moved kornia functions at their new place) and the
+# packages it imports.
+$(VENV)/.lucent: $(VENV)/.ok
+	$(VENV)/bin/pip install -q torch==$(TORCH) kornia==0.9.2 tqdm decorator ipython
+	$(VENV)/bin/pip install -q --no-deps torch-lucent==0.1.8
+	touch $@
+
+venv: $(VENV)/.ok $(VENV)/.refs $(VENV)/.attr $(VENV)/.cam $(VENV)/.lucent
 
 # JPEGs are decoded by libjpeg-turbo (as PIL, torchvision and browsers do),
 # which the turbojpeg crate builds from source: it needs cmake and nasm.
@@ -65,7 +75,7 @@ run: build
 	$(BIN) serve --addr $(ADDR) --models models --data data $(if $(DATASET),--dataset $(DATASET))
 
 # What the tests need beyond the venv: a real browser for the end-to-end test.
-test-deps: $(VENV)/.ok $(VENV)/.refs $(VENV)/.attr $(VENV)/.cam
+test-deps: $(VENV)/.ok $(VENV)/.refs $(VENV)/.attr $(VENV)/.cam $(VENV)/.lucent
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium for the browser test"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
@@ -98,7 +108,7 @@ test: test-deps native-deps
 IMAGE ?= examples/dog.jpg
 DATA ?= examples
 TRAIN_DATA ?=
-bench: build-dev $(VENV)/.refs $(VENV)/.attr $(VENV)/.cam
+bench: build-dev $(VENV)/.refs $(VENV)/.attr $(VENV)/.cam $(VENV)/.lucent
 	$(BIN) bench --python $(PY)
 	$(BIN) bench --python $(PY) --arch vgg16 --iters 5
 	$(BIN) bench --python $(PY) --arch resnet50 --unit layer4.2 --iters 10 --no-occlusion
@@ -109,6 +119,7 @@ bench: build-dev $(VENV)/.refs $(VENV)/.attr $(VENV)/.cam
 	$(BIN) bench --python $(PY) --methods --iters 5
 	$(BIN) bench --python $(PY) --methods --arch vgg16 --iters 1
 	$(BIN) bench --python $(PY) --cams --iters 3
+	$(BIN) bench --python $(PY) --visualize --iters 3
 	$(BIN) bench --python $(PY) --decode $(DATA)
 	$(BIN) bench --features $(DATA) --iters 3
 	$(DEV) bench-http --image $(IMAGE)

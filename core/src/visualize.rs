@@ -50,6 +50,17 @@ pub enum Param {
     Pixel,
 }
 
+impl std::str::FromStr for Param {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Param> {
+        match s {
+            "fourier" => Ok(Param::Fourier),
+            "pixel" => Ok(Param::Pixel),
+            _ => bail!("the parameterisation is fourier or pixel, not {s:?}"),
+        }
+    }
+}
+
 /// The random transforms of every step, in Lucid's order: pad, jitter,
 /// scale, rotate, jitter.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -11,7 +11,6 @@ use crate::params::ModelName;
 use crate::visualize::{Input, Objective, Param, Recipe, Term, Transforms, Visualizer};
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
 
 /// Maps of a whole layer optimised together (one batch).
 pub const LAYER_BATCH: usize = 16;
@@ -89,7 +88,7 @@ pub struct VisImage {
     pub objective: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct VisualizeResult {
     /// The unit's name (none for a class).
     pub layer: Option<String>,
@@ -101,6 +100,9 @@ pub struct VisualizeResult {
     pub seed: u64,
     pub size: i64,
     pub images: Vec<VisImage>,
+    /// The images themselves, in the order of `images`.
+    #[serde(skip)]
+    pub pictures: Vec<image::RgbImage>,
     /// The batch's loss every [`PREVIEW_EVERY`] steps (the first batch).
     pub losses: Vec<f64>,
     pub seconds: f64,
@@ -322,12 +324,8 @@ fn recipe(spec: &NetSpec, r: &VisualizeRequest) -> Recipe {
     rec
 }
 
-/// Images [B, C, H, W] side by side in rows of up to `cols`, 2 px apart.
-pub fn grid(images: &[Tensor], cols: usize) -> Result<image::RgbImage> {
-    let pics: Vec<image::RgbImage> = images
-        .iter()
-        .map(crate::visualize::to_rgb)
-        .collect::<Result<_>>()?;
+/// Pictures side by side in rows of up to `cols`, 2 px apart on white.
+pub fn grid(pics: &[image::RgbImage], cols: usize) -> Result<image::RgbImage> {
     let (w, h) = pics
         .first()
         .map(|p| p.dimensions())
@@ -363,7 +361,7 @@ pub fn render(
     rec.check()?;
     let total = plan.batches.len() * rec.steps;
     progress(0, total)?;
-    let mut done_images: Vec<Tensor> = vec![];
+    let mut pictures: Vec<image::RgbImage> = vec![];
     let mut images = vec![];
     let mut losses = vec![];
     for (k, (maps, objective)) in plan.batches.into_iter().enumerate() {
@@ -374,23 +372,23 @@ pub fn render(
                 if k == 0 {
                     losses.push(loss);
                 }
-                let now: Vec<Tensor> = done_images
-                    .iter()
-                    .map(|t| t.shallow_clone())
-                    .chain(v.images().unbind(0))
-                    .collect();
+                let mut now = pictures.clone();
+                for t in v.images().unbind(0) {
+                    now.push(crate::visualize::to_rgb(&t)?);
+                }
                 preview(crate::picture::data_url(&grid(&now, 8)?));
             }
             progress(k * rec.steps + s, total)?;
         }
         let values = v.objective_values()?;
         for ((m, img), value) in maps.iter().zip(v.images().unbind(0)).zip(values) {
+            let pic = crate::visualize::to_rgb(&img)?;
             images.push(VisImage {
                 map: *m,
-                png: crate::picture::data_url(&crate::visualize::to_rgb(&img)?),
+                png: crate::picture::data_url(&pic),
                 objective: value,
             });
-            done_images.push(img);
+            pictures.push(pic);
         }
     }
     Ok(VisualizeResult {
@@ -402,6 +400,7 @@ pub fn render(
         seed: r.seed,
         size: rec.size,
         images,
+        pictures,
         losses,
         seconds: t0.elapsed().as_secs_f64(),
     })

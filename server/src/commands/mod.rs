@@ -23,6 +23,7 @@ mod predict;
 mod probe;
 mod serve;
 mod train;
+mod visualize;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -80,6 +81,9 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Few-shot transfer: softmax on frozen fc features vs training from scratch (paper §5, Fig. 9)
     Transfer(probe::TransferArgs),
+    /// What a unit wants to see: an image optimised to excite a map, a
+    /// whole layer's maps, a class or a sum (Lucid's recipe)
+    Visualize(visualize::VisualizeArgs),
     /// Speed on this machine against PyTorch (and Captum, PIL) in the same run
     Bench(bench::BenchArgs),
 }
@@ -104,6 +108,7 @@ pub fn exec(cli: Cli) -> Result<()> {
         Command::Import(a) => import::run(a),
         Command::Probe(a) => probe::probe(a),
         Command::Transfer(a) => probe::transfer(a),
+        Command::Visualize(a) => visualize::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }
