@@ -5,6 +5,7 @@ import { createOcclusion } from "./occlusion.js";
 import { $, models, api, showError, fillTop, setSeg, uploadFile, wireUploads, layerLabel, lastConv, figureLink, loadRecent as recentList } from "./ui.js";
 import { createInvariance, createCorrespondence } from "./experiments.js";
 import { createDataset } from "./dataset.js";
+import { createWants } from "./visualize.js";
 
 const TILE = 64; // displayed size of a feature-map tile, px
 
@@ -16,17 +17,20 @@ const state = {
   // invariance: steps, curves shown; correspondence: set id, seed
   steps: null, inv: null, set: null, seed: null,
   maps_sel: null, // dataset views: which maps, e.g. "0-7"
+  vmaps: null, vsteps: null, vseed: null, // "wants to see": maps ("all", "0-7"), steps, seed
+  want: null, // dataset top 9: with what each map wants to see (the trio)
   frame: "field", // projections: cut to the receptive field, or the full frame
 };
-const NUMERIC = ["snapshot", "layer", "map", "size", "stride", "class", "ox", "oy", "maps", "steps", "inv", "seed"];
-const KEYS = ["model", "snapshot", "image", "layer", "map", "mode", "view", "sort", "size", "stride", "class", "ox", "oy", "maps", "steps", "inv", "set", "seed", "maps_sel", "frame"];
+const NUMERIC = ["snapshot", "layer", "map", "size", "stride", "class", "ox", "oy", "maps", "steps", "inv", "seed", "vsteps", "vseed", "want"];
+const KEYS = ["model", "snapshot", "image", "layer", "map", "mode", "view", "sort", "size", "stride", "class", "ox", "oy", "maps", "steps", "inv", "set", "seed", "maps_sel", "frame", "vmaps", "vsteps", "vseed", "want"];
 // Which keys belong to which view (others are left out of the URL).
 const VIEW_KEYS = {
   occlusion: ["size", "stride", "class", "ox", "oy", "maps"],
   invariance: ["steps", "class", "inv"],
   correspondence: ["size", "set", "seed"],
-  dataset: ["maps_sel"],
+  dataset: ["maps_sel", "want", "vsteps", "vseed"],
   timeline: ["maps_sel"],
+  wants: ["vmaps", "vsteps", "vseed"],
 };
 let mapsInfo = null; // last /maps answer
 
@@ -235,7 +239,7 @@ async function render() {
   for (const r of $("recent").querySelectorAll("img")) r.classList.toggle("current", r.dataset.id === state.image);
   markExamples();
   try {
-    const view = { top9: renderTop9, occlusion: renderOcclusion, invariance: renderInvariance, correspondence: renderCorrespondence, dataset: renderDataset, timeline: renderDataset }[state.view] || renderMaps;
+    const view = { top9: renderTop9, occlusion: renderOcclusion, invariance: renderInvariance, correspondence: renderCorrespondence, dataset: renderDataset, timeline: renderDataset, wants: renderWants }[state.view] || renderMaps;
     await Promise.all([renderTop5(), view()]);
   } catch (e) {
     showError(e.message);
@@ -264,7 +268,7 @@ function orderedMaps() {
   return list;
 }
 
-const PANES = ["grid", "top9", "detail", "occlusion", "invariance", "correspondence", "dataset"];
+const PANES = ["grid", "top9", "detail", "occlusion", "invariance", "correspondence", "dataset", "wants"];
 function showPane(id, withLayers) {
   for (const p of PANES) $(p).hidden = p !== id;
   $("layers").hidden = !withLayers;
@@ -277,6 +281,15 @@ async function renderDataset() {
   showPane("dataset", true);
   dataset = dataset || createDataset({ state, model, render, writeURL, showError });
   await dataset.render();
+}
+
+let wants = null;
+async function renderWants() {
+  showPane("wants", true);
+  // A picture opens its map's trio: the dataset top 9 with this image beside.
+  const openMap = (k) => { Object.assign(state, { view: "dataset", maps_sel: String(k), want: 1 }); render(); };
+  wants = wants || createWants({ state, model, writeURL, showError, openMap });
+  await wants.render();
 }
 
 let invariance = null;

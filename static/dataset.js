@@ -2,6 +2,7 @@
 // training timeline (Fig. 4), with the background index build's progress.
 
 import { $, esc, layerLabel, figureLink, setSeg } from "./ui.js";
+import { fill, visualizeUrl } from "./visualize.js";
 
 export function createDataset({ state, model, render, writeURL, showError }) {
   let timer = null, playing = null, timeline = null;
@@ -41,12 +42,25 @@ export function createDataset({ state, model, render, writeURL, showError }) {
     body.innerHTML = "";
     const fq = `?frame=${frame()}`;
     const list = await getOrWait(`/api/models/${m()}/snapshots/${state.snapshot}/dataset/layers/${state.layer}/maps/0/top9${fq}`, g).then(() => expand(maps()));
+    // The trio: what each map wants to see (an optimised image) first.
+    const trio = Boolean(state.want), wants = [];
+    const status = document.createElement("p");
+    status.className = "muted";
+    if (trio) body.append(status);
     for (const k of list) {
       const url = `/api/models/${m()}/snapshots/${state.snapshot}/dataset/layers/${state.layer}/maps/${k}/top9`;
       const r = await getOrWait(url + fq, g);
       const row = document.createElement("div");
       row.className = "ds-row";
       row.innerHTML = `<div class="ds-label">${esc(layerLabel(model(), state.layer))}<br>map ${k}</div>`;
+      if (trio) {
+        row.classList.add("trio");
+        const w = document.createElement("span");
+        w.className = "ds-wants";
+        w.title = `what map ${k} wants to see (optimising…)`;
+        row.append(w);
+        wants.push(w);
+      }
       const grid = document.createElement("div");
       grid.className = "ds-grid";
       r.items.forEach((it, i) => {
@@ -65,6 +79,12 @@ export function createDataset({ state, model, render, writeURL, showError }) {
       if (!r.items.length) grid.textContent = "This map is silent (activation 0) on every image of the dataset.";
       row.append(grid);
       body.append(row);
+    }
+    if (trio) {
+      status.textContent = "What each map wants to see (left): optimising…";
+      await fill(visualizeUrl(state, list.join(","), { steps: state.vsteps, seed: state.vseed }), wants, model().input_size, (text) => {
+        status.textContent = text ? `What each map wants to see (left): ${text}` : "Left: what each map wants to see (an image optimised to excite it); then the projections of its top 9 over the dataset and their patches.";
+      }, () => g === gen);
     }
   }
 
@@ -128,6 +148,7 @@ export function createDataset({ state, model, render, writeURL, showError }) {
     }, 900);
   });
   $("ds-run").addEventListener("click", () => { state.maps_sel = maps(); writeURL(); go(); });
+  $("ds-want").addEventListener("change", (e) => { state.want = e.target.checked ? 1 : null; writeURL(); go(); });
   $("ds-frames").addEventListener("click", (e) => {
     const b = e.target.closest("button");
     if (!b) return;
@@ -148,7 +169,7 @@ export function createDataset({ state, model, render, writeURL, showError }) {
       if (state.view === "timeline") await showTimeline(g); else await showTop9(g);
       figureLink($("ds-dl"), { model: state.model, snapshot: state.snapshot, figure: state.view === "timeline" ? "fig4" : "fig2", image: state.image });
     } catch (e) {
-      if (e instanceof Stale) return;
+      if (e instanceof Stale || e.superseded) return;
       $("ds-progress").hidden = true;
       showError(e.message);
     }
@@ -171,6 +192,8 @@ export function createDataset({ state, model, render, writeURL, showError }) {
         ? "Training timeline <small>(paper Fig. 4): rows are maps, columns are snapshot epochs</small>"
         : "Top 9 over the dataset <small>(paper Fig. 2): projections beside the image patches; click a patch to open its image</small>";
       if (state.maps_sel) $("ds-maps").value = state.maps_sel;
+      $("ds-want").checked = Boolean(state.want);
+      $("ds-want-label").hidden = state.view === "timeline";
       setSeg($("ds-frames"), "frame", frame());
       describeSource();
       $("ds-scrub").hidden = true;

@@ -236,6 +236,44 @@ fn feature_analysis_view_in_chromium() {
     assert!(v["first"]["curve"].as_str().unwrap().contains("2 draws"));
 }
 
+/// What a unit wants to see on the bundled ZFNet: four conv3 maps from a
+/// shared URL, previews while the job runs, the stored pictures on reload,
+/// and a picture's trio (its optimised image beside its dataset top 9).
+#[test]
+fn visualize_view_in_chromium() {
+    let dir = tempdir("browser-visualize");
+    let srv = serve(&root().join("models"), &dir.join("data"), &[]);
+    let dog = root().join("examples/dog.jpg");
+    let v = run_node("visualize.mjs", &srv.base, &dog, &dir, &[]);
+    assert_eq!(v["errors"], serde_json::json!([]), "{v}");
+    assert!(
+        v["previewSeen"].as_str().unwrap().contains("optimising"),
+        "{v}"
+    );
+    let cells = v["cells"].as_array().unwrap();
+    let maps: Vec<&str> = cells.iter().map(|c| c["map"].as_str().unwrap()).collect();
+    assert_eq!(maps, ["0", "1", "2", "3"]);
+    for c in cells {
+        let t = c["title"].as_str().unwrap();
+        assert!(t.contains("objective") && t.contains("64 steps"), "{t}");
+    }
+    assert!(v["title"]
+        .as_str()
+        .unwrap()
+        .contains("What conv3 wants to see"));
+    let url = v["url"].as_str().unwrap();
+    for k in ["view=wants", "layer=3", "vmaps=0-3", "vsteps=64"] {
+        assert!(url.contains(k), "{url}");
+    }
+    assert!(v["reloadMs"].as_u64().unwrap() < 20_000, "{v}");
+    assert_eq!(v["trio"]["rows"], 1, "{v}");
+    assert_eq!(v["trio"]["checked"], true);
+    let trio = v["trioUrl"].as_str().unwrap();
+    for k in ["view=dataset", "maps_sel=2", "want=1", "vsteps=64"] {
+        assert!(trio.contains(k), "{trio}");
+    }
+}
+
 /// Run an end-to-end script (tests/e2e) against the server; its last line of
 /// output is JSON.
 /// The methods view on the bundled ZFNet: every method's map of the dog

@@ -1936,3 +1936,91 @@ fn every_view_answers_on_the_modern_families() {
     }
     e.alive();
 }
+
+/// What a unit wants to see over HTTP: the Visualize job (202, progress
+/// with a preview picture while it runs, the stored result at once after),
+/// a whole layer in map order, and bad requests answered 400 before any work.
+#[test]
+fn visualize_job_previews_and_stores() {
+    let e = setup("http-visualize");
+    let q = "model=tiny&epoch=1";
+    let url = format!("/api/visualize?{q}&layer=2&map=1&steps=256&seed=3");
+    let r = e.get(&url);
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let purl = r.json::<Value>().unwrap()["progress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Previews every 32 steps while it runs: one is seen before the end.
+    let mut preview = None;
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let p: Value = e.get(&purl).json().unwrap();
+        if let Some(s) = p["preview"].as_str() {
+            preview = Some(s.to_string());
+        }
+        if p["state"] == "done" || std::time::Instant::now() > end {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let preview = preview.expect("a preview while the job ran");
+    assert!(
+        preview.starts_with("data:image/png;base64,"),
+        "{}",
+        &preview[..40]
+    );
+    let v = job_result(&e, &url);
+    assert_eq!(v["steps"], 256);
+    assert_eq!(v["seed"], 3);
+    assert_eq!(v["images"][0]["map"], 1);
+    assert!(v["images"][0]["png"]
+        .as_str()
+        .unwrap()
+        .starts_with("data:image/png"));
+    assert!(v["objective"].as_str().unwrap().contains("map 1"), "{v}");
+    assert_eq!(v["losses"].as_array().unwrap().len(), 8);
+    // Stored: the same request answers at once with the same picture.
+    let t = std::time::Instant::now();
+    let again = e.get(&url);
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(t.elapsed().as_secs_f64() < 5.0);
+    assert_eq!(again.json::<Value>().unwrap()["images"], v["images"]);
+    // A whole layer (some of its maps), in map order; a class.
+    let v = job_result(
+        &e,
+        &format!("/api/visualize?{q}&layer=1&maps=0-2,5&steps=4"),
+    );
+    let maps: Vec<i64> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["map"].as_i64().unwrap())
+        .collect();
+    assert_eq!(maps, vec![0, 1, 2, 5]);
+    let v = job_result(
+        &e,
+        &format!("/api/visualize?{q}&class=2&steps=4&param=pixel&transforms=false"),
+    );
+    assert_eq!(v["class_name"], "class 2");
+    // Bad requests: 400 with a message, at once.
+    for (bad, says) in [
+        ("layer=99&map=0", "layer"),
+        ("layer=2&map=9999", "map"),
+        ("layer=2&class=1", "not both"),
+        ("layer=2&map=0&diversity=5", "diversity"),
+        ("layer=2&map=0&steps=0", "steps"),
+        ("layer=2&map=0&param=paint", "param"),
+        ("layer=2&maps=3-1", "maps"),
+        ("class=99", "class"),
+        ("", "layer"),
+    ] {
+        let r = e.get(&format!("/api/visualize?{q}&{bad}"));
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let msg = r.json::<Value>().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains(says), "{bad}: {msg}");
+    }
+}

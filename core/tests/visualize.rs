@@ -182,7 +182,9 @@ fn a_whole_layer_a_batch_of_diverse_images_and_a_sum() {
     // summed over ordered pairs, over the batch; 2 for three equal images).
     let pre = m.manifest.preprocess();
     let similarity = |div: f64| {
-        let r = request(serde_json::json!({"layer": 3, "map": 5, "steps": 48, "batch": 3, "diversity": div}));
+        let r = request(
+            serde_json::json!({"layer": 3, "map": 5, "steps": 48, "batch": 3, "diversity": div}),
+        );
         let res = run(&m, &net, &r);
         assert_eq!(res.images.len(), 3);
         let x: Vec<Tensor> = res

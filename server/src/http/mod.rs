@@ -43,6 +43,7 @@ use zfvis_core::analyses::predict::Predictions;
 use zfvis_core::analyses::projection::{Project, Top9};
 use zfvis_core::analyses::sanity::Sanity;
 use zfvis_core::analyses::timeline::{DatasetTop9, Evolution, SnapshotRequest, Timeline};
+use zfvis_core::analyses::visualize::Visualize;
 use zfvis_core::engine::{self, Context, Engine};
 use zfvis_core::params::ModelName;
 use zfvis_core::progress::{Jobs, Progress};
@@ -186,6 +187,8 @@ fn api() -> Router<AppState> {
         .route("/api/methods/progress", get(progress::<Methods>).delete(cancel::<Methods>))
         .route("/api/sanity", get(job::<Sanity>))
         .route("/api/sanity/progress", get(progress::<Sanity>).delete(cancel::<Sanity>))
+        .route("/api/visualize", get(job::<Visualize>))
+        .route("/api/visualize/progress", get(progress::<Visualize>).delete(cancel::<Visualize>))
         .route(&at(snap, "/dataset/index"), get(index_status))
         .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9"), get(json::<DatasetTop9>))
         .route(&at(snap, "/dataset/layers/{layer}/maps/{map}/top9.png"), get(alt::<DatasetTop9>))
