@@ -20,8 +20,9 @@ usage:
          defaults (its transforms, Adam 0.05, fft, decorrelate) on a
          SIZE-pixel image, then the map's mean on the image itself.
   visualize_ref.py bench MODEL UNIT MAP STEPS SIZE
-      -> JSON {seconds}: render_vis with Lucid's recipe (the transforms zfvis
-         uses by default), one map, STEPS steps, no progress bar.
+      -> JSON {seconds, objective}: render_vis with Lucid's recipe (the
+         transforms zfvis uses by default), one map, STEPS steps, no progress
+         bar; the map's mean on the final image.
 
 MODEL: `zfnet MODEL_DIR SNAPSHOT` or `torchvision:ARCH MODEL.pth`. UNIT: a conv
 number (ZFNet: its conv, before the ReLU) or a module path (`inception4a`).
@@ -132,11 +133,13 @@ def bench_main(args):
     torch.manual_seed(0)
     np.random.seed(0)
     t = time.perf_counter()
-    render.render_vis(
+    imgs = render.render_vis(
         model, objectives.channel(name, cmap), lambda: param.image(size),
         transforms=lucid_transforms(), thresholds=(steps,), progress=False, show_image=False,
     )
-    print(json.dumps({"seconds": time.perf_counter() - t}))
+    seconds = time.perf_counter() - t
+    img = torch.from_numpy(imgs[-1]).permute(0, 3, 1, 2).contiguous()
+    print(json.dumps({"seconds": seconds, "objective": value(model, name, cmap, img)}))
 
 
 if __name__ == "__main__":

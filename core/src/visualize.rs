@@ -15,6 +15,7 @@ use anyhow::{bail, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use tch::nn::OptimizerConfig;
 use tch::{nn, Kind, Tensor};
 
@@ -264,8 +265,18 @@ pub fn transform(x: &Tensor, t: &Transforms, d: &Draws) -> Tensor {
     let p = t.pad;
     let x = x.pad([p, p, p, p], "constant", 0.5);
     let x = translate(&x, d.jitter[0], d.jitter[1]);
-    let x = rescale(&x, d.scale);
-    let x = rotate(&x, d.angle);
+    // Scale 1 and angle 0 are the identity (corner-aligned sampling at the
+    // pixels themselves): skipped.
+    let x = if d.scale == 1.0 {
+        x
+    } else {
+        rescale(&x, d.scale)
+    };
+    let x = if d.angle == 0.0 {
+        x
+    } else {
+        rotate(&x, d.angle)
+    };
     translate(&x, d.jitter2[0], d.jitter2[1])
 }
 
@@ -415,7 +426,7 @@ impl<'a> Visualizer<'a> {
     }
 
     /// The network's outputs at the objective's nodes for images `x` in [0, 1].
-    fn outputs(&self, x: &Tensor) -> Vec<Tensor> {
+    fn outputs(&self, x: &Tensor) -> BTreeMap<usize, Tensor> {
         let x = match self.fixed {
             Some(s) if x.size()[2] != s || x.size()[3] != s => {
                 x.upsample_bilinear2d([s, s], true, None, None)
@@ -430,12 +441,14 @@ impl<'a> Visualizer<'a> {
         };
         let x = (x - take(&self.input.mean)) / take(&self.input.std);
         let x = if self.input.bgr { x.flip([1]) } else { x };
-        self.net.differentiable_outputs_at(&x, &self.nodes)
+        let outs = self.net.differentiable_outputs_at(&x, &self.nodes);
+        self.nodes.iter().copied().zip(outs).collect()
     }
 
     /// Each image's objective (the weighted sum of its terms), [B].
-    fn values(&self, outs: &[Tensor]) -> Tensor {
-        let at = |node: usize| &outs[self.nodes.binary_search(&node).unwrap_or(0)];
+    fn values(&self, outs: &BTreeMap<usize, Tensor>) -> Tensor {
+        // Every node a term reads is in `nodes` (see `new`).
+        let at = |node: usize| &outs[&node];
         let logits = self.net.spec.nodes.len() - 1;
         let per: Vec<Tensor> = self
             .objective
@@ -474,7 +487,7 @@ impl<'a> Visualizer<'a> {
         let outs = self.outputs(&x);
         let mut loss = -self.values(&outs).mean(Kind::Float);
         if let Some((node, w)) = self.objective.diversity {
-            let l = &outs[self.nodes.binary_search(&node).unwrap_or(0)];
+            let l = &outs[&node];
             loss = loss + diversity(l) * w;
         }
         loss

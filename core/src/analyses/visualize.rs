@@ -150,14 +150,17 @@ pub fn parse_plus(spec: &NetSpec, units: &[Unit], s: &str) -> Result<Vec<(f64, T
         .filter(|t| !t.is_empty())
         .map(|t| {
             let (w, what) = match t.split_once('*') {
-                Some((w, what)) => (
-                    w.trim()
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|w| w.is_finite())
-                        .ok_or_else(|| anyhow!("plus: {w:?} is not a weight"))?,
-                    what.trim(),
-                ),
+                Some((w, what)) => {
+                    let v: f64 = w
+                        .trim()
+                        .parse()
+                        .map_err(|_| anyhow!("plus: {w:?} is not a weight"))?;
+                    if !v.is_finite() {
+                        bail!("plus: {w:?} is not a weight");
+                    }
+                    (v, what.trim())
+                }
+                // A term without a weight counts once.
                 None => (1.0, t),
             };
             let parts: Vec<&str> = what.split(':').collect();

@@ -689,12 +689,18 @@ pub fn channels_last(x: &Tensor) -> Tensor {
 /// Local response normalisation across channels, exactly PyTorch's
 /// `LocalResponseNorm(size, alpha, beta, k)` (and ONNX's / Caffe's LRN).
 pub fn lrn_with(x: &Tensor, size: i64, alpha: f64, beta: f64, k: f64) -> Tensor {
-    let div = x
+    // PyTorch's average over a window of channels (zeros beyond the ends,
+    // counted), as a sum of shifted slices: the same numbers as its
+    // avg_pool3d, forward and backward, in a fraction of the time.
+    let c = x.size()[1];
+    let sq = x
         .square()
-        .unsqueeze(1)
-        .constant_pad_nd([0, 0, 0, 0, size / 2, (size - 1) / 2])
-        .avg_pool3d([size, 1, 1], [1, 1, 1], [0, 0, 0], false, true, None::<i64>)
-        .squeeze_dim(1);
+        .constant_pad_nd([0, 0, 0, 0, size / 2, (size - 1) / 2]);
+    let mut sum = sq.narrow(1, 0, c);
+    for i in 1..size {
+        sum = sum + sq.narrow(1, i, c);
+    }
+    let div = sum / size as f64;
     x / (div * alpha + k).pow_tensor_scalar(beta)
 }
 

@@ -59,6 +59,11 @@ pub struct BenchArgs {
     /// layer4.1) against the grad-cam package on the same files
     #[arg(long)]
     cams: bool,
+    /// Instead: feature visualisation (512 steps of one map, bundled ZFNet
+    /// conv5 and an imported GoogLeNet's inception4a) against torch-lucent's
+    /// render_vis with the same recipe, then a whole layer of 64 maps
+    #[arg(long)]
+    visualize: bool,
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -68,6 +73,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     if a.cams {
         return super::bench_cams::bench_cams(&a.python, &a.image, a.iters.max(1));
+    }
+    if a.visualize {
+        return super::bench_visualize::bench_visualize(&a.python, &a.model, a.iters.max(1));
     }
     if a.methods {
         return bench_methods(

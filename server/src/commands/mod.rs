@@ -9,6 +9,7 @@ mod args;
 mod bench;
 mod bench_cams;
 mod bench_peer;
+mod bench_visualize;
 mod compare;
 mod correspondence;
 mod explain;
