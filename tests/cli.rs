@@ -712,6 +712,28 @@ fn grey_network_explains_occludes_and_turns() {
     );
     let (m, img) = (model.to_str().unwrap(), dir.join("digit.png"));
     let img = img.to_str().unwrap();
+    // What a map of a grey network wants to see: a grey picture.
+    let grey = dir.join("wants.png");
+    let out = zfvis(&[
+        "visualize",
+        "--model",
+        m,
+        "--layer",
+        "1",
+        "--map",
+        "0",
+        "--steps",
+        "4",
+        "--out",
+        grey.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pic = image::open(&grey).unwrap().to_rgb8();
+    assert!(pic.pixels().all(|p| p[0] == p[1] && p[1] == p[2]));
     for method in zfvis_core::methods::ALL.map(|m| m.name()) {
         let raw = dir.join(format!("{method}.npy"));
         let out = zfvis(&[
@@ -1088,6 +1110,108 @@ fn figures_one_failure_keeps_the_others() {
         out.to_str().unwrap(),
     ]);
     one_line_error(&r, "--only \"fig9\"");
+}
+
+/// `zfvis visualize`: the picture of one map, a whole layer's grid, the
+/// same bytes for the same seed, JSON, the figure of 9 maps a layer, and
+/// bad input refused in one line.
+#[test]
+fn visualize_writes_pictures_and_refuses_bad_input() {
+    let (dir, model, _) = tiny_and_image("cli-visualize");
+    let m = model.to_str().unwrap();
+    let one = dir.join("one.png");
+    let run = |extra: &[&str], out: &std::path::Path| {
+        let mut a = vec!["visualize", "--model", m, "--out", out.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        let r = zfvis(&a);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        String::from_utf8_lossy(&r.stdout).to_string()
+    };
+    let text = run(
+        &["--layer", "2", "--map", "1", "--steps", "8", "--seed", "4"],
+        &one,
+    );
+    assert!(
+        text.contains("conv2 map 1") && text.contains("map 1: objective"),
+        "{text}"
+    );
+    let img = image::open(&one).unwrap();
+    assert_eq!((img.width(), img.height()), (224, 224));
+    let again = dir.join("again.png");
+    run(
+        &["--layer", "2", "--map", "1", "--steps", "8", "--seed", "4"],
+        &again,
+    );
+    assert_eq!(std::fs::read(&one).unwrap(), std::fs::read(&again).unwrap());
+    // A whole layer: 10 maps, 8 a row.
+    let grid = dir.join("grid.png");
+    run(&["--layer", "1", "--maps", "0-9", "--steps", "2"], &grid);
+    let img = image::open(&grid).unwrap();
+    assert_eq!((img.width(), img.height()), (8 * 226 - 2, 2 * 226 - 2));
+    // JSON: the objective of each image, no picture in it.
+    let v = zfvis_json(&[
+        "visualize",
+        "--model",
+        m,
+        "--class",
+        "1",
+        "--steps",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(v["class_name"], "class 1");
+    assert!(
+        v["images"][0]["objective"].is_number() && v["images"][0]["png"].is_null(),
+        "{v}"
+    );
+    // The figure: 9 maps of each conv layer.
+    let out = dir.join("figs");
+    let r = zfvis(&[
+        "figures",
+        "--model",
+        m,
+        "--image",
+        dir.join("a.png").to_str().unwrap(),
+        "--only",
+        "vis",
+        "--vis-steps",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let png = std::fs::read(out.join("vis-wants.png")).unwrap();
+    assert_picture(&png, "vis-wants");
+    // Bad input: exit 1 (2 for clap's own checks), one line.
+    for (args, says) in [
+        (vec!["--layer", "99", "--map", "0"], "layer"),
+        (vec!["--layer", "2", "--map", "9999"], "map"),
+        (
+            vec!["--layer", "2", "--map", "0", "--diversity", "1"],
+            "diversity",
+        ),
+        (vec!["--layer", "2", "--map", "0", "--steps", "0"], "steps"),
+        (vec!["--class", "77"], "class"),
+    ] {
+        let mut a = vec!["visualize", "--model", m, "--out", one.to_str().unwrap()];
+        a.extend(args);
+        one_line_error(&zfvis(&a), says);
+    }
+    one_line_error(
+        &zfvis(&["visualize", "--model", m, "--layer", "2"]),
+        "--out",
+    );
+    let r = zfvis(&[
+        "visualize",
+        "--model",
+        m,
+        "--class",
+        "1",
+        "--layer",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(r.status.code(), Some(2));
 }
 
 /// The web views' "download figure" links give the file `zfvis figures` writes.

@@ -90,6 +90,7 @@ fn quick_start_and_own_model_run_as_pasted_in_a_fresh_clone() {
     let quick = blocks(&section(&text, "Quick start"), "sh");
     let own = blocks(&section(&text, "Your own model"), "sh");
     let methods = blocks(&section(&text, "The deconvnet beside its successors"), "sh");
+    let wants = blocks(&section(&text, "What a unit wants to see"), "sh");
     assert!(
         quick.len() >= 2 && own.len() >= 2 && !methods.is_empty(),
         "{quick:?} {own:?}"
@@ -121,6 +122,7 @@ fn quick_start_and_own_model_run_as_pasted_in_a_fresh_clone() {
         .iter()
         .chain(&own)
         .chain(&methods)
+        .chain(&wants)
         .cloned()
         .collect();
     let out = Command::new("bash")
@@ -149,6 +151,10 @@ fn quick_start_and_own_model_run_as_pasted_in_a_fresh_clone() {
         "scorecam.png",
         "smooth.png",
         "sanity/5-ig.npy",
+        "conv5-3.png",
+        "conv3.png",
+        "samoyed.png",
+        "diverse.png",
     ] {
         assert!(
             clone.join(f).is_file(),

@@ -366,7 +366,7 @@ impl<'a> Visualizer<'a> {
             net,
             input,
             objective,
-            rng: StdRng::seed_from_u64(recipe.seed ^ 0x5eed_0f_d4a5),
+            rng: StdRng::seed_from_u64(recipe.seed ^ 0x005e_ed0f_d4a5),
             recipe,
             nodes,
             fixed,
@@ -457,8 +457,8 @@ impl<'a> Visualizer<'a> {
             .enumerate()
             .map(|(b, terms)| {
                 let b = b as i64;
-                let mut sum = Tensor::zeros([], (Kind::Float, self.net.device()));
-                for (wt, t) in terms {
+                let zero = Tensor::zeros([], (Kind::Float, self.net.device()));
+                terms.iter().fold(zero, |sum, (wt, t)| {
                     let v = match t {
                         Term::Channel { node, map } => at(*node).get(b).get(*map).mean(Kind::Float),
                         Term::Neuron { node, map } => {
@@ -468,9 +468,8 @@ impl<'a> Visualizer<'a> {
                         }
                         Term::Class { class } => at(logits).get(b).get(*class),
                     };
-                    sum = sum + v * *wt;
-                }
-                sum
+                    sum + v * *wt
+                })
             })
             .collect();
         Tensor::stack(&per, 0)
@@ -485,12 +484,11 @@ impl<'a> Visualizer<'a> {
             _ => img,
         };
         let outs = self.outputs(&x);
-        let mut loss = -self.values(&outs).mean(Kind::Float);
-        if let Some((node, w)) = self.objective.diversity {
-            let l = &outs[&node];
-            loss = loss + diversity(l) * w;
+        let loss = -self.values(&outs).mean(Kind::Float);
+        match self.objective.diversity {
+            Some((node, w)) => loss + diversity(&outs[&node]) * w,
+            None => loss,
         }
-        loss
     }
 
     /// One step with `d`'s transforms: the loss, then Adam. The gradient of

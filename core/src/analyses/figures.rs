@@ -34,10 +34,12 @@ pub enum Name {
     Fig6,
     Fig7,
     Table1,
+    /// What 9 maps of each layer want to see (feature visualisation).
+    Vis,
 }
 
 impl Name {
-    pub const ALL: [Name; 7] = [
+    pub const ALL: [Name; 8] = [
         Name::Fig2,
         Name::Fig3,
         Name::Fig4,
@@ -45,6 +47,7 @@ impl Name {
         Name::Fig6,
         Name::Fig7,
         Name::Table1,
+        Name::Vis,
     ];
 
     /// File name stem: `fig7-occlusion`.
@@ -57,6 +60,7 @@ impl Name {
             Name::Fig6 => "fig6-compare",
             Name::Fig7 => "fig7-occlusion",
             Name::Table1 => "table1-correspondence",
+            Name::Vis => "vis-wants",
         }
     }
 
@@ -69,6 +73,7 @@ impl Name {
             Name::Fig6 => "Fig. 6: layer-1 filters and layer-2 projections, two models",
             Name::Fig7 => "Fig. 7: occlusion sensitivity",
             Name::Table1 => "Table 1: correspondence of object parts",
+            Name::Vis => "What each layer wants to see: 9 maps, optimised (Olah et al. 2017)",
         }
     }
 
@@ -104,6 +109,9 @@ pub struct FigureRequest {
     pub class: Option<i64>,
     pub steps: Option<usize>,
     pub seed: Option<u64>,
+    /// Steps of the feature visualisation figure (default 512).
+    #[serde(default)]
+    pub vis_steps: Option<usize>,
 }
 
 /// A request's JSON with the options that are set (the analyses' own
@@ -163,6 +171,7 @@ impl Analysis for Figures {
             Name::Fig6 => fig6(e, r)?,
             Name::Fig7 => fig7(e, r)?,
             Name::Table1 => table1(e, r)?,
+            Name::Vis => crate::analyses::visualize::figure(e, r, &shown_layers, &title_text(r))?,
         };
         Ok(Figure {
             figure: r.figure,

@@ -193,6 +193,9 @@ pub fn parse_plus(spec: &NetSpec, units: &[Unit], s: &str) -> Result<Vec<(f64, T
         .collect()
 }
 
+/// The terms of one image given the map it climbs (none: a class or a sum).
+type Terms = Box<dyn Fn(Option<i64>) -> Vec<(f64, Term)>>;
+
 /// One batch's job: the images' objectives and what they are of.
 struct Plan {
     batches: Vec<(Vec<Option<i64>>, Objective)>,
@@ -219,10 +222,7 @@ fn plan(spec: &NetSpec, units: &[Unit], r: &VisualizeRequest) -> Result<Plan> {
         .map(|l| check::layer(l, units.len()).map(|_| l))
         .transpose()?;
     let mut describe = vec![];
-    let (maps, main): (
-        Vec<Option<i64>>,
-        Box<dyn Fn(Option<i64>) -> Vec<(f64, Term)>>,
-    ) = match (r.class, layer) {
+    let (maps, main): (Vec<Option<i64>>, Terms) = match (r.class, layer) {
         (Some(_), Some(_)) => bail!("give a class or a layer, not both"),
         (Some(c), None) => {
             describe.push(format!("class {c} (its logit)"));
@@ -407,6 +407,78 @@ pub fn render(
         losses,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// The figure (`zfvis figures`, `vis`): what 9 maps of each shown conv
+/// layer want to see, one row a layer, each from its own batch of 9.
+pub fn figure(
+    e: &mut crate::engine::Engine,
+    r: &crate::analyses::figures::FigureRequest,
+    shown: &dyn Fn(usize) -> Vec<usize>,
+    title: &str,
+) -> crate::engine::Result<(String, serde_json::Value, crate::draw::Drawing)> {
+    use crate::draw::{Anchor, Drawing, Size};
+    const T: u32 = 96;
+    const MAPS: i64 = 9;
+    let m = e.model(&r.model)?;
+    let mut net = m.load(Some(r.epoch), e.ctx.device)?;
+    net.vs.freeze();
+    let input = Input::of(&m.manifest.preprocess());
+    let layers = shown(net.convs.len());
+    let steps = r.vis_steps.unwrap_or(512);
+    let row_h = (T + 24) as i32;
+    let mut d = Drawing::new(
+        90 + MAPS as u32 * (T + 6),
+        36 + row_h as u32 * layers.len() as u32,
+    );
+    d.text(10, 8, title, Size::Title, Anchor::Start);
+    let mut data = vec![];
+    for (li, &layer) in layers.iter().enumerate() {
+        let c = net.units[layer - 1].c.min(MAPS);
+        let req: VisualizeRequest = serde_json::from_value(serde_json::json!({
+            "model": r.model, "epoch": r.epoch, "layer": layer,
+            "maps": format!("0-{}", c - 1), "steps": steps, "seed": r.seed.unwrap_or(0),
+        }))?;
+        let res = render(
+            &net,
+            input.clone(),
+            &[],
+            &req,
+            &mut |_, _| Ok(()),
+            &mut |_| {},
+        )?;
+        let y = 36 + li as i32 * row_h;
+        let name = &net.units[layer - 1].short;
+        d.text(
+            10,
+            y + T as i32 / 2,
+            name.clone(),
+            Size::Title,
+            Anchor::Start,
+        );
+        for (k, (pic, im)) in res.pictures.iter().zip(&res.images).enumerate() {
+            let x = 90 + k as i32 * (T + 6) as i32;
+            if let Some(map) = im.map {
+                d.text(x, y, format!("map {map}"), Size::Small, Anchor::Start);
+            }
+            let small = image::imageops::resize(pic, T, T, image::imageops::FilterType::Triangle);
+            d.image(x, y + 16, small);
+        }
+        let values: Vec<f64> = res.images.iter().map(|i| i.objective).collect();
+        data.push(serde_json::json!({ "layer": name, "maps": c, "objective": values }));
+    }
+    let caption = format!(
+        "For each shown conv layer, maps 0 to 8: an image optimised from noise to raise the map's \
+         mean activation before its ReLU, {steps} Adam steps (lr 0.05), Lucid's recipe (Fourier \
+         parameterisation with 1/f scaling, decorrelated colour, random pad, jitter, scale and \
+         rotation each step), seed {}.",
+        r.seed.unwrap_or(0)
+    );
+    Ok((
+        caption,
+        serde_json::json!({ "steps": steps, "layers": data }),
+        d,
+    ))
 }
 
 pub struct Visualize;

@@ -696,10 +696,8 @@ pub fn lrn_with(x: &Tensor, size: i64, alpha: f64, beta: f64, k: f64) -> Tensor 
     let sq = x
         .square()
         .constant_pad_nd([0, 0, 0, 0, size / 2, (size - 1) / 2]);
-    let mut sum = sq.narrow(1, 0, c);
-    for i in 1..size {
-        sum = sum + sq.narrow(1, i, c);
-    }
+    // Not `+=`: the first slice is a view of `sq`, which must stay as it is.
+    let sum = (1..size).fold(sq.narrow(1, 0, c), |acc, i| acc + sq.narrow(1, i, c));
     let div = sum / size as f64;
     x / (div * alpha + k).pow_tensor_scalar(beta)
 }

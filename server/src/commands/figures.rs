@@ -43,6 +43,10 @@ pub struct FiguresArgs {
     /// Only these figures, e.g. fig5,fig7 (default: all)
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Draw the feature visualisation figure too (vis: 9 maps of each
+    /// layer, optimised), with this many steps (with --only vis: 512)
+    #[arg(long)]
+    vis_steps: Option<usize>,
     /// Folder to write the figures and report.html into
     #[arg(long)]
     out: PathBuf,
@@ -73,9 +77,14 @@ fn name_of(dir: &ModelDir, fallback: &str) -> ModelName {
         .expect("a valid fallback name")
 }
 
-fn wanted(only: &[String]) -> Result<Vec<Name>> {
+/// The figures asked for: --only's, or all of them but the feature
+/// visualisation (minutes on a CPU), which --vis-steps adds.
+fn wanted(only: &[String], vis: bool) -> Result<Vec<Name>> {
     if only.is_empty() {
-        return Ok(Name::ALL.to_vec());
+        return Ok(Name::ALL
+            .into_iter()
+            .filter(|&n| n != Name::Vis || vis)
+            .collect());
     }
     only.iter()
         .map(|s| {
@@ -84,7 +93,7 @@ fn wanted(only: &[String]) -> Result<Vec<Name>> {
                 .find(|n| n.stem().split('-').next() == Some(s.trim()) || n.stem() == s.trim())
                 .ok_or_else(|| {
                     anyhow::anyhow!(
-                        "--only {s:?}: expected fig2, fig3, fig4, fig5, fig6, fig7 or table1"
+                        "--only {s:?}: expected fig2, fig3, fig4, fig5, fig6, fig7, table1 or vis"
                     )
                 })
         })
@@ -92,7 +101,7 @@ fn wanted(only: &[String]) -> Result<Vec<Name>> {
 }
 
 pub fn run(a: FiguresArgs) -> Result<()> {
-    let names = wanted(&a.only)?;
+    let names = wanted(&a.only, a.vis_steps.is_some())?;
     let dir = ModelDir::open(&a.model.model)?;
     let epoch = dir.manifest.snapshot(a.model.snapshot)?.epoch;
     let device = a.model.device.get()?;
@@ -143,6 +152,7 @@ pub fn run(a: FiguresArgs) -> Result<()> {
         class: None,
         steps: None,
         seed: None,
+        vis_steps: a.vis_steps,
     };
     let (entries, failed) = draw_all(&mut engine, &template, &names, index_failed, &a.out);
     let report = a.out.join("report.html");
