@@ -171,7 +171,13 @@ impl Analysis for Figures {
             Name::Fig6 => fig6(e, r)?,
             Name::Fig7 => fig7(e, r)?,
             Name::Table1 => table1(e, r)?,
-            Name::Vis => crate::analyses::visualize::figure(e, r, &shown_layers, &title_text(r))?,
+            Name::Vis => crate::analyses::visualize::figure(
+                e,
+                (&r.model, r.epoch),
+                (r.vis_steps.unwrap_or(512), r.seed.unwrap_or(0)),
+                &shown_layers,
+                &title_text(r),
+            )?,
         };
         Ok(Figure {
             figure: r.figure,

@@ -411,21 +411,22 @@ pub fn render(
 
 /// The figure (`zfvis figures`, `vis`): what 9 maps of each shown conv
 /// layer want to see, one row a layer, each from its own batch of 9.
+/// `steps` and `seed` of every image; `shown` picks the conv layers.
 pub fn figure(
     e: &mut crate::engine::Engine,
-    r: &crate::analyses::figures::FigureRequest,
+    (model, epoch): (&ModelName, u32),
+    (steps, seed): (usize, u64),
     shown: &dyn Fn(usize) -> Vec<usize>,
     title: &str,
 ) -> crate::engine::Result<(String, serde_json::Value, crate::draw::Drawing)> {
     use crate::draw::{Anchor, Drawing, Size};
     const T: u32 = 96;
     const MAPS: i64 = 9;
-    let m = e.model(&r.model)?;
-    let mut net = m.load(Some(r.epoch), e.ctx.device)?;
+    let m = e.model(model)?;
+    let mut net = m.load(Some(epoch), e.ctx.device)?;
     net.vs.freeze();
     let input = Input::of(&m.manifest.preprocess());
     let layers = shown(net.convs.len());
-    let steps = r.vis_steps.unwrap_or(512);
     let row_h = (T + 24) as i32;
     let mut d = Drawing::new(
         90 + MAPS as u32 * (T + 6),
@@ -436,8 +437,8 @@ pub fn figure(
     for (li, &layer) in layers.iter().enumerate() {
         let c = net.units[layer - 1].c.min(MAPS);
         let req: VisualizeRequest = serde_json::from_value(serde_json::json!({
-            "model": r.model, "epoch": r.epoch, "layer": layer,
-            "maps": format!("0-{}", c - 1), "steps": steps, "seed": r.seed.unwrap_or(0),
+            "model": model, "epoch": epoch, "layer": layer,
+            "maps": format!("0-{}", c - 1), "steps": steps, "seed": seed,
         }))?;
         let res = render(
             &net,
@@ -471,8 +472,7 @@ pub fn figure(
         "For each shown conv layer, maps 0 to 8: an image optimised from noise to raise the map's \
          mean activation before its ReLU, {steps} Adam steps (lr 0.05), Lucid's recipe (Fourier \
          parameterisation with 1/f scaling, decorrelated colour, random pad, jitter, scale and \
-         rotation each step), seed {}.",
-        r.seed.unwrap_or(0)
+         rotation each step), seed {seed}."
     );
     Ok((
         caption,
