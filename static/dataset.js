@@ -1,7 +1,7 @@
 // Dataset views: top 9 of each map over the dataset (paper Fig. 2) and the
 // training timeline (Fig. 4), with the background index build's progress.
 
-import { $, esc, layerLabel, figureLink, setSeg } from "./ui.js";
+import { $, esc, layerLabel, figureLink, setSeg, expandMaps } from "./ui.js";
 import { fill, visualizeUrl } from "./visualize.js";
 
 export function createDataset({ state, model, render, writeURL, showError }) {
@@ -41,7 +41,7 @@ export function createDataset({ state, model, render, writeURL, showError }) {
     const body = $("ds-body");
     body.innerHTML = "";
     const fq = `?frame=${frame()}`;
-    const list = await getOrWait(`/api/models/${m()}/snapshots/${state.snapshot}/dataset/layers/${state.layer}/maps/0/top9${fq}`, g).then(() => expand(maps()));
+    const list = await getOrWait(`/api/models/${m()}/snapshots/${state.snapshot}/dataset/layers/${state.layer}/maps/0/top9${fq}`, g).then(() => expandMaps(maps()));
     // The trio: what each map wants to see (an optimised image) first.
     const trio = Boolean(state.want), wants = [];
     const status = document.createElement("p");
@@ -86,15 +86,6 @@ export function createDataset({ state, model, render, writeURL, showError }) {
         status.textContent = text ? `What each map wants to see (left): ${text}` : "Left: what each map wants to see (an image optimised to excite it); then the projections of its top 9 over the dataset and their patches.";
       }, () => g === gen);
     }
-  }
-
-  function expand(spec) {
-    const out = [];
-    for (const p of spec.split(",").filter(Boolean)) {
-      const [a, b] = p.split("-").map(Number);
-      if (b === undefined) out.push(a); else for (let i = a; i <= b; i++) out.push(i);
-    }
-    return out;
   }
 
   async function openImage(rel, map) {

@@ -19,6 +19,16 @@ export function layerLabel(m, n) {
 /// The label of a model's last conv layer (the paper's conv5).
 export const lastConv = (m) => layerLabel(m, m && m.last_unit ? m.last_unit : 5);
 
+/// "0-3,7" -> [0, 1, 2, 3, 7] (the maps a view shows).
+export function expandMaps(spec) {
+  const out = [];
+  for (const p of spec.split(",").filter(Boolean)) {
+    const [a, b] = p.split("-").map(Number);
+    if (b === undefined) out.push(a); else for (let i = a; i <= b; i++) out.push(i);
+  }
+  return out;
+}
+
 export const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 
 const FIGURE_FILES = {

@@ -5,7 +5,7 @@
 // patches and their projections). While the job runs, its progress carries
 // a preview (every 32 steps) that the cells show, sharpening.
 
-import { $, esc, layerLabel, jobResult, jobStatus } from "./ui.js";
+import { $, esc, layerLabel, jobResult, jobStatus, expandMaps } from "./ui.js";
 
 const COLS = 8, GAP = 2; // the preview's grid (core: analyses::visualize::grid)
 
@@ -68,7 +68,7 @@ export function createWants({ state, model, writeURL, showError, openMap }) {
     const body = $("vz-body");
     body.innerHTML = "";
     const count = unit.maps || 0;
-    const list = state.vmaps === "all" ? [...Array(count).keys()] : expand(state.vmaps);
+    const list = state.vmaps === "all" ? [...Array(count).keys()] : expandMaps(state.vmaps);
     const cells = list.map((k) => {
       const fig = document.createElement("figure");
       fig.className = "vz-item";
@@ -106,13 +106,4 @@ export function createWants({ state, model, writeURL, showError, openMap }) {
       await go();
     },
   };
-}
-
-function expand(spec) {
-  const out = [];
-  for (const p of spec.split(",").filter(Boolean)) {
-    const [a, b] = p.split("-").map(Number);
-    if (b === undefined) out.push(a); else for (let i = a; i <= b; i++) out.push(i);
-  }
-  return out;
 }

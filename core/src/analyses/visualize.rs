@@ -409,6 +409,11 @@ pub fn render(
     })
 }
 
+/// [`render`] without progress or previews (the figure, the benchmark).
+pub fn render_quietly(net: &Net, input: Input, r: &VisualizeRequest) -> Result<VisualizeResult> {
+    render(net, input, &[], r, &mut |_, _| Ok(()), &mut |_| {})
+}
+
 /// The figure (`zfvis figures`, `vis`): what 9 maps of each shown conv
 /// layer want to see, one row a layer, each from its own batch of 9.
 /// `steps` and `seed` of every image; `shown` picks the conv layers.
@@ -440,14 +445,7 @@ pub fn figure(
             "model": model, "epoch": epoch, "layer": layer,
             "maps": format!("0-{}", c - 1), "steps": steps, "seed": seed,
         }))?;
-        let res = render(
-            &net,
-            input.clone(),
-            &[],
-            &req,
-            &mut |_, _| Ok(()),
-            &mut |_| {},
-        )?;
+        let res = render_quietly(&net, input.clone(), &req)?;
         let y = 36 + li as i32 * row_h;
         let name = &net.units[layer - 1].short;
         d.text(

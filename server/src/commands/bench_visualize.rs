@@ -12,7 +12,7 @@ use super::local::{advance, bar};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::time::Instant;
-use zfvis_core::analyses::visualize::{render, VisualizeRequest};
+use zfvis_core::analyses::visualize::{render, render_quietly, VisualizeRequest};
 use zfvis_core::checkpoint::ModelDir;
 use zfvis_core::tch::{self, Device};
 use zfvis_core::visualize::Input;
@@ -56,14 +56,7 @@ pub fn bench_visualize(python: &Path, model: &Path, iters: usize) -> Result<()> 
         let ts: Vec<f64> = (0..iters)
             .map(|_| -> Result<f64> {
                 let t = Instant::now();
-                let r = render(
-                    &net,
-                    input.clone(),
-                    &[],
-                    &req,
-                    &mut |_, _| Ok(()),
-                    &mut |_| {},
-                )?;
+                let r = render_quietly(&net, input.clone(), &req)?;
                 objective = r.images[0].objective;
                 Ok(t.elapsed().as_secs_f64())
             })
