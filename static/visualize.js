@@ -18,17 +18,17 @@ export function visualizeUrl(state, maps, { steps, seed } = {}) {
   return `/api/visualize?${q}`;
 }
 
-/// Show image `i` of a preview grid (pictures of `side` px) in `cell`.
-function slice(cell, preview, i, side) {
-  const w = cell.clientWidth || 96, s = w / side;
-  const col = i % COLS, row = Math.floor(i / COLS);
-  cell.style.backgroundImage = `url(${preview})`;
-  cell.style.backgroundSize = "auto";
+/// Show each cell's picture (cell i: picture i) of a preview grid of
+/// pictures of `side` px: the preview is decoded once for all the cells.
+function slices(cells, preview, side) {
   const img = new Image();
-  img.onload = () => {
+  img.onload = () => cells.forEach((cell, i) => {
+    const s = (cell.clientWidth || 96) / side;
+    const col = i % COLS, row = Math.floor(i / COLS);
+    cell.style.backgroundImage = `url(${preview})`;
     cell.style.backgroundSize = `${img.width * s}px ${img.height * s}px`;
     cell.style.backgroundPosition = `${-col * (side + GAP) * s}px ${-row * (side + GAP) * s}px`;
-  };
+  });
   img.src = preview;
 }
 
@@ -37,7 +37,7 @@ function slice(cell, preview, i, side) {
 /// progress; `alive()` false stops (the job goes on on the server).
 export async function fill(url, cells, side, status, alive, onCancel) {
   const r = await jobResult(url, (p, purl) => {
-    if (p.preview) cells.forEach((c, i) => slice(c, p.preview, i, side));
+    if (p.preview) slices(cells, p.preview, side);
     status(`optimising: ${p.done || 0} / ${p.total || "?"} steps, ${jobStatus(p)}`, p);
     if (onCancel) onCancel(() => fetch(purl, { method: "DELETE" }));
   }, alive);
