@@ -250,11 +250,11 @@ fn through(layer: &Layer, out: &Tensor, s: &Tensor) -> Tensor {
 /// input of shape `input` (one input; see [`walk`]), under `rule`.
 fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape, rule: Rule) -> Tensor {
     let b = s.size()[0];
-    let full: Vec<i64> = match input {
-        Shape::Maps { c, side } => vec![b, c, side, side],
-        Shape::Flat(n) => vec![b, n],
+    let full = input.size(b);
+    let side = match input {
+        Shape::Maps { side, .. } => side,
+        _ => 1,
     };
-    let side = full.get(2).copied().unwrap_or(1);
     match &net.spec.nodes[i].op {
         l @ (Layer::Relu | Layer::Clip { .. }) => {
             rule.at_relu(l, || saved(trace, i).shallow_clone(), s)
@@ -338,6 +338,24 @@ fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape, rule:
             z.narrow(1, *start, *len).copy_(s);
             z
         }
+        // The patch tokens back to maps (the learned tokens and the
+        // position embedding do not depend on the input).
+        Layer::Embed { prefix, .. } => {
+            let n = s.size()[1];
+            s.narrow(1, *prefix, n - prefix)
+                .transpose(1, 2)
+                .reshape(full.as_slice())
+        }
+        // The maps back to patch tokens, zeros at the learned tokens.
+        Layer::Grid { prefix } => s
+            .flatten(2, -1)
+            .transpose(1, 2)
+            .constant_pad_nd([0, 0, *prefix, 0]),
+        Layer::Token { index } => {
+            let z = Tensor::zeros(full.as_slice(), (s.kind(), s.device()));
+            z.select(1, *index).copy_(s);
+            z
+        }
         Layer::Lrn { .. } | Layer::Dropout { .. } | Layer::Add | Layer::Concat => s.shallow_clone(),
         l @ (Layer::Sub
         | Layer::Mul
@@ -347,7 +365,8 @@ fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape, rule:
         | Layer::HardSigmoid { .. }
         | Layer::HardSwish
         | Layer::Gelu { .. }
-        | Layer::ChannelNorm { .. }) => unreachable!("{} is walked back in walk", l.op()),
+        | Layer::ChannelNorm { .. }
+        | Layer::Attention { .. }) => unreachable!("{} is walked back in walk", l.op()),
     }
 }
 
@@ -416,6 +435,16 @@ pub fn walk(
     rule: Rule,
     capture: Option<(usize, bool)>,
 ) -> (Tensor, Option<Tensor>) {
+    // A grid node (a transformer block's tokens as maps) reads its block
+    // and nothing reads it: its signal is its block's, as a grid.
+    let grid = capture.and_then(|(c, _)| match (net.spec.op(c), net.sources(c)) {
+        (l @ Layer::Grid { .. }, [Some(j)]) if c != node => Some((*j, l.clone())),
+        _ => None,
+    });
+    let capture = match &grid {
+        Some((j, _)) => capture.map(|(_, pixels)| (*j, pixels)),
+        None => capture,
+    };
     tch::no_grad(|| {
         let mut captured = None;
         let mut sig: Vec<Option<Tensor>> = (0..=node).map(|_| None).collect();
@@ -437,7 +466,10 @@ pub fn walk(
             };
             if let Some((c, pixels)) = capture {
                 if c == i {
-                    captured = Some(s.shallow_clone());
+                    captured = Some(match &grid {
+                        Some((_, l)) => l.forward(&[s.shallow_clone()], None, None, false, None),
+                        None => s.shallow_clone(),
+                    });
                     if !pixels {
                         return (signal.zeros_like(), captured);
                     }

@@ -51,6 +51,10 @@ pub struct Options {
     pub batch: i64,
     /// SmoothGrad over the gradient methods' maps (none: the map alone).
     pub smooth: Option<Smooth>,
+    /// Attention rollout's fusion of the heads.
+    pub fusion: crate::methods::Fusion,
+    /// Attention rollout's fraction of each fused matrix zeroed (the lowest).
+    pub discard: f64,
 }
 
 impl Options {
@@ -62,6 +66,8 @@ impl Options {
             stride: crate::occlusion::DEFAULT_STRIDE,
             batch: 16,
             smooth: None,
+            fusion: crate::methods::Fusion::Mean,
+            discard: 0.9,
         }
     }
 }

@@ -33,6 +33,11 @@ pub fn applies(net: &Net) -> bool {
         // reads the global pooling before it (never reached here), and
         // same-shape ones are not merged yet.
         Layer::Mul | Layer::Sub | Layer::Div => false,
+        // Attention mixes every token: an occluder changes them all.
+        Layer::Embed { .. }
+        | Layer::Attention { .. }
+        | Layer::Grid { .. }
+        | Layer::Token { .. } => false,
         // Per-position ops (over channels at each position) keep the region.
         Layer::Sigmoid
         | Layer::Silu

@@ -538,8 +538,7 @@ fn check_term(net: &Net, t: &Term) -> Result<()> {
     match t {
         Term::Channel { node, map } | Term::Neuron { node, map } => {
             let c = match net.shapes.get(*node) {
-                Some(Shape::Maps { c, .. }) => *c,
-                Some(Shape::Flat(f)) => *f,
+                Some(s) => s.channels(),
                 None => bail!("node {node} is not in the network"),
             };
             if !(0..c).contains(map) {

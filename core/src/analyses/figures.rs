@@ -348,6 +348,9 @@ fn fig3(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
         let shape = match shapes.get(i) {
             Some(Shape::Maps { c, side }) => format!("{c} x {side} x {side}"),
             Some(Shape::Flat(n)) => format!("{n}"),
+            Some(Shape::Tokens { c, side, prefix }) => {
+                format!("{} tokens x {c}", prefix + side * side)
+            }
             None => String::new(),
         };
         let (kind, what, params) = match l {
@@ -376,6 +379,7 @@ fn fig3(e: &mut Engine, r: &FigureRequest) -> Result<Drawn> {
                 let n_in = match i.checked_sub(1).and_then(|p| shapes.get(p)) {
                     Some(Shape::Maps { c, side }) => c * side * side,
                     Some(Shape::Flat(n)) => *n,
+                    Some(Shape::Tokens { c, .. }) => *c,
                     None => 3 * spec.input_size * spec.input_size,
                 };
                 (

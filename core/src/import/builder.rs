@@ -231,6 +231,7 @@ impl<'a> Builder<'a> {
             bn_eps: eps,
             convs_without_bias: true,
             preprocess: "torchvision",
+            input_size: None,
         }
     }
 }

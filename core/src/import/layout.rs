@@ -21,6 +21,9 @@ pub struct Layout {
     pub convs_without_bias: bool,
     /// Preprocessing the networks of this layout were trained with.
     pub preprocess: &'static str,
+    /// The input size the layout fixes (a transformer's position
+    /// embedding); None: 224 unless the user says.
+    pub input_size: Option<i64>,
 }
 
 impl Layout {
@@ -36,6 +39,7 @@ impl Layout {
             bn_eps: 1e-5,
             convs_without_bias: false,
             preprocess,
+            input_size: None,
         }
     }
 }

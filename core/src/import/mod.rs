@@ -12,6 +12,7 @@ mod layouts;
 mod onnx;
 mod pth;
 mod registry;
+mod transformers;
 
 pub use batchnorm::{bn_affine, fold_bn};
 pub use registry::ARCHS;
@@ -161,9 +162,10 @@ fn take_layout(
         Ok(t)
     };
     for l in lay.nodes.iter().map(|n| &n.op) {
-        let Some((w_shape, n_out)) = l.param_shapes() else {
+        let Some((w_shape, b_shape)) = l.param_shapes() else {
             continue;
         };
+        let n_out = b_shape[0];
         let (wn, bn) = l.tensor_names().expect("conv, linear or affine");
         if let Some(src) = l.name().and_then(|n| lay.scales.get(n)) {
             tensors.insert(wn, take(src, &[n_out])?);
@@ -184,7 +186,7 @@ fn take_layout(
         let mut b = if no_bias {
             Tensor::zeros([n_out], (Kind::Float, Device::Cpu))
         } else {
-            take(&bn, &[n_out])?
+            take(&bn, &b_shape)?
         };
         if let Some(prefix) = folded {
             let [g, be, m, v] = bn_tensors(&mut take, &prefix, n_out)?;
@@ -203,7 +205,7 @@ fn take_layout(
             _ => PreprocessKind::Torchvision,
         },
         preprocess_why: None,
-        input_size: None,
+        input_size: lay.input_size,
     })
 }
 

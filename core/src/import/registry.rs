@@ -3,7 +3,7 @@
 //! layouts in `graphs.rs`).
 
 use super::layout::Layout;
-use super::{families, graphs, layouts};
+use super::{families, graphs, layouts, transformers};
 use crate::net::{Arch, NetSpec};
 use anyhow::{bail, Result};
 use std::collections::HashMap;
@@ -77,6 +77,9 @@ pub const ARCHS: &[&str] = &[
     "torchvision:vgg16_bn",
     "torchvision:vgg19",
     "torchvision:vgg19_bn",
+    "torchvision:vit_b_16",
+    "torchvision:vit_b_32",
+    "torchvision:vit_l_16",
     "pytorchcv:zfnet",
     "pytorchcv:zfnetb",
     "pytorchcv:alexnet",
@@ -134,6 +137,11 @@ pub fn layout(arch: &str, shapes: &HashMap<String, Vec<i64>>) -> Result<Layout> 
         a if a.starts_with("torchvision:densenet") => graphs::densenet(
             &a["torchvision:densenet".len()..],
             classes("classifier.weight")?,
+        )?,
+        a if a.starts_with("torchvision:vit_") => transformers::vit(
+            &a["torchvision:vit_".len()..],
+            shapes,
+            classes("heads.head.weight")?,
         )?,
         "torchvision:googlenet" => graphs::googlenet(classes("fc.weight")?),
         "torchvision:mobilenet_v2" => graphs::mobilenet_v2(classes("classifier.1.weight")?),

@@ -19,6 +19,7 @@ mod ablationcam;
 mod cam;
 mod deconv;
 mod eigencam;
+mod grad_rollout;
 mod gradcam;
 mod gradcam_pp;
 mod gradient;
@@ -28,6 +29,7 @@ mod hirescam;
 mod ig;
 mod layercam;
 mod occlusion;
+pub mod rollout;
 pub mod scorecam;
 pub mod smooth;
 mod xgradcam;
@@ -36,6 +38,7 @@ pub use crate::explain::Smooth;
 pub use ablationcam::ABLATIONCAM;
 pub use deconv::DECONV;
 pub use eigencam::EIGENCAM;
+pub use grad_rollout::{weighted as grad_rollout_weights, GRAD_ROLLOUT};
 pub use gradcam::GRADCAM;
 pub use gradcam_pp::GRADCAM_PP;
 pub use gradient::GRADIENT;
@@ -45,11 +48,12 @@ pub use hirescam::HIRESCAM;
 pub use ig::IG;
 pub use layercam::LAYERCAM;
 pub use occlusion::OCCLUSION;
+pub use rollout::{Fusion, ROLLOUT};
 pub use scorecam::SCORECAM;
 pub use xgradcam::XGRADCAM;
 
 /// Every method, in the order the views show them.
-pub const ALL: [Method; 14] = [
+pub const ALL: [Method; 16] = [
     DECONV,
     GUIDED,
     GRADIENT,
@@ -64,6 +68,8 @@ pub const ALL: [Method; 14] = [
     ABLATIONCAM,
     SCORECAM,
     OCCLUSION,
+    ROLLOUT,
+    GRAD_ROLLOUT,
 ];
 
 /// What a method needs besides the image and its target.
@@ -78,6 +84,8 @@ pub struct Needs {
     pub window: bool,
     /// Integration steps.
     pub steps: bool,
+    /// A transformer's attention weights (attention rollout).
+    pub attention: bool,
 }
 
 /// What a method is called, shows and needs: one constant per method file
@@ -136,10 +144,16 @@ impl Needs {
         layer: false,
         window: false,
         steps: false,
+        attention: false,
     };
     /// A class, or a unit's map.
     pub const MAP: Needs = Needs {
         map: true,
+        ..Needs::NONE
+    };
+    /// A class of a network with self-attention.
+    pub const ATTENTION: Needs = Needs {
+        attention: true,
         ..Needs::NONE
     };
 }
@@ -258,6 +272,15 @@ impl Method {
             ),
             Target::Map { layer, map } => check::layer_map(&e.net.units, layer, map)?,
         }
+        if self.needs().attention && !self.applies(e.net) {
+            bail!(
+                "{} reads a transformer's attention weights; this network has no attention",
+                self.name()
+            );
+        }
+        if self.needs().attention && !(0.0..1.0).contains(&o.discard) {
+            bail!("discard is a fraction in [0, 1), got {}", o.discard);
+        }
         if self.needs().layer {
             check::layer(o.cam_layer, e.net.units.len())?;
             let u = &e.net.units[o.cam_layer - 1];
@@ -289,6 +312,16 @@ impl Method {
             crate::occlusion::positions(e.net.spec.input_size, o.size, o.stride)?;
         }
         Ok(())
+    }
+
+    /// Whether the method applies to `net` (attention rollout to
+    /// networks with self-attention, every other method to every network).
+    pub fn applies(self, net: &crate::net::Net) -> bool {
+        !self.needs().attention
+            || net
+                .spec
+                .ops()
+                .any(|l| matches!(l, crate::net::Layer::Attention { .. }))
     }
 
     /// The methods that explain a map, for messages: "a, b or c".

@@ -21,7 +21,8 @@ mod units;
 pub use forward::Trace;
 pub use graph::{Arch, NetSpec, Node, Preset};
 pub use ops::{
-    binary_shape, channels_last, concat_shape, lrn, lrn_with, shuffle, Layer, Params, Shape, Window,
+    attend, attention_weights, binary_shape, channels_last, concat_shape, heads_of, lrn, lrn_with,
+    shuffle, Layer, Params, Shape, Window,
 };
 pub use units::{ConvInfo, Unit};
 
@@ -88,7 +89,7 @@ impl Net {
                 let p = &root / format!("l{i:02}");
                 Some(Params {
                     weight: p.var("weight", &w, nn::Init::Const(0.0)),
-                    bias: p.var("bias", &[b], nn::Init::Const(0.0)),
+                    bias: p.var("bias", &b, nn::Init::Const(0.0)),
                 })
             })
             .collect();

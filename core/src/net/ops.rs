@@ -196,6 +196,36 @@ pub enum Layer {
     Pad {
         pads: [i64; 4],
     },
+    /// Patch tokens from maps (a vision transformer's embedding): the
+    /// [B, C, S, S] maps read as S² tokens of C channels, after `prefix`
+    /// learned tokens (the class token, a distillation token: tensor
+    /// `weight`, [1, prefix, C]), plus the position embedding (tensor
+    /// `bias`, [1, prefix + S², C]) -> [B, prefix + S², C].
+    Embed {
+        name: String,
+        c: i64,
+        prefix: i64,
+        side: i64,
+        weight: String,
+        bias: String,
+    },
+    /// Multi-head self-attention on tokens holding [q | k | v] (3C
+    /// channels: the output of the block's input projection) -> C channels:
+    /// softmax(q kᵀ / √d) v in each of `heads` heads of d = C / heads.
+    Attention {
+        heads: i64,
+    },
+    /// A token sequence's patch tokens as maps, [B, prefix + S², C] ->
+    /// [B, C, S, S], the `prefix` learned tokens dropped: a transformer
+    /// block's output as the views see it (pytorch-grad-cam's
+    /// `reshape_transform`).
+    Grid {
+        prefix: i64,
+    },
+    /// One token's channels, [B, N, C] -> [B, C] (the class token the head reads).
+    Token {
+        index: i64,
+    },
 }
 
 impl Layer {
@@ -321,6 +351,37 @@ impl Layer {
             }
             Layer::ChannelShuffle { groups } => shuffle(h, *groups),
             Layer::Channels { start, len } => h.narrow(1, *start, *len),
+            Layer::Embed { prefix, .. } => {
+                let p = p.expect("an embedding's parameters");
+                let s = h.size();
+                let patches = h.flatten(2, -1).transpose(1, 2);
+                let learned = p.weight.expand([s[0], *prefix, s[1]], false);
+                Tensor::cat(&[learned, patches], 1) + &p.bias
+            }
+            Layer::Attention { heads } => {
+                let (q, k, v) = heads_of(h, *heads);
+                let s = h.size();
+                Tensor::scaled_dot_product_attention(
+                    &q,
+                    &k,
+                    &v,
+                    None::<Tensor>,
+                    0.0,
+                    false,
+                    None,
+                    false,
+                )
+                .transpose(1, 2)
+                .reshape([s[0], s[1], s[2] / 3])
+            }
+            Layer::Grid { prefix } => {
+                let s = h.size();
+                let side = ((s[1] - prefix) as f64).sqrt().round() as i64;
+                h.narrow(1, *prefix, s[1] - prefix)
+                    .transpose(1, 2)
+                    .reshape([s[0], s[2], side, side])
+            }
+            Layer::Token { index } => h.select(1, *index),
         }
     }
 
@@ -430,12 +491,23 @@ impl Layer {
             Layer::ChannelNorm { name, .. } => {
                 Some((format!("{name}.weight"), format!("{name}.bias")))
             }
+            Layer::Embed { weight, bias, .. } => Some((weight.clone(), bias.clone())),
             _ => None,
         }
     }
 
-    /// (weight shape, bias length) of a conv or linear layer.
-    pub fn param_shapes(&self) -> Option<(Vec<i64>, i64)> {
+    /// (weight shape, bias shape) of a layer with parameters.
+    pub fn param_shapes(&self) -> Option<(Vec<i64>, Vec<i64>)> {
+        match *self {
+            Layer::Embed {
+                c, prefix, side, ..
+            } => Some((vec![1, prefix, c], vec![1, prefix + side * side, c])),
+            _ => self.weight_shape().map(|(w, b)| (w, vec![b])),
+        }
+    }
+
+    /// (weight shape, bias length) of a conv, linear, affine or norm layer.
+    fn weight_shape(&self) -> Option<(Vec<i64>, i64)> {
         match *self {
             Layer::Conv {
                 in_c,
@@ -456,7 +528,8 @@ impl Layer {
             Layer::Conv { name, .. }
             | Layer::Linear { name, .. }
             | Layer::Affine { name, .. }
-            | Layer::ChannelNorm { name, .. } => Some(name),
+            | Layer::ChannelNorm { name, .. }
+            | Layer::Embed { name, .. } => Some(name),
             _ => None,
         }
     }
@@ -488,6 +561,10 @@ impl Layer {
             Layer::ChannelNorm { .. } => "channel_norm",
             Layer::ChannelShuffle { .. } => "channel_shuffle",
             Layer::Channels { .. } => "channels",
+            Layer::Embed { .. } => "embed",
+            Layer::Attention { .. } => "attention",
+            Layer::Grid { .. } => "grid",
+            Layer::Token { .. } => "token",
         }
     }
 
@@ -516,6 +593,7 @@ impl Layer {
                 | Layer::Mul
                 | Layer::Div
                 | Layer::ChannelNorm { .. }
+                | Layer::Attention { .. }
         )
     }
 
@@ -528,8 +606,37 @@ impl Layer {
 /// The shape of one layer's output (batch dimension left out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
-    Maps { c: i64, side: i64 },
+    Maps {
+        c: i64,
+        side: i64,
+    },
     Flat(i64),
+    /// A transformer's tokens, [prefix + side², c]: `prefix` learned
+    /// tokens, then the patch grid's in row-major order.
+    Tokens {
+        c: i64,
+        side: i64,
+        prefix: i64,
+    },
+}
+
+impl Shape {
+    /// The channels (a vector's length).
+    pub fn channels(&self) -> i64 {
+        match *self {
+            Shape::Maps { c, .. } | Shape::Tokens { c, .. } => c,
+            Shape::Flat(n) => n,
+        }
+    }
+
+    /// The tensor's size with batch `b`.
+    pub fn size(&self, b: i64) -> Vec<i64> {
+        match *self {
+            Shape::Maps { c, side } => vec![b, c, side, side],
+            Shape::Flat(n) => vec![b, n],
+            Shape::Tokens { c, side, prefix } => vec![b, prefix + side * side, c],
+        }
+    }
 }
 
 /// The channel concatenation of maps of one side.
@@ -609,6 +716,56 @@ pub(super) fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
             }
             Shape::Flat(*out)
         }
+        (Layer::Linear { in_f, out, .. }, Shape::Tokens { c, side, prefix }) => {
+            if *in_f != c {
+                bail!("expects {in_f} channels a token, gets {c}");
+            }
+            Shape::Tokens {
+                c: *out,
+                side,
+                prefix,
+            }
+        }
+        (
+            Layer::Embed {
+                c: ec,
+                prefix,
+                side: es,
+                ..
+            },
+            Shape::Maps { c, side },
+        ) => {
+            if *ec != c || *es != side || *prefix < 0 {
+                bail!("expects {ec} maps of {es}x{es}, gets {c} of {side}x{side}");
+            }
+            Shape::Tokens {
+                c,
+                side,
+                prefix: *prefix,
+            }
+        }
+        (Layer::Attention { heads }, Shape::Tokens { c, side, prefix }) => {
+            if c % 3 != 0 || *heads < 1 || (c / 3) % heads != 0 {
+                bail!("{c} channels are not [q | k | v] of {heads} heads");
+            }
+            Shape::Tokens {
+                c: c / 3,
+                side,
+                prefix,
+            }
+        }
+        (Layer::Grid { prefix }, Shape::Tokens { c, side, prefix: p }) => {
+            if *prefix != p {
+                bail!("drops {prefix} learned tokens, the tokens have {p}");
+            }
+            Shape::Maps { c, side }
+        }
+        (Layer::Token { index }, Shape::Tokens { c, side, prefix }) => {
+            if *index < 0 || *index >= prefix + side * side {
+                bail!("token {index} of {}", prefix + side * side);
+            }
+            Shape::Flat(c)
+        }
         (Layer::Affine { c, .. }, s @ (Shape::Maps { c: n, .. } | Shape::Flat(n))) => {
             if *c != n {
                 bail!("expects {c} channels, gets {n}");
@@ -618,7 +775,10 @@ pub(super) fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
         (Layer::Lrn { size, .. }, _) if *size < 1 => bail!("size must be at least 1"),
         (Layer::Relu | Layer::Clip { .. } | Layer::Lrn { .. } | Layer::Dropout { .. }, s) => s,
         (l, s) if l.is_activation() => s,
-        (Layer::ChannelNorm { c, .. }, s @ (Shape::Maps { c: n, .. } | Shape::Flat(n))) => {
+        (
+            Layer::ChannelNorm { c, .. },
+            s @ (Shape::Maps { c: n, .. } | Shape::Flat(n) | Shape::Tokens { c: n, .. }),
+        ) => {
             if *c != n {
                 bail!("expects {c} channels, gets {n}");
             }
@@ -661,6 +821,36 @@ pub fn binary_shape(a: Shape, b: Shape) -> Option<Shape> {
         (Shape::Maps { c, side: 1 }, Shape::Maps { c: c2, .. }) if c == c2 => Some(b),
         _ => None,
     }
+}
+
+/// q, k and v of tokens holding [q | k | v], [B, N, 3C], each split in
+/// `heads` heads: [B, heads, N, C / heads] (PyTorch's MultiheadAttention).
+pub fn heads_of(qkv: &Tensor, heads: i64) -> (Tensor, Tensor, Tensor) {
+    let s = qkv.size();
+    let d = s[2] / 3 / heads;
+    let t = qkv
+        .reshape([s[0], s[1], 3, heads, d])
+        .permute([2, 0, 3, 1, 4]);
+    (t.get(0), t.get(1), t.get(2))
+}
+
+/// The attention weights of tokens holding [q | k | v]: softmax(q kᵀ / √d)
+/// in each head, [B, heads, N, N].
+pub fn attention_weights(qkv: &Tensor, heads: i64) -> Tensor {
+    let (q, k, _) = heads_of(qkv, heads);
+    let d = q.size()[3];
+    (q.matmul(&k.transpose(-2, -1)) / (d as f64).sqrt()).softmax(-1, q.kind())
+}
+
+/// Self-attention with the weights given ([B, heads, N, N], from
+/// [`attention_weights`]) applied to the values of `qkv`: [B, N, C].
+pub fn attend(weights: &Tensor, qkv: &Tensor, heads: i64) -> Tensor {
+    let (_, _, v) = heads_of(qkv, heads);
+    let s = qkv.size();
+    weights
+        .matmul(&v)
+        .transpose(1, 2)
+        .reshape([s[0], s[1], s[2] / 3])
 }
 
 /// ShuffleNet's channel shuffle of [N, C, H, W] maps in `groups` groups.

@@ -230,6 +230,17 @@ impl NetSpec {
     /// through single-input activations and affines (`features.norm5`, the
     /// grad-cam package's advice); else the last conv.
     pub fn suggested_unit(&self, units: &[Unit]) -> usize {
+        // A class-token head reads no patch token of the last block, whose
+        // patch tokens' gradient is then zero: the block before it
+        // (pytorch-grad-cam's advice for ViTs).
+        let grids: Vec<usize> = (0..units.len())
+            .filter(|&k| matches!(self.op(units[k].node), Layer::Grid { .. }))
+            .collect();
+        if self.ops().any(|l| matches!(l, Layer::Token { .. })) {
+            if let [.., before, _] = grids.as_slice() {
+                return before + 1;
+            }
+        }
         let mut node = self.last_maps_node();
         loop {
             if let Some(k) = units.iter().position(|u| u.node == node) {
@@ -253,6 +264,15 @@ impl NetSpec {
             None => b,
             Some(a) => (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2), a.3.max(b.3)),
         };
+        // Self-attention mixes every token: the whole image.
+        if self
+            .ops()
+            .take(node + 1)
+            .any(|l| matches!(l, Layer::Attention { .. }))
+        {
+            let s = self.input_size;
+            return (0, 0, s - 1, s - 1);
+        }
         let mut fields: Vec<Option<Field>> = vec![None; node + 1];
         fields[node] = Some((y, x, y, x));
         let mut image = None;

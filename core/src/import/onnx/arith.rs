@@ -47,10 +47,7 @@ impl Reader<'_> {
         if v.grouped.is_some() {
             bail!("{}: reads maps in the middle of a channel shuffle", at(n));
         }
-        let c = match v.shape {
-            Shape::Maps { c, .. } => c,
-            Shape::Flat(f) => f,
-        };
+        let c = v.shape.channels();
         let k = self.consts[&ins[consts[0]]].to_kind(Kind::Float);
         let k = per_channel(&k, &v, c).ok_or_else(|| {
             anyhow!(

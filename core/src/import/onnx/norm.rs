@@ -10,7 +10,7 @@ pub(super) fn per_channel(k: &Tensor, v: &Value, c: i64) -> Option<Tensor> {
     let ok = match n {
         1 => true,
         _ if n == c => match v.shape {
-            Shape::Flat(_) => true,
+            Shape::Flat(_) | Shape::Tokens { .. } => true,
             Shape::Maps { .. } => {
                 let dims: Vec<i64> = sz.iter().copied().skip_while(|&d| d == 1).collect();
                 dims.first() == Some(&c) && dims[1..].iter().all(|&d| d == 1)
@@ -26,10 +26,7 @@ impl Reader<'_> {
     /// feeds nothing else, otherwise a per-channel affine node.
     pub(super) fn batch_norm(&mut self, n: &NodeProto) -> Result<()> {
         let v = self.nchw(n, 0)?;
-        let c = match v.shape {
-            Shape::Maps { c, .. } => c,
-            Shape::Flat(f) => f,
-        };
+        let c = v.shape.channels();
         let what = ["input", "scale", "bias", "mean", "variance"];
         let g = |k: usize| -> Result<Tensor> {
             let t = self.get(required(n, k, what[k])?, n)?.reshape([-1]);
@@ -78,10 +75,7 @@ impl Reader<'_> {
         scale: Tensor,
         shift: Tensor,
     ) -> Result<()> {
-        let c = match v.shape {
-            Shape::Maps { c, .. } => c,
-            Shape::Flat(f) => f,
-        };
+        let c = v.shape.channels();
         let name = self.fresh(layer_name(n, &format!("affine{}", self.nodes.len())));
         self.tensors.insert(format!("{name}.scale"), scale);
         self.tensors.insert(format!("{name}.shift"), shift);

@@ -8,6 +8,7 @@ pub(super) fn shape_tensor(v: &Value) -> Tensor {
         (Shape::Maps { c, side }, false) => vec![1, c, side, side],
         (Shape::Maps { c, side }, true) => vec![1, side, side, c],
         (Shape::Flat(f), _) => vec![1, f],
+        (Shape::Tokens { .. }, _) => v.shape.size(1),
     };
     Tensor::from_slice(&dims)
 }
@@ -147,6 +148,7 @@ impl Reader<'_> {
         let (c, side) = match v.shape {
             Shape::Flat(_) => return self.alias(n),
             Shape::Maps { c, side } => (c, side),
+            Shape::Tokens { .. } => bail!("{}: a reshape of tokens", n.name),
         };
         let f = c * side * side;
         if n.op_type == "Flatten" {

@@ -1,0 +1,181 @@
+//! Vision transformers (torchvision's ViT, random weights) against the
+//! real tools (tests/vit_ref.py): logits against torchvision for every
+//! `--arch` name; on a 4-block ViT-B/16 layout, a block's token grid against
+//! PyTorch's tokens, Grad-CAM against the grad-cam package with its
+//! `reshape_transform`, the gradient and integrated gradients against
+//! Captum, attention rollout and its gradient-weighted variant against
+//! NumPy from the attention weights forward hooks captured.
+
+mod common;
+
+use common::{cosine, rel_l2};
+use std::path::Path;
+use zfvis_core::checkpoint::ModelDir;
+use zfvis_core::explain::{Explainer, Options, Target};
+use zfvis_core::import::{import, ImportOptions};
+use zfvis_core::methods::{self, rollout, Fusion};
+use zfvis_core::net::Net;
+use zfvis_core::tch::{Device, Kind, Tensor};
+use zfvis_dev::testing::{python, tempdir};
+
+fn import_vit(pth: &Path, out: &Path, arch: &str) -> Net {
+    import(&ImportOptions {
+        from: pth.to_path_buf(),
+        out: out.to_path_buf(),
+        arch: Some(format!("torchvision:{arch}")),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("{arch}: {e:#}"));
+    ModelDir::open(out)
+        .unwrap()
+        .load(None, Device::Cpu)
+        .unwrap()
+}
+
+/// Max |a - b| relative to b's largest value.
+fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
+    let d = (a - b).abs().max().double_value(&[]);
+    d / b.abs().max().double_value(&[]).max(1.0)
+}
+
+/// Every ViT `--arch` name instantiates from torchvision's own state dict
+/// and gives its logits on one 224 px input (within 1e-4 relative).
+#[test]
+fn every_vit_arch_name_matches_torchvision() {
+    let archs: Vec<&str> = zfvis_core::import::ARCHS
+        .iter()
+        .filter_map(|a| a.strip_prefix("torchvision:"))
+        .filter(|a| a.starts_with("vit_"))
+        .collect();
+    assert_eq!(archs, ["vit_b_16", "vit_b_32", "vit_l_16"]);
+    for arch in archs {
+        let dir = tempdir(&format!("vit-{arch}"));
+        python("vit_ref.py", &["archs", dir.to_str().unwrap(), arch]);
+        let pth = dir.join(format!("{arch}.pth"));
+        let net = import_vit(&pth, &dir.join("m"), arch);
+        let _ = std::fs::remove_file(&pth);
+        let x = Tensor::read_npy(dir.join("x.npy")).unwrap();
+        let want = Tensor::read_npy(dir.join(format!("{arch}.logits.npy"))).unwrap();
+        let got = tch_no_grad(|| net.forward_t(&x, false));
+        let d = max_rel(&got, &want);
+        eprintln!("{arch}: logits within {d:.2e} relative");
+        assert!(d < 1e-4, "{arch}: logits differ by {d} relative");
+        let blocks = net.units.iter().filter(|u| u.layer.is_none()).count();
+        let want_blocks = if arch.starts_with("vit_l") { 24 } else { 12 };
+        assert_eq!(blocks, want_blocks, "{arch}: a unit per block");
+    }
+}
+
+fn tch_no_grad<T>(f: impl FnOnce() -> T) -> T {
+    zfvis_core::tch::no_grad(f)
+}
+
+#[test]
+fn a_small_vit_in_every_method_matches_the_reference_tools() {
+    let dir = tempdir("vit-small");
+    python("vit_ref.py", &["small", dir.to_str().unwrap()]);
+    let net = import_vit(&dir.join("model.pth"), &dir.join("m"), "vit_b_16");
+    let x = Tensor::read_npy(dir.join("x.npy")).unwrap();
+    let read = |n: &str| Tensor::read_npy(dir.join(n)).unwrap();
+
+    // The units: the patch embedding, then one token grid per block (the
+    // class token dropped), 14x14 at 224 px; the suggested unit is the
+    // next-to-last block; a position sees the whole image.
+    let names: Vec<&str> = net.units.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "conv_proj",
+            "encoder.layers.encoder_layer_0",
+            "encoder.layers.encoder_layer_1",
+            "encoder.layers.encoder_layer_2",
+            "encoder.layers.encoder_layer_3"
+        ]
+    );
+    assert!(net.units[1..].iter().all(|u| u.c == 192 && u.side == 14));
+    assert_eq!(net.last_unit(), 4, "the next-to-last block");
+    assert_eq!(net.spec.receptive_field(3, 7, 7), (0, 0, 223, 223));
+
+    let e = Explainer::new(&net, &x);
+    let d = max_rel(&e.trace.logits, &read("logits.npy"));
+    assert!(d < 1e-4, "logits differ by {d} relative");
+    let cls: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("class.json")).unwrap()).unwrap();
+    let cls = cls["class"].as_i64().unwrap();
+    assert_eq!(e.top_class(), cls);
+    let block1 = e.trace.maps[2].get(0);
+    let d = max_rel(&block1, &read("block1.npy"));
+    assert!(d < 1e-4, "encoder_layer_1's grid differs by {d} relative");
+
+    // Rollout: every fusion, and no discarding, against NumPy (1e-5).
+    let mut o = Options::new(&net);
+    let fused = |f: Fusion| -> Vec<Tensor> {
+        rollout::attentions(&e)
+            .iter()
+            .map(|(_, a)| f.fuse(a).get(0))
+            .collect()
+    };
+    for (f, discard, file) in [
+        (Fusion::Mean, 0.9, "rollout_mean.npy"),
+        (Fusion::Max, 0.9, "rollout_max.npy"),
+        (Fusion::Min, 0.9, "rollout_min.npy"),
+        (Fusion::Mean, 0.0, "rollout_mean_d0.npy"),
+    ] {
+        let ours = rollout::rollout(&e, &fused(f), discard);
+        let d = (&ours - read(file)).abs().max().double_value(&[]);
+        eprintln!("rollout {f} discard {discard}: max |diff| {d:.2e}");
+        assert!(d <= 1e-5, "rollout {f} discard {discard}: max |diff| {d}");
+    }
+    let weighted: Vec<Tensor> = methods::grad_rollout_weights(&e, cls)
+        .iter()
+        .map(|w| w.get(0))
+        .collect();
+    let ours = rollout::rollout(&e, &weighted, 0.9);
+    let d = (&ours - read("grad_rollout.npy"))
+        .abs()
+        .max()
+        .double_value(&[]);
+    eprintln!("gradient rollout: max |diff| {d:.2e}");
+    assert!(d <= 1e-5, "gradient rollout: max |diff| {d}");
+    // The methods give these maps, upsampled to the input.
+    for m in [methods::ROLLOUT, methods::GRAD_ROLLOUT] {
+        let map = m.map(&e, Target::Class(cls), &o).unwrap();
+        assert_eq!(map.size(), [224, 224], "{m}");
+        let top = map.max().double_value(&[]);
+        assert!(
+            top > 0.5 && top <= 1.0 + 1e-6,
+            "{m}: its largest value {top}"
+        );
+    }
+
+    // Grad-CAM at the suggested block against the package (normalised as
+    // it normalises); the gradient and IG against Captum.
+    let scaled = |t: &Tensor| {
+        let t = t.to_kind(Kind::Double);
+        let t = &t - t.min();
+        &t / (t.max() + 1e-7)
+    };
+    let ours = methods::GRADCAM.map(&e, Target::Class(cls), &o).unwrap();
+    let (a, b) = (scaled(&ours), scaled(&read("gradcam.npy")));
+    let (cos, rel) = (cosine(&a, &b), rel_l2(&a, &b));
+    eprintln!("Grad-CAM: cosine {cos:.7}, relative L2 {rel:.2e}");
+    assert!(cos >= 0.999, "Grad-CAM: cosine {cos}");
+    o.ig_steps = 16;
+    for (m, file) in [(methods::GRADIENT, "gradient.npy"), (methods::IG, "ig.npy")] {
+        let ours = m.map(&e, Target::Class(cls), &o).unwrap();
+        let theirs = read(file);
+        let (cos, rel) = (cosine(&ours, &theirs), rel_l2(&ours, &theirs));
+        eprintln!("{m}: cosine {cos:.7}, relative L2 {rel:.2e}");
+        assert!(
+            cos >= 0.999 && rel <= 1e-3,
+            "{m}: cosine {cos}, relative L2 {rel}"
+        );
+    }
+
+    // Rollout refuses a network without attention and a bad discard.
+    o.discard = 1.0;
+    let err = methods::ROLLOUT
+        .map(&e, Target::Class(cls), &o)
+        .unwrap_err();
+    assert!(err.to_string().contains("discard"), "{err}");
+}

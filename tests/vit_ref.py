@@ -1,0 +1,163 @@
+"""References for the vision transformers (torchvision's ViT), random weights.
+
+usage:
+  vit_ref.py archs OUT_DIR ARCH
+      -> OUT_DIR/ARCH.pth (torchvision's ARCH, every parameter drawn),
+         x.npy (one 224 px input), ARCH.logits.npy.
+  vit_ref.py small OUT_DIR
+      A ViT-B/16 layout cut to 4 blocks of 192 channels (12 heads, MLP 768)
+      -> model.pth, x.npy, logits.npy, class.json (the top class),
+         block1.npy (encoder_layer_1's patch tokens as [C, 14, 14] maps),
+         rollout_{mean,max,min}.npy, rollout_mean_d0.npy (discard 0),
+         grad_rollout.npy ([14, 14]: NumPy from the attention weights and
+         their gradients that forward hooks captured),
+         gradcam.npy (the grad-cam package at encoder_layer_2 with its
+         reshape_transform), gradient.npy and ig.npy (Captum: Saliency,
+         IntegratedGradients from 0, 16 steps, riemann_trapezoid).
+"""
+import json
+import os
+import sys
+import warnings
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+warnings.filterwarnings("ignore")
+
+
+def randomise(model, seed):
+    torch.manual_seed(seed)
+    for name, p in model.named_parameters():
+        with torch.no_grad():
+            if name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or name.endswith("ln.weight"):
+                p.uniform_(0.5, 1.5)
+            elif p.dim() >= 2 and not name.endswith(("class_token", "pos_embedding")):
+                fan_in = p[0].numel()
+                p.normal_(0.0, (2.0 / fan_in) ** 0.5)
+            else:
+                p.normal_(0.0, 0.1)
+    return model.eval()
+
+
+def image(seed=1):
+    torch.manual_seed(seed)
+    return torch.randn(1, 3, 224, 224)
+
+
+def archs_main(out, arch):
+    import torchvision
+    model = randomise(getattr(torchvision.models, arch)(weights=None), 0)
+    torch.save(model.state_dict(), f"{out}/{arch}.pth")
+    x = image()
+    np.save(f"{out}/x.npy", x.numpy())
+    with torch.no_grad():
+        np.save(f"{out}/{arch}.logits.npy", model(x).numpy())
+
+
+class ExplicitAttention(nn.Module):
+    """torchvision's MultiheadAttention (batch first) written out, its
+    softmax a module: a forward hook on it sees the attention weights."""
+
+    def __init__(self, mha):
+        super().__init__()
+        self.mha, self.heads = mha, mha.num_heads
+        self.softmax = nn.Softmax(dim=-1)
+
+    def forward(self, x, *_, **__):
+        b, n, c = x.shape
+        q, k, v = F.linear(x, self.mha.in_proj_weight, self.mha.in_proj_bias).chunk(3, -1)
+        split = lambda t: t.reshape(b, n, self.heads, c // self.heads).transpose(1, 2)
+        q, k, v = split(q), split(k), split(v)
+        a = self.softmax(q @ k.transpose(-2, -1) / (c // self.heads) ** 0.5)
+        o = (a @ v).transpose(1, 2).reshape(b, n, c)
+        return self.mha.out_proj(o), None
+
+
+def rollout(atts, discard):
+    """vit-explain's rollout of fused [N, N] matrices (rows renormalised)."""
+    n = atts[0].shape[-1]
+    result = np.eye(n)
+    for f in atts:
+        f = f.astype(np.float64).copy()
+        flat = f.reshape(-1)
+        k = int(flat.size * discard)
+        idx = np.argsort(flat, kind="stable")[:k]
+        idx = idx[idx != 0]
+        flat[idx] = 0
+        a = (f + np.eye(n)) / 2
+        a = a / a.sum(axis=-1, keepdims=True)
+        result = a @ result
+    mask = result[0, 1:]
+    w = int(round(mask.size ** 0.5))
+    return (mask / mask.max()).reshape(w, w)
+
+
+def small_main(out):
+    from torchvision.models.vision_transformer import VisionTransformer
+    model = randomise(VisionTransformer(224, 16, num_layers=4, num_heads=12, hidden_dim=192,
+                                        mlp_dim=768), 0)
+    torch.save(model.state_dict(), f"{out}/model.pth")
+    x = image()
+    np.save(f"{out}/x.npy", x.numpy())
+    blocks = {}
+    model.encoder.layers[1].register_forward_hook(lambda m, i, o: blocks.__setitem__(1, o))
+    with torch.no_grad():
+        logits = model(x)
+    cls = int(logits.argmax(1)[0])
+    np.save(f"{out}/logits.npy", logits.numpy())
+    np.save(f"{out}/block1.npy", blocks[1][0, 1:].T.reshape(-1, 14, 14).numpy())
+    json.dump({"class": cls}, open(f"{out}/class.json", "w"))
+
+    # Captum and the grad-cam package on the model as torchvision has it.
+    from captum.attr import IntegratedGradients, Saliency
+    xg = x.clone().requires_grad_(True)
+    np.save(f"{out}/gradient.npy", Saliency(model).attribute(xg, target=cls, abs=False)[0].detach().numpy())
+    ig = IntegratedGradients(model).attribute(xg, baselines=torch.zeros_like(x), target=cls, n_steps=16,
+                                              method="riemann_trapezoid", internal_batch_size=8)
+    np.save(f"{out}/ig.npy", ig[0].detach().numpy())
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    def reshape_transform(t, side=14):
+        return t[:, 1:, :].reshape(t.size(0), side, side, t.size(2)).permute(0, 3, 1, 2)
+
+    with pgc.GradCAM(model=model, target_layers=[model.encoder.layers[-2]],
+                     reshape_transform=reshape_transform) as cam:
+        m = cam(input_tensor=x, targets=[ClassifierOutputTarget(cls)])[0]
+    np.save(f"{out}/gradcam.npy", m.astype(np.float32))
+
+    # The attention weights and their gradients, from forward hooks on the
+    # written-out attention's softmax.
+    atts = []
+
+    def keep(m, i, o):
+        o.retain_grad()
+        atts.append(o)
+
+    for layer in model.encoder.layers:
+        layer.self_attention = ExplicitAttention(layer.self_attention)
+        layer.self_attention.softmax.register_forward_hook(keep)
+    logits2 = model(x)
+    assert torch.allclose(logits2, logits, atol=1e-4), "the written-out attention"
+    logits2[0, cls].backward()
+    a = [t[0].detach().numpy() for t in atts]
+    g = [t.grad[0].numpy() for t in atts]
+    for fusion, fuse in [("mean", np.mean), ("max", np.max), ("min", np.min)]:
+        np.save(f"{out}/rollout_{fusion}.npy", rollout([fuse(t, axis=0) for t in a], 0.9).astype(np.float32))
+    np.save(f"{out}/rollout_mean_d0.npy", rollout([t.mean(axis=0) for t in a], 0.0).astype(np.float32))
+    weighted = [(t * np.maximum(d, 0)).mean(axis=0) for t, d in zip(a, g)]
+    np.save(f"{out}/grad_rollout.npy", rollout(weighted, 0.9).astype(np.float32))
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    mode = sys.argv[1]
+    if mode == "archs":
+        archs_main(sys.argv[2], sys.argv[3])
+    elif mode == "small":
+        small_main(sys.argv[2])
+    else:
+        sys.exit(f"unknown mode {mode}")
