@@ -365,7 +365,8 @@ async function renderDetail() {
   placeField($("field"), $("crop"), r.field);
   $("proj-caption").textContent =
     `${layerLabel(model(), state.layer)} map ${r.map}: ${r.mode === "all" ? "all activations" : "strongest activation"} ` +
-    `${r.value.toFixed(3)} at (${r.y}, ${r.x})`;
+    `${r.value.toFixed(3)} at (${r.y}, ${r.x})` +
+    (model().projection_note ? `. ${model().projection_note}` : "");
   showFrame(r);
   writeURL();
 }

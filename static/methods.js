@@ -3,13 +3,13 @@
 // one image and one class (or one map), with deletion/insertion curves and the
 // sanity check; the CAM family, SmoothGrad, and every map over the image.
 // State in the URL: model, epoch, image, class, layer, map, smooth, noise,
-// squared, overlay, seed, steps.
+// squared, fusion, discard (attention rollout), overlay, seed, steps.
 
 import { $, models, esc, showError, jobResult, jobStatus, uploadFile, wireUploads, loadRecent } from "./ui.js";
 
-const state = { model: null, epoch: null, image: null, class: "", layer: "", map: "", smooth: "", noise: "", squared: "", overlay: "", seed: "0", steps: "" };
-const INPUTS = ["class", "layer", "map", "smooth", "noise", "seed", "steps"];
-const ASKED = ["class", "layer", "map", "smooth", "noise", "squared"];
+const state = { model: null, epoch: null, image: null, class: "", layer: "", map: "", smooth: "", noise: "", squared: "", overlay: "", seed: "0", steps: "", fusion: "", discard: "" };
+const INPUTS = ["class", "layer", "map", "smooth", "noise", "seed", "steps", "fusion", "discard"];
+const ASKED = ["class", "layer", "map", "smooth", "noise", "squared", "fusion", "discard"];
 const find = (name) => models.find((m) => m.name === name);
 // The method registry (GET /api/methods/list), embedded by the page.
 const METHODS = JSON.parse(($("methods-data") || {}).textContent || "[]");
@@ -44,6 +44,8 @@ function fill() {
   $("snap").innerHTML = snaps.map((s) => `<option value="${s.epoch}">${s.epoch}</option>`).join("");
   $("snap").value = state.epoch;
   fillLayers(find(state.model));
+  // Attention rollout's settings, for networks with self-attention.
+  $("rollout-opts").hidden = !(find(state.model) || {}).attention;
   for (const k of INPUTS) $(k).value = state[k];
   $("squared").checked = state.squared === "true";
   $("overlay-on").checked = state.overlay !== "";

@@ -198,6 +198,7 @@ fn kind(l: &Layer) -> &'static str {
         Layer::Mul => "product (gate)",
         Layer::Div => "quotient",
         Layer::ChannelNorm { .. } => "layer norm",
+        Layer::Attention { .. } => "self-attention",
         other => other.op(),
     }
 }

@@ -62,6 +62,11 @@ pub struct ModelInfo {
     /// How the preprocessing was chosen when the import guessed it from the
     /// file (a Caffe zoo input name), or null.
     pub preprocess_note: Option<String>,
+    /// What a projection is on a network without a ReLU-family activation
+    /// (a transformer), or null.
+    pub projection_note: Option<String>,
+    /// The network has self-attention (attention rollout applies).
+    pub attention: bool,
 }
 
 /// Open the model folder `name` directly under `models_dir`.
@@ -201,6 +206,10 @@ pub fn model_info(models_dir: &Path, name: &str) -> Result<ModelInfo> {
 
 fn info(m: &ModelDir) -> Result<ModelInfo> {
     let spec = m.manifest.spec()?;
+    let relu = spec.ops().any(|l| l.is_relu());
+    let attention = spec
+        .ops()
+        .any(|l| matches!(l, crate::net::Layer::Attention { .. }));
     for s in &m.manifest.snapshots {
         if !m.dir.join(&s.file).is_file() {
             return Err(Error::NotFound(format!(
@@ -238,6 +247,14 @@ fn info(m: &ModelDir) -> Result<ModelInfo> {
             .as_ref()
             .and_then(|t| t["preprocess_note"].as_str())
             .map(String::from),
+        attention,
+        projection_note: (!relu).then(|| {
+            "No ReLU in this network: the projection is the gradient of the map's strongest \
+             position (the deconvnet and guided backprop have no ReLU to apply their rule at). \
+             The methods view has the gradient family, Grad-CAM and, for transformers, \
+             attention rollout"
+                .to_string()
+        }),
     })
 }
 

@@ -5,7 +5,7 @@
 use crate::analysis::{Analysis, Job};
 use crate::engine::{bad, bad_input, Context, Engine};
 use crate::explain::{saliency, Curves, Explainer, Options, Target};
-use crate::methods::{Method, Smooth};
+use crate::methods::{Fusion, Method, Smooth};
 use crate::net::check;
 use crate::net::Net;
 use crate::params::{ContentId, ModelName};
@@ -24,6 +24,13 @@ pub struct Subject {
     pub stride: i64,
     /// SmoothGrad over the methods that walk back.
     pub smooth: Option<Smooth>,
+    /// Attention rollout's head fusion and discarded fraction.
+    pub fusion: Fusion,
+    pub discard: f64,
+}
+
+fn default_discard() -> f64 {
+    0.9
 }
 
 fn default_noise() -> f64 {
@@ -47,6 +54,8 @@ impl Subject {
         o.size = self.size;
         o.stride = self.stride;
         o.smooth = self.smooth;
+        o.fusion = self.fusion;
+        o.discard = self.discard;
         let target = match (self.map, self.layer) {
             (Some(map), Some(layer)) => Target::Map { layer, map },
             (Some(_), None) => bail!("a map needs its layer (--layer / layer=)"),
@@ -156,6 +165,12 @@ pub struct ExplainRequest {
     /// SmoothGrad²: the mean of the squared maps.
     #[serde(default)]
     pub squared: bool,
+    /// Attention rollout: how the heads are fused (mean, max, min).
+    #[serde(default)]
+    pub fusion: Fusion,
+    /// Attention rollout: the fraction of each fused matrix zeroed, lowest first.
+    #[serde(default = "default_discard")]
+    pub discard: f64,
     /// The PNG: the map blended over the crop at this opacity (0..1), as
     /// the grad-cam package's `show_cam_on_image`.
     #[serde(default)]
@@ -171,6 +186,8 @@ impl ExplainRequest {
             size: self.size,
             stride: self.stride,
             smooth: smooth_of(self.smooth, self.noise, self.noise_seed, self.squared),
+            fusion: self.fusion,
+            discard: self.discard,
         }
     }
 }
@@ -331,6 +348,12 @@ pub struct MethodsRequest {
     /// SmoothGrad²: the mean of the squared maps.
     #[serde(default)]
     pub squared: bool,
+    /// Attention rollout: how the heads are fused (mean, max, min).
+    #[serde(default)]
+    pub fusion: Fusion,
+    /// Attention rollout: the fraction of each fused matrix zeroed, lowest first.
+    #[serde(default = "default_discard")]
+    pub discard: f64,
 }
 
 #[derive(Serialize)]
@@ -367,6 +390,8 @@ impl MethodsRequest {
             size: self.size,
             stride: self.stride,
             smooth: smooth_of(self.smooth, self.noise, self.noise_seed, self.squared),
+            fusion: self.fusion,
+            discard: self.discard,
         }
     }
 
@@ -428,6 +453,8 @@ impl Job for Methods {
             .map_err(bad_input)?
             .into_iter()
             .filter(|m| r.map.is_none() || !m.class_only())
+            // Unasked, only the methods that apply (rollout: transformers).
+            .filter(|m| r.methods.is_some() || m.applies(&net))
             .collect();
         let subject = r.subject();
         // One trace for every method (each map's time counts it once).

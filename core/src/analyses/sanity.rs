@@ -82,7 +82,12 @@ impl Job for Sanity {
     ) -> crate::engine::Result<SanityResult> {
         let (m, x) = crate::analyses::explain::input_of(ctx, &r.model, &r.image)?;
         let mut net = m.load(Some(r.epoch), ctx.device)?;
-        let methods = r.methods().map_err(bad_input)?;
+        let methods: Vec<Method> = r
+            .methods()
+            .map_err(bad_input)?
+            .into_iter()
+            .filter(|m| r.methods.is_some() || m.applies(&net))
+            .collect();
         let layers = parametrised(&net);
         let steps = r.steps.unwrap_or(layers.len());
         let (class, out) =

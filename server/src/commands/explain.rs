@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use zfvis_core::analyses::explain::{Explain, ExplainRequest};
 use zfvis_core::analyses::sanity::{Sanity, SanityRequest};
 use zfvis_core::analysis::{Analysis, Job};
-use zfvis_core::methods::Method;
+use zfvis_core::methods::{Fusion, Method};
 use zfvis_core::tch::{self, Kind, Tensor};
 
 #[derive(clap::Args)]
@@ -64,6 +64,13 @@ pub struct ExplainArgs {
     /// no value), as the grad-cam package's show_cam_on_image
     #[arg(long, value_name = "OPACITY", num_args = 0..=1, default_missing_value = "0.5")]
     overlay: Option<f64>,
+    /// Attention rollout: how each block's heads are fused (mean, max, min)
+    #[arg(long, default_value = "mean")]
+    fusion: Fusion,
+    /// Attention rollout: the fraction of each fused attention matrix
+    /// zeroed, lowest first (the class token's own entry kept)
+    #[arg(long, default_value_t = 0.9)]
+    discard: f64,
     #[command(flatten)]
     output: Output,
 }
@@ -103,6 +110,8 @@ pub fn explain(a: ExplainArgs) -> Result<()> {
         noise_seed: a.noise_seed,
         squared: a.squared,
         overlay: a.overlay,
+        fusion: a.fusion,
+        discard: a.discard,
     };
     if a.overlay.is_some() && a.out.is_none() {
         anyhow::bail!("--overlay draws into --out: give --out FILE.png");

@@ -60,6 +60,7 @@ fn units(a: &ModelsArgs, name: &str) -> Result<()> {
     let mut units = info.layers.clone();
     units.sort_by_key(|u| u.depth);
     let v = serde_json::json!({ "suggested": info.last_unit, "units": units });
+    let deepest = units.iter().filter(|u| u.spatial).map(|u| u.depth).max();
     a.output.print(&v, || {
         for u in &units {
             let shape = if u.spatial {
@@ -67,7 +68,9 @@ fn units(a: &ModelsArgs, name: &str) -> Result<()> {
             } else {
                 format!("{} values", u.maps)
             };
-            let mark = if u.layer == info.last_unit {
+            let mark = if u.layer == info.last_unit && Some(u.depth) < deepest {
+                "  (suggested: the last block's patch tokens do not reach the class token)"
+            } else if u.layer == info.last_unit {
                 "  (suggested: the last maps before the classifier)"
             } else {
                 ""
