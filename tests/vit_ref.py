@@ -1,9 +1,9 @@
-"""References for the vision transformers (torchvision's ViT), random weights.
+"""References for the vision transformers (torchvision's ViT and Swin), random weights.
 
 usage:
-  vit_ref.py archs OUT_DIR ARCH
+  vit_ref.py archs OUT_DIR ARCH [SIZE]
       -> OUT_DIR/ARCH.pth (torchvision's ARCH, every parameter drawn),
-         x.npy (one 224 px input), ARCH.logits.npy.
+         x.npy (one SIZE px input, default 224), ARCH.logits.npy.
   vit_ref.py small OUT_DIR
       A ViT-B/16 layout cut to 4 blocks of 192 channels (12 heads, MLP 768)
       -> model.pth, x.npy, logits.npy, class.json (the top class),
@@ -29,12 +29,15 @@ warnings.filterwarnings("ignore")
 
 
 def randomise(model, seed):
+    """Every parameter drawn: layer norms' scales around 1, weights He-normal,
+    the rest (biases, tokens, position embeddings, bias tables) N(0, 0.1)."""
     torch.manual_seed(seed)
+    norms = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
     for name, p in model.named_parameters():
         with torch.no_grad():
-            if name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or name.endswith("ln.weight"):
+            if name in norms:
                 p.uniform_(0.5, 1.5)
-            elif p.dim() >= 2 and not name.endswith(("class_token", "pos_embedding")):
+            elif p.dim() >= 2 and not name.endswith(("class_token", "pos_embedding", "bias_table")):
                 fan_in = p[0].numel()
                 p.normal_(0.0, (2.0 / fan_in) ** 0.5)
             else:
@@ -47,11 +50,12 @@ def image(seed=1):
     return torch.randn(1, 3, 224, 224)
 
 
-def archs_main(out, arch):
+def archs_main(out, arch, size=224):
     import torchvision
     model = randomise(getattr(torchvision.models, arch)(weights=None), 0)
     torch.save(model.state_dict(), f"{out}/{arch}.pth")
-    x = image()
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, size, size)
     np.save(f"{out}/x.npy", x.numpy())
     with torch.no_grad():
         np.save(f"{out}/{arch}.logits.npy", model(x).numpy())
@@ -156,7 +160,7 @@ if __name__ == "__main__":
     torch.set_num_threads(2)
     mode = sys.argv[1]
     if mode == "archs":
-        archs_main(sys.argv[2], sys.argv[3])
+        archs_main(sys.argv[2], sys.argv[3], *map(int, sys.argv[4:5]))
     elif mode == "small":
         small_main(sys.argv[2])
     else:

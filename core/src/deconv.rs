@@ -199,6 +199,8 @@ fn kind(l: &Layer) -> &'static str {
         Layer::Div => "quotient",
         Layer::ChannelNorm { .. } => "layer norm",
         Layer::Attention { .. } => "self-attention",
+        Layer::WindowAttention { .. } => "window attention",
+        Layer::PatchMerge => "patch merging",
         other => other.op(),
     }
 }
@@ -367,7 +369,10 @@ fn step_back(net: &Net, trace: &Trace, i: usize, s: &Tensor, input: Shape, rule:
         | Layer::HardSwish
         | Layer::Gelu { .. }
         | Layer::ChannelNorm { .. }
-        | Layer::Attention { .. }) => unreachable!("{} is walked back in walk", l.op()),
+        | Layer::Attention { .. }
+        | Layer::WindowAttention { .. }
+        | Layer::PatchMerge
+        | Layer::Crop { .. }) => unreachable!("{} is walked back in walk", l.op()),
     }
 }
 

@@ -37,7 +37,10 @@ pub fn applies(net: &Net) -> bool {
         Layer::Embed { .. }
         | Layer::Attention { .. }
         | Layer::Grid { .. }
-        | Layer::Token { .. } => false,
+        | Layer::Token { .. }
+        | Layer::WindowAttention { .. }
+        | Layer::PatchMerge
+        | Layer::Crop { .. } => false,
         // Per-position ops (over channels at each position) keep the region.
         Layer::Sigmoid
         | Layer::Silu

@@ -18,11 +18,12 @@ use zfvis_core::net::Net;
 use zfvis_core::tch::{Device, Kind, Tensor};
 use zfvis_dev::testing::{python, tempdir};
 
-fn import_vit(pth: &Path, out: &Path, arch: &str) -> Net {
+fn import_vit(pth: &Path, out: &Path, arch: &str, size: i64) -> Net {
     import(&ImportOptions {
         from: pth.to_path_buf(),
         out: out.to_path_buf(),
         arch: Some(format!("torchvision:{arch}")),
+        input_size: Some(size),
         ..Default::default()
     })
     .unwrap_or_else(|e| panic!("{arch}: {e:#}"));
@@ -38,43 +39,48 @@ fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
     d / b.abs().max().double_value(&[]).max(1.0)
 }
 
-/// Every ViT `--arch` name instantiates from torchvision's own state dict
-/// and gives its logits on one 224 px input (within 1e-4 relative).
+/// Every ViT and Swin `--arch` name instantiates from torchvision's own
+/// state dict and gives its logits on one input (within 1e-4 relative): at
+/// 224 px, where Swin V2's 8x8 windows pad the 28, 14 and 7 grids, and
+/// Swin V2-T also at its own 256 px.
 #[test]
-fn every_vit_arch_name_matches_torchvision() {
+fn every_transformer_arch_name_matches_torchvision() {
     let archs: Vec<&str> = zfvis_core::import::ARCHS
         .iter()
         .filter_map(|a| a.strip_prefix("torchvision:"))
-        .filter(|a| a.starts_with("vit_"))
+        .filter(|a| a.starts_with("vit_") || a.starts_with("swin_"))
         .collect();
-    assert_eq!(archs, ["vit_b_16", "vit_b_32", "vit_l_16"]);
-    for arch in archs {
+    assert_eq!(archs.len(), 9, "{archs:?}");
+    let runs = archs.iter().map(|a| (*a, 224)).chain([("swin_v2_t", 256)]);
+    for (arch, size) in runs {
         let dir = tempdir(&format!("vit-{arch}"));
-        python("vit_ref.py", &["archs", dir.to_str().unwrap(), arch]);
+        let s = size.to_string();
+        python("vit_ref.py", &["archs", dir.to_str().unwrap(), arch, &s]);
         let pth = dir.join(format!("{arch}.pth"));
-        let net = import_vit(&pth, &dir.join("m"), arch);
+        let net = import_vit(&pth, &dir.join("m"), arch, size);
         let _ = std::fs::remove_file(&pth);
         let x = Tensor::read_npy(dir.join("x.npy")).unwrap();
         let want = Tensor::read_npy(dir.join(format!("{arch}.logits.npy"))).unwrap();
-        let got = tch_no_grad(|| net.forward_t(&x, false));
+        let got = zfvis_core::tch::no_grad(|| net.forward_t(&x, false));
         let d = max_rel(&got, &want);
-        eprintln!("{arch}: logits within {d:.2e} relative");
-        assert!(d < 1e-4, "{arch}: logits differ by {d} relative");
-        let blocks = net.units.iter().filter(|u| u.layer.is_none()).count();
-        let want_blocks = if arch.starts_with("vit_l") { 24 } else { 12 };
-        assert_eq!(blocks, want_blocks, "{arch}: a unit per block");
+        eprintln!("{arch} at {size} px: logits within {d:.2e} relative");
+        assert!(
+            d < 1e-4,
+            "{arch} at {size} px: logits differ by {d} relative"
+        );
+        if arch.starts_with("vit_") {
+            let blocks = net.units.iter().filter(|u| u.layer.is_none()).count();
+            let want_blocks = if arch.starts_with("vit_l") { 24 } else { 12 };
+            assert_eq!(blocks, want_blocks, "{arch}: a unit per block");
+        }
     }
-}
-
-fn tch_no_grad<T>(f: impl FnOnce() -> T) -> T {
-    zfvis_core::tch::no_grad(f)
 }
 
 #[test]
 fn a_small_vit_in_every_method_matches_the_reference_tools() {
     let dir = tempdir("vit-small");
     python("vit_ref.py", &["small", dir.to_str().unwrap()]);
-    let net = import_vit(&dir.join("model.pth"), &dir.join("m"), "vit_b_16");
+    let net = import_vit(&dir.join("model.pth"), &dir.join("m"), "vit_b_16", 224);
     let x = Tensor::read_npy(dir.join("x.npy")).unwrap();
     let read = |n: &str| Tensor::read_npy(dir.join(n)).unwrap();
 

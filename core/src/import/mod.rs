@@ -130,12 +130,13 @@ fn take_layout(
     arch: &str,
     custom: Option<(layout::Layout, i64)>,
     mut found: HashMap<String, Tensor>,
+    input_size: Option<i64>,
 ) -> Result<Read> {
     let shapes: HashMap<String, Vec<i64>> =
         found.iter().map(|(k, v)| (k.clone(), v.size())).collect();
     let (lay, in_channels) = match custom {
         Some(c) => c,
-        None => (registry::layout(arch, &shapes)?, 3),
+        None => (registry::layout(arch, &shapes, input_size)?, 3),
     };
     let mut tensors = HashMap::new();
     let mut take = |name: &str, expected: &[i64]| -> Result<Tensor> {
@@ -170,6 +171,28 @@ fn take_layout(
         if let Some(src) = l.name().and_then(|n| lay.scales.get(n)) {
             tensors.insert(wn, take(src, &[n_out])?);
             tensors.insert(bn, Tensor::zeros([n_out], (Kind::Float, Device::Cpu)));
+            continue;
+        }
+        if let Layer::WindowAttention {
+            name,
+            heads,
+            window,
+            cosine,
+            ..
+        } = l
+        {
+            let (table, scale) =
+                transformers::window_tensors(&mut take, name, *heads, *window, *cosine)?;
+            if *cosine {
+                // Swin V2 has no key bias: torchvision zeroes that third of qkv's.
+                if let Some(b) = tensors.get_mut(&format!("{name}.qkv.bias")) {
+                    let n = b.size()[0] / 3;
+                    *b = b.copy();
+                    let _ = b.narrow(0, n, n).zero_();
+                }
+            }
+            tensors.insert(wn, table);
+            tensors.insert(bn, scale);
             continue;
         }
         if let Layer::Affine { name, .. } = l {
@@ -269,7 +292,7 @@ fn read_file(o: &ImportOptions) -> Result<Read> {
     } else {
         pth::read(path)?
     };
-    take_layout(arch, custom, found)
+    take_layout(arch, custom, found, o.input_size)
 }
 
 /// Class names from `--classes`, or ImageNet-1k's for a 1000-output network.

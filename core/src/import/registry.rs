@@ -77,6 +77,12 @@ pub const ARCHS: &[&str] = &[
     "torchvision:vgg16_bn",
     "torchvision:vgg19",
     "torchvision:vgg19_bn",
+    "torchvision:swin_t",
+    "torchvision:swin_s",
+    "torchvision:swin_b",
+    "torchvision:swin_v2_t",
+    "torchvision:swin_v2_s",
+    "torchvision:swin_v2_b",
     "torchvision:vit_b_16",
     "torchvision:vit_b_32",
     "torchvision:vit_l_16",
@@ -88,8 +94,13 @@ pub const ARCHS: &[&str] = &[
 ];
 
 /// The layout named `arch` for a file whose tensors are `shapes` (zfvis's
-/// presets read their widths and every layout its class count from them).
-pub fn layout(arch: &str, shapes: &HashMap<String, Vec<i64>>) -> Result<Layout> {
+/// presets read their widths and every layout its class count from them),
+/// at `input_size` when the user gives one (Swin's padding follows it).
+pub fn layout(
+    arch: &str,
+    shapes: &HashMap<String, Vec<i64>>,
+    input_size: Option<i64>,
+) -> Result<Layout> {
     let classes = |name: &str| -> Result<i64> {
         match shapes.get(name) {
             Some(s) if s.len() == 2 => Ok(s[0]),
@@ -137,6 +148,12 @@ pub fn layout(arch: &str, shapes: &HashMap<String, Vec<i64>>) -> Result<Layout> 
         a if a.starts_with("torchvision:densenet") => graphs::densenet(
             &a["torchvision:densenet".len()..],
             classes("classifier.weight")?,
+        )?,
+        a if a.starts_with("torchvision:swin_") => transformers::swin(
+            &a["torchvision:swin_".len()..],
+            shapes,
+            input_size.unwrap_or(224),
+            classes("head.weight")?,
         )?,
         a if a.starts_with("torchvision:vit_") => transformers::vit(
             &a["torchvision:vit_".len()..],

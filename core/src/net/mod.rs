@@ -17,6 +17,7 @@ mod graph;
 pub mod names;
 mod ops;
 mod units;
+mod window;
 
 pub use forward::Trace;
 pub use graph::{Arch, NetSpec, Node, Preset};

@@ -226,6 +226,32 @@ pub enum Layer {
     Token {
         index: i64,
     },
+    /// Swin's (shifted) window attention on maps holding [q | k | v] (3C
+    /// channels, their side a multiple of the window): the maps rolled by
+    /// −shift (no shift when one window covers them), split in windows of
+    /// window² positions, multi-head attention in each with the relative
+    /// position bias (tensor `weight`, the table, [(2·window − 1)², heads])
+    /// and, when shifted, the mask between the rolled regions; rolled back.
+    /// `cosine`: Swin V2's scaled cosine attention (tensor `bias`: the logit
+    /// scale, [heads]; the table is then final, 16·sigmoid of its MLP).
+    WindowAttention {
+        name: String,
+        c: i64,
+        heads: i64,
+        window: i64,
+        shift: i64,
+        #[serde(default, skip_serializing_if = "is_false")]
+        cosine: bool,
+    },
+    /// Swin's patch merging: each 2x2 block of positions as 4C channels
+    /// (torchvision's order: (0, 0), (1, 0), (0, 1), (1, 1)), an odd side
+    /// padded with zeros at the bottom and right first.
+    PatchMerge,
+    /// The top-left `side` x `side` of the maps (the padding a window
+    /// attention needed, cut off again).
+    Crop {
+        side: i64,
+    },
 }
 
 impl Layer {
@@ -382,6 +408,18 @@ impl Layer {
                     .reshape([s[0], s[2], side, side])
             }
             Layer::Token { index } => h.select(1, *index),
+            Layer::WindowAttention {
+                heads,
+                window,
+                shift,
+                cosine,
+                ..
+            } => {
+                let p = p.expect("a window attention's parameters");
+                crate::net::window::attention(h, p, *heads, *window, *shift, *cosine)
+            }
+            Layer::PatchMerge => crate::net::window::merge(h),
+            Layer::Crop { side } => h.narrow(2, 0, *side).narrow(3, 0, *side),
         }
     }
 
@@ -492,6 +530,10 @@ impl Layer {
                 Some((format!("{name}.weight"), format!("{name}.bias")))
             }
             Layer::Embed { weight, bias, .. } => Some((weight.clone(), bias.clone())),
+            Layer::WindowAttention { name, .. } => Some((
+                format!("{name}.relative_position_bias"),
+                format!("{name}.logit_scale"),
+            )),
             _ => None,
         }
     }
@@ -502,6 +544,10 @@ impl Layer {
             Layer::Embed {
                 c, prefix, side, ..
             } => Some((vec![1, prefix, c], vec![1, prefix + side * side, c])),
+            Layer::WindowAttention { heads, window, .. } => Some((
+                vec![(2 * window - 1) * (2 * window - 1), heads],
+                vec![heads],
+            )),
             _ => self.weight_shape().map(|(w, b)| (w, vec![b])),
         }
     }
@@ -529,7 +575,8 @@ impl Layer {
             | Layer::Linear { name, .. }
             | Layer::Affine { name, .. }
             | Layer::ChannelNorm { name, .. }
-            | Layer::Embed { name, .. } => Some(name),
+            | Layer::Embed { name, .. }
+            | Layer::WindowAttention { name, .. } => Some(name),
             _ => None,
         }
     }
@@ -565,6 +612,9 @@ impl Layer {
             Layer::Attention { .. } => "attention",
             Layer::Grid { .. } => "grid",
             Layer::Token { .. } => "token",
+            Layer::WindowAttention { .. } => "window_attention",
+            Layer::PatchMerge => "patch_merge",
+            Layer::Crop { .. } => "crop",
         }
     }
 
@@ -594,6 +644,9 @@ impl Layer {
                 | Layer::Div
                 | Layer::ChannelNorm { .. }
                 | Layer::Attention { .. }
+                | Layer::WindowAttention { .. }
+                | Layer::PatchMerge
+                | Layer::Crop { .. }
         )
     }
 
@@ -759,6 +812,34 @@ pub(super) fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
                 bail!("drops {prefix} learned tokens, the tokens have {p}");
             }
             Shape::Maps { c, side }
+        }
+        (
+            Layer::WindowAttention {
+                c: ac,
+                heads,
+                window,
+                shift,
+                ..
+            },
+            Shape::Maps { c, side },
+        ) => {
+            if c != 3 * ac || *heads < 1 || ac % heads != 0 {
+                bail!("{c} channels are not [q | k | v] of {heads} heads of {ac}");
+            }
+            if *window < 1 || side % window != 0 || *shift < 0 || *shift >= *window {
+                bail!("maps of {side} do not split in windows of {window} (shift {shift})");
+            }
+            Shape::Maps { c: *ac, side }
+        }
+        (Layer::PatchMerge, Shape::Maps { c, side }) => Shape::Maps {
+            c: 4 * c,
+            side: (side + 1) / 2,
+        },
+        (Layer::Crop { side: s }, Shape::Maps { c, side }) => {
+            if *s < 1 || *s > side {
+                bail!("a crop of {s} of maps of {side}");
+            }
+            Shape::Maps { c, side: *s }
         }
         (Layer::Token { index }, Shape::Tokens { c, side, prefix }) => {
             if *index < 0 || *index >= prefix + side * side {

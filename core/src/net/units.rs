@@ -264,11 +264,12 @@ impl NetSpec {
             None => b,
             Some(a) => (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2), a.3.max(b.3)),
         };
-        // Self-attention mixes every token: the whole image.
+        // Self-attention mixes every token, shifted windows every window
+        // after a few blocks: the whole image.
         if self
             .ops()
             .take(node + 1)
-            .any(|l| matches!(l, Layer::Attention { .. }))
+            .any(|l| matches!(l, Layer::Attention { .. } | Layer::WindowAttention { .. }))
         {
             let s = self.input_size;
             return (0, 0, s - 1, s - 1);

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use zfvis_core::deconv::{self, Keep, ProjectRequest};
+use zfvis_core::explain::{Explainer, Options, Target};
 use zfvis_core::net::{Arch, Init, Net, NetSpec};
 use zfvis_core::tch::{self, Device, Kind, Tensor};
 
@@ -274,6 +275,7 @@ pub fn bench_arch(
             r.map(|_| t.elapsed().as_secs_f64())
         })
         .transpose()?;
+    let attention = attention_rows(&net, &x, iters, fwd)?;
     let _ = std::fs::remove_dir_all(&dir);
     let p = |k: &str| py[k].as_f64();
     let ratio = |a: f64, b: Option<f64>| b.map_or("n/a".to_string(), |b| format!("{:.2}", a / b));
@@ -313,7 +315,44 @@ pub fn bench_arch(
         println!("| full occlusion map, 48 px square, stride 8 (23x23), zfvis {how} vs Captum Occlusion{ppe} | {o:.1} s | {} | {} (speed-up {}) |",
             show(c, "s"), ratio(o, c), c.map_or("n/a".into(), |c| format!("{:.1}x", c / o)));
     }
+    for row in attention {
+        println!("{row}");
+    }
     Ok(())
+}
+
+/// A transformer's maps beside its forward (batch 1): attention rollout,
+/// gradient rollout and Grad-CAM at the suggested block, each from the
+/// image (its forward included), as table rows; none without attention.
+fn attention_rows(net: &Net, x: &Tensor, iters: usize, fwd: f64) -> Result<Vec<String>> {
+    let rollout = zfvis_core::methods::ROLLOUT;
+    if !rollout.applies(net) {
+        return Ok(vec![]);
+    }
+    let o = Options::new(net);
+    let mut rows = vec![];
+    for m in [
+        rollout,
+        zfvis_core::methods::GRAD_ROLLOUT,
+        zfvis_core::methods::GRADCAM,
+    ] {
+        let mut err = None;
+        let ms = time_ms(iters, || {
+            let e = Explainer::new(net, x);
+            if let Err(er) = m.map(&e, Target::Class(e.top_class()), &o) {
+                err = Some(er);
+            }
+        });
+        if let Some(er) = err {
+            return Err(er);
+        }
+        rows.push(format!(
+            "| {} from the image (its forward included) | {ms:.1} ms | | {:.2} × zfvis's forward |",
+            m.label(),
+            ms / fwd
+        ));
+    }
+    Ok(rows)
 }
 
 /// `zfvis bench --methods`: the six maps of one image beside Captum's, and
