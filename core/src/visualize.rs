@@ -330,13 +330,15 @@ impl<'a> Visualizer<'a> {
         for (_, t) in objective.targets.iter().flatten() {
             check_term(net, t)?;
         }
+        // A flatten of maps or a position embedding takes one size only.
         let fixed = (0..=last)
             .any(|i| {
-                matches!(net.spec.op(i), Layer::Flatten)
+                let flat = matches!(net.spec.op(i), Layer::Flatten)
                     && net.sources(i).iter().any(|s| {
                         let shape = s.map_or(Shape::Maps { c: 3, side: 2 }, |j| net.shapes[j]);
                         matches!(shape, Shape::Maps { side, .. } if side > 1)
-                    })
+                    });
+                flat || matches!(net.spec.op(i), Layer::Embed { .. })
             })
             .then_some(net.spec.input_size);
         let c = input.channels;

@@ -179,10 +179,14 @@ impl NetSpec {
     /// its name; without one, the flat features the classifier reads.
     pub fn hidden_fcs(&self) -> Vec<(usize, String)> {
         let consumers = self.consumers();
+        let shapes = self.valid_shapes();
+        // Linear layers on vectors (a transformer's on tokens are not fc layers).
         let lin: Vec<usize> = self
             .ops()
             .enumerate()
-            .filter(|(_, l)| matches!(l, Layer::Linear { .. }))
+            .filter(|(i, l)| {
+                matches!(l, Layer::Linear { .. }) && matches!(shapes.get(*i), Some(Shape::Flat(_)))
+            })
             .map(|(i, _)| i)
             .collect();
         if let [last] = lin.as_slice() {
@@ -192,7 +196,6 @@ impl NetSpec {
             while let Some(k) = j.filter(|&k| matches!(self.op(k), Layer::Dropout { .. })) {
                 j = self.sources(k)[0];
             }
-            let shapes = self.valid_shapes();
             return match j {
                 Some(k) if matches!(shapes.get(k), Some(Shape::Flat(_))) => {
                     vec![(k, "pooled features".to_string())]
