@@ -116,6 +116,8 @@ bench: build-dev $(VENV)/.refs $(VENV)/.attr $(VENV)/.cam $(VENV)/.lucent
 	$(BIN) bench --python $(PY) --arch efficientnet_b0 --unit features.6.2 --iters 10
 	$(BIN) bench --python $(PY) --arch convnext_tiny --unit features.5.4 --iters 10 --no-occlusion
 	$(BIN) bench --python $(PY) --arch mobilenet_v3_large --unit features.13 --iters 10 --no-occlusion
+	$(BIN) bench --python $(PY) --arch vit_b_16 --unit encoder.layers.encoder_layer_10 --iters 10 --no-occlusion
+	$(BIN) bench --python $(PY) --arch swin_t --unit features.5.5 --iters 10 --no-occlusion
 	$(BIN) bench --python $(PY) --methods --iters 5
 	$(BIN) bench --python $(PY) --methods --arch vgg16 --iters 1
 	$(BIN) bench --python $(PY) --cams --iters 3

@@ -411,7 +411,7 @@ fn explain_every_method() {
     let model = root().join("models/zfnet-woofnette");
     let (m, img) = (model.to_str().unwrap(), root().join("examples/dog.jpg"));
     let img = img.to_str().unwrap();
-    for method in zfvis_core::methods::ALL.map(|m| m.name()) {
+    for method in cnn_methods() {
         let (png, raw) = (
             dir.join(format!("{method}.png")),
             dir.join(format!("{method}.npy")),
@@ -734,7 +734,7 @@ fn grey_network_explains_occludes_and_turns() {
     );
     let pic = image::open(&grey).unwrap().to_rgb8();
     assert!(pic.pixels().all(|p| p[0] == p[1] && p[1] == p[2]));
-    for method in zfvis_core::methods::ALL.map(|m| m.name()) {
+    for method in cnn_methods() {
         let raw = dir.join(format!("{method}.npy"));
         let out = zfvis(&[
             "explain",
@@ -1303,4 +1303,13 @@ mod needs_shared {
             assert!(v["parts"][p]["layer5"]["mean"].as_f64().is_some(), "{p}");
         }
     }
+}
+
+/// Every method that applies to a CNN (attention rollout's two need a transformer).
+fn cnn_methods() -> Vec<&'static str> {
+    zfvis_core::methods::ALL
+        .iter()
+        .filter(|m| !m.needs().attention)
+        .map(|m| m.name())
+        .collect()
 }

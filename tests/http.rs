@@ -1009,7 +1009,12 @@ fn explain_methods_and_sanity_endpoints() {
         .iter()
         .map(|i| i["method"].as_str().unwrap())
         .collect();
-    let all: Vec<&str> = zfvis_core::methods::ALL.iter().map(|m| m.name()).collect();
+    // Every method that applies (attention rollout's need a transformer).
+    let all: Vec<&str> = zfvis_core::methods::ALL
+        .iter()
+        .filter(|m| !m.needs().attention)
+        .map(|m| m.name())
+        .collect();
     assert_eq!(names, all);
     for it in items {
         for k in ["saliency_png", "signed_png", "jet_png"] {
@@ -1105,6 +1110,16 @@ fn explain_methods_and_sanity_endpoints() {
         e.get(&format!("{base}/explain?method=scorecam&smooth=4")),
         StatusCode::BAD_REQUEST,
         "does not walk back",
+    );
+    error(
+        e.get(&format!("{base}/explain?method=rollout")),
+        StatusCode::BAD_REQUEST,
+        "no attention",
+    );
+    error(
+        e.get(&format!("{base}/explain?method=gradient&fusion=median")),
+        StatusCode::BAD_REQUEST,
+        "fusion",
     );
     error(
         e.get(&format!("{base}/explain.png?method=gradcam&overlay=2")),
@@ -1901,7 +1916,7 @@ fn every_view_answers_on_the_modern_families() {
         // checked against the grad-cam package in core/tests/cam.rs).
         let all: Vec<&str> = zfvis_core::methods::ALL
             .iter()
-            .filter(|m| **m != zfvis_core::methods::SCORECAM)
+            .filter(|m| **m != zfvis_core::methods::SCORECAM && !m.needs().attention)
             .map(|m| m.name())
             .collect();
         let q = format!("model={arch}&epoch=0&image={id}&size=48&stride=32");

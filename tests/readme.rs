@@ -146,6 +146,8 @@ fn quick_start_and_own_model_run_as_pasted_in_a_fresh_clone() {
         "mynet.onnx",
         "models/mynet/manifest.json",
         "mynet-proj.png",
+        "models/vit_b_32/manifest.json",
+        "rollout.png",
         "guided.png",
         "cam.npy",
         "scorecam.png",
@@ -166,9 +168,14 @@ fn quick_start_and_own_model_run_as_pasted_in_a_fresh_clone() {
     // predict printed five classes for the bundled model and for ResNet-18,
     // and project named the block.
     assert!(stdout.contains("\nlayer3.1 map 0: activation"), "{stdout}");
-    // The units by depth, the CAMs' default marked.
+    // The units by depth, the CAMs' default marked; a ViT's is the
+    // next-to-last block.
     assert!(
         stdout.contains("conv5") && stdout.contains("(suggested"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("encoder_layer_10 768 maps of 7×7  (suggested"),
         "{stdout}"
     );
     let top5 = stdout.lines().filter(|l| l.contains('%')).count();

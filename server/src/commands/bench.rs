@@ -397,6 +397,7 @@ fn bench_methods(
     // against the grad-cam package by `--cams`).
     let methods: Vec<Method> = Method::defaults()
         .into_iter()
+        .filter(|m| m.applies(&net))
         .filter(|m| py.as_ref().map_or(true, |v| v.get(m.name()).is_some()))
         .collect();
     let o = Options::new(&net);
@@ -459,10 +460,14 @@ fn bench_methods(
     if arch.is_none() {
         let mut n = m.load(None, Device::Cpu)?;
         let t = Instant::now();
-        zfvis_core::sanity::cascade(&mut n, &x, &Method::defaults(), 5, 0, &mut |_, _| Ok(()))?;
+        let defaults: Vec<Method> = Method::defaults()
+            .into_iter()
+            .filter(|m| m.applies(&n))
+            .collect();
+        zfvis_core::sanity::cascade(&mut n, &x, &defaults, 5, 0, &mut |_, _| Ok(()))?;
         println!(
             "| sanity check, 5 steps, the {} default methods | {:.2} s | | |",
-            Method::defaults().len(),
+            defaults.len(),
             t.elapsed().as_secs_f64()
         );
     }
