@@ -1114,7 +1114,7 @@ fn explain_methods_and_sanity_endpoints() {
     error(
         e.get(&format!("{base}/explain?method=rollout")),
         StatusCode::BAD_REQUEST,
-        "no attention",
+        "no global self-attention",
     );
     error(
         e.get(&format!("{base}/explain?method=gradient&fusion=median")),

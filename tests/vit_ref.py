@@ -14,6 +14,10 @@ usage:
          gradcam.npy (the grad-cam package at encoder_layer_2 with its
          reshape_transform), gradient.npy and ig.npy (Captum: Saliency,
          IntegratedGradients from 0, 16 steps, riemann_trapezoid).
+  vit_ref.py swin OUT_DIR
+      A Swin-T layout cut to two stages of two blocks -> model.pth, x.npy,
+      logits.npy, class.json, gradcam.npy (the package at features.3.1),
+      gradient.npy (Captum's Saliency).
 """
 import json
 import os
@@ -156,6 +160,31 @@ def small_main(out):
     np.save(f"{out}/grad_rollout.npy", rollout(weighted, 0.9).astype(np.float32))
 
 
+def swin_main(out):
+    """A Swin-T layout cut to two stages of two blocks (48 and 96 channels):
+    model.pth, x.npy, logits.npy, class.json, gradcam.npy (the package at
+    features.3.1, its maps permuted from [B, H, W, C]), gradient.npy (Captum)."""
+    from torchvision.models.swin_transformer import SwinTransformer
+    model = randomise(SwinTransformer([4, 4], 48, [2, 2], [3, 6], [7, 7]), 0)
+    torch.save(model.state_dict(), f"{out}/model.pth")
+    x = image()
+    np.save(f"{out}/x.npy", x.numpy())
+    with torch.no_grad():
+        logits = model(x)
+    cls = int(logits.argmax(1)[0])
+    np.save(f"{out}/logits.npy", logits.numpy())
+    json.dump({"class": cls}, open(f"{out}/class.json", "w"))
+    from captum.attr import Saliency
+    xg = x.clone().requires_grad_(True)
+    np.save(f"{out}/gradient.npy", Saliency(model).attribute(xg, target=cls, abs=False)[0].detach().numpy())
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    with pgc.GradCAM(model=model, target_layers=[model.features[3][1]],
+                     reshape_transform=lambda t: t.permute(0, 3, 1, 2)) as cam:
+        m = cam(input_tensor=x, targets=[ClassifierOutputTarget(cls)])[0]
+    np.save(f"{out}/gradcam.npy", m.astype(np.float32))
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
     mode = sys.argv[1]
@@ -163,5 +192,7 @@ if __name__ == "__main__":
         archs_main(sys.argv[2], sys.argv[3], *map(int, sys.argv[4:5]))
     elif mode == "small":
         small_main(sys.argv[2])
+    elif mode == "swin":
+        swin_main(sys.argv[2])
     else:
         sys.exit(f"unknown mode {mode}")

@@ -185,3 +185,38 @@ fn a_small_vit_in_every_method_matches_the_reference_tools() {
         .unwrap_err();
     assert!(err.to_string().contains("discard"), "{err}");
 }
+
+/// A Swin cut to two stages: the suggested unit is the last block, its
+/// Grad-CAM equals the grad-cam package's (its maps permuted from
+/// [B, H, W, C]) and its gradient Captum's.
+#[test]
+fn a_small_swin_matches_the_reference_tools() {
+    let dir = tempdir("swin-small");
+    python("vit_ref.py", &["swin", dir.to_str().unwrap()]);
+    let net = import_vit(&dir.join("model.pth"), &dir.join("m"), "swin_t", 224);
+    let x = Tensor::read_npy(dir.join("x.npy")).unwrap();
+    let read = |n: &str| Tensor::read_npy(dir.join(n)).unwrap();
+    let e = Explainer::new(&net, &x);
+    let d = max_rel(&e.trace.logits, &read("logits.npy"));
+    assert!(d < 1e-4, "logits differ by {d} relative");
+    let cls = e.top_class();
+    let o = Options::new(&net);
+    assert_eq!(net.units[o.cam_layer - 1].name, "features.3.1");
+    let ours = methods::GRADCAM.map(&e, Target::Class(cls), &o).unwrap();
+    let scaled = |t: &Tensor| {
+        let t = t.to_kind(Kind::Double);
+        let t = &t - t.min();
+        &t / (t.max() + 1e-7)
+    };
+    let (a, b) = (scaled(&ours), scaled(&read("gradcam.npy")));
+    let cos = cosine(&a, &b);
+    eprintln!("Swin Grad-CAM: cosine {cos:.7}");
+    assert!(cos >= 0.999, "Swin Grad-CAM: cosine {cos}");
+    let ours = methods::GRADIENT.map(&e, Target::Class(cls), &o).unwrap();
+    let theirs = read("gradient.npy");
+    let (cos, rel) = (cosine(&ours, &theirs), rel_l2(&ours, &theirs));
+    eprintln!("Swin gradient: cosine {cos:.7}, relative L2 {rel:.2e}");
+    assert!(cos >= 0.999 && rel <= 1e-3, "Swin gradient: {cos}, {rel}");
+    let err = methods::ROLLOUT.map(&e, Target::Class(cls), &o).unwrap_err();
+    assert!(err.to_string().contains("no global self-attention"), "{err}");
+}

@@ -274,7 +274,7 @@ impl Method {
         }
         if self.needs().attention && !self.applies(e.net) {
             bail!(
-                "{} reads a transformer's attention weights; this network has no attention",
+                "{} reads the global self-attention of a ViT (its class token's rows); this network has no global self-attention",
                 self.name()
             );
         }

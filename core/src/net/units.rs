@@ -249,8 +249,8 @@ impl NetSpec {
             if let Some(k) = units.iter().position(|u| u.node == node) {
                 return k + 1;
             }
-            let through =
-                self.op(node).is_activation() || matches!(self.op(node), Layer::Affine { .. });
+            let through = self.op(node).is_activation()
+                || matches!(self.op(node), Layer::Affine { .. } | Layer::ChannelNorm { .. });
             match self.sources(node).as_slice() {
                 [Some(j)] if through => node = *j,
                 _ => return units.iter().filter(|u| u.layer.is_some()).count().max(1),
