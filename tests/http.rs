@@ -1774,7 +1774,8 @@ fn every_view_answers_on_an_imported_resnet18() {
 /// (SiLU, squeeze-excite gates), ConvNeXt-T (GELU, layer norm, layer
 /// scale), SqueezeNet 1.1 (class scores from a conv and global pooling)
 /// and Inception v3 (1x7 and 7x1 kernels), imported at 128 px to keep the
-/// test short; every method and the sanity check on the first two.
+/// test short; every method and the sanity check on the first two; a ViT
+/// and a Swin cut to a few blocks (224 px), attention rollout on the ViT.
 #[test]
 fn every_view_answers_on_the_modern_families() {
     let dir = tempdir("http-modern");
@@ -1783,14 +1784,33 @@ fn every_view_answers_on_the_modern_families() {
         ("convnext_tiny", "features.5.2", "features.3.1"),
         ("squeezenet1_1", "features.9", "features.12"),
         ("inception_v3", "Mixed_6b", "Mixed_5c"),
+        // Transformers cut short (tests/vit_ref.py), at 224 px.
+        (
+            "vit_small",
+            "encoder.layers.encoder_layer_2",
+            "encoder.layers.encoder_layer_1",
+        ),
+        ("swin_small", "features.3.1", "features.1.0"),
     ];
     for (arch, _, _) in nets {
-        let pth = dir.join(format!("{arch}.pth"));
+        let (pth, tv, size) = match arch.strip_suffix("_small") {
+            Some(family) => {
+                let sub = dir.join(arch);
+                std::fs::create_dir_all(&sub).unwrap();
+                let mode = if family == "vit" { "small" } else { "swin" };
+                python("vit_ref.py", &[mode, sub.to_str().unwrap()]);
+                let tv = if family == "vit" { "vit_b_16" } else { "swin_t" };
+                (sub.join("model.pth"), format!("torchvision:{tv}"), "224")
+            }
+            None => {
+                let pth = dir.join(format!("{arch}.pth"));
+                python("import_ref.py", &["save", arch, pth.to_str().unwrap()]);
+                (pth, format!("torchvision:{arch}"), "128")
+            }
+        };
         let pth = pth.to_str().unwrap();
-        python("import_ref.py", &["save", arch, pth]);
         let out = dir.join(format!("models/{arch}"));
-        let tv = format!("torchvision:{arch}");
-        let args = ["import", "--arch", &tv, "--input-size", "128"];
+        let args = ["import", "--arch", &tv, "--input-size", size];
         let done = zfvis(&[&args[..], &["--from", pth, "--out", out.to_str().unwrap()]].concat());
         assert!(
             done.status.success(),
@@ -1913,7 +1933,8 @@ fn every_view_answers_on_the_modern_families() {
         assert_eq!(c["a"]["band_energy"], c["b"]["band_energy"], "{arch}");
         let every = matches!(arch, "efficientnet_b0" | "convnext_tiny");
         // Every method but Score-CAM (a full pass per map: 768 on ConvNeXt-T;
-        // checked against the grad-cam package in core/tests/cam.rs).
+        // checked against the grad-cam package in core/tests/cam.rs) and
+        // attention rollout's (tried on the ViT).
         let all: Vec<&str> = zfvis_core::methods::ALL
             .iter()
             .filter(|m| **m != zfvis_core::methods::SCORECAM && !m.needs().attention)
@@ -1922,6 +1943,8 @@ fn every_view_answers_on_the_modern_families() {
         let q = format!("model={arch}&epoch=0&image={id}&size=48&stride=32");
         let q = if every {
             format!("{q}&methods={}", all.join(",").replace('+', "%2B"))
+        } else if arch == "vit_small" {
+            format!("{q}&methods=deconv,rollout&fusion=max&discard=0.5")
         } else {
             format!("{q}&methods=deconv,gradcam")
         };

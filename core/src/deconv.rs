@@ -68,7 +68,20 @@ fn smooth_back(net: &Net, trace: &Trace, i: usize, s: &Tensor) -> Vec<Tensor> {
                 .unwrap_or_else(|| panic!("node {i}: the trace keeps what smooth ops read"))
         })
         .collect();
-    let x = xs[0];
+    // One image's input for a batch of signals: the element-wise backward
+    // kernels do not broadcast (oneDNN's GELU on tokens refuses), so the
+    // input is repeated to the signal's batch.
+    let batched;
+    let unary = matches!(
+        net.spec.op(i),
+        Layer::Sigmoid | Layer::Silu | Layer::HardSigmoid { .. } | Layer::HardSwish | Layer::Gelu { .. }
+    );
+    let x = if unary && xs[0].size() != s.size() {
+        batched = xs[0].expand(s.size(), false).contiguous();
+        &batched
+    } else {
+        xs[0]
+    };
     match net.spec.op(i) {
         // tch: the receiver is the forward input, the argument the signal
         // (sigmoid's: the signal, then the forward output).

@@ -11,6 +11,7 @@ mod common;
 use common::{cosine, rel_l2};
 use std::path::Path;
 use zfvis_core::checkpoint::ModelDir;
+use zfvis_core::deconv::{self, Keep, ProjectRequest};
 use zfvis_core::explain::{Explainer, Options, Target};
 use zfvis_core::import::{import, ImportOptions};
 use zfvis_core::methods::{self, rollout, Fusion};
@@ -112,6 +113,21 @@ fn a_small_vit_in_every_method_matches_the_reference_tools() {
     let block1 = e.trace.maps[2].get(0);
     let d = max_rel(&block1, &read("block1.npy"));
     assert!(d < 1e-4, "encoder_layer_1's grid differs by {d} relative");
+    // Projections of several maps walk back as one batch (GELU's backward
+    // on tokens does not broadcast one image's input): each equals its own.
+    let reqs: Vec<ProjectRequest> = (0..3)
+        .map(|map| ProjectRequest {
+            layer: 3,
+            map,
+            keep: Keep::Strongest,
+        })
+        .collect();
+    let together = deconv::project(&net, &e.trace, &reqs).unwrap();
+    for (k, p) in together.iter().enumerate() {
+        let one = deconv::project(&net, &e.trace, &reqs[k..k + 1]).unwrap();
+        let d = max_rel(&p.pixels, &one[0].pixels);
+        assert!(d < 1e-5, "map {k}: batched projection differs by {d}");
+    }
 
     // Rollout: every fusion, and no discarding, against NumPy (1e-5).
     let mut o = Options::new(&net);
