@@ -1799,7 +1799,11 @@ fn every_view_answers_on_the_modern_families() {
                 std::fs::create_dir_all(&sub).unwrap();
                 let mode = if family == "vit" { "small" } else { "swin" };
                 python("vit_ref.py", &[mode, sub.to_str().unwrap()]);
-                let tv = if family == "vit" { "vit_b_16" } else { "swin_t" };
+                let tv = if family == "vit" {
+                    "vit_b_16"
+                } else {
+                    "swin_t"
+                };
                 (sub.join("model.pth"), format!("torchvision:{tv}"), "224")
             }
             None => {

@@ -74,7 +74,11 @@ fn smooth_back(net: &Net, trace: &Trace, i: usize, s: &Tensor) -> Vec<Tensor> {
     let batched;
     let unary = matches!(
         net.spec.op(i),
-        Layer::Sigmoid | Layer::Silu | Layer::HardSigmoid { .. } | Layer::HardSwish | Layer::Gelu { .. }
+        Layer::Sigmoid
+            | Layer::Silu
+            | Layer::HardSigmoid { .. }
+            | Layer::HardSwish
+            | Layer::Gelu { .. }
     );
     let x = if unary && xs[0].size() != s.size() {
         batched = xs[0].expand(s.size(), false).contiguous();

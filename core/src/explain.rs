@@ -52,7 +52,7 @@ pub struct Options {
     /// SmoothGrad over the gradient methods' maps (none: the map alone).
     pub smooth: Option<Smooth>,
     /// Attention rollout's fusion of the heads.
-    pub fusion: crate::methods::Fusion,
+    pub fusion: Fusion,
     /// Attention rollout's fraction of each fused matrix zeroed (the lowest).
     pub discard: f64,
 }
@@ -66,8 +66,51 @@ impl Options {
             stride: crate::occlusion::DEFAULT_STRIDE,
             batch: 16,
             smooth: None,
-            fusion: crate::methods::Fusion::Mean,
+            fusion: Fusion::Mean,
             discard: 0.9,
+        }
+    }
+}
+
+/// How the heads of one block's attention are fused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    #[default]
+    Mean,
+    Max,
+    Min,
+}
+
+impl std::str::FromStr for Fusion {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Fusion> {
+        Ok(match s {
+            "mean" => Fusion::Mean,
+            "max" => Fusion::Max,
+            "min" => Fusion::Min,
+            o => bail!("unknown head fusion {o:?}: expected mean, max or min"),
+        })
+    }
+}
+
+impl std::fmt::Display for Fusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Fusion::Mean => "mean",
+            Fusion::Max => "max",
+            Fusion::Min => "min",
+        })
+    }
+}
+
+impl Fusion {
+    /// [B, heads, N, N] -> [B, N, N].
+    pub fn fuse(self, a: &Tensor) -> Tensor {
+        match self {
+            Fusion::Mean => a.mean_dim([1i64].as_slice(), false, Kind::Float),
+            Fusion::Max => a.amax([1i64].as_slice(), false),
+            Fusion::Min => a.amin([1i64].as_slice(), false),
         }
     }
 }

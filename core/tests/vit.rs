@@ -233,6 +233,11 @@ fn a_small_swin_matches_the_reference_tools() {
     let (cos, rel) = (cosine(&ours, &theirs), rel_l2(&ours, &theirs));
     eprintln!("Swin gradient: cosine {cos:.7}, relative L2 {rel:.2e}");
     assert!(cos >= 0.999 && rel <= 1e-3, "Swin gradient: {cos}, {rel}");
-    let err = methods::ROLLOUT.map(&e, Target::Class(cls), &o).unwrap_err();
-    assert!(err.to_string().contains("no global self-attention"), "{err}");
+    let err = methods::ROLLOUT
+        .map(&e, Target::Class(cls), &o)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no global self-attention"),
+        "{err}"
+    );
 }

@@ -8,10 +8,10 @@
 //! weights the trace's inputs of every attention node give.
 
 use super::{Attribution, Info, Method, Needs};
+pub use crate::explain::Fusion;
 use crate::explain::{Explainer, Options, Target};
 use crate::net::{attention_weights, Layer, Shape};
-use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::Result;
 use tch::{Kind, Tensor};
 
 pub struct Rollout;
@@ -27,49 +27,6 @@ static INFO: Info = Info {
         "#2e86c1",
     )
 };
-
-/// How the heads of one block's attention are fused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fusion {
-    #[default]
-    Mean,
-    Max,
-    Min,
-}
-
-impl std::str::FromStr for Fusion {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Fusion> {
-        Ok(match s {
-            "mean" => Fusion::Mean,
-            "max" => Fusion::Max,
-            "min" => Fusion::Min,
-            o => bail!("unknown head fusion {o:?}: expected mean, max or min"),
-        })
-    }
-}
-
-impl std::fmt::Display for Fusion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Fusion::Mean => "mean",
-            Fusion::Max => "max",
-            Fusion::Min => "min",
-        })
-    }
-}
-
-impl Fusion {
-    /// [B, heads, N, N] -> [B, N, N].
-    pub fn fuse(self, a: &Tensor) -> Tensor {
-        match self {
-            Fusion::Mean => a.mean_dim([1i64].as_slice(), false, Kind::Float),
-            Fusion::Max => a.amax([1i64].as_slice(), false),
-            Fusion::Min => a.amin([1i64].as_slice(), false),
-        }
-    }
-}
 
 impl Attribution for Rollout {
     fn info(&self) -> &'static Info {

@@ -16,15 +16,15 @@ mod forward;
 mod graph;
 pub mod names;
 mod ops;
+mod transformer;
 mod units;
-mod window;
 
 pub use forward::Trace;
 pub use graph::{Arch, NetSpec, Node, Preset};
 pub use ops::{
-    attend, attention_weights, binary_shape, channels_last, concat_shape, heads_of, lrn, lrn_with,
-    shuffle, Layer, Params, Shape, Window,
+    binary_shape, channels_last, concat_shape, lrn, lrn_with, shuffle, Layer, Params, Shape, Window,
 };
+pub use transformer::{attend, attention_weights, heads_of};
 pub use units::{ConvInfo, Unit};
 
 use anyhow::Result;

@@ -2,6 +2,7 @@
 //! as `{"op": "conv", …}`), their windows, their shape rule and their
 //! forward. The walk back of each op is `crate::deconv`'s.
 
+use super::transformer;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -377,36 +378,12 @@ impl Layer {
             }
             Layer::ChannelShuffle { groups } => shuffle(h, *groups),
             Layer::Channels { start, len } => h.narrow(1, *start, *len),
-            Layer::Embed { prefix, .. } => {
+            Layer::Embed { .. } => {
                 let p = p.expect("an embedding's parameters");
-                let s = h.size();
-                let patches = h.flatten(2, -1).transpose(1, 2);
-                let learned = p.weight.expand([s[0], *prefix, s[1]], false);
-                Tensor::cat(&[learned, patches], 1) + &p.bias
+                transformer::embed(h, &p.weight, &p.bias)
             }
-            Layer::Attention { heads } => {
-                let (q, k, v) = heads_of(h, *heads);
-                let s = h.size();
-                Tensor::scaled_dot_product_attention(
-                    &q,
-                    &k,
-                    &v,
-                    None::<Tensor>,
-                    0.0,
-                    false,
-                    None,
-                    false,
-                )
-                .transpose(1, 2)
-                .reshape([s[0], s[1], s[2] / 3])
-            }
-            Layer::Grid { prefix } => {
-                let s = h.size();
-                let side = ((s[1] - prefix) as f64).sqrt().round() as i64;
-                h.narrow(1, *prefix, s[1] - prefix)
-                    .transpose(1, 2)
-                    .reshape([s[0], s[2], side, side])
-            }
+            Layer::Attention { heads } => transformer::attention(h, *heads),
+            Layer::Grid { prefix } => transformer::grid(h, *prefix),
             Layer::Token { index } => h.select(1, *index),
             Layer::WindowAttention {
                 heads,
@@ -416,9 +393,11 @@ impl Layer {
                 ..
             } => {
                 let p = p.expect("a window attention's parameters");
-                crate::net::window::attention(h, p, *heads, *window, *shift, *cosine)
+                transformer::window_attention(
+                    h, &p.weight, &p.bias, *heads, *window, *shift, *cosine,
+                )
             }
-            Layer::PatchMerge => crate::net::window::merge(h),
+            Layer::PatchMerge => transformer::merge(h),
             Layer::Crop { side } => h.narrow(2, 0, *side).narrow(3, 0, *side),
         }
     }
@@ -726,6 +705,9 @@ pub(super) fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
             bail!("kernel, stride and dilation must be >= 1, padding >= 0");
         }
     }
+    if let Some(t) = token_shape(l, s) {
+        return t;
+    }
     Ok(match (l, s) {
         (
             Layer::Conv {
@@ -768,84 +750,6 @@ pub(super) fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
                 bail!("expects {in_f} inputs, gets {n}");
             }
             Shape::Flat(*out)
-        }
-        (Layer::Linear { in_f, out, .. }, Shape::Tokens { c, side, prefix }) => {
-            if *in_f != c {
-                bail!("expects {in_f} channels a token, gets {c}");
-            }
-            Shape::Tokens {
-                c: *out,
-                side,
-                prefix,
-            }
-        }
-        (
-            Layer::Embed {
-                c: ec,
-                prefix,
-                side: es,
-                ..
-            },
-            Shape::Maps { c, side },
-        ) => {
-            if *ec != c || *es != side || *prefix < 0 {
-                bail!("expects {ec} maps of {es}x{es}, gets {c} of {side}x{side}");
-            }
-            Shape::Tokens {
-                c,
-                side,
-                prefix: *prefix,
-            }
-        }
-        (Layer::Attention { heads }, Shape::Tokens { c, side, prefix }) => {
-            if c % 3 != 0 || *heads < 1 || (c / 3) % heads != 0 {
-                bail!("{c} channels are not [q | k | v] of {heads} heads");
-            }
-            Shape::Tokens {
-                c: c / 3,
-                side,
-                prefix,
-            }
-        }
-        (Layer::Grid { prefix }, Shape::Tokens { c, side, prefix: p }) => {
-            if *prefix != p {
-                bail!("drops {prefix} learned tokens, the tokens have {p}");
-            }
-            Shape::Maps { c, side }
-        }
-        (
-            Layer::WindowAttention {
-                c: ac,
-                heads,
-                window,
-                shift,
-                ..
-            },
-            Shape::Maps { c, side },
-        ) => {
-            if c != 3 * ac || *heads < 1 || ac % heads != 0 {
-                bail!("{c} channels are not [q | k | v] of {heads} heads of {ac}");
-            }
-            if *window < 1 || side % window != 0 || *shift < 0 || *shift >= *window {
-                bail!("maps of {side} do not split in windows of {window} (shift {shift})");
-            }
-            Shape::Maps { c: *ac, side }
-        }
-        (Layer::PatchMerge, Shape::Maps { c, side }) => Shape::Maps {
-            c: 4 * c,
-            side: (side + 1) / 2,
-        },
-        (Layer::Crop { side: s }, Shape::Maps { c, side }) => {
-            if *s < 1 || *s > side {
-                bail!("a crop of {s} of maps of {side}");
-            }
-            Shape::Maps { c, side: *s }
-        }
-        (Layer::Token { index }, Shape::Tokens { c, side, prefix }) => {
-            if *index < 0 || *index >= prefix + side * side {
-                bail!("token {index} of {}", prefix + side * side);
-            }
-            Shape::Flat(c)
         }
         (Layer::Affine { c, .. }, s @ (Shape::Maps { c: n, .. } | Shape::Flat(n))) => {
             if *c != n {
@@ -893,6 +797,116 @@ pub(super) fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
     })
 }
 
+/// The output shape of a transformer op (and of a linear layer or layer
+/// norm on tokens) for input `s`; None for the other ops.
+fn token_shape(l: &Layer, s: Shape) -> Option<Result<Shape>> {
+    let rule = |l: &Layer, s: Shape| -> Result<Shape> {
+        Ok(match (l, s) {
+            (Layer::Linear { in_f, out, .. }, Shape::Tokens { c, side, prefix }) => {
+                if *in_f != c {
+                    bail!("expects {in_f} channels a token, gets {c}");
+                }
+                Shape::Tokens {
+                    c: *out,
+                    side,
+                    prefix,
+                }
+            }
+            (
+                Layer::Embed {
+                    c: ec,
+                    prefix,
+                    side: es,
+                    ..
+                },
+                Shape::Maps { c, side },
+            ) => {
+                if *ec != c || *es != side || *prefix < 0 {
+                    bail!("expects {ec} maps of {es}x{es}, gets {c} of {side}x{side}");
+                }
+                Shape::Tokens {
+                    c,
+                    side,
+                    prefix: *prefix,
+                }
+            }
+            (Layer::Attention { heads }, Shape::Tokens { c, side, prefix }) => {
+                if c % 3 != 0 || *heads < 1 || (c / 3) % heads != 0 {
+                    bail!("{c} channels are not [q | k | v] of {heads} heads");
+                }
+                Shape::Tokens {
+                    c: c / 3,
+                    side,
+                    prefix,
+                }
+            }
+            (Layer::Grid { prefix }, Shape::Tokens { c, side, prefix: p }) => {
+                if *prefix != p {
+                    bail!("drops {prefix} learned tokens, the tokens have {p}");
+                }
+                Shape::Maps { c, side }
+            }
+            (
+                Layer::WindowAttention {
+                    c: ac,
+                    heads,
+                    window,
+                    shift,
+                    ..
+                },
+                Shape::Maps { c, side },
+            ) => {
+                if c != 3 * ac || *heads < 1 || ac % heads != 0 {
+                    bail!("{c} channels are not [q | k | v] of {heads} heads of {ac}");
+                }
+                if *window < 1 || side % window != 0 || *shift < 0 || *shift >= *window {
+                    bail!("maps of {side} do not split in windows of {window} (shift {shift})");
+                }
+                Shape::Maps { c: *ac, side }
+            }
+            (Layer::PatchMerge, Shape::Maps { c, side }) => Shape::Maps {
+                c: 4 * c,
+                side: (side + 1) / 2,
+            },
+            (Layer::Crop { side: s }, Shape::Maps { c, side }) => {
+                if *s < 1 || *s > side {
+                    bail!("a crop of {s} of maps of {side}");
+                }
+                Shape::Maps { c, side: *s }
+            }
+            (Layer::Token { index }, Shape::Tokens { c, side, prefix }) => {
+                if *index < 0 || *index >= prefix + side * side {
+                    bail!("token {index} of {}", prefix + side * side);
+                }
+                Shape::Flat(c)
+            }
+            _ => unreachable!("checked by the caller"),
+        })
+    };
+    let ours = matches!(
+        (l, s),
+        (Layer::Linear { .. }, Shape::Tokens { .. })
+            | (Layer::Embed { .. }, _)
+            | (Layer::Attention { .. }, _)
+            | (Layer::Grid { .. }, _)
+            | (Layer::Token { .. }, _)
+            | (Layer::WindowAttention { .. }, _)
+            | (Layer::PatchMerge, _)
+            | (Layer::Crop { .. }, _)
+    );
+    ours.then(|| match (l, s) {
+        (Layer::Linear { .. }, _)
+        | (Layer::Embed { .. }, Shape::Maps { .. })
+        | (Layer::Attention { .. }, Shape::Tokens { .. })
+        | (Layer::Grid { .. }, Shape::Tokens { .. })
+        | (Layer::Token { .. }, Shape::Tokens { .. })
+        | (Layer::WindowAttention { .. }, Shape::Maps { .. })
+        | (Layer::PatchMerge, Shape::Maps { .. })
+        | (Layer::Crop { .. }, Shape::Maps { .. }) => rule(l, s),
+        _ => Err(anyhow::anyhow!("cannot take an input of shape {s:?}")),
+    })
+}
+
 /// The shape of an element-wise op of two inputs: equal shapes, or maps
 /// and per-channel values ([C, 1, 1]) of the same channels, either order.
 pub fn binary_shape(a: Shape, b: Shape) -> Option<Shape> {
@@ -902,36 +916,6 @@ pub fn binary_shape(a: Shape, b: Shape) -> Option<Shape> {
         (Shape::Maps { c, side: 1 }, Shape::Maps { c: c2, .. }) if c == c2 => Some(b),
         _ => None,
     }
-}
-
-/// q, k and v of tokens holding [q | k | v], [B, N, 3C], each split in
-/// `heads` heads: [B, heads, N, C / heads] (PyTorch's MultiheadAttention).
-pub fn heads_of(qkv: &Tensor, heads: i64) -> (Tensor, Tensor, Tensor) {
-    let s = qkv.size();
-    let d = s[2] / 3 / heads;
-    let t = qkv
-        .reshape([s[0], s[1], 3, heads, d])
-        .permute([2, 0, 3, 1, 4]);
-    (t.get(0), t.get(1), t.get(2))
-}
-
-/// The attention weights of tokens holding [q | k | v]: softmax(q kᵀ / √d)
-/// in each head, [B, heads, N, N].
-pub fn attention_weights(qkv: &Tensor, heads: i64) -> Tensor {
-    let (q, k, _) = heads_of(qkv, heads);
-    let d = q.size()[3];
-    (q.matmul(&k.transpose(-2, -1)) / (d as f64).sqrt()).softmax(-1, q.kind())
-}
-
-/// Self-attention with the weights given ([B, heads, N, N], from
-/// [`attention_weights`]) applied to the values of `qkv`: [B, N, C].
-pub fn attend(weights: &Tensor, qkv: &Tensor, heads: i64) -> Tensor {
-    let (_, _, v) = heads_of(qkv, heads);
-    let s = qkv.size();
-    weights
-        .matmul(&v)
-        .transpose(1, 2)
-        .reshape([s[0], s[1], s[2] / 3])
 }
 
 /// ShuffleNet's channel shuffle of [N, C, H, W] maps in `groups` groups.

@@ -250,7 +250,10 @@ impl NetSpec {
                 return k + 1;
             }
             let through = self.op(node).is_activation()
-                || matches!(self.op(node), Layer::Affine { .. } | Layer::ChannelNorm { .. });
+                || matches!(
+                    self.op(node),
+                    Layer::Affine { .. } | Layer::ChannelNorm { .. }
+                );
             match self.sources(node).as_slice() {
                 [Some(j)] if through => node = *j,
                 _ => return units.iter().filter(|u| u.layer.is_some()).count().max(1),

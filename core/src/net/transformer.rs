@@ -1,10 +1,67 @@
-//! Swin's window attention and patch merging on [B, C, S, S] maps, as
-//! torchvision's `shifted_window_attention` and `PatchMerging` compute them
-//! on [B, S, S, C]: roll, windows, attention with the relative position
-//! bias and the shift's mask, back; 2x2 blocks to channels.
+//! The transformers' ops (ViT's tokens and self-attention, Swin's window
+//! attention and patch merging) on tensors, as torchvision computes them
+//! (Swin's on [B, C, S, S] maps rather than its [B, S, S, C]). The ops,
+//! their parameters and shape rules are `ops.rs`'s.
 
-use super::ops::{heads_of, Params};
 use tch::{Kind, Tensor};
+
+/// Patch tokens from [B, C, S, S] maps: the `learned` tokens ([1, P, C])
+/// first, plus the position embedding `pos` ([1, P + S², C]).
+pub fn embed(h: &Tensor, learned: &Tensor, pos: &Tensor) -> Tensor {
+    let s = h.size();
+    let patches = h.flatten(2, -1).transpose(1, 2);
+    let l = learned.size();
+    let learned = learned.expand([s[0], l[1], s[1]], false);
+    Tensor::cat(&[learned, patches], 1) + pos
+}
+
+/// Multi-head self-attention of tokens holding [q | k | v]: [B, N, C].
+pub fn attention(h: &Tensor, heads: i64) -> Tensor {
+    let (q, k, v) = heads_of(h, heads);
+    let s = h.size();
+    Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, None, false)
+        .transpose(1, 2)
+        .reshape([s[0], s[1], s[2] / 3])
+}
+
+/// The patch tokens after `prefix` learned ones as [B, C, S, S] maps.
+pub fn grid(h: &Tensor, prefix: i64) -> Tensor {
+    let s = h.size();
+    let side = ((s[1] - prefix) as f64).sqrt().round() as i64;
+    h.narrow(1, prefix, s[1] - prefix)
+        .transpose(1, 2)
+        .reshape([s[0], s[2], side, side])
+}
+
+/// q, k and v of tokens holding [q | k | v], [B, N, 3C], each split in
+/// `heads` heads: [B, heads, N, C / heads] (PyTorch's MultiheadAttention).
+pub fn heads_of(qkv: &Tensor, heads: i64) -> (Tensor, Tensor, Tensor) {
+    let s = qkv.size();
+    let d = s[2] / 3 / heads;
+    let t = qkv
+        .reshape([s[0], s[1], 3, heads, d])
+        .permute([2, 0, 3, 1, 4]);
+    (t.get(0), t.get(1), t.get(2))
+}
+
+/// The attention weights of tokens holding [q | k | v]: softmax(q kᵀ / √d)
+/// in each head, [B, heads, N, N].
+pub fn attention_weights(qkv: &Tensor, heads: i64) -> Tensor {
+    let (q, k, _) = heads_of(qkv, heads);
+    let d = q.size()[3];
+    (q.matmul(&k.transpose(-2, -1)) / (d as f64).sqrt()).softmax(-1, q.kind())
+}
+
+/// Self-attention with the weights given ([B, heads, N, N], from
+/// [`attention_weights`]) applied to the values of `qkv`: [B, N, C].
+pub fn attend(weights: &Tensor, qkv: &Tensor, heads: i64) -> Tensor {
+    let (_, _, v) = heads_of(qkv, heads);
+    let s = qkv.size();
+    weights
+        .matmul(&v)
+        .transpose(1, 2)
+        .reshape([s[0], s[1], s[2] / 3])
+}
 
 /// The relative position index of a window's positions, [n, n] with n =
 /// window²: (dy + w − 1)·(2w − 1) + (dx + w − 1).
@@ -40,8 +97,18 @@ fn shift_mask(side: i64, w: i64, shift: i64, dev: tch::Device) -> Tensor {
     d.ne(0.0).to_kind(Kind::Float) * -100.0
 }
 
-/// Window attention of maps holding [q | k | v]; see `Layer::WindowAttention`.
-pub fn attention(h: &Tensor, p: &Params, heads: i64, w: i64, shift: i64, cosine: bool) -> Tensor {
+/// Window attention of maps holding [q | k | v] with the relative position
+/// bias `table` and (`cosine`, Swin V2) the logit `scale`; see
+/// `Layer::WindowAttention`.
+pub fn window_attention(
+    h: &Tensor,
+    table: &Tensor,
+    scale: &Tensor,
+    heads: i64,
+    w: i64,
+    shift: i64,
+    cosine: bool,
+) -> Tensor {
     let s = h.size();
     let (b, c3, side) = (s[0], s[1], s[2]);
     let c = c3 / 3;
@@ -64,14 +131,13 @@ pub fn attention(h: &Tensor, p: &Params, heads: i64, w: i64, shift: i64, cosine:
                 .clamp_min(1e-12);
             t / l2
         };
-        let scale = p.bias.clamp_max(100f64.ln()).exp().view([1, heads, 1, 1]);
+        let scale = scale.clamp_max(100f64.ln()).exp().view([1, heads, 1, 1]);
         norm(&q).matmul(&norm(&k).transpose(-2, -1)) * scale
     } else {
         (q * (d as f64).powf(-0.5)).matmul(&k.transpose(-2, -1))
     };
     let idx = relative_index(w, h.device()).view([-1]);
-    let bias = p
-        .weight
+    let bias = table
         .index_select(0, &idx)
         .view([n, n, heads])
         .permute([2, 0, 1])
