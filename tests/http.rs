@@ -1775,7 +1775,7 @@ fn every_view_answers_on_an_imported_resnet18() {
 /// scale), SqueezeNet 1.1 (class scores from a conv and global pooling)
 /// and Inception v3 (1x7 and 7x1 kernels), imported at 128 px to keep the
 /// test short; every method and the sanity check on the first two; a ViT
-/// and a Swin cut to a few blocks (224 px), attention rollout on the ViT.
+/// and a Swin cut to a few blocks (112 px), attention rollout on the ViT.
 #[test]
 fn every_view_answers_on_the_modern_families() {
     let dir = tempdir("http-modern");
@@ -1784,7 +1784,8 @@ fn every_view_answers_on_the_modern_families() {
         ("convnext_tiny", "features.5.2", "features.3.1"),
         ("squeezenet1_1", "features.9", "features.12"),
         ("inception_v3", "Mixed_6b", "Mixed_5c"),
-        // Transformers cut short (tests/vit_ref.py), at 224 px.
+        // Transformers cut short (tests/vit_ref.py), at 112 px (a ViT's
+        // 7x7 patch grid; a Swin's 28x28 and 14x14 stages).
         (
             "vit_small",
             "encoder.layers.encoder_layer_2",
@@ -1798,13 +1799,13 @@ fn every_view_answers_on_the_modern_families() {
                 let sub = dir.join(arch);
                 std::fs::create_dir_all(&sub).unwrap();
                 let mode = if family == "vit" { "small" } else { "swin" };
-                python("vit_ref.py", &[mode, sub.to_str().unwrap()]);
+                python("vit_ref.py", &[mode, sub.to_str().unwrap(), "112"]);
                 let tv = if family == "vit" {
                     "vit_b_16"
                 } else {
                     "swin_t"
                 };
-                (sub.join("model.pth"), format!("torchvision:{tv}"), "224")
+                (sub.join("model.pth"), format!("torchvision:{tv}"), "112")
             }
             None => {
                 let pth = dir.join(format!("{arch}.pth"));

@@ -4,8 +4,9 @@ usage:
   vit_ref.py archs OUT_DIR ARCH [SIZE]
       -> OUT_DIR/ARCH.pth (torchvision's ARCH, every parameter drawn),
          x.npy (one SIZE px input, default 224), ARCH.logits.npy.
-  vit_ref.py small OUT_DIR
-      A ViT-B/16 layout cut to 4 blocks of 192 channels (12 heads, MLP 768)
+  vit_ref.py small OUT_DIR [SIZE]
+      A ViT-B/16 layout cut to 4 blocks of 192 channels (12 heads, MLP 768),
+      for SIZE px inputs (default 224)
       -> model.pth, x.npy, logits.npy, class.json (the top class),
          block1.npy (encoder_layer_1's patch tokens as [C, 14, 14] maps),
          rollout_{mean,max,min}.npy, rollout_mean_d0.npy (discard 0),
@@ -14,7 +15,7 @@ usage:
          gradcam.npy (the grad-cam package at encoder_layer_2 with its
          reshape_transform), gradient.npy and ig.npy (Captum: Saliency,
          IntegratedGradients from 0, 16 steps, riemann_trapezoid).
-  vit_ref.py swin OUT_DIR
+  vit_ref.py swin OUT_DIR [SIZE]
       A Swin-T layout cut to two stages of two blocks -> model.pth, x.npy,
       logits.npy, class.json, gradcam.npy (the package at features.3.1),
       gradient.npy (Captum's Saliency).
@@ -49,9 +50,9 @@ def randomise(model, seed):
     return model.eval()
 
 
-def image(seed=1):
+def image(seed=1, size=224):
     torch.manual_seed(seed)
-    return torch.randn(1, 3, 224, 224)
+    return torch.randn(1, 3, size, size)
 
 
 def archs_main(out, arch, size=224):
@@ -103,12 +104,13 @@ def rollout(atts, discard):
     return (mask / mask.max()).reshape(w, w)
 
 
-def small_main(out):
+def small_main(out, size=224):
     from torchvision.models.vision_transformer import VisionTransformer
-    model = randomise(VisionTransformer(224, 16, num_layers=4, num_heads=12, hidden_dim=192,
+    model = randomise(VisionTransformer(size, 16, num_layers=4, num_heads=12, hidden_dim=192,
                                         mlp_dim=768), 0)
     torch.save(model.state_dict(), f"{out}/model.pth")
-    x = image()
+    x = image(size=size)
+    side = size // 16
     np.save(f"{out}/x.npy", x.numpy())
     blocks = {}
     model.encoder.layers[1].register_forward_hook(lambda m, i, o: blocks.__setitem__(1, o))
@@ -116,7 +118,7 @@ def small_main(out):
         logits = model(x)
     cls = int(logits.argmax(1)[0])
     np.save(f"{out}/logits.npy", logits.numpy())
-    np.save(f"{out}/block1.npy", blocks[1][0, 1:].T.reshape(-1, 14, 14).numpy())
+    np.save(f"{out}/block1.npy", blocks[1][0, 1:].T.reshape(-1, side, side).numpy())
     json.dump({"class": cls}, open(f"{out}/class.json", "w"))
 
     # Captum and the grad-cam package on the model as torchvision has it.
@@ -129,7 +131,7 @@ def small_main(out):
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    def reshape_transform(t, side=14):
+    def reshape_transform(t, side=side):
         return t[:, 1:, :].reshape(t.size(0), side, side, t.size(2)).permute(0, 3, 1, 2)
 
     with pgc.GradCAM(model=model, target_layers=[model.encoder.layers[-2]],
@@ -160,14 +162,14 @@ def small_main(out):
     np.save(f"{out}/grad_rollout.npy", rollout(weighted, 0.9).astype(np.float32))
 
 
-def swin_main(out):
+def swin_main(out, size=224):
     """A Swin-T layout cut to two stages of two blocks (48 and 96 channels):
     model.pth, x.npy, logits.npy, class.json, gradcam.npy (the package at
     features.3.1, its maps permuted from [B, H, W, C]), gradient.npy (Captum)."""
     from torchvision.models.swin_transformer import SwinTransformer
     model = randomise(SwinTransformer([4, 4], 48, [2, 2], [3, 6], [7, 7]), 0)
     torch.save(model.state_dict(), f"{out}/model.pth")
-    x = image()
+    x = image(size=size)
     np.save(f"{out}/x.npy", x.numpy())
     with torch.no_grad():
         logits = model(x)
@@ -191,8 +193,8 @@ if __name__ == "__main__":
     if mode == "archs":
         archs_main(sys.argv[2], sys.argv[3], *map(int, sys.argv[4:5]))
     elif mode == "small":
-        small_main(sys.argv[2])
+        small_main(sys.argv[2], *map(int, sys.argv[3:4]))
     elif mode == "swin":
-        swin_main(sys.argv[2])
+        swin_main(sys.argv[2], *map(int, sys.argv[3:4]))
     else:
         sys.exit(f"unknown mode {mode}")

@@ -34,6 +34,13 @@ fn import_vit(pth: &Path, out: &Path, arch: &str, size: i64) -> Net {
         .unwrap()
 }
 
+/// The grad-cam package's normalisation (`scale_cam_image`).
+fn scaled(t: &Tensor) -> Tensor {
+    let t = t.to_kind(Kind::Double);
+    let t = &t - t.min();
+    &t / (t.max() + 1e-7)
+}
+
 /// Max |a - b| relative to b's largest value.
 fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
     let d = (a - b).abs().max().double_value(&[]);
@@ -172,11 +179,6 @@ fn a_small_vit_in_every_method_matches_the_reference_tools() {
 
     // Grad-CAM at the suggested block against the package (normalised as
     // it normalises); the gradient and IG against Captum.
-    let scaled = |t: &Tensor| {
-        let t = t.to_kind(Kind::Double);
-        let t = &t - t.min();
-        &t / (t.max() + 1e-7)
-    };
     let ours = methods::GRADCAM.map(&e, Target::Class(cls), &o).unwrap();
     let (a, b) = (scaled(&ours), scaled(&read("gradcam.npy")));
     let (cos, rel) = (cosine(&a, &b), rel_l2(&a, &b));
@@ -219,11 +221,6 @@ fn a_small_swin_matches_the_reference_tools() {
     let o = Options::new(&net);
     assert_eq!(net.units[o.cam_layer - 1].name, "features.3.1");
     let ours = methods::GRADCAM.map(&e, Target::Class(cls), &o).unwrap();
-    let scaled = |t: &Tensor| {
-        let t = t.to_kind(Kind::Double);
-        let t = &t - t.min();
-        &t / (t.max() + 1e-7)
-    };
     let (a, b) = (scaled(&ours), scaled(&read("gradcam.npy")));
     let cos = cosine(&a, &b);
     eprintln!("Swin Grad-CAM: cosine {cos:.7}");
