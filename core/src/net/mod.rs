@@ -7,9 +7,13 @@
 //! the checkpoint's names (`conv1.weight`, `features.0.weight` …) and
 //! PyTorch layouts.
 //!
-//! `ops.rs` the ops (parameters, shape rule, forward), `graph.rs` the node
-//! list and presets, `units.rs` units and receptive fields, `forward.rs`
-//! the forward pass and its trace; here the network with its weights.
+//! Transformers add tokens (ViT: patch embedding, class token, self-attention,
+//! block grids) and Swin's window attention and patch merging.
+//!
+//! `ops.rs` the ops (parameters, shape rule, forward), `transformer.rs` the
+//! transformer ops' tensor code, `graph.rs` the node list and presets,
+//! `units.rs` units and receptive fields, `forward.rs` the forward pass and
+//! its trace; here the network with its weights.
 
 pub mod check;
 mod forward;
@@ -24,7 +28,7 @@ pub use graph::{Arch, NetSpec, Node, Preset};
 pub use ops::{
     binary_shape, channels_last, concat_shape, lrn, lrn_with, shuffle, Layer, Params, Shape, Window,
 };
-pub use transformer::{attend, attention_weights, heads_of};
+pub use transformer::{attention_weights, heads_of};
 pub use units::{ConvInfo, Unit};
 
 use anyhow::Result;

@@ -52,17 +52,6 @@ pub fn attention_weights(qkv: &Tensor, heads: i64) -> Tensor {
     (q.matmul(&k.transpose(-2, -1)) / (d as f64).sqrt()).softmax(-1, q.kind())
 }
 
-/// Self-attention with the weights given ([B, heads, N, N], from
-/// [`attention_weights`]) applied to the values of `qkv`: [B, N, C].
-pub fn attend(weights: &Tensor, qkv: &Tensor, heads: i64) -> Tensor {
-    let (_, _, v) = heads_of(qkv, heads);
-    let s = qkv.size();
-    weights
-        .matmul(&v)
-        .transpose(1, 2)
-        .reshape([s[0], s[1], s[2] / 3])
-}
-
 /// The relative position index of a window's positions, [n, n] with n =
 /// window²: (dy + w − 1)·(2w − 1) + (dx + w − 1).
 fn relative_index(w: i64, dev: tch::Device) -> Tensor {
