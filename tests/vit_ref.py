@@ -15,6 +15,14 @@ usage:
          gradcam.npy (the grad-cam package at encoder_layer_2 with its
          reshape_transform), gradient.npy and ig.npy (Captum: Saliency,
          IntegratedGradients from 0, 16 steps, riemann_trapezoid).
+  vit_ref.py onnx OUT_DIR
+      A 3-block torchvision ViT (64 channels, 4 heads), a timm DeiT with a
+      distillation token and a timm ViT with a mean-pooling head (same
+      sizes), random weights, each exported by both torch.onnx.export
+      exporters -> {M}_{ts,dynamo}.onnx for M in vit, deit, avgvit, x.npy,
+      M.logits.npy, M.block{i}.npy (block i's patch tokens as [C, 14, 14]
+      maps, from forward hooks), M.rollout.npy (NumPy, mean of heads,
+      discard 0.9).
   vit_ref.py swin OUT_DIR [SIZE]
       A Swin-T layout cut to two stages of two blocks -> model.pth, x.npy,
       logits.npy, class.json, gradcam.npy (the package at features.3.1),
@@ -42,7 +50,8 @@ def randomise(model, seed):
         with torch.no_grad():
             if name in norms:
                 p.uniform_(0.5, 1.5)
-            elif p.dim() >= 2 and not name.endswith(("class_token", "pos_embedding", "bias_table")):
+            elif p.dim() >= 2 and not name.endswith(
+                    ("class_token", "pos_embedding", "bias_table", "cls_token", "dist_token", "pos_embed")):
                 fan_in = p[0].numel()
                 p.normal_(0.0, (2.0 / fan_in) ** 0.5)
             else:
@@ -85,8 +94,9 @@ class ExplicitAttention(nn.Module):
         return self.mha.out_proj(o), None
 
 
-def rollout(atts, discard):
-    """vit-explain's rollout of fused [N, N] matrices (rows renormalised)."""
+def rollout(atts, discard, prefix=1):
+    """vit-explain's rollout of fused [N, N] matrices (rows renormalised),
+    the class token's row over the patches (after `prefix` learned tokens)."""
     n = atts[0].shape[-1]
     result = np.eye(n)
     for f in atts:
@@ -99,7 +109,7 @@ def rollout(atts, discard):
         a = (f + np.eye(n)) / 2
         a = a / a.sum(axis=-1, keepdims=True)
         result = a @ result
-    mask = result[0, 1:]
+    mask = result[0, prefix:]
     w = int(round(mask.size ** 0.5))
     return (mask / mask.max()).reshape(w, w)
 
@@ -187,6 +197,53 @@ def swin_main(out, size=224):
     np.save(f"{out}/gradcam.npy", m.astype(np.float32))
 
 
+def onnx_main(out):
+    from timm.models.deit import VisionTransformerDistilled
+    from timm.models.vision_transformer import VisionTransformer as TimmViT
+    from torchvision.models.vision_transformer import VisionTransformer
+    models = {
+        "vit": (VisionTransformer(image_size=224, patch_size=16, num_layers=3, num_heads=4,
+                                  hidden_dim=64, mlp_dim=128, num_classes=10),
+                lambda m: m.encoder.layers, 1),
+        "deit": (VisionTransformerDistilled(img_size=224, patch_size=16, embed_dim=64, depth=3,
+                                            num_heads=4, mlp_ratio=2.0, num_classes=10),
+                 lambda m: m.blocks, 2),
+        "avgvit": (TimmViT(img_size=224, patch_size=16, embed_dim=64, depth=3, num_heads=4,
+                           mlp_ratio=2.0, num_classes=10, global_pool="avg"),
+                   lambda m: m.blocks, 1),
+    }
+    x = image()
+    np.save(f"{out}/x.npy", x.numpy())
+    for name, (model, blocks, prefix) in models.items():
+        model = randomise(model, 0)
+        for ext, dynamo in [("ts", False), ("dynamo", True)]:
+            kw = {} if dynamo else {"opset_version": 17, "output_names": ["logits"]}
+            torch.onnx.export(model, (x,), f"{out}/{name}_{ext}.onnx", input_names=["input"],
+                              dynamo=dynamo, verbose=False, **kw)
+        outs = []
+        hooks = [b.register_forward_hook(lambda m, i, o: outs.append(o)) for b in blocks(model)]
+        with torch.no_grad():
+            np.save(f"{out}/{name}.logits.npy", model(x).numpy())
+        for h in hooks:
+            h.remove()
+        for i, o in enumerate(outs):
+            grid = o[0, prefix:].T.reshape(o.shape[-1], 14, 14)
+            np.save(f"{out}/{name}.block{i}.npy", grid.numpy())
+        # Rollout (mean of heads, discard 0.9) from the attention weights.
+        atts = []
+        for b in blocks(model):
+            if name == "vit":
+                b.self_attention = ExplicitAttention(b.self_attention)
+                softmax = b.self_attention.softmax
+            else:
+                b.attn.fused_attn = False
+                softmax = b.attn.attn_drop
+            softmax.register_forward_hook(lambda m, i, o: atts.append(o[0].mean(0).numpy()))
+        with torch.no_grad():
+            assert torch.allclose(model(x), torch.from_numpy(np.load(f"{out}/{name}.logits.npy")), atol=1e-5)
+        np.save(f"{out}/{name}.rollout.npy", rollout(atts, 0.9, prefix).astype(np.float32))
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
     mode = sys.argv[1]
@@ -194,6 +251,8 @@ if __name__ == "__main__":
         archs_main(sys.argv[2], sys.argv[3], *map(int, sys.argv[4:5]))
     elif mode == "small":
         small_main(sys.argv[2], *map(int, sys.argv[3:4]))
+    elif mode == "onnx":
+        onnx_main(sys.argv[2])
     elif mode == "swin":
         swin_main(sys.argv[2], *map(int, sys.argv[3:4]))
     else:

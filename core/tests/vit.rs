@@ -15,7 +15,7 @@ use zfvis_core::deconv::{self, Keep, ProjectRequest};
 use zfvis_core::explain::{Explainer, Options, Target};
 use zfvis_core::import::{import, ImportOptions};
 use zfvis_core::methods::{self, rollout, Fusion};
-use zfvis_core::net::Net;
+use zfvis_core::net::{Layer, Net};
 use zfvis_core::tch::{Device, Kind, Tensor};
 use zfvis_dev::testing::{python, tempdir};
 
@@ -207,6 +207,81 @@ fn a_small_vit_in_every_method_matches_the_reference_tools() {
 /// A Swin cut to two stages: the suggested unit is the last block, its
 /// Grad-CAM equals the grad-cam package's (its maps permuted from
 /// [B, H, W, C]) and its gradient Captum's.
+/// A torchvision ViT, a timm DeiT (a distillation token beside the class
+/// token) and a timm ViT with a mean-pooling head, 3 blocks each, as both `torch.onnx.export` exporters
+/// write them: read as embed, attention and grid nodes. Logits against
+/// PyTorch (1e-4 relative); one unit per block whose maps are PyTorch's
+/// patch tokens (1e-4 relative), the next-to-last suggested (the last
+/// under a mean-pooling head); attention
+/// rollout against NumPy from the weights forward hooks captured (1e-5).
+#[test]
+fn vits_from_both_onnx_exporters_match_pytorch() {
+    let dir = tempdir("vit-onnx");
+    python("vit_ref.py", &["onnx", dir.to_str().unwrap()]);
+    let read = |n: &str| Tensor::read_npy(dir.join(n)).unwrap();
+    let x = read("x.npy");
+    for (model, prefix) in [("vit", 1), ("deit", 2), ("avgvit", 1)] {
+        for exporter in ["ts", "dynamo"] {
+            let what = format!("{model} ({exporter})");
+            let out = dir.join(format!("{model}-{exporter}"));
+            import(&ImportOptions {
+                from: dir.join(format!("{model}_{exporter}.onnx")),
+                out: out.clone(),
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+            let net = ModelDir::open(&out)
+                .unwrap()
+                .load(None, Device::Cpu)
+                .unwrap();
+            let e = Explainer::new(&net, &x);
+            let d = max_rel(&e.trace.logits, &read(&format!("{model}.logits.npy")));
+            eprintln!("{what}: logits within {d:.2e} relative");
+            assert!(d < 1e-4, "{what}: logits differ by {d} relative");
+            let attention = net
+                .spec
+                .nodes
+                .iter()
+                .filter(|n| matches!(n.op, Layer::Attention { heads: 4 }))
+                .count();
+            assert_eq!(attention, 3, "{what}: an attention node per block");
+            let blocks: Vec<usize> = (0..net.units.len())
+                .filter(|&k| matches!(net.spec.nodes[net.units[k].node].op, Layer::Grid { prefix: p } if p == prefix))
+                .collect();
+            assert_eq!(blocks.len(), 3, "{what}: a grid unit per block");
+            for (b, &k) in blocks.iter().enumerate() {
+                let (u, maps) = (&net.units[k], e.trace.maps[k].get(0));
+                assert_eq!((u.c, u.side), (64, 14), "{what}: {}", u.name);
+                let d = max_rel(&maps, &read(&format!("{model}.block{b}.npy")));
+                assert!(d < 1e-4, "{what}: block {b} ({}) differs by {d}", u.name);
+            }
+            // A class-token head reads no patch token of the last block; a
+            // mean-pooling head reads them all.
+            let suggested = if model == "avgvit" {
+                blocks[2]
+            } else {
+                blocks[1]
+            };
+            assert_eq!(
+                net.last_unit(),
+                suggested + 1,
+                "{what}: the suggested block"
+            );
+            let fused: Vec<Tensor> = rollout::attentions(&e)
+                .iter()
+                .map(|(_, a)| Fusion::Mean.fuse(a).get(0))
+                .collect();
+            let ours = rollout::rollout(&e, &fused, 0.9);
+            let d = (&ours - read(&format!("{model}.rollout.npy")))
+                .abs()
+                .max()
+                .double_value(&[]);
+            eprintln!("{what}: rollout within {d:.2e}");
+            assert!(d <= 1e-5, "{what}: rollout differs by {d}");
+        }
+    }
+}
+
 #[test]
 fn a_small_swin_matches_the_reference_tools() {
     let dir = tempdir("swin-small");

@@ -246,13 +246,19 @@ impl NetSpec {
         }
         let mut node = self.last_maps_node();
         loop {
-            if let Some(k) = units.iter().position(|u| u.node == node) {
+            // The node's unit, or the grid unit of its tokens.
+            let grid_of = |u: &Unit| {
+                matches!(self.op(u.node), Layer::Grid { .. })
+                    && self.sources(u.node) == [Some(node)]
+            };
+            if let Some(k) = units.iter().position(|u| u.node == node || grid_of(u)) {
                 return k + 1;
             }
+            // Back through activations, norms and a mean-pooling head's grid.
             let through = self.op(node).is_activation()
                 || matches!(
                     self.op(node),
-                    Layer::Affine { .. } | Layer::ChannelNorm { .. }
+                    Layer::Affine { .. } | Layer::ChannelNorm { .. } | Layer::Grid { .. }
                 );
             match self.sources(node).as_slice() {
                 [Some(j)] if through => node = *j,

@@ -133,6 +133,7 @@ impl Reader<'_> {
                 nhwc: false,
                 hwc: None,
                 grouped: None,
+                view: None,
             };
             (window_with(n, side, "conv", vec![0, 0, 0, 0])?.0, side)
         } else {

@@ -12,6 +12,36 @@ impl Reader<'_> {
         let Shape::Flat(f) = v.shape else {
             bail!("{}: a fully connected layer before any Flatten", at(n));
         };
+        let (mut w, b) = self.weights(n)?;
+        let (o, inp) = (w.size()[0], w.size()[1]);
+        if inp != f || b.size() != [o] {
+            bail!(
+                "{}: weight {:?} / bias {:?} do not fit {f} inputs",
+                at(n),
+                w.size(),
+                b.size()
+            );
+        }
+        if let Some((c, h, ww)) = v.hwc {
+            // Columns in channels-last order -> channels-first.
+            w = w
+                .reshape([o, h, ww, c])
+                .permute([0, 3, 1, 2])
+                .reshape([o, f]);
+        }
+        self.n_fc += 1;
+        let name = self.fresh(layer_name(n, &format!("fc{}", self.n_fc)));
+        self.tensors
+            .insert(format!("{name}.weight"), w.contiguous());
+        self.tensors.insert(format!("{name}.bias"), b.contiguous());
+        let i = self.push(Layer::linear(&name, f, o), &[&v]);
+        self.set(&n.output[0], i, Shape::Flat(o));
+        Ok(())
+    }
+
+    /// A Gemm's or MatMul's weight as [out, in] (alpha applied) and bias
+    /// ([out]; beta applied, zeros for MatMul, whose bias Add comes after).
+    pub(super) fn weights(&self, n: &NodeProto) -> Result<(Tensor, Tensor)> {
         let w0 = self.get(required(n, 1, "weight")?, n)?.to_kind(Kind::Float);
         if w0.dim() != 2 {
             bail!(
@@ -42,29 +72,6 @@ impl Reader<'_> {
             w = w0.tr();
             b = Tensor::zeros([w.size()[0]], (Kind::Float, tch::Device::Cpu));
         }
-        let (o, inp) = (w.size()[0], w.size()[1]);
-        if inp != f || b.size() != [o] {
-            bail!(
-                "{}: weight {:?} / bias {:?} do not fit {f} inputs",
-                at(n),
-                w.size(),
-                b.size()
-            );
-        }
-        if let Some((c, h, ww)) = v.hwc {
-            // Columns in channels-last order -> channels-first.
-            w = w
-                .reshape([o, h, ww, c])
-                .permute([0, 3, 1, 2])
-                .reshape([o, f]);
-        }
-        self.n_fc += 1;
-        let name = self.fresh(layer_name(n, &format!("fc{}", self.n_fc)));
-        self.tensors
-            .insert(format!("{name}.weight"), w.contiguous());
-        self.tensors.insert(format!("{name}.bias"), b.contiguous());
-        let i = self.push(Layer::linear(&name, f, o), &[&v]);
-        self.set(&n.output[0], i, Shape::Flat(o));
-        Ok(())
+        Ok((w, b))
     }
 }

@@ -30,11 +30,14 @@ mod pool;
 mod proto;
 mod reshape;
 mod rewrite;
+mod tokens;
 
 use conv::{layer_name, window};
 use norm::per_channel;
 use proto::{input_side, tensor};
 use reshape::{fold, shape_tensor};
+use std::rc::Rc;
+use tokens::View;
 
 /// How errors name a node: `node "conv1" (Conv)`.
 fn at(n: &NodeProto) -> String {
@@ -82,6 +85,9 @@ struct Value {
     /// Maps reshaped to [N, g, C/g, H, W] (a channel shuffle's first
     /// step): the groups, and whether the two group axes were swapped.
     grouped: Option<(i64, bool)>,
+    /// A transformer's tokens (or a conv's maps) in another layout than
+    /// the node's output: see `tokens`.
+    view: Option<Rc<View>>,
 }
 
 /// Parse an ONNX file into a graph of layers and its weights.
@@ -124,6 +130,7 @@ pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
         n_conv: 0,
         n_fc: 0,
         flattened: HashMap::new(),
+        attended: false,
     };
     let side = input_size.unwrap_or(224);
     r.values.insert(
@@ -137,6 +144,7 @@ pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
             nhwc,
             hwc: None,
             grouped: None,
+            view: None,
         },
     );
     if r.uses.get(&input.name).copied().unwrap_or(0) > 1 {
@@ -175,6 +183,9 @@ struct Reader<'a> {
     /// Flatten nodes of 1x1 maps, with the maps they read (a Reshape or
     /// Unsqueeze back to maps reads those).
     flattened: HashMap<usize, Value>,
+    /// An attention node was added since the last residual Add of tokens
+    /// (the next is the attention's, not a block's end).
+    attended: bool,
 }
 
 /// Input `k` of node `n`, which must be there: `what` names it.
@@ -202,6 +213,12 @@ const FOLDED: &[&str] = &[
     "Div",
     "Flatten",
     "Transpose",
+    "Expand",
+    "ConstantOfShape",
+    "Equal",
+    "Where",
+    "Sqrt",
+    "Mod",
 ];
 
 impl<'a> Reader<'a> {
@@ -217,6 +234,19 @@ impl<'a> Reader<'a> {
 
     /// The value input `k` of node `n` reads (a node's output or the image).
     fn value(&self, n: &NodeProto, k: usize) -> Result<Value> {
+        let v = self.raw(n, k)?;
+        if v.view.is_some() {
+            bail!(
+                "{}: reads a transformer's tokens rearranged ({}); zfvis follows Reshape, Transpose, Gather, Slice, Split, Squeeze, Unsqueeze, linear layers and attention on them",
+                at(n),
+                tokens::describe(&v)
+            );
+        }
+        Ok(v)
+    }
+
+    /// [`Reader::value`], or a view of a node's output (see `tokens`).
+    fn raw(&self, n: &NodeProto, k: usize) -> Result<Value> {
         let name = required(n, k, "data")?;
         self.values.get(name).cloned().ok_or_else(|| {
             anyhow!("{}: its input {name:?} is neither a constant nor an output of a node read before it", at(n))
@@ -260,6 +290,7 @@ impl<'a> Reader<'a> {
                 nhwc,
                 hwc: None,
                 grouped: None,
+                view: None,
             },
         );
     }
@@ -298,7 +329,7 @@ impl<'a> Reader<'a> {
         }
         let ins: Vec<&String> = n.input.iter().filter(|i| !i.is_empty()).collect();
         if n.op_type == "Shape" {
-            let v = self.value(n, 0)?;
+            let v = self.raw(n, 0)?;
             self.consts.insert(out, shape_tensor(&v));
             return Ok(());
         }
@@ -313,6 +344,9 @@ impl<'a> Reader<'a> {
                     .collect::<Vec<_>>(),
             )?;
             self.consts.insert(out, t);
+            return Ok(());
+        }
+        if self.tokens(n)? {
             return Ok(());
         }
         match n.op_type.as_str() {

@@ -88,6 +88,7 @@ impl Reader<'_> {
                 c
             }
             (Shape::Flat(f), _) if axis == -1 || axis == 1 => f,
+            (Shape::Tokens { c, .. }, _) if axis == -1 || axis == 2 => c,
             _ => bail!(
                 "{}: only a layer norm over the channels is supported (axis {axis} of {:?}{})",
                 at(n),

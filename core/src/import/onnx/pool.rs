@@ -74,6 +74,7 @@ impl Reader<'_> {
                 nhwc: v.nhwc,
                 hwc: None,
                 grouped: None,
+                view: None,
             };
             i = self.push(Layer::Flatten, &[&pooled]);
             self.flattened.insert(i, pooled);

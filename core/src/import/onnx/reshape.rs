@@ -4,6 +4,9 @@ use super::*;
 
 /// The value's shape as ONNX's Shape gives it (batch 1).
 pub(super) fn shape_tensor(v: &Value) -> Tensor {
+    if let Some(view) = &v.view {
+        return Tensor::from_slice(&view.size());
+    }
     let dims: Vec<i64> = match (v.shape, v.nhwc) {
         (Shape::Maps { c, side }, false) => vec![1, c, side, side],
         (Shape::Maps { c, side }, true) => vec![1, side, side, c],
@@ -131,6 +134,26 @@ pub(super) fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
                 x / &ins[1]
             }
         }
+        "Expand" => {
+            let shape = ints(1, "shape")?;
+            // Broadcast both ways, as ONNX's Expand does.
+            let ones = Tensor::ones(shape.as_slice(), (x.kind(), tch::Device::Cpu));
+            x * ones
+        }
+        "ConstantOfShape" => {
+            let shape = crate::net::values(x, "shape")?;
+            match attr(n, "value").and_then(|a| a.t.as_ref()) {
+                Some(t) => {
+                    let v = super::proto::tensor(t, std::path::Path::new("."))?;
+                    v.reshape([-1]).expand(shape.as_slice(), false).contiguous()
+                }
+                None => Tensor::zeros(shape.as_slice(), (Kind::Float, tch::Device::Cpu)),
+            }
+        }
+        "Equal" => x.eq_tensor(&ins[1]).to_kind(Kind::Int64),
+        "Where" => ins[1].where_self(&x.to_kind(Kind::Bool), &ins[2]),
+        "Sqrt" => x.to_kind(Kind::Double).sqrt().to_kind(Kind::Float),
+        "Mod" => x.remainder_tensor(&ins[1]),
         op => bail!("{}: cannot fold {op}", at(n)),
     })
 }
@@ -188,6 +211,7 @@ impl Reader<'_> {
                 nhwc: false,
                 hwc: v.nhwc.then_some((c, side, side)),
                 grouped: None,
+                view: None,
             },
         );
         Ok(())

@@ -1,0 +1,729 @@
+//! Vision transformers in ONNX graphs. The exporters write a transformer's
+//! tokens ([batch, tokens, channels]) through layout ops: Reshape,
+//! Transpose, Gather, Slice, Split, Squeeze, Unsqueeze of the tokens, the
+//! heads' [batch, heads, tokens, d] and the TorchScript exporter's
+//! [tokens, batch, channels]. Those are followed as views: an index tensor
+//! giving, for each element of the value (at batch 1), the element of a
+//! node's output (flat, batch 1) it is. A view is then read as what it is:
+//! - a node's tokens in order: those tokens;
+//! - one token's channels (a Gather): a `token` node;
+//! - a conv's maps as patch tokens (Reshape to [1, C, S²], Transpose): an
+//!   `embed` node, which a Concat of learned tokens before them (the class
+//!   and distillation tokens) and an Add of a constant (the position
+//!   embedding) complete;
+//! - whole tokens' channels times a constant matrix (MatMul, Gemm): a
+//!   linear layer on the tokens;
+//! - `scale`·q kᵀ of two views of one [q | k | v] projection, Softmax, times
+//!   a third view: an `attention` node, once the views are checked, element
+//!   by element, to be its heads' q, k and v and the scale 1/√d.
+//!
+//! Each residual Add of tokens after an MLP ends a block: a `grid` node
+//! reading it (the patch tokens as maps) is the block's unit.
+
+use super::*;
+
+/// How a value is held when not as its node's output.
+pub(super) enum View {
+    /// `index`: for each element of the value (its shape at batch 1), the
+    /// element of the node's output it is; the value is those times `scale`.
+    Index { index: Tensor, scale: f64 },
+    /// `scale`·q kᵀ for two index views of the node (q: [.., N, d], k:
+    /// [.., d, N]), its softmax over the last axis once `softmax`.
+    Scores {
+        q: Tensor,
+        k: Tensor,
+        scale: f64,
+        softmax: bool,
+    },
+}
+
+impl View {
+    /// The value's shape at batch 1.
+    pub(super) fn size(&self) -> Vec<i64> {
+        match self {
+            View::Index { index, .. } => index.size(),
+            View::Scores { q, k, .. } => {
+                let mut s = q.size();
+                let n = s.len();
+                s[n - 1] = *k.size().last().unwrap_or(&0);
+                s
+            }
+        }
+    }
+}
+
+/// The ops that only move elements.
+const LAYOUT: &[&str] = &[
+    "Reshape",
+    "Transpose",
+    "Gather",
+    "Slice",
+    "Split",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Identity",
+    "Dropout",
+];
+
+/// A view for error messages.
+pub(super) fn describe(v: &Value) -> String {
+    match v.view.as_deref() {
+        Some(View::Index { index, .. }) => format!("as {:?}", index.size()),
+        Some(View::Scores { softmax, .. }) => {
+            format!("attention {}", if *softmax { "weights" } else { "scores" })
+        }
+        None => format!("{:?}", v.shape),
+    }
+}
+
+fn int64(t: &Tensor) -> Tensor {
+    t.to_kind(Kind::Int64)
+}
+
+fn arange(n: i64) -> Tensor {
+    Tensor::arange(n, (Kind::Int64, tch::Device::Cpu))
+}
+
+/// Whether `index` (any shape) is `want` element by element.
+fn same(index: &Tensor, want: &Tensor) -> bool {
+    index.numel() == want.numel() && index.reshape([-1]).equal(&want.reshape([-1]))
+}
+
+impl Reader<'_> {
+    /// Read node `n` when it works on tokens, a view, or a conv's maps
+    /// becoming patch tokens; false: not such a node.
+    pub(super) fn tokens(&mut self, n: &NodeProto) -> Result<bool> {
+        let op = n.op_type.as_str();
+        let vals: Vec<Option<Value>> = n
+            .input
+            .iter()
+            .map(|i| self.values.get(i).cloned())
+            .collect();
+        let Some(Some(v)) = vals.first().cloned() else {
+            return self.before_tokens(n, &vals);
+        };
+        let tokens = matches!(v.shape, Shape::Tokens { .. }) || v.view.is_some();
+        let to_patches = op == "Reshape"
+            && matches!(v.shape, Shape::Maps { .. })
+            && !v.nhwc
+            && v.grouped.is_none()
+            && self.target_dims(n) == Some(3);
+        if LAYOUT.contains(&op) && (tokens || to_patches) {
+            return self.rearrange(n, &v).map(|_| true);
+        }
+        if !tokens {
+            return Ok(false);
+        }
+        let other = vals.get(1).cloned().flatten();
+        match (op, other) {
+            ("MatMul", Some(b)) => self.product(n, &v, &b).map(|_| true),
+            ("MatMul" | "Gemm", None) => self.token_linear(n, &v).map(|_| true),
+            ("Softmax", _) => self.softmax(n, &v).map(|_| true),
+            ("Add", Some(b)) if v.view.is_none() && b.view.is_none() => {
+                self.residual(n, &v, &b).map(|_| true)
+            }
+            ("Add" | "Mul" | "Div" | "Sub", None) => self.by_constant(n, &v, 0),
+            ("Concat", _) => self.prefix(n).map(|_| true),
+            ("ReduceMean", None) => self.token_mean(n, &v).map(|_| true),
+            _ => Ok(false),
+        }
+    }
+
+    /// Softmax of attention scores over their last axis.
+    fn softmax(&mut self, n: &NodeProto, v: &Value) -> Result<()> {
+        let last = v.view.as_ref().map_or(0, |w| w.size().len() as i64 - 1);
+        match v.view.as_deref() {
+            Some(View::Scores {
+                q,
+                k,
+                scale,
+                softmax: false,
+            }) if [-1, last].contains(&attr_i(n, "axis", -1)) => {
+                let view = View::Scores {
+                    q: q.shallow_clone(),
+                    k: k.shallow_clone(),
+                    scale: *scale,
+                    softmax: true,
+                };
+                self.put(&n.output[0], v, view);
+                Ok(())
+            }
+            _ => bail!(
+                "{}: a Softmax of {} (only attention scores' over their last axis is read)",
+                at(n),
+                describe(v)
+            ),
+        }
+    }
+
+    /// Nodes whose first input is a constant: Add(constant, tokens),
+    /// Mul(scale, view), Concat(class token, patch tokens).
+    fn before_tokens(&mut self, n: &NodeProto, vals: &[Option<Value>]) -> Result<bool> {
+        // Concat reads the patch tokens last; Add and Mul their second input.
+        let k = if n.op_type == "Concat" {
+            vals.len() - 1
+        } else {
+            1
+        };
+        let Some(Some(v)) = vals.get(k).cloned() else {
+            return Ok(false);
+        };
+        let tokens = matches!(v.shape, Shape::Tokens { .. }) || v.view.is_some();
+        match n.op_type.as_str() {
+            "Concat" if tokens => self.prefix(n).map(|_| true),
+            "Add" | "Mul" if tokens => self.by_constant(n, &v, 1),
+            _ => Ok(false),
+        }
+    }
+
+    /// How many axes a Reshape's constant target shape has.
+    fn target_dims(&self, n: &NodeProto) -> Option<usize> {
+        let s = n.input.get(1)?;
+        self.consts.get(s).map(|t| t.numel())
+    }
+
+    /// `v` as an index view of its node (its elements in order when it is
+    /// the node's output).
+    fn index(&self, v: &Value) -> Option<(Tensor, f64)> {
+        match v.view.as_deref() {
+            Some(View::Index { index, scale }) => Some((index.shallow_clone(), *scale)),
+            Some(View::Scores { .. }) => None,
+            None => {
+                let size = v.shape.size(1);
+                Some((arange(size.iter().product()).reshape(size.as_slice()), 1.0))
+            }
+        }
+    }
+
+    /// Name `out` a view of `v`'s node.
+    fn put(&mut self, out: &str, v: &Value, view: View) {
+        let mut w = v.clone();
+        w.view = Some(Rc::new(view));
+        self.values.insert(out.to_string(), w);
+    }
+
+    /// A layout op on a view (or on tokens, or on a conv's maps).
+    fn rearrange(&mut self, n: &NodeProto, v: &Value) -> Result<()> {
+        let (index, scale) = self.index(v).ok_or_else(|| {
+            anyhow!(
+                "{}: moves {} (zfvis reads them only into the attention's product)",
+                at(n),
+                describe(v)
+            )
+        })?;
+        if matches!(n.op_type.as_str(), "Identity" | "Dropout") {
+            let view = View::Index { index, scale };
+            self.put(&n.output[0], v, view);
+            return self.settle(n, &n.output[0].clone());
+        }
+        let mut ins = vec![index];
+        for k in n.input.iter().skip(1).filter(|s| !s.is_empty()) {
+            ins.push(self.get(k, n)?);
+        }
+        let outs: Vec<Tensor> = if n.op_type == "Split" {
+            self.split_index(n, &ins)?
+        } else {
+            vec![fold(n, &ins)?]
+        };
+        if outs.len() > n.output.len() {
+            bail!("{}: {} outputs expected", at(n), outs.len());
+        }
+        for (t, out) in outs.into_iter().zip(&n.output) {
+            self.put(
+                out,
+                v,
+                View::Index {
+                    index: int64(&t),
+                    scale,
+                },
+            );
+            self.settle(n, out)?;
+        }
+        Ok(())
+    }
+
+    /// A Split's pieces of `ins[0]` (sizes from input 1, the `split`
+    /// attribute, or equal parts, one per output).
+    fn split_index(&self, n: &NodeProto, ins: &[Tensor]) -> Result<Vec<Tensor>> {
+        let x = &ins[0];
+        let mut axis = attr_i(n, "axis", 0);
+        if axis < 0 {
+            axis += x.dim() as i64;
+        }
+        let len = *x
+            .size()
+            .get(axis as usize)
+            .ok_or_else(|| anyhow!("{}: axis {axis} of {:?}", at(n), x.size()))?;
+        let sizes = match ins.get(1) {
+            Some(t) => crate::net::values(t, "split")?,
+            None => attr_ints(n, "split").unwrap_or_else(|| {
+                let k = n.output.len().max(1) as i64;
+                vec![len / k; k as usize]
+            }),
+        };
+        if sizes.iter().sum::<i64>() != len {
+            bail!("{}: splits {sizes:?} of {len}", at(n));
+        }
+        Ok(x.split_with_sizes(sizes.as_slice(), axis))
+    }
+
+    /// Read the view named `out` as what it is (see the module's header),
+    /// when it is one of those.
+    fn settle(&mut self, n: &NodeProto, out: &str) -> Result<()> {
+        let v = self.values[out].clone();
+        let Some(View::Index { index, scale }) = v.view.as_deref() else {
+            return Ok(());
+        };
+        if *scale != 1.0 {
+            return Ok(());
+        }
+        let size = index.size();
+        match v.shape {
+            Shape::Tokens { c, .. } => {
+                if size == v.shape.size(1) && same(index, &arange(index.numel() as i64)) {
+                    let mut w = v.clone();
+                    w.view = None;
+                    self.values.insert(out.to_string(), w);
+                } else if size == [1, c] {
+                    let first = index.reshape([-1]).int64_value(&[0]);
+                    if first % c == 0 && same(index, &(arange(c) + first)) {
+                        let i = self.push(Layer::Token { index: first / c }, &[&v]);
+                        self.set(out, i, Shape::Flat(c));
+                    }
+                }
+            }
+            Shape::Maps { c, side } => {
+                let s2 = side * side;
+                let patches = arange(c * s2).reshape([c, s2]).tr();
+                if size == [1, s2, c] && same(index, &patches) {
+                    self.patches(n, out, &v, c, side);
+                }
+            }
+            Shape::Flat(_) => {}
+        }
+        Ok(())
+    }
+
+    /// A conv's maps read as patch tokens: an embed node with no learned
+    /// tokens and a zero position embedding yet.
+    fn patches(&mut self, n: &NodeProto, out: &str, v: &Value, c: i64, side: i64) {
+        let name = self.fresh(layer_name(n, "embedding"));
+        let zeros = |k: i64| Tensor::zeros([1, k, c], (Kind::Float, tch::Device::Cpu));
+        let (weight, bias) = (format!("{name}.tokens"), format!("{name}.position"));
+        self.tensors.insert(weight.clone(), zeros(0));
+        self.tensors.insert(bias.clone(), zeros(side * side));
+        let mut m = v.clone();
+        m.view = None;
+        let l = Layer::Embed {
+            name,
+            c,
+            prefix: 0,
+            side,
+            weight,
+            bias,
+        };
+        let i = self.push(l, &[&m]);
+        self.set(out, i, Shape::Tokens { c, side, prefix: 0 });
+    }
+
+    /// The embed node `v` reads, when it is the last node added (its
+    /// learned tokens and position embedding can still change).
+    fn open_embed(&self, v: &Value) -> Option<usize> {
+        let i = v
+            .node
+            .filter(|&i| self.last == Some(i) && v.view.is_none())?;
+        matches!(self.nodes[i].op, Layer::Embed { .. }).then_some(i)
+    }
+
+    /// Concat along the tokens of constants (learned tokens) before patch
+    /// tokens: the embed node's prefix.
+    fn prefix(&mut self, n: &NodeProto) -> Result<()> {
+        let ins: Vec<&String> = n.input.iter().filter(|s| !s.is_empty()).collect();
+        let (_, learned) = ins.split_last().expect("an input");
+        let v = self.raw(n, ins.len() - 1)?;
+        let axis = attr_i(n, "axis", 1);
+        let embed = self.open_embed(&v);
+        let (Some(i), true, Shape::Tokens { c, side, prefix }) =
+            (embed, axis == 1 || axis == -2, v.shape)
+        else {
+            bail!(
+                "{}: a Concat of tokens other than learned tokens before a patch embedding's",
+                at(n)
+            );
+        };
+        let mut tokens = vec![];
+        for k in learned {
+            let t = self.get(k, n)?.to_kind(Kind::Float);
+            match t.size().as_slice() {
+                [1, _, cc] if *cc == c => tokens.push(t),
+                s => bail!("{}: learned tokens of shape {s:?}, not [1, k, {c}]", at(n)),
+            }
+        }
+        let Layer::Embed {
+            weight,
+            bias,
+            prefix: p,
+            ..
+        } = &mut self.nodes[i].op
+        else {
+            unreachable!("an embed node")
+        };
+        tokens.push(self.tensors[weight.as_str()].shallow_clone());
+        let added: i64 = tokens.iter().map(|t| t.size()[1]).sum::<i64>() - prefix;
+        let pos = Tensor::cat(
+            &[
+                Tensor::zeros([1, added, c], (Kind::Float, tch::Device::Cpu)),
+                self.tensors[bias.as_str()].shallow_clone(),
+            ],
+            1,
+        );
+        // The new learned tokens, then those the embed node had.
+        let all = Tensor::cat(&tokens, 1);
+        *p = prefix + added;
+        let (weight, bias) = (weight.clone(), bias.clone());
+        self.tensors.insert(weight, all);
+        self.tensors.insert(bias, pos);
+        let mut out = v.clone();
+        out.shape = Shape::Tokens {
+            c,
+            side,
+            prefix: prefix + added,
+        };
+        self.values.insert(n.output[0].clone(), out);
+        Ok(())
+    }
+
+    /// Add, Mul, Sub or Div of tokens or a view by the constant input
+    /// `1 - at`: a position embedding (added to an open embed node), a
+    /// linear layer's bias, a view's scale. False: left to `arithmetic`.
+    fn by_constant(&mut self, n: &NodeProto, v: &Value, at_: usize) -> Result<bool> {
+        let k = required(n, 1 - at_, "constant")?;
+        let Some(t) = self.consts.get(k).map(|t| t.to_kind(Kind::Float)) else {
+            return Ok(false);
+        };
+        let op = n.op_type.as_str();
+        if let (Some(i), "Add", Shape::Tokens { c, side, prefix }) =
+            (self.open_embed(v), op, v.shape)
+        {
+            let want = [1, prefix + side * side, c];
+            if t.numel() as i64 == want.iter().product::<i64>() {
+                let Layer::Embed { bias, .. } = &self.nodes[i].op else {
+                    unreachable!("an embed node")
+                };
+                let pos = &self.tensors[bias.as_str()] + t.reshape(want);
+                self.tensors.insert(bias.clone(), pos);
+                self.values.insert(n.output[0].clone(), v.clone());
+                return Ok(true);
+            }
+        }
+        let Some(view) = v.view.as_deref() else {
+            return Ok(false);
+        };
+        let scalar = (t.numel() == 1).then(|| t.double_value(&[]));
+        let by = match (op, scalar, at_) {
+            ("Mul", Some(s), _) => s,
+            ("Div", Some(s), 0) if s != 0.0 => 1.0 / s,
+            ("Add", _, _) => return self.view_bias(n, v, &t).map(|_| true),
+            _ => bail!(
+                "{}: {op} of {} by a constant of shape {:?}",
+                at(n),
+                describe(v),
+                t.size()
+            ),
+        };
+        let scaled = match view {
+            View::Index { index, scale } => View::Index {
+                index: index.shallow_clone(),
+                scale: scale * by,
+            },
+            View::Scores {
+                q,
+                k,
+                scale,
+                softmax: false,
+            } => View::Scores {
+                q: q.shallow_clone(),
+                k: k.shallow_clone(),
+                scale: scale * by,
+                softmax: false,
+            },
+            View::Scores { .. } => bail!("{}: scales attention weights", at(n)),
+        };
+        self.put(&n.output[0], v, scaled);
+        Ok(true)
+    }
+
+    /// A per-channel constant added to a view of the linear layer added
+    /// last: its bias.
+    fn view_bias(&mut self, n: &NodeProto, v: &Value, t: &Tensor) -> Result<()> {
+        let c = v.shape.channels();
+        let i = v
+            .node
+            .filter(|&i| self.last == Some(i) && matches!(self.nodes[i].op, Layer::Linear { .. }));
+        let whole_rows = self
+            .index(v)
+            .is_some_and(|(ix, s)| s == 1.0 && ix.size().last() == Some(&c));
+        match (i, whole_rows, t.numel() as i64 == c) {
+            (Some(i), true, true) => {
+                let (_, b) = self.nodes[i].op.tensor_names().expect("a linear layer");
+                let sum = &self.tensors[&b] + t.reshape([-1]);
+                self.tensors.insert(b, sum);
+                self.values.insert(n.output[0].clone(), v.clone());
+                Ok(())
+            }
+            _ => bail!(
+                "{}: an Add of {} and a constant of shape {:?} (only a linear layer's bias is read)",
+                at(n),
+                describe(v),
+                t.size()
+            ),
+        }
+    }
+
+    /// MatMul or Gemm of whole tokens' channels by a constant: a linear
+    /// layer on the tokens, in the view's layout.
+    fn token_linear(&mut self, n: &NodeProto, v: &Value) -> Result<()> {
+        let Shape::Tokens { c, side, prefix } = v.shape else {
+            bail!("{}: a linear layer on {}", at(n), describe(v));
+        };
+        let (index, scale) = self
+            .index(v)
+            .ok_or_else(|| anyhow!("{}: a linear layer on {}", at(n), describe(v)))?;
+        let rows = index.reshape([-1, c]);
+        let first = rows.narrow(1, 0, 1);
+        let whole = index.size().last() == Some(&c)
+            && same(&rows, &(&first + arange(c)))
+            && same(&first.remainder(c), &first.zeros_like());
+        if !whole {
+            bail!(
+                "{}: a linear layer on {} that are not whole tokens' channels",
+                at(n),
+                describe(v)
+            );
+        }
+        let (w, b) = self.weights(n)?;
+        let (o, inp) = (w.size()[0], w.size()[1]);
+        if inp != c || b.size() != [o] {
+            bail!(
+                "{}: weight {:?} / bias {:?} do not fit {c} channels",
+                at(n),
+                w.size(),
+                b.size()
+            );
+        }
+        self.n_fc += 1;
+        let name = self.fresh(layer_name(n, &format!("fc{}", self.n_fc)));
+        self.tensors
+            .insert(format!("{name}.weight"), (w * scale).contiguous());
+        self.tensors.insert(format!("{name}.bias"), b.contiguous());
+        let mut plain = v.clone();
+        plain.view = None;
+        let i = self.push(Layer::linear(&name, c, o), &[&plain]);
+        let mut size = index.size();
+        *size.last_mut().expect("an axis") = o;
+        let out = (first.floor_divide_scalar(c) * o + arange(o)).reshape(size.as_slice());
+        let shape = Shape::Tokens { c: o, side, prefix };
+        self.set(&n.output[0], i, shape);
+        let w = self.values[&n.output[0]].clone();
+        self.put(
+            &n.output[0],
+            &w,
+            View::Index {
+                index: out,
+                scale: 1.0,
+            },
+        );
+        self.settle(n, &n.output[0].clone())
+    }
+
+    /// MatMul of two activations: q kᵀ (two views of one node), or the
+    /// attention weights times v (an attention node).
+    fn product(&mut self, n: &NodeProto, a: &Value, b: &Value) -> Result<()> {
+        let refuse = || {
+            anyhow!(
+                "{}: a MatMul of {} and {} (only self-attention's q kᵀ and weights·v are read)",
+                at(n),
+                describe(a),
+                describe(b)
+            )
+        };
+        if a.node != b.node {
+            return Err(refuse());
+        }
+        match (a.view.as_deref(), self.index(b)) {
+            (Some(View::Scores { softmax: true, .. }), Some((v, vs))) => self.attend(n, a, v, vs),
+            (_, Some((k, ks))) => {
+                let (q, qs) = self.index(a).ok_or_else(refuse)?;
+                let view = View::Scores {
+                    q,
+                    k,
+                    scale: qs * ks,
+                    softmax: false,
+                };
+                self.put(&n.output[0], a, view);
+                Ok(())
+            }
+            _ => Err(refuse()),
+        }
+    }
+
+    /// softmax(scale·q kᵀ)·v of views of one node: an attention node when
+    /// the node's tokens hold [q | k | v] in heads of d channels, q, k and
+    /// v are their heads ([.., heads, N, d], kᵀ [.., heads, d, N]) and the
+    /// scale is 1/√d.
+    fn attend(&mut self, n: &NodeProto, probs: &Value, v: Tensor, vscale: f64) -> Result<()> {
+        let Some(View::Scores { q, k, scale, .. }) = probs.view.as_deref() else {
+            unreachable!("attention weights")
+        };
+        let Shape::Tokens {
+            c: c3,
+            side,
+            prefix,
+        } = probs.shape
+        else {
+            bail!("{}: attention over {:?}", at(n), probs.shape);
+        };
+        let tokens = prefix + side * side;
+        let d = *q.size().last().unwrap_or(&0);
+        let c = c3 / 3;
+        if d == 0 || c3 % 3 != 0 || c % d != 0 {
+            bail!(
+                "{}: attention of heads of {d} channels on {c3} channels (expected [q | k | v])",
+                at(n)
+            );
+        }
+        let heads = c / d;
+        let base = arange(tokens * c3).reshape([tokens, 3, heads, d]);
+        let part = |j: i64| base.select(1, j).permute([1, 0, 2]);
+        let ends = |t: &Tensor, want: [i64; 2]| t.size().ends_with(&want);
+        let fits = ends(q, [tokens, d])
+            && ends(k, [d, tokens])
+            && ends(&v, [tokens, d])
+            && same(q, &part(0))
+            && same(k, &part(1).transpose(1, 2))
+            && same(&v, &part(2));
+        if !fits {
+            bail!(
+                "{}: attention whose q, k and v are not the heads of one [q | k | v] projection ({heads} heads of {d})",
+                at(n)
+            );
+        }
+        let total = scale * vscale * (d as f64).sqrt();
+        if (total - 1.0).abs() > 1e-4 || (vscale - 1.0).abs() > 1e-6 {
+            bail!(
+                "{}: attention scaled by {} (softmax(q kᵀ/√d) v is read, 1/√{d} = {})",
+                at(n),
+                scale * vscale,
+                1.0 / (d as f64).sqrt()
+            );
+        }
+        let mut qkv = probs.clone();
+        qkv.view = None;
+        let i = self.push(Layer::Attention { heads }, &[&qkv]);
+        self.attended = true;
+        let shape = Shape::Tokens { c, side, prefix };
+        self.set(&n.output[0], i, shape);
+        let w = self.values[&n.output[0]].clone();
+        let index = arange(tokens * c)
+            .reshape([tokens, heads, d])
+            .permute([1, 0, 2])
+            .reshape(q.size().as_slice());
+        self.put(&n.output[0], &w, View::Index { index, scale: 1.0 });
+        Ok(())
+    }
+
+    /// The mean of the patch tokens (after the learned ones, a Slice), a
+    /// mean-pooling head: the grid's global average.
+    fn token_mean(&mut self, n: &NodeProto, v: &Value) -> Result<()> {
+        let axes = match n.input.get(1).filter(|s| !s.is_empty()) {
+            Some(s) => crate::net::values(&self.get(s, n)?, "axes")?,
+            None => attr_ints(n, "axes").unwrap_or_default(),
+        };
+        let Shape::Tokens { c, side, prefix } = v.shape else {
+            unreachable!("tokens")
+        };
+        let s2 = side * side;
+        let patches = self.index(v).is_some_and(|(index, scale)| {
+            scale == 1.0
+                && index.size() == [1, s2, c]
+                && same(&index, &(arange(s2 * c) + prefix * c))
+        });
+        if !patches || !matches!(axes.as_slice(), [1] | [-2]) || attr_i(n, "keepdims", 1) != 0 {
+            bail!(
+                "{}: a ReduceMean of {} over axes {axes:?} (only the mean of the patch tokens is read)",
+                at(n),
+                describe(v)
+            );
+        }
+        let mut plain = v.clone();
+        plain.view = None;
+        let g = self.push(Layer::Grid { prefix }, &[&plain]);
+        let maps = Value {
+            node: Some(g),
+            shape: Shape::Maps { c, side },
+            nhwc: false,
+            hwc: None,
+            grouped: None,
+            view: None,
+        };
+        let p = self.push(Layer::AdaptiveAvgPool { out: 1 }, &[&maps]);
+        let pooled = Value {
+            node: Some(p),
+            shape: Shape::Maps { c, side: 1 },
+            ..maps
+        };
+        let f = self.push(Layer::Flatten, &[&pooled]);
+        self.set(&n.output[0], f, Shape::Flat(c));
+        Ok(())
+    }
+
+    /// Tokens plus tokens: a residual connection. The one after an MLP (no
+    /// attention since the last) ends a block, whose unit is a grid node of
+    /// its patch tokens.
+    fn residual(&mut self, n: &NodeProto, a: &Value, b: &Value) -> Result<()> {
+        if a.shape != b.shape {
+            bail!(
+                "{}: adds tokens of shapes {:?} and {:?}",
+                at(n),
+                a.shape,
+                b.shape
+            );
+        }
+        let i = self.push(Layer::Add, &[a, b]);
+        self.set(&n.output[0], i, a.shape);
+        if std::mem::take(&mut self.attended) {
+            return Ok(());
+        }
+        let Shape::Tokens { prefix, .. } = a.shape else {
+            unreachable!("tokens")
+        };
+        let name = self.fresh(block_name(n));
+        let sum = self.values[&n.output[0]].clone();
+        let g = self.push(Layer::Grid { prefix }, &[&sum]);
+        self.nodes[g].name = Some(name);
+        Ok(())
+    }
+}
+
+/// A block's name: the module path the dynamo exporter records
+/// (`encoder.layers.encoder_layer_3`), else the Add's output, which the
+/// TorchScript exporter names by scope (`/blocks/blocks.3/Add_1_output_0`).
+fn block_name(n: &NodeProto) -> String {
+    let scopes = n
+        .metadata_props
+        .iter()
+        .find(|p| p.key == "pkg.torch.onnx.name_scopes")
+        .map(|p| {
+            p.value
+                .trim_matches(|c| c == '[' || c == ']')
+                .split(", ")
+                .map(|s| s.trim_matches('\'').to_string())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    match scopes.as_slice() {
+        [.., module, _] if !module.is_empty() => module.clone(),
+        _ => n.output[0].clone(),
+    }
+}
