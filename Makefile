@@ -26,9 +26,10 @@ $(VENV)/.ok:
 	touch $@
 
 # Reference networks for the import tests and benchmarks: torchvision
-# (matching torch), pytorchcv, onnx, onnxruntime, onnxscript (torch.onnx.export's default exporter).
+# (matching torch), pytorchcv, onnx, onnxruntime, onnxscript (torch.onnx.export's default exporter),
+# timm (DeiT and other ViTs as users export them).
 $(VENV)/.refs: $(VENV)/.ok
-	$(VENV)/bin/pip install -q torch==$(TORCH) torchvision==$(TORCHVISION) pytorchcv onnx onnxruntime onnxscript
+	$(VENV)/bin/pip install -q torch==$(TORCH) torchvision==$(TORCHVISION) pytorchcv onnx onnxruntime onnxscript timm==1.0.31
 	touch $@
 
 # References of the attribution methods and their scores: Captum, scipy, scikit-image.

@@ -23,6 +23,10 @@ usage:
       M.logits.npy, M.block{i}.npy (block i's patch tokens as [C, 14, 14]
       maps, from forward hooks), M.rollout.npy (NumPy, mean of heads,
       discard 0.9).
+  vit_ref.py swin_onnx OUT_DIR [SIZE]
+      A torchvision Swin of two stages of two blocks (32 channels, 7x7
+      windows), random weights, exported by both exporters at SIZE px
+      (default 112) -> swin_{ts,dynamo}.onnx, x.npy, swin.logits.npy.
   vit_ref.py swin OUT_DIR [SIZE]
       A Swin-T layout cut to two stages of two blocks -> model.pth, x.npy,
       logits.npy, class.json, gradcam.npy (the package at features.3.1),
@@ -244,6 +248,20 @@ def onnx_main(out):
         np.save(f"{out}/{name}.rollout.npy", rollout(atts, 0.9, prefix).astype(np.float32))
 
 
+def swin_onnx_main(out, size=112):
+    from torchvision.models.swin_transformer import SwinTransformer
+    model = randomise(SwinTransformer(patch_size=[4, 4], embed_dim=32, depths=[2, 2], num_heads=[2, 4],
+                                      window_size=[7, 7], num_classes=10), 0)
+    x = image(size=size)
+    np.save(f"{out}/x.npy", x.numpy())
+    for ext, dynamo in [("ts", False), ("dynamo", True)]:
+        kw = {} if dynamo else {"opset_version": 17, "output_names": ["logits"]}
+        torch.onnx.export(model, (x,), f"{out}/swin_{ext}.onnx", input_names=["input"],
+                          dynamo=dynamo, verbose=False, **kw)
+    with torch.no_grad():
+        np.save(f"{out}/swin.logits.npy", model(x).numpy())
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
     mode = sys.argv[1]
@@ -253,6 +271,8 @@ if __name__ == "__main__":
         small_main(sys.argv[2], *map(int, sys.argv[3:4]))
     elif mode == "onnx":
         onnx_main(sys.argv[2])
+    elif mode == "swin_onnx":
+        swin_onnx_main(sys.argv[2], *map(int, sys.argv[3:4]))
     elif mode == "swin":
         swin_main(sys.argv[2], *map(int, sys.argv[3:4]))
     else:

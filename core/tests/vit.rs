@@ -282,6 +282,53 @@ fn vits_from_both_onnx_exporters_match_pytorch() {
     }
 }
 
+/// A torchvision Swin (two stages of two blocks, 7x7 windows) as both
+/// exporters write it (channels-last maps, the windows' reshapes, the
+/// shift's `torch.roll` as Slice and Concat, the relative position bias
+/// and the mask as constants, patch merging as strided slices): read as
+/// window attention and patch merging nodes, logits against PyTorch
+/// (1e-4 relative), at 112 px and at 96 px (24 = 28 − 4: padded to the
+/// window and cropped back).
+#[test]
+fn swin_from_both_onnx_exporters_matches_pytorch() {
+    for size in [112, 96] {
+        let dir = tempdir("swin-onnx");
+        let s = size.to_string();
+        python("vit_ref.py", &["swin_onnx", dir.to_str().unwrap(), &s]);
+        let read = |n: &str| Tensor::read_npy(dir.join(n)).unwrap();
+        let x = read("x.npy");
+        for exporter in ["ts", "dynamo"] {
+            let what = format!("Swin ({exporter}, {size} px)");
+            let out = dir.join(format!("swin-{exporter}"));
+            import(&ImportOptions {
+                from: dir.join(format!("swin_{exporter}.onnx")),
+                out: out.clone(),
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+            let net = ModelDir::open(&out)
+                .unwrap()
+                .load(None, Device::Cpu)
+                .unwrap();
+            let got = zfvis_core::tch::no_grad(|| net.forward_t(&x, false));
+            let d = max_rel(&got, &read("swin.logits.npy"));
+            eprintln!("{what}: logits within {d:.2e} relative");
+            assert!(d < 1e-4, "{what}: logits differ by {d} relative");
+            let count = |f: fn(&Layer) -> bool| net.spec.nodes.iter().filter(|n| f(&n.op)).count();
+            let shifted = |l: &Layer| matches!(l, Layer::WindowAttention { shift: 3, .. });
+            assert_eq!(
+                count(|l| matches!(l, Layer::WindowAttention { .. })),
+                4,
+                "{what}: a window attention per block"
+            );
+            // Stage 2's grid (14 or 12 px after padding) fits one window
+            // row of 2; its second block shifts too.
+            assert_eq!(count(shifted), 2, "{what}: the shifted blocks");
+            assert_eq!(count(|l| matches!(l, Layer::PatchMerge)), 1, "{what}");
+        }
+    }
+}
+
 #[test]
 fn a_small_swin_matches_the_reference_tools() {
     let dir = tempdir("swin-small");

@@ -28,7 +28,7 @@ pub use graph::{Arch, NetSpec, Node, Preset};
 pub use ops::{
     binary_shape, channels_last, concat_shape, lrn, lrn_with, shuffle, Layer, Params, Shape, Window,
 };
-pub use transformer::{attention_weights, heads_of};
+pub use transformer::{attention_weights, heads_of, merge, relative_index, shift_mask, windows};
 pub use units::{ConvInfo, Unit};
 
 use anyhow::Result;

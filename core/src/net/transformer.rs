@@ -54,7 +54,7 @@ pub fn attention_weights(qkv: &Tensor, heads: i64) -> Tensor {
 
 /// The relative position index of a window's positions, [n, n] with n =
 /// window²: (dy + w − 1)·(2w − 1) + (dx + w − 1).
-fn relative_index(w: i64, dev: tch::Device) -> Tensor {
+pub fn relative_index(w: i64, dev: tch::Device) -> Tensor {
     let n = w * w;
     let mut idx = Vec::with_capacity((n * n) as usize);
     for i in 0..n {
@@ -68,7 +68,7 @@ fn relative_index(w: i64, dev: tch::Device) -> Tensor {
 
 /// The shifted windows' mask, [windows, n, n]: −100 between positions
 /// that came from different regions of the rolled maps, 0 within one.
-fn shift_mask(side: i64, w: i64, shift: i64, dev: tch::Device) -> Tensor {
+pub fn shift_mask(side: i64, w: i64, shift: i64, dev: tch::Device) -> Tensor {
     let bounds = [0, side - w, side - shift, side];
     let region = |v: i64| (0..3).find(|&k| v < bounds[k + 1]).unwrap_or(2);
     let per = side / w;
@@ -84,6 +84,22 @@ fn shift_mask(side: i64, w: i64, shift: i64, dev: tch::Device) -> Tensor {
     let m = Tensor::from_slice(&ids).view([per * per, n]).to_device(dev);
     let d = m.unsqueeze(1) - m.unsqueeze(2);
     d.ne(0.0).to_kind(Kind::Float) * -100.0
+}
+
+/// Maps [B, C, S, S] rolled by −`shift` (the shift already 0 where one
+/// window covers them) and split in windows: [B·windows, w², C], each
+/// window's positions row-major (torchvision's `shifted_window_attention`).
+pub fn windows(h: &Tensor, w: i64, shift: i64) -> Tensor {
+    let s = h.size();
+    let (b, c, side) = (s[0], s[1], s[2]);
+    let per = side / w;
+    let mut x = h.permute([0, 2, 3, 1]);
+    if shift > 0 {
+        x = x.roll([-shift, -shift], [1, 2]);
+    }
+    x.reshape([b, per, w, per, w, c])
+        .permute([0, 1, 3, 2, 4, 5])
+        .reshape([b * per * per, w * w, c])
 }
 
 /// Window attention of maps holding [q | k | v] with the relative position
@@ -103,15 +119,7 @@ pub fn window_attention(
     let c = c3 / 3;
     let shift = if w >= side { 0 } else { shift };
     let (per, n) = (side / w, w * w);
-    let mut x = h.permute([0, 2, 3, 1]);
-    if shift > 0 {
-        x = x.roll([-shift, -shift], [1, 2]);
-    }
-    let x = x
-        .reshape([b, per, w, per, w, c3])
-        .permute([0, 1, 3, 2, 4, 5])
-        .reshape([b * per * per, n, c3]);
-    let (q, k, v) = heads_of(&x, heads);
+    let (q, k, v) = heads_of(&windows(h, w, shift), heads);
     let d = c / heads;
     let attn = if cosine {
         let norm = |t: &Tensor| {

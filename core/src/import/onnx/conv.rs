@@ -269,7 +269,7 @@ impl Reader<'_> {
     /// A constant Pad with zeros on H and W: a Pad node (a zero-width one
     /// is an alias).
     pub(super) fn pad(&mut self, n: &NodeProto) -> Result<()> {
-        let v = self.nchw(n, 0)?;
+        let v = self.value(n, 0)?;
         let Shape::Maps { c, side } = v.shape else {
             bail!("{}: its input is not a map", at(n));
         };
@@ -297,7 +297,13 @@ impl Reader<'_> {
             }
             None => attr_ints(n, "pads").ok_or_else(|| anyhow!("{}: no pads", at(n)))?,
         };
-        // [N, C, H, W] begins then ends; nothing on N and C.
+        // [N, C, H, W] (or [N, H, W, C]) begins then ends; nothing on N and C.
+        let p: Vec<i64> = match (v.nhwc, p.as_slice()) {
+            (true, [n0, h0, w0, c0, n1, h1, w1, c1]) => {
+                vec![*n0, *c0, *h0, *w0, *n1, *c1, *h1, *w1]
+            }
+            _ => p,
+        };
         if p.len() != 8 || p[0] != 0 || p[1] != 0 || p[4] != 0 || p[5] != 0 {
             bail!(
                 "{}: pads {p:?}: only pads of H and W of a 4-d map are supported",
@@ -309,14 +315,8 @@ impl Reader<'_> {
             return self.alias(n);
         }
         let i = self.push(Layer::Pad { pads }, &[&v]);
-        self.set(
-            &n.output[0],
-            i,
-            Shape::Maps {
-                c,
-                side: side + pads[0] + pads[2],
-            },
-        );
+        let side = side + pads[0] + pads[2];
+        self.set_layout(&n.output[0], i, Shape::Maps { c, side }, v.nhwc);
         Ok(())
     }
 }

@@ -219,6 +219,10 @@ const FOLDED: &[&str] = &[
     "Where",
     "Sqrt",
     "Mod",
+    "ScatterND",
+    "Not",
+    "Range",
+    "Pow",
 ];
 
 impl<'a> Reader<'a> {
@@ -329,8 +333,11 @@ impl<'a> Reader<'a> {
         }
         let ins: Vec<&String> = n.input.iter().filter(|i| !i.is_empty()).collect();
         if n.op_type == "Shape" {
-            let v = self.raw(n, 0)?;
-            self.consts.insert(out, shape_tensor(&v));
+            let shape = match self.consts.get(required(n, 0, "data")?) {
+                Some(t) => Tensor::from_slice(&t.size()),
+                None => shape_tensor(&self.raw(n, 0)?),
+            };
+            self.consts.insert(out, shape);
             return Ok(());
         }
         if FOLDED.contains(&n.op_type.as_str())

@@ -102,14 +102,26 @@ pub(super) fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
             for k in 0..starts.len() {
                 let a = axis(axes[k], x.dim() as i64);
                 let size = t.size()[a as usize];
+                let step = steps[k];
+                if step == 0 {
+                    bail!("{}: a slice step of 0", at(n));
+                }
+                // ONNX's clamping: [0, size] going forward, [-1, size - 1] back.
+                let (lo, hi) = if step > 0 { (0, size) } else { (-1, size - 1) };
                 let clamp = |v: i64| {
-                    if v < 0 {
-                        (v + size).max(0)
-                    } else {
-                        v.min(size)
-                    }
+                    let v = if v < 0 { v.saturating_add(size) } else { v };
+                    v.clamp(lo, hi)
                 };
-                t = t.slice(a, clamp(starts[k]), clamp(ends[k]), steps[k].max(1));
+                let (b, e) = (clamp(starts[k]), clamp(ends[k]));
+                let picked: Vec<i64> = if step > 0 {
+                    (b..e).step_by(step as usize).collect()
+                } else {
+                    (e + 1..=b)
+                        .rev()
+                        .step_by(step.unsigned_abs() as usize)
+                        .collect()
+                };
+                t = t.index_select(a, &Tensor::from_slice(&picked));
             }
             t
         }
@@ -154,6 +166,49 @@ pub(super) fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
         "Where" => ins[1].where_self(&x.to_kind(Kind::Bool), &ins[2]),
         "Sqrt" => x.to_kind(Kind::Double).sqrt().to_kind(Kind::Float),
         "Mod" => x.remainder_tensor(&ins[1]),
+        "Not" => x.eq(0).to_kind(Kind::Int64),
+        "Pow" => x
+            .to_kind(Kind::Double)
+            .pow(&ins[1].to_kind(Kind::Double))
+            .to_kind(Kind::Float),
+        "Range" => {
+            let v = |k: usize| {
+                ins[k]
+                    .to_kind(Kind::Double)
+                    .reshape([-1])
+                    .double_value(&[0])
+            };
+            let kind = if x.kind() == Kind::Float {
+                Kind::Float
+            } else {
+                Kind::Int64
+            };
+            Tensor::arange_start_step(v(0), v(1), v(2), (Kind::Double, tch::Device::Cpu))
+                .to_kind(kind)
+        }
+        "ScatterND" => {
+            // data[indices[i]] = updates[i] over the first k axes.
+            let (idx, upd) = (ins[1].to_kind(Kind::Int64), &ins[2]);
+            let dims = x.size();
+            let k = *idx.size().last().unwrap_or(&0) as usize;
+            if k == 0 || k > dims.len() {
+                bail!(
+                    "{}: indices of shape {:?} for data {dims:?}",
+                    at(n),
+                    idx.size()
+                );
+            }
+            let rows = idx.reshape([-1, k as i64]);
+            let mut lin = rows.select(1, 0);
+            for j in 1..k {
+                lin = lin * dims[j] + rows.select(1, j as i64);
+            }
+            let lead: i64 = dims[..k].iter().product();
+            let rest: i64 = dims[k..].iter().product();
+            let out = x.reshape([lead, rest]).copy();
+            let upd = upd.to_kind(x.kind()).reshape([rows.size()[0], rest]);
+            out.index_copy(0, &lin, &upd).reshape(dims.as_slice())
+        }
         op => bail!("{}: cannot fold {op}", at(n)),
     })
 }

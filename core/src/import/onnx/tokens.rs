@@ -27,12 +27,15 @@ pub(super) enum View {
     /// `index`: for each element of the value (its shape at batch 1), the
     /// element of the node's output it is; the value is those times `scale`.
     Index { index: Tensor, scale: f64 },
-    /// `scale`·q kᵀ for two index views of the node (q: [.., N, d], k:
-    /// [.., d, N]), its softmax over the last axis once `softmax`.
+    /// `scale`·q kᵀ + `bias` for two index views of the node (q: [.., N,
+    /// d], k: [.., d, N]), seen as `shape`; its softmax over the last axis
+    /// once `softmax`.
     Scores {
         q: Tensor,
         k: Tensor,
         scale: f64,
+        bias: Tensor,
+        shape: Vec<i64>,
         softmax: bool,
     },
 }
@@ -42,12 +45,33 @@ impl View {
     pub(super) fn size(&self) -> Vec<i64> {
         match self {
             View::Index { index, .. } => index.size(),
-            View::Scores { q, k, .. } => {
-                let mut s = q.size();
-                let n = s.len();
-                s[n - 1] = *k.size().last().unwrap_or(&0);
-                s
-            }
+            View::Scores { shape, .. } => shape.clone(),
+        }
+    }
+
+    /// The same scores changed by `f` (scale, bias, shape, softmax).
+    fn scores(&self, f: impl FnOnce(&mut f64, &mut Tensor, &mut Vec<i64>, &mut bool)) -> View {
+        let View::Scores {
+            q,
+            k,
+            scale,
+            bias,
+            shape,
+            softmax,
+        } = self
+        else {
+            unreachable!("attention scores")
+        };
+        let (mut scale, mut bias, mut shape, mut softmax) =
+            (*scale, bias.shallow_clone(), shape.clone(), *softmax);
+        f(&mut scale, &mut bias, &mut shape, &mut softmax);
+        View::Scores {
+            q: q.shallow_clone(),
+            k: k.shallow_clone(),
+            scale,
+            bias,
+            shape,
+            softmax,
         }
     }
 }
@@ -109,8 +133,11 @@ impl Reader<'_> {
             && !v.nhwc
             && v.grouped.is_none()
             && self.target_dims(n) == Some(3);
-        if LAYOUT.contains(&op) && (tokens || to_patches) {
+        if LAYOUT.contains(&op) && (tokens || to_patches || self.spatial(n, &v)) {
             return self.rearrange(n, &v).map(|_| true);
+        }
+        if op == "Concat" && self.joins(n) {
+            return self.join(n).map(|_| true);
         }
         if !tokens {
             return Ok(false);
@@ -134,18 +161,10 @@ impl Reader<'_> {
     fn softmax(&mut self, n: &NodeProto, v: &Value) -> Result<()> {
         let last = v.view.as_ref().map_or(0, |w| w.size().len() as i64 - 1);
         match v.view.as_deref() {
-            Some(View::Scores {
-                q,
-                k,
-                scale,
-                softmax: false,
-            }) if [-1, last].contains(&attr_i(n, "axis", -1)) => {
-                let view = View::Scores {
-                    q: q.shallow_clone(),
-                    k: k.shallow_clone(),
-                    scale: *scale,
-                    softmax: true,
-                };
+            Some(w @ View::Scores { softmax: false, .. })
+                if [-1, last].contains(&attr_i(n, "axis", -1)) =>
+            {
+                let view = w.scores(|_, _, _, softmax| *softmax = true);
                 self.put(&n.output[0], v, view);
                 Ok(())
             }
@@ -177,6 +196,76 @@ impl Reader<'_> {
         }
     }
 
+    /// Whether layout op `n` moves plain maps other than as the CNN
+    /// readers do (NHWC <-> NCHW, flattens, channel slices): Swin's
+    /// windows, roll and patch merging on channels-last maps.
+    fn spatial(&self, n: &NodeProto, v: &Value) -> bool {
+        if !matches!(v.shape, Shape::Maps { .. }) || v.view.is_some() || v.grouped.is_some() {
+            return false;
+        }
+        let ints = |k: usize, name: &str| match n.input.get(k).filter(|s| !s.is_empty()) {
+            Some(s) => self
+                .consts
+                .get(s)
+                .and_then(|t| crate::net::values(t, name).ok()),
+            None => attr_ints(n, name),
+        };
+        let channel = |a: i64| {
+            if v.nhwc {
+                a == 3 || a == -1
+            } else {
+                a == 1 || a == -3
+            }
+        };
+        match n.op_type.as_str() {
+            "Reshape" => v.nhwc && self.target_dims(n).is_some_and(|d| d != 2),
+            "Slice" => ints(3, "axes").is_none_or(|axes| axes.iter().any(|&a| !channel(a))),
+            "Transpose" => {
+                let perm = attr_ints(n, "perm").unwrap_or_default();
+                perm != (if v.nhwc { [0, 3, 1, 2] } else { [0, 2, 3, 1] })
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether Concat `n` joins views (or layouts) of one node's output.
+    fn joins(&self, n: &NodeProto) -> bool {
+        let vs: Vec<Option<&Value>> = n.input.iter().map(|i| self.values.get(i)).collect();
+        vs.len() > 1
+            && vs.iter().all(|v| {
+                v.is_some_and(|v| v.node.is_some() && v.node == vs[0].and_then(|w| w.node))
+            })
+            && vs.iter().any(|v| v.is_some_and(|v| v.view.is_some()))
+    }
+
+    /// A Concat of views of one node: their indices joined.
+    fn join(&mut self, n: &NodeProto) -> Result<()> {
+        let vs: Vec<Value> = (0..n.input.len())
+            .map(|k| self.raw(n, k))
+            .collect::<Result<_>>()?;
+        let parts: Vec<(Tensor, f64)> = vs
+            .iter()
+            .map(|v| self.index(v))
+            .collect::<Option<_>>()
+            .ok_or_else(|| anyhow!("{}: joins attention scores", at(n)))?;
+        let scale = parts[0].1;
+        if parts.iter().any(|p| p.1 != scale) {
+            bail!("{}: joins views scaled differently", at(n));
+        }
+        let dims = parts[0].0.dim() as i64;
+        let axis = attr_i(n, "axis", 0);
+        let axis = if axis < 0 { axis + dims } else { axis };
+        let index = Tensor::cat(
+            &parts
+                .iter()
+                .map(|p| p.0.shallow_clone())
+                .collect::<Vec<_>>(),
+            axis,
+        );
+        self.put(&n.output[0], &vs[0], View::Index { index, scale });
+        self.settle(n, &n.output[0].clone())
+    }
+
     /// How many axes a Reshape's constant target shape has.
     fn target_dims(&self, n: &NodeProto) -> Option<usize> {
         let s = n.input.get(1)?;
@@ -189,9 +278,14 @@ impl Reader<'_> {
         match v.view.as_deref() {
             Some(View::Index { index, scale }) => Some((index.shallow_clone(), *scale)),
             Some(View::Scores { .. }) => None,
+            None if v.grouped.is_some() => None,
             None => {
                 let size = v.shape.size(1);
-                Some((arange(size.iter().product()).reshape(size.as_slice()), 1.0))
+                let index = arange(size.iter().product()).reshape(size.as_slice());
+                match (v.nhwc, v.shape) {
+                    (true, Shape::Maps { .. }) => Some((index.permute([0, 2, 3, 1]), 1.0)),
+                    _ => Some((index, 1.0)),
+                }
             }
         }
     }
@@ -205,6 +299,25 @@ impl Reader<'_> {
 
     /// A layout op on a view (or on tokens, or on a conv's maps).
     fn rearrange(&mut self, n: &NodeProto, v: &Value) -> Result<()> {
+        if let (Some(w @ View::Scores { .. }), "Reshape") = (v.view.as_deref(), n.op_type.as_str())
+        {
+            // Scores regrouped (Swin's [windows, heads] <-> [batch, windows, heads]).
+            let from = w.size();
+            let shape = fold(
+                n,
+                &[
+                    Tensor::zeros(from.as_slice(), (Kind::Float, tch::Device::Cpu)),
+                    self.get(required(n, 1, "shape")?, n)?,
+                ],
+            )?
+            .size();
+            if shape.len() < 2 || shape[shape.len() - 2..] != from[from.len() - 2..] {
+                bail!("{}: reshapes attention scores {from:?} to {shape:?}", at(n));
+            }
+            let view = w.scores(|_, _, s, _| *s = shape);
+            self.put(&n.output[0], v, view);
+            return Ok(());
+        }
         let (index, scale) = self.index(v).ok_or_else(|| {
             anyhow!(
                 "{}: moves {} (zfvis reads them only into the attention's product)",
@@ -295,9 +408,37 @@ impl Reader<'_> {
             }
             Shape::Maps { c, side } => {
                 let s2 = side * side;
-                let patches = arange(c * s2).reshape([c, s2]).tr();
+                let nchw = arange(c * s2).reshape([1, c, side, side]);
+                let nhwc = nchw.permute([0, 2, 3, 1]);
+                let patches = nchw.reshape([c, s2]).tr();
+                let mut plain = v.clone();
+                plain.view = None;
                 if size == [1, s2, c] && same(index, &patches) {
                     self.patches(n, out, &v, c, side);
+                } else if size == [1, c, side, side] && same(index, &nchw) {
+                    plain.nhwc = false;
+                    self.values.insert(out.to_string(), plain);
+                } else if size == [1, side, side, c] && same(index, &nhwc) {
+                    plain.nhwc = true;
+                    self.values.insert(out.to_string(), plain);
+                } else if size.len() == 4 && size[1] == size[2] && size[1] < side && size[3] == c {
+                    // The top-left of the maps (padding to the window, cut off).
+                    let cut = size[1];
+                    if same(index, &nhwc.narrow(1, 0, cut).narrow(2, 0, cut)) {
+                        let i = self.push(Layer::Crop { side: cut }, &[&plain]);
+                        self.set_layout(out, i, Shape::Maps { c, side: cut }, true);
+                    }
+                } else if side % 2 == 0
+                    && size == [1, side / 2, side / 2, 4 * c]
+                    && same(index, &crate::net::merge(&nchw).permute([0, 2, 3, 1]))
+                {
+                    // Swin's patch merging: 2x2 positions as 4C channels.
+                    let i = self.push(Layer::PatchMerge, &[&plain]);
+                    let merged = Shape::Maps {
+                        c: 4 * c,
+                        side: side / 2,
+                    };
+                    self.set_layout(out, i, merged, true);
                 }
             }
             Shape::Flat(_) => {}
@@ -421,6 +562,25 @@ impl Reader<'_> {
             return Ok(false);
         };
         let scalar = (t.numel() == 1).then(|| t.double_value(&[]));
+        if let (View::Scores { softmax: false, .. }, "Add") = (view, op) {
+            // A bias on the scores (Swin's relative positions, its mask).
+            let mut fits = true;
+            let added = view.scores(|_, bias, shape, _| {
+                let sum = bias.reshape(shape.as_slice()) + &t;
+                fits = sum.size() == *shape;
+                *bias = sum;
+            });
+            if !fits {
+                bail!(
+                    "{}: adds {:?} to attention scores {:?}",
+                    at(n),
+                    t.size(),
+                    view.size()
+                );
+            }
+            self.put(&n.output[0], v, added);
+            return Ok(true);
+        }
         let by = match (op, scalar, at_) {
             ("Mul", Some(s), _) => s,
             ("Div", Some(s), 0) if s != 0.0 => 1.0 / s,
@@ -437,17 +597,10 @@ impl Reader<'_> {
                 index: index.shallow_clone(),
                 scale: scale * by,
             },
-            View::Scores {
-                q,
-                k,
-                scale,
-                softmax: false,
-            } => View::Scores {
-                q: q.shallow_clone(),
-                k: k.shallow_clone(),
-                scale: scale * by,
-                softmax: false,
-            },
+            View::Scores { softmax: false, .. } => view.scores(|scale, bias, _, _| {
+                *scale *= by;
+                *bias = &*bias * by;
+            }),
             View::Scores { .. } => bail!("{}: scales attention weights", at(n)),
         };
         self.put(&n.output[0], v, scaled);
@@ -460,7 +613,8 @@ impl Reader<'_> {
         let c = v.shape.channels();
         let i = v
             .node
-            .filter(|&i| self.last == Some(i) && matches!(self.nodes[i].op, Layer::Linear { .. }));
+            .filter(|&i| self.last == Some(i))
+            .filter(|&i| matches!(self.nodes[i].op, Layer::Linear { .. } | Layer::Conv { .. }));
         let whole_rows = self
             .index(v)
             .is_some_and(|(ix, s)| s == 1.0 && ix.size().last() == Some(&c));
@@ -481,20 +635,26 @@ impl Reader<'_> {
         }
     }
 
-    /// MatMul or Gemm of whole tokens' channels by a constant: a linear
-    /// layer on the tokens, in the view's layout.
+    /// MatMul or Gemm of whole tokens' (or positions') channels by a
+    /// constant: a linear layer on the tokens (a 1x1 conv on maps), in the
+    /// view's layout.
     fn token_linear(&mut self, n: &NodeProto, v: &Value) -> Result<()> {
-        let Shape::Tokens { c, side, prefix } = v.shape else {
-            bail!("{}: a linear layer on {}", at(n), describe(v));
+        let refuse = || anyhow!("{}: a linear layer on {}", at(n), describe(v));
+        let (c, stride) = match v.shape {
+            Shape::Tokens { c, .. } => (c, 1),
+            Shape::Maps { c, side } => (c, side * side),
+            Shape::Flat(_) => return Err(refuse()),
         };
-        let (index, scale) = self
-            .index(v)
-            .ok_or_else(|| anyhow!("{}: a linear layer on {}", at(n), describe(v)))?;
+        let (index, scale) = self.index(v).ok_or_else(refuse)?;
         let rows = index.reshape([-1, c]);
         let first = rows.narrow(1, 0, 1);
+        // A row's channels in order: a token's (t·C + j), a position's (p + j·S²).
         let whole = index.size().last() == Some(&c)
-            && same(&rows, &(&first + arange(c)))
-            && same(&first.remainder(c), &first.zeros_like());
+            && same(&rows, &(&first + arange(c) * stride))
+            && match v.shape {
+                Shape::Tokens { .. } => same(&first.remainder(c), &first.zeros_like()),
+                _ => first.max().int64_value(&[]) < stride,
+            };
         if !whole {
             bail!(
                 "{}: a linear layer on {} that are not whole tokens' channels",
@@ -512,28 +672,44 @@ impl Reader<'_> {
                 b.size()
             );
         }
-        self.n_fc += 1;
-        let name = self.fresh(layer_name(n, &format!("fc{}", self.n_fc)));
-        self.tensors
-            .insert(format!("{name}.weight"), (w * scale).contiguous());
-        self.tensors.insert(format!("{name}.bias"), b.contiguous());
+        let w = w * scale;
         let mut plain = v.clone();
         plain.view = None;
-        let i = self.push(Layer::linear(&name, c, o), &[&plain]);
         let mut size = index.size();
         *size.last_mut().expect("an axis") = o;
-        let out = (first.floor_divide_scalar(c) * o + arange(o)).reshape(size.as_slice());
-        let shape = Shape::Tokens { c: o, side, prefix };
+        let (l, shape, out) = match v.shape {
+            Shape::Tokens { side, prefix, .. } => {
+                self.n_fc += 1;
+                let name = self.fresh(layer_name(n, &format!("fc{}", self.n_fc)));
+                self.tensors
+                    .insert(format!("{name}.weight"), w.contiguous());
+                let out = first.floor_divide_scalar(c) * o + arange(o);
+                (
+                    Layer::linear(&name, c, o),
+                    Shape::Tokens { c: o, side, prefix },
+                    out,
+                )
+            }
+            _ => {
+                let side = (stride as f64).sqrt().round() as i64;
+                self.n_conv += 1;
+                let name = self.fresh(layer_name(n, &format!("conv{}", self.n_conv)));
+                self.tensors.insert(
+                    format!("{name}.weight"),
+                    w.reshape([o, c, 1, 1]).contiguous(),
+                );
+                let out = &first + arange(o) * stride;
+                let l = Layer::conv(&name, c, o, Window::new(1, 1, 0));
+                (l, Shape::Maps { c: o, side }, out)
+            }
+        };
+        let name = l.name().expect("a named layer").to_string();
+        self.tensors.insert(format!("{name}.bias"), b.contiguous());
+        let i = self.push(l, &[&plain]);
         self.set(&n.output[0], i, shape);
         let w = self.values[&n.output[0]].clone();
-        self.put(
-            &n.output[0],
-            &w,
-            View::Index {
-                index: out,
-                scale: 1.0,
-            },
-        );
+        let index = out.reshape(size.as_slice());
+        self.put(&n.output[0], &w, View::Index { index, scale: 1.0 });
         self.settle(n, &n.output[0].clone())
     }
 
@@ -555,10 +731,15 @@ impl Reader<'_> {
             (Some(View::Scores { softmax: true, .. }), Some((v, vs))) => self.attend(n, a, v, vs),
             (_, Some((k, ks))) => {
                 let (q, qs) = self.index(a).ok_or_else(refuse)?;
+                let mut shape = q.size();
+                let last = shape.len() - 1;
+                shape[last] = *k.size().last().unwrap_or(&0);
                 let view = View::Scores {
                     q,
                     k,
                     scale: qs * ks,
+                    bias: Tensor::zeros(shape.as_slice(), (Kind::Float, tch::Device::Cpu)),
+                    shape,
                     softmax: false,
                 };
                 self.put(&n.output[0], a, view);
@@ -568,23 +749,18 @@ impl Reader<'_> {
         }
     }
 
-    /// softmax(scale·q kᵀ)·v of views of one node: an attention node when
-    /// the node's tokens hold [q | k | v] in heads of d channels, q, k and
-    /// v are their heads ([.., heads, N, d], kᵀ [.., heads, d, N]) and the
-    /// scale is 1/√d.
+    /// softmax(scale·q kᵀ + bias)·v of views of one node holding [q | k |
+    /// v]: an attention node (tokens; no bias) or a window attention node
+    /// (Swin's maps), once q, k and v are checked to be its heads
+    /// ([.., heads, N, d], kᵀ [.., heads, d, N]) and the scale 1/√d.
     fn attend(&mut self, n: &NodeProto, probs: &Value, v: Tensor, vscale: f64) -> Result<()> {
-        let Some(View::Scores { q, k, scale, .. }) = probs.view.as_deref() else {
+        let Some(View::Scores {
+            q, k, scale, bias, ..
+        }) = probs.view.as_deref()
+        else {
             unreachable!("attention weights")
         };
-        let Shape::Tokens {
-            c: c3,
-            side,
-            prefix,
-        } = probs.shape
-        else {
-            bail!("{}: attention over {:?}", at(n), probs.shape);
-        };
-        let tokens = prefix + side * side;
+        let c3 = probs.shape.channels();
         let d = *q.size().last().unwrap_or(&0);
         let c = c3 / 3;
         if d == 0 || c3 % 3 != 0 || c % d != 0 {
@@ -594,21 +770,6 @@ impl Reader<'_> {
             );
         }
         let heads = c / d;
-        let base = arange(tokens * c3).reshape([tokens, 3, heads, d]);
-        let part = |j: i64| base.select(1, j).permute([1, 0, 2]);
-        let ends = |t: &Tensor, want: [i64; 2]| t.size().ends_with(&want);
-        let fits = ends(q, [tokens, d])
-            && ends(k, [d, tokens])
-            && ends(&v, [tokens, d])
-            && same(q, &part(0))
-            && same(k, &part(1).transpose(1, 2))
-            && same(&v, &part(2));
-        if !fits {
-            bail!(
-                "{}: attention whose q, k and v are not the heads of one [q | k | v] projection ({heads} heads of {d})",
-                at(n)
-            );
-        }
         let total = scale * vscale * (d as f64).sqrt();
         if (total - 1.0).abs() > 1e-4 || (vscale - 1.0).abs() > 1e-6 {
             bail!(
@@ -618,19 +779,137 @@ impl Reader<'_> {
                 1.0 / (d as f64).sqrt()
             );
         }
+        let fits = |eq: &Tensor, ek: &Tensor, ev: &Tensor| {
+            let ends = |t: &Tensor, want: &Tensor| {
+                let (a, b) = (t.size(), want.size());
+                a.len() >= 2 && b.len() >= 2 && a[a.len() - 2..] == b[b.len() - 2..]
+            };
+            let kt = ek.transpose(-2, -1);
+            ends(q, eq)
+                && ends(k, &kt)
+                && ends(&v, ev)
+                && same(q, eq)
+                && same(k, &kt)
+                && same(&v, ev)
+        };
+        let refuse = || {
+            anyhow!(
+                "{}: attention whose q, k and v are not the heads of one [q | k | v] projection ({heads} heads of {d})",
+                at(n)
+            )
+        };
         let mut qkv = probs.clone();
         qkv.view = None;
-        let i = self.push(Layer::Attention { heads }, &[&qkv]);
+        let (i, shape, index) = match probs.shape {
+            Shape::Tokens { side, prefix, .. } => {
+                let tokens = prefix + side * side;
+                let base = arange(tokens * c3).reshape([1, tokens, c3]);
+                let (eq, ek, ev) = crate::net::heads_of(&base, heads);
+                if !fits(&eq, &ek, &ev) {
+                    return Err(refuse());
+                }
+                if bias.abs().max().double_value(&[]) > 0.0 {
+                    bail!("{}: attention scores with a bias added", at(n));
+                }
+                let i = self.push(Layer::Attention { heads }, &[&qkv]);
+                let out = arange(tokens * c)
+                    .reshape([tokens, heads, d])
+                    .permute([1, 0, 2]);
+                (i, Shape::Tokens { c, side, prefix }, out)
+            }
+            Shape::Maps { side, .. } => {
+                let n_w = q.size()[q.dim() - 2];
+                let w = (n_w as f64).sqrt().round() as i64;
+                let base = arange(c3 * side * side).reshape([1, c3, side, side]);
+                let shifts = if w >= side { vec![0] } else { (0..w).collect() };
+                let shift = shifts
+                    .into_iter()
+                    .find(|&sh| {
+                        let (eq, ek, ev) =
+                            crate::net::heads_of(&crate::net::windows(&base, w, sh), heads);
+                        w * w == n_w && side % w == 0 && fits(&eq, &ek, &ev)
+                    })
+                    .ok_or_else(refuse)?;
+                let i = self.window_attention(n, &qkv, bias, [c, heads, w, shift, side])?;
+                let out = arange(c * side * side).reshape([1, c, side, side]);
+                let out = crate::net::windows(&out, w, shift);
+                let nw = out.size()[0];
+                let out = out.reshape([nw, w * w, heads, d]).permute([0, 2, 1, 3]);
+                (i, Shape::Maps { c, side }, out)
+            }
+            Shape::Flat(_) => bail!("{}: attention over a vector", at(n)),
+        };
         self.attended = true;
-        let shape = Shape::Tokens { c, side, prefix };
         self.set(&n.output[0], i, shape);
         let w = self.values[&n.output[0]].clone();
-        let index = arange(tokens * c)
-            .reshape([tokens, heads, d])
-            .permute([1, 0, 2])
-            .reshape(q.size().as_slice());
+        let index = index.reshape(q.size().as_slice());
         self.put(&n.output[0], &w, View::Index { index, scale: 1.0 });
         Ok(())
+    }
+
+    /// Swin's window attention node reading `qkv`, its relative position
+    /// table read off the scores' `bias` (window 0, which the shift's mask
+    /// leaves alone), checked to give that bias and the mask everywhere.
+    fn window_attention(
+        &mut self,
+        n: &NodeProto,
+        qkv: &Value,
+        bias: &Tensor,
+        [c, heads, w, shift, side]: [i64; 5],
+    ) -> Result<usize> {
+        let nn = w * w;
+        let windows = (side / w) * (side / w);
+        if bias.numel() as i64 != windows * heads * nn * nn {
+            bail!(
+                "{}: attention scores' bias of shape {:?}",
+                at(n),
+                bias.size()
+            );
+        }
+        let bias = bias.reshape([windows, heads, nn, nn]);
+        let rel = crate::net::relative_index(w, tch::Device::Cpu).reshape([-1]);
+        let table = Tensor::zeros(
+            [(2 * w - 1) * (2 * w - 1), heads],
+            (Kind::Float, tch::Device::Cpu),
+        );
+        let first = bias.get(0).permute([1, 2, 0]).reshape([nn * nn, heads]);
+        let table = table.index_put(&[Some(rel.shallow_clone())], &first, false);
+        let mut want = table
+            .index_select(0, &rel)
+            .view([nn, nn, heads])
+            .permute([2, 0, 1])
+            .unsqueeze(0);
+        if shift > 0 {
+            want = want + crate::net::shift_mask(side, w, shift, tch::Device::Cpu).unsqueeze(1);
+        }
+        let off = (&want - &bias).abs().max().double_value(&[]);
+        if off > 1e-4 {
+            bail!(
+                "{}: attention scores' bias is not a relative position bias{} (off by {off})",
+                at(n),
+                if shift > 0 {
+                    " and the shifted windows' mask"
+                } else {
+                    ""
+                }
+            );
+        }
+        let name = self.fresh(layer_name(n, "window_attention"));
+        self.tensors
+            .insert(format!("{name}.relative_position_bias"), table.contiguous());
+        self.tensors.insert(
+            format!("{name}.logit_scale"),
+            Tensor::zeros([heads], (Kind::Float, tch::Device::Cpu)),
+        );
+        let l = Layer::WindowAttention {
+            name,
+            c,
+            heads,
+            window: w,
+            shift,
+            cosine: false,
+        };
+        Ok(self.push(l, &[qkv]))
     }
 
     /// The mean of the patch tokens (after the learned ones, a Slice), a
