@@ -200,8 +200,8 @@ pub(super) fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
             }
             let rows = idx.reshape([-1, k as i64]);
             let mut lin = rows.select(1, 0);
-            for j in 1..k {
-                lin = lin * dims[j] + rows.select(1, j as i64);
+            for (j, d) in dims.iter().enumerate().take(k).skip(1) {
+                lin = lin * *d + rows.select(1, j as i64);
             }
             let lead: i64 = dims[..k].iter().product();
             let rest: i64 = dims[k..].iter().product();

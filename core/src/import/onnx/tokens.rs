@@ -880,7 +880,7 @@ impl Reader<'_> {
             .permute([2, 0, 1])
             .unsqueeze(0);
         if shift > 0 {
-            want = want + crate::net::shift_mask(side, w, shift, tch::Device::Cpu).unsqueeze(1);
+            want += crate::net::shift_mask(side, w, shift, tch::Device::Cpu).unsqueeze(1);
         }
         let off = (&want - &bias).abs().max().double_value(&[]);
         if off > 1e-4 {
