@@ -148,6 +148,9 @@ fn quick_start_and_own_model_run_as_pasted_in_a_fresh_clone() {
         "mynet-proj.png",
         "models/vit_b_32/manifest.json",
         "rollout.png",
+        "deit.onnx",
+        "models/deit/manifest.json",
+        "deit-rollout.png",
         "guided.png",
         "cam.npy",
         "scorecam.png",
@@ -176,6 +179,11 @@ fn quick_start_and_own_model_run_as_pasted_in_a_fresh_clone() {
     );
     assert!(
         stdout.contains("encoder_layer_10 768 maps of 7×7  (suggested"),
+        "{stdout}"
+    );
+    // A DeiT through ONNX: its blocks by the exporter's scope names.
+    assert!(
+        stdout.contains("blocks.10                192 maps of 14×14  (suggested"),
         "{stdout}"
     );
     let top5 = stdout.lines().filter(|l| l.contains('%')).count();

@@ -22,7 +22,7 @@ usage:
       exporters -> {M}_{ts,dynamo}.onnx for M in vit, deit, avgvit, x.npy,
       M.logits.npy, M.block{i}.npy (block i's patch tokens as [C, 14, 14]
       maps, from forward hooks), M.rollout.npy (NumPy, mean of heads,
-      discard 0.9).
+      discard 0.9); odd_scale.onnx (attention scaled by 0.5, not 1/sqrt(d)).
   vit_ref.py swin_onnx OUT_DIR [SIZE]
       A torchvision Swin of two stages of two blocks (32 channels, 7x7
       windows), random weights, exported by both exporters at SIZE px
@@ -246,6 +246,13 @@ def onnx_main(out):
         with torch.no_grad():
             assert torch.allclose(model(x), torch.from_numpy(np.load(f"{out}/{name}.logits.npy")), atol=1e-5)
         np.save(f"{out}/{name}.rollout.npy", rollout(atts, 0.9, prefix).astype(np.float32))
+    # Attention zfvis does not read: a scale other than 1/sqrt(d).
+    odd = randomise(TimmViT(img_size=224, patch_size=16, embed_dim=64, depth=1, num_heads=4,
+                            num_classes=10), 0)
+    odd.blocks[0].attn.fused_attn = False
+    odd.blocks[0].attn.scale = 0.5
+    torch.onnx.export(odd, (x,), f"{out}/odd_scale.onnx", input_names=["input"], dynamo=False,
+                      opset_version=17)
 
 
 def swin_onnx_main(out, size=112):

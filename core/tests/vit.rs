@@ -4,7 +4,8 @@
 //! PyTorch's tokens, Grad-CAM against the grad-cam package with its
 //! `reshape_transform`, the gradient and integrated gradients against
 //! Captum, attention rollout and its gradient-weighted variant against
-//! NumPy from the attention weights forward hooks captured.
+//! NumPy from the attention weights forward hooks captured; ViTs, DeiT
+//! and Swin as both ONNX exporters write them, against PyTorch.
 
 mod common;
 
@@ -204,16 +205,14 @@ fn a_small_vit_in_every_method_matches_the_reference_tools() {
     assert!(err.to_string().contains("discard"), "{err}");
 }
 
-/// A Swin cut to two stages: the suggested unit is the last block, its
-/// Grad-CAM equals the grad-cam package's (its maps permuted from
-/// [B, H, W, C]) and its gradient Captum's.
 /// A torchvision ViT, a timm DeiT (a distillation token beside the class
-/// token) and a timm ViT with a mean-pooling head, 3 blocks each, as both `torch.onnx.export` exporters
-/// write them: read as embed, attention and grid nodes. Logits against
-/// PyTorch (1e-4 relative); one unit per block whose maps are PyTorch's
-/// patch tokens (1e-4 relative), the next-to-last suggested (the last
-/// under a mean-pooling head); attention
-/// rollout against NumPy from the weights forward hooks captured (1e-5).
+/// token) and a timm ViT with a mean-pooling head, 3 blocks each, as both
+/// `torch.onnx.export` exporters write them: read as embed, attention and
+/// grid nodes. Logits against PyTorch (1e-4 relative); one unit per block
+/// whose maps are PyTorch's patch tokens (1e-4 relative), the next-to-last
+/// suggested (the last under a mean-pooling head); attention rollout
+/// against NumPy from the weights forward hooks captured (1e-5).
+/// An attention scaled otherwise than by 1/√d is refused by name.
 #[test]
 fn vits_from_both_onnx_exporters_match_pytorch() {
     let dir = tempdir("vit-onnx");
@@ -280,6 +279,19 @@ fn vits_from_both_onnx_exporters_match_pytorch() {
             assert!(d <= 1e-5, "{what}: rollout differs by {d}");
         }
     }
+    // Attention scaled otherwise is refused, naming the node and the scale.
+    let err = import(&ImportOptions {
+        from: dir.join("odd_scale.onnx"),
+        out: dir.join("odd"),
+        ..Default::default()
+    })
+    .map(|_| ())
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("MatMul") && msg.contains("attention scaled by 0.5"),
+        "{msg}"
+    );
 }
 
 /// A torchvision Swin (two stages of two blocks, 7x7 windows) as both
@@ -329,6 +341,9 @@ fn swin_from_both_onnx_exporters_matches_pytorch() {
     }
 }
 
+/// A Swin cut to two stages: the suggested unit is the last block, its
+/// Grad-CAM equals the grad-cam package's (its maps permuted from
+/// [B, H, W, C]) and its gradient Captum's.
 #[test]
 fn a_small_swin_matches_the_reference_tools() {
     let dir = tempdir("swin-small");

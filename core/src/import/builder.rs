@@ -96,6 +96,16 @@ impl<'a> Builder<'a> {
         self.node(l, &from)
     }
 
+    /// Layer normalisation over the channels (tensors `{name}.weight`,
+    /// `{name}.bias`): ConvNeXt's, ViT's and Swin's.
+    pub fn layer_norm(&mut self, name: &str, eps: f64) -> usize {
+        self.then(Layer::ChannelNorm {
+            name: name.to_string(),
+            c: self.c,
+            eps,
+        })
+    }
+
     /// Continue from node `at` with `c` channels.
     pub fn from(&mut self, at: usize, c: i64) {
         self.at = Some(at);

@@ -264,15 +264,6 @@ pub fn regnet(shapes: &Shapes, classes: i64) -> Result<Layout> {
     Ok(g.finish(c, "fc", classes, 0.0))
 }
 
-/// Layer normalisation over the channels (`name`: its tensors' prefix).
-fn channel_norm(g: &mut Builder, name: &str) {
-    g.then(Layer::ChannelNorm {
-        name: name.to_string(),
-        c: g.c,
-        eps: 1e-6,
-    });
-}
-
 /// ConvNeXt tiny/small/base/large: a 4x4 stride-4 stem, stages of blocks
 /// (7x7 depthwise, layer norm over channels, two linear layers on the
 /// channels with GELU between, layer scale, residual), layer norm and a
@@ -280,12 +271,12 @@ fn channel_norm(g: &mut Builder, name: &str) {
 pub fn convnext(shapes: &Shapes, classes: i64) -> Result<Layout> {
     let mut g = Builder::reading(shapes);
     g.conv("features.0.0", None, 4, Some(0), None)?;
-    channel_norm(&mut g, "features.0.1");
+    g.layer_norm("features.0.1", 1e-6);
     g.unit("features.0");
     for s in [1, 3, 5, 7] {
         if s > 1 {
             let d = format!("features.{}", s - 1);
-            channel_norm(&mut g, &format!("{d}.0"));
+            g.layer_norm(&format!("{d}.0"), 1e-6);
             g.conv(&format!("{d}.1"), None, 2, Some(0), None)?;
             g.unit(&d);
         }
@@ -298,7 +289,7 @@ pub fn convnext(shapes: &Shapes, classes: i64) -> Result<Layout> {
             let p = format!("{stage}.{b}");
             let input = g.last();
             g.conv(&format!("{p}.block.0"), None, 1, None, None)?;
-            channel_norm(&mut g, &format!("{p}.block.2"));
+            g.layer_norm(&format!("{p}.block.2"), 1e-6);
             g.conv(
                 &format!("{p}.block.3"),
                 None,
@@ -318,7 +309,7 @@ pub fn convnext(shapes: &Shapes, classes: i64) -> Result<Layout> {
         }
     }
     g.then(Layer::AdaptiveAvgPool { out: 1 });
-    channel_norm(&mut g, "classifier.0");
+    g.layer_norm("classifier.0", 1e-6);
     g.then(Layer::Flatten);
     g.then(Layer::linear("classifier.2", g.c, classes));
     Ok(g.layout(1e-5))

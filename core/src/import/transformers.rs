@@ -18,15 +18,6 @@ use tch::{Device, Kind, Tensor};
 
 type Shapes = HashMap<String, Vec<i64>>;
 
-/// Layer normalisation over a token's channels, as torchvision's ViT has it.
-fn layer_norm(g: &mut Builder, name: &str) {
-    g.then(Layer::ChannelNorm {
-        name: name.to_string(),
-        c: g.c,
-        eps: 1e-6,
-    });
-}
-
 /// A linear layer `name` on the tokens (tensors named `weight`, `bias`
 /// when given, else `{name}.weight`/`.bias`), `out` read off its weight.
 fn linear(g: &mut Builder, name: &str, tensors: Option<(&str, &str)>) -> Result<()> {
@@ -95,7 +86,7 @@ pub fn vit(member: &str, shapes: &Shapes, classes: i64) -> Result<Layout> {
     for b in 0..blocks {
         let p = format!("encoder.layers.encoder_layer_{b}");
         let input = g.last();
-        layer_norm(&mut g, &format!("{p}.ln_1"));
+        g.layer_norm(&format!("{p}.ln_1"), 1e-6);
         let a = format!("{p}.self_attention");
         let (w, bias) = (format!("{a}.in_proj_weight"), format!("{a}.in_proj_bias"));
         linear(&mut g, &format!("{a}.in_proj"), Some((&w, &bias)))?;
@@ -111,7 +102,7 @@ pub fn vit(member: &str, shapes: &Shapes, classes: i64) -> Result<Layout> {
         linear(&mut g, &format!("{a}.out_proj"), None)?;
         g.add(input);
         let mid = g.last();
-        layer_norm(&mut g, &format!("{p}.ln_2"));
+        g.layer_norm(&format!("{p}.ln_2"), 1e-6);
         linear(&mut g, &format!("{p}.mlp.0"), None)?;
         g.then(Layer::Gelu { tanh: false });
         linear(&mut g, &format!("{p}.mlp.3"), None)?;
@@ -121,7 +112,7 @@ pub fn vit(member: &str, shapes: &Shapes, classes: i64) -> Result<Layout> {
         g.unit(&p);
         g.from(out, c);
     }
-    layer_norm(&mut g, "encoder.ln");
+    g.layer_norm("encoder.ln", 1e-6);
     g.then(Layer::Token { index: 0 });
     if g.has("heads.pre_logits.weight") {
         bail!("a ViT with a pre-logits layer (representation_size) is not supported");
@@ -172,16 +163,6 @@ pub fn window_tensors(
 /// The hidden width of Swin V2's continuous position-bias MLP.
 const CPB_HIDDEN: i64 = 512;
 
-/// Layer normalisation over the channels at every position (torchvision's
-/// Swin: `nn.LayerNorm`, eps 1e-5).
-fn channel_norm(g: &mut Builder, name: &str) {
-    g.then(Layer::ChannelNorm {
-        name: name.to_string(),
-        c: g.c,
-        eps: 1e-5,
-    });
-}
-
 /// Swin `t`, `s`, `b`, `v2_t`, `v2_s`, `v2_b` (torchvision's
 /// `SwinTransformer`, on [B, C, S, S] maps rather than its [B, S, S, C]):
 /// a 4x4 stride-4 patch embedding and layer norm; stages of blocks, each
@@ -193,7 +174,7 @@ pub fn swin(member: &str, shapes: &Shapes, input_size: i64, classes: i64) -> Res
     let v2 = member.starts_with("v2_");
     let mut g = Builder::reading(shapes);
     g.conv("features.0.0", None, 4, Some(0), None)?;
-    channel_norm(&mut g, "features.0.2");
+    g.layer_norm("features.0.2", 1e-5);
     g.unit("features.0");
     let mut side = input_size / 4;
     let mut s = 1;
@@ -205,9 +186,9 @@ pub fn swin(member: &str, shapes: &Shapes, input_size: i64, classes: i64) -> Res
             side = (side + 1) / 2;
             if v2 {
                 g.conv(&format!("{m}.reduction"), None, 1, Some(0), None)?;
-                channel_norm(&mut g, &format!("{m}.norm"));
+                g.layer_norm(&format!("{m}.norm"), 1e-5);
             } else {
-                channel_norm(&mut g, &format!("{m}.norm"));
+                g.layer_norm(&format!("{m}.norm"), 1e-5);
                 g.conv(&format!("{m}.reduction"), None, 1, Some(0), None)?;
             }
             g.unit(&m);
@@ -221,7 +202,7 @@ pub fn swin(member: &str, shapes: &Shapes, input_size: i64, classes: i64) -> Res
     if s == 1 {
         bail!("missing tensors features.1.0.*");
     }
-    channel_norm(&mut g, "norm");
+    g.layer_norm("norm", 1e-5);
     let c = g.c;
     let mut lay = g.finish(c, "head", classes, 0.0);
     lay.input_size = Some(input_size);
@@ -241,7 +222,7 @@ fn swin_block(g: &mut Builder, p: &str, side: i64, shifted: bool, v2: bool) -> R
     };
     let (input, c) = (g.last(), g.c);
     if !v2 {
-        channel_norm(g, &format!("{p}.norm1"));
+        g.layer_norm(&format!("{p}.norm1"), 1e-5);
     }
     let pad = (window - side % window) % window;
     if pad > 0 {
@@ -264,12 +245,12 @@ fn swin_block(g: &mut Builder, p: &str, side: i64, shifted: bool, v2: bool) -> R
         g.then(Layer::Crop { side });
     }
     if v2 {
-        channel_norm(g, &format!("{p}.norm1"));
+        g.layer_norm(&format!("{p}.norm1"), 1e-5);
     }
     g.add(input);
     let mid = g.last();
     if !v2 {
-        channel_norm(g, &format!("{p}.norm2"));
+        g.layer_norm(&format!("{p}.norm2"), 1e-5);
     }
     g.conv(
         &format!("{p}.mlp.0"),
@@ -280,7 +261,7 @@ fn swin_block(g: &mut Builder, p: &str, side: i64, shifted: bool, v2: bool) -> R
     )?;
     g.conv(&format!("{p}.mlp.3"), None, 1, Some(0), None)?;
     if v2 {
-        channel_norm(g, &format!("{p}.norm2"));
+        g.layer_norm(&format!("{p}.norm2"), 1e-5);
     }
     g.add(mid);
     g.unit(p);

@@ -22,6 +22,7 @@ use std::path::Path;
 use tch::{Kind, Tensor};
 
 mod arith;
+mod attention;
 mod conv;
 mod linear;
 mod modern;
@@ -153,7 +154,21 @@ pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
         r.push(Layer::Dropout { p: 0.0 }, &[&v]);
     }
     for n in &nodes {
-        r.node(n)?;
+        // libtorch raises (a panic in tch) where shapes a file declares do
+        // not fit; the reader checks what it indexes, this catches the rest.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.node(n)));
+        match read {
+            Ok(done) => done?,
+            Err(e) => {
+                let why = e
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| e.downcast_ref::<&str>().copied())
+                    .unwrap_or("an internal error");
+                let why = why.lines().next().unwrap_or(why);
+                bail!("{}: its shapes do not fit ({why})", at(n));
+            }
+        }
     }
     Ok(Graph {
         nodes: r.nodes,

@@ -1,21 +1,24 @@
 //! Vision transformers in ONNX graphs. The exporters write a transformer's
-//! tokens ([batch, tokens, channels]) through layout ops: Reshape,
-//! Transpose, Gather, Slice, Split, Squeeze, Unsqueeze of the tokens, the
-//! heads' [batch, heads, tokens, d] and the TorchScript exporter's
-//! [tokens, batch, channels]. Those are followed as views: an index tensor
+//! tokens ([batch, tokens, channels]) and Swin's channels-last maps through
+//! layout ops: Reshape, Transpose, Gather, Slice, Split, Squeeze,
+//! Unsqueeze, Concat of the tokens, the heads' [batch, heads, tokens, d],
+//! the TorchScript exporter's [tokens, batch, channels], Swin's windows
+//! and its `torch.roll`. Those are followed as views: an index tensor
 //! giving, for each element of the value (at batch 1), the element of a
-//! node's output (flat, batch 1) it is. A view is then read as what it is:
-//! - a node's tokens in order: those tokens;
+//! node's output (flat, batch 1, as zfvis computes it) it is. A view is
+//! then read as what it is:
+//! - a node's tokens (or maps, either layout) in order: those again;
 //! - one token's channels (a Gather): a `token` node;
 //! - a conv's maps as patch tokens (Reshape to [1, C, S²], Transpose): an
 //!   `embed` node, which a Concat of learned tokens before them (the class
 //!   and distillation tokens) and an Add of a constant (the position
 //!   embedding) complete;
-//! - whole tokens' channels times a constant matrix (MatMul, Gemm): a
-//!   linear layer on the tokens;
-//! - `scale`·q kᵀ of two views of one [q | k | v] projection, Softmax, times
-//!   a third view: an `attention` node, once the views are checked, element
-//!   by element, to be its heads' q, k and v and the scale 1/√d.
+//! - whole tokens' (positions') channels times a constant matrix (MatMul,
+//!   Gemm): a linear layer on the tokens (a 1x1 conv on maps);
+//! - 2x2 positions as 4C channels: Swin's patch merging; the top-left of
+//!   maps: a crop;
+//! - the mean of the patch tokens: a mean-pooling head;
+//! - attention: see `attention`.
 //!
 //! Each residual Add of tokens after an MLP ends a block: a `grid` node
 //! reading it (the patch tokens as maps) is the block's unit.
@@ -50,7 +53,10 @@ impl View {
     }
 
     /// The same scores changed by `f` (scale, bias, shape, softmax).
-    fn scores(&self, f: impl FnOnce(&mut f64, &mut Tensor, &mut Vec<i64>, &mut bool)) -> View {
+    pub(super) fn scores(
+        &self,
+        f: impl FnOnce(&mut f64, &mut Tensor, &mut Vec<i64>, &mut bool),
+    ) -> View {
         let View::Scores {
             q,
             k,
@@ -105,12 +111,12 @@ fn int64(t: &Tensor) -> Tensor {
     t.to_kind(Kind::Int64)
 }
 
-fn arange(n: i64) -> Tensor {
+pub(super) fn arange(n: i64) -> Tensor {
     Tensor::arange(n, (Kind::Int64, tch::Device::Cpu))
 }
 
 /// Whether `index` (any shape) is `want` element by element.
-fn same(index: &Tensor, want: &Tensor) -> bool {
+pub(super) fn same(index: &Tensor, want: &Tensor) -> bool {
     index.numel() == want.numel() && index.reshape([-1]).equal(&want.reshape([-1]))
 }
 
@@ -154,25 +160,6 @@ impl Reader<'_> {
             ("Concat", _) => self.prefix(n).map(|_| true),
             ("ReduceMean", None) => self.token_mean(n, &v).map(|_| true),
             _ => Ok(false),
-        }
-    }
-
-    /// Softmax of attention scores over their last axis.
-    fn softmax(&mut self, n: &NodeProto, v: &Value) -> Result<()> {
-        let last = v.view.as_ref().map_or(0, |w| w.size().len() as i64 - 1);
-        match v.view.as_deref() {
-            Some(w @ View::Scores { softmax: false, .. })
-                if [-1, last].contains(&attr_i(n, "axis", -1)) =>
-            {
-                let view = w.scores(|_, _, _, softmax| *softmax = true);
-                self.put(&n.output[0], v, view);
-                Ok(())
-            }
-            _ => bail!(
-                "{}: a Softmax of {} (only attention scores' over their last axis is read)",
-                at(n),
-                describe(v)
-            ),
         }
     }
 
@@ -274,7 +261,7 @@ impl Reader<'_> {
 
     /// `v` as an index view of its node (its elements in order when it is
     /// the node's output).
-    fn index(&self, v: &Value) -> Option<(Tensor, f64)> {
+    pub(super) fn index(&self, v: &Value) -> Option<(Tensor, f64)> {
         match v.view.as_deref() {
             Some(View::Index { index, scale }) => Some((index.shallow_clone(), *scale)),
             Some(View::Scores { .. }) => None,
@@ -291,7 +278,7 @@ impl Reader<'_> {
     }
 
     /// Name `out` a view of `v`'s node.
-    fn put(&mut self, out: &str, v: &Value, view: View) {
+    pub(super) fn put(&mut self, out: &str, v: &Value, view: View) {
         let mut w = v.clone();
         w.view = Some(Rc::new(view));
         self.values.insert(out.to_string(), w);
@@ -711,205 +698,6 @@ impl Reader<'_> {
         let index = out.reshape(size.as_slice());
         self.put(&n.output[0], &w, View::Index { index, scale: 1.0 });
         self.settle(n, &n.output[0].clone())
-    }
-
-    /// MatMul of two activations: q kᵀ (two views of one node), or the
-    /// attention weights times v (an attention node).
-    fn product(&mut self, n: &NodeProto, a: &Value, b: &Value) -> Result<()> {
-        let refuse = || {
-            anyhow!(
-                "{}: a MatMul of {} and {} (only self-attention's q kᵀ and weights·v are read)",
-                at(n),
-                describe(a),
-                describe(b)
-            )
-        };
-        if a.node != b.node {
-            return Err(refuse());
-        }
-        match (a.view.as_deref(), self.index(b)) {
-            (Some(View::Scores { softmax: true, .. }), Some((v, vs))) => self.attend(n, a, v, vs),
-            (_, Some((k, ks))) => {
-                let (q, qs) = self.index(a).ok_or_else(refuse)?;
-                let mut shape = q.size();
-                let last = shape.len() - 1;
-                shape[last] = *k.size().last().unwrap_or(&0);
-                let view = View::Scores {
-                    q,
-                    k,
-                    scale: qs * ks,
-                    bias: Tensor::zeros(shape.as_slice(), (Kind::Float, tch::Device::Cpu)),
-                    shape,
-                    softmax: false,
-                };
-                self.put(&n.output[0], a, view);
-                Ok(())
-            }
-            _ => Err(refuse()),
-        }
-    }
-
-    /// softmax(scale·q kᵀ + bias)·v of views of one node holding [q | k |
-    /// v]: an attention node (tokens; no bias) or a window attention node
-    /// (Swin's maps), once q, k and v are checked to be its heads
-    /// ([.., heads, N, d], kᵀ [.., heads, d, N]) and the scale 1/√d.
-    fn attend(&mut self, n: &NodeProto, probs: &Value, v: Tensor, vscale: f64) -> Result<()> {
-        let Some(View::Scores {
-            q, k, scale, bias, ..
-        }) = probs.view.as_deref()
-        else {
-            unreachable!("attention weights")
-        };
-        let c3 = probs.shape.channels();
-        let d = *q.size().last().unwrap_or(&0);
-        let c = c3 / 3;
-        if d == 0 || c3 % 3 != 0 || c % d != 0 {
-            bail!(
-                "{}: attention of heads of {d} channels on {c3} channels (expected [q | k | v])",
-                at(n)
-            );
-        }
-        let heads = c / d;
-        let total = scale * vscale * (d as f64).sqrt();
-        if (total - 1.0).abs() > 1e-4 || (vscale - 1.0).abs() > 1e-6 {
-            bail!(
-                "{}: attention scaled by {} (softmax(q kᵀ/√d) v is read, 1/√{d} = {})",
-                at(n),
-                scale * vscale,
-                1.0 / (d as f64).sqrt()
-            );
-        }
-        let fits = |eq: &Tensor, ek: &Tensor, ev: &Tensor| {
-            let ends = |t: &Tensor, want: &Tensor| {
-                let (a, b) = (t.size(), want.size());
-                a.len() >= 2 && b.len() >= 2 && a[a.len() - 2..] == b[b.len() - 2..]
-            };
-            let kt = ek.transpose(-2, -1);
-            ends(q, eq)
-                && ends(k, &kt)
-                && ends(&v, ev)
-                && same(q, eq)
-                && same(k, &kt)
-                && same(&v, ev)
-        };
-        let refuse = || {
-            anyhow!(
-                "{}: attention whose q, k and v are not the heads of one [q | k | v] projection ({heads} heads of {d})",
-                at(n)
-            )
-        };
-        let mut qkv = probs.clone();
-        qkv.view = None;
-        let (i, shape, index) = match probs.shape {
-            Shape::Tokens { side, prefix, .. } => {
-                let tokens = prefix + side * side;
-                let base = arange(tokens * c3).reshape([1, tokens, c3]);
-                let (eq, ek, ev) = crate::net::heads_of(&base, heads);
-                if !fits(&eq, &ek, &ev) {
-                    return Err(refuse());
-                }
-                if bias.abs().max().double_value(&[]) > 0.0 {
-                    bail!("{}: attention scores with a bias added", at(n));
-                }
-                let i = self.push(Layer::Attention { heads }, &[&qkv]);
-                let out = arange(tokens * c)
-                    .reshape([tokens, heads, d])
-                    .permute([1, 0, 2]);
-                (i, Shape::Tokens { c, side, prefix }, out)
-            }
-            Shape::Maps { side, .. } => {
-                let n_w = q.size()[q.dim() - 2];
-                let w = (n_w as f64).sqrt().round() as i64;
-                let base = arange(c3 * side * side).reshape([1, c3, side, side]);
-                let shifts = if w >= side { vec![0] } else { (0..w).collect() };
-                let shift = shifts
-                    .into_iter()
-                    .find(|&sh| {
-                        let (eq, ek, ev) =
-                            crate::net::heads_of(&crate::net::windows(&base, w, sh), heads);
-                        w * w == n_w && side % w == 0 && fits(&eq, &ek, &ev)
-                    })
-                    .ok_or_else(refuse)?;
-                let i = self.window_attention(n, &qkv, bias, [c, heads, w, shift, side])?;
-                let out = arange(c * side * side).reshape([1, c, side, side]);
-                let out = crate::net::windows(&out, w, shift);
-                let nw = out.size()[0];
-                let out = out.reshape([nw, w * w, heads, d]).permute([0, 2, 1, 3]);
-                (i, Shape::Maps { c, side }, out)
-            }
-            Shape::Flat(_) => bail!("{}: attention over a vector", at(n)),
-        };
-        self.attended = true;
-        self.set(&n.output[0], i, shape);
-        let w = self.values[&n.output[0]].clone();
-        let index = index.reshape(q.size().as_slice());
-        self.put(&n.output[0], &w, View::Index { index, scale: 1.0 });
-        Ok(())
-    }
-
-    /// Swin's window attention node reading `qkv`, its relative position
-    /// table read off the scores' `bias` (window 0, which the shift's mask
-    /// leaves alone), checked to give that bias and the mask everywhere.
-    fn window_attention(
-        &mut self,
-        n: &NodeProto,
-        qkv: &Value,
-        bias: &Tensor,
-        [c, heads, w, shift, side]: [i64; 5],
-    ) -> Result<usize> {
-        let nn = w * w;
-        let windows = (side / w) * (side / w);
-        if bias.numel() as i64 != windows * heads * nn * nn {
-            bail!(
-                "{}: attention scores' bias of shape {:?}",
-                at(n),
-                bias.size()
-            );
-        }
-        let bias = bias.reshape([windows, heads, nn, nn]);
-        let rel = crate::net::relative_index(w, tch::Device::Cpu).reshape([-1]);
-        let table = Tensor::zeros(
-            [(2 * w - 1) * (2 * w - 1), heads],
-            (Kind::Float, tch::Device::Cpu),
-        );
-        let first = bias.get(0).permute([1, 2, 0]).reshape([nn * nn, heads]);
-        let table = table.index_put(&[Some(rel.shallow_clone())], &first, false);
-        let mut want = table
-            .index_select(0, &rel)
-            .view([nn, nn, heads])
-            .permute([2, 0, 1])
-            .unsqueeze(0);
-        if shift > 0 {
-            want += crate::net::shift_mask(side, w, shift, tch::Device::Cpu).unsqueeze(1);
-        }
-        let off = (&want - &bias).abs().max().double_value(&[]);
-        if off > 1e-4 {
-            bail!(
-                "{}: attention scores' bias is not a relative position bias{} (off by {off})",
-                at(n),
-                if shift > 0 {
-                    " and the shifted windows' mask"
-                } else {
-                    ""
-                }
-            );
-        }
-        let name = self.fresh(layer_name(n, "window_attention"));
-        self.tensors
-            .insert(format!("{name}.relative_position_bias"), table.contiguous());
-        self.tensors.insert(
-            format!("{name}.logit_scale"),
-            Tensor::zeros([heads], (Kind::Float, tch::Device::Cpu)),
-        );
-        let l = Layer::WindowAttention {
-            name,
-            c,
-            heads,
-            window: w,
-            shift,
-            cosine: false,
-        };
-        Ok(self.push(l, &[qkv]))
     }
 
     /// The mean of the patch tokens (after the learned ones, a Slice), a
