@@ -39,7 +39,7 @@ pub fn feature_layers(spec: &NetSpec) -> Vec<FeatureLayer> {
             let mut end = c.index;
             // Its activation (any: SiLU, GELU… too), norms and pools.
             while spec.nodes.get(end + 1).is_some_and(|n| {
-                n.op.is_activation()
+                n.op.is_map_activation()
                     || matches!(
                         n.op,
                         Layer::Lrn { .. }

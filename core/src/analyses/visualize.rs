@@ -114,7 +114,7 @@ pub struct VisualizeResult {
 pub fn pre_activation(spec: &NetSpec, units: &[Unit], unit: usize) -> usize {
     let node = units[unit - 1].node;
     match spec.sources(node).as_slice() {
-        [Some(j)] if spec.op(node).is_activation() => *j,
+        [Some(j)] if spec.op(node).is_map_activation() => *j,
         _ => node,
     }
 }

@@ -629,6 +629,20 @@ impl Layer {
         )
     }
 
+    /// An activation a conv's maps may be read after: one that keeps their
+    /// shape (not attention, patch merging or a crop, which `is_smooth`
+    /// also counts).
+    pub fn is_map_activation(&self) -> bool {
+        self.is_activation()
+            && !matches!(
+                self,
+                Layer::Attention { .. }
+                    | Layer::WindowAttention { .. }
+                    | Layer::PatchMerge
+                    | Layer::Crop { .. }
+            )
+    }
+
     /// An element-wise op of two inputs (broadcast per channel).
     pub fn is_binary(&self) -> bool {
         matches!(self, Layer::Mul | Layer::Sub | Layer::Div)

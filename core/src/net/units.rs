@@ -55,7 +55,7 @@ impl NetSpec {
         while let Some(k) = next(at).filter(|&k| matches!(self.op(k), Layer::Affine { .. })) {
             at = k;
         }
-        if let Some(k) = next(at).filter(|&k| self.op(k).is_activation()) {
+        if let Some(k) = next(at).filter(|&k| self.op(k).is_map_activation()) {
             at = k;
         }
         at

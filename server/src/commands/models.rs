@@ -60,7 +60,12 @@ fn units(a: &ModelsArgs, name: &str) -> Result<()> {
     let mut units = info.layers.clone();
     units.sort_by_key(|u| u.depth);
     let v = serde_json::json!({ "suggested": info.last_unit, "units": units });
-    let deepest = units.iter().filter(|u| u.spatial).map(|u| u.depth).max();
+    // The deepest maps (a pooled 1x1 output is not a place to look).
+    let deepest = units
+        .iter()
+        .filter(|u| u.spatial && u.size > 1)
+        .map(|u| u.depth)
+        .max();
     a.output.print(&v, || {
         for u in &units {
             let shape = if u.spatial {

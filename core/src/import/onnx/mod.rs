@@ -10,8 +10,9 @@
 //! shuffle, channels-last stretches (Transpose around LayerNormalization and
 //! MatMul on the channels), Squeeze/Unsqueeze, Flatten/Reshape, Gemm or
 //! MatMul+Add, Dropout/Identity, and a final Softmax (dropped: the model's
-//! output is taken before it). Anything else is refused with the node's
-//! name and op.
+//! output is taken before it); and vision transformers (ViT, DeiT, Swin:
+//! their tokens' layouts and attention, `tokens` and `attention`).
+//! Anything else is refused with the node's name and op.
 
 use super::batchnorm::{bn_affine, fold_bn};
 use crate::net::{Layer, Node, Shape, Window};
@@ -416,7 +417,7 @@ impl<'a> Reader<'a> {
             "Add" | "Sum" | "Mul" | "Sub" | "Div" => self.arithmetic(n),
             "Concat" => self.concat(n),
             "Softmax" | "LogSoftmax" if self.outputs.contains(&out) => self.alias(n),
-            op => bail!("{}: op {op} is not supported (zfvis reads CNNs: Conv, Relu, Clip, BatchNormalization, pools, Add, Concat, Gemm…)", at(n)),
+            op => bail!("{}: op {op} is not supported (zfvis reads CNNs and vision transformers: Conv, Relu, Clip, BatchNormalization, pools, Add, Concat, Gemm, LayerNormalization, attention…)", at(n)),
         }
     }
 
