@@ -17,9 +17,10 @@ usage:
          IntegratedGradients from 0, 16 steps, riemann_trapezoid).
   vit_ref.py onnx OUT_DIR
       A 3-block torchvision ViT (64 channels, 4 heads), a timm DeiT with a
-      distillation token and a timm ViT with a mean-pooling head (same
-      sizes), random weights, each exported by both torch.onnx.export
-      exporters -> {M}_{ts,dynamo}.onnx for M in vit, deit, avgvit, x.npy,
+      distillation token, a timm DeiT III (layer scale) and a timm ViT with
+      a mean-pooling head (same sizes), random weights, each exported by
+      both torch.onnx.export exporters -> {M}_{ts,dynamo}.onnx for M in
+      vit, deit, deit3, avgvit, x.npy,
       M.logits.npy, M.block{i}.npy (block i's patch tokens as [C, 14, 14]
       maps, from forward hooks), M.rollout.npy (NumPy, mean of heads,
       discard 0.9); odd_scale.onnx (attention scaled by 0.5, not 1/sqrt(d)).
@@ -202,6 +203,7 @@ def swin_main(out, size=224):
 
 
 def onnx_main(out):
+    import timm
     from timm.models.deit import VisionTransformerDistilled
     from timm.models.vision_transformer import VisionTransformer as TimmViT
     from torchvision.models.vision_transformer import VisionTransformer
@@ -212,6 +214,9 @@ def onnx_main(out):
         "deit": (VisionTransformerDistilled(img_size=224, patch_size=16, embed_dim=64, depth=3,
                                             num_heads=4, mlp_ratio=2.0, num_classes=10),
                  lambda m: m.blocks, 2),
+        "deit3": (timm.create_model("deit3_small_patch16_224", embed_dim=64, depth=3, num_heads=4,
+                                    mlp_ratio=2.0, num_classes=10),
+                  lambda m: m.blocks, 1),
         "avgvit": (TimmViT(img_size=224, patch_size=16, embed_dim=64, depth=3, num_heads=4,
                            mlp_ratio=2.0, num_classes=10, global_pool="avg"),
                    lambda m: m.blocks, 1),

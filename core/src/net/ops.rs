@@ -765,7 +765,10 @@ pub(super) fn node_shape(l: &Layer, s: Shape) -> Result<Shape> {
             }
             Shape::Flat(*out)
         }
-        (Layer::Affine { c, .. }, s @ (Shape::Maps { c: n, .. } | Shape::Flat(n))) => {
+        (
+            Layer::Affine { c, .. },
+            s @ (Shape::Maps { c: n, .. } | Shape::Flat(n) | Shape::Tokens { c: n, .. }),
+        ) => {
             if *c != n {
                 bail!("expects {c} channels, gets {n}");
             }
