@@ -24,10 +24,11 @@ usage:
       M.logits.npy, M.block{i}.npy (block i's patch tokens as [C, 14, 14]
       maps, from forward hooks), M.rollout.npy (NumPy, mean of heads,
       discard 0.9); odd_scale.onnx (attention scaled by 0.5, not 1/sqrt(d)).
-  vit_ref.py swin_onnx OUT_DIR [SIZE]
-      A torchvision Swin of two stages of two blocks (32 channels, 7x7
-      windows), random weights, exported by both exporters at SIZE px
-      (default 112) -> swin_{ts,dynamo}.onnx, x.npy, swin.logits.npy.
+  vit_ref.py swin_onnx OUT_DIR SIZE [v1|v2]
+      A torchvision Swin of two stages of two blocks (32 channels; V1: 7x7
+      windows, V2: 8x8 and its blocks and patch merging), random weights,
+      exported by both exporters at SIZE px -> swin_{ts,dynamo}.onnx,
+      x.npy, swin.logits.npy.
   vit_ref.py swin OUT_DIR [SIZE]
       A Swin-T layout cut to two stages of two blocks -> model.pth, x.npy,
       logits.npy, class.json, gradcam.npy (the package at features.3.1),
@@ -260,10 +261,12 @@ def onnx_main(out):
                       opset_version=17)
 
 
-def swin_onnx_main(out, size=112):
-    from torchvision.models.swin_transformer import SwinTransformer
-    model = randomise(SwinTransformer(patch_size=[4, 4], embed_dim=32, depths=[2, 2], num_heads=[2, 4],
-                                      window_size=[7, 7], num_classes=10), 0)
+def swin_onnx_main(out, size=112, version="v1"):
+    from torchvision.models import swin_transformer as st
+    v2 = {"block": st.SwinTransformerBlockV2, "downsample_layer": st.PatchMergingV2} if version == "v2" else {}
+    window = [8, 8] if version == "v2" else [7, 7]
+    model = randomise(st.SwinTransformer(patch_size=[4, 4], embed_dim=32, depths=[2, 2], num_heads=[2, 4],
+                                         window_size=window, num_classes=10, **v2), 0)
     x = image(size=size)
     np.save(f"{out}/x.npy", x.numpy())
     for ext, dynamo in [("ts", False), ("dynamo", True)]:
@@ -284,7 +287,7 @@ if __name__ == "__main__":
     elif mode == "onnx":
         onnx_main(sys.argv[2])
     elif mode == "swin_onnx":
-        swin_onnx_main(sys.argv[2], *map(int, sys.argv[3:4]))
+        swin_onnx_main(sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
     elif mode == "swin":
         swin_main(sys.argv[2], *map(int, sys.argv[3:4]))
     else:

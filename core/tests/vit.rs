@@ -312,14 +312,17 @@ fn vits_from_both_onnx_exporters_match_pytorch() {
 /// window and cropped back).
 #[test]
 fn swin_from_both_onnx_exporters_matches_pytorch() {
-    for size in [112, 96] {
+    for (size, version) in [(112, "v1"), (96, "v1"), (128, "v2")] {
         let dir = tempdir("swin-onnx");
         let s = size.to_string();
-        python("vit_ref.py", &["swin_onnx", dir.to_str().unwrap(), &s]);
+        python(
+            "vit_ref.py",
+            &["swin_onnx", dir.to_str().unwrap(), &s, version],
+        );
         let read = |n: &str| Tensor::read_npy(dir.join(n)).unwrap();
         let x = read("x.npy");
         for exporter in ["ts", "dynamo"] {
-            let what = format!("Swin ({exporter}, {size} px)");
+            let what = format!("Swin {version} ({exporter}, {size} px)");
             let file = dir.join(format!("swin_{exporter}.onnx"));
             let net = import_onnx(&file, &dir.join(format!("swin-{exporter}")), &what);
             let got = zfvis_core::tch::no_grad(|| net.forward_t(&x, false));
@@ -327,7 +330,7 @@ fn swin_from_both_onnx_exporters_matches_pytorch() {
             eprintln!("{what}: logits within {d:.2e} relative");
             assert!(d < 1e-4, "{what}: logits differ by {d} relative");
             let count = |f: fn(&Layer) -> bool| net.spec.nodes.iter().filter(|n| f(&n.op)).count();
-            let shifted = |l: &Layer| matches!(l, Layer::WindowAttention { shift: 3, .. });
+            let shifted = |l: &Layer| matches!(l, Layer::WindowAttention { shift: 3 | 4, .. });
             assert_eq!(
                 count(|l| matches!(l, Layer::WindowAttention { .. })),
                 4,
@@ -337,6 +340,12 @@ fn swin_from_both_onnx_exporters_matches_pytorch() {
             // row of 2; its second block shifts too.
             assert_eq!(count(shifted), 2, "{what}: the shifted blocks");
             assert_eq!(count(|l| matches!(l, Layer::PatchMerge)), 1, "{what}");
+            let cosine = count(|l| matches!(l, Layer::WindowAttention { cosine: true, .. }));
+            assert_eq!(
+                cosine,
+                if version == "v2" { 4 } else { 0 },
+                "{what}: cosine attention"
+            );
         }
     }
 }

@@ -4,7 +4,7 @@
 //! attention or window attention node once the views are checked, element
 //! by element, to be its heads.
 
-use super::tokens::{arange, describe, same, View};
+use super::tokens::{arange, describe, same, Scores, View};
 use super::*;
 
 impl Reader<'_> {
@@ -12,10 +12,10 @@ impl Reader<'_> {
     pub(super) fn softmax(&mut self, n: &NodeProto, v: &Value) -> Result<()> {
         let last = v.view.as_ref().map_or(0, |w| w.size().len() as i64 - 1);
         match v.view.as_deref() {
-            Some(w @ View::Scores { softmax: false, .. })
+            Some(w @ View::Scores(Scores { softmax: false, .. }))
                 if [-1, last].contains(&attr_i(n, "axis", -1)) =>
             {
-                let view = w.scores(|_, _, _, softmax| *softmax = true);
+                let view = w.scores(|s| s.softmax = true);
                 self.put(&n.output[0], v, view);
                 Ok(())
             }
@@ -42,20 +42,31 @@ impl Reader<'_> {
             return Err(refuse());
         }
         match (a.view.as_deref(), self.index(b)) {
-            (Some(View::Scores { softmax: true, .. }), Some((v, vs))) => self.attend(n, a, v, vs),
+            (Some(View::Scores(Scores { softmax: true, .. })), Some((v, vs))) => {
+                self.attend(n, a, v, vs)
+            }
             (_, Some((k, ks))) => {
                 let (q, qs) = self.index(a).ok_or_else(refuse)?;
                 let mut shape = q.size();
                 let last = shape.len() - 1;
                 shape[last] = *k.size().last().unwrap_or(&0);
-                let view = View::Scores {
+                // Swin V2: q and k divided by their norms first.
+                let normed = |k: usize| n.input.get(k).and_then(|i| self.normed.get(i));
+                let cosine = match (normed(0), normed(1)) {
+                    (Some(a), Some(b)) => Some((a.shallow_clone(), b.shallow_clone())),
+                    (None, None) => None,
+                    _ => bail!("{}: q kᵀ with only one of them normalised", at(n)),
+                };
+                let view = View::Scores(Scores {
                     q,
                     k,
                     scale: qs * ks,
                     bias: Tensor::zeros(shape.as_slice(), (Kind::Float, tch::Device::Cpu)),
                     shape,
                     softmax: false,
-                };
+                    cosine,
+                    logits: None,
+                });
                 self.put(&n.output[0], a, view);
                 Ok(())
             }
@@ -68,12 +79,19 @@ impl Reader<'_> {
     /// (Swin's maps), once q, k and v are checked to be its heads
     /// ([.., heads, N, d], kᵀ [.., heads, d, N]) and the scale 1/√d.
     fn attend(&mut self, n: &NodeProto, probs: &Value, v: Tensor, vscale: f64) -> Result<()> {
-        let Some(View::Scores {
-            q, k, scale, bias, ..
-        }) = probs.view.as_deref()
-        else {
+        let Some(View::Scores(sc)) = probs.view.as_deref() else {
             unreachable!("attention weights")
         };
+        let (q, k, bias) = (&sc.q, &sc.k, &sc.bias);
+        // Cosine attention's only scale is its per-head logits.
+        let scale = if sc.cosine.is_some() {
+            1.0 / (*q.size().last().unwrap_or(&1) as f64).sqrt() * sc.scale
+        } else {
+            sc.scale
+        };
+        if sc.cosine.is_none() && sc.logits.is_some() {
+            bail!("{}: attention scores scaled per head", at(n));
+        }
         let c3 = probs.shape.channels();
         let d = *q.size().last().unwrap_or(&0);
         let c = c3 / 3;
@@ -122,8 +140,11 @@ impl Reader<'_> {
                 if !fits(&eq, &ek, &ev) {
                     return Err(refuse());
                 }
-                if bias.abs().max().double_value(&[]) > 0.0 {
-                    bail!("{}: attention scores with a bias added", at(n));
+                if bias.abs().max().double_value(&[]) > 0.0 || sc.cosine.is_some() {
+                    bail!(
+                        "{}: attention scores with a bias added or normalised",
+                        at(n)
+                    );
                 }
                 let i = self.push(Layer::Attention { heads }, &[&qkv]);
                 let out = arange(tokens * c)
@@ -144,7 +165,21 @@ impl Reader<'_> {
                         w * w == n_w && side % w == 0 && fits(&eq, &ek, &ev)
                     })
                     .ok_or_else(refuse)?;
-                let i = self.window_attention(n, &qkv, bias, [c, heads, w, shift, side])?;
+                // V2: q and k normalised over d, scaled per head.
+                let logits = match (&sc.cosine, &sc.logits) {
+                    (None, _) => None,
+                    (Some((qn, kn)), Some(l)) if l.numel() as i64 == heads => {
+                        let (eq, ek, _) =
+                            crate::net::heads_of(&crate::net::windows(&base, w, shift), heads);
+                        if !same(qn, &eq) || !same(kn, &ek) {
+                            bail!("{}: q and k normalised over another axis than d", at(n));
+                        }
+                        Some(l.reshape([-1]).log())
+                    }
+                    _ => bail!("{}: cosine attention without a logit scale per head", at(n)),
+                };
+                let params = [c, heads, w, shift, side];
+                let i = self.window_attention(n, &qkv, bias, logits, params)?;
                 let out = arange(c * side * side).reshape([1, c, side, side]);
                 let out = crate::net::windows(&out, w, shift);
                 let nw = out.size()[0];
@@ -169,6 +204,7 @@ impl Reader<'_> {
         n: &NodeProto,
         qkv: &Value,
         bias: &Tensor,
+        logits: Option<Tensor>,
         [c, heads, w, shift, side]: [i64; 5],
     ) -> Result<usize> {
         let nn = w * w;
@@ -213,17 +249,18 @@ impl Reader<'_> {
         let name = self.fresh(layer_name(n, "window_attention"));
         self.tensors
             .insert(format!("{name}.relative_position_bias"), table.contiguous());
-        self.tensors.insert(
-            format!("{name}.logit_scale"),
-            Tensor::zeros([heads], (Kind::Float, tch::Device::Cpu)),
-        );
+        let cosine = logits.is_some();
+        let logits =
+            logits.unwrap_or_else(|| Tensor::zeros([heads], (Kind::Float, tch::Device::Cpu)));
+        self.tensors
+            .insert(format!("{name}.logit_scale"), logits.to_kind(Kind::Float));
         let l = Layer::WindowAttention {
             name,
             c,
             heads,
             window: w,
             shift,
-            cosine: false,
+            cosine,
         };
         Ok(self.push(l, &[qkv]))
     }

@@ -24,6 +24,7 @@ use tch::{Kind, Tensor};
 
 mod arith;
 mod attention;
+mod consts;
 mod conv;
 mod linear;
 mod modern;
@@ -37,7 +38,7 @@ mod tokens;
 use conv::{layer_name, window};
 use norm::per_channel;
 use proto::{input_side, tensor};
-use reshape::{fold, shape_tensor};
+use reshape::{fold, perm, shape_tensor};
 use std::rc::Rc;
 use tokens::View;
 
@@ -133,6 +134,7 @@ pub fn read(bytes: &[u8], dir: &Path) -> Result<Graph> {
         n_fc: 0,
         flattened: HashMap::new(),
         attended: false,
+        normed: HashMap::new(),
     };
     let side = input_size.unwrap_or(224);
     r.values.insert(
@@ -202,6 +204,9 @@ struct Reader<'a> {
     /// An attention node was added since the last residual Add of tokens
     /// (the next is the attention's, not a block's end).
     attended: bool,
+    /// Values divided by their own norm over their last axis (Swin V2's q
+    /// and k), with their index views when divided.
+    normed: HashMap<String, Tensor>,
 }
 
 /// Input `k` of node `n`, which must be there: `what` names it.
@@ -239,6 +244,12 @@ const FOLDED: &[&str] = &[
     "Not",
     "Range",
     "Pow",
+    "Relu",
+    "Sigmoid",
+    "Exp",
+    "Clip",
+    "MatMul",
+    "GatherND",
 ];
 
 impl<'a> Reader<'a> {

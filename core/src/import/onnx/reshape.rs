@@ -17,7 +17,7 @@ pub(super) fn shape_tensor(v: &Value) -> Tensor {
 }
 
 /// A Transpose's permutation; without one, ONNX reverses the axes.
-fn perm(n: &NodeProto, dims: usize) -> Vec<i64> {
+pub(super) fn perm(n: &NodeProto, dims: usize) -> Vec<i64> {
     attr_ints(n, "perm").unwrap_or_else(|| (0..dims as i64).rev().collect())
 }
 
@@ -146,70 +146,7 @@ pub(super) fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
                 x / &ins[1]
             }
         }
-        "Expand" => {
-            let shape = ints(1, "shape")?;
-            // Broadcast both ways, as ONNX's Expand does.
-            let ones = Tensor::ones(shape.as_slice(), (x.kind(), tch::Device::Cpu));
-            x * ones
-        }
-        "ConstantOfShape" => {
-            let shape = crate::net::values(x, "shape")?;
-            match attr(n, "value").and_then(|a| a.t.as_ref()) {
-                Some(t) => {
-                    let v = super::proto::tensor(t, std::path::Path::new("."))?;
-                    v.reshape([-1]).expand(shape.as_slice(), false).contiguous()
-                }
-                None => Tensor::zeros(shape.as_slice(), (Kind::Float, tch::Device::Cpu)),
-            }
-        }
-        "Equal" => x.eq_tensor(&ins[1]).to_kind(Kind::Int64),
-        "Where" => ins[1].where_self(&x.to_kind(Kind::Bool), &ins[2]),
-        "Sqrt" => x.to_kind(Kind::Double).sqrt().to_kind(Kind::Float),
-        "Mod" => x.remainder_tensor(&ins[1]),
-        "Not" => x.eq(0).to_kind(Kind::Int64),
-        "Pow" => x
-            .to_kind(Kind::Double)
-            .pow(&ins[1].to_kind(Kind::Double))
-            .to_kind(Kind::Float),
-        "Range" => {
-            let v = |k: usize| {
-                ins[k]
-                    .to_kind(Kind::Double)
-                    .reshape([-1])
-                    .double_value(&[0])
-            };
-            let kind = if x.kind() == Kind::Float {
-                Kind::Float
-            } else {
-                Kind::Int64
-            };
-            Tensor::arange_start_step(v(0), v(1), v(2), (Kind::Double, tch::Device::Cpu))
-                .to_kind(kind)
-        }
-        "ScatterND" => {
-            // data[indices[i]] = updates[i] over the first k axes.
-            let (idx, upd) = (ins[1].to_kind(Kind::Int64), &ins[2]);
-            let dims = x.size();
-            let k = *idx.size().last().unwrap_or(&0) as usize;
-            if k == 0 || k > dims.len() {
-                bail!(
-                    "{}: indices of shape {:?} for data {dims:?}",
-                    at(n),
-                    idx.size()
-                );
-            }
-            let rows = idx.reshape([-1, k as i64]);
-            let mut lin = rows.select(1, 0);
-            for (j, d) in dims.iter().enumerate().take(k).skip(1) {
-                lin = lin * *d + rows.select(1, j as i64);
-            }
-            let lead: i64 = dims[..k].iter().product();
-            let rest: i64 = dims[k..].iter().product();
-            let out = x.reshape([lead, rest]).copy();
-            let upd = upd.to_kind(x.kind()).reshape([rows.size()[0], rest]);
-            out.index_copy(0, &lin, &upd).reshape(dims.as_slice())
-        }
-        op => bail!("{}: cannot fold {op}", at(n)),
+        _ => return super::consts::fold(n, ins),
     })
 }
 

@@ -30,17 +30,45 @@ pub(super) enum View {
     /// `index`: for each element of the value (its shape at batch 1), the
     /// element of the node's output it is; the value is those times `scale`.
     Index { index: Tensor, scale: f64 },
-    /// `scale`·q kᵀ + `bias` for two index views of the node (q: [.., N,
-    /// d], k: [.., d, N]), seen as `shape`; its softmax over the last axis
-    /// once `softmax`.
-    Scores {
-        q: Tensor,
-        k: Tensor,
-        scale: f64,
-        bias: Tensor,
-        shape: Vec<i64>,
-        softmax: bool,
-    },
+    /// Attention scores (see [`Scores`]).
+    Scores(Scores),
+    /// The L2 norm over the last axis of the index view `index` (kept as
+    /// [.., 1]; clamped and expanded it stays one): Swin V2's normalising
+    /// of q and k.
+    Norm { index: Tensor },
+}
+
+/// `logits`·`scale`·q kᵀ + `bias` for two index views of the node (q: [..,
+/// N, d], k: [.., d, N]), seen as `shape`; its softmax over the last axis
+/// once `softmax`.
+pub(super) struct Scores {
+    pub q: Tensor,
+    pub k: Tensor,
+    pub scale: f64,
+    pub bias: Tensor,
+    pub shape: Vec<i64>,
+    pub softmax: bool,
+    /// Swin V2's cosine attention: q and k were normalised over d, in
+    /// these layouts (their index views when divided by their norms).
+    pub cosine: Option<(Tensor, Tensor)>,
+    /// A per-head multiplier ([heads, 1, 1]: V2's exp of its logit scale).
+    pub logits: Option<Tensor>,
+}
+
+impl Clone for Scores {
+    fn clone(&self) -> Scores {
+        let pair = |p: &(Tensor, Tensor)| (p.0.shallow_clone(), p.1.shallow_clone());
+        Scores {
+            q: self.q.shallow_clone(),
+            k: self.k.shallow_clone(),
+            scale: self.scale,
+            bias: self.bias.shallow_clone(),
+            shape: self.shape.clone(),
+            softmax: self.softmax,
+            cosine: self.cosine.as_ref().map(pair),
+            logits: self.logits.as_ref().map(Tensor::shallow_clone),
+        }
+    }
 }
 
 impl View {
@@ -48,37 +76,25 @@ impl View {
     pub(super) fn size(&self) -> Vec<i64> {
         match self {
             View::Index { index, .. } => index.size(),
-            View::Scores { shape, .. } => shape.clone(),
+            View::Scores(s) => s.shape.clone(),
+            View::Norm { index } => {
+                let mut s = index.size();
+                if let Some(last) = s.last_mut() {
+                    *last = 1;
+                }
+                s
+            }
         }
     }
 
-    /// The same scores changed by `f` (scale, bias, shape, softmax).
-    pub(super) fn scores(
-        &self,
-        f: impl FnOnce(&mut f64, &mut Tensor, &mut Vec<i64>, &mut bool),
-    ) -> View {
-        let View::Scores {
-            q,
-            k,
-            scale,
-            bias,
-            shape,
-            softmax,
-        } = self
-        else {
+    /// The same scores changed by `f`.
+    pub(super) fn scores(&self, f: impl FnOnce(&mut Scores)) -> View {
+        let View::Scores(s) = self else {
             unreachable!("attention scores")
         };
-        let (mut scale, mut bias, mut shape, mut softmax) =
-            (*scale, bias.shallow_clone(), shape.clone(), *softmax);
-        f(&mut scale, &mut bias, &mut shape, &mut softmax);
-        View::Scores {
-            q: q.shallow_clone(),
-            k: k.shallow_clone(),
-            scale,
-            bias,
-            shape,
-            softmax,
-        }
+        let mut s = s.clone();
+        f(&mut s);
+        View::Scores(s)
     }
 }
 
@@ -100,9 +116,10 @@ const LAYOUT: &[&str] = &[
 pub(super) fn describe(v: &Value) -> String {
     match v.view.as_deref() {
         Some(View::Index { index, .. }) => format!("as {:?}", index.size()),
-        Some(View::Scores { softmax, .. }) => {
-            format!("attention {}", if *softmax { "weights" } else { "scores" })
+        Some(View::Scores(s)) => {
+            format!("attention {}", if s.softmax { "weights" } else { "scores" })
         }
+        Some(View::Norm { .. }) => "a norm of q or k".to_string(),
         None => format!("{:?}", v.shape),
     }
 }
@@ -139,7 +156,7 @@ impl Reader<'_> {
             && !v.nhwc
             && v.grouped.is_none()
             && self.target_dims(n) == Some(3);
-        if LAYOUT.contains(&op) && (tokens || to_patches || self.spatial(n, &v)) {
+        if LAYOUT.contains(&op) && (tokens || to_patches || self.spatial(n, &v)?) {
             return self.rearrange(n, &v).map(|_| true);
         }
         if op == "Concat" && self.joins(n) {
@@ -159,6 +176,13 @@ impl Reader<'_> {
             ("Add" | "Mul" | "Div" | "Sub", None) => self.by_constant(n, &v, 0),
             ("Concat", _) => self.prefix(n).map(|_| true),
             ("ReduceMean", None) => self.token_mean(n, &v).map(|_| true),
+            ("ReduceL2", _) => self.norm_of(n, &v).map(|_| true),
+            ("Clip" | "Expand", _) if matches!(v.view.as_deref(), Some(View::Norm { .. })) => {
+                self.norm_kept(n, &v).map(|_| true)
+            }
+            ("Div", Some(b)) if matches!(b.view.as_deref(), Some(View::Norm { .. })) => {
+                self.normalise(n, &v, &b).map(|_| true)
+            }
             _ => Ok(false),
         }
     }
@@ -186,16 +210,14 @@ impl Reader<'_> {
     /// Whether layout op `n` moves plain maps other than as the CNN
     /// readers do (NHWC <-> NCHW, flattens, channel slices): Swin's
     /// windows, roll and patch merging on channels-last maps.
-    fn spatial(&self, n: &NodeProto, v: &Value) -> bool {
+    fn spatial(&self, n: &NodeProto, v: &Value) -> Result<bool> {
         if !matches!(v.shape, Shape::Maps { .. }) || v.view.is_some() || v.grouped.is_some() {
-            return false;
+            return Ok(false);
         }
-        let ints = |k: usize, name: &str| match n.input.get(k).filter(|s| !s.is_empty()) {
-            Some(s) => self
-                .consts
-                .get(s)
-                .and_then(|t| crate::net::values(t, name).ok()),
-            None => attr_ints(n, name),
+        // Slice's axes: an input (opset 10 on) or the attribute; all if neither.
+        let axes = match n.input.get(3).filter(|s| !s.is_empty()) {
+            Some(s) => Some(crate::net::values(&self.get(s, n)?, "axes")?),
+            None => attr_ints(n, "axes"),
         };
         let channel = |a: i64| {
             if v.nhwc {
@@ -204,15 +226,12 @@ impl Reader<'_> {
                 a == 1 || a == -3
             }
         };
-        match n.op_type.as_str() {
+        Ok(match n.op_type.as_str() {
             "Reshape" => v.nhwc && self.target_dims(n).is_some_and(|d| d != 2),
-            "Slice" => ints(3, "axes").is_none_or(|axes| axes.iter().any(|&a| !channel(a))),
-            "Transpose" => {
-                let perm = attr_ints(n, "perm").unwrap_or_default();
-                perm != (if v.nhwc { [0, 3, 1, 2] } else { [0, 2, 3, 1] })
-            }
+            "Slice" => axes.is_none_or(|axes| axes.iter().any(|&a| !channel(a))),
+            "Transpose" => perm(n, 4) != (if v.nhwc { [0, 3, 1, 2] } else { [0, 2, 3, 1] }),
             _ => false,
-        }
+        })
     }
 
     /// Whether Concat `n` joins views (or layouts) of one node's output.
@@ -264,7 +283,7 @@ impl Reader<'_> {
     pub(super) fn index(&self, v: &Value) -> Option<(Tensor, f64)> {
         match v.view.as_deref() {
             Some(View::Index { index, scale }) => Some((index.shallow_clone(), *scale)),
-            Some(View::Scores { .. }) => None,
+            Some(View::Scores(_) | View::Norm { .. }) => None,
             None if v.grouped.is_some() => None,
             None => {
                 let size = v.shape.size(1);
@@ -286,8 +305,7 @@ impl Reader<'_> {
 
     /// A layout op on a view (or on tokens, or on a conv's maps).
     fn rearrange(&mut self, n: &NodeProto, v: &Value) -> Result<()> {
-        if let (Some(w @ View::Scores { .. }), "Reshape") = (v.view.as_deref(), n.op_type.as_str())
-        {
+        if let (Some(w @ View::Scores(_)), "Reshape") = (v.view.as_deref(), n.op_type.as_str()) {
             // Scores regrouped (Swin's [windows, heads] <-> [batch, windows, heads]).
             let from = w.size();
             let shape = fold(
@@ -301,7 +319,7 @@ impl Reader<'_> {
             if shape.len() < 2 || shape[shape.len() - 2..] != from[from.len() - 2..] {
                 bail!("{}: reshapes attention scores {from:?} to {shape:?}", at(n));
             }
-            let view = w.scores(|_, _, s, _| *s = shape);
+            let view = w.scores(|s| s.shape = shape);
             self.put(&n.output[0], v, view);
             return Ok(());
         }
@@ -315,6 +333,7 @@ impl Reader<'_> {
         if matches!(n.op_type.as_str(), "Identity" | "Dropout") {
             let view = View::Index { index, scale };
             self.put(&n.output[0], v, view);
+            self.carry_norm(n);
             return self.settle(n, &n.output[0].clone());
         }
         let mut ins = vec![index];
@@ -340,7 +359,90 @@ impl Reader<'_> {
             );
             self.settle(n, out)?;
         }
+        self.carry_norm(n);
         Ok(())
+    }
+
+    /// Swin V2's normalising of q and k (see `View::Norm`): the L2 norm
+    /// over the last axis of an index view.
+    fn norm_of(&mut self, n: &NodeProto, v: &Value) -> Result<()> {
+        let axes = match n.input.get(1).filter(|s| !s.is_empty()) {
+            Some(s) => crate::net::values(&self.get(s, n)?, "axes")?,
+            None => attr_ints(n, "axes")
+                .ok_or_else(|| anyhow!("{}: a mean or norm over every axis", at(n)))?,
+        };
+        let (index, _) = self
+            .index(v)
+            .filter(|_| v.view.is_some())
+            .ok_or_else(|| anyhow!("{}: a norm of {}", at(n), describe(v)))?;
+        let last = index.dim() as i64 - 1;
+        if !matches!(axes.as_slice(), [a] if *a == -1 || *a == last)
+            || attr_i(n, "keepdims", 1) != 1
+        {
+            bail!(
+                "{}: a norm over axes {axes:?} (only over the last, kept)",
+                at(n)
+            );
+        }
+        self.put(&n.output[0], v, View::Norm { index });
+        Ok(())
+    }
+
+    /// A norm clamped from below by a tiny epsilon (F.normalize's) or
+    /// expanded over its axis: the same norm.
+    fn norm_kept(&mut self, n: &NodeProto, v: &Value) -> Result<()> {
+        if n.op_type == "Clip" {
+            let bound = |k: usize, name: &str| -> Result<Option<f64>> {
+                match n.input.get(k).filter(|s| !s.is_empty()) {
+                    Some(s) => Ok(Some(
+                        self.get(s, n)?
+                            .to_kind(Kind::Double)
+                            .reshape([-1])
+                            .double_value(&[0]),
+                    )),
+                    None => Ok(attr(n, name).map(|a| a.f as f64)),
+                }
+            };
+            let (lo, hi) = (bound(1, "min")?, bound(2, "max")?);
+            if hi.is_some() || lo.is_none_or(|l| !(0.0..=1e-6).contains(&l)) {
+                bail!("{}: clips a norm to [{lo:?}, {hi:?}]", at(n));
+            }
+        }
+        let view = match v.view.as_deref() {
+            Some(View::Norm { index }) => View::Norm {
+                index: index.shallow_clone(),
+            },
+            _ => unreachable!("a norm"),
+        };
+        self.put(&n.output[0], v, view);
+        Ok(())
+    }
+
+    /// An index view divided by its own norm: the same view, normalised
+    /// (remembered in `normed` with its layout now).
+    fn normalise(&mut self, n: &NodeProto, a: &Value, b: &Value) -> Result<()> {
+        let Some(View::Norm { index: of }) = b.view.as_deref() else {
+            unreachable!("a norm")
+        };
+        let (index, _) = self
+            .index(a)
+            .filter(|(i, _)| a.node == b.node && same(i, of) && i.size() == of.size())
+            .ok_or_else(|| anyhow!("{}: divides {} by another's norm", at(n), describe(a)))?;
+        self.normed
+            .insert(n.output[0].clone(), index.shallow_clone());
+        self.put(&n.output[0], a, View::Index { index, scale: 1.0 });
+        Ok(())
+    }
+
+    /// A layout op or scale keeps its input's normalising.
+    fn carry_norm(&mut self, n: &NodeProto) {
+        let Some(t) = n.input.first().and_then(|i| self.normed.get(i)) else {
+            return;
+        };
+        let t = t.shallow_clone();
+        for out in &n.output {
+            self.normed.insert(out.clone(), t.shallow_clone());
+        }
     }
 
     /// A Split's pieces of `ins[0]` (sizes from input 1, the `split`
@@ -549,13 +651,13 @@ impl Reader<'_> {
             return Ok(false);
         };
         let scalar = (t.numel() == 1).then(|| t.double_value(&[]));
-        if let (View::Scores { softmax: false, .. }, "Add") = (view, op) {
+        if let (View::Scores(Scores { softmax: false, .. }), "Add") = (view, op) {
             // A bias on the scores (Swin's relative positions, its mask).
             let mut fits = true;
-            let added = view.scores(|_, bias, shape, _| {
-                let sum = bias.reshape(shape.as_slice()) + &t;
-                fits = sum.size() == *shape;
-                *bias = sum;
+            let added = view.scores(|s| {
+                let sum = s.bias.reshape(s.shape.as_slice()) + &t;
+                fits = sum.size() == s.shape;
+                s.bias = sum;
             });
             if !fits {
                 bail!(
@@ -568,6 +670,21 @@ impl Reader<'_> {
             self.put(&n.output[0], v, added);
             return Ok(true);
         }
+        if let (View::Scores(sc @ Scores { softmax: false, .. }), "Mul", None) = (view, op, scalar)
+        {
+            // A multiplier per head ([heads, 1, 1]: V2's logit scale).
+            let per_head = t.dim() >= 3
+                && t.size()[t.dim() - 2..] == [1, 1]
+                && sc.logits.is_none()
+                && sc.bias.abs().max().double_value(&[]) == 0.0;
+            if !per_head {
+                bail!("{}: scales attention scores by {:?}", at(n), t.size());
+            }
+            let scaled = view.scores(|s| s.logits = Some(t.shallow_clone()));
+            self.put(&n.output[0], v, scaled);
+            return Ok(true);
+        }
+        self.carry_norm(n);
         let by = match (op, scalar, at_) {
             ("Mul", Some(s), _) => s,
             ("Div", Some(s), 0) if s != 0.0 => 1.0 / s,
@@ -584,11 +701,13 @@ impl Reader<'_> {
                 index: index.shallow_clone(),
                 scale: scale * by,
             },
-            View::Scores { softmax: false, .. } => view.scores(|scale, bias, _, _| {
-                *scale *= by;
-                *bias = &*bias * by;
+            View::Scores(Scores { softmax: false, .. }) => view.scores(|s| {
+                s.scale *= by;
+                s.bias = &s.bias * by;
             }),
-            View::Scores { .. } => bail!("{}: scales attention weights", at(n)),
+            View::Scores(_) | View::Norm { .. } => {
+                bail!("{}: scales {}", at(n), describe(v))
+            }
         };
         self.put(&n.output[0], v, scaled);
         Ok(true)
@@ -705,7 +824,8 @@ impl Reader<'_> {
     fn token_mean(&mut self, n: &NodeProto, v: &Value) -> Result<()> {
         let axes = match n.input.get(1).filter(|s| !s.is_empty()) {
             Some(s) => crate::net::values(&self.get(s, n)?, "axes")?,
-            None => attr_ints(n, "axes").unwrap_or_default(),
+            None => attr_ints(n, "axes")
+                .ok_or_else(|| anyhow!("{}: a mean or norm over every axis", at(n)))?,
         };
         let Shape::Tokens { c, side, prefix } = v.shape else {
             unreachable!("tokens")
@@ -777,20 +897,24 @@ impl Reader<'_> {
 /// (`encoder.layers.encoder_layer_3`), else the Add's output, which the
 /// TorchScript exporter names by scope (`/blocks/blocks.3/Add_1_output_0`).
 fn block_name(n: &NodeProto) -> String {
-    let scopes = n
+    let module = n
         .metadata_props
         .iter()
         .find(|p| p.key == "pkg.torch.onnx.name_scopes")
-        .map(|p| {
-            p.value
+        .and_then(|p| {
+            let scopes: Vec<&str> = p
+                .value
                 .trim_matches(|c| c == '[' || c == ']')
                 .split(", ")
-                .map(|s| s.trim_matches('\'').to_string())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    match scopes.as_slice() {
-        [.., module, _] if !module.is_empty() => module.clone(),
-        _ => n.output[0].clone(),
+                .map(|s| s.trim_matches('\''))
+                .collect();
+            match scopes.as_slice() {
+                [.., module, _] if !module.is_empty() => Some(module.to_string()),
+                _ => None,
+            }
+        });
+    match module {
+        Some(m) => m,
+        None => n.output[0].clone(),
     }
 }
