@@ -67,24 +67,11 @@ pub(super) fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
             if attr_i(n, "batch_dims", 0) != 0 {
                 bail!("{}: GatherND with batch_dims", at(n));
             }
-            let idx = ins[1].to_kind(Kind::Int64);
-            let dims = x.size();
-            let k = *idx.size().last().unwrap_or(&0) as usize;
-            if k == 0 || k > dims.len() {
-                bail!(
-                    "{}: indices of shape {:?} for data {dims:?}",
-                    at(n),
-                    idx.size()
-                );
-            }
-            let rows = idx.reshape([-1, k as i64]);
-            let mut lin = rows.select(1, 0);
-            for (j, d) in dims.iter().enumerate().take(k).skip(1) {
-                lin = lin * *d + rows.select(1, j as i64);
-            }
-            let lead: i64 = dims[..k].iter().product();
-            let mut out_dims = idx.size()[..idx.dim() - 1].to_vec();
-            out_dims.extend_from_slice(&dims[k..]);
+            let (lin, k) = offsets(n, &ins[1], &x.size())?;
+            let idx = ins[1].size();
+            let mut out_dims = idx[..idx.len() - 1].to_vec();
+            out_dims.extend_from_slice(&x.size()[k..]);
+            let lead: i64 = x.size()[..k].iter().product();
             x.reshape([lead, -1])
                 .index_select(0, &lin)
                 .reshape(out_dims.as_slice())
@@ -110,27 +97,49 @@ pub(super) fn fold(n: &NodeProto, ins: &[Tensor]) -> Result<Tensor> {
         }
         "ScatterND" => {
             // data[indices[i]] = updates[i] over the first k axes.
-            let (idx, upd) = (ins[1].to_kind(Kind::Int64), &ins[2]);
             let dims = x.size();
-            let k = *idx.size().last().unwrap_or(&0) as usize;
-            if k == 0 || k > dims.len() {
-                bail!(
-                    "{}: indices of shape {:?} for data {dims:?}",
-                    at(n),
-                    idx.size()
-                );
-            }
-            let rows = idx.reshape([-1, k as i64]);
-            let mut lin = rows.select(1, 0);
-            for (j, d) in dims.iter().enumerate().take(k).skip(1) {
-                lin = lin * *d + rows.select(1, j as i64);
-            }
+            let (lin, k) = offsets(n, &ins[1], &dims)?;
             let lead: i64 = dims[..k].iter().product();
             let rest: i64 = dims[k..].iter().product();
+            let upd = &ins[2];
+            if upd.numel() as i64 != lin.numel() as i64 * rest {
+                bail!(
+                    "{}: updates of shape {:?} for {} rows of {rest}",
+                    at(n),
+                    upd.size(),
+                    lin.numel()
+                );
+            }
             let out = x.reshape([lead, rest]).copy();
-            let upd = upd.to_kind(x.kind()).reshape([rows.size()[0], rest]);
+            let upd = upd.to_kind(x.kind()).reshape([lin.numel() as i64, rest]);
             out.index_copy(0, &lin, &upd).reshape(dims.as_slice())
         }
         op => bail!("{}: cannot fold {op}", at(n)),
     })
+}
+
+/// GatherND's and ScatterND's indices ([.., k]) as row offsets into data
+/// of shape `dims` seen as [d0·…·d(k−1), rest], each index checked (a
+/// negative one counts from the end, as ONNX allows); and k.
+fn offsets(n: &NodeProto, indices: &Tensor, dims: &[i64]) -> Result<(Tensor, usize)> {
+    let idx = indices.to_kind(Kind::Int64);
+    let k = *idx.size().last().unwrap_or(&0) as usize;
+    if idx.dim() == 0 || k == 0 || k > dims.len() {
+        bail!(
+            "{}: indices of shape {:?} for data {dims:?}",
+            at(n),
+            idx.size()
+        );
+    }
+    let rows = idx.reshape([-1, k as i64]);
+    let mut lin = Tensor::zeros([rows.size()[0]], (Kind::Int64, tch::Device::Cpu));
+    for (j, &d) in dims.iter().enumerate().take(k) {
+        let col = rows.select(1, j as i64);
+        let col = col.where_self(&col.ge(0), &(&col + d));
+        if col.numel() > 0 && (col.min().int64_value(&[]) < 0 || col.max().int64_value(&[]) >= d) {
+            bail!("{}: an index outside axis {j} of {dims:?}", at(n));
+        }
+        lin = lin * d + col;
+    }
+    Ok((lin, k))
 }
