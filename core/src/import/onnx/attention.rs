@@ -189,7 +189,8 @@ impl Reader<'_> {
             Shape::Flat(_) => bail!("{}: attention over a vector", at(n)),
         };
         self.attended = true;
-        self.set(&n.output[0], i, shape);
+        // Swin's maps: channels-last in the graph.
+        self.set_layout(&n.output[0], i, shape, matches!(shape, Shape::Maps { .. }));
         let w = self.values[&n.output[0]].clone();
         let index = index.reshape(q.size().as_slice());
         self.put(&n.output[0], &w, View::Index { index, scale: 1.0 });

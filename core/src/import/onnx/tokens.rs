@@ -502,7 +502,12 @@ impl Reader<'_> {
                 let patches = nchw.reshape([c, s2]).tr();
                 let mut plain = v.clone();
                 plain.view = None;
-                if size == [1, s2, c] && same(index, &patches) {
+                // A conv's maps as patch tokens (not Swin's channels-last
+                // maps in one window, which index the same).
+                let conv = v
+                    .node
+                    .is_some_and(|i| matches!(self.nodes[i].op, Layer::Conv { .. }));
+                if size == [1, s2, c] && same(index, &patches) && !v.nhwc && conv {
                     self.patches(n, out, &v, c, side);
                 } else if size == [1, c, side, side] && same(index, &nchw) {
                     plain.nhwc = false;
@@ -812,7 +817,8 @@ impl Reader<'_> {
         let name = l.name().expect("a named layer").to_string();
         self.tensors.insert(format!("{name}.bias"), b.contiguous());
         let i = self.push(l, &[&plain]);
-        self.set(&n.output[0], i, shape);
+        // Maps the graph holds channels-last (Swin's windows of them).
+        self.set_layout(&n.output[0], i, shape, matches!(shape, Shape::Maps { .. }));
         let w = self.values[&n.output[0]].clone();
         let index = out.reshape(size.as_slice());
         self.put(&n.output[0], &w, View::Index { index, scale: 1.0 });
